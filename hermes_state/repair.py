@@ -1,0 +1,234 @@
+"""Repair ladder for a malformed state database; it never edits session or message rows."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .backup import backup_files, is_open_in_process
+from .errors import DatabaseInUseError, DatabaseNotFoundError, NotADatabaseError, StateError
+from .health import HealthReport, check_health, open_existing
+from .schema import FTS_SQL, FTS_TABLE, FTS_TRIGGERS, split_statements, fts5_available, has_fts_table
+
+logger = logging.getLogger("hermes_state")
+
+
+class RepairOutcome(enum.Enum):
+    HEALTHY = "healthy"  # nothing needed repair
+    REPAIRED = "repaired"
+    FAILED = "failed"  # left as found after the steps tried; the backup is kept
+
+
+@dataclass(frozen=True)
+class RepairStep:
+    name: str
+    ok: bool
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    sessions: int
+    messages: int
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    path: str
+    outcome: RepairOutcome
+    backup: tuple[str, ...]
+    steps: tuple[RepairStep, ...]
+    before: HealthReport | None
+    after: HealthReport | None
+    rows_before: RowCounts | None
+    rows_after: RowCounts | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is not RepairOutcome.FAILED
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "outcome": self.outcome.value,
+            "backup": list(self.backup),
+            "steps": [{"name": s.name, "ok": s.ok, "error": s.error} for s in self.steps],
+            "rows_before": None if self.rows_before is None else vars(self.rows_before),
+            "rows_after": None if self.rows_after is None else vars(self.rows_after),
+            "after": None if self.after is None else self.after.to_dict(),
+            "error": self.error,
+        }
+
+
+def repair_state_db(path: str | os.PathLike[str], backup: bool = True) -> RepairResult:
+    """Back up *path* (with -wal/-shm), then climb the ladder until the database is sound.
+
+    Ladder: rebuild the FTS index from `messages`; remove duplicate schema rows; REINDEX;
+    drop the FTS index, VACUUM and recreate it. Session and message rows are only read.
+    Offline operation: raises DatabaseInUseError if this process has *path* open.
+    A database that cannot be repaired is left in place and reported as FAILED.
+    """
+    db = Path(path)
+    if not db.exists():
+        raise DatabaseNotFoundError(f"no such file: {db}")
+    if is_open_in_process(db):
+        raise DatabaseInUseError(f"{db} is open in this process; close it before repairing")
+    copies = tuple(str(p) for p in backup_files(db)) if backup else ()
+    if copies:
+        logger.warning("hermes_state: backed up %s to %s before repair", db, copies[0])
+
+    def result(outcome: RepairOutcome, steps: list[RepairStep], before: HealthReport | None,
+               after: HealthReport | None, rows_before: RowCounts | None, error: str | None) -> RepairResult:
+        return RepairResult(str(db), outcome, copies, tuple(steps), before, after, rows_before,
+                            _row_counts(db), error)
+
+    try:
+        before = check_health(db)
+    except NotADatabaseError as exc:
+        return result(RepairOutcome.FAILED, [], None, None, None, str(exc))
+    rows_before = _row_counts(db)
+    if before.structurally_ok:
+        return result(RepairOutcome.HEALTHY, [], before, before, rows_before, None)
+
+    steps: list[RepairStep] = []
+    after = before
+    for name, action in _LADDER:
+        if name == "drop_fts_and_vacuum" and not _core_rows_readable(db):
+            steps.append(RepairStep(name, False, "session/message rows are unreadable; refusing to rewrite the file"))
+            break
+        steps.append(_run_step(db, name, action))
+        after = check_health(db)
+        if after.structurally_ok:
+            break
+    rows_after = _row_counts(db)
+    if rows_before is not None and (rows_after is None or rows_after != rows_before):
+        return result(RepairOutcome.FAILED, steps, before, after, rows_before,
+                      f"row counts changed during repair: {rows_before} -> {rows_after}")
+    if after.structurally_ok:
+        return result(RepairOutcome.REPAIRED, steps, before, after, rows_before, None)
+    problems = "; ".join(list(after.integrity[:3]) + list(after.errors[:3]) + [after.fts_error or ""]).strip("; ")
+    return result(RepairOutcome.FAILED, steps, before, after, rows_before, f"still unhealthy: {problems}")
+
+
+def _run_step(db: Path, name: str, action: Callable[[sqlite3.Connection], None]) -> RepairStep:
+    try:
+        conn = open_existing(db, timeout_s=5.0)
+    except StateError as exc:
+        return RepairStep(name, False, str(exc))
+    try:
+        action(conn)
+        return RepairStep(name, True, None)
+    except sqlite3.Error as exc:
+        logger.warning("hermes_state: repair step %s failed on %s: %s", name, db, exc)
+        return RepairStep(name, False, str(exc))
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+
+
+def _rebuild_fts(conn: sqlite3.Connection) -> None:
+    if not has_fts_table(conn):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")
+    conn.execute("COMMIT")
+
+
+def _dedupe_schema(conn: sqlite3.Connection) -> None:
+    # writable_schema lets the connection load a schema with duplicate rows; only
+    # sqlite_master is edited (the later copies of a duplicated object are removed).
+    conn.execute("PRAGMA writable_schema=ON")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "DELETE FROM sqlite_master WHERE rowid NOT IN "
+            "(SELECT min(rowid) FROM sqlite_master GROUP BY type, name)"
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.execute("PRAGMA writable_schema=OFF")
+
+
+def _reindex(conn: sqlite3.Connection) -> None:
+    conn.execute("REINDEX")
+
+
+def _drop_fts_and_vacuum(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    for trigger in FTS_TRIGGERS:
+        conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    try:
+        conn.execute(f"DROP TABLE IF EXISTS {FTS_TABLE}")
+        conn.execute("COMMIT")
+    except sqlite3.DatabaseError:
+        # The FTS shadow tables are too broken to drop normally: unlink them from the
+        # schema; VACUUM below rewrites the file without their orphaned pages.
+        conn.execute("ROLLBACK")
+        conn.execute("PRAGMA writable_schema=ON")
+        conn.execute("BEGIN IMMEDIATE")
+        for trigger in FTS_TRIGGERS:
+            conn.execute("DELETE FROM sqlite_master WHERE type='trigger' AND name=?", (trigger,))
+        conn.execute(
+            "DELETE FROM sqlite_master WHERE name = ? OR name LIKE ? ESCAPE '\\'",
+            (FTS_TABLE, FTS_TABLE.replace("_", "\\_") + "\\_%"),
+        )
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA writable_schema=OFF")
+    conn.execute("VACUUM")
+    if fts5_available():
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in split_statements(FTS_SQL):
+            conn.execute(statement)
+        conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")
+        conn.execute("COMMIT")
+
+
+_LADDER: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
+    ("rebuild_fts", _rebuild_fts),
+    ("dedupe_schema", _dedupe_schema),
+    ("rebuild_fts_after_dedupe", _rebuild_fts),
+    ("reindex", _reindex),
+    ("drop_fts_and_vacuum", _drop_fts_and_vacuum),
+)
+
+
+def _row_counts(db: Path) -> RowCounts | None:
+    """Count session and message rows by scanning their tables (schema errors tolerated)."""
+    try:
+        conn = open_existing(db)
+    except StateError:
+        return None
+    try:
+        conn.execute("PRAGMA writable_schema=ON")
+        s = conn.execute("SELECT count(*) FROM sessions NOT INDEXED").fetchone()[0]
+        m = conn.execute("SELECT count(*) FROM messages NOT INDEXED").fetchone()[0]
+        return RowCounts(int(s), int(m))
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def _core_rows_readable(db: Path) -> bool:
+    """Whether every session and message row can be read in full (before rewriting the file)."""
+    try:
+        conn = open_existing(db)
+    except StateError:
+        return False
+    try:
+        conn.execute("PRAGMA writable_schema=ON")
+        for table in ("sessions", "messages"):
+            for _ in conn.execute(f"SELECT * FROM {table} NOT INDEXED"):
+                pass
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()

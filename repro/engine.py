@@ -1,0 +1,124 @@
+"""The one place the lab talks to the Docker engine directly: client, image build, cleanup."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+from dataclasses import dataclass
+
+from repro.errors import EngineError, ImageError
+from repro.labels import BASE_IMAGE, IMAGE, LAB_LABEL, RUN_LABEL
+
+# testcontainers' reaper (Ryuk) is an image from a registry; none is reachable on the
+# lab's machines. The lab labels everything and cleans up itself (see cleanup()).
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+import docker  # noqa: E402  (after the environment default above)
+import docker.errors  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def client() -> docker.DockerClient:
+    """A client that answers, or EngineError with one clear line."""
+    try:
+        cli = docker.from_env(timeout=120)
+        cli.ping()
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"no Docker engine answers ({_short(exc)}); run `bash docker/setup.sh`") from None
+    return cli
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: str
+    image_id: str
+    base: str
+    base_origin: str  # "local", "pulled" or "debootstrap"
+
+
+def ensure_base(cli: docker.DockerClient, base: str = BASE_IMAGE) -> str:
+    """Find the base image locally, else pull it, else make it offline with debootstrap."""
+    try:
+        cli.images.get(base)
+        return "local"
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        cli.images.pull(base)
+        return "pulled"
+    except docker.errors.DockerException:
+        pass  # no registry: make the same Debian release ourselves
+    script = ROOT / "docker" / "make-base.sh"
+    proc = subprocess.run(["bash", str(script), base], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ImageError(f"cannot pull {base} and debootstrap failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return "debootstrap"
+
+
+def build_image(cli: docker.DockerClient | None = None, *, image: str = IMAGE, base: str = BASE_IMAGE) -> BuildResult:
+    """Build the lab image (Docker's layer cache makes an unchanged rebuild take seconds)."""
+    cli = cli or client()
+    origin = ensure_base(cli, base)
+    try:
+        built, _logs = cli.images.build(
+            path=str(ROOT),
+            dockerfile="docker/Dockerfile",
+            tag=image,
+            buildargs={"BASE_IMAGE": base},
+            labels={LAB_LABEL: "image"},
+            rm=True,
+            forcerm=True,
+        )
+    except docker.errors.BuildError as exc:
+        tail = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log)[-600:]
+        raise ImageError(f"image build failed: {exc.msg}\n{tail}") from None
+    except docker.errors.APIError as exc:
+        raise ImageError(f"image build failed: {_short(exc)}") from None
+    return BuildResult(image=image, image_id=built.short_id, base=base, base_origin=origin)
+
+
+def image_present(cli: docker.DockerClient, image: str = IMAGE) -> bool:
+    try:
+        cli.images.get(image)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    containers: int
+    volumes: int
+
+
+def cleanup(cli: docker.DockerClient | None = None, *, run_id: str | None = None) -> CleanupResult:
+    """Remove every container and volume with the lab's label (optionally of one run only)."""
+    cli = cli or client()
+    label = f"{RUN_LABEL}={run_id}" if run_id else LAB_LABEL
+    containers = cli.containers.list(all=True, filters={"label": label})
+    for container in containers:
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+    volumes = cli.volumes.list(filters={"label": label})
+    for volume in volumes:
+        try:
+            volume.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+    return CleanupResult(containers=len(containers), volumes=len(volumes))
+
+
+def leftovers(cli: docker.DockerClient, run_id: str | None = None) -> tuple[list[str], list[str]]:
+    """Names of the lab's containers and volumes still present."""
+    label = f"{RUN_LABEL}={run_id}" if run_id else LAB_LABEL
+    return ([c.name for c in cli.containers.list(all=True, filters={"label": label})],
+            [v.name for v in cli.volumes.list(filters={"label": label})])

@@ -1,0 +1,178 @@
+"""The Jepsen-style operation ledger the workload prints and the verifier reads back.
+
+The workload runs inside the machine under test and prints one line per event to its
+stdout, which s6 hands to the container runtime: the ledger therefore survives the
+crash of the machine and never lives on the disk under test.
+
+Line format (one event per line, UTF-8, JSON after a fixed tag)::
+
+    LEDGER {"i": 17, "t": "invoke", "op": "append_message", "args": {...}}
+    LEDGER {"i": 17, "t": "ok", "result": {"id": 42}}
+    LEDGER {"i": 18, "t": "fail", "err": "DiskFullError: database or disk is full"}
+    LEDGER {"i": 19, "t": "info", "err": "OperationalError: disk I/O error"}
+    READY {"journal_mode": "wal", "synchronous": 1, ...}
+    EVENT {"kind": "...", ...}
+
+An ``ok`` line is written and flushed only after the store call returned, so an ``ok``
+means the commit was acknowledged. An ``invoke`` with neither ``ok`` nor ``fail`` is
+indeterminate (Jepsen's ``info``): cut off by the crash, its effect is unknown until read
+back. The workload writes ``info`` itself when a call raised an error that does not
+prove the write was rolled back (an I/O error in the middle of a commit).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+LEDGER_TAG = "LEDGER "
+READY_TAG = "READY "
+EVENT_TAG = "EVENT "
+
+
+class OpKind(str, enum.Enum):
+    """The store operations the workload performs."""
+
+    CREATE_SESSION = "create_session"
+    APPEND_MESSAGE = "append_message"
+    UPDATE_TOKENS = "update_token_counts"
+    END_SESSION = "end_session"
+    SEARCH = "search_messages"
+
+
+class Outcome(str, enum.Enum):
+    """Jepsen's completion states: ok, fail, or unknown (info) when cut off."""
+
+    OK = "ok"
+    FAIL = "fail"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One store call as seen by the workload, with its completion if any.
+
+    ``args`` holds plain JSON values:
+
+    - create_session: session_id, source, model
+    - append_message: session_id, role, sha (sha256 hex of the content), length,
+      tool_calls (bool); an ok result has ``id`` (the message id the store returned)
+    - update_token_counts: session_id, input_tokens, output_tokens (increments)
+    - end_session: session_id, end_reason
+    - search_messages: query; an ok result has ``hits``
+    """
+
+    index: int
+    kind: OpKind
+    args: Mapping[str, object]
+    outcome: Outcome
+    result: Mapping[str, object] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def acked(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    @property
+    def is_write(self) -> bool:
+        return self.kind is not OpKind.SEARCH
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Every operation of one trial, in invocation order, plus the workload's READY facts."""
+
+    operations: tuple[Operation, ...]
+    ready: Mapping[str, object] = field(default_factory=dict)
+    events: tuple[Mapping[str, object], ...] = ()
+
+    @property
+    def acked(self) -> tuple[Operation, ...]:
+        return tuple(op for op in self.operations if op.acked and op.is_write)
+
+    @property
+    def indeterminate(self) -> tuple[Operation, ...]:
+        return tuple(op for op in self.operations if op.outcome is Outcome.INFO and op.is_write)
+
+    @property
+    def failed(self) -> tuple[Operation, ...]:
+        return tuple(op for op in self.operations if op.outcome is Outcome.FAIL)
+
+
+class LedgerError(ValueError):
+    """A ledger line that cannot be parsed (the lab's fault, not the store's)."""
+
+
+def encode(record: Mapping[str, object]) -> str:
+    """One ledger line (without newline) for a record."""
+    return LEDGER_TAG + json.dumps(record, separators=(",", ":"), sort_keys=True)
+
+
+def parse_lines(lines: Iterable[str]) -> Ledger:
+    """Build a Ledger from the workload's stdout lines; other lines are ignored.
+
+    A line cut in half by the crash (only possible for the very last line) is ignored:
+    the operation it belonged to stays indeterminate.
+    """
+    invokes: dict[int, dict[str, object]] = {}
+    completions: dict[int, dict[str, object]] = {}
+    ready: dict[str, object] = {}
+    events: list[dict[str, object]] = []
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        # docker may prefix nothing; s6 may interleave other services' lines
+        for tag in (LEDGER_TAG, READY_TAG, EVENT_TAG):
+            pos = line.find(tag)
+            if pos == -1:
+                continue
+            payload = line[pos + len(tag):]
+            try:
+                record = json.loads(payload)
+            except json.JSONDecodeError:
+                break  # a torn last line
+            if not isinstance(record, dict):
+                raise LedgerError(f"ledger record is not an object: {payload[:80]}")
+            if tag == READY_TAG:
+                ready = record
+            elif tag == EVENT_TAG:
+                events.append(record)
+            else:
+                _add(record, invokes, completions)
+            break
+    operations = []
+    for index in sorted(invokes):
+        inv = invokes[index]
+        done = completions.get(index)
+        outcome = Outcome.INFO if done is None else Outcome(str(done["t"]))
+        result = done.get("result", {}) if done else {}
+        operations.append(
+            Operation(
+                index=index,
+                kind=OpKind(str(inv["op"])),
+                args=dict(inv.get("args", {})),  # type: ignore[arg-type]
+                outcome=outcome,
+                result=dict(result) if isinstance(result, dict) else {},
+                error=str(done.get("err", "")) if done else "",
+            )
+        )
+    return Ledger(operations=tuple(operations), ready=ready, events=tuple(events))
+
+
+def _add(
+    record: dict[str, object],
+    invokes: dict[int, dict[str, object]],
+    completions: dict[int, dict[str, object]],
+) -> None:
+    try:
+        index = int(record["i"])  # type: ignore[call-overload]
+        kind = record["t"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LedgerError(f"ledger record without index/type: {record!r}") from exc
+    if kind == "invoke":
+        invokes[index] = record
+    elif kind in ("ok", "fail", "info"):
+        completions[index] = record
+    else:
+        raise LedgerError(f"unknown ledger record type {kind!r}")

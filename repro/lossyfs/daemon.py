@@ -1,0 +1,141 @@
+"""The lossyfs daemon: mount the volatile disk with FUSE, write back on a timer, cut on a signal.
+
+Interface (stdout, one line each, flushed):
+  LOSSYFS READY {json}    mounted and serving; SIGUSR1 may be sent from now on
+  LOSSYFS CUT {json}      the power was cut: what was lost (CutReport fields plus "trigger")
+  LOSSYFS STOPPED {json}  clean unmount after SIGTERM/SIGINT ("synced": true unless cut before)
+Control: SIGUSR1, or the file given by --cut-file appearing, cuts the power. After the cut every
+request fails with EIO and nothing reaches the backing directory; the mount stays until
+SIGTERM/SIGINT, which then unmounts without syncing. SIGTERM/SIGINT before a cut is a clean
+shutdown: everything is persisted first, like `umount`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+from enum import IntEnum
+
+import pyfuse3
+import trio
+
+from repro.lossyfs.cache import VolatileDisk
+from repro.lossyfs.errors import LossyFsError
+from repro.lossyfs.fuse_ops import LossyOperations
+from repro.lossyfs.model import CacheOptions
+
+TAG = "LOSSYFS"
+_CUT_FILE_POLL_S = 0.01
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    USAGE = 2
+    FAILED = 3
+
+
+def emit(event: str, payload: dict[str, object]) -> None:
+    print(f"{TAG} {event} {json.dumps(payload, sort_keys=True, separators=(',', ':'))}", flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python3 -m repro.lossyfs", description=__doc__.splitlines()[0])
+    p.add_argument("--backing", required=True, help="directory holding what survives (the disk)")
+    p.add_argument("--mount", required=True, help="directory to mount the lossy view over")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--writeback-interval-ms", type=int, default=100, help="0 disables background writeback")
+    p.add_argument("--writeback-rate", type=float, default=0.5,
+                   help="chance that one writeback step persists a given dirty item")
+    p.add_argument("--page-size", type=int, default=4096)
+    p.add_argument("--torn-writes", action="store_true", help="at the cut, tear one in-flight page at 512 B")
+    p.add_argument("--lazy-dirs", action="store_true", help="create/rename/unlink durable only on dir fsync")
+    p.add_argument("--cut-file", help="cut the power as soon as this path exists")
+    return p.parse_args(argv)
+
+
+class Daemon:
+    """Owns the disk and the trio tasks around pyfuse3.main."""
+
+    def __init__(self, disk: VolatileDisk, args: argparse.Namespace) -> None:
+        self._disk = disk
+        self._args = args
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self) -> None:
+        with trio.open_signal_receiver(signal.SIGUSR1, signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(pyfuse3.main)
+                if self._args.writeback_interval_ms > 0:
+                    nursery.start_soon(self._writeback_loop)
+                if self._args.cut_file:
+                    nursery.start_soon(self._watch_cut_file)
+                opts = self._disk.options
+                emit("READY", {
+                    "pid": os.getpid(), "backing": self._args.backing, "mount": self._args.mount,
+                    "seed": opts.seed, "page_size": opts.page_size, "torn_writes": opts.torn_writes,
+                    "lazy_dirs": opts.lazy_dirs, "writeback_rate": opts.writeback_rate,
+                    "writeback_interval_ms": self._args.writeback_interval_ms, "cut_file": self._args.cut_file,
+                })
+                async for signum in signals:
+                    if signum == signal.SIGUSR1:
+                        self.cut("SIGUSR1")
+                        continue
+                    synced = not self._disk.is_cut
+                    if synced:
+                        self._disk.sync_all()
+                    emit("STOPPED", {"signal": signal.Signals(signum).name, "synced": synced})
+                    pyfuse3.terminate()
+                    nursery.cancel_scope.cancel()
+                    return
+
+    def cut(self, trigger: str) -> None:
+        if self._disk.is_cut:
+            return
+        report = self._disk.cut()
+        emit("CUT", {"trigger": trigger, **dataclasses.asdict(report)})
+
+    async def _writeback_loop(self) -> None:
+        interval = self._args.writeback_interval_ms / 1000
+        while True:
+            await trio.sleep(interval)
+            if self._disk.is_cut:
+                return
+            try:
+                self._disk.writeback()
+            except (LossyFsError, OSError) as exc:
+                print(f"lossyfs: writeback failed: {exc!r}", file=sys.stderr, flush=True)
+
+    async def _watch_cut_file(self) -> None:
+        while not self._disk.is_cut:
+            if os.path.exists(self._args.cut_file):
+                self.cut("cut-file")
+                return
+            await trio.sleep(_CUT_FILE_POLL_S)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        options = CacheOptions(seed=args.seed, page_size=args.page_size, torn_writes=args.torn_writes,
+                               lazy_dirs=args.lazy_dirs, writeback_rate=args.writeback_rate)
+        disk = VolatileDisk(args.backing, options)
+    except LossyFsError as exc:
+        print(f"lossyfs: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    os.umask(0)  # the kernel already applied the application's umask to every mode we get
+    fuse_options = set(pyfuse3.default_options) | {"fsname=lossyfs", "subtype=lossyfs", "allow_other"}
+    try:
+        pyfuse3.init(LossyOperations(disk, args.backing), args.mount, fuse_options)
+    except RuntimeError as exc:
+        print(f"lossyfs: mount failed: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    try:
+        trio.run(Daemon(disk, args).run)
+    finally:
+        pyfuse3.close(unmount=True)
+    return ExitCode.OK

@@ -1,0 +1,196 @@
+"""The thin pyfuse3 adapter: FUSE requests in, VolatileDisk calls out, typed errors to errnos.
+
+Deliberate omissions: no lock handlers (the kernel then keeps POSIX byte-range locks itself,
+which is right on one machine), no writeback_cache (every write reaches the daemon), no
+direct_io (the kernel page cache backs SQLite's shared -shm mapping), no xattrs or links.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import pyfuse3
+
+from repro.lossyfs.cache import VolatileDisk
+from repro.lossyfs.errors import LossyFsError
+from repro.lossyfs.model import NodeStat
+
+# Every change goes through this kernel, so its cached attributes and entries never go stale
+# (the cut only makes later calls fail); long timeouts save a getattr/lookup per operation.
+_TIMEOUT_S = 300.0
+
+
+@contextmanager
+def _errnos() -> Iterator[None]:
+    try:
+        yield
+    except LossyFsError as exc:
+        raise pyfuse3.FUSEError(exc.errno) from exc
+    except OSError as exc:
+        raise pyfuse3.FUSEError(exc.errno or errno.EIO) from exc
+
+
+def _attrs(st: NodeStat, blksize: int) -> pyfuse3.EntryAttributes:
+    attr = pyfuse3.EntryAttributes()
+    attr.st_ino = st.ino
+    attr.generation = 0
+    attr.entry_timeout = _TIMEOUT_S
+    attr.attr_timeout = _TIMEOUT_S
+    attr.st_mode = st.mode
+    attr.st_nlink = st.nlink
+    attr.st_uid = st.uid
+    attr.st_gid = st.gid
+    attr.st_rdev = 0
+    attr.st_size = st.size
+    attr.st_blksize = blksize
+    attr.st_blocks = -(-st.size // 512)
+    attr.st_atime_ns = st.atime_ns
+    attr.st_mtime_ns = st.mtime_ns
+    attr.st_ctime_ns = st.ctime_ns
+    return attr
+
+
+class LossyOperations(pyfuse3.Operations):
+    """FUSE request handlers; each runs to completion without awaiting, so a cut falls between requests."""
+
+    enable_writeback_cache = False
+
+    def __init__(self, disk: VolatileDisk, backing: str) -> None:
+        super().__init__()
+        self._disk = disk
+        self._backing = backing
+        self._blksize = disk.options.page_size
+        self._lookups: dict[int, int] = {}
+
+    def _entry(self, st: NodeStat) -> pyfuse3.EntryAttributes:
+        self._lookups[st.ino] = self._lookups.get(st.ino, 0) + 1
+        return _attrs(st, self._blksize)
+
+    # --------------------------------------------------------------- namespace
+
+    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        with _errnos():
+            return self._entry(self._disk.lookup(parent_inode, os.fsdecode(name)))
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, n in inode_list:
+            left = self._lookups.get(ino, 0) - n
+            if left > 0:
+                self._lookups[ino] = left
+                continue
+            self._lookups.pop(ino, None)
+            self._disk.forget(ino)
+
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        with _errnos():
+            return _attrs(self._disk.getattr(inode), self._blksize)
+
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        with _errnos():
+            if fields.update_size:
+                self._disk.truncate(inode, attr.st_size)
+            st = self._disk.set_attrs(
+                inode,
+                mode=attr.st_mode if fields.update_mode else None,
+                uid=attr.st_uid if fields.update_uid else None,
+                gid=attr.st_gid if fields.update_gid else None,
+                atime_ns=attr.st_atime_ns if fields.update_atime else None,
+                mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+            )
+            return _attrs(st, self._blksize)
+
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if not stat_mod.S_ISREG(mode):
+            raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
+        with _errnos():
+            return self._entry(self._disk.create(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid))
+
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        with _errnos():
+            return self._entry(self._disk.mkdir(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid))
+
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        with _errnos():
+            self._disk.unlink(parent_inode, os.fsdecode(name))
+
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        with _errnos():
+            self._disk.rmdir(parent_inode, os.fsdecode(name))
+
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
+                     flags: int, ctx: pyfuse3.RequestContext) -> None:
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        with _errnos():
+            self._disk.rename(parent_inode_old, os.fsdecode(name_old), parent_inode_new, os.fsdecode(name_new),
+                              noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE))
+
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        with _errnos():
+            self._disk.getattr(inode)  # EIO after the cut, ENOENT for a stale inode
+        return inode
+
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        with _errnos():
+            entries = self._disk.listdir(fh)
+        for index in range(start_id, len(entries)):
+            name, st = entries[index]
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), _attrs(st, self._blksize), index + 1):
+                return
+            self._lookups[st.ino] = self._lookups.get(st.ino, 0) + 1
+
+    async def releasedir(self, fh: int) -> None:
+        return None
+
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        with _errnos():
+            self._disk.fsync(fh)
+
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        with _errnos():
+            self._disk.getattr(1)  # EIO after the cut, like everything else
+            sv = os.statvfs(self._backing)
+        data = pyfuse3.StatvfsData()
+        for field in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree",
+                      "f_favail", "f_namemax"):
+            setattr(data, field, getattr(sv, field))
+        return data
+
+    # --------------------------------------------------------------- data
+
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        with _errnos():
+            self._disk.getattr(inode)
+        # keep_cache: opening must not drop the page cache behind another process's -shm mapping.
+        return pyfuse3.FileInfo(fh=inode, keep_cache=True, direct_io=False)
+
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        with _errnos():
+            st = self._disk.create(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid)
+        return pyfuse3.FileInfo(fh=st.ino, keep_cache=True, direct_io=False), self._entry(st)
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        with _errnos():
+            return self._disk.read(fh, off, size)
+
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        with _errnos():
+            return self._disk.write(fh, off, buf)
+
+    async def flush(self, fh: int) -> None:
+        return None
+
+    async def release(self, fh: int) -> None:
+        return None
+
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        with _errnos():
+            self._disk.fsync(fh)

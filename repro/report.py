@@ -1,0 +1,348 @@
+"""The run as a terminal table, report.json, report.md, junit.xml, and an old-vs-new comparison."""
+
+from __future__ import annotations
+
+import pathlib
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from repro.oracle import Verdict
+from repro.results import ExitCode, RunResult, TrialRecord
+
+VERDICTS: tuple[Verdict, ...] = tuple(Verdict)
+_EXIT_TEXT = {
+    ExitCode.OK: "every trial as the oracle expects",
+    ExitCode.TRIAL_FAILED: "a trial failed: corruption or lost acknowledged writes where SQLite promised none",
+    ExitCode.BAD_INPUT: "bad input",
+    ExitCode.LAB_FAILED: "the lab failed: at least one trial could not be judged",
+}
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """One row of the table: a profile, a fault combination, a preset (and the store)."""
+
+    profile: str
+    faults: str
+    preset: str
+    store: str = "default"
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """Verdict counts of one group."""
+
+    key: GroupKey
+    counts: tuple[tuple[Verdict, int], ...]
+    trials: int
+    failed: int
+    lost_acked: int
+    promised_safe: bool
+
+    def count(self, verdict: Verdict) -> int:
+        return dict(self.counts).get(verdict, 0)
+
+    @property
+    def harmed(self) -> int:
+        """Trials that damaged or lost data, whatever the promise (errors excluded)."""
+        return sum(self.count(v) for v in (Verdict.CORRUPT, Verdict.LOST_ACKED, Verdict.EXPECTED_LOSS))
+
+    @property
+    def judged(self) -> int:
+        return self.trials - self.count(Verdict.ERROR)
+
+
+def group_key(record: TrialRecord) -> GroupKey:
+    return GroupKey(record.profile, record.faults_label, record.preset, record.store)
+
+
+def summarize(records: Iterable[TrialRecord]) -> tuple[GroupSummary, ...]:
+    """One summary per group, in the order groups first appear."""
+    groups: dict[GroupKey, list[TrialRecord]] = {}
+    for rec in records:
+        groups.setdefault(group_key(rec), []).append(rec)
+    out = []
+    for key, recs in groups.items():
+        counts = Counter(r.verdict for r in recs)
+        out.append(GroupSummary(
+            key=key,
+            counts=tuple((v, counts.get(v, 0)) for v in VERDICTS),
+            trials=len(recs),
+            failed=sum(1 for r in recs if r.failed),
+            lost_acked=sum(r.lost_acked for r in recs),
+            promised_safe=all(r.promised_safe for r in recs if not r.lab_error),
+        ))
+    return tuple(out)
+
+
+def blind_controls(records: Iterable[TrialRecord]) -> tuple[GroupKey, ...]:
+    """Groups where nothing was promised yet nothing ever went wrong: the lab may be blind there."""
+    return tuple(
+        g.key for g in summarize(records)
+        if not g.promised_safe and g.judged > 0 and g.harmed == 0
+    )
+
+
+# -- terminal ---------------------------------------------------------------------------
+
+_STYLE = {
+    Verdict.PASS: "green",
+    Verdict.CORRUPT: "bold red",
+    Verdict.LOST_ACKED: "bold red",
+    Verdict.EXPECTED_LOSS: "yellow",
+    Verdict.ERROR: "magenta",
+}
+
+
+def render_table(records: Sequence[TrialRecord], title: str = "crash trials") -> Table:
+    """One row per (profile, faults, preset[, store]) with a count column per verdict."""
+    show_store = len({r.store for r in records}) > 1
+    table = Table(title=title)
+    table.add_column("profile")
+    table.add_column("faults")
+    table.add_column("preset")
+    if show_store:
+        table.add_column("store")
+    for verdict in VERDICTS:
+        table.add_column(verdict.value, justify="right", style=_STYLE[verdict])
+    table.add_column("lost acked", justify="right")
+    table.add_column("as expected", justify="center")
+    for g in summarize(records):
+        cells = [g.key.profile, g.key.faults, g.key.preset] + ([g.key.store] if show_store else [])
+        cells += [str(g.count(v)) if g.count(v) else "." for v in VERDICTS]
+        cells.append(str(g.lost_acked))
+        ok = g.failed == 0 and g.count(Verdict.ERROR) == 0
+        cells.append("yes" if ok else "[bold red]NO[/]")
+        table.add_row(*cells)
+    return table
+
+
+def print_table(records: Sequence[TrialRecord], console: Console | None = None) -> None:
+    (console or Console()).print(render_table(records))
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+def write_json(path: pathlib.Path, run: RunResult) -> pathlib.Path:
+    path.write_text(run.to_json() + "\n", encoding="utf-8")
+    return path
+
+
+def write_markdown(path: pathlib.Path, run: RunResult) -> pathlib.Path:
+    path.write_text(render_markdown(run), encoding="utf-8")
+    return path
+
+
+def write_junit(path: pathlib.Path, run: RunResult) -> pathlib.Path:
+    tree = ET.ElementTree(junit_element(run))
+    ET.indent(tree)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+    return path
+
+
+def write_all(out_dir: pathlib.Path, run: RunResult) -> tuple[pathlib.Path, ...]:
+    """report.json, report.md and junit.xml under ``out_dir`` (created if needed)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return (
+        write_json(out_dir / "report.json", run),
+        write_markdown(out_dir / "report.md", run),
+        write_junit(out_dir / "junit.xml", run),
+    )
+
+
+def _md(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(run: RunResult) -> str:
+    meta, trials = run.meta, run.trials
+    code = run.exit_code
+    lines = [
+        f"# Crash trials: run {meta.run_id}",
+        "",
+        f"**Result: {_EXIT_TEXT[code]}** (exit {int(code)}).",
+        "",
+        f"- trials: {len(trials)}, run seed: `{meta.seed}`, started: {meta.started_at}, "
+        f"duration: {meta.duration_s:.1f} s",
+        f"- command: `{meta.command}`",
+    ]
+    if meta.sqlite_version or meta.lab_version:
+        lines.append(f"- SQLite {meta.sqlite_version or '?'}, lab {meta.lab_version or '?'}")
+    lines += ["", "## Verdicts per group", ""]
+    header = ["profile", "faults", "preset", "store"] + [v.value for v in VERDICTS] + ["lost acked", "promised safe"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for g in summarize(trials):
+        row = [g.key.profile, g.key.faults, g.key.preset, g.key.store]
+        row += [str(g.count(v)) for v in VERDICTS] + [str(g.lost_acked), "yes" if g.promised_safe else "no"]
+        lines.append("| " + " | ".join(_md(c) for c in row) + " |")
+    lines += ["", "`expected-loss`: loss the configuration allows (e.g. WAL + synchronous=NORMAL under power loss)."
+              " `promised safe` = no: SQLite promises nothing there (positive controls); failures are expected."]
+    failed = [t for t in trials if t.failed]
+    errors = [t for t in trials if t.lab_error]
+    lines += ["", "## Failing trials", ""]
+    if not failed:
+        lines.append("None.")
+    for t in failed:
+        lines += _trial_md(t)
+    if errors:
+        lines += ["", "## Lab errors (not the store's fault, not a pass)", ""]
+        for t in errors:
+            lines += _trial_md(t)
+    blind = blind_controls(trials)
+    if blind:
+        lines += ["", "## Warning: positive controls that never failed", ""]
+        lines += [f"- {k.profile} / {k.faults} / {k.preset}: SQLite promises nothing here, yet every trial"
+                  " passed -- the lab may not see this bug class" for k in blind]
+    return "\n".join(lines) + "\n"
+
+
+def _trial_md(t: TrialRecord) -> list[str]:
+    out = [
+        f"### {t.id}: {t.verdict.value} ({t.profile}, {t.faults_label}, {t.preset},"
+        f" journal_mode={t.journal_mode}, synchronous={t.synchronous}, seed {t.seed})",
+        "",
+        f"- {_md(t.detail)}",
+        f"- integrity: {_md(t.integrity)}; acked {t.acked}, lost {t.lost_acked}, phantom {t.phantom},"
+        f" indeterminate {t.indeterminate}" + ("; OOM-killed" if t.oom_killed else ""),
+    ]
+    if t.artifacts_dir:
+        out.append(f"- artifacts: `{t.artifacts_dir}`")
+    out += ["- replay:", "", "```", t.replay, "```", ""]
+    return out
+
+
+def junit_element(run: RunResult) -> ET.Element:
+    """One testcase per trial; <failure> for an unexpected verdict, <error> for a lab error."""
+    trials = run.trials
+    failures = sum(1 for t in trials if not t.expected and not t.lab_error)
+    errors = sum(1 for t in trials if t.lab_error)
+    total_time = sum(t.duration_s for t in trials)
+    suites = ET.Element("testsuites", tests=str(len(trials)), failures=str(failures),
+                        errors=str(errors), time=f"{total_time:.3f}")
+    suite = ET.SubElement(suites, "testsuite", name=f"repro.{run.meta.run_id}", tests=str(len(trials)),
+                          failures=str(failures), errors=str(errors), skipped="0", time=f"{total_time:.3f}")
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", name="seed", value=str(run.meta.seed))
+    ET.SubElement(props, "property", name="command", value=run.meta.command)
+    for t in trials:
+        case = ET.SubElement(suite, "testcase", classname=f"{t.profile}.{t.faults_label}.{t.preset}",
+                             name=t.id, time=f"{t.duration_s:.3f}")
+        text = f"{t.detail}\nreplay: {t.replay}"
+        if t.lab_error:
+            ET.SubElement(case, "error", message=t.detail[:200], type="lab-error").text = text
+        elif not t.expected:
+            ET.SubElement(case, "failure", message=f"{t.verdict.value}: {t.detail[:200]}",
+                          type=t.verdict.value).text = text
+        ET.SubElement(case, "system-out").text = (
+            f"verdict={t.verdict.value} expected={t.expected} journal_mode={t.journal_mode}"
+            f" synchronous={t.synchronous} seed={t.seed} acked={t.acked} lost_acked={t.lost_acked}"
+            f"\nreplay: {t.replay}"
+        )
+    return suites
+
+
+# -- old vs new -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One (profile, faults) group seen in both runs (or only one of them)."""
+
+    profile: str
+    faults: str
+    old: GroupSummary | None
+    new: GroupSummary | None
+
+    @property
+    def change(self) -> str:
+        """better / worse / same / not compared: by the share of judged trials that harmed data."""
+        if self.old is None or self.new is None or self.old.judged == 0 or self.new.judged == 0:
+            return "not compared"
+        old_rate = self.old.harmed / self.old.judged
+        new_rate = self.new.harmed / self.new.judged
+        if new_rate < old_rate:
+            return "better"
+        if new_rate > old_rate:
+            return "worse"
+        return "same"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    old_label: str
+    new_label: str
+    rows: tuple[ComparisonRow, ...]
+
+    @property
+    def headline(self) -> str:
+        better = [f"{r.profile}/{r.faults}" for r in self.rows if r.change == "better"]
+        worse = [f"{r.profile}/{r.faults}" for r in self.rows if r.change == "worse"]
+        compared = [r for r in self.rows if r.change != "not compared"]
+        if not compared:
+            return "nothing to compare: no (profile, fault) group was judged in both runs"
+        if worse and better:
+            return (f"mixed: {self.new_label} fixes {', '.join(better)} but regresses {', '.join(worse)}"
+                    f" vs {self.old_label}")
+        if worse:
+            return f"regression: {self.new_label} harms data more often than {self.old_label} in {', '.join(worse)}"
+        if better:
+            return f"{self.new_label} fixes {', '.join(better)} (vs {self.old_label})"
+        return f"no difference between {self.old_label} and {self.new_label}"
+
+
+def compare_runs(old: Sequence[TrialRecord], new: Sequence[TrialRecord],
+                 old_label: str = "old", new_label: str = "new") -> Comparison:
+    """Per (profile, faults): each side's verdict counts, and which side harmed data less often.
+
+    "Harm" is any corrupt, lost-acked or expected-loss trial, whatever the promise: a
+    release manager comparing two presets cares about data lost, not about whether the
+    configuration allowed it. Lab errors are left out of the rates. Each side should be
+    one preset/store; several are pooled per group.
+    """
+    def pooled(records: Sequence[TrialRecord]) -> dict[tuple[str, str], GroupSummary]:
+        relabelled = [_relabel(r) for r in records]
+        return {(g.key.profile, g.key.faults): g for g in summarize(relabelled)}
+
+    olds, news = pooled(old), pooled(new)
+    keys = list(dict.fromkeys(list(olds) + list(news)))
+    rows = tuple(ComparisonRow(p, f, olds.get((p, f)), news.get((p, f))) for p, f in keys)
+    return Comparison(old_label, new_label, rows)
+
+
+def _relabel(r: TrialRecord) -> TrialRecord:
+    return replace(r, preset="*", store="*")
+
+
+def render_comparison(comparison: Comparison) -> Table:
+    table = Table(title=comparison.headline)
+    table.add_column("profile")
+    table.add_column("faults")
+    for label in (comparison.old_label, comparison.new_label):
+        table.add_column(label)
+    table.add_column("change")
+    for row in comparison.rows:
+        table.add_row(row.profile, row.faults, _counts(row.old), _counts(row.new), row.change)
+    return table
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    lines = [f"**{comparison.headline}**", "",
+             f"| profile | faults | {comparison.old_label} | {comparison.new_label} | change |",
+             "|---|---|---|---|---|"]
+    for row in comparison.rows:
+        lines.append(f"| {row.profile} | {row.faults} | {_counts(row.old)} | {_counts(row.new)} | {row.change} |")
+    return "\n".join(lines) + "\n"
+
+
+def _counts(g: GroupSummary | None) -> str:
+    if g is None:
+        return "-"
+    parts = [f"{v.value} {g.count(v)}" for v in VERDICTS if g.count(v)]
+    return ", ".join(parts) + f" (n={g.trials})"

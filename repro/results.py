@@ -1,0 +1,267 @@
+"""One record per trial, the run around them, their JSON form, and the run's exit code."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, fields
+from typing import Iterable, Mapping, Sequence
+
+from repro.oracle import Judgement, Verdict
+
+RESULTS_FORMAT = 1
+
+
+class ResultsError(ValueError):
+    """A report.json or trial record that cannot be read back."""
+
+
+class ExitCode(enum.IntEnum):
+    """The CLI's exit statuses (BAD_INPUT is the CLI's own; the rest follow from the trials)."""
+
+    OK = 0
+    TRIAL_FAILED = 1
+    BAD_INPUT = 2
+    LAB_FAILED = 3
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """Everything the report says about one trial."""
+
+    id: str
+    profile: str
+    faults: tuple[str, ...]
+    preset: str
+    journal_mode: str
+    synchronous: str
+    seed: int
+    verdict: Verdict
+    integrity: str
+    acked: int
+    lost_acked: int
+    phantom: int
+    indeterminate: int
+    oom_killed: bool | None
+    exit_code: int | None
+    duration_s: float
+    expected: bool
+    promised_safe: bool
+    detail: str
+    artifacts_dir: str | None
+    replay: str
+    store: str = "default"
+
+    @property
+    def failed(self) -> bool:
+        """A real finding: corrupt or lost-acked where the configuration promised otherwise."""
+        return not self.expected and self.verdict in (Verdict.CORRUPT, Verdict.LOST_ACKED)
+
+    @property
+    def lab_error(self) -> bool:
+        return self.verdict is Verdict.ERROR
+
+    @property
+    def faults_label(self) -> str:
+        return "+".join(self.faults) or "none"
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["faults"] = list(self.faults)
+        out["verdict"] = self.verdict.value
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> TrialRecord:
+        try:
+            faults = data["faults"]
+            if not isinstance(faults, list):
+                raise ResultsError("faults is not a list")
+            return cls(
+                id=str(data["id"]),
+                profile=str(data["profile"]),
+                faults=tuple(str(f) for f in faults),
+                preset=str(data["preset"]),
+                journal_mode=str(data["journal_mode"]),
+                synchronous=str(data["synchronous"]),
+                seed=_int(data["seed"]),
+                verdict=Verdict(str(data["verdict"])),
+                integrity=str(data["integrity"]),
+                acked=_int(data["acked"]),
+                lost_acked=_int(data["lost_acked"]),
+                phantom=_int(data["phantom"]),
+                indeterminate=_int(data["indeterminate"]),
+                oom_killed=None if data.get("oom_killed") is None else bool(data["oom_killed"]),
+                exit_code=None if data.get("exit_code") is None else _int(data["exit_code"]),
+                duration_s=float(str(data["duration_s"])),
+                expected=bool(data["expected"]),
+                promised_safe=bool(data["promised_safe"]),
+                detail=str(data.get("detail", "")),
+                artifacts_dir=None if data.get("artifacts_dir") is None else str(data["artifacts_dir"]),
+                replay=str(data.get("replay", "")),
+                store=str(data.get("store", "default")),
+            )
+        except KeyError as exc:
+            raise ResultsError(f"trial record lacks {exc.args[0]!r}") from exc
+        except ValueError as exc:
+            if isinstance(exc, ResultsError):
+                raise
+            raise ResultsError(f"bad trial record: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> TrialRecord:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ResultsError(f"trial record is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ResultsError("trial record is not a JSON object")
+        return cls.from_dict(data)
+
+
+def record_trial(
+    *,
+    id: str,
+    profile: str,
+    faults: Sequence[str],
+    preset: str,
+    journal_mode: str,
+    synchronous: str,
+    seed: int,
+    judgement: Judgement,
+    duration_s: float,
+    replay: str,
+    oom_killed: bool | None = None,
+    exit_code: int | None = None,
+    artifacts_dir: str | None = None,
+    store: str = "default",
+) -> TrialRecord:
+    """Build a record from a judgement; counts come from its verification (0 when there is none)."""
+    ver = judgement.verification
+    integrity = "unknown" if ver is None else ver.health.integrity
+    return TrialRecord(
+        id=id,
+        profile=profile,
+        faults=tuple(faults),
+        preset=preset,
+        journal_mode=journal_mode,
+        synchronous=synchronous,
+        seed=seed,
+        verdict=judgement.verdict,
+        integrity=integrity,
+        acked=0 if ver is None else ver.acked,
+        lost_acked=0 if ver is None else ver.lost_acked,
+        phantom=0 if ver is None else ver.phantom,
+        indeterminate=0 if ver is None else len(ver.indeterminate),
+        oom_killed=oom_killed,
+        exit_code=exit_code,
+        duration_s=round(duration_s, 3),
+        expected=judgement.expected,
+        promised_safe=judgement.promised_safe,
+        detail=judgement.reason[:500],
+        artifacts_dir=artifacts_dir,
+        replay=replay,
+        store=store,
+    )
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """The run around the trials: its id, seed, command line and environment."""
+
+    run_id: str
+    seed: int
+    started_at: str
+    command: str
+    duration_s: float = 0.0
+    lab_version: str = ""
+    sqlite_version: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> RunMeta:
+        try:
+            return cls(
+                run_id=str(data["run_id"]),
+                seed=_int(data["seed"]),
+                started_at=str(data["started_at"]),
+                command=str(data["command"]),
+                duration_s=float(str(data.get("duration_s", 0.0))),
+                lab_version=str(data.get("lab_version", "")),
+                sqlite_version=str(data.get("sqlite_version", "")),
+            )
+        except KeyError as exc:
+            raise ResultsError(f"run metadata lacks {exc.args[0]!r}") from exc
+        except ValueError as exc:
+            raise ResultsError(f"bad run metadata: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A whole run: metadata plus one record per trial, in the order they ran."""
+
+    meta: RunMeta
+    trials: tuple[TrialRecord, ...]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code(self.trials)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "format": RESULTS_FORMAT,
+            "run": self.meta.to_dict(),
+            "exit_code": int(self.exit_code),
+            "trials": [t.to_dict() for t in self.trials],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunResult:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ResultsError(f"report is not JSON: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
+            raise ResultsError("not a report.json of this format")
+        run, trials = data.get("run"), data.get("trials")
+        if not isinstance(run, dict) or not isinstance(trials, list):
+            raise ResultsError("report.json lacks run or trials")
+        records = []
+        for item in trials:
+            if not isinstance(item, dict):
+                raise ResultsError("a trial record is not an object")
+            records.append(TrialRecord.from_dict(item))
+        return cls(RunMeta.from_dict(run), tuple(records))
+
+
+def exit_code(records: Iterable[TrialRecord]) -> ExitCode:
+    """The run's exit status.
+
+    3 (LAB_FAILED) if any trial's verdict is ``error`` -- the run cannot vouch for its
+    results, even if another trial failed (that trial is still listed in the reports);
+    else 1 (TRIAL_FAILED) if any trial is corrupt or lost-acked where the configuration
+    promised otherwise; else 0: every trial as the oracle expects, including positive
+    controls that failed and ``expected-loss`` trials. An empty run is a lab failure.
+    """
+    records = list(records)
+    if not records or any(r.lab_error for r in records):
+        return ExitCode.LAB_FAILED
+    if any(r.failed for r in records):
+        return ExitCode.TRIAL_FAILED
+    return ExitCode.OK
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    return int(str(value))

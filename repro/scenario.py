@@ -1,0 +1,204 @@
+"""What one trial is: machine profile, faults, store configuration and seed, validated up front."""
+
+from __future__ import annotations
+
+import enum
+import os
+import random
+from dataclasses import dataclass, field
+
+from repro.errors import ScenarioError
+from repro.profiles import MachineProfile, get_profile
+
+
+class FaultName(str, enum.Enum):
+    """The fault classes of the beta report (plus power loss, the one kills cannot show)."""
+
+    SIGINT = "sigint"
+    SIGTERM = "sigterm"
+    SIGKILL = "sigkill"
+    SIGKILL_MACHINE = "sigkill-machine"
+    OOM = "oom"
+    DISK_FILL = "disk-fill"
+    DISK_FILL_CLEAR = "disk-fill-clear"
+    POWER_LOSS = "power-loss"
+
+    @property
+    def crash_class(self) -> str:
+        """`power-loss` loses the page cache; everything else is a process crash or no crash."""
+        return "power-loss" if self is FaultName.POWER_LOSS else "process"
+
+    @property
+    def ends_trial(self) -> bool:
+        """Disk fill leaves the machine running; the others end it."""
+        return self not in (FaultName.DISK_FILL, FaultName.DISK_FILL_CLEAR)
+
+
+class Trigger(str, enum.Enum):
+    """When a fault fires."""
+
+    ACKS = "acks"  # after N acknowledged writes (seeded N when not given)
+    RANDOM = "random"  # at a seeded random moment, in milliseconds after readiness
+    IN_WRITE = "in-write"  # while a write is in flight, after N acks, seeded delay in the call
+
+
+def parse_fault(text: str) -> tuple[FaultName, Trigger | None, int | None]:
+    """``sigkill``, ``sigkill@in-write``, ``sigterm@acks=200``, ``oom@random`` -> parts."""
+    name, _, when = text.strip().partition("@")
+    try:
+        fault = FaultName(name)
+    except ValueError:
+        known = ", ".join(f.value for f in FaultName)
+        raise ScenarioError(f"unknown fault {name!r}; known: {known}") from None
+    if not when:
+        return fault, None, None
+    kind, _, value = when.partition("=")
+    try:
+        trigger = Trigger(kind)
+    except ValueError:
+        raise ScenarioError(f"unknown trigger {kind!r} in {text!r}; use acks=N, random or in-write") from None
+    if value and not value.isdigit():
+        raise ScenarioError(f"trigger value in {text!r} must be a whole number")
+    return fault, trigger, int(value) if value else None
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One fault of a scenario, as the user asked for it."""
+
+    name: FaultName
+    trigger: Trigger | None = None  # None: the fault's default
+    value: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "FaultSpec":
+        name, trigger, value = parse_fault(text)
+        return cls(name, trigger, value)
+
+    def __str__(self) -> str:
+        if self.trigger is None:
+            return self.name.value
+        return f"{self.name.value}@{self.trigger.value}" + (f"={self.value}" if self.value is not None else "")
+
+
+PRESETS = ("ns506", "legacy", "durable")
+JOURNAL_MODES = ("wal", "delete", "truncate", "persist", "memory", "off")
+SYNCHRONOUS = ("off", "normal", "full", "extra")
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Which store runs and how it is configured (passed to it as HERMES_STATE_* variables)."""
+
+    preset: str = "ns506"
+    journal_mode: str | None = None
+    synchronous: str | None = None
+    store_path: str | None = None  # a directory holding another hermes_state package
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ScenarioError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
+        if self.journal_mode is not None and self.journal_mode.lower() not in JOURNAL_MODES:
+            raise ScenarioError(f"unknown journal mode {self.journal_mode!r}; known: {', '.join(JOURNAL_MODES)}")
+        if self.synchronous is not None and self.synchronous.lower() not in SYNCHRONOUS:
+            raise ScenarioError(f"unknown synchronous {self.synchronous!r}; known: {', '.join(SYNCHRONOUS)}")
+        if self.store_path is not None:
+            if not os.path.isdir(os.path.join(self.store_path, "hermes_state")):
+                raise ScenarioError(f"store path {self.store_path!r} has no hermes_state package in it")
+
+    @property
+    def label(self) -> str:
+        parts = [self.preset]
+        if self.journal_mode:
+            parts.append(f"jm={self.journal_mode.lower()}")
+        if self.synchronous:
+            parts.append(f"sync={self.synchronous.lower()}")
+        if self.store_path:
+            parts.append(f"store={os.path.basename(os.path.normpath(self.store_path))}")
+        return ",".join(parts)
+
+    def environment(self) -> dict[str, str]:
+        env = {"HERMES_STATE_PRESET": self.preset}
+        if self.journal_mode:
+            env["HERMES_STATE_JOURNAL_MODE"] = self.journal_mode.lower()
+        if self.synchronous:
+            env["HERMES_STATE_SYNCHRONOUS"] = self.synchronous.lower()
+        return env
+
+
+@dataclass(frozen=True)
+class FaultStep:
+    """A fault with its trigger resolved from the trial seed: exactly what the agent is told."""
+
+    name: FaultName
+    trigger: Trigger
+    after_acks: int
+    after_ms: int
+    delay_us: int
+
+    def describe(self) -> str:
+        when = {Trigger.ACKS: f"after {self.after_acks} acks",
+                Trigger.RANDOM: f"{self.after_ms} ms after ready",
+                Trigger.IN_WRITE: f"in a write after {self.after_acks} acks, +{self.delay_us} us"}[self.trigger]
+        return f"{self.name.value} {when}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One trial: everything needed to run it again and get the same fault schedule."""
+
+    profile: MachineProfile
+    faults: tuple[FaultSpec, ...]
+    store: StoreSpec = field(default_factory=StoreSpec)
+    seed: int = 0
+    trial_id: str = "t0"
+
+    def __post_init__(self) -> None:
+        if not self.faults:
+            raise ScenarioError("a scenario needs at least one fault")
+        names = [f.name for f in self.faults]
+        enders = [n for n in names if n.ends_trial]
+        if len(enders) > 1:
+            raise ScenarioError(f"at most one fault may end the machine, got {', '.join(n.value for n in enders)}")
+        if enders and names[-1] is not enders[0]:
+            raise ScenarioError(f"{enders[0].value} ends the machine, so it must come last")
+        if len(set(names)) != len(names):
+            raise ScenarioError("a fault may appear only once per scenario")
+
+    @property
+    def fault_label(self) -> str:
+        return "+".join(str(f) for f in self.faults)
+
+    @property
+    def crash_class(self) -> str:
+        return "power-loss" if any(f.name is FaultName.POWER_LOSS for f in self.faults) else "process"
+
+    @property
+    def needs_fuse(self) -> bool:
+        return self.crash_class == "power-loss"
+
+    def schedule(self) -> tuple[FaultStep, ...]:
+        """Resolve every trigger from the seed (string seeding is stable across runs)."""
+        rng = random.Random(f"{self.seed}:{self.trial_id}:{self.fault_label}")
+        steps = []
+        for spec in self.faults:
+            trigger = spec.trigger or _DEFAULT_TRIGGER[spec.name]
+            acks = spec.value if spec.value is not None and trigger is not Trigger.RANDOM else rng.randint(40, 400)
+            after_ms = spec.value if spec.value is not None and trigger is Trigger.RANDOM else rng.randint(200, 2000)
+            delay_us = rng.randint(0, 400) if trigger is Trigger.IN_WRITE else 0
+            if steps:  # a later fault fires relative to the disk being full, not to acks
+                acks = 0
+            steps.append(FaultStep(spec.name, trigger, acks, after_ms if trigger is Trigger.RANDOM else 0, delay_us))
+        return tuple(steps)
+
+
+_DEFAULT_TRIGGER = {
+    FaultName.SIGINT: Trigger.ACKS,
+    FaultName.SIGTERM: Trigger.ACKS,
+    FaultName.SIGKILL: Trigger.IN_WRITE,
+    FaultName.SIGKILL_MACHINE: Trigger.ACKS,
+    FaultName.OOM: Trigger.ACKS,
+    FaultName.DISK_FILL: Trigger.ACKS,
+    FaultName.DISK_FILL_CLEAR: Trigger.ACKS,
+    FaultName.POWER_LOSS: Trigger.IN_WRITE,
+}

@@ -1,0 +1,187 @@
+"""One crash trial end to end -- machine, workload, faults, restarted machine, verdict -- and a run of many."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import random
+import re
+import shlex
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from repro.errors import LabError
+from repro.faults import FAULTS, FaultOutcome
+from repro.host import ConstrainedHost
+from repro.labels import IMAGE
+from repro.oracle import lab_error
+from repro.results import TrialRecord, record_trial
+from repro.scenario import FaultName, Scenario
+
+# The files of a database that a failing trial keeps as evidence.
+DB_FILES = ("state.db", "state.db-wal", "state.db-shm", "state.db-journal")
+
+
+@dataclass(frozen=True)
+class TrialEvent:
+    """Progress of a run, for whoever displays it (the runner itself prints nothing)."""
+
+    kind: str  # "start" | "done"
+    trial_id: str
+    record: TrialRecord | None = None
+
+
+def trial_seed(run_seed: int, trial_id: str) -> int:
+    """The workload's seed for one trial, derived from the run's seed (string seeding is stable)."""
+    return random.Random(f"{run_seed}:{trial_id}").getrandbits(31)
+
+
+def trial_id(scenario: Scenario, number: int) -> str:
+    raw = f"{scenario.profile.name}.{scenario.fault_label}.{scenario.store.label}.{number}"
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", raw)
+
+
+def replay_command(scenario: Scenario) -> str:
+    argv = ["repro", "run", "--profile", scenario.profile.name]
+    for fault in scenario.faults:
+        argv += ["--fault", str(fault)]
+    argv += ["--preset", scenario.store.preset]
+    if scenario.store.journal_mode:
+        argv += ["--journal-mode", scenario.store.journal_mode]
+    if scenario.store.synchronous:
+        argv += ["--synchronous", scenario.store.synchronous]
+    if scenario.store.store_path:
+        argv += ["--store-path", scenario.store.store_path]
+    argv += ["--seed", str(scenario.seed), "--trial-id", scenario.trial_id]
+    return shlex.join(argv)
+
+
+def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) -> TrialRecord:
+    """Run one trial. Lab failures become an `error` verdict; nothing is left running."""
+    started = time.monotonic()
+    seed = trial_seed(scenario.seed, scenario.trial_id)
+    fault_names = tuple(f.name.value for f in scenario.faults)
+    host = ConstrainedHost(scenario.profile, store=scenario.store, image=image, fuse=scenario.needs_fuse)
+    outcomes: list[FaultOutcome] = []
+    ready: dict[str, object] = {}
+    artifacts: str | None = None
+    judgement = None
+    try:
+        with host:
+            try:
+                ready = host.start_workload(seed=seed)
+                for step in scenario.schedule():
+                    outcomes.append(FAULTS[step.name].inject(host, step))
+                if not any(o.machine_down for o in outcomes):
+                    host.stop()  # no fault ended the machine: Fly's ordinary stop ends the trial
+                result = host.verify(faults=fault_names)
+                judgement = result.judgement
+                if judgement.verdict.value != "pass":
+                    artifacts = keep_artifacts(host, scenario, out_dir, outcomes, result.probe_output)
+            except LabError as exc:
+                judgement = lab_error(_one_line(exc))
+                artifacts = keep_artifacts(host, scenario, out_dir, outcomes, "", error=exc)
+    except LabError as exc:  # the machine could not even start
+        judgement = lab_error(_one_line(exc))
+    assert judgement is not None
+    last = outcomes[-1] if outcomes else None
+    return record_trial(
+        id=scenario.trial_id, profile=scenario.profile.name, faults=fault_names,
+        preset=scenario.store.preset,
+        journal_mode=str(ready.get("journal_mode", scenario.store.journal_mode or "?")),
+        synchronous=str(ready.get("synchronous", scenario.store.synchronous or "?")),
+        seed=scenario.seed, judgement=judgement, duration_s=time.monotonic() - started,
+        replay=replay_command(scenario),
+        oom_killed=any(o.oom_killed for o in outcomes) if outcomes else None,
+        exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
+        store=scenario.store.store_path or "default",
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def keep_artifacts(host: ConstrainedHost, scenario: Scenario, out_dir: pathlib.Path,
+                   outcomes: Sequence[FaultOutcome], probe_output: str,
+                   error: BaseException | None = None) -> str:
+    """Everything needed to study a trial that did not pass: db files, ledger, logs, replay command."""
+    target = out_dir / "trials" / scenario.trial_id
+    target.mkdir(parents=True, exist_ok=True)
+    if host.disk is not None:
+        base = "/opt/data/backing" if host.fuse else "/opt/data"
+        for name in DB_FILES:
+            try:
+                host.disk.fetch(f"{base}/{name}", target)
+            except Exception:  # evidence is best effort; the verdict stands without it
+                pass
+    lines = host.lines()
+    try:
+        container = host.get_wrapped_container()
+        lines = container.logs().decode("utf-8", "replace").splitlines()
+    except Exception:
+        pass
+    (target / "machine.log").write_text("\n".join(lines) + "\n")
+    (target / "ledger.jsonl").write_text("".join(l[len("LEDGER "):] + "\n" for l in lines if l.startswith("LEDGER ")))
+    if probe_output:
+        (target / "probe.log").write_text(probe_output)
+    (target / "faults.json").write_text(json.dumps(
+        {"schedule": [s.describe() for s in scenario.schedule()],
+         "outcomes": [o.__dict__ for o in outcomes],
+         "error": "" if error is None else "\n".join([str(error), *getattr(error, "__notes__", [])])},
+        indent=2, default=str))
+    (target / "replay.sh").write_text("#!/bin/sh\n" + replay_command(scenario) + "\n")
+    return str(target)
+
+
+def run_trials(scenarios: Sequence[Scenario], *, out_dir: pathlib.Path, jobs: int = 1, image: str = IMAGE,
+               on_event: Callable[[TrialEvent], None] = lambda e: None,
+               stop: threading.Event | None = None) -> list[TrialRecord]:
+    """Run trials, ``jobs`` at a time; records come back in scenario order."""
+    stop = stop or threading.Event()
+    records: dict[str, TrialRecord] = {}
+
+    def one(scenario: Scenario) -> TrialRecord:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        on_event(TrialEvent("start", scenario.trial_id))
+        record = run_trial(scenario, out_dir=out_dir, image=image)
+        on_event(TrialEvent("done", scenario.trial_id, record))
+        return record
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="trial") as pool:
+        futures = {pool.submit(one, s): s for s in scenarios}
+        try:
+            for future in as_completed(futures):
+                record = future.result()
+                records[record.id] = record
+        except BaseException:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise
+    return [records[s.trial_id] for s in scenarios if s.trial_id in records]
+
+
+def expand(profiles: Sequence[str], fault_combos: Sequence[tuple[str, ...]], stores: Sequence[object],
+           trials: int, seed: int) -> list[Scenario]:
+    """The matrix: every (profile, fault combination, store) times ``trials``, with stable ids."""
+    from repro.profiles import get_profile
+    from repro.scenario import FaultSpec, StoreSpec
+
+    scenarios = []
+    for profile in profiles:
+        for combo in fault_combos:
+            for store in stores:
+                assert isinstance(store, StoreSpec)
+                for number in range(1, trials + 1):
+                    proto = Scenario(get_profile(profile), tuple(FaultSpec.parse(f) for f in combo), store, seed)
+                    scenarios.append(Scenario(proto.profile, proto.faults, store, seed, trial_id(proto, number)))
+    return scenarios
+
+
+__all__ = ["FaultName", "TrialEvent", "expand", "run_trial", "run_trials", "trial_seed"]

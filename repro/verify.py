@@ -1,0 +1,382 @@
+"""The ledger read back against the probe's facts: what was lost, what appeared, what is damaged.
+
+Pure host-side code: ``compare(ledger, facts)`` says *what happened*; the oracle says
+whether the configuration allowed it. The workload is one process with one writer, so
+invocation order (the ledger index) is commit order; ``loss_is_suffix`` relies on that.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from dataclasses import dataclass
+
+from repro.ledger import Ledger, Operation, OpKind, Outcome
+from repro.probe import CheckStatus, MessageRow, ProbeFacts, SessionRow
+
+
+class PhantomKind(str, enum.Enum):
+    """What kind of row no invoked operation wrote."""
+
+    MESSAGE = "message"
+    SESSION = "session"
+
+
+@dataclass(frozen=True)
+class LostWrite:
+    """An acknowledged write whose effect is not in the database."""
+
+    op_index: int
+    kind: OpKind
+    session_id: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Phantom:
+    """A row that no ok or indeterminate operation wrote."""
+
+    kind: PhantomKind
+    key: str
+    session_id: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """An operation cut off by the crash, read back: found, not found, or undecidable (None)."""
+
+    op_index: int
+    kind: OpKind
+    found: bool | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class CounterMismatch:
+    """A session field that disagrees with its own rows or with every possible history."""
+
+    session_id: str
+    field: str
+    recorded: str
+    expected: str
+
+
+@dataclass(frozen=True)
+class Health:
+    """Physical and structural state of the file, and whether the restarted store came up."""
+
+    exists: bool
+    integrity: str
+    integrity_ok: bool
+    fk_violations: int | None
+    fts: CheckStatus
+    doctor: CheckStatus
+    store_opened: bool
+    store_error: str | None
+    read_errors: tuple[str, ...]
+    orphan_messages: int
+    problems: tuple[str, ...]
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.problems)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The full comparison of one trial's ledger with what the restarted machine read."""
+
+    acked: int
+    lost: tuple[LostWrite, ...]
+    phantoms: tuple[Phantom, ...]
+    indeterminate: tuple[Resolution, ...]
+    mismatches: tuple[CounterMismatch, ...]
+    health: Health
+    loss_is_suffix: bool
+
+    @property
+    def lost_acked(self) -> int:
+        return len(self.lost)
+
+    @property
+    def phantom(self) -> int:
+        return len(self.phantoms)
+
+    @property
+    def corrupt(self) -> bool:
+        """Physical damage, or logical damage: phantoms or counters no history explains."""
+        return self.health.damaged or bool(self.phantoms) or bool(self.mismatches)
+
+    def problems(self) -> tuple[str, ...]:
+        """Every finding as a short line, damage first."""
+        lines = list(self.health.problems)
+        lines += [f"phantom {p.kind.value} {p.key}: {p.detail}" for p in self.phantoms]
+        lines += [f"session {m.session_id} {m.field}={m.recorded}, expected {m.expected}" for m in self.mismatches]
+        lines += [f"lost op {w.op_index} {w.kind.value}: {w.detail}" for w in self.lost]
+        return tuple(lines)
+
+
+def compare(ledger: Ledger, facts: ProbeFacts) -> Verification:
+    """Compare every acknowledged and indeterminate write with the rows the probe read."""
+    sessions = {s.id: s for s in facts.sessions}
+    by_session: dict[str, list[MessageRow]] = defaultdict(list)
+    for row in facts.messages:
+        by_session[str(row.session_id)].append(row)
+
+    lost: list[LostWrite] = []
+    phantoms: list[Phantom] = []
+    resolutions: list[Resolution] = []
+    mismatches: list[CounterMismatch] = []
+
+    _appends(ledger, facts.messages, lost, phantoms, resolutions)
+    _creates(ledger, sessions, lost, phantoms, resolutions)
+    _tokens(ledger, sessions, lost, resolutions, mismatches)
+    _ends(ledger, sessions, lost, resolutions, mismatches)
+    for sid, row in sorted(sessions.items()):
+        rows = len(by_session.get(sid, ()))
+        if row.message_count is not None and row.message_count != rows:
+            mismatches.append(CounterMismatch(sid, "message_count", str(row.message_count), f"{rows} (rows)"))
+
+    acked = ledger.acked
+    lost_indices = {w.op_index for w in lost}
+    surviving = [op.index for op in acked if op.index not in lost_indices]
+    suffix = not lost_indices or not surviving or min(lost_indices) > max(surviving)
+    return Verification(
+        acked=len(acked),
+        lost=tuple(sorted(lost, key=lambda w: w.op_index)),
+        phantoms=tuple(phantoms),
+        indeterminate=tuple(sorted(resolutions, key=lambda r: r.op_index)),
+        mismatches=tuple(mismatches),
+        health=health(facts),
+        loss_is_suffix=suffix,
+    )
+
+
+def health(facts: ProbeFacts) -> Health:
+    """Summarise integrity, foreign keys, FTS, doctor, store start-up and read errors."""
+    problems: list[str] = []
+    if not facts.exists:
+        integrity, integrity_ok = "missing", True  # a missing file is loss, not damage
+    elif facts.integrity.status is CheckStatus.OK:
+        integrity, integrity_ok = "ok", True
+    else:
+        first = facts.integrity.messages[0] if facts.integrity.messages else facts.integrity.status.value
+        integrity, integrity_ok = f"{facts.integrity.status.value}: {first}", False
+        problems.append(f"integrity_check {integrity}")
+    if facts.fk_violations:
+        problems.append(f"foreign_key_check: {facts.fk_violations} violation(s)")
+    elif facts.exists and facts.foreign_keys.status is CheckStatus.ERROR:
+        problems.append(f"foreign_key_check error: {_first(facts.foreign_keys.messages)}")
+    if facts.fts.bad:
+        problems.append(f"FTS integrity {facts.fts.status.value}: {_first(_not_ok(facts.fts.messages))}")
+    read_errors = tuple(e for e in (facts.messages_error, facts.sessions_error) if e)
+    problems += [f"read error: {e}" for e in read_errors if facts.exists]
+    session_ids = {s.id for s in facts.sessions}
+    orphans = 0
+    if facts.sessions_error is None:
+        orphans = sum(1 for m in facts.messages if m.session_id not in session_ids)
+        if orphans:
+            problems.append(f"{orphans} message(s) whose session does not exist")
+    store = facts.store
+    if facts.exists and not store.opened and not store.import_failed:
+        problems.append(f"the restarted store cannot open the database: {store.error}")
+    if store.healed is not None:
+        problems.append(f"the restarted store had to repair the database: {store.healed}")
+    if store.doctor.status is CheckStatus.FAILED:
+        problems.append(f"store health check failed: {_first(store.doctor.messages)}")
+    return Health(
+        exists=facts.exists,
+        integrity=integrity,
+        integrity_ok=integrity_ok,
+        fk_violations=facts.fk_violations,
+        fts=facts.fts.status,
+        doctor=store.doctor.status,
+        store_opened=store.opened,
+        store_error=store.error,
+        read_errors=read_errors,
+        orphan_messages=orphans,
+        problems=tuple(problems),
+    )
+
+
+# -- per operation kind -----------------------------------------------------------------
+
+
+def _sid(op: Operation) -> str:
+    return str(op.args.get("session_id", ""))
+
+
+def _of(ledger: Ledger, kind: OpKind, outcome: Outcome) -> list[Operation]:
+    return [op for op in ledger.operations if op.kind is kind and op.outcome is outcome]
+
+
+def _appends(ledger: Ledger, rows: tuple[MessageRow, ...], lost: list[LostWrite],
+             phantoms: list[Phantom], resolutions: list[Resolution]) -> None:
+    by_id = {r.id: r for r in rows}
+    claimed: set[int] = set()
+    pending: list[Operation] = []  # writers whose row id we do not know
+    for op in _of(ledger, OpKind.APPEND_MESSAGE, Outcome.OK):
+        msg_id = op.result.get("id")
+        if not isinstance(msg_id, int) or isinstance(msg_id, bool):
+            pending.append(op)
+            continue
+        row = by_id.get(msg_id)
+        if row is not None and row.sha == op.args.get("sha") and row.session_id == _sid(op):
+            claimed.add(row.id)
+        else:
+            why = "missing" if row is None else "holds other content or session"
+            lost.append(LostWrite(op.index, op.kind, _sid(op), f"message {msg_id} {why}"))
+    pending += _of(ledger, OpKind.APPEND_MESSAGE, Outcome.INFO)
+    free: dict[tuple[str | None, str], list[int]] = defaultdict(list)
+    for row in rows:
+        if row.id not in claimed:
+            free[(row.session_id, row.sha)].append(row.id)
+    for op in sorted(pending, key=lambda o: o.index):
+        ids = free.get((_sid(op), str(op.args.get("sha"))))
+        found_id = ids.pop(0) if ids else None
+        if found_id is not None:
+            claimed.add(found_id)
+        if op.outcome is Outcome.INFO:
+            detail = f"message {found_id}" if found_id is not None else "no matching row"
+            resolutions.append(Resolution(op.index, op.kind, found_id is not None, detail))
+        elif found_id is None:
+            lost.append(LostWrite(op.index, op.kind, _sid(op), "no row with its content (store returned no id)"))
+    failed = {(_sid(op), str(op.args.get("sha"))): op.index for op in _of(ledger, OpKind.APPEND_MESSAGE, Outcome.FAIL)}
+    for row in rows:
+        if row.id in claimed:
+            continue
+        failed_op = failed.get((str(row.session_id), row.sha))
+        detail = f"matches failed op {failed_op}" if failed_op is not None else "no invoked append wrote it"
+        phantoms.append(Phantom(PhantomKind.MESSAGE, str(row.id), row.session_id, detail))
+
+
+def _creates(ledger: Ledger, sessions: dict[str, SessionRow], lost: list[LostWrite],
+             phantoms: list[Phantom], resolutions: list[Resolution]) -> None:
+    ok = _of(ledger, OpKind.CREATE_SESSION, Outcome.OK)
+    info = _of(ledger, OpKind.CREATE_SESSION, Outcome.INFO)
+    for op in ok:
+        if _sid(op) not in sessions:
+            lost.append(LostWrite(op.index, op.kind, _sid(op), "session missing"))
+    ok_ids = {_sid(op) for op in ok}
+    for op in info:
+        exists = _sid(op) in sessions
+        found = None if exists and _sid(op) in ok_ids else exists
+        resolutions.append(Resolution(op.index, op.kind, found, "session present" if exists else "session absent"))
+    written = ok_ids | {_sid(op) for op in info}
+    failed = {_sid(op): op.index for op in _of(ledger, OpKind.CREATE_SESSION, Outcome.FAIL)}
+    for sid in sorted(set(sessions) - written):
+        detail = f"matches failed op {failed[sid]}" if sid in failed else "no invoked create_session wrote it"
+        phantoms.append(Phantom(PhantomKind.SESSION, sid, sid, detail))
+
+
+_TOKEN_FIELDS = ("input_tokens", "output_tokens")
+
+
+def _inc(op: Operation, name: str) -> int:
+    value = op.args.get(name, 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _tokens(ledger: Ledger, sessions: dict[str, SessionRow], lost: list[LostWrite],
+            resolutions: list[Resolution], mismatches: list[CounterMismatch]) -> None:
+    ok: dict[str, list[Operation]] = defaultdict(list)
+    info: dict[str, list[Operation]] = defaultdict(list)
+    for op in _of(ledger, OpKind.UPDATE_TOKENS, Outcome.OK):
+        ok[_sid(op)].append(op)
+    for op in _of(ledger, OpKind.UPDATE_TOKENS, Outcome.INFO):
+        info[_sid(op)].append(op)
+    for sid in sorted(set(ok) | set(info)):
+        row = sessions.get(sid)
+        acked_ops, open_ops = ok.get(sid, []), info.get(sid, [])
+        if row is None:
+            lost += [LostWrite(op.index, op.kind, sid, "session missing") for op in acked_ops]
+            resolutions += [Resolution(op.index, op.kind, False, "session absent") for op in open_ops]
+            continue
+        lost_here: set[int] = set()
+        for name in _TOKEN_FIELDS:
+            actual = getattr(row, name)
+            if actual is None:
+                continue
+            acked_sum = sum(_inc(op, name) for op in acked_ops)
+            ceiling = acked_sum + sum(_inc(op, name) for op in open_ops)
+            if actual < acked_sum:
+                lost_here |= _tail_covering(acked_ops, name, acked_sum - actual)
+            elif actual > ceiling:
+                mismatches.append(CounterMismatch(sid, name, str(actual), f"<= {ceiling} (acked + cut off)"))
+        for op in acked_ops:
+            if op.index in lost_here:
+                lost.append(LostWrite(op.index, op.kind, sid, _token_detail(row, acked_ops)))
+        resolutions += _resolve_tokens(row, acked_ops, open_ops)
+
+
+def _tail_covering(ops: list[Operation], name: str, deficit: int) -> set[int]:
+    """The latest acked increments that together cover the deficit (the kindest reading: a rolled-back tail)."""
+    out: set[int] = set()
+    for op in sorted(ops, key=lambda o: o.index, reverse=True):
+        if deficit <= 0:
+            break
+        if _inc(op, name) > 0:
+            out.add(op.index)
+            deficit -= _inc(op, name)
+    return out
+
+
+def _token_detail(row: SessionRow, acked_ops: list[Operation]) -> str:
+    want = [sum(_inc(op, n) for op in acked_ops) for n in _TOKEN_FIELDS]
+    return f"tokens in={row.input_tokens} out={row.output_tokens} < acked in={want[0]} out={want[1]}"
+
+
+def _resolve_tokens(row: SessionRow, acked_ops: list[Operation], open_ops: list[Operation]) -> list[Resolution]:
+    if len(open_ops) != 1:
+        return [Resolution(op.index, op.kind, None, "several cut-off increments") for op in open_ops]
+    op = open_ops[0]
+    actual = (row.input_tokens, row.output_tokens)
+    base = tuple(sum(_inc(o, n) for o in acked_ops) for n in _TOKEN_FIELDS)
+    applied = tuple(b + _inc(op, n) for b, n in zip(base, _TOKEN_FIELDS))
+    if applied == base:
+        return [Resolution(op.index, op.kind, None, "zero increment")]
+    if actual == applied:
+        return [Resolution(op.index, op.kind, True, "increment present")]
+    if actual == base:
+        return [Resolution(op.index, op.kind, False, "increment absent")]
+    return [Resolution(op.index, op.kind, None, f"tokens {actual} match neither {base} nor {applied}")]
+
+
+def _ends(ledger: Ledger, sessions: dict[str, SessionRow], lost: list[LostWrite],
+          resolutions: list[Resolution], mismatches: list[CounterMismatch]) -> None:
+    ok = _of(ledger, OpKind.END_SESSION, Outcome.OK)
+    info = _of(ledger, OpKind.END_SESSION, Outcome.INFO)
+    for op in ok:
+        row = sessions.get(_sid(op))
+        if row is None or row.end_reason is None:
+            lost.append(LostWrite(op.index, op.kind, _sid(op),
+                                  "session missing" if row is None else "end_reason missing"))
+    ok_reasons: dict[str, set[str]] = defaultdict(set)
+    for op in ok:
+        ok_reasons[_sid(op)].add(str(op.args.get("end_reason")))
+    for op in info:
+        row = sessions.get(_sid(op))
+        reason = str(op.args.get("end_reason"))
+        if row is None or row.end_reason is None:
+            resolutions.append(Resolution(op.index, op.kind, False, "end_reason absent"))
+        elif row.end_reason == reason and reason not in ok_reasons.get(_sid(op), set()):
+            resolutions.append(Resolution(op.index, op.kind, True, f"end_reason {reason!r}"))
+        else:
+            resolutions.append(Resolution(op.index, op.kind, None, f"end_reason {row.end_reason!r}"))
+    invoked: dict[str, set[str]] = defaultdict(set)
+    for op in ok + info:
+        invoked[_sid(op)].add(str(op.args.get("end_reason")))
+    for sid, row in sorted(sessions.items()):
+        if row.end_reason is not None and row.end_reason not in invoked.get(sid, set()):
+            mismatches.append(CounterMismatch(sid, "end_reason", repr(row.end_reason),
+                                              "one of " + repr(sorted(invoked.get(sid, set())))))
+
+
+def _first(messages: tuple[str, ...]) -> str:
+    return messages[0] if messages else "(no detail)"
+
+
+def _not_ok(messages: tuple[str, ...]) -> tuple[str, ...]:
+    bad = tuple(m for m in messages if not m.endswith(": ok"))
+    return bad or messages

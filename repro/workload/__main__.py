@@ -1,0 +1,241 @@
+"""The gateway-like workload: drives the store under test and prints the Jepsen ledger.
+
+Run inside the machine by the s6 ``session-store`` service as the unprivileged user:
+``python3 -m repro.workload`` with LAB_* settings in the environment (see config.py).
+Only the public API of FIELD-NOTES section 2 is used, so any version of the store --
+ours, an older release, the upstream module -- runs under the same workload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import pathlib
+import random
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from repro.ledger import EVENT_TAG, READY_TAG, encode
+from repro.workload import content
+from repro.workload.config import WorkloadConfig, WorkloadConfigError
+from repro.workload.status import (
+    CMD_LEAK,
+    IDLE,
+    IN_WRITE,
+    PHASE_DONE,
+    PHASE_RUNNING,
+    PHASE_STOPPING,
+    StatusBoard,
+)
+
+# Errors after which SQLite has certainly rolled the write back (a definite "fail").
+_DEFINITE = ("full", "locked", "busy", "constraint", "readonly", "read-only")
+
+
+def emit(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def sha(text: str | None) -> str:
+    return hashlib.sha256((text or "").encode("utf-8")).hexdigest()
+
+
+class Workload:
+    """One run of the workload against one store instance."""
+
+    def __init__(self, cfg: WorkloadConfig, store_module: Any, board: StatusBoard | None) -> None:
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed)
+        self.board = board
+        self.db = store_module.SessionDB(pathlib.Path(cfg.db_path))
+        self.index = 0
+        self.acks = 0
+        self.open_sessions: list[str] = []
+        self.session_serial = 0
+        self.stop_at: float | None = None
+        self.leak: list[bytearray] = []
+        ops = [name for name, _ in cfg.mix]
+        weights = [weight for _, weight in cfg.mix]
+        self._choose: Callable[[], str] = lambda: self.rng.choices(ops, weights)[0]
+
+    # -- the ledger -------------------------------------------------------------
+    def call(self, op: str, args: dict[str, object], fn: Callable[[], Any],
+             result: Callable[[Any], dict[str, object]] = lambda r: {}) -> bool:
+        """invoke -> store call -> ok/fail/info, with the status board kept in step; True if ok."""
+        self.index += 1
+        index = self.index
+        board = self.board
+        if board:
+            board.set_invoked(index)
+            board.set_in_write(IN_WRITE)
+        emit(encode({"i": index, "t": "invoke", "op": op, "args": args}))
+        try:
+            value = fn()
+        except Exception as exc:  # every failure is recorded, none is fatal
+            if board:
+                board.set_in_write(IDLE)
+            message = f"{type(exc).__name__}: {exc}"
+            definite = any(word in str(exc).lower() for word in _DEFINITE)
+            emit(encode({"i": index, "t": "fail" if definite else "info", "err": message}))
+            if "full" in str(exc).lower():
+                time.sleep(0.02)  # a gateway backs off when the disk is full
+            return False
+        if board:
+            board.set_in_write(IDLE)
+        emit(encode({"i": index, "t": "ok", "result": result(value)}))
+        if op != "search_messages":
+            self.acks += 1
+            if board:
+                board.set_acks(self.acks)
+        return True
+
+    # -- the operations -----------------------------------------------------------
+    def create(self) -> None:
+        self.session_serial += 1
+        sid = f"s{self.cfg.seed}-{self.session_serial:05d}"
+        model = self.rng.choice(("claude-sonnet", "gpt-5", "local-llama"))
+        source = self.rng.choice(("telegram", "cli", "discord", "cron"))
+        if self.call("create_session", {"session_id": sid, "source": source, "model": model},
+                     lambda: self.db.create_session(sid, source, model=model)):
+            self.open_sessions.append(sid)
+
+    def session(self) -> str:
+        if not self.open_sessions:
+            self.create()
+        return self.rng.choice(self.open_sessions)
+
+    def append(self) -> None:
+        sid = self.session()
+        kwargs = content.message(self.rng, self.cfg.min_size, self.cfg.max_size)
+        text = str(kwargs["content"])
+        args = {"session_id": sid, "role": kwargs["role"], "sha": sha(text),
+                "length": len(text), "tool_calls": "tool_calls" in kwargs}
+        self.call("append_message", args,
+                  lambda: self.db.append_message(sid, **kwargs),
+                  lambda mid: {"id": mid})
+
+    def tokens(self) -> None:
+        sid = self.session()
+        inp, out = self.rng.randint(1, 5000), self.rng.randint(1, 2000)
+        self.call("update_token_counts",
+                  {"session_id": sid, "input_tokens": inp, "output_tokens": out},
+                  lambda: self.db.update_token_counts(sid, input_tokens=inp, output_tokens=out))
+
+    def end(self) -> None:
+        if not self.open_sessions:
+            return
+        sid = self.open_sessions.pop(self.rng.randrange(len(self.open_sessions)))
+        reason = self.rng.choice(("user_exit", "timeout", "compaction"))
+        self.call("end_session", {"session_id": sid, "end_reason": reason},
+                  lambda: self.db.end_session(sid, reason))
+
+    def search(self) -> None:
+        query = self.rng.choice(("checkpoint", "restart", "disk", "memory"))
+        self.call("search_messages", {"query": query},
+                  lambda: self.db.search_messages(query),
+                  lambda hits: {"hits": len(hits) if hits is not None else 0})
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self) -> None:
+        actions = {"append": self.append, "tokens": self.tokens, "search": self.search,
+                   "create": self.create, "end": self.end}
+        period = 1.0 / self.cfg.rate if self.cfg.rate > 0 else 0.0
+        next_at = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if self.stop_at is not None and now >= self.stop_at:
+                break
+            if self.cfg.max_ops and self.index >= self.cfg.max_ops:
+                break
+            if self.board and self.board.read().command == CMD_LEAK and not self.leak:
+                self.start_leak()
+            actions[self._choose()]()
+            if period:
+                next_at += period
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+
+    def request_stop(self, signum: int, _frame: object) -> None:
+        """A graceful stop: finish the current call, linger if asked, then close."""
+        if self.stop_at is None:
+            self.stop_at = time.monotonic() + self.cfg.linger_ms / 1000.0
+            emit(EVENT_TAG + json.dumps({"kind": "stop-signal", "signal": signum,
+                                         "acks": self.acks, "linger_ms": self.cfg.linger_ms}))
+            if self.board:
+                self.board.set_phase(PHASE_STOPPING)
+
+    def start_leak(self) -> None:
+        """A memory leak in the gateway process, as on the beta machine: grows until the kernel kills it."""
+        emit(EVENT_TAG + json.dumps({"kind": "leak-started", "acks": self.acks}))
+
+        def grow() -> None:
+            while True:
+                block = bytearray(4 << 20)
+                for offset in range(0, len(block), 4096):
+                    block[offset] = 1  # touch every page so it is really charged
+                self.leak.append(block)
+                time.sleep(0.005)
+
+        self.leak.append(bytearray(1))
+        threading.Thread(target=grow, daemon=True, name="leak").start()
+
+
+def ready_facts(db: Any, cfg: WorkloadConfig, store_module: Any) -> dict[str, object]:
+    """The pragmas actually in force on the store's own connection, as upstream's tests read them."""
+    conn = getattr(db, "_conn", None)
+    facts: dict[str, object] = {"pid": os.getpid(), "seed": cfg.seed, "db": cfg.db_path,
+                                "store": getattr(store_module, "__file__", "?")}
+    if conn is not None:
+        import sqlite3
+
+        facts["sqlite_version"] = sqlite3.sqlite_version
+        for pragma in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys"):
+            try:
+                facts[pragma] = conn.execute(f"PRAGMA {pragma}").fetchone()[0]
+            except Exception as exc:  # an exotic store: report, don't die
+                facts[pragma] = f"error: {exc}"
+    return facts
+
+
+def main() -> int:
+    try:
+        cfg = WorkloadConfig.from_env()
+    except WorkloadConfigError as exc:
+        emit(EVENT_TAG + json.dumps({"kind": "config-error", "error": str(exc)}))
+        return 2
+    if cfg.store_path:
+        sys.path.insert(0, cfg.store_path)
+    board: StatusBoard | None = None
+    try:
+        board = StatusBoard(cfg.status_path, create=True)
+        board.set_pid(os.getpid())
+    except OSError:
+        board = None  # outside a lab machine: no agent to talk to
+    try:
+        store = importlib.import_module("hermes_state")
+        workload = Workload(cfg, store, board)
+    except Exception as exc:  # the store failed to start: say so on the ledger
+        emit(EVENT_TAG + json.dumps({"kind": "store-open-failed", "error": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    signal.signal(signal.SIGTERM, workload.request_stop)
+    signal.signal(signal.SIGINT, workload.request_stop)
+    emit(READY_TAG + json.dumps(ready_facts(workload.db, cfg, store)))
+    if board:
+        board.set_phase(PHASE_RUNNING)
+    workload.run()
+    workload.db.close()
+    if board:
+        board.set_phase(PHASE_DONE)
+    emit(EVENT_TAG + json.dumps({"kind": "closed", "acks": workload.acks, "ops": workload.index}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

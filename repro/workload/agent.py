@@ -1,0 +1,103 @@
+"""The in-machine fault agent: waits on the status board, then fires a fault with microsecond timing.
+
+Started by the lab as root through the engine (``docker exec``) once the workload is
+ready: ``python3 -m repro.workload.agent --after-acks N [--in-write] [--delay-us D]
+--action ACTION``. It prints one ``AGENT {json}`` line saying when it fired and what the
+workload was doing at that instant. Actions:
+
+- ``kill-workload``       SIGKILL to the workload process (a crash without warning)
+- ``signal-init:SIGINT``  the signal to PID 1 (s6-svscan), as Fly's stop does
+- ``leak``                the workload starts leaking memory until the kernel OOM-kills it
+- ``cut-power``           SIGUSR1 to the lossy filesystem: everything not fsynced is gone
+- ``none``                only report the moment (the lab fires from outside)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from repro.workload.status import CMD_LEAK, IN_WRITE, STATUS_PATH, StatusBoard
+
+
+def busy_wait_us(microseconds: int) -> None:
+    end = time.perf_counter_ns() + microseconds * 1000
+    while time.perf_counter_ns() < end:
+        pass
+
+
+def service_pid(name: str) -> int:
+    out = subprocess.run(["s6-svstat", "-p", f"/run/s6/services/{name}"],
+                         capture_output=True, text=True, check=False).stdout.strip()
+    return int(out) if out.isdigit() else -1
+
+
+def fire(action: str, board: StatusBoard) -> dict[str, object]:
+    snap = board.read()
+    if action == "kill-workload":
+        os.kill(snap.pid, signal.SIGKILL)
+    elif action.startswith("signal-init:"):
+        os.kill(1, getattr(signal, action.split(":", 1)[1]))
+    elif action == "leak":
+        board.set_command(CMD_LEAK)
+    elif action == "cut-power":
+        pid = service_pid("lossyfs")
+        if pid <= 0:
+            raise RuntimeError("lossyfs is not running")
+        os.kill(pid, signal.SIGUSR1)
+    elif action != "none":
+        raise ValueError(f"unknown action {action!r}")
+    return {"acks": snap.acks, "invoked": snap.invoked, "in_write": snap.in_write,
+            "pid": snap.pid, "phase": snap.phase}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="repro.workload.agent")
+    parser.add_argument("--after-acks", type=int, default=0)
+    parser.add_argument("--after-ms", type=int, default=0)
+    parser.add_argument("--in-write", action="store_true", help="fire only while a write is in flight")
+    parser.add_argument("--delay-us", type=int, default=0, help="busy-wait this long after the trigger")
+    parser.add_argument("--action", required=True)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--status", default=STATUS_PATH)
+    args = parser.parse_args(argv)
+
+    board = StatusBoard(args.status)
+    start = time.monotonic()
+    deadline = start + args.timeout
+    wait_until = start + args.after_ms / 1000.0
+    fired_in_write = False
+    while True:
+        now = time.monotonic()
+        if now > deadline:
+            print("AGENT " + json.dumps({"fired": False, "reason": "timeout", **_snap(board)}), flush=True)
+            return 1
+        snap = board.read()
+        if snap.acks >= args.after_acks and now >= wait_until:
+            if not args.in_write:
+                break
+            if snap.in_write == IN_WRITE:
+                fired_in_write = True
+                break
+            continue  # spin: a write starts within about a millisecond
+        time.sleep(0.0005)
+    if args.delay_us:
+        busy_wait_us(args.delay_us)
+    facts = fire(args.action, board)
+    print("AGENT " + json.dumps({"fired": True, "action": args.action, "waited_s": round(time.monotonic() - start, 4),
+                                 "trigger_in_write": fired_in_write, **facts}), flush=True)
+    return 0
+
+
+def _snap(board: StatusBoard) -> dict[str, object]:
+    snap = board.read()
+    return {"acks": snap.acks, "invoked": snap.invoked, "in_write": snap.in_write, "phase": snap.phase}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The workload's settings, read from the environment the machine was started with."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+DEFAULT_MIX = "append=80,tokens=8,search=6,create=3,end=3"
+OPS = ("append", "tokens", "search", "create", "end")
+
+
+class WorkloadConfigError(ValueError):
+    """A LAB_* setting that cannot be used."""
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """How the gateway-like workload drives the store."""
+
+    seed: int = 0
+    db_path: str = "/opt/data/state.db"
+    store_path: str = ""
+    max_ops: int = 0  # 0: until stopped
+    rate: float = 0.0  # operations per second; 0: as fast as the store allows
+    mix: tuple[tuple[str, int], ...] = ()
+    min_size: int = 200
+    max_size: int = 20_000
+    linger_ms: int = 0  # keep writing this long after the stop signal (a slow shutdown)
+    status_path: str = "/run/lab/status"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "WorkloadConfig":
+        try:
+            cfg = cls(
+                seed=int(env.get("LAB_SEED", "0")),
+                db_path=env.get("LAB_DB_PATH", "/opt/data/state.db"),
+                store_path=env.get("LAB_STORE_PATH", ""),
+                max_ops=int(env.get("LAB_OPS", "0")),
+                rate=float(env.get("LAB_RATE", "0")),
+                mix=parse_mix(env.get("LAB_MIX", DEFAULT_MIX)),
+                min_size=int(env.get("LAB_MIN_SIZE", "200")),
+                max_size=int(env.get("LAB_MAX_SIZE", "20000")),
+                linger_ms=int(env.get("LAB_LINGER_MS", "0")),
+                status_path=env.get("LAB_STATUS_PATH", "/run/lab/status"),
+            )
+        except ValueError as exc:
+            raise WorkloadConfigError(str(exc)) from exc
+        if not 1 <= cfg.min_size <= cfg.max_size:
+            raise WorkloadConfigError("LAB_MIN_SIZE must be >= 1 and <= LAB_MAX_SIZE")
+        return cfg
+
+
+def parse_mix(text: str) -> tuple[tuple[str, int], ...]:
+    """``append=80,tokens=10`` -> (("append", 80), ("tokens", 10)); unknown ops are errors."""
+    mix: list[tuple[str, int]] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, weight = part.partition("=")
+        if not sep or name not in OPS:
+            raise WorkloadConfigError(f"bad LAB_MIX entry {part!r}; ops are {', '.join(OPS)}")
+        value = int(weight)
+        if value < 0:
+            raise WorkloadConfigError(f"negative weight in LAB_MIX entry {part!r}")
+        mix.append((name, value))
+    if not any(w for _, w in mix) or dict(mix).get("append", 0) == 0:
+        raise WorkloadConfigError("LAB_MIX needs a positive append weight")
+    return tuple(mix)
