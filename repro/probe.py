@@ -493,6 +493,9 @@ def _store_facts(path: pathlib.Path, store_path: str | None) -> StoreFacts:
     try:
         with _store_module(store_path) as module:
             module_file = getattr(module, "__file__", None)
+            if store_path is not None and not _under(module_file, store_path):
+                return StoreFacts(opened=False, module=module_file,
+                                  error=f"ImportError: hermes_state came from {module_file}, not from {store_path}")
             try:
                 db = module.SessionDB(path)  # type: ignore[attr-defined]
             except Exception as exc:
@@ -520,6 +523,12 @@ def _store_facts(path: pathlib.Path, store_path: str | None) -> StoreFacts:
         return StoreFacts(opened=False, error=_err(exc))
 
 
+def _under(module_file: str | None, directory: str) -> bool:
+    if module_file is None:
+        return False
+    return pathlib.Path(module_file).resolve().is_relative_to(pathlib.Path(directory).resolve())
+
+
 def _describe_heal(result: object) -> str:
     outcome = getattr(result, "outcome", None)
     text = str(getattr(outcome, "value", outcome) if outcome is not None else result)
@@ -537,8 +546,8 @@ def _store_pragma(conn: object, name: str) -> object:
 
 
 def _doctor(module: object, db: object, path: pathlib.Path) -> Check:
-    """The store's own health check if it has one: a method on the db, a package function,
-    or ``hermes_state.health.check_health(path)``; "unavailable" for a store without one."""
+    """The store's own health check if it has one (a method on the db, or a package-level
+    function taking the path); "unavailable" for a store without one, like upstream's."""
     for name in _DOCTOR_METHODS:
         method = getattr(db, name, None)
         if callable(method):
@@ -547,13 +556,6 @@ def _doctor(module: object, db: object, path: pathlib.Path) -> Check:
         func = getattr(module, name, None)
         if callable(func):
             return _run_doctor(lambda: func(path))
-    try:
-        health = importlib.import_module(f"{getattr(module, '__name__', 'hermes_state')}.health")
-    except ImportError:
-        health = None
-    func = getattr(health, "check_health", None)
-    if callable(func):
-        return _run_doctor(lambda: func(path))
     return Check(CheckStatus.UNAVAILABLE, ("store has no health check",))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import random
@@ -88,7 +89,7 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
         judgement = lab_error(_one_line(exc))
     assert judgement is not None
     last = outcomes[-1] if outcomes else None
-    return record_trial(
+    record = record_trial(
         id=scenario.trial_id, profile=scenario.profile.name, faults=fault_names,
         preset=scenario.store.preset,
         journal_mode=str(ready.get("journal_mode", scenario.store.journal_mode or "?")),
@@ -99,6 +100,23 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
         exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
         store=scenario.store.store_path or "default",
     )
+    story = "; ".join(filter(None, (describe_outcome(o) for o in outcomes)))
+    return dataclasses.replace(record, detail=f"{record.detail} [{story}]" if story else record.detail)
+
+
+def describe_outcome(outcome: FaultOutcome) -> str:
+    """One short clause per fault: when it fired and what it did to the machine."""
+    text = f"{outcome.fault} at {outcome.acks_at_fire} acks" + (" mid-write" if outcome.in_write else "")
+    killed = outcome.detail.get("killed")
+    if isinstance(killed, dict):
+        text += (f", kernel OOM killer killed {killed.get('service')} (signal {killed.get('signal')},"
+                 f" oom_kill={killed.get('kernel_oom_kills')})")
+    disk = outcome.detail.get("disk")
+    if isinstance(disk, dict):
+        text += f", disk full after {int(disk.get('written', 0)) >> 20} MiB of cache"
+    if "graceful" in outcome.detail and outcome.fault in ("sigint", "sigterm"):
+        text += ", stopped cleanly" if outcome.detail["graceful"] else ", SIGKILLed after the kill timeout"
+    return text
 
 
 def _one_line(exc: BaseException) -> str:

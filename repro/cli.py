@@ -1,0 +1,277 @@
+"""The `repro` command: argument parsing, progress and exit codes only -- the work lives elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import pathlib
+import shlex
+import shutil
+import subprocess
+import sys
+from typing import Sequence
+
+from repro.errors import EngineError, LabError, ScenarioError
+from repro.results import ExitCode
+
+DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
+    ("sigint",), ("sigterm",), ("sigkill",), ("oom",), ("disk-fill",), ("disk-fill", "sigterm"),
+)
+DEFAULT_TRIALS = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad input as one line and exit code 2 (never a traceback)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ScenarioError(message)
+
+
+def _store_args(p: argparse.ArgumentParser, many: bool) -> None:
+    if many:
+        p.add_argument("--presets", default="ns506", help="comma-separated: ns506, legacy, durable")
+        p.add_argument("--store-paths", default="",
+                       help="comma-separated directories holding other hermes_state versions (old,new)")
+    else:
+        p.add_argument("--preset", default="ns506", help="ns506 (default), legacy or durable")
+        p.add_argument("--store-path", default=None, help="a directory holding another hermes_state package")
+    p.add_argument("--journal-mode", default=None, help="override: wal, delete, truncate, persist, memory, off")
+    p.add_argument("--synchronous", default=None, help="override: off, normal, full, extra")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help="trials per scenario")
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (printed; default: random)")
+    p.add_argument("--jobs", type=int, default=1, help="trials run at once")
+    p.add_argument("--out", default=None, help="report directory (default runs/<timestamp>)")
+    p.add_argument("--json", default=None, help="also write the JSON report to this file")
+    p.add_argument("--image", default=None, help="the lab image (default hermes-lab:latest)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="repro", description="Reproduce SQLite crash and corruption reports on Fly-like machines.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="trials of one scenario (no arguments: the NS-506 reproduction)")
+    run.add_argument("--profile", default="fly-256", help="fly-256 (default), fly-512, fly-1g")
+    run.add_argument("--fault", action="append", default=None,
+                     help="a fault; repeat to compose (disk-fill then sigterm). NAME[@acks=N|@random|@in-write]")
+    _store_args(run, many=False)
+    _common(run)
+    run.add_argument("--trial-id", default=None, help="run only this trial id (replay)")
+
+    matrix = sub.add_parser("matrix", help="profiles x faults x stores, side by side")
+    matrix.add_argument("--profiles", default="fly-256")
+    matrix.add_argument("--faults", default=",".join("+".join(c) for c in DEFAULT_FAULTS),
+                        help="comma-separated fault combinations, + composes (disk-fill+sigterm)")
+    _store_args(matrix, many=True)
+    _common(matrix)
+
+    replay = sub.add_parser("replay", help="run one trial of an earlier run again, with its seed")
+    replay.add_argument("run_dir")
+    replay.add_argument("trial_id")
+
+    sub.add_parser("clean", help="remove every container and volume with the lab's label")
+    image = sub.add_parser("image", help="the lab image")
+    image.add_argument("action", choices=["build"])
+    sub.add_parser("doctor", help="what the lab needs and what is missing")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(args_list)
+        return int(_dispatch(args, args_list))
+    except ScenarioError as exc:
+        print(f"repro: error: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    except EngineError as exc:
+        print(f"repro: engine: {exc}", file=sys.stderr)
+        return ExitCode.LAB_FAILED
+    except LabError as exc:
+        print(f"repro: lab failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return ExitCode.LAB_FAILED
+    except KeyboardInterrupt:
+        print("repro: interrupted; the run's containers and volumes were removed", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.command == "clean":
+        from repro import engine
+
+        result = engine.cleanup()
+        print(f"removed {result.containers} container(s) and {result.volumes} volume(s)")
+        return ExitCode.OK
+    if args.command == "image":
+        from repro import engine
+
+        built = engine.build_image()
+        print(f"image {built.image} ({built.image_id}) on {built.base} [{built.base_origin}]")
+        return ExitCode.OK
+    if args.command == "doctor":
+        return _doctor()
+    if args.command == "replay":
+        return _replay(args)
+    return _run(args, argv)
+
+
+def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[type-arg]
+    from repro.profiles import get_profile
+    from repro.scenario import FaultSpec, StoreSpec
+    from repro.trial import expand
+
+    if args.trials < 1:
+        raise ScenarioError("--trials must be at least 1")
+    if args.jobs < 1:
+        raise ScenarioError("--jobs must be at least 1")
+    if args.command == "run":
+        profiles = [args.profile]
+        combos = [tuple(args.fault)] if args.fault else list(DEFAULT_FAULTS)
+        stores = [StoreSpec(args.preset, args.journal_mode, args.synchronous, args.store_path)]
+    else:
+        profiles = _split(args.profiles)
+        combos = [tuple(c.split("+")) for c in _split(args.faults)]
+        paths = _split(args.store_paths) or [None]
+        stores = [StoreSpec(p, args.journal_mode, args.synchronous, s) for s in paths for p in _split(args.presets)]
+    for name in profiles:
+        get_profile(name)
+    for combo in combos:
+        for fault in combo:
+            FaultSpec.parse(fault)
+    scenarios = expand(profiles, combos, stores, args.trials, seed)
+    if getattr(args, "trial_id", None):
+        scenarios = [s for s in scenarios if s.trial_id == args.trial_id]
+        if not scenarios:
+            raise ScenarioError(f"no trial {args.trial_id!r} in this scenario")
+    return scenarios
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    import random
+
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
+    scenarios = _scenarios(args, seed)  # all input checked before any container starts
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from repro import engine, report
+    from repro.labels import IMAGE, RUN_ID
+    from repro.results import RunMeta, RunResult
+    from repro.trial import TrialEvent, run_trials
+
+    console = Console(stderr=True)
+    image = args.image or IMAGE
+    cli = engine.client()
+    if not engine.image_present(cli, image):
+        raise EngineError(f"image {image} is missing; run `repro image build` (or bash docker/setup.sh)")
+    out = pathlib.Path(args.out or f"runs/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]repro[/] run {RUN_ID}: {len(scenarios)} trial(s), seed [bold]{seed}[/], out {out}")
+    started = dt.datetime.now(dt.timezone.utc)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("trials", total=len(scenarios))
+
+        def on_event(event: TrialEvent) -> None:
+            if event.kind == "done" and event.record is not None:
+                progress.advance(task)
+                rec = event.record
+                progress.console.print(f"  {rec.id}: {rec.verdict.value} ({rec.duration_s:.1f} s) {rec.detail[:90]}")
+
+        try:
+            records = run_trials(scenarios, out_dir=out, jobs=args.jobs, image=image, on_event=on_event)
+        finally:
+            engine.cleanup(cli, run_id=RUN_ID)
+    meta = RunMeta(run_id=RUN_ID, seed=seed, started_at=started.isoformat(timespec="seconds"),
+                   command=shlex.join(["repro", *argv]),
+                   duration_s=round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
+                   lab_version="0.1.0", sqlite_version="")
+    run = RunResult(meta, tuple(records))
+    report.print_table(records, Console(width=None if sys.stdout.isatty() else 140))
+    written = report.write_all(out, run)
+    if args.json:
+        shutil.copyfile(out / "report.json", args.json)
+    _print_comparison(args, records)
+    code = run.exit_code
+    console.print(f"reports: {', '.join(str(p) for p in written)}; seed {seed}; exit {int(code)}")
+    return code
+
+
+def _print_comparison(args: argparse.Namespace, records: list) -> None:  # type: ignore[type-arg]
+    if args.command != "matrix":
+        return
+    from rich.console import Console
+
+    from repro import report
+
+    stores = list(dict.fromkeys(r.preset if r.store == "default" else r.store for r in records))
+    if len(stores) != 2:
+        return
+    old = [r for r in records if (r.preset if r.store == "default" else r.store) == stores[0]]
+    new = [r for r in records if (r.preset if r.store == "default" else r.store) == stores[1]]
+    Console().print(report.render_comparison(report.compare_runs(old, new, stores[0], stores[1])))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from repro.results import ResultsError, RunResult
+
+    path = pathlib.Path(args.run_dir) / "report.json"
+    if not path.is_file():
+        raise ScenarioError(f"{path} does not exist")
+    try:
+        run = RunResult.from_json(path.read_text())
+    except (ResultsError, ValueError) as exc:
+        raise ScenarioError(f"{path} is not a lab report: {exc}") from None
+    for record in run.trials:
+        if record.id == args.trial_id:
+            argv = shlex.split(record.replay)[1:]
+            out = pathlib.Path(args.run_dir) / "replays" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            print(f"replaying {record.id}: {record.replay}", file=sys.stderr)
+            return main([*argv, "--out", str(out)])
+    raise ScenarioError(f"no trial {args.trial_id!r} in {path}")
+
+
+def _doctor() -> int:
+    from repro import engine
+    from repro.labels import IMAGE
+
+    checks: list[tuple[str, bool, str, bool]] = []  # name, ok, detail, required
+    try:
+        cli = engine.client()
+        info = cli.info()
+        checks.append(("engine", True, f"Docker {info.get('ServerVersion')}", True))
+        mem = bool(info.get("MemoryLimit"))
+        checks.append(("memory cgroup", mem, f"cgroup v{info.get('CgroupVersion', '?')}, memory limit support "
+                       + ("yes" if mem else "no"), True))
+        swap = bool(info.get("SwapLimit"))
+        checks.append(("swap limit", swap, "memory+swap can be capped" if swap else
+                       "the engine cannot cap swap: machines may swap", False))
+        present = engine.image_present(cli, IMAGE)
+        checks.append(("image", present, IMAGE if present else f"{IMAGE} missing: run `repro image build`", True))
+    except EngineError as exc:
+        checks.append(("engine", False, str(exc), True))
+    compose = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True) \
+        if shutil.which("docker") else None
+    checks.append(("compose v2", bool(compose and compose.returncode == 0),
+                   compose.stdout.strip() if compose and compose.returncode == 0 else "`docker compose` missing", True))
+    fuse = os.path.exists("/dev/fuse")
+    checks.append(("/dev/fuse", fuse, "present (power-loss trials)" if fuse else "missing: no power-loss trials", False))
+    missing = False
+    for name, ok, detail, required in checks:
+        mark = "ok  " if ok else ("MISS" if required else "warn")
+        print(f"{mark} {name:<14} {detail}")
+        missing = missing or (required and not ok)
+    return ExitCode.LAB_FAILED if missing else ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

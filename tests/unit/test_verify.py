@@ -1,0 +1,170 @@
+"""The verifier flags hand-made bad databases: torn page, lost acked rows, counters, phantoms."""
+
+from __future__ import annotations
+
+import pathlib
+
+from repro.ledger import OpKind
+from repro.probe import collect
+from repro.verify import PhantomKind, Verification, compare
+from test_probe import tear_page
+from test_verify_support import FakeWorkload, standard_run
+
+
+def verify(w: FakeWorkload) -> Verification:
+    ledger = w.ledger()
+    w.close()
+    return compare(ledger, collect(w.path, open_store=False))
+
+
+def test_clean_run_has_no_findings(tmp_path: pathlib.Path) -> None:
+    v = verify(standard_run(tmp_path / "state.db"))
+    assert v.acked == 18
+    assert (v.lost, v.phantoms, v.mismatches, v.indeterminate) == ((), (), (), ())
+    assert not v.corrupt and v.loss_is_suffix
+
+
+def test_torn_page_is_damage(tmp_path: pathlib.Path) -> None:
+    w = FakeWorkload(tmp_path / "state.db", journal_mode="delete")
+    w.create_session("s1")
+    for n in range(300):
+        w.append("s1", f"row {n} " + "z" * 400)
+    ledger = w.ledger()
+    w.close()
+    tear_page(w.path)
+    v = compare(ledger, collect(w.path, open_store=False))
+    assert v.corrupt and not v.health.integrity_ok
+    assert any(p.startswith("integrity_check") for p in v.health.problems)
+
+
+def test_missing_acknowledged_row(tmp_path: pathlib.Path) -> None:
+    w = standard_run(tmp_path / "state.db")
+    # the commit of message 3 rolled back: row and counter both gone, consistently
+    w.sql("DELETE FROM messages WHERE id = 3")
+    w.sql("UPDATE sessions SET message_count = message_count - 1 WHERE id = 's1'")
+    v = verify(w)
+    assert v.lost_acked == 1
+    lost = v.lost[0]
+    assert (lost.kind, lost.session_id, lost.detail) == (OpKind.APPEND_MESSAGE, "s1", "message 3 missing")
+    assert not v.corrupt
+    assert not v.loss_is_suffix  # later acked writes survived
+
+
+def test_lost_tail_is_a_suffix(tmp_path: pathlib.Path) -> None:
+    w = FakeWorkload(tmp_path / "state.db")
+    w.create_session("s1")
+    w.append("s1", "a")
+    last = w.append("s1", "b")
+    w.sql("DELETE FROM messages WHERE id = ?", (last,))
+    w.sql("UPDATE sessions SET message_count = 1")
+    v = verify(w)
+    assert v.lost_acked == 1 and v.loss_is_suffix
+
+
+def test_content_changed_under_the_same_id_is_lost_and_phantom(tmp_path: pathlib.Path) -> None:
+    w = standard_run(tmp_path / "state.db")
+    w.sql("UPDATE messages SET content = 'other' WHERE id = 1")
+    v = verify(w)
+    assert [x.detail for x in v.lost] == ["message 1 holds other content or session"]
+    assert [(p.kind, p.key) for p in v.phantoms] == [(PhantomKind.MESSAGE, "1")]
+    assert v.corrupt
+
+
+def test_session_counter_disagrees_with_its_messages(tmp_path: pathlib.Path) -> None:
+    w = standard_run(tmp_path / "state.db")
+    w.sql("UPDATE sessions SET message_count = message_count + 1 WHERE id = 's1'")
+    v = verify(w)
+    assert v.lost == ()
+    assert [(m.session_id, m.field, m.recorded) for m in v.mismatches] == [("s1", "message_count", "7")]
+    assert v.corrupt
+
+
+def test_phantom_row(tmp_path: pathlib.Path) -> None:
+    w = standard_run(tmp_path / "state.db")
+    w.sql("INSERT INTO messages(session_id, role, content, timestamp) VALUES ('s1', 'user', 'ghost', 0)")
+    w.sql("UPDATE sessions SET message_count = message_count + 1 WHERE id = 's1'")
+    v = verify(w)
+    assert len(v.phantoms) == 1
+    p = v.phantoms[0]
+    assert (p.kind, p.session_id, p.detail) == (PhantomKind.MESSAGE, "s1", "no invoked append wrote it")
+    assert v.mismatches == () and v.corrupt
+
+
+def test_row_of_a_failed_append_is_a_phantom(tmp_path: pathlib.Path) -> None:
+    w = FakeWorkload(tmp_path / "state.db")
+    w.create_session("s1")
+    w.append("s1", "refused", outcome="fail", applied=True)
+    v = verify(w)
+    assert [p.detail for p in v.phantoms] == ["matches failed op 2"]
+
+
+def test_phantom_session(tmp_path: pathlib.Path) -> None:
+    w = standard_run(tmp_path / "state.db")
+    w.sql("INSERT INTO sessions(id, source, started_at) VALUES ('nobody', 'x', 0)")
+    v = verify(w)
+    assert [(p.kind, p.key) for p in v.phantoms] == [(PhantomKind.SESSION, "nobody")]
+
+
+def test_indeterminate_ops_resolved_both_ways(tmp_path: pathlib.Path) -> None:
+    w = FakeWorkload(tmp_path / "state.db")
+    w.create_session("s1")
+    w.append("s1", "landed", outcome="info", applied=True)
+    w.append("s1", "never landed", outcome="info", applied=False)
+    w.tokens("s1", 3, 4, outcome="info", applied=True)
+    w.create_session("s2", outcome="info", applied=False)
+    w.end("s1", "crash", outcome="info", applied=False)
+    v = verify(w)
+    found = {r.op_index: r.found for r in v.indeterminate}
+    assert found == {2: True, 3: False, 4: True, 5: False, 6: False}
+    assert v.lost == () and v.phantoms == () and not v.corrupt
+
+
+def test_lost_token_increment_and_end_reason(tmp_path: pathlib.Path) -> None:
+    w = standard_run(tmp_path / "state.db")
+    w.sql("UPDATE sessions SET input_tokens = input_tokens - 10, output_tokens = output_tokens - 20 WHERE id = 's1'")
+    w.sql("UPDATE sessions SET end_reason = NULL, ended_at = NULL WHERE id = 's2'")
+    v = verify(w)
+    kinds = sorted((x.kind.value, x.session_id) for x in v.lost)
+    assert kinds == [("end_session", "s2"), ("update_token_counts", "s1")]
+    # the kindest reading of a deficit of one increment: the last one rolled back
+    token_loss = next(x for x in v.lost if x.kind is OpKind.UPDATE_TOKENS)
+    last_token_op = max(op.index for op in w.ledger().acked
+                        if op.kind is OpKind.UPDATE_TOKENS and op.args["session_id"] == "s1")
+    assert token_loss.op_index == last_token_op
+
+
+def test_tokens_beyond_any_history_are_a_mismatch(tmp_path: pathlib.Path) -> None:
+    w = standard_run(tmp_path / "state.db")
+    w.sql("UPDATE sessions SET input_tokens = input_tokens + 1 WHERE id = 's2'")
+    v = verify(w)
+    assert [(m.session_id, m.field) for m in v.mismatches] == [("s2", "input_tokens")]
+    assert v.corrupt
+
+
+def test_acked_session_missing(tmp_path: pathlib.Path) -> None:
+    w = FakeWorkload(tmp_path / "state.db")
+    w.create_session("s1")
+    w.sql("DELETE FROM sessions WHERE id = 's1'")
+    v = verify(w)
+    assert [(x.kind, x.detail) for x in v.lost] == [(OpKind.CREATE_SESSION, "session missing")]
+
+
+def test_missing_database_loses_every_acked_write_but_is_not_damage(tmp_path: pathlib.Path) -> None:
+    w = standard_run(tmp_path / "state.db")
+    ledger = w.ledger()
+    w.close()
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    v = compare(ledger, collect(tmp_path / "state.db"))
+    assert v.lost_acked == v.acked == 18
+    assert not v.health.damaged and v.health.integrity == "missing"
+
+
+def test_orphan_messages_are_damage(tmp_path: pathlib.Path) -> None:
+    w = standard_run(tmp_path / "state.db")
+    w.sql("PRAGMA foreign_keys=OFF")
+    w.sql("UPDATE messages SET session_id = 'gone' WHERE id = 1")
+    v = verify(w)
+    assert v.health.orphan_messages == 1
+    assert v.health.fk_violations == 1
+    assert v.corrupt
