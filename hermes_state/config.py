@@ -144,22 +144,23 @@ class DurabilityConfig:
         An explicit synchronous applies whatever journal mode ends up in force.
         An explicit journal mode other than WAL is set as asked (no fallback).
         """
-        changes: dict[str, object] = {}
-        if journal_mode is not None:
-            changes["journal_mode"] = _parse_enum(JournalMode, journal_mode, "journal mode")
-        if synchronous is not None:
-            level = _parse_synchronous(synchronous)
-            changes["synchronous_wal"] = level
-            changes["synchronous_other"] = level
-        if busy_timeout_ms is not None:
-            changes["busy_timeout_ms"] = _parse_nonneg_int(busy_timeout_ms, "busy timeout (ms)")
-        if checkpoint_mode is not None:
-            changes["checkpoint_mode"] = _parse_enum(CheckpointMode, checkpoint_mode, "checkpoint mode")
-        if checkpoint_every is not None:
-            changes["checkpoint_every"] = _parse_nonneg_int(checkpoint_every, "checkpoint interval")
-        if not changes:
+        if all(v is None for v in (journal_mode, synchronous, busy_timeout_ms, checkpoint_mode, checkpoint_every)):
             return self
-        return dataclasses.replace(self, preset=Preset.CUSTOM, **changes)
+        level = None if synchronous is None else _parse_synchronous(synchronous)
+        return dataclasses.replace(
+            self,
+            preset=Preset.CUSTOM,
+            journal_mode=self.journal_mode if journal_mode is None
+            else _parse_enum(JournalMode, journal_mode, "journal mode"),
+            synchronous_wal=self.synchronous_wal if level is None else level,
+            synchronous_other=self.synchronous_other if level is None else level,
+            busy_timeout_ms=self.busy_timeout_ms if busy_timeout_ms is None
+            else _parse_nonneg_int(busy_timeout_ms, "busy timeout (ms)"),
+            checkpoint_mode=self.checkpoint_mode if checkpoint_mode is None
+            else _parse_enum(CheckpointMode, checkpoint_mode, "checkpoint mode"),
+            checkpoint_every=self.checkpoint_every if checkpoint_every is None
+            else _parse_nonneg_int(checkpoint_every, "checkpoint interval"),
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> DurabilityConfig:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .backup import backup_files, is_open_in_process
 from .errors import DatabaseInUseError, DatabaseNotFoundError, NotADatabaseError, StateError
 from .health import HealthReport, check_health, open_existing
-from .schema import FTS_SQL, FTS_TABLE, FTS_TRIGGERS, split_statements, fts5_available, has_fts_table
+from .schema import FTS_TABLE, FTS_TRIGGERS, INDEXES, create_schema, fts5_available, has_fts_table
 
 logger = logging.getLogger("hermes_state")
 
@@ -21,7 +21,7 @@ logger = logging.getLogger("hermes_state")
 class RepairOutcome(enum.Enum):
     HEALTHY = "healthy"  # nothing needed repair
     REPAIRED = "repaired"
-    FAILED = "failed"  # left as found after the steps tried; the backup is kept
+    FAILED = "failed"  # still unsound after the ladder; the file stays in place, the backup keeps it as found
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,13 @@ class RepairResult:
 def repair_state_db(path: str | os.PathLike[str], backup: bool = True) -> RepairResult:
     """Back up *path* (with -wal/-shm), then climb the ladder until the database is sound.
 
-    Ladder: rebuild the FTS index from `messages`; remove duplicate schema rows; REINDEX;
-    drop the FTS index, VACUUM and recreate it. Session and message rows are only read.
+    Ladder: rebuild the FTS index from `messages`; remove duplicate schema rows (and rebuild
+    FTS again); REINDEX; drop everything derived from the rows (FTS, its triggers, the
+    indexes), VACUUM and recreate it. Session and message rows are only read.
     Offline operation: raises DatabaseInUseError if this process has *path* open.
-    A database that cannot be repaired is left in place and reported as FAILED.
+    A database that cannot be repaired stays in place (never deleted or replaced) and is
+    reported as FAILED; the backup holds it byte for byte as it was found. The rewriting
+    step (VACUUM) is refused when session or message rows cannot all be read.
     """
     db = Path(path)
     if not db.exists():
@@ -99,7 +102,7 @@ def repair_state_db(path: str | os.PathLike[str], backup: bool = True) -> Repair
     steps: list[RepairStep] = []
     after = before
     for name, action in _LADDER:
-        if name == "drop_fts_and_vacuum" and not _core_rows_readable(db):
+        if name == "drop_derived_and_vacuum" and not _core_rows_readable(db):
             steps.append(RepairStep(name, False, "session/message rows are unreadable; refusing to rewrite the file"))
             break
         steps.append(_run_step(db, name, action))
@@ -160,21 +163,23 @@ def _reindex(conn: sqlite3.Connection) -> None:
     conn.execute("REINDEX")
 
 
-def _drop_fts_and_vacuum(conn: sqlite3.Connection) -> None:
+def _drop_derived_and_vacuum(conn: sqlite3.Connection) -> None:
+    """Drop what is derived from the rows (FTS index, triggers, indexes), VACUUM, recreate it."""
+    derived = [(t, "trigger") for t in FTS_TRIGGERS] + [(i, "index") for i in INDEXES]
     conn.execute("BEGIN IMMEDIATE")
-    for trigger in FTS_TRIGGERS:
-        conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
     try:
+        for name, kind in derived:
+            conn.execute(f"DROP {kind.upper()} IF EXISTS {name}")
         conn.execute(f"DROP TABLE IF EXISTS {FTS_TABLE}")
         conn.execute("COMMIT")
     except sqlite3.DatabaseError:
-        # The FTS shadow tables are too broken to drop normally: unlink them from the
-        # schema; VACUUM below rewrites the file without their orphaned pages.
+        # Too damaged to drop normally (dropping walks the damaged pages to free them):
+        # unlink them from the schema; VACUUM below leaves their orphaned pages behind.
         conn.execute("ROLLBACK")
         conn.execute("PRAGMA writable_schema=ON")
         conn.execute("BEGIN IMMEDIATE")
-        for trigger in FTS_TRIGGERS:
-            conn.execute("DELETE FROM sqlite_master WHERE type='trigger' AND name=?", (trigger,))
+        for name, kind in derived:
+            conn.execute("DELETE FROM sqlite_master WHERE type=? AND name=?", (kind, name))
         conn.execute(
             "DELETE FROM sqlite_master WHERE name = ? OR name LIKE ? ESCAPE '\\'",
             (FTS_TABLE, FTS_TABLE.replace("_", "\\_") + "\\_%"),
@@ -182,12 +187,11 @@ def _drop_fts_and_vacuum(conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
         conn.execute("PRAGMA writable_schema=OFF")
     conn.execute("VACUUM")
-    if fts5_available():
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in split_statements(FTS_SQL):
-            conn.execute(statement)
+    conn.execute("BEGIN IMMEDIATE")
+    create_schema(conn, with_fts=fts5_available())
+    if has_fts_table(conn):
         conn.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")
-        conn.execute("COMMIT")
+    conn.execute("COMMIT")
 
 
 _LADDER: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
@@ -195,7 +199,7 @@ _LADDER: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("dedupe_schema", _dedupe_schema),
     ("rebuild_fts_after_dedupe", _rebuild_fts),
     ("reindex", _reindex),
-    ("drop_fts_and_vacuum", _drop_fts_and_vacuum),
+    ("drop_derived_and_vacuum", _drop_derived_and_vacuum),
 )
 
 

@@ -31,9 +31,9 @@ class RetryPolicy:
             )
 
     @classmethod
-    def seeded(cls, seed: int, **kwargs: float) -> RetryPolicy:
+    def seeded(cls, seed: int, *, budget_s: float = 5.0) -> RetryPolicy:
         """A policy whose jitter sequence is fixed by *seed*."""
-        return cls(rng=random.Random(seed), **kwargs)
+        return cls(budget_s=budget_s, rng=random.Random(seed))
 
     def jitter(self) -> float:
         """The next pause, in seconds."""

@@ -72,6 +72,7 @@ END;
 """
 
 FTS_TRIGGERS = ("messages_fts_ai", "messages_fts_ad", "messages_fts_au")
+INDEXES = ("idx_messages_session", "idx_sessions_started", "idx_sessions_source", "idx_sessions_parent")
 
 _fts5: bool | None = None
 _fts5_lock = threading.Lock()

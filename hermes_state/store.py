@@ -85,7 +85,7 @@ class SessionDB:
         self._pid = os.getpid()
         self._writes = 0
         self._closed = False
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[[sqlite3.Connection, str], SessionDB] | None = None
         self.healed: RepairResult | None = None
         self.pragmas: PragmaState
         self.fts_enabled = False

@@ -73,20 +73,28 @@ FAULT_CLASSES: Mapping[str, FaultClass] = {
     "sigint": FaultClass.PROCESS_CRASH,
     "sigterm": FaultClass.PROCESS_CRASH,
     "sigkill": FaultClass.PROCESS_CRASH,
+    "sigkill-machine": FaultClass.PROCESS_CRASH,  # the whole machine killed: its page cache lives on
     "oom": FaultClass.PROCESS_CRASH,
     "disk-fill": FaultClass.PROCESS_CRASH,
+    "disk-fill-clear": FaultClass.PROCESS_CRASH,
     "power-loss": FaultClass.POWER_LOSS,
 }
 
 
 def fault_class(faults: Iterable[str]) -> FaultClass:
-    """The strongest class among composed faults (power loss beats a process crash)."""
+    """The strongest class among composed faults (power loss beats a process crash).
+
+    Any other signal name (``sigquit``, ``sighup``...) kills processes only: a process crash.
+    """
     classes = set()
     for name in faults:
-        try:
-            classes.add(FAULT_CLASSES[name])
-        except KeyError as exc:
-            raise OracleError(f"unknown fault {name!r}") from exc
+        key = name.strip().lower()
+        if key in FAULT_CLASSES:
+            classes.add(FAULT_CLASSES[key])
+        elif key.startswith("sig") and key[3:].isalpha():
+            classes.add(FaultClass.PROCESS_CRASH)
+        else:
+            raise OracleError(f"unknown fault {name!r}")
     return FaultClass.POWER_LOSS if FaultClass.POWER_LOSS in classes else FaultClass.PROCESS_CRASH
 
 
@@ -207,9 +215,8 @@ def judge(
 
     ``config`` defaults to the READY facts (what was in force, which can differ from what
     was asked: WAL falls back to DELETE on some FUSE mounts). ``error`` is a lab failure
-    the caller saw (engine error, timeout...). Raises OracleError for an unknown fault.
+    the caller saw (engine error, timeout...). An unknown fault name is a lab error too.
     """
-    fclass = fault_class(faults)
     if error:
         return lab_error(error)
     if ledger is None:
@@ -223,6 +230,7 @@ def judge(
     if facts.store.import_failed:
         return lab_error(f"the store could not be imported: {facts.store.error}")
     try:
+        fclass = fault_class(faults)
         cfg = config if config is not None else StoreConfig.from_ready(ledger.ready)
     except OracleError as exc:
         return lab_error(str(exc))

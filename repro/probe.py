@@ -30,7 +30,7 @@ import pathlib
 import re
 import sqlite3
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
 PROBE_TAG = "PROBE "
@@ -120,6 +120,7 @@ class StoreFacts:
 
     opened: bool
     error: str | None = None
+    attempted: bool = True
     module: str | None = None
     journal_mode: str | None = None
     synchronous: int | None = None
@@ -134,7 +135,7 @@ class StoreFacts:
         return self.error is not None and self.error.startswith(("ModuleNotFoundError", "ImportError"))
 
 
-NOT_TRIED = StoreFacts(opened=False, error="not tried")
+NOT_TRIED = StoreFacts(opened=False, attempted=False)
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ class ProbeFacts:
             "sessions_error": self.sessions_error,
             "store": {
                 "opened": store.opened,
+                "attempted": store.attempted,
                 "error": store.error,
                 "module": store.module,
                 "journal_mode": store.journal_mode,
@@ -231,6 +233,7 @@ class ProbeFacts:
                 sessions_error=_str_or_none(data.get("sessions_error")),
                 store=StoreFacts(
                     opened=bool(store.get("opened", False)),
+                    attempted=bool(store.get("attempted", False)),
                     error=_str_or_none(store.get("error")),
                     module=_str_or_none(store.get("module")),
                     journal_mode=_str_or_none(store.get("journal_mode")),
@@ -283,6 +286,13 @@ def collect(db_path: str | os.PathLike[str], store_path: str | None = None,
     try:
         if not base.exists:
             return base
+        if not (os.access(path, os.R_OK | os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
+            # recovery (WAL replay, hot journal rollback) needs write access: without it
+            # every check would fail and look like corruption, so this is the lab's fault
+            return ProbeFacts(db_path=str(path), exists=True, files=_files(path),
+                              sqlite_version=sqlite3.sqlite_version,
+                              probe_error=f"PermissionError: the probe (uid {os.getuid()}) cannot write {path}"
+                                          " or its directory")
         raw = _raw_facts(path)
         facts = ProbeFacts(**{**_fields(base), **raw})  # type: ignore[arg-type]
         if open_store:

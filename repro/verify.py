@@ -179,7 +179,7 @@ def health(facts: ProbeFacts) -> Health:
         if orphans:
             problems.append(f"{orphans} message(s) whose session does not exist")
     store = facts.store
-    if facts.exists and not store.opened and not store.import_failed:
+    if facts.exists and store.attempted and not store.opened and not store.import_failed:
         problems.append(f"the restarted store cannot open the database: {store.error}")
     if store.healed is not None:
         problems.append(f"the restarted store had to repair the database: {store.healed}")

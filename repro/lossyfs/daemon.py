@@ -24,11 +24,11 @@ import pyfuse3
 import trio
 
 from repro.lossyfs.cache import VolatileDisk
+from repro.lossyfs.control import TAG, EventKind
 from repro.lossyfs.errors import LossyFsError
 from repro.lossyfs.fuse_ops import LossyOperations
 from repro.lossyfs.model import CacheOptions
 
-TAG = "LOSSYFS"
 _CUT_FILE_POLL_S = 0.01
 
 
@@ -38,8 +38,8 @@ class ExitCode(IntEnum):
     FAILED = 3
 
 
-def emit(event: str, payload: dict[str, object]) -> None:
-    print(f"{TAG} {event} {json.dumps(payload, sort_keys=True, separators=(',', ':'))}", flush=True)
+def emit(event: EventKind, payload: dict[str, object]) -> None:
+    print(f"{TAG} {event.value} {json.dumps(payload, sort_keys=True, separators=(',', ':'))}", flush=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,7 +75,7 @@ class Daemon:
                 if self._args.cut_file:
                     nursery.start_soon(self._watch_cut_file)
                 opts = self._disk.options
-                emit("READY", {
+                emit(EventKind.READY, {
                     "pid": os.getpid(), "backing": self._args.backing, "mount": self._args.mount,
                     "seed": opts.seed, "page_size": opts.page_size, "torn_writes": opts.torn_writes,
                     "lazy_dirs": opts.lazy_dirs, "writeback_rate": opts.writeback_rate,
@@ -88,7 +88,7 @@ class Daemon:
                     synced = not self._disk.is_cut
                     if synced:
                         self._disk.sync_all()
-                    emit("STOPPED", {"signal": signal.Signals(signum).name, "synced": synced})
+                    emit(EventKind.STOPPED, {"signal": signal.Signals(signum).name, "synced": synced})
                     pyfuse3.terminate()
                     nursery.cancel_scope.cancel()
                     return
@@ -97,7 +97,7 @@ class Daemon:
         if self._disk.is_cut:
             return
         report = self._disk.cut()
-        emit("CUT", {"trigger": trigger, **dataclasses.asdict(report)})
+        emit(EventKind.CUT, {"trigger": trigger, **dataclasses.asdict(report)})
 
     async def _writeback_loop(self) -> None:
         interval = self._args.writeback_interval_ms / 1000

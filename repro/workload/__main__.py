@@ -37,9 +37,15 @@ from repro.workload.status import (
 _DEFINITE = ("full", "locked", "busy", "constraint", "readonly", "read-only")
 
 
+_TEE: list[Any] = []  # LAB_LEDGER_FILE: a second copy on another disk (Compose has no engine logs to read)
+
+
 def emit(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
+    for handle in _TEE:
+        handle.write(line + "\n")
+        handle.flush()
 
 
 def sha(text: str | None) -> str:
@@ -105,13 +111,16 @@ class Workload:
                      lambda: self.db.create_session(sid, source, model=model)):
             self.open_sessions.append(sid)
 
-    def session(self) -> str:
+    def session(self) -> str | None:
+        """An open session to write to, creating one if none is open (None if that failed)."""
         if not self.open_sessions:
             self.create()
-        return self.rng.choice(self.open_sessions)
+        return self.rng.choice(self.open_sessions) if self.open_sessions else None
 
     def append(self) -> None:
         sid = self.session()
+        if sid is None:
+            return
         kwargs = content.message(self.rng, self.cfg.min_size, self.cfg.max_size)
         text = str(kwargs["content"])
         args = {"session_id": sid, "role": kwargs["role"], "sha": sha(text),
@@ -122,6 +131,8 @@ class Workload:
 
     def tokens(self) -> None:
         sid = self.session()
+        if sid is None:
+            return
         inp, out = self.rng.randint(1, 5000), self.rng.randint(1, 2000)
         self.call("update_token_counts",
                   {"session_id": sid, "input_tokens": inp, "output_tokens": out},
@@ -212,6 +223,8 @@ def main() -> int:
         return 2
     if cfg.store_path:
         sys.path.insert(0, cfg.store_path)
+    if cfg.ledger_file:
+        _TEE.append(open(cfg.ledger_file, "a", encoding="utf-8"))
     board: StatusBoard | None = None
     try:
         board = StatusBoard(cfg.status_path, create=True)

@@ -28,6 +28,7 @@ class WorkloadConfig:
     max_size: int = 20_000
     linger_ms: int = 0  # keep writing this long after the stop signal (a slow shutdown)
     status_path: str = "/run/lab/status"
+    ledger_file: str = ""  # also append the ledger here (never on the data disk under test)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "WorkloadConfig":
@@ -43,6 +44,7 @@ class WorkloadConfig:
                 max_size=int(env.get("LAB_MAX_SIZE", "20000")),
                 linger_ms=int(env.get("LAB_LINGER_MS", "0")),
                 status_path=env.get("LAB_STATUS_PATH", "/run/lab/status"),
+                ledger_file=env.get("LAB_LEDGER_FILE", ""),
             )
         except ValueError as exc:
             raise WorkloadConfigError(str(exc)) from exc

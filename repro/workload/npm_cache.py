@@ -57,6 +57,8 @@ def main() -> int:
     data_dir = os.environ.get("LAB_DATA_DIR", "/opt/data")
     cache_dir = os.path.join(data_dir, "npm-cache")
     clear_after_ms = int(os.environ.get("LAB_NPM_CLEAR_AFTER_MS", "0"))
+    hold = os.environ.get("LAB_NPM_HOLD", "1") == "1"
+    time.sleep(int(os.environ.get("LAB_NPM_START_DELAY_MS", "0")) / 1000.0)
     emit("disk-fill-started", dir=cache_dir)
     written = fill(cache_dir)
     usage = shutil.disk_usage(data_dir)
@@ -65,8 +67,9 @@ def main() -> int:
         time.sleep(clear_after_ms / 1000.0)
         shutil.rmtree(cache_dir, ignore_errors=True)
         emit("disk-cleared", free=shutil.disk_usage(data_dir).free)
-    while True:  # hold: the service stays up like a real cache owner would
+    while hold:  # the service stays up like a real cache owner would
         time.sleep(3600)
+    return 0
 
 
 if __name__ == "__main__":

@@ -133,6 +133,17 @@ def test_truncate_then_extend_reads_zeros_and_a_cut_keeps_the_old_size(tmp_path:
     assert report.sizes_dropped == 1
 
 
+def test_shrinking_into_a_dirty_page_zeroes_its_tail(tmp_path: Path) -> None:
+    d = disk(tmp_path)
+    ino = new_file(d, "f")
+    d.write(ino, 0, page(7))
+    d.truncate(ino, 10)
+    d.truncate(ino, PS)
+    assert d.read(ino, 0, PS) == page(7)[:10] + bytes(PS - 10)
+    d.fsync(ino)
+    assert (tmp_path / "f").read_bytes() == page(7)[:10] + bytes(PS - 10)
+
+
 def test_a_page_written_back_after_a_shrink_is_not_truncated_away_later(tmp_path: Path) -> None:
     d = disk(tmp_path, writeback_rate=1.0)
     ino = new_file(d, "f", page(9, 4))

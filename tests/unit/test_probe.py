@@ -20,20 +20,9 @@ from repro.probe import (
     interpret_health,
     parse_probe_output,
 )
-from test_verify_support import FakeWorkload, sha, standard_run
+from test_verify_support import FakeWorkload, sha, standard_run, tear_page
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-def tear_page(db: pathlib.Path, table: str = "messages") -> None:
-    """Zero the second half of a table's root page, as a torn 4 KiB write would leave it."""
-    conn = sqlite3.connect(db)
-    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (table,)).fetchone()[0]
-    conn.close()
-    with open(db, "r+b") as f:
-        f.seek((root - 1) * page_size + page_size // 2)
-        f.write(b"\x00" * (page_size // 2))
 
 
 def write_store(root: pathlib.Path, body: str) -> pathlib.Path:
@@ -308,3 +297,15 @@ def test_store_path_without_a_store_is_an_import_failure(tmp_path: pathlib.Path)
     (tmp_path / "empty").mkdir()
     s = collect(db, str(tmp_path / "empty")).store
     assert s.opened is False and s.import_failed is True
+
+
+def test_unwritable_database_is_a_probe_error_not_corruption(tmp_path: pathlib.Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import repro.probe as probe_module
+
+    db = tmp_path / "state.db"
+    standard_run(db).close()
+    monkeypatch.setattr(probe_module.os, "access", lambda *args: False)
+    facts = collect(db)
+    assert facts.probe_error is not None and "cannot write" in facts.probe_error
+    assert facts.integrity.status is CheckStatus.UNAVAILABLE

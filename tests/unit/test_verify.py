@@ -7,8 +7,7 @@ import pathlib
 from repro.ledger import OpKind
 from repro.probe import collect
 from repro.verify import PhantomKind, Verification, compare
-from test_probe import tear_page
-from test_verify_support import FakeWorkload, standard_run
+from test_verify_support import FakeWorkload, standard_run, tear_page
 
 
 def verify(w: FakeWorkload) -> Verification:

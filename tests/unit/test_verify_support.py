@@ -139,6 +139,17 @@ def standard_run(path: pathlib.Path, **kwargs: object) -> FakeWorkload:
     return w
 
 
+def tear_page(db: pathlib.Path, table: str = "messages") -> None:
+    """Zero the second half of a table's root page, as a torn 4 KiB write would leave it."""
+    conn = sqlite3.connect(db)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (table,)).fetchone()[0]
+    conn.close()
+    with open(db, "r+b") as f:
+        f.seek((root - 1) * page_size + page_size // 2)
+        f.write(b"\x00" * (page_size // 2))
+
+
 def test_standard_run_is_clean_for_the_probe(tmp_path: pathlib.Path) -> None:
     """The baseline every 'bad database' test departs from really is healthy and complete."""
     w = standard_run(tmp_path / "state.db")

@@ -1,0 +1,53 @@
+"""Probe + ledger comparison + oracle in one stdlib-only step, for the Compose `verify` service.
+
+The CLI and testcontainers path read the ledger from the engine's logs on the host;
+a plain ``docker compose up`` has no such channel, so the workload also appends its
+ledger to a separate volume and this module, run in the restarted machine, judges it:
+``python3 -m repro.judge --ledger FILE --db PATH --fault NAME [--fault NAME]``.
+It prints one JSON object with the verdict and exits 0 (as the oracle expects) or 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from repro.ledger import parse_lines
+from repro.oracle import judge
+from repro.probe import collect
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="repro.judge")
+    parser.add_argument("--ledger", required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--fault", action="append", default=[])
+    parser.add_argument("--store-path", default=None)
+    args = parser.parse_args(argv)
+    try:
+        with open(args.ledger, encoding="utf-8") as handle:
+            ledger = parse_lines(handle)
+    except OSError as exc:
+        print(json.dumps({"verdict": "error", "reason": f"no ledger: {exc}"}))
+        return 3
+    facts = collect(args.db, args.store_path)
+    judgement = judge(ledger, facts, args.fault or ["sigterm"])
+    ver = judgement.verification
+    print(json.dumps({
+        "verdict": judgement.verdict.value,
+        "expected": judgement.expected,
+        "reason": judgement.reason,
+        "integrity": ver.health.integrity if ver else "unknown",
+        "acked": ver.acked if ver else 0,
+        "lost_acked": ver.lost_acked if ver else 0,
+        "phantom": ver.phantom if ver else 0,
+        "indeterminate": len(ver.indeterminate) if ver else 0,
+        "journal_mode": ledger.ready.get("journal_mode"),
+        "synchronous": ledger.ready.get("synchronous"),
+    }))
+    return 0 if judgement.expected else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

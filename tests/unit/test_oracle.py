@@ -1,0 +1,197 @@
+"""The promise table, the verdicts built on it, and the run's exit-code rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import pytest
+
+from repro.ledger import Ledger
+from repro.oracle import (
+    FaultClass,
+    JournalMode,
+    LossBound,
+    OracleError,
+    StoreConfig,
+    Synchronous,
+    Verdict,
+    fault_class,
+    judge,
+    promise,
+)
+from repro.probe import ProbeFacts, StoreFacts, collect
+from repro.results import ExitCode, TrialRecord, exit_code
+from test_verify_support import FakeWorkload, standard_run, tear_page
+
+P, L = FaultClass.PROCESS_CRASH, FaultClass.POWER_LOSS
+
+
+@pytest.mark.parametrize(
+    ("mode", "sync", "fclass", "lazy", "consistent", "loss"),
+    [
+        # process crash: durable and consistent whatever synchronous, except journal OFF/MEMORY
+        ("wal", 0, P, False, True, LossBound.NONE),
+        ("wal", 1, P, False, True, LossBound.NONE),
+        ("delete", 0, P, False, True, LossBound.NONE),
+        ("off", 2, P, False, False, LossBound.ANY),
+        ("memory", 2, P, False, False, LossBound.ANY),
+        # power loss
+        ("wal", 0, L, False, False, LossBound.ANY),
+        ("delete", 0, L, False, False, LossBound.ANY),
+        ("wal", 1, L, False, True, LossBound.LAST_COMMITS),
+        ("wal", 2, L, False, True, LossBound.NONE),
+        ("wal", 3, L, True, True, LossBound.NONE),
+        ("delete", 1, L, False, False, LossBound.ANY),
+        ("delete", 2, L, False, True, LossBound.NONE),
+        ("delete", 2, L, True, True, LossBound.LAST_COMMITS),
+        ("delete", 3, L, True, True, LossBound.NONE),
+        ("truncate", 2, L, True, True, LossBound.NONE),
+        ("off", 3, L, False, False, LossBound.ANY),
+    ],
+)
+def test_promise_table(mode: str, sync: int, fclass: FaultClass, lazy: bool, consistent: bool,
+                       loss: LossBound) -> None:
+    p = promise(StoreConfig.parse(mode, sync), fclass, lazy_dirs=lazy)
+    assert (p.consistent, p.loss) == (consistent, loss)
+    assert p.promised_safe == (consistent and loss is not LossBound.ANY)
+
+
+def test_fault_classes_compose_to_the_strongest() -> None:
+    assert fault_class(["sigint"]) is P
+    assert fault_class(["disk-fill", "sigterm"]) is P
+    assert fault_class(["oom", "power-loss"]) is L
+    assert fault_class(["sigkill-machine", "SIGQUIT"]) is P
+    with pytest.raises(OracleError):
+        fault_class(["meteor"])
+
+
+def test_config_parsing() -> None:
+    assert StoreConfig.parse("WAL", "normal") == StoreConfig(JournalMode.WAL, Synchronous.NORMAL)
+    assert StoreConfig.from_ready({"journal_mode": "delete", "synchronous": 3}).synchronous is Synchronous.EXTRA
+    for bad in (("wal", 7), ("wall", 1), ("wal", True)):
+        with pytest.raises(OracleError):
+            StoreConfig.parse(*bad)
+    with pytest.raises(OracleError):
+        StoreConfig.from_ready({"journal_mode": "wal"})
+
+
+def _trial(tmp_path: pathlib.Path, mode: str = "wal", sync: int = 2) -> tuple[FakeWorkload, Ledger]:
+    w = standard_run(tmp_path / "state.db", journal_mode=mode, synchronous=sync)
+    return w, w.ledger()
+
+
+def _facts(w: FakeWorkload) -> ProbeFacts:
+    w.close()
+    return collect(w.path, open_store=False)
+
+
+def test_clean_trial_passes(tmp_path: pathlib.Path) -> None:
+    w, ledger = _trial(tmp_path)
+    j = judge(ledger, _facts(w), ["sigkill"])
+    assert (j.verdict, j.expected, j.promised_safe) == (Verdict.PASS, True, True)
+
+
+def test_lab_errors(tmp_path: pathlib.Path) -> None:
+    w, ledger = _trial(tmp_path)
+    facts = _facts(w)
+    assert judge(None, facts, ["sigkill"]).verdict is Verdict.ERROR
+    assert judge(Ledger(operations=ledger.operations), facts, ["sigkill"]).reason == "the workload never reported READY"
+    assert judge(ledger, None, ["sigkill"]).verdict is Verdict.ERROR
+    assert judge(ledger, facts, ["sigkill"], error="engine went away").reason == "engine went away"
+    assert judge(ledger, facts, ["meteor"]).reason == "unknown fault 'meteor'"
+    broken = dataclasses.replace(facts, probe_error="KeyError: x")
+    assert judge(ledger, broken, ["sigkill"]).verdict is Verdict.ERROR
+    no_store = dataclasses.replace(facts, store=StoreFacts(opened=False, error="ModuleNotFoundError: hermes_state"))
+    j = judge(ledger, no_store, ["sigkill"])
+    assert (j.verdict, j.expected, j.promised_safe) == (Verdict.ERROR, False, False)
+
+
+def test_corruption_under_wal_process_crash_is_a_failure(tmp_path: pathlib.Path) -> None:
+    w, ledger = _trial(tmp_path)
+    w.sql("UPDATE sessions SET message_count = 99 WHERE id = 's1'")  # all messages present
+    j = judge(ledger, _facts(w), ["sigterm"])
+    assert (j.verdict, j.expected, j.promised_safe) == (Verdict.CORRUPT, False, True)
+    assert "message_count=99" in j.reason
+
+
+def test_torn_page_under_journal_off_is_corrupt_but_expected(tmp_path: pathlib.Path) -> None:
+    w = FakeWorkload(tmp_path / "state.db", journal_mode="delete")
+    w.ready = {"journal_mode": "off", "synchronous": 2}
+    w.create_session("s1")
+    for n in range(300):
+        w.append("s1", f"row {n} " + "q" * 400)
+    ledger = w.ledger()
+    w.close()
+    tear_page(w.path)
+    j = judge(ledger, collect(w.path, open_store=False), ["sigkill"])
+    assert (j.verdict, j.expected, j.promised_safe) == (Verdict.CORRUPT, True, False)
+
+
+def test_lost_acked_write_under_wal_full(tmp_path: pathlib.Path) -> None:
+    w, ledger = _trial(tmp_path)
+    w.sql("DELETE FROM messages WHERE id = 8")
+    w.sql("UPDATE sessions SET message_count = message_count - 1 WHERE id = 's2'")
+    j = judge(ledger, _facts(w), ["power-loss"])
+    assert (j.verdict, j.expected, j.lost_acked) == (Verdict.LOST_ACKED, False, 1)
+
+
+def _lose_last_commit(tmp_path: pathlib.Path, sync: int) -> tuple[Ledger, ProbeFacts]:
+    w = FakeWorkload(tmp_path / "state.db", synchronous=sync)
+    w.create_session("s1")
+    w.append("s1", "kept")
+    last = w.append("s1", "rolled back")
+    w.sql("DELETE FROM messages WHERE id = ?", (last,))
+    w.sql("UPDATE sessions SET message_count = 1")
+    ledger = w.ledger()
+    return ledger, _facts(w)
+
+
+def test_wal_normal_power_loss_of_the_last_commit_is_expected_loss(tmp_path: pathlib.Path) -> None:
+    ledger, facts = _lose_last_commit(tmp_path, sync=1)
+    j = judge(ledger, facts, ["power-loss"])
+    assert (j.verdict, j.expected, j.promised_safe, j.lost_acked) == (Verdict.EXPECTED_LOSS, True, True, 1)
+    # the same loss after a mere process crash is a broken promise
+    assert judge(ledger, facts, ["sigkill"]).verdict is Verdict.LOST_ACKED
+    # and with lazy directory entries DELETE+FULL may lose it too, EXTRA may not
+    assert judge(ledger, facts, ["power-loss"], config=StoreConfig.parse("delete", 2),
+                 lazy_dirs=True).verdict is Verdict.EXPECTED_LOSS
+    assert judge(ledger, facts, ["power-loss"], config=StoreConfig.parse("delete", 3),
+                 lazy_dirs=True).verdict is Verdict.LOST_ACKED
+
+
+def test_wal_normal_losing_a_write_before_a_surviving_one_is_lost_acked(tmp_path: pathlib.Path) -> None:
+    w, ledger = _trial(tmp_path, sync=1)
+    w.sql("DELETE FROM messages WHERE id = 2")
+    w.sql("UPDATE sessions SET message_count = message_count - 1 WHERE id = 's1'")
+    j = judge(ledger, _facts(w), ["power-loss"])
+    assert (j.verdict, j.expected) == (Verdict.LOST_ACKED, False)
+    assert "not only the last commits" in j.reason
+
+
+def test_synchronous_off_power_loss_reports_loss_as_lost_acked_and_expected(tmp_path: pathlib.Path) -> None:
+    ledger, facts = _lose_last_commit(tmp_path, sync=0)
+    j = judge(ledger, facts, ["power-loss"])
+    assert (j.verdict, j.expected, j.promised_safe) == (Verdict.LOST_ACKED, True, False)
+
+
+def _record(verdict: Verdict, expected: bool, promised_safe: bool = True) -> TrialRecord:
+    return TrialRecord(
+        id="t", profile="fly-256", faults=("sigkill",), preset="ns506", journal_mode="wal", synchronous="1",
+        seed=1, verdict=verdict, integrity="ok", acked=1, lost_acked=0, phantom=0, indeterminate=0,
+        oom_killed=None, exit_code=137, duration_s=1.0, expected=expected, promised_safe=promised_safe,
+        detail="", artifacts_dir=None, replay="repro replay runs/x t",
+    )
+
+
+def test_exit_code_rule() -> None:
+    ok = _record(Verdict.PASS, True)
+    control = _record(Verdict.CORRUPT, True, promised_safe=False)
+    allowed = _record(Verdict.EXPECTED_LOSS, True)
+    failed = _record(Verdict.LOST_ACKED, False)
+    lab = _record(Verdict.ERROR, False, promised_safe=False)
+    assert exit_code([ok, control, allowed]) is ExitCode.OK
+    assert exit_code([ok, failed]) is ExitCode.TRIAL_FAILED
+    assert exit_code([ok, lab]) is ExitCode.LAB_FAILED
+    assert exit_code([failed, lab]) is ExitCode.LAB_FAILED
+    assert exit_code([]) is ExitCode.LAB_FAILED

@@ -1,0 +1,148 @@
+"""Records survive JSON, JUnit counts failures right, Markdown shows replays, comparisons stay honest."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import xml.etree.ElementTree as ET
+
+import pytest
+from rich.console import Console
+
+from repro.oracle import Verdict, judge
+from repro.probe import collect
+from repro.report import (
+    blind_controls,
+    compare_runs,
+    render_markdown,
+    render_table,
+    summarize,
+    write_all,
+)
+from repro.results import ExitCode, ResultsError, RunMeta, RunResult, TrialRecord, record_trial
+from test_verify_support import standard_run
+
+
+def rec(i: int, verdict: Verdict, expected: bool = True, *, faults: tuple[str, ...] = ("sigkill",),
+        preset: str = "ns506", promised_safe: bool = True, store: str = "default") -> TrialRecord:
+    return TrialRecord(
+        id=f"t{i:03d}", profile="fly-256", faults=faults, preset=preset, journal_mode="wal", synchronous="NORMAL",
+        seed=1000 + i, verdict=verdict, integrity="ok" if verdict is not Verdict.CORRUPT else "failed: page 3",
+        acked=40, lost_acked=2 if verdict in (Verdict.LOST_ACKED, Verdict.EXPECTED_LOSS) else 0, phantom=0,
+        indeterminate=1, oom_killed=False, exit_code=137, duration_s=1.25, expected=expected,
+        promised_safe=promised_safe, detail=f"detail {i} | pipes", artifacts_dir=f"runs/r/t{i:03d}",
+        replay=f"repro replay runs/r t{i:03d}", store=store,
+    )
+
+
+def run_of(*trials: TrialRecord) -> RunResult:
+    return RunResult(RunMeta(run_id="r", seed=42, started_at="2026-07-01T10:00:00Z", command="repro run"), trials)
+
+
+MIXED = run_of(
+    rec(1, Verdict.PASS),
+    rec(2, Verdict.CORRUPT, expected=False),
+    rec(3, Verdict.LOST_ACKED, expected=False, faults=("disk-fill", "sigterm")),
+    rec(4, Verdict.ERROR, expected=False, promised_safe=False),
+    rec(5, Verdict.EXPECTED_LOSS, faults=("power-loss",)),
+    rec(6, Verdict.CORRUPT, expected=True, preset="off", promised_safe=False),
+)
+
+
+def test_trial_record_json_round_trip() -> None:
+    r = rec(3, Verdict.LOST_ACKED, expected=False, faults=("disk-fill", "sigterm"))
+    assert TrialRecord.from_json(r.to_json()) == r
+    data = json.loads(r.to_json())
+    for key in ("id", "profile", "faults", "preset", "journal_mode", "synchronous", "seed", "verdict",
+                "integrity", "acked", "lost_acked", "phantom", "indeterminate", "oom_killed", "exit_code",
+                "duration_s", "expected", "detail", "artifacts_dir", "replay"):
+        assert key in data
+    assert data["verdict"] == "lost-acked" and data["faults"] == ["disk-fill", "sigterm"]
+
+
+def test_bad_records_raise_typed_errors() -> None:
+    good = json.loads(rec(1, Verdict.PASS).to_json())
+    with pytest.raises(ResultsError):
+        TrialRecord.from_dict({k: v for k, v in good.items() if k != "seed"})
+    with pytest.raises(ResultsError):
+        TrialRecord.from_dict({**good, "verdict": "fine"})
+    with pytest.raises(ResultsError):
+        RunResult.from_json("[]")
+
+
+def test_written_files_round_trip_and_junit_counts(tmp_path: pathlib.Path) -> None:
+    paths = write_all(tmp_path / "out", MIXED)
+    assert [p.name for p in paths] == ["report.json", "report.md", "junit.xml"]
+    back = RunResult.from_json((tmp_path / "out" / "report.json").read_text())
+    assert back == MIXED
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["exit_code"] == 3
+    root = ET.parse(tmp_path / "out" / "junit.xml").getroot()
+    cases = root.findall(".//testcase")
+    assert len(cases) == 6
+    failed = sorted(c.get("name") for c in cases if c.find("failure") is not None)
+    errored = sorted(c.get("name") for c in cases if c.find("error") is not None)
+    assert failed == ["t002", "t003"]
+    assert errored == ["t004"]
+    suite = root.find("testsuite")
+    assert suite is not None and (suite.get("failures"), suite.get("errors"), suite.get("tests")) == ("2", "1", "6")
+
+
+def test_markdown_lists_failing_trials_with_replay() -> None:
+    md = render_markdown(MIXED)
+    assert "exit 3" in md
+    failing = md.split("## Failing trials")[1].split("## Lab errors")[0]
+    assert "repro replay runs/r t002" in failing and "repro replay runs/r t003" in failing
+    assert "t001" not in failing and "t006" not in failing  # a pass, and a control failing as expected
+    assert "repro replay runs/r t004" in md.split("## Lab errors")[1]
+    assert "detail 2 \\| pipes" in md
+
+
+def test_groups_and_terminal_table() -> None:
+    groups = {(g.key.faults, g.key.preset): g for g in summarize(MIXED.trials)}
+    sigkill = groups[("sigkill", "ns506")]
+    assert (sigkill.count(Verdict.PASS), sigkill.count(Verdict.CORRUPT), sigkill.count(Verdict.ERROR)) == (1, 1, 1)
+    assert groups[("disk-fill+sigterm", "ns506")].failed == 1
+    console = Console(record=True, width=200)
+    console.print(render_table(list(MIXED.trials)))
+    text = console.export_text()
+    assert "disk-fill+sigterm" in text and "expected-loss" in text
+    assert text.count("NO") == 2  # sigkill/ns506 and disk-fill+sigterm
+
+
+def test_blind_positive_control_is_detected() -> None:
+    trials = [rec(1, Verdict.PASS, preset="off", promised_safe=False), rec(2, Verdict.PASS, preset="off",
+                                                                           promised_safe=False)]
+    assert [k.preset for k in blind_controls(trials)] == ["off"]
+    assert blind_controls(trials + [rec(3, Verdict.CORRUPT, preset="off", promised_safe=False)]) == ()
+    assert "positive controls that never failed" in render_markdown(run_of(*trials))
+
+
+def test_comparison_headlines() -> None:
+    old = [rec(1, Verdict.CORRUPT, False), rec(2, Verdict.PASS), rec(3, Verdict.PASS, faults=("oom",))]
+    fixed = [rec(4, Verdict.PASS, store="new"), rec(5, Verdict.PASS, store="new"),
+             rec(6, Verdict.PASS, faults=("oom",), store="new")]
+    assert compare_runs(old, fixed, "v1", "v2").headline == "v2 fixes fly-256/sigkill (vs v1)"
+    assert compare_runs(old, old, "v1", "v2").headline == "no difference between v1 and v2"
+    worse = compare_runs(fixed, old, "v2", "v1")
+    assert worse.headline.startswith("regression: v1 harms data more often than v2 in fly-256/sigkill")
+    # expected-loss is still data lost when comparing presets
+    ns506 = [rec(7, Verdict.EXPECTED_LOSS, faults=("power-loss",))]
+    durable = [rec(8, Verdict.PASS, faults=("power-loss",), preset="durable")]
+    assert compare_runs(ns506, durable, "ns506", "durable").headline == "durable fixes fly-256/power-loss (vs ns506)"
+    only_errors = [rec(9, Verdict.ERROR, False)]
+    assert compare_runs(only_errors, fixed).headline.startswith("nothing to compare")
+
+
+def test_record_trial_from_a_real_judgement(tmp_path: pathlib.Path) -> None:
+    w = standard_run(tmp_path / "state.db", synchronous=1)
+    ledger = w.ledger()
+    w.sql("DELETE FROM messages WHERE id = 8")
+    w.sql("UPDATE sessions SET message_count = message_count - 1 WHERE id = 's2'")
+    w.close()
+    j = judge(ledger, collect(w.path, open_store=False), ["sigkill"])
+    r = record_trial(id="t1", profile="fly-256", faults=["sigkill"], preset="ns506", journal_mode="wal",
+                     synchronous="NORMAL", seed=7, judgement=j, duration_s=1.23456, replay="repro replay x t1")
+    assert (r.verdict, r.acked, r.lost_acked, r.expected, r.duration_s) == (Verdict.LOST_ACKED, 18, 1, False, 1.235)
+    assert run_of(r).exit_code is ExitCode.TRIAL_FAILED
+    assert dataclasses.replace(r, verdict=Verdict.PASS, expected=True).failed is False
