@@ -126,6 +126,11 @@ class VolatileDisk:
             raise NotFound(name)
         return self._stat(ino)
 
+    def path(self, ino: int) -> str:
+        """The file's current name relative to the mount (for reports and per-file policies)."""
+        self._alive()
+        return self._file_path(self._file(ino))
+
     def listdir(self, ino: int) -> list[tuple[str, NodeStat]]:
         self._alive()
         d = self._dir(ino)

@@ -1,8 +1,10 @@
 """The thin pyfuse3 adapter: FUSE requests in, VolatileDisk calls out, typed errors to errnos.
 
 Deliberate omissions: no lock handlers (the kernel then keeps POSIX byte-range locks itself,
-which is right on one machine), no writeback_cache (every write reaches the daemon), no
-direct_io (the kernel page cache backs SQLite's shared -shm mapping), no xattrs or links.
+which is right on one machine), no writeback_cache (every write reaches the daemon), no xattrs
+or links. Files are opened direct_io -- one write() is one request, instead of being split at
+every page the kernel does not hold up to date -- except SQLite's "-shm" files, whose shared
+mmap needs the kernel page cache.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import pyfuse3
 from repro.lossyfs.cache import VolatileDisk
 from repro.lossyfs.errors import LossyFsError
 from repro.lossyfs.model import NodeStat
+
+_MMAP_SUFFIX = "-shm"
 
 # Every change goes through this kernel, so its cached attributes and entries never go stale
 # (the cut only makes later calls fail); long timeouts save a getattr/lookup per operation.
@@ -165,17 +169,19 @@ class LossyOperations(pyfuse3.Operations):
 
     # --------------------------------------------------------------- data
 
+    def _file_info(self, ino: int, name: str) -> pyfuse3.FileInfo:
+        # keep_cache: opening must not drop the page cache behind another process's -shm mapping.
+        return pyfuse3.FileInfo(fh=ino, keep_cache=True, direct_io=not name.endswith(_MMAP_SUFFIX))
+
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         with _errnos():
-            self._disk.getattr(inode)
-        # keep_cache: opening must not drop the page cache behind another process's -shm mapping.
-        return pyfuse3.FileInfo(fh=inode, keep_cache=True, direct_io=False)
+            return self._file_info(inode, self._disk.path(inode))
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         with _errnos():
             st = self._disk.create(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid)
-        return pyfuse3.FileInfo(fh=st.ino, keep_cache=True, direct_io=False), self._entry(st)
+        return self._file_info(st.ino, os.fsdecode(name)), self._entry(st)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         with _errnos():
