@@ -196,7 +196,21 @@ class ConstrainedHost(DockerContainer):
             raise
         self._follower = threading.Thread(target=self._follow, daemon=True, name="host-logs")
         self._follower.start()
+        if self._entrypoint is None:
+            self.wait_for_line(lambda l: l.startswith("LAB BOOT"), 30, "the machine to boot")
         return self
+
+    def svc_up(self, service: str, timeout: float = 10.0) -> None:
+        """Start an s6 service once its supervisor listens (s6-svscan spawns them just after boot)."""
+        path = f"/run/s6/services/{service}"
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.get_wrapped_container().exec_run(["s6-svc", "-u", path], user="root")
+            if result.exit_code == 0:
+                return
+            if time.monotonic() > deadline:
+                raise self._trial_error(f"s6 did not accept `s6-svc -u {path}`: {result.output.decode().strip()}")
+            time.sleep(0.02)
 
     def _configure_machine(self) -> None:
         p = self.profile
@@ -325,7 +339,7 @@ class ConstrainedHost(DockerContainer):
         if self.store.store_path:
             env["LAB_STORE_PATH"] = STORE_MOUNT
         self.put_file("/run/lab", "workload.env", "".join(f"{k}={_quote(v)}\n" for k, v in env.items()))
-        self.exec_checked(["s6-svc", "-u", "/run/s6/services/session-store"])
+        self.svc_up("session-store")
         line = self.wait_for_line(lambda l: l.startswith(("READY ", "EVENT {\"kind\": \"store-open-failed\"",
                                                         "EVENT {\"kind\": \"config-error\"")),
                                   timeout, "the workload to be ready")
@@ -338,7 +352,7 @@ class ConstrainedHost(DockerContainer):
         env = {"LAB_SEED": str(seed), "LAB_LOSSY_BACKING": LOSSY_BACKING, "LAB_LOSSY_MOUNT": LOSSY_MOUNT,
                "LAB_LOSSY_ARGS": args}
         self.put_file("/run/lab", "lossyfs.env", "".join(f"{k}={_quote(v)}\n" for k, v in env.items()))
-        self.exec_checked(["s6-svc", "-u", "/run/s6/services/lossyfs"])
+        self.svc_up("lossyfs")
         self.wait_for_line(lambda l: l.startswith("LOSSYFS READY"), timeout, "the lossy filesystem")
 
     def wait_for_acks(self, count: int, timeout: float = 60.0) -> int:
@@ -356,12 +370,14 @@ class ConstrainedHost(DockerContainer):
 
     # -- faults ---------------------------------------------------------------------------------
     def agent(self, action: str, *, after_acks: int = 0, after_ms: int = 0, in_write: bool = False,
-              delay_us: int = 0, timeout: float = 60.0) -> AgentReport:
+              delay_us: int = 0, on_write: bool = False, timeout: float = 60.0) -> AgentReport:
         """Run the in-machine fault agent: wait for the trigger, then fire ``action``."""
         argv = ["python3", "-m", "repro.workload.agent", "--action", action, "--after-acks", str(after_acks),
                 "--after-ms", str(after_ms), "--delay-us", str(delay_us), "--timeout", str(timeout)]
         if in_write:
             argv.append("--in-write")
+        if on_write:
+            argv += ["--on-write", self.db_path.rsplit("/", 1)[0]]
         result = self.get_wrapped_container().exec_run(argv, user="root")
         output = (result.output or b"").decode("utf-8", "replace")
         for line in output.splitlines():
@@ -427,7 +443,7 @@ class ConstrainedHost(DockerContainer):
         """Start the npm-cache service and wait until the data disk is full; returns its event."""
         self.faults_seen.append("disk-fill-clear" if clear_after_ms else "disk-fill")
         self.put_file("/run/lab", "npm-cache.env", f"LAB_NPM_CLEAR_AFTER_MS={clear_after_ms}\n")
-        self.exec_checked(["s6-svc", "-u", "/run/s6/services/npm-cache"])
+        self.svc_up("npm-cache")
         line = self.wait_for_line(lambda l: l.startswith('EVENT {"kind": "disk-full"'), timeout, "a full disk")
         return json.loads(line[len("EVENT "):])
 

@@ -147,10 +147,14 @@ def parse_lines(lines: Iterable[str]) -> Ledger:
         done = completions.get(index)
         outcome = Outcome.INFO if done is None else Outcome(str(done["t"]))
         result = done.get("result", {}) if done else {}
+        try:
+            kind = OpKind(str(inv["op"]))
+        except (KeyError, ValueError):
+            raise LedgerError(f"invoke {index} names no known operation: {inv.get('op')!r}") from None
         operations.append(
             Operation(
                 index=index,
-                kind=OpKind(str(inv["op"])),
+                kind=kind,
                 args=dict(inv.get("args", {})),  # type: ignore[arg-type]
                 outcome=outcome,
                 result=dict(result) if isinstance(result, dict) else {},

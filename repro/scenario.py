@@ -40,6 +40,7 @@ class Trigger(str, enum.Enum):
     ACKS = "acks"  # after N acknowledged writes (seeded N when not given)
     RANDOM = "random"  # at a seeded random moment, in milliseconds after readiness
     IN_WRITE = "in-write"  # while a write is in flight, after N acks, seeded delay in the call
+    ON_WRITE = "on-write"  # at the store's next write to its database files after N acks (inotify)
 
 
 def parse_fault(text: str) -> tuple[FaultName, Trigger | None, int | None]:
@@ -56,8 +57,8 @@ def parse_fault(text: str) -> tuple[FaultName, Trigger | None, int | None]:
     try:
         trigger = Trigger(kind)
     except ValueError:
-        raise ScenarioError(f"unknown trigger {kind!r} in {text!r}; use acks=N, random or in-write") from None
-    if value and not value.isdigit():
+        raise ScenarioError(f"unknown trigger {kind!r} in {text!r}; use acks=N, random, in-write or on-write") from None
+    if value and not (value.isascii() and value.isdigit()):  # '²'.isdigit() is True, int('²') fails
         raise ScenarioError(f"trigger value in {text!r} must be a whole number")
     return fault, trigger, int(value) if value else None
 
@@ -139,7 +140,8 @@ class FaultStep:
     def describe(self) -> str:
         when = {Trigger.ACKS: f"after {self.after_acks} acks",
                 Trigger.RANDOM: f"{self.after_ms} ms after ready",
-                Trigger.IN_WRITE: f"in a write after {self.after_acks} acks, +{self.delay_us} us"}[self.trigger]
+                Trigger.IN_WRITE: f"in a write after {self.after_acks} acks, +{self.delay_us} us",
+                Trigger.ON_WRITE: f"at a database write after {self.after_acks} acks, +{self.delay_us} us"}[self.trigger]
         return f"{self.name.value} {when}"
 
 
@@ -185,7 +187,7 @@ class Scenario:
             trigger = spec.trigger or _DEFAULT_TRIGGER[spec.name]
             acks = spec.value if spec.value is not None and trigger is not Trigger.RANDOM else rng.randint(40, 400)
             after_ms = spec.value if spec.value is not None and trigger is Trigger.RANDOM else rng.randint(200, 2000)
-            delay_us = rng.randint(0, 400) if trigger is Trigger.IN_WRITE else 0
+            delay_us = {Trigger.IN_WRITE: rng.randint(0, 400), Trigger.ON_WRITE: rng.randint(0, 40)}.get(trigger, 0)
             if steps:  # a later fault fires relative to the disk being full, not to acks
                 acks = 0
             steps.append(FaultStep(spec.name, trigger, acks, after_ms if trigger is Trigger.RANDOM else 0, delay_us))
@@ -195,7 +197,7 @@ class Scenario:
 _DEFAULT_TRIGGER = {
     FaultName.SIGINT: Trigger.ACKS,
     FaultName.SIGTERM: Trigger.ACKS,
-    FaultName.SIGKILL: Trigger.IN_WRITE,
+    FaultName.SIGKILL: Trigger.ON_WRITE,
     FaultName.SIGKILL_MACHINE: Trigger.ACKS,
     FaultName.OOM: Trigger.ACKS,
     FaultName.DISK_FILL: Trigger.ACKS,

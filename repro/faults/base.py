@@ -46,4 +46,5 @@ def trigger_kwargs(step: "FaultStep") -> dict[str, object]:
     from repro.scenario import Trigger
 
     return {"after_acks": step.after_acks, "after_ms": step.after_ms,
-            "in_write": step.trigger is Trigger.IN_WRITE, "delay_us": step.delay_us}
+            "in_write": step.trigger in (Trigger.IN_WRITE, Trigger.ON_WRITE), "delay_us": step.delay_us,
+            "on_write": step.trigger is Trigger.ON_WRITE}

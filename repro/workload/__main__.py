@@ -79,7 +79,8 @@ class Workload:
         board = self.board
         if board:
             board.set_invoked(index)
-            board.set_in_write(IN_WRITE)
+            if op != "search_messages":  # a read: `--in-write` must not fire in it
+                board.set_in_write(IN_WRITE)
         emit(encode({"i": index, "t": "invoke", "op": op, "args": args}))
         try:
             value = fn()

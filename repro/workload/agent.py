@@ -10,13 +10,23 @@ workload was doing at that instant. Actions:
 - ``leak``                the workload starts leaking memory until the kernel OOM-kills it
 - ``cut-power``           SIGUSR1 to the lossy filesystem: everything not fsynced is gone
 - ``none``                only report the moment (the lab fires from outside)
+
+``--on-write DIR`` sharpens the trigger to the instant the store writes its database:
+after the other conditions hold, the agent blocks on inotify (through ctypes: stdlib
+only) until the next IN_MODIFY of a ``state.db*`` file in DIR, so a kill lands inside
+the commit's page writes rather than anywhere in the call -- the window in which an
+unjournaled write can tear the file, as SQLite's own crash tests aim for.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
+import select
+import struct
 import signal
 import subprocess
 import sys
@@ -31,6 +41,52 @@ def busy_wait_us(microseconds: int) -> None:
         pass
 
 
+IN_MODIFY = 0x00000002
+_EVENT = struct.Struct("iIII")
+
+
+class WriteWatch:
+    """inotify on a directory: wait for the next write to a file whose name starts with a prefix."""
+
+    def __init__(self, directory: str, prefix: str = "state.db") -> None:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        if libc.inotify_add_watch(self.fd, directory.encode(), IN_MODIFY) < 0:
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch {directory}")
+        self.prefix = prefix.encode()
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.fd, 65536):
+                pass
+        except BlockingIOError:
+            pass
+
+    def wait(self, timeout: float) -> str | None:
+        """Block until a matching file is modified; returns its name (None on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                return None
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                continue
+            offset = 0
+            while offset < len(data):
+                _wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                name = data[offset + _EVENT.size: offset + _EVENT.size + length].rstrip(b"\0")
+                offset += _EVENT.size + length
+                if name.startswith(self.prefix):
+                    return name.decode()
+
+
 def service_pid(name: str) -> int:
     out = subprocess.run(["s6-svstat", "-p", f"/run/s6/services/{name}"],
                          capture_output=True, text=True, check=False).stdout.strip()
@@ -40,6 +96,8 @@ def service_pid(name: str) -> int:
 def fire(action: str, board: StatusBoard) -> dict[str, object]:
     snap = board.read()
     if action == "kill-workload":
+        if snap.pid <= 0:  # os.kill(0, ...) would kill the agent's own process group
+            raise RuntimeError("no workload pid on the status board")
         os.kill(snap.pid, signal.SIGKILL)
     elif action.startswith("signal-init:"):
         os.kill(1, getattr(signal, action.split(":", 1)[1]))
@@ -63,11 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-write", action="store_true", help="fire only while a write is in flight")
     parser.add_argument("--delay-us", type=int, default=0, help="busy-wait this long after the trigger")
     parser.add_argument("--action", required=True)
+    parser.add_argument("--on-write", default="", metavar="DIR",
+                        help="then wait for the next write to DIR/state.db* (inotify)")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--status", default=STATUS_PATH)
     args = parser.parse_args(argv)
 
     board = StatusBoard(args.status)
+    watch = WriteWatch(args.on_write) if args.on_write else None
+    written = ""
     start = time.monotonic()
     deadline = start + args.timeout
     wait_until = start + args.after_ms / 1000.0
@@ -86,11 +148,17 @@ def main(argv: list[str] | None = None) -> int:
                 break
             continue  # spin: a write starts within about a millisecond
         time.sleep(0.0005)
+    if watch is not None:
+        watch.drain()
+        written = watch.wait(max(0.1, deadline - time.monotonic())) or ""
+        if not written:
+            print("AGENT " + json.dumps({"fired": False, "reason": "no write seen", **_snap(board)}), flush=True)
+            return 1
     if args.delay_us:
         busy_wait_us(args.delay_us)
     facts = fire(args.action, board)
     print("AGENT " + json.dumps({"fired": True, "action": args.action, "waited_s": round(time.monotonic() - start, 4),
-                                 "trigger_in_write": fired_in_write, **facts}), flush=True)
+                                 "trigger_in_write": fired_in_write, "on_write": written, **facts}), flush=True)
     return 0
 
 

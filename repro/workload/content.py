@@ -19,7 +19,7 @@ _TOOLS = ("terminal", "read_file", "web_search", "write_file", "memory")
 def text(rng: random.Random, size: int) -> str:
     """About ``size`` bytes of word salad that FTS can index."""
     words: list[str] = []
-    length = 0
+    length = -1  # the joined length: n words have n - 1 spaces between them
     while length < size:
         word = rng.choice(_WORDS)
         words.append(word)
@@ -29,7 +29,8 @@ def text(rng: random.Random, size: int) -> str:
 
 def size(rng: random.Random, low: int, high: int) -> int:
     """Log-uniform: most messages are short, some are large tool outputs."""
-    return int(math.exp(rng.uniform(math.log(low), math.log(high))))
+    # exp(log(x)) can come out just below x: clamp, or low == high gives low - 1
+    return min(high, max(low, int(math.exp(rng.uniform(math.log(low), math.log(high))))))
 
 
 def message(rng: random.Random, low: int, high: int) -> dict[str, object]:

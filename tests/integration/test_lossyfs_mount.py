@@ -42,6 +42,7 @@ class Outcome:
     integrity: str
     rows: int
     missing_acked: int
+    prefix: bool  # the surviving rows are 1..n: whatever was lost is a tail
     pages_dropped: int
 
 
@@ -50,7 +51,7 @@ def _digest(directory: Path) -> dict[str, str]:
 
 
 def run_trial(tmp: Path, seed: int, journal: str, sync: str, *, lazy_dirs: bool = False,
-              torn_writes: bool = True, interval_ms: int = 20) -> Outcome:
+              torn_writes: bool = True, interval_ms: int = 20, commits: tuple[int, int] = (50, 400)) -> Outcome:
     backing, mount = tmp / f"backing-{seed}", tmp / f"mnt-{seed}"
     backing.mkdir()
     mount.mkdir()
@@ -65,7 +66,7 @@ def run_trial(tmp: Path, seed: int, journal: str, sync: str, *, lazy_dirs: bool 
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert writer.stdout is not None
         assert writer.stdout.readline().strip() == "READY", writer.stderr.read() if writer.stderr else ""
-        target = rng.randint(50, 400)
+        target = rng.randint(*commits)
         acked = 0
         while acked < target:
             line = writer.stdout.readline()
@@ -90,6 +91,7 @@ def run_trial(tmp: Path, seed: int, journal: str, sync: str, *, lazy_dirs: bool 
         conn.close()
     missing = sum(1 for i in range(1, acked + 1) if i not in ids)
     return Outcome(acked=acked, integrity=integrity, rows=len(ids), missing_acked=missing,
+                   prefix=ids == set(range(1, len(ids) + 1)),
                    pages_dropped=int(cut.payload["pages_dropped"]))  # type: ignore[call-overload]
 
 
@@ -103,6 +105,19 @@ def test_wal_full_keeps_every_acknowledged_commit(tmp_path: Path, seed: int) -> 
 def test_wal_off_loses_acknowledged_commits_in_some_trial(tmp_path: Path) -> None:
     outcomes = [run_trial(tmp_path, seed, "wal", "off", interval_ms=50) for seed in range(3)]
     assert any(o.integrity != "ok" or o.missing_acked for o in outcomes), outcomes
+
+
+# Past ~1000 WAL frames SQLite checkpoints: now OFF can tear the database, NORMAL must not.
+def test_wal_off_corrupts_once_checkpoints_run(tmp_path: Path) -> None:
+    outcomes = [run_trial(tmp_path, seed, "wal", "off", interval_ms=50, commits=(1500, 2500)) for seed in range(2)]
+    assert any(o.integrity != "ok" for o in outcomes), outcomes
+
+
+def test_wal_normal_loses_only_a_tail_and_never_corrupts(tmp_path: Path) -> None:
+    outcomes = [run_trial(tmp_path, seed, "wal", "normal", interval_ms=50, commits=(1500, 2500))
+                for seed in range(2)]
+    assert all(o.integrity == "ok" and o.prefix for o in outcomes), outcomes
+    assert any(o.missing_acked for o in outcomes), outcomes
 
 
 def test_delete_full_with_lazy_dirs_stays_consistent(tmp_path: Path) -> None:

@@ -1,0 +1,146 @@
+"""Scenarios: faults parse, bad combinations are refused up front, and a seed replays the same schedule."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from repro.errors import ScenarioError
+from repro.profiles import get_profile
+from repro.scenario import FaultName, FaultSpec, Scenario, StoreSpec, Trigger
+
+FLY256 = get_profile("fly-256")
+
+
+def scenario(*faults: str, seed: int = 0, trial_id: str = "t0") -> Scenario:
+    return Scenario(FLY256, tuple(FaultSpec.parse(f) for f in faults), seed=seed, trial_id=trial_id)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "trigger", "value"),
+    [
+        ("sigkill", FaultName.SIGKILL, None, None),
+        ("sigterm@acks=200", FaultName.SIGTERM, Trigger.ACKS, 200),
+        ("oom@random", FaultName.OOM, Trigger.RANDOM, None),
+        ("sigkill@in-write", FaultName.SIGKILL, Trigger.IN_WRITE, None),
+        ("disk-fill", FaultName.DISK_FILL, None, None),
+    ],
+)
+def test_fault_spec_parses(text: str, name: FaultName, trigger: Trigger | None, value: int | None) -> None:
+    spec = FaultSpec.parse(text)
+    assert (spec.name, spec.trigger, spec.value) == (name, trigger, value)
+    assert str(spec) == text  # the label a report and a replay use
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["nope", "SIGKILL", "sigkil", "sigkill@later", "sigterm@acks=many", "sigterm@acks=-1", "sigterm@acks=²", "@acks=3"],
+)
+def test_fault_spec_rejects(text: str) -> None:
+    with pytest.raises(ScenarioError):
+        FaultSpec.parse(text)
+
+
+def test_unknown_fault_names_the_known_ones() -> None:
+    with pytest.raises(ScenarioError, match="sigkill.*disk-fill"):
+        FaultSpec.parse("nope")
+
+
+def test_disk_fill_may_precede_the_machine_ending_fault() -> None:
+    s = scenario("disk-fill", "sigterm")
+    assert s.fault_label == "disk-fill+sigterm"
+    assert [step.name for step in s.schedule()] == [FaultName.DISK_FILL, FaultName.SIGTERM]
+
+
+@pytest.mark.parametrize(
+    ("faults", "match"),
+    [
+        (("sigterm", "disk-fill"), "must come last"),
+        (("sigkill", "oom"), "at most one"),
+        (("disk-fill", "disk-fill", "sigterm"), "only once"),
+        ((), "at least one"),
+    ],
+)
+def test_scenario_refuses_bad_combinations(faults: tuple[str, ...], match: str) -> None:
+    with pytest.raises(ScenarioError, match=match):
+        scenario(*faults)
+
+
+def test_schedule_is_deterministic_and_depends_on_seed_and_trial() -> None:
+    def sched(seed: int, trial_id: str) -> tuple[object, ...]:
+        return scenario("disk-fill", "sigkill", seed=seed, trial_id=trial_id).schedule()
+
+    first = sched(7, "t1")
+    assert sched(7, "t1") == first
+    # over a handful of seeds and trials the schedules are not all the same
+    assert len({sched(seed, "t1") for seed in range(8)}) > 1
+    assert len({sched(7, f"t{n}") for n in range(8)}) > 1
+
+
+def test_schedule_resolves_triggers() -> None:
+    kill, = scenario("sigkill@in-write", seed=3).schedule()  # in a write, after seeded acks, seeded delay
+    assert kill.trigger is Trigger.IN_WRITE and 40 <= kill.after_acks <= 400 and 0 <= kill.delay_us <= 400
+    default, = scenario("sigkill", seed=3).schedule()
+    assert default.trigger is not None and default.after_acks > 0  # every trigger is resolved
+    term, = scenario("sigterm@acks=200", seed=3).schedule()
+    assert (term.trigger, term.after_acks, term.after_ms, term.delay_us) == (Trigger.ACKS, 200, 0, 0)
+    oom, = scenario("oom@random=900", seed=3).schedule()
+    assert (oom.trigger, oom.after_ms) == (Trigger.RANDOM, 900)
+    fill, term2 = scenario("disk-fill", "sigterm", seed=3).schedule()
+    assert fill.after_acks > 0 and term2.after_acks == 0  # the second fires relative to the full disk
+
+
+def test_replay_in_another_process_gives_the_same_schedule() -> None:
+    """A replay is a new interpreter (another hash seed): the schedule must not depend on it."""
+    code = (
+        "import json, sys\n"
+        "from repro.profiles import get_profile\n"
+        "from repro.scenario import FaultSpec, Scenario\n"
+        "s = Scenario(get_profile('fly-256'), (FaultSpec.parse('disk-fill'), FaultSpec.parse('sigkill')),"
+        " seed=11, trial_id='t3')\n"
+        "print(json.dumps([[st.name.value, st.trigger.value, st.after_acks, st.after_ms, st.delay_us]"
+        " for st in s.schedule()]))\n"
+    )
+    here = scenario("disk-fill", "sigkill", seed=11, trial_id="t3").schedule()
+    expected = [[st.name.value, st.trigger.value, st.after_acks, st.after_ms, st.delay_us] for st in here]
+    for hash_seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        assert json.loads(out.stdout) == expected
+
+
+def test_store_spec_environment() -> None:
+    assert StoreSpec().environment() == {"HERMES_STATE_PRESET": "ns506"}
+    spec = StoreSpec("durable", journal_mode="WAL", synchronous="Full")
+    assert spec.environment() == {"HERMES_STATE_PRESET": "durable", "HERMES_STATE_JOURNAL_MODE": "wal",
+                                  "HERMES_STATE_SYNCHRONOUS": "full"}
+    assert spec.label == "durable,jm=wal,sync=full"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"preset": "fast"}, "unknown preset"),
+        ({"journal_mode": "wall"}, "unknown journal mode"),
+        ({"synchronous": "2"}, "unknown synchronous"),
+    ],
+)
+def test_store_spec_rejects(kwargs: dict[str, str], match: str) -> None:
+    with pytest.raises(ScenarioError, match=match):
+        StoreSpec(**kwargs)
+
+
+def test_store_path_needs_a_hermes_state_package(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ScenarioError, match="no hermes_state"):
+        StoreSpec(store_path=str(tmp_path))
+    with pytest.raises(ScenarioError, match="no hermes_state"):
+        StoreSpec(store_path=str(tmp_path / "missing"))
+    (tmp_path / "hermes_state").mkdir()
+    spec = StoreSpec(store_path=str(tmp_path))
+    assert spec.label.endswith(f"store={tmp_path.name}")
+    assert spec.environment() == {"HERMES_STATE_PRESET": "ns506"}  # the path is mounted, not an env var

@@ -1,0 +1,206 @@
+"""The in-machine workload, run on the host against the real store: its ledger, pragmas, replays and agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import types
+
+import pytest
+
+from repro.ledger import EVENT_TAG, READY_TAG, Ledger, parse_lines
+from repro.probe import collect
+from repro.verify import Verification, compare
+from repro.workload import content
+from repro.workload.__main__ import Workload
+from repro.workload.config import WorkloadConfig
+from repro.workload.status import IDLE, IN_WRITE, StatusBoard
+
+STORE_ROOT = pathlib.Path(__file__).resolve().parents[2]  # holds the hermes_state package under test
+
+
+def workload_env(tmp: pathlib.Path, **settings: str) -> dict[str, str]:
+    """A clean environment: no LAB_* or HERMES_STATE_* leaking in from the caller."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAB_", "HERMES_STATE_"))}
+    env["PYTHONPATH"] = str(STORE_ROOT)
+    env.update(LAB_DB_PATH=str(tmp / "state.db"), LAB_STATUS_PATH=str(tmp / "status"), **settings)
+    return env
+
+
+def run_workload(tmp: pathlib.Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "repro.workload"], env=workload_env(tmp, **settings),
+                          capture_output=True, text=True, timeout=120)
+
+
+def verify(ledger: Ledger, db: pathlib.Path) -> Verification:
+    return compare(ledger, collect(db, str(STORE_ROOT)))
+
+
+def test_workload_ledger_pragmas_and_verification(tmp_path: pathlib.Path) -> None:
+    proc = run_workload(tmp_path, LAB_OPS="300", LAB_SEED="5")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    ledger = parse_lines(proc.stdout.splitlines())
+    assert len(ledger.operations) == 300
+    assert all(op.outcome.value == "ok" for op in ledger.operations)
+    kinds = {op.kind.value for op in ledger.operations}
+    assert {"create_session", "append_message"} <= kinds
+    assert ledger.ready["journal_mode"] == "wal"
+    assert ledger.ready["synchronous"] == 1  # NORMAL under the default (ns506) preset
+    assert ledger.ready["busy_timeout"] == 2000
+    assert ledger.events[-1] == {"kind": "closed", "acks": len(ledger.acked), "ops": 300}
+
+    v = verify(ledger, tmp_path / "state.db")
+    assert v.acked == len(ledger.acked) > 200
+    assert (v.lost, v.phantoms, v.mismatches, v.indeterminate) == ((), (), (), ())
+    assert not v.corrupt and v.health.integrity == "ok"
+
+
+def test_same_seed_same_operations(tmp_path: pathlib.Path) -> None:
+    def ops(run: str, seed: str) -> list[tuple[str, str]]:
+        proc = run_workload(tmp_path / run, LAB_OPS="120", LAB_SEED=seed)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        ledger = parse_lines(proc.stdout.splitlines())
+        return [(op.kind.value, json.dumps(dict(op.args), sort_keys=True)) for op in ledger.operations]
+
+    first = ops("a", "5")
+    assert len(first) == 120
+    assert ops("b", "5") == first
+    assert ops("c", "6") != first
+
+
+@pytest.mark.parametrize("mix", ["append=0,search=5", "bogus=3", "append=x", "append"])
+def test_bad_mix_is_a_config_error(tmp_path: pathlib.Path, mix: str) -> None:
+    proc = run_workload(tmp_path, LAB_OPS="10", LAB_MIX=mix)
+    assert proc.returncode == 2
+    events = [json.loads(line[len(EVENT_TAG):]) for line in proc.stdout.splitlines() if line.startswith(EVENT_TAG)]
+    assert [e["kind"] for e in events] == ["config-error"]
+    assert "LAB_MIX" in events[0]["error"] or "int()" in events[0]["error"]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "state.db").exists()  # nothing written with a bad configuration
+
+
+class _Reader(threading.Thread):
+    """Drain a process's stdout so it never blocks, keeping every line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.lines = proc, []  # type: ignore[var-annotated]
+
+    def run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, prefix: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if line.startswith(prefix):
+                    return line
+            if self.proc.poll() is not None and not self.is_alive():
+                break
+            time.sleep(0.01)
+        raise AssertionError(f"no {prefix!r} line; output: {self.lines[-10:]}")
+
+
+def test_agent_kills_the_workload_and_no_acked_write_is_lost(tmp_path: pathlib.Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "repro.workload"],
+                            env=workload_env(tmp_path, LAB_OPS="0", LAB_RATE="200", LAB_SEED="9"),
+                            stdout=subprocess.PIPE, text=True)
+    reader = _Reader(proc)
+    reader.start()
+    try:
+        reader.wait_for(READY_TAG, 30)
+        agent = subprocess.run(
+            [sys.executable, "-m", "repro.workload.agent", "--after-acks", "30", "--action", "kill-workload",
+             "--status", str(tmp_path / "status"), "--timeout", "30"],
+            capture_output=True, text=True, timeout=60)
+        assert agent.returncode == 0, agent.stdout + agent.stderr
+        report = json.loads(agent.stdout.split("AGENT ", 1)[1])
+        assert report["fired"] is True and report["acks"] >= 30 and report["pid"] == proc.pid
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    ledger = parse_lines(reader.lines)
+    assert not any(e.get("kind") == "closed" for e in ledger.events)  # it died; it did not finish
+    assert len(ledger.acked) >= report["acks"]
+    v = verify(ledger, tmp_path / "state.db")
+    assert v.lost_acked == 0 and not v.corrupt, v.problems()
+
+
+def test_agent_refuses_to_kill_without_a_workload_pid(tmp_path: pathlib.Path) -> None:
+    """A board with no pid on it: os.kill(0, SIGKILL) would kill the agent's own process group."""
+    StatusBoard(str(tmp_path / "status"), create=True).close()
+    agent = subprocess.run(
+        [sys.executable, "-m", "repro.workload.agent", "--after-acks", "0", "--action", "kill-workload",
+         "--status", str(tmp_path / "status"), "--timeout", "5"],
+        capture_output=True, text=True, timeout=30, start_new_session=True)  # its own group, whatever happens
+    assert agent.returncode == 1
+    assert "no workload pid" in agent.stderr
+
+
+class _FakeDB:
+    """Records what the status board said while each store call ran."""
+
+    seen: dict[str, int] = {}
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.board: StatusBoard | None = None
+
+    def _note(self, name: str) -> None:
+        assert self.board is not None
+        _FakeDB.seen[name] = self.board.read().in_write
+
+    def create_session(self, *args: object, **kwargs: object) -> None:
+        self._note("create_session")
+
+    def append_message(self, *args: object, **kwargs: object) -> int:
+        self._note("append_message")
+        return 1
+
+    def search_messages(self, query: str) -> list[object]:
+        self._note("search_messages")
+        return []
+
+
+def test_in_write_flag_is_set_for_writes_only(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`sigkill@in-write` must land in a write, never in a search."""
+    board = StatusBoard(str(tmp_path / "status"), create=True)
+    workload = Workload(WorkloadConfig(seed=1, db_path=str(tmp_path / "x.db"), mix=(("append", 1),)),
+                        types.SimpleNamespace(SessionDB=_FakeDB), board)
+    workload.db.board = board
+    _FakeDB.seen = {}
+    workload.append()  # creates a session first, then appends
+    workload.search()
+    assert _FakeDB.seen == {"create_session": IN_WRITE, "append_message": IN_WRITE, "search_messages": IDLE}
+    snap = board.read()
+    assert (snap.in_write, snap.acks, snap.invoked) == (IDLE, 2, 3)
+    ledger = parse_lines(capsys.readouterr().out.splitlines())
+    assert [op.kind.value for op in ledger.operations] == ["create_session", "append_message", "search_messages"]
+
+
+def test_content_is_seeded_and_within_bounds() -> None:
+    first = [content.message(random.Random(42), 200, 20_000) for _ in range(3)]
+    assert [content.message(random.Random(42), 200, 20_000) for _ in range(3)] == first
+    assert content.message(random.Random(43), 200, 20_000) != first[0]
+
+    rng = random.Random(1)
+    messages = [content.message(rng, 200, 20_000) for _ in range(5000)]
+    lengths = [len(str(m["content"])) for m in messages]
+    assert min(lengths) >= 200 and max(lengths) <= 20_000
+    assert sum(1 for n in lengths if n < 2000) > len(lengths) // 2  # most messages are short
+    assert any("tool_calls" in m for m in messages) and any(m["role"] == "tool" for m in messages)
+    rng = random.Random(2)
+    assert {len(str(content.message(rng, 300, 300)["content"])) for _ in range(200)} == {300}
+    assert {len(content.text(random.Random(s), 5)) for s in range(200)} == {5}
