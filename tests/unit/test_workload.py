@@ -191,15 +191,18 @@ def test_in_write_flag_is_set_for_writes_only(tmp_path: pathlib.Path, capsys: py
 
 
 def test_content_is_seeded_and_within_bounds() -> None:
-    first = [content.message(random.Random(42), 200, 20_000) for _ in range(3)]
-    assert [content.message(random.Random(42), 200, 20_000) for _ in range(3)] == first
-    assert content.message(random.Random(43), 200, 20_000) != first[0]
+    def sequence(seed: int) -> list[dict[str, object]]:
+        rng = random.Random(seed)
+        return [content.message(rng, 200, 20_000) for _ in range(20)]
+
+    assert sequence(42) == sequence(42)
+    assert sequence(43) != sequence(42)
 
     rng = random.Random(1)
     messages = [content.message(rng, 200, 20_000) for _ in range(5000)]
     lengths = [len(str(m["content"])) for m in messages]
     assert min(lengths) >= 200 and max(lengths) <= 20_000
-    assert sum(1 for n in lengths if n < 2000) > len(lengths) // 2  # most messages are short
+    assert 1000 < sorted(lengths)[len(lengths) // 2] < 4000  # log-uniform: median near sqrt(200 * 20000)
     assert any("tool_calls" in m for m in messages) and any(m["role"] == "tool" for m in messages)
     rng = random.Random(2)
     assert {len(str(content.message(rng, 300, 300)["content"])) for _ in range(200)} == {300}
