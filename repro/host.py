@@ -330,10 +330,11 @@ class ConstrainedHost(DockerContainer):
 
     # -- the workload ---------------------------------------------------------------------------
     def start_workload(self, seed: int = 0, *, ops: int = 0, rate: float = 0.0, linger_ms: int = 0,
-                       timeout: float = 30.0, **extra: str) -> dict[str, object]:
-        """Start the store's workload under s6 and wait until it reports READY; returns its facts."""
+                       lossy_args: str = "", timeout: float = 30.0, **extra: str) -> dict[str, object]:
+        """Start the store's workload under s6 and wait until it reports READY; returns its facts.
+        On a FUSE machine the power-loss filesystem starts first (``lossy_args``: --lazy-dirs, --torn-writes)."""
         if self.fuse:
-            self.start_lossyfs(seed)
+            self.start_lossyfs(seed, lossy_args)
         env = {"LAB_SEED": str(seed), "LAB_DB_PATH": self.db_path, "LAB_OPS": str(ops),
                "LAB_RATE": str(rate), "LAB_LINGER_MS": str(linger_ms), **self.store.environment(), **extra}
         if self.store.store_path:

@@ -43,9 +43,14 @@ class Trigger(str, enum.Enum):
     ON_WRITE = "on-write"  # at the store's next write to its database files after N acks (inotify)
 
 
+# Options of the power-loss filesystem that a fault may ask for (power-loss:lazy-dirs,torn-writes).
+POWER_LOSS_OPTIONS = ("lazy-dirs", "torn-writes")
+
+
 def parse_fault(text: str) -> tuple[FaultName, Trigger | None, int | None]:
     """``sigkill``, ``sigkill@in-write``, ``sigterm@acks=200``, ``oom@random`` -> parts."""
-    name, _, when = text.strip().partition("@")
+    head, _, when = text.strip().partition("@")
+    name = head.partition(":")[0]
     try:
         fault = FaultName(name)
     except ValueError:
@@ -70,16 +75,29 @@ class FaultSpec:
     name: FaultName
     trigger: Trigger | None = None  # None: the fault's default
     value: int | None = None
+    options: tuple[str, ...] = ()  # power-loss only: lazy-dirs, torn-writes
 
     @classmethod
     def parse(cls, text: str) -> "FaultSpec":
         name, trigger, value = parse_fault(text)
-        return cls(name, trigger, value)
+        head = text.strip().partition("@")[0]
+        options = tuple(o for o in head.partition(":")[2].split(",") if o)
+        for option in options:
+            if name is not FaultName.POWER_LOSS or option not in POWER_LOSS_OPTIONS:
+                raise ScenarioError(f"unknown option {option!r} in {text!r}; power-loss takes "
+                                    f"{', '.join(POWER_LOSS_OPTIONS)}")
+        return cls(name, trigger, value, tuple(sorted(set(options))))
 
     def __str__(self) -> str:
+        text = self.name.value + (":" + ",".join(self.options) if self.options else "")
         if self.trigger is None:
-            return self.name.value
-        return f"{self.name.value}@{self.trigger.value}" + (f"={self.value}" if self.value is not None else "")
+            return text
+        return f"{text}@{self.trigger.value}" + (f"={self.value}" if self.value is not None else "")
+
+    @property
+    def lossy_args(self) -> str:
+        """Arguments for the power-loss filesystem daemon."""
+        return " ".join(f"--{option}" for option in self.options)
 
 
 PRESETS = ("ns506", "legacy", "durable")
@@ -178,6 +196,10 @@ class Scenario:
     @property
     def needs_fuse(self) -> bool:
         return self.crash_class == "power-loss"
+
+    @property
+    def lossy_args(self) -> str:
+        return " ".join(f.lossy_args for f in self.faults if f.name is FaultName.POWER_LOSS)
 
     def schedule(self) -> tuple[FaultStep, ...]:
         """Resolve every trigger from the seed (string seeding is stable across runs)."""

@@ -73,7 +73,7 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
     try:
         with host:
             try:
-                ready = host.start_workload(seed=seed)
+                ready = host.start_workload(seed=seed, lossy_args=scenario.lossy_args)
                 for step in scenario.schedule():
                     outcomes.append(FAULTS[step.name].inject(host, step))
                 if not any(o.machine_down for o in outcomes):
