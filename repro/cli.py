@@ -130,7 +130,7 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
         raise ScenarioError("--jobs must be at least 1")
     if args.command == "run":
         profiles = [args.profile]
-        combos = [tuple(args.fault)] if args.fault else list(DEFAULT_FAULTS)
+        combos = [tuple(args.fault)] if args.fault else list(DEFAULT_FAULTS) + _power_loss_if_possible()
         stores = [StoreSpec(args.preset, args.journal_mode, args.synchronous, args.store_path)]
     else:
         profiles = _split(args.profiles)
@@ -148,6 +148,14 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
         if not scenarios:
             raise ScenarioError(f"no trial {args.trial_id!r} in this scenario")
     return scenarios
+
+
+def _power_loss_if_possible() -> list[tuple[str, ...]]:
+    """The default run includes power loss where the engine's host has FUSE."""
+    if os.path.exists("/dev/fuse"):
+        return [("power-loss",)]
+    print("repro: note: no /dev/fuse here, the default run leaves out power-loss", file=sys.stderr)
+    return []
 
 
 def _split(text: str) -> list[str]:

@@ -210,7 +210,7 @@ class Scenario:
             acks = spec.value if spec.value is not None and trigger is not Trigger.RANDOM else rng.randint(40, 400)
             after_ms = spec.value if spec.value is not None and trigger is Trigger.RANDOM else rng.randint(200, 2000)
             delay_us = {Trigger.IN_WRITE: rng.randint(0, 400), Trigger.ON_WRITE: rng.randint(0, 40)}.get(trigger, 0)
-            if steps:  # a later fault fires relative to the disk being full, not to acks
+            if steps and spec.value is None:  # a later fault fires right after the one before it
                 acks = 0
             steps.append(FaultStep(spec.name, trigger, acks, after_ms if trigger is Trigger.RANDOM else 0, delay_us))
         return tuple(steps)

@@ -18,6 +18,7 @@ from repro.errors import LabError
 from repro.faults import FAULTS, FaultOutcome
 from repro.host import ConstrainedHost
 from repro.labels import IMAGE
+from repro.ledger import LedgerError
 from repro.oracle import lab_error
 from repro.results import TrialRecord, record_trial
 from repro.scenario import FaultName, Scenario
@@ -82,7 +83,7 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
                 judgement = result.judgement
                 if judgement.verdict.value != "pass":
                     artifacts = keep_artifacts(host, scenario, out_dir, outcomes, result.probe_output)
-            except LabError as exc:
+            except (LabError, LedgerError) as exc:  # the lab failed, not the store
                 judgement = lab_error(_one_line(exc))
                 artifacts = keep_artifacts(host, scenario, out_dir, outcomes, "", error=exc)
     except LabError as exc:  # the machine could not even start
