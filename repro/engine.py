@@ -98,23 +98,34 @@ class CleanupResult:
     volumes: int
 
 
-def cleanup(cli: docker.DockerClient | None = None, *, run_id: str | None = None) -> CleanupResult:
-    """Remove every container and volume with the lab's label (optionally of one run only)."""
+def cleanup(cli: docker.DockerClient | None = None, *, run_id: str | None = None,
+            passes: int = 5) -> CleanupResult:
+    """Remove every container and volume with the lab's label (optionally of one run only).
+
+    A trial running in another thread may create a container while this runs (Ctrl-C in
+    the middle of a run), so it sweeps until a pass finds nothing, up to ``passes`` times.
+    """
     cli = cli or client()
     label = f"{RUN_LABEL}={run_id}" if run_id else LAB_LABEL
-    containers = cli.containers.list(all=True, filters={"label": label})
-    for container in containers:
-        try:
-            container.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-    volumes = cli.volumes.list(filters={"label": label})
-    for volume in volumes:
-        try:
-            volume.remove(force=True)
-        except docker.errors.NotFound:
-            pass
-    return CleanupResult(containers=len(containers), volumes=len(volumes))
+    removed_containers = removed_volumes = 0
+    for _ in range(passes):
+        containers = cli.containers.list(all=True, filters={"label": label})
+        for container in containers:
+            try:
+                container.remove(force=True, v=True)
+                removed_containers += 1
+            except docker.errors.APIError:
+                pass  # gone already, or being removed by its trial
+        volumes = cli.volumes.list(filters={"label": label})
+        for volume in volumes:
+            try:
+                volume.remove(force=True)
+                removed_volumes += 1
+            except docker.errors.APIError:
+                pass  # still in use by a container created meanwhile: the next pass gets it
+        if not containers and not volumes:
+            break
+    return CleanupResult(containers=removed_containers, volumes=removed_volumes)
 
 
 def leftovers(cli: docker.DockerClient, run_id: str | None = None) -> tuple[list[str], list[str]]:

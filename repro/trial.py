@@ -169,6 +169,8 @@ def run_trials(scenarios: Sequence[Scenario], *, out_dir: pathlib.Path, jobs: in
             raise KeyboardInterrupt
         on_event(TrialEvent("start", scenario.trial_id))
         record = run_trial(scenario, out_dir=out_dir, image=image)
+        if stop.is_set():  # its machine was pulled down under it: no verdict to report
+            raise KeyboardInterrupt
         on_event(TrialEvent("done", scenario.trial_id, record))
         return record
 
@@ -178,12 +180,24 @@ def run_trials(scenarios: Sequence[Scenario], *, out_dir: pathlib.Path, jobs: in
             for future in as_completed(futures):
                 record = future.result()
                 records[record.id] = record
-        except BaseException:
+        except BaseException:  # Ctrl-C or a bug: stop queued trials and pull down the running ones
             stop.set()
             for future in futures:
                 future.cancel()
+            _remove_run_containers()
             raise
     return [records[s.trial_id] for s in scenarios if s.trial_id in records]
+
+
+def _remove_run_containers() -> None:
+    """Kill this run's machines so that running trials end now instead of finishing first."""
+    from repro import engine
+    from repro.labels import RUN_ID
+
+    try:
+        engine.cleanup(run_id=RUN_ID)
+    except LabError:
+        pass  # no engine: nothing of ours can be running
 
 
 def expand(profiles: Sequence[str], fault_combos: Sequence[tuple[str, ...]], stores: Sequence[object],

@@ -4,10 +4,13 @@ Interface (stdout, one line each, flushed):
   LOSSYFS READY {json}    mounted and serving; SIGUSR1 may be sent from now on
   LOSSYFS CUT {json}      the power was cut: what was lost (CutReport fields plus "trigger")
   LOSSYFS STOPPED {json}  clean unmount after SIGTERM/SIGINT ("synced": true unless cut before)
-Control: SIGUSR1, or the file given by --cut-file appearing, cuts the power. After the cut every
-request fails with EIO and nothing reaches the backing directory; the mount stays until
-SIGTERM/SIGINT, which then unmounts without syncing. SIGTERM/SIGINT before a cut is a clean
-shutdown: everything is persisted first, like `umount`.
+Control: SIGUSR1, or the file given by --cut-file appearing, cuts the power. After the cut no
+request is answered (the machine is off: a process touching the mount waits until it is killed,
+so it can never observe, let alone acknowledge, anything after the cut) and nothing reaches the
+backing directory; the mount stays until SIGTERM/SIGINT, which then unmounts without syncing
+(waiting requests then fail with ENOTCONN: kill the processes using the mount first, as the
+machine's death does). SIGTERM/SIGINT before a cut is a clean shutdown: everything is persisted
+first, like `umount`.
 """
 
 from __future__ import annotations

@@ -5,17 +5,29 @@ which is right on one machine), no writeback_cache (every write reaches the daem
 or links. Files are opened direct_io -- one write() is one request, instead of being split at
 every page the kernel does not hold up to date -- except SQLite's "-shm" files, whose shared
 mmap needs the kernel page cache.
+
+After the power cut no request is ever answered: the machine is off, so nothing the application
+does after that instant can complete -- in particular it cannot acknowledge a commit. Answering
+with EIO instead would let the application keep running and observe a "success" that a real
+power loss never shows: SQLite treats a failure to open the directory it is about to fsync after
+unlinking a rollback journal as "no directory fsync possible" and reports the COMMIT as done, so
+a commit whose journal unlink the cut reverted would be acknowledged after the cut and then
+rolled back by the hot journal on restart. The machine is killed after the cut anyway; its
+processes wait on these requests until then.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat as stat_mod
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import pyfuse3
+import trio
 
 from repro.lossyfs.cache import VolatileDisk
 from repro.lossyfs.errors import LossyFsError
@@ -24,7 +36,7 @@ from repro.lossyfs.model import NodeStat
 _MMAP_SUFFIX = "-shm"
 
 # Every change goes through this kernel, so its cached attributes and entries never go stale
-# (the cut only makes later calls fail); long timeouts save a getattr/lookup per operation.
+# (after the cut no call is answered at all); long timeouts save a getattr/lookup per operation.
 _TIMEOUT_S = 300.0
 
 
@@ -36,6 +48,25 @@ def _errnos() -> Iterator[None]:
         raise pyfuse3.FUSEError(exc.errno) from exc
     except OSError as exc:
         raise pyfuse3.FUSEError(exc.errno or errno.EIO) from exc
+
+
+_R = TypeVar("_R")
+
+
+def _powered(handler: Callable[..., Awaitable[_R]]) -> Callable[..., Awaitable[_R]]:
+    """Run the handler while the power is on; after the cut, never answer (the machine is off).
+
+    Handlers do not await, so the cut falls between requests: a request either completed (and
+    was answered) before the cut, or arrives after it and hangs until the machine is killed.
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(self: "LossyOperations", *args: Any) -> _R:
+        if self._disk.is_cut:
+            await trio.sleep_forever()
+        return await handler(self, *args)
+
+    return wrapper
 
 
 def _attrs(st: NodeStat, blksize: int) -> pyfuse3.EntryAttributes:
@@ -76,6 +107,7 @@ class LossyOperations(pyfuse3.Operations):
 
     # --------------------------------------------------------------- namespace
 
+    @_powered
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         with _errnos():
             return self._entry(self._disk.lookup(parent_inode, os.fsdecode(name)))
@@ -89,10 +121,12 @@ class LossyOperations(pyfuse3.Operations):
             self._lookups.pop(ino, None)
             self._disk.forget(ino)
 
+    @_powered
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         with _errnos():
             return _attrs(self._disk.getattr(inode), self._blksize)
 
+    @_powered
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
                       fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         with _errnos():
@@ -108,6 +142,7 @@ class LossyOperations(pyfuse3.Operations):
             )
             return _attrs(st, self._blksize)
 
+    @_powered
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         if not stat_mod.S_ISREG(mode):
@@ -115,19 +150,23 @@ class LossyOperations(pyfuse3.Operations):
         with _errnos():
             return self._entry(self._disk.create(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid))
 
+    @_powered
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         with _errnos():
             return self._entry(self._disk.mkdir(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid))
 
+    @_powered
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         with _errnos():
             self._disk.unlink(parent_inode, os.fsdecode(name))
 
+    @_powered
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         with _errnos():
             self._disk.rmdir(parent_inode, os.fsdecode(name))
 
+    @_powered
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
                      flags: int, ctx: pyfuse3.RequestContext) -> None:
         if flags & pyfuse3.RENAME_EXCHANGE:
@@ -136,11 +175,13 @@ class LossyOperations(pyfuse3.Operations):
             self._disk.rename(parent_inode_old, os.fsdecode(name_old), parent_inode_new, os.fsdecode(name_new),
                               noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE))
 
+    @_powered
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         with _errnos():
-            self._disk.getattr(inode)  # EIO after the cut, ENOENT for a stale inode
+            self._disk.getattr(inode)  # ENOENT for a stale inode
         return inode
 
+    @_powered
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         with _errnos():
             entries = self._disk.listdir(fh)
@@ -150,16 +191,18 @@ class LossyOperations(pyfuse3.Operations):
                 return
             self._lookups[st.ino] = self._lookups.get(st.ino, 0) + 1
 
+    @_powered
     async def releasedir(self, fh: int) -> None:
         return None
 
+    @_powered
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
         with _errnos():
             self._disk.fsync(fh)
 
+    @_powered
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         with _errnos():
-            self._disk.getattr(1)  # EIO after the cut, like everything else
             sv = os.statvfs(self._backing)
         data = pyfuse3.StatvfsData()
         for field in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree",
@@ -173,30 +216,37 @@ class LossyOperations(pyfuse3.Operations):
         # keep_cache: opening must not drop the page cache behind another process's -shm mapping.
         return pyfuse3.FileInfo(fh=ino, keep_cache=True, direct_io=not name.endswith(_MMAP_SUFFIX))
 
+    @_powered
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         with _errnos():
             return self._file_info(inode, self._disk.path(inode))
 
+    @_powered
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         with _errnos():
             st = self._disk.create(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid)
         return self._file_info(st.ino, os.fsdecode(name)), self._entry(st)
 
+    @_powered
     async def read(self, fh: int, off: int, size: int) -> bytes:
         with _errnos():
             return self._disk.read(fh, off, size)
 
+    @_powered
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         with _errnos():
             return self._disk.write(fh, off, buf)
 
+    @_powered
     async def flush(self, fh: int) -> None:
         return None
 
+    @_powered
     async def release(self, fh: int) -> None:
         return None
 
+    @_powered
     async def fsync(self, fh: int, datasync: bool) -> None:
         with _errnos():
             self._disk.fsync(fh)
