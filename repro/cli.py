@@ -94,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabError as exc:
         print(f"repro: lab failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return ExitCode.LAB_FAILED
+    except Exception as exc:  # an engine error the lab did not expect: still one line, exit 3
+        if type(exc).__module__.split(".")[0] not in ("docker", "requests", "urllib3"):
+            raise
+        print(f"repro: engine: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", file=sys.stderr)
+        return ExitCode.LAB_FAILED
     except KeyboardInterrupt:
         print("repro: interrupted; the run's containers and volumes were removed", file=sys.stderr)
         return 130

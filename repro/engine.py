@@ -109,7 +109,7 @@ def cleanup(cli: docker.DockerClient | None = None, *, run_id: str | None = None
     label = f"{RUN_LABEL}={run_id}" if run_id else LAB_LABEL
     removed_containers = removed_volumes = 0
     for _ in range(passes):
-        containers = cli.containers.list(all=True, filters={"label": label})
+        containers = cli.containers.list(all=True, filters={"label": label}, sparse=True, ignore_removed=True)
         for container in containers:
             try:
                 container.remove(force=True, v=True)
@@ -131,5 +131,5 @@ def cleanup(cli: docker.DockerClient | None = None, *, run_id: str | None = None
 def leftovers(cli: docker.DockerClient, run_id: str | None = None) -> tuple[list[str], list[str]]:
     """Names of the lab's containers and volumes still present."""
     label = f"{RUN_LABEL}={run_id}" if run_id else LAB_LABEL
-    return ([c.name for c in cli.containers.list(all=True, filters={"label": label})],
+    return ([c.id[:12] for c in cli.containers.list(all=True, filters={"label": label}, sparse=True, ignore_removed=True)],
             [v.name for v in cli.volumes.list(filters={"label": label})])

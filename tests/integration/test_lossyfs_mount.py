@@ -91,8 +91,11 @@ def run_trial(tmp: Path, seed: int, journal: str, sync: str, *, lazy_dirs: bool 
         time.sleep(0.3)
         # The machine is off: the writer hangs in its next request to the mount, whatever it is.
         frozen = writer.poll() is None
-        os.killpg(writer.pid, signal.SIGKILL)  # the machine dies; only then the daemon (which ends
-        stopped = lossy.stop()  # the requests it holds, so the killed writer can exit)
+        try:
+            os.killpg(writer.pid, signal.SIGKILL)  # the machine dies; only then the daemon (which
+        except ProcessLookupError:  # ends the requests it holds, so the killed writer can exit)
+            pass
+        stopped = lossy.stop()
         rest, _ = writer.communicate(timeout=30)
         # An ACK printed after the cut is still a real one: its COMMIT had its last answer before.
         acked = max([acked] + [int(x.split()[1]) for x in rest.splitlines() if x.startswith("ACK")])
