@@ -181,7 +181,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from repro.results import RunMeta, RunResult
     from repro.trial import TrialEvent, run_trials
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     image = args.image or IMAGE
     cli = engine.client()
     if not engine.image_present(cli, image):
@@ -207,7 +207,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     meta = RunMeta(run_id=RUN_ID, seed=seed, started_at=started.isoformat(timespec="seconds"),
                    command=shlex.join(["repro", *argv]),
                    duration_s=round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
-                   lab_version="0.1.0", sqlite_version="")
+                   lab_version="0.1.0",
+                   sqlite_version=", ".join(sorted({r.sqlite_version for r in records if r.sqlite_version})))
     run = RunResult(meta, tuple(records))
     report.print_table(records, Console(width=None if sys.stdout.isatty() else 140))
     written = report.write_all(out, run)

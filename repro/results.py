@@ -51,6 +51,8 @@ class TrialRecord:
     artifacts_dir: str | None
     replay: str
     store: str = "default"
+    sqlite_version: str = ""  # the SQLite the store ran on, from the workload's READY line
+    schedule: tuple[str, ...] = ()  # the fault schedule resolved from the seed: a replay must match it
 
     @property
     def failed(self) -> bool:
@@ -68,6 +70,7 @@ class TrialRecord:
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["faults"] = list(self.faults)
+        out["schedule"] = list(self.schedule)
         out["verdict"] = self.verdict.value
         return out
 
@@ -103,6 +106,8 @@ class TrialRecord:
                 artifacts_dir=None if data.get("artifacts_dir") is None else str(data["artifacts_dir"]),
                 replay=str(data.get("replay", "")),
                 store=str(data.get("store", "default")),
+                sqlite_version=str(data.get("sqlite_version", "")),
+                schedule=tuple(str(s) for s in data.get("schedule", []) or []),  # type: ignore[union-attr]
             )
         except KeyError as exc:
             raise ResultsError(f"trial record lacks {exc.args[0]!r}") from exc

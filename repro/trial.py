@@ -102,7 +102,9 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
         store=scenario.store.store_path or "default",
     )
     story = "; ".join(filter(None, (describe_outcome(o) for o in outcomes)))
-    return dataclasses.replace(record, detail=f"{record.detail} [{story}]" if story else record.detail)
+    return dataclasses.replace(record, detail=f"{record.detail} [{story}]" if story else record.detail,
+                               sqlite_version=str(ready.get("sqlite_version", "")),
+                               schedule=tuple(step.describe() for step in scenario.schedule()))
 
 
 def describe_outcome(outcome: FaultOutcome) -> str:

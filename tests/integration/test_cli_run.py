@@ -43,6 +43,9 @@ def test_run_writes_reports_and_keeps_artifacts_of_a_positive_control(lab_image:
     replay = subprocess.run([*REPRO, "replay", str(out), trials[0]["id"]], capture_output=True, text=True, timeout=120)
     assert replay.returncode == 0, replay.stderr
     assert "--seed 31" in replay.stderr
+    (replayed,) = [json.loads(p.read_text()) for p in (out / "replays").glob("*/report.json")]
+    assert [t["id"] for t in replayed["trials"]] == [trials[0]["id"]]
+    assert replayed["trials"][0]["schedule"] == trials[0]["schedule"]  # same seed, same fault schedule
 
 
 def test_ctrl_c_leaves_nothing_behind(lab_image: str, tmp_path: pathlib.Path) -> None:
