@@ -34,6 +34,10 @@ if ! docker info >/dev/null 2>&1; then
     if ! command -v docker >/dev/null 2>&1; then
         log "no docker CLI after installing docker.io"; exit 2
     fi
+    if ! pgrep -x dockerd >/dev/null 2>&1; then
+        # a dockerd killed with its machine leaves pid files that stop the next one from starting
+        rm -f /var/run/docker.pid /run/docker/containerd/containerd.pid
+    fi
     log "starting dockerd in the background (log: /var/log/hermes-lab-dockerd.log)"
     nohup dockerd >/var/log/hermes-lab-dockerd.log 2>&1 &
     for _ in $(seq 1 120); do
