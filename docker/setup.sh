@@ -34,10 +34,12 @@ if ! docker info >/dev/null 2>&1; then
     if ! command -v docker >/dev/null 2>&1; then
         log "no docker CLI after installing docker.io"; exit 2
     fi
-    if ! pgrep -x dockerd >/dev/null 2>&1; then
-        # a dockerd killed with its machine leaves pid files that stop the next one from starting
-        rm -f /var/run/docker.pid /run/docker/containerd/containerd.pid
-    fi
+    # a dockerd killed with its machine leaves pid files that stop the next one from starting
+    for pidfile in /var/run/docker.pid /run/docker/containerd/containerd.pid; do
+        if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null; then
+            rm -f "$pidfile"
+        fi
+    done
     log "starting dockerd in the background (log: /var/log/hermes-lab-dockerd.log)"
     nohup dockerd >/var/log/hermes-lab-dockerd.log 2>&1 &
     for _ in $(seq 1 120); do
