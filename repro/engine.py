@@ -81,6 +81,10 @@ def build_image(cli: docker.DockerClient | None = None, *, image: str = IMAGE, b
         raise ImageError(f"image build failed: {exc.msg}\n{tail}") from None
     except docker.errors.APIError as exc:
         raise ImageError(f"image build failed: {_short(exc)}") from None
+    try:  # earlier builds of the lab image left untagged: they only fill the disk
+        cli.images.prune(filters={"dangling": True, "label": LAB_LABEL})
+    except docker.errors.APIError:
+        pass
     return BuildResult(image=image, image_id=built.short_id, base=base, base_origin=origin)
 
 
