@@ -214,25 +214,31 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     written = report.write_all(out, run)
     if args.json:
         shutil.copyfile(out / "report.json", args.json)
-    _print_comparison(args, records)
+    comparison = _comparison(args, records)
+    if comparison is not None:
+        Console(width=None if sys.stdout.isatty() else 140).print(report.render_comparison(comparison))
+        with open(out / "report.md", "a", encoding="utf-8") as handle:
+            handle.write("\n" + report.comparison_markdown(comparison) + "\n")
     code = run.exit_code
     console.print(f"reports: {', '.join(str(p) for p in written)}; seed {seed}; exit {int(code)}")
     return code
 
 
-def _print_comparison(args: argparse.Namespace, records: list) -> None:  # type: ignore[type-arg]
+def _comparison(args: argparse.Namespace, records: list):  # type: ignore[type-arg,no-untyped-def]
+    """Old vs new, side by side, when a matrix ran exactly two stores (presets or store paths)."""
     if args.command != "matrix":
-        return
-    from rich.console import Console
-
+        return None
     from repro import report
 
-    stores = list(dict.fromkeys(r.preset if r.store == "default" else r.store for r in records))
+    def side(r) -> str:  # type: ignore[no-untyped-def]
+        return r.preset if r.store == "default" else f"{r.store} ({r.preset})"
+
+    stores = list(dict.fromkeys(side(r) for r in records))
     if len(stores) != 2:
-        return
-    old = [r for r in records if (r.preset if r.store == "default" else r.store) == stores[0]]
-    new = [r for r in records if (r.preset if r.store == "default" else r.store) == stores[1]]
-    Console().print(report.render_comparison(report.compare_runs(old, new, stores[0], stores[1])))
+        return None
+    old = [r for r in records if side(r) == stores[0]]
+    new = [r for r in records if side(r) == stores[1]]
+    return report.compare_runs(old, new, stores[0], stores[1])
 
 
 def _replay(args: argparse.Namespace) -> int:
