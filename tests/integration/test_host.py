@@ -74,3 +74,19 @@ def test_writing_past_the_disk_gives_enospc_and_files_survive_the_machine(machin
         with restarted:
             assert restarted.get_wrapped_container().wait(timeout=30)["StatusCode"] == 0
             assert restarted.get_wrapped_container().logs().decode().strip() == "before-the-crash"
+
+
+def test_writes_fail_while_the_disk_is_full_and_resume_once_the_cache_is_cleared(machine) -> None:
+    with machine("fly-256") as host:
+        host.start_workload(seed=4)
+        host.wait_for_acks(100)
+        host.fill_disk(clear_after_ms=300)
+        host.wait_for_line(lambda l: l.startswith('EVENT {"kind": "disk-cleared"'), 30, "the cache to be cleared")
+        cleared_at = len(host.lines())
+        acks_at_clear = host.acks()
+        host.wait_for_acks(acks_at_clear + 100, timeout=30)
+        full_failures = [l for l in host.lines()[:cleared_at] if '"t":"fail"' in l and "full" in l]
+        assert full_failures, "no write failed while the disk was full"
+        host.stop(signal="SIGTERM")
+        result = host.verify(faults=("disk-fill-clear", "sigterm"))
+        assert result.verdict == "pass" and result.lost_acked == 0
