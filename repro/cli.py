@@ -140,7 +140,7 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
     else:
         profiles = _split(args.profiles)
         combos = [tuple(c.split("+")) for c in _split(args.faults)]
-        paths = _split(args.store_paths) or [None]
+        paths: list[str | None] = list(_split(args.store_paths)) or [None]
         stores = [StoreSpec(p, args.journal_mode, args.synchronous, s) for s in paths for p in _split(args.presets)]
     for name in profiles:
         get_profile(name)

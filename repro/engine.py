@@ -16,14 +16,15 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 import docker  # noqa: E402  (after the environment default above)
 import docker.errors  # noqa: E402
+from docker.client import DockerClient  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def client() -> docker.DockerClient:
+def client() -> DockerClient:
     """A client that answers, or EngineError with one clear line."""
     try:
-        cli = docker.from_env(timeout=120)
+        cli = DockerClient.from_env(timeout=120)
         cli.ping()
     except docker.errors.DockerException as exc:
         raise EngineError(f"no Docker engine answers ({_short(exc)}); run `bash docker/setup.sh`") from None
@@ -43,7 +44,7 @@ class BuildResult:
     base_origin: str  # "local", "pulled" or "debootstrap"
 
 
-def ensure_base(cli: docker.DockerClient, base: str = BASE_IMAGE) -> str:
+def ensure_base(cli: DockerClient, base: str = BASE_IMAGE) -> str:
     """Find the base image locally, else pull it, else make it offline with debootstrap."""
     try:
         cli.images.get(base)
@@ -62,7 +63,7 @@ def ensure_base(cli: docker.DockerClient, base: str = BASE_IMAGE) -> str:
     return "debootstrap"
 
 
-def build_image(cli: docker.DockerClient | None = None, *, image: str = IMAGE, base: str = BASE_IMAGE) -> BuildResult:
+def build_image(cli: DockerClient | None = None, *, image: str = IMAGE, base: str = BASE_IMAGE) -> BuildResult:
     """Build the lab image (Docker's layer cache makes an unchanged rebuild take seconds)."""
     cli = cli or client()
     origin = ensure_base(cli, base)
@@ -88,7 +89,7 @@ def build_image(cli: docker.DockerClient | None = None, *, image: str = IMAGE, b
     return BuildResult(image=image, image_id=built.short_id, base=base, base_origin=origin)
 
 
-def image_present(cli: docker.DockerClient, image: str = IMAGE) -> bool:
+def image_present(cli: DockerClient, image: str = IMAGE) -> bool:
     try:
         cli.images.get(image)
         return True
@@ -102,7 +103,7 @@ class CleanupResult:
     volumes: int
 
 
-def cleanup(cli: docker.DockerClient | None = None, *, run_id: str | None = None,
+def cleanup(cli: DockerClient | None = None, *, run_id: str | None = None,
             passes: int = 5) -> CleanupResult:
     """Remove every container and volume with the lab's label (optionally of one run only).
 
@@ -132,7 +133,7 @@ def cleanup(cli: docker.DockerClient | None = None, *, run_id: str | None = None
     return CleanupResult(containers=removed_containers, volumes=removed_volumes)
 
 
-def leftovers(cli: docker.DockerClient, run_id: str | None = None) -> tuple[list[str], list[str]]:
+def leftovers(cli: DockerClient, run_id: str | None = None) -> tuple[list[str], list[str]]:
     """Names of the lab's containers and volumes still present."""
     label = f"{RUN_LABEL}={run_id}" if run_id else LAB_LABEL
     return ([c.id[:12] for c in cli.containers.list(all=True, filters={"label": label}, sparse=True, ignore_removed=True)],

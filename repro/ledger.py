@@ -155,13 +155,19 @@ def parse_lines(lines: Iterable[str]) -> Ledger:
             Operation(
                 index=index,
                 kind=kind,
-                args=dict(inv.get("args", {})),  # type: ignore[arg-type]
+                args=_mapping(inv.get("args", {})),
                 outcome=outcome,
                 result=dict(result) if isinstance(result, dict) else {},
                 error=str(done.get("err", "")) if done else "",
             )
         )
     return Ledger(operations=tuple(operations), ready=ready, events=tuple(events))
+
+
+def _mapping(value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise LedgerError(f"ledger args are not an object: {value!r}")
+    return {str(k): v for k, v in value.items()}
 
 
 def _add(

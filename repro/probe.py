@@ -205,7 +205,7 @@ class ProbeFacts:
         try:
             store = _mapping(data.get("store", {}), "store")
             messages = tuple(
-                MessageRow(int(r[0]), _str_or_none(r[1]), str(r[2]))
+                MessageRow(int(str(r[0])), _str_or_none(r[1]), str(r[2]))
                 for r in (_list(x, "message row") for x in _list(data.get("messages", []), "messages"))
             )
             sessions = tuple(
@@ -214,7 +214,7 @@ class ProbeFacts:
                 for r in (_list(x, "session row") for x in _list(data.get("sessions", []), "sessions"))
             )
             files = tuple(
-                FileInfo(str(r[0]), int(r[1]))
+                FileInfo(str(r[0]), int(str(r[1])))
                 for r in (_list(x, "file") for x in _list(data.get("files", []), "files"))
             )
             return cls(

@@ -107,7 +107,7 @@ class TrialRecord:
                 replay=str(data.get("replay", "")),
                 store=str(data.get("store", "default")),
                 sqlite_version=str(data.get("sqlite_version", "")),
-                schedule=tuple(str(s) for s in data.get("schedule", []) or []),  # type: ignore[union-attr]
+                schedule=_strings(data.get("schedule", [])),
             )
         except KeyError as exc:
             raise ResultsError(f"trial record lacks {exc.args[0]!r}") from exc
@@ -262,6 +262,12 @@ def exit_code(records: Iterable[TrialRecord]) -> ExitCode:
     if any(r.failed for r in records):
         return ExitCode.TRIAL_FAILED
     return ExitCode.OK
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ResultsError("schedule is not a list")
+    return tuple(str(item) for item in value)
 
 
 def _int(value: object) -> int:

@@ -204,7 +204,7 @@ class Scenario:
     def schedule(self) -> tuple[FaultStep, ...]:
         """Resolve every trigger from the seed (string seeding is stable across runs)."""
         rng = random.Random(f"{self.seed}:{self.trial_id}:{self.fault_label}")
-        steps = []
+        steps: list[FaultStep] = []
         for spec in self.faults:
             trigger = spec.trigger or _DEFAULT_TRIGGER[spec.name]
             acks = spec.value if spec.value is not None and trigger is not Trigger.RANDOM else rng.randint(40, 400)

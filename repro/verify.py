@@ -133,10 +133,10 @@ def compare(ledger: Ledger, facts: ProbeFacts) -> Verification:
     _creates(ledger, sessions, lost, phantoms, resolutions)
     _tokens(ledger, sessions, lost, resolutions, mismatches)
     _ends(ledger, sessions, lost, resolutions, mismatches)
-    for sid, row in sorted(sessions.items()):
+    for sid, session in sorted(sessions.items()):
         rows = len(by_session.get(sid, ()))
-        if row.message_count is not None and row.message_count != rows:
-            mismatches.append(CounterMismatch(sid, "message_count", str(row.message_count), f"{rows} (rows)"))
+        if session.message_count is not None and session.message_count != rows:
+            mismatches.append(CounterMismatch(sid, "message_count", str(session.message_count), f"{rows} (rows)"))
 
     acked = ledger.acked
     lost_indices = {w.op_index for w in lost}
