@@ -21,7 +21,8 @@ from repro import engine  # sets the testcontainers environment before it is imp
 from repro.errors import EngineError, ScenarioError, TrialError
 from repro.labels import IMAGE, labels
 from repro.ledger import Ledger, parse_lines
-from repro.profiles import MachineProfile, format_size, get_profile
+from repro.disk import DATA_DIR, DataDisk
+from repro.profiles import MachineProfile, get_profile
 from repro.scenario import StoreSpec
 
 if TYPE_CHECKING:
@@ -32,78 +33,12 @@ import docker.errors  # noqa: E402
 from docker.types import Mount  # noqa: E402
 from testcontainers.core.container import DockerContainer  # noqa: E402
 
-DATA_DIR = "/opt/data"
 DB_PATH = f"{DATA_DIR}/state.db"
 LOSSY_MOUNT = f"{DATA_DIR}/lossy"
 LOSSY_BACKING = f"{DATA_DIR}/backing"
 STORE_MOUNT = "/opt/store"
 # What s6-setuidgid, lab-init and the agent need; everything else is dropped.
 BASE_CAPS = ("CHOWN", "SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER")
-
-
-class DataDisk:
-    """A size-capped tmpfs volume and the holder container that keeps its contents alive."""
-
-    def __init__(self, size: int, *, image: str = IMAGE) -> None:
-        self.size = size
-        self.image = image
-        self.volume_name = ""
-        self._holder: DockerContainer | None = None
-
-    def create(self) -> "DataDisk":
-        cli = engine.client()
-        volume = cli.volumes.create(
-            driver="local",
-            driver_opts={"type": "tmpfs", "device": "tmpfs",
-                         "o": f"size={format_size(self.size)},uid=1000,gid=1000,mode=0755"},
-            labels=labels("disk"),
-        )
-        self.volume_name = volume.name
-        try:
-            holder = DockerContainer(self.image)
-            holder.with_kwargs(
-                entrypoint=["sleep", "infinity"], network_mode="none", labels=labels("disk-holder"),
-                mounts=[Mount(target=DATA_DIR, source=self.volume_name, type="volume")],
-                mem_limit="32m", cap_drop=["ALL"], user="1000:1000",
-            )
-            self._holder = holder.start()
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def mount(self, read_only: bool = False) -> Mount:
-        return Mount(target=DATA_DIR, source=self.volume_name, type="volume", read_only=read_only)
-
-    def fetch(self, path: str, dest: pathlib.Path) -> bool:
-        """Copy one file off the disk (through the holder; the machine may be dead). False if absent."""
-        if self._holder is None:
-            return False
-        try:
-            stream, _ = self._holder.get_wrapped_container().get_archive(path)
-        except docker.errors.NotFound:
-            return False
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            for member in tar.getmembers():
-                if member.isfile():
-                    extracted = tar.extractfile(member)
-                    if extracted is not None:
-                        (dest / pathlib.Path(member.name).name).write_bytes(extracted.read())
-        return True
-
-    def remove(self) -> None:
-        if self._holder is not None:
-            try:
-                self._holder.stop()
-            except docker.errors.DockerException:
-                pass
-            self._holder = None
-        if self.volume_name:
-            try:
-                engine.client().volumes.get(self.volume_name).remove(force=True)
-            except docker.errors.DockerException:
-                pass
-            self.volume_name = ""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, field
 
 from repro.errors import ScenarioError
-from repro.profiles import MachineProfile, get_profile
+from repro.profiles import MachineProfile
 
 
 class FaultName(str, enum.Enum):
