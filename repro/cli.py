@@ -47,6 +47,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="report directory (default runs/<timestamp>)")
     p.add_argument("--json", default=None, help="also write the JSON report to this file")
     p.add_argument("--image", default=None, help="the lab image (default hermes-lab:latest)")
+    p.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
+    p.add_argument("--mix", default="", help="workload op mix, e.g. append=80,tokens=8,search=6,create=3,end=3")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +127,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[type-arg]
     from repro.profiles import get_profile
-    from repro.scenario import FaultSpec, StoreSpec
+    from repro.scenario import FaultSpec, StoreSpec, WorkloadSpec
     from repro.trial import expand
 
     if args.trials < 1:
@@ -146,7 +148,7 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
     for combo in combos:
         for fault in combo:
             FaultSpec.parse(fault)
-    scenarios = expand(profiles, combos, stores, args.trials, seed)
+    scenarios = expand(profiles, combos, stores, args.trials, seed, WorkloadSpec(args.rate, args.mix))
     if getattr(args, "trial_id", None):
         scenarios = [s for s in scenarios if s.trial_id == args.trial_id]
         if not scenarios:

@@ -146,6 +146,31 @@ class StoreSpec:
 
 
 @dataclass(frozen=True)
+class WorkloadSpec:
+    """How hard the workload drives the store: operations per second (0: flat out) and the op mix."""
+
+    rate: float = 0.0
+    mix: str = ""  # e.g. "append=80,tokens=8,search=6,create=3,end=3"; empty: the workload's default
+
+    def __post_init__(self) -> None:
+        if self.rate < 0:
+            raise ScenarioError("--rate must not be negative")
+        if self.mix:
+            from repro.workload.config import WorkloadConfigError, parse_mix
+
+            try:
+                parse_mix(self.mix)
+            except (WorkloadConfigError, ValueError) as exc:
+                raise ScenarioError(f"bad --mix: {exc}") from None
+
+    def environment(self) -> dict[str, str]:
+        env = {"LAB_RATE": str(self.rate)}
+        if self.mix:
+            env["LAB_MIX"] = self.mix
+        return env
+
+
+@dataclass(frozen=True)
 class FaultStep:
     """A fault with its trigger resolved from the trial seed: exactly what the agent is told."""
 
@@ -172,6 +197,7 @@ class Scenario:
     store: StoreSpec = field(default_factory=StoreSpec)
     seed: int = 0
     trial_id: str = "t0"
+    workload: WorkloadSpec = field(default_factory=WorkloadSpec)
 
     def __post_init__(self) -> None:
         if not self.faults:

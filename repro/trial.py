@@ -21,7 +21,7 @@ from repro.labels import IMAGE
 from repro.ledger import LedgerError
 from repro.oracle import lab_error
 from repro.results import TrialRecord, record_trial
-from repro.scenario import FaultName, Scenario
+from repro.scenario import FaultName, Scenario, WorkloadSpec
 
 # The files of a database that a failing trial keeps as evidence.
 DB_FILES = ("state.db", "state.db-wal", "state.db-shm", "state.db-journal")
@@ -57,6 +57,10 @@ def replay_command(scenario: Scenario) -> str:
         argv += ["--synchronous", scenario.store.synchronous]
     if scenario.store.store_path:
         argv += ["--store-path", scenario.store.store_path]
+    if scenario.workload.rate:
+        argv += ["--rate", str(scenario.workload.rate)]
+    if scenario.workload.mix:
+        argv += ["--mix", scenario.workload.mix]
     argv += ["--seed", str(scenario.seed), "--trial-id", scenario.trial_id]
     return shlex.join(argv)
 
@@ -74,7 +78,8 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
     try:
         with host:
             try:
-                ready = host.start_workload(seed=seed, lossy_args=scenario.lossy_args)
+                ready = host.start_workload(seed=seed, lossy_args=scenario.lossy_args,
+                                            **scenario.workload.environment())
                 for step in scenario.schedule():
                     outcomes.append(FAULTS[step.name].inject(host, step))
                 if not any(o.machine_down for o in outcomes):
@@ -203,7 +208,7 @@ def _remove_run_containers() -> None:
 
 
 def expand(profiles: Sequence[str], fault_combos: Sequence[tuple[str, ...]], stores: Sequence[object],
-           trials: int, seed: int) -> list[Scenario]:
+           trials: int, seed: int, workload: WorkloadSpec | None = None) -> list[Scenario]:
     """The matrix: every (profile, fault combination, store) times ``trials``, with stable ids."""
     from repro.profiles import get_profile
     from repro.scenario import FaultSpec, StoreSpec
@@ -215,7 +220,8 @@ def expand(profiles: Sequence[str], fault_combos: Sequence[tuple[str, ...]], sto
                 assert isinstance(store, StoreSpec)
                 for number in range(1, trials + 1):
                     proto = Scenario(get_profile(profile), tuple(FaultSpec.parse(f) for f in combo), store, seed)
-                    scenarios.append(Scenario(proto.profile, proto.faults, store, seed, trial_id(proto, number)))
+                    scenarios.append(Scenario(proto.profile, proto.faults, store, seed, trial_id(proto, number),
+                                              workload or WorkloadSpec()))
     return scenarios
 
 
