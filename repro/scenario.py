@@ -163,12 +163,6 @@ class WorkloadSpec:
             except (WorkloadConfigError, ValueError) as exc:
                 raise ScenarioError(f"bad --mix: {exc}") from None
 
-    def environment(self) -> dict[str, str]:
-        env = {"LAB_RATE": str(self.rate)}
-        if self.mix:
-            env["LAB_MIX"] = self.mix
-        return env
-
 
 @dataclass(frozen=True)
 class FaultStep:

@@ -78,8 +78,9 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
     try:
         with host:
             try:
-                ready = host.start_workload(seed=seed, lossy_args=scenario.lossy_args,
-                                            **scenario.workload.environment())
+                mix = {"LAB_MIX": scenario.workload.mix} if scenario.workload.mix else {}
+                ready = host.start_workload(seed=seed, rate=scenario.workload.rate,
+                                            lossy_args=scenario.lossy_args, **mix)
                 for step in scenario.schedule():
                     outcomes.append(FAULTS[step.name].inject(host, step))
                 if not any(o.machine_down for o in outcomes):
