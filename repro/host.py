@@ -265,16 +265,18 @@ class ConstrainedHost(DockerContainer):
 
     # -- the workload ---------------------------------------------------------------------------
     def start_workload(self, seed: int = 0, *, ops: int = 0, rate: float = 0.0, linger_ms: int = 0,
-                       lossy_args: str = "", timeout: float = 30.0, **extra: str) -> dict[str, object]:
+                       lossy_args: str = "", env: dict[str, str] | None = None,
+                       timeout: float = 30.0) -> dict[str, object]:
         """Start the store's workload under s6 and wait until it reports READY; returns its facts.
         On a FUSE machine the power-loss filesystem starts first (``lossy_args``: --lazy-dirs, --torn-writes)."""
         if self.fuse:
             self.start_lossyfs(seed, lossy_args)
-        env = {"LAB_SEED": str(seed), "LAB_DB_PATH": self.db_path, "LAB_OPS": str(ops),
-               "LAB_RATE": str(rate), "LAB_LINGER_MS": str(linger_ms), **self.store.environment(), **extra}
+        settings = {"LAB_SEED": str(seed), "LAB_DB_PATH": self.db_path, "LAB_OPS": str(ops),
+                    "LAB_RATE": str(rate), "LAB_LINGER_MS": str(linger_ms), **self.store.environment(),
+                    **(env or {})}
         if self.store.store_path:
-            env["LAB_STORE_PATH"] = STORE_MOUNT
-        self.put_file("/run/lab", "workload.env", "".join(f"{k}={_quote(v)}\n" for k, v in env.items()))
+            settings["LAB_STORE_PATH"] = STORE_MOUNT
+        self.put_file("/run/lab", "workload.env", "".join(f"{k}={_quote(v)}\n" for k, v in settings.items()))
         self.svc_up("session-store")
         line = self.wait_for_line(lambda l: l.startswith(("READY ", "EVENT {\"kind\": \"store-open-failed\"",
                                                         "EVENT {\"kind\": \"config-error\"")),

@@ -80,7 +80,7 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
             try:
                 mix = {"LAB_MIX": scenario.workload.mix} if scenario.workload.mix else {}
                 ready = host.start_workload(seed=seed, rate=scenario.workload.rate,
-                                            lossy_args=scenario.lossy_args, **mix)
+                                            lossy_args=scenario.lossy_args, env=mix)
                 for step in scenario.schedule():
                     outcomes.append(FAULTS[step.name].inject(host, step))
                 if not any(o.machine_down for o in outcomes):
