@@ -72,7 +72,9 @@ def _round(directory: Path, preset: str, content: str, seconds: float) -> tuple[
 def bench_preset(preset: str, plain_dir: Path, lossy_dir: Path, seconds: float, rounds: int,
                  size: int) -> dict[str, object]:
     content = ("x" * 63 + "\n") * (size // 64) + "x" * (size % 64)
-    plain_rounds, lossy_rounds, syncs = [], [], set()
+    plain_rounds: list[float] = []
+    lossy_rounds: list[float] = []
+    syncs: set[object] = set()
     for _ in range(rounds):
         for directory, rates in ((plain_dir, plain_rounds), (lossy_dir, lossy_rounds)):
             rate, sync = _round(directory, preset, content, seconds)

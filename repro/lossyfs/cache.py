@@ -43,6 +43,7 @@ from repro.lossyfs.store import FileStore, MemStore, Store
 ROOT_INO = 1
 _DIR_SIZE = 4096
 _SIZE_ITEM = -1  # a writeback item that persists a file's size rather than one of its pages
+_MAX_RUN = 512  # pages per vectored write (below IOV_MAX)
 
 
 class _Dir:
@@ -73,7 +74,9 @@ class _File:
         self.size = store.size()
         # Persisted bytes at or beyond trunc_to are dead: a shrinking truncate not yet persisted.
         self.trunc_to: int | None = None
-        self.dirty: dict[int, bytearray] = {}  # page index -> full page; bytes past `size` are zero
+        # page index -> full page (a bytearray, or a read-only view of a written buffer until it is
+        # modified in part); bytes past `size` are zero
+        self.dirty: dict[int, bytearray | memoryview] = {}
         self.nlink = 1
         self.pending = 0  # CREATE changes in the entry log that still need this inode's content
         self.forgotten = False
@@ -271,21 +274,32 @@ class VolatileDisk:
         f = self._file(ino)
         ps = self._ps
         view = memoryview(data)
-        end = offset + len(view)
-        pos = offset
-        while pos < end:
-            p, in_page = divmod(pos, ps)
-            n = min(ps - in_page, end - pos)
-            page = f.dirty.get(p)
-            if page is None:
-                page = bytearray(ps) if n == ps else self._base_page(f, p)
-                f.dirty[p] = page
-            page[in_page : in_page + n] = view[pos - offset : pos - offset + n]
-            pos += n
+        # Whole pages of an immutable buffer are kept as views of it (no copy); any other buffer
+        # may change after the call, so its pages are copied.
+        shared = type(data) is bytes
+        total = len(view)
+        end = offset + total
+        dirty = f.dirty
+        p, in_page = divmod(offset, ps)
+        done = 0
+        while done < total:
+            n = min(ps - in_page, total - done)
+            if n == ps:  # a whole page: no need to read what it replaces
+                dirty[p] = view[done : done + ps] if shared else bytearray(view[done : done + ps])
+            else:
+                page = dirty.get(p)
+                if page is None:
+                    page = dirty[p] = self._base_page(f, p)
+                elif type(page) is not bytearray:
+                    page = dirty[p] = bytearray(page)
+                page[in_page : in_page + n] = view[done : done + n]
+            done += n
+            p += 1
+            in_page = 0
         if end > f.size:
             f.size = end
         f.mtime_ns = f.ctime_ns = self._clock()
-        return len(view)
+        return total
 
     def truncate(self, ino: int, size: int) -> None:
         self._alive()
@@ -297,6 +311,8 @@ class VolatileDisk:
             last, in_page = divmod(size, ps)
             page = f.dirty.get(last)
             if in_page and page is not None:
+                if type(page) is not bytearray:
+                    page = f.dirty[last] = bytearray(page)
                 page[in_page:] = bytes(ps - in_page)
             f.trunc_to = size if f.trunc_to is None else min(f.trunc_to, size)
         f.size = size
@@ -312,8 +328,7 @@ class VolatileDisk:
             return
         f = self._file(ino)
         self._apply_trunc(f)
-        for p in sorted(f.dirty):
-            self._write_page(f, p, f.dirty[p])
+        self._write_pages(f, sorted(f.dirty))
         f.dirty.clear()
         if f.store.size() != f.size:
             f.store.truncate(f.size)
@@ -414,8 +429,24 @@ class VolatileDisk:
                 f.store.truncate(f.trunc_to)
             f.trunc_to = None
 
-    def _write_page(self, f: _File, p: int, page: bytearray) -> None:
+    def _write_page(self, f: _File, p: int, page: bytearray | memoryview) -> None:
         f.store.pwrite(p * self._ps, memoryview(page)[: self._valid(f, p)])
+
+    def _write_pages(self, f: _File, pages: list[int]) -> None:
+        """Persist dirty pages `pages` (ascending, still in f.dirty): one vectored write per contiguous run."""
+        ps, dirty = self._ps, f.dirty
+        i, n = 0, len(pages)
+        while i < n:
+            j = i + 1
+            while j < n and j - i < _MAX_RUN and pages[j] == pages[j - 1] + 1:
+                j += 1
+            bufs: list[bytearray | memoryview] = [dirty[p] for p in pages[i:j]]
+            last = pages[j - 1]
+            valid = self._valid(f, last)
+            if valid < ps:  # only the file's last page is partial, and it ends its run
+                bufs[-1] = memoryview(bufs[-1])[:valid]
+            f.store.pwritev(pages[i] * ps, bufs)
+            i = j
 
     def _persist_page(self, f: _File, p: int) -> None:
         self._apply_trunc(f)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
@@ -54,6 +55,15 @@ def fuse_unavailable_reason(python: str = DEBIAN_PYTHON) -> str | None:
     return None
 
 
+def _dead_mount(path: Path) -> bool:
+    """A FUSE mount whose daemon is gone (stat fails with ENOTCONN); ismount() says False there."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
 def parse_event(line: str) -> DaemonEvent | None:
     """The event on `line`, or None if the line is not a lossyfs event."""
     parts = line.strip().split(" ", 2)
@@ -100,6 +110,13 @@ class LossyMount:
         self._proc.wait(self._timeout)
         return event
 
+    def kill(self) -> int:
+        """SIGKILL: the machine dies without warning. Waits until the daemon is gone; its status."""
+        if self._proc is None:
+            raise DaemonError("lossyfs daemon was never started")
+        self._proc.kill()
+        return self._proc.wait(self._timeout)
+
     def stderr(self) -> str:
         self._stderr.seek(0)
         return self._stderr.read()
@@ -113,7 +130,7 @@ class LossyMount:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(self._timeout)
-        if os.path.ismount(self.mount):
+        if os.path.ismount(self.mount) or _dead_mount(self.mount):
             subprocess.run(["fusermount3", "-u", "-z", str(self.mount)], check=False, capture_output=True)
         self._stderr.close()
 

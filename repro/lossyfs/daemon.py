@@ -11,6 +11,18 @@ backing directory; the mount stays until SIGTERM/SIGINT, which then unmounts wit
 (waiting requests then fail with ENOTCONN: kill the processes using the mount first, as the
 machine's death does). SIGTERM/SIGINT before a cut is a clean shutdown: everything is persisted
 first, like `umount`.
+
+The mount runs with the kernel's writeback cache (see fuse_ops.py), so written data may sit in
+the kernel's page cache of the mount before it reaches the daemon. Before each background
+writeback step, and before the clean shutdown's sync, the daemon drains it: syncfs(2) on the
+mount, from a worker thread, makes the kernel send every dirty page as WRITE requests (the
+daemon keeps them dirty; a drain persists nothing). So the seeded writeback picks among all the
+data written up to the step, as it did when every write() was a request.
+
+The drain runs in a small helper process, never in a thread of the daemon: syncfs waits
+uninterruptibly for writeback, and after a cut that writeback never ends -- until the daemon's
+/dev/fuse descriptor closes and the kernel aborts the connection. A daemon thread stuck there
+would keep the daemon (and with it the machine) from ever dying; a helper is not in the way.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
 import sys
 from enum import IntEnum
 
@@ -33,6 +46,16 @@ from repro.lossyfs.fuse_ops import LossyOperations
 from repro.lossyfs.model import CacheOptions
 
 _CUT_FILE_POLL_S = 0.01
+_DRAIN_TIMEOUT_S = 30.0
+_DRAIN_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+# The drain helper: for each byte read, syncfs(2) on the mount; answers K (done) or E (failed).
+_DRAINER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+while os.read(0, 1):
+    os.write(1, b"K" if libc.syncfs(fd) == 0 else b"E")
+"""
 
 
 class ExitCode(IntEnum):
@@ -63,16 +86,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class Daemon:
     """Owns the disk and the trio tasks around pyfuse3.main."""
 
-    def __init__(self, disk: VolatileDisk, args: argparse.Namespace) -> None:
+    def __init__(self, disk: VolatileDisk, ops: LossyOperations, args: argparse.Namespace) -> None:
         self._disk = disk
+        self._ops = ops
         self._args = args
-        self._nursery: trio.Nursery | None = None
+        self._drainer: trio.Process | None = None
+        self._drain_lock = trio.Lock()
 
     async def run(self) -> None:
         with trio.open_signal_receiver(signal.SIGUSR1, signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(pyfuse3.main)
+                # One worker: handlers never await (a cut falls between requests), and pyfuse3
+                # would otherwise start and retire a task around every request.
+                nursery.start_soon(pyfuse3.main, 1, 1)
                 if self._args.writeback_interval_ms > 0:
                     nursery.start_soon(self._writeback_loop)
                 if self._args.cut_file:
@@ -90,8 +116,18 @@ class Daemon:
                         continue
                     synced = not self._disk.is_cut
                     if synced:
-                        self._disk.sync_all()
+                        with trio.move_on_after(_DRAIN_TIMEOUT_S):
+                            try:
+                                await self._drain()
+                            except _DRAIN_ERRORS as exc:
+                                print(f"lossyfs: drain before the final sync failed: {exc!r}", file=sys.stderr,
+                                      flush=True)
+                        if not self._disk.is_cut:
+                            self._disk.sync_all()
+                        else:  # cut while draining
+                            synced = False
                     emit(EventKind.STOPPED, {"signal": signal.Signals(signum).name, "synced": synced})
+                    await self._close_drainer()
                     pyfuse3.terminate()
                     nursery.cancel_scope.cancel()
                     return
@@ -100,7 +136,35 @@ class Daemon:
         if self._disk.is_cut:
             return
         report = self._disk.cut()
+        self._ops.invalidate_attrs()  # from now on a write() needs a request too, never answered
         emit(EventKind.CUT, {"trigger": trigger, **dataclasses.asdict(report)})
+
+    async def _drain(self) -> None:
+        """Make the kernel send its dirty pages of the mount to the daemon (syncfs, in the helper)."""
+        async with self._drain_lock:  # the writeback loop and a clean stop may drain at once
+            await self._drain_locked()
+
+    async def _drain_locked(self) -> None:
+        if self._drainer is None:
+            # close_fds (the default) keeps /dev/fuse out of the helper: its death must not be needed.
+            self._drainer = await trio.lowlevel.open_process(
+                [sys.executable, "-I", "-S", "-c", _DRAINER, self._args.mount],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        proc = self._drainer
+        assert proc.stdin is not None and proc.stdout is not None
+        await proc.stdin.send_all(b"s")
+        answer = await proc.stdout.receive_some(1)
+        if answer != b"K":
+            self._drainer = None
+            raise OSError(f"the drain helper failed ({answer!r}, exit {proc.poll()})")
+
+    async def _close_drainer(self) -> None:
+        """Let the helper go (stdin EOF); never wait for it: after a cut it may be stuck in syncfs
+        until the daemon's exit aborts the connection."""
+        if self._drainer is not None:
+            proc, self._drainer = self._drainer, None
+            if proc.stdin is not None:
+                await proc.stdin.aclose()
 
     async def _writeback_loop(self) -> None:
         interval = self._args.writeback_interval_ms / 1000
@@ -109,8 +173,11 @@ class Daemon:
             if self._disk.is_cut:
                 return
             try:
+                await self._drain()
+                if self._disk.is_cut:
+                    return
                 self._disk.writeback()
-            except (LossyFsError, OSError) as exc:
+            except (LossyFsError, *_DRAIN_ERRORS) as exc:
                 print(f"lossyfs: writeback failed: {exc!r}", file=sys.stderr, flush=True)
 
     async def _watch_cut_file(self) -> None:
@@ -132,13 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.USAGE
     os.umask(0)  # the kernel already applied the application's umask to every mode we get
     fuse_options = set(pyfuse3.default_options) | {"fsname=lossyfs", "subtype=lossyfs", "allow_other"}
+    ops = LossyOperations(disk, args.backing)
     try:
-        pyfuse3.init(LossyOperations(disk, args.backing), args.mount, fuse_options)
+        pyfuse3.init(ops, args.mount, fuse_options)
     except RuntimeError as exc:
         print(f"lossyfs: mount failed: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     try:
-        trio.run(Daemon(disk, args).run)
+        trio.run(Daemon(disk, ops, args).run)
     finally:
         pyfuse3.close(unmount=True)
     return ExitCode.OK

@@ -1,10 +1,20 @@
 """The thin pyfuse3 adapter: FUSE requests in, VolatileDisk calls out, typed errors to errnos.
 
 Deliberate omissions: no lock handlers (the kernel then keeps POSIX byte-range locks itself,
-which is right on one machine), no writeback_cache (every write reaches the daemon), no xattrs
-or links. Files are opened direct_io -- one write() is one request, instead of being split at
-every page the kernel does not hold up to date -- except SQLite's "-shm" files, whose shared
-mmap needs the kernel page cache.
+which is right on one machine), no xattrs or links.
+
+The kernel's writeback cache is on and no file is direct_io: write() lands in the kernel's page
+cache of this mount and reaches the daemon as page-sized-or-larger WRITE requests only when the
+kernel writes back -- at fsync/fdatasync (the kernel writes the file's dirty pages back, then
+sends FSYNC), on close (FLUSH), on its own writeback, or when the daemon drains it (syncfs, see
+daemon.py) before each seeded background writeback step. A commit thus costs a few requests
+instead of one per write() (SQLite writes each WAL frame as two). This changes nothing a power
+cut can observe: the kernel's dirty pages of this mount are as volatile as the daemon's (at the
+cut the daemon stops answering, so none of them can reach the backing directory), fsync still
+persists exactly the file's dirty pages (all of them now in the daemon when FSYNC arrives), and
+the drain keeps every written page a candidate for the seeded writeback. The kernel owns i_size
+and mtime of regular files in this mode (it sends SETATTR for truncates and mtime updates), which
+is consistent because every change goes through this one kernel.
 
 After the power cut no request is ever answered: the machine is off, so nothing the application
 does after that instant can complete -- in particular it cannot acknowledge a commit. Answering
@@ -13,7 +23,10 @@ power loss never shows: SQLite treats a failure to open the directory it is abou
 unlinking a rollback journal as "no directory fsync possible" and reports the COMMIT as done, so
 a commit whose journal unlink the cut reverted would be acknowledged after the cut and then
 rolled back by the hot journal on restart. The machine is killed after the cut anyway; its
-processes wait on these requests until then.
+processes wait on these requests until then. With the writeback cache a write() needs no request
+of its own, so the cut also invalidates the kernel's cached attributes of every inode
+(`invalidate_attrs`): the kernel then asks GETATTR before the next write() to any file, and that
+request is never answered either.
 """
 
 from __future__ import annotations
@@ -29,11 +42,9 @@ from typing import Any, TypeVar
 import pyfuse3
 import trio
 
-from repro.lossyfs.cache import VolatileDisk
+from repro.lossyfs.cache import ROOT_INO, VolatileDisk
 from repro.lossyfs.errors import LossyFsError
 from repro.lossyfs.model import NodeStat
-
-_MMAP_SUFFIX = "-shm"
 
 # Every change goes through this kernel, so its cached attributes and entries never go stale
 # (after the cut no call is answered at all); long timeouts save a getattr/lookup per operation.
@@ -92,7 +103,7 @@ def _attrs(st: NodeStat, blksize: int) -> pyfuse3.EntryAttributes:
 class LossyOperations(pyfuse3.Operations):
     """FUSE request handlers; each runs to completion without awaiting, so a cut falls between requests."""
 
-    enable_writeback_cache = False
+    enable_writeback_cache = True
 
     def __init__(self, disk: VolatileDisk, backing: str) -> None:
         super().__init__()
@@ -100,6 +111,21 @@ class LossyOperations(pyfuse3.Operations):
         self._backing = backing
         self._blksize = disk.options.page_size
         self._lookups: dict[int, int] = {}
+
+    def invalidate_attrs(self) -> int:
+        """Drop the kernel's cached attributes of every inode it knows; returns how many it held.
+
+        Called right after the cut: the next write() to any file then needs a GETATTR, which is
+        never answered. Does not touch cached pages, so it never waits for writeback.
+        """
+        held = 0
+        for ino in [ROOT_INO, *self._lookups]:
+            try:
+                pyfuse3.invalidate_inode(ino, attr_only=True)
+                held += 1
+            except OSError:  # ENOENT: the kernel has already dropped it
+                pass
+        return held
 
     def _entry(self, st: NodeStat) -> pyfuse3.EntryAttributes:
         self._lookups[st.ino] = self._lookups.get(st.ino, 0) + 1
@@ -212,21 +238,23 @@ class LossyOperations(pyfuse3.Operations):
 
     # --------------------------------------------------------------- data
 
-    def _file_info(self, ino: int, name: str) -> pyfuse3.FileInfo:
-        # keep_cache: opening must not drop the page cache behind another process's -shm mapping.
-        return pyfuse3.FileInfo(fh=ino, keep_cache=True, direct_io=not name.endswith(_MMAP_SUFFIX))
+    def _file_info(self, ino: int) -> pyfuse3.FileInfo:
+        # keep_cache: opening must not drop the page cache (it may hold dirty pages, and the pages
+        # behind another process's -shm mapping); every change goes through this kernel anyway.
+        return pyfuse3.FileInfo(fh=ino, keep_cache=True, direct_io=False)
 
     @_powered
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         with _errnos():
-            return self._file_info(inode, self._disk.path(inode))
+            self._disk.path(inode)  # ENOENT / EISDIR for an inode that is not a file
+        return self._file_info(inode)
 
     @_powered
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         with _errnos():
             st = self._disk.create(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid)
-        return self._file_info(st.ino, os.fsdecode(name)), self._entry(st)
+        return self._file_info(st.ino), self._entry(st)
 
     @_powered
     async def read(self, fh: int, off: int, size: int) -> bytes:

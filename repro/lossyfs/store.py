@@ -13,6 +13,10 @@ class Store(Protocol):
 
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None: ...
 
+    def pwritev(self, offset: int, buffers: list[bytearray | memoryview]) -> None:
+        """Write the buffers back to back from `offset` (one contiguous run of pages)."""
+        ...
+
     def truncate(self, size: int) -> None: ...
 
     def size(self) -> int: ...
@@ -38,6 +42,18 @@ class FileStore:
         while done < len(view):
             done += os.pwrite(self.fd, view[done:], offset + done)
         self._size = max(self._size, offset + len(view))
+
+    def pwritev(self, offset: int, buffers: list[bytearray | memoryview]) -> None:
+        total = sum(len(b) for b in buffers)
+        done = os.pwritev(self.fd, buffers, offset)
+        if done < total:  # a short write: finish the rest one buffer at a time
+            pos = 0
+            for buf in buffers:
+                if pos + len(buf) > done:
+                    skip = max(0, done - pos)
+                    self.pwrite(offset + pos + skip, memoryview(buf)[skip:])
+                pos += len(buf)
+        self._size = max(self._size, offset + total)
 
     def truncate(self, size: int) -> None:
         os.ftruncate(self.fd, size)
@@ -66,6 +82,9 @@ class MemStore:
         if end > len(self.buf):
             self.buf.extend(bytes(end - len(self.buf)))
         self.buf[offset:end] = data
+
+    def pwritev(self, offset: int, buffers: list[bytearray | memoryview]) -> None:
+        self.pwrite(offset, b"".join(buffers))
 
     def truncate(self, size: int) -> None:
         if size < len(self.buf):

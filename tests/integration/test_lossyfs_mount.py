@@ -131,8 +131,11 @@ def test_wal_off_loses_acknowledged_commits_in_some_trial(tmp_path: Path) -> Non
 
 
 # Past ~1000 WAL frames SQLite checkpoints: now OFF can tear the database, NORMAL must not.
+# With the kernel's writeback cache an OFF commit needs no request at all, so the writer gets
+# through its 1500-2500 commits in a few tenths of a second: writeback steps every 10 ms give it
+# about as many steps per commit as 50 ms did when every write() was a request.
 def test_wal_off_corrupts_once_checkpoints_run(tmp_path: Path) -> None:
-    outcomes = [run_trial(tmp_path, seed, "wal", "off", interval_ms=50, commits=(1500, 2500)) for seed in range(2)]
+    outcomes = [run_trial(tmp_path, seed, "wal", "off", interval_ms=10, commits=(1500, 2500)) for seed in range(2)]
     assert any(o.integrity != "ok" for o in outcomes), outcomes
 
 
@@ -210,3 +213,131 @@ def test_shared_memory_mapping_and_posix_locks_work_across_processes(tmp_path: P
         free = subprocess.run([sys.executable, "-c", probe, str(mount / "t.db")], capture_output=True, text=True)
         assert (held.stdout.strip(), free.stdout.strip()) == ("blocked", "got")
         assert lossy.stop().kind is EventKind.STOPPED
+
+
+# The mount runs with the kernel's writeback cache: written data may sit in the kernel's page
+# cache before it reaches the daemon. These pin down that this changes nothing a cut can see.
+
+def test_unsynced_writes_reach_the_seeded_writeback(tmp_path: Path) -> None:
+    """The daemon drains the kernel's dirty pages before each writeback step: no fsync needed."""
+    backing, mount = tmp_path / "backing", tmp_path / "mnt"
+    backing.mkdir()
+    mount.mkdir()
+    with LossyMount(backing, mount, seed=3, writeback_interval_ms=20) as lossy:
+        fd = os.open(mount / "f", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, b"\x5a" * (16 * 4096), 0)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                data = (backing / "f").read_bytes() if (backing / "f").exists() else b""
+                if data.count(b"\x5a") == 16 * 4096:
+                    break
+                time.sleep(0.05)
+            assert data.count(b"\x5a") == 16 * 4096, "background writeback never saw the unsynced pages"
+        finally:
+            os.close(fd)
+        assert lossy.stop().payload["synced"] is True
+
+
+def test_clean_stop_persists_what_the_kernel_still_holds(tmp_path: Path) -> None:
+    backing, mount = tmp_path / "backing", tmp_path / "mnt"
+    backing.mkdir()
+    mount.mkdir()
+    payload = os.urandom(10 * 4096 + 123)
+    with LossyMount(backing, mount, writeback_interval_ms=0) as lossy:
+        fd = os.open(mount / "f", os.O_RDWR | os.O_CREAT, 0o644)
+        os.pwrite(fd, payload, 0)  # no fsync, no close: only in the kernel's page cache
+        assert (backing / "f").read_bytes() == b""
+        assert lossy.stop().payload["synced"] is True
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    assert (backing / "f").read_bytes() == payload
+
+
+def test_fsync_persists_what_the_kernel_held_and_the_cut_loses_the_rest(tmp_path: Path) -> None:
+    backing, mount = tmp_path / "backing", tmp_path / "mnt"
+    backing.mkdir()
+    mount.mkdir()
+    with LossyMount(backing, mount, writeback_interval_ms=0) as lossy:
+        a = os.open(mount / "a", os.O_RDWR | os.O_CREAT, 0o644)
+        b = os.open(mount / "b", os.O_RDWR | os.O_CREAT, 0o644)
+        os.pwrite(a, b"A" * 5000, 0)
+        os.pwrite(b, b"B" * 5000, 0)
+        os.fsync(a)
+        os.pwrite(a, b"a" * 10, 0)  # after the fsync: lost
+        assert (backing / "a").read_bytes() == b"A" * 5000
+        assert (backing / "b").read_bytes() == b""
+        lossy.cut()
+        assert lossy.stop().payload["synced"] is False  # closing first would wait on FLUSH forever
+        for fd in (a, b):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    assert (backing / "a").read_bytes() == b"A" * 5000
+    assert (backing / "b").read_bytes() == b""
+
+
+_LATE_WRITER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+os.pwrite(fd, b"x" * 4096, 0)  # the page is now in the kernel's cache: a rewrite needs no READ
+print("ready", flush=True)
+sys.stdin.readline()
+os.pwrite(fd, b"y" * 4096, 0)
+print("returned", flush=True)
+"""
+
+
+def test_a_write_into_cached_pages_hangs_after_the_cut(tmp_path: Path) -> None:
+    """With the writeback cache a write() needs no request of its own; the cut makes it need one."""
+    backing, mount = tmp_path / "backing", tmp_path / "mnt"
+    backing.mkdir()
+    mount.mkdir()
+    with LossyMount(backing, mount, writeback_interval_ms=0) as lossy:
+        writer = subprocess.Popen([sys.executable, "-c", _LATE_WRITER, str(mount / "f")], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        assert writer.stdout is not None and writer.stdin is not None
+        assert writer.stdout.readline().strip() == "ready"
+        lossy.cut()
+        after_cut = _digest(backing)
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        time.sleep(0.5)
+        hung = writer.poll() is None
+        os.killpg(writer.pid, signal.SIGKILL)
+        assert lossy.stop().payload["synced"] is False
+        out, _ = writer.communicate(timeout=30)
+        assert hung and "returned" not in out, f"a write() completed after the power cut: {out!r}"
+        assert _digest(backing) == after_cut
+
+
+_FLOOD = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+chunk, i = os.urandom(64 * 1024), 0
+while True:
+    os.pwrite(fd, chunk, (i % 256) * len(chunk))
+    i += 1
+"""
+
+
+def test_a_killed_daemon_dies_even_with_a_drain_cut_off(tmp_path: Path) -> None:
+    """The machine's death must not wait on anything: a drain (syncfs) the cut leaves hanging
+    runs in a helper process, so SIGKILL ends the daemon, which aborts the connection."""
+    backing, mount = tmp_path / "backing", tmp_path / "mnt"
+    backing.mkdir()
+    mount.mkdir()
+    with LossyMount(backing, mount, writeback_interval_ms=1) as lossy:
+        writer = subprocess.Popen([sys.executable, "-c", _FLOOD, str(mount / "f")], start_new_session=True)
+        time.sleep(0.5)  # drains back to back under a writer that keeps dirtying pages
+        lossy.cut()
+        after_cut = _digest(backing)
+        started = time.monotonic()
+        lossy.kill()  # waits for the daemon to be gone (times out if it cannot die)
+        assert time.monotonic() - started < 5
+        os.killpg(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=30)  # its requests ended with the connection
+        assert _digest(backing) == after_cut

@@ -348,3 +348,19 @@ def test_invalid_options_are_typed_errors(opts: dict[str, object]) -> None:
 def test_missing_backing_directory_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         VolatileDisk(tmp_path / "nope")
+
+
+def test_written_buffers_are_not_aliased_and_views_of_bytes_stay_correct(tmp_path: Path) -> None:
+    d = disk(tmp_path)
+    ino = new_file(d, "f")
+    mutable = bytearray(page(0x11, 2))
+    d.write(ino, 0, mutable)
+    mutable[:] = page(0x22, 2)  # the caller reuses its buffer: the cache must not see it
+    assert d.read(ino, 0, 2 * PS) == page(0x11, 2)
+    d.write(ino, 2 * PS, page(0x33, 2))  # whole pages of immutable bytes
+    d.write(ino, 2 * PS + 5, b"abc")  # then a partial rewrite of one of them
+    d.truncate(ino, 3 * PS + 100)  # and a shrink into the other
+    want = page(0x11, 2) + page(0x33)[:5] + b"abc" + page(0x33)[8:] + page(0x33)[:100]
+    assert d.read(ino, 0, 10 * PS) == want
+    d.fsync(ino)
+    assert (tmp_path / "f").read_bytes() == want
