@@ -49,6 +49,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", default=None, help="the lab image (default hermes-lab:latest)")
     p.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
     p.add_argument("--mix", default="", help="workload op mix, e.g. append=80,tokens=8,search=6,create=3,end=3")
+    p.add_argument("--message-size", default="", help="message sizes MIN:MAX (default 200:20k)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +149,7 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
     for combo in combos:
         for fault in combo:
             FaultSpec.parse(fault)
-    scenarios = expand(profiles, combos, stores, args.trials, seed, WorkloadSpec(args.rate, args.mix))
+    scenarios = expand(profiles, combos, stores, args.trials, seed, WorkloadSpec(args.rate, args.mix, args.message_size))
     if getattr(args, "trial_id", None):
         scenarios = [s for s in scenarios if s.trial_id == args.trial_id]
         if not scenarios:

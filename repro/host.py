@@ -158,11 +158,11 @@ class ConstrainedHost(DockerContainer):
             mem_limit=p.memory, memswap_limit=p.memory_swap, nano_cpus=int(p.cpus * 1e9),
             pids_limit=p.pids_limit, network_mode="none" if not p.network else "bridge",
             labels=labels(self.role), mounts=mounts, stop_signal=p.kill_signal,
-            cap_drop=["ALL"], cap_add=caps, security_opt=["no-new-privileges:true"],
+            cap_drop=["ALL"], cap_add=caps, security_opt=["no-new-privileges=true"],
         )
         if self.fuse:
             kwargs["devices"] = ["/dev/fuse:/dev/fuse:rwm"]
-            kwargs["security_opt"] = ["no-new-privileges:true", "apparmor:unconfined"]
+            kwargs["security_opt"] = ["no-new-privileges=true", "apparmor=unconfined"]
         if self._entrypoint is not None:
             kwargs["entrypoint"] = self._entrypoint
             if self._user:

@@ -151,10 +151,13 @@ class WorkloadSpec:
 
     rate: float = 0.0
     mix: str = ""  # e.g. "append=80,tokens=8,search=6,create=3,end=3"; empty: the workload's default
+    sizes: str = ""  # message sizes "MIN:MAX" (e.g. 20k:200k); empty: the workload's 200 B to 20 KB
 
     def __post_init__(self) -> None:
         if self.rate < 0:
             raise ScenarioError("--rate must not be negative")
+        if self.sizes:
+            self.size_range()
         if self.mix:
             from repro.workload.config import WorkloadConfigError, parse_mix
 
@@ -162,6 +165,26 @@ class WorkloadSpec:
                 parse_mix(self.mix)
             except (WorkloadConfigError, ValueError) as exc:
                 raise ScenarioError(f"bad --mix: {exc}") from None
+
+
+    def size_range(self) -> tuple[int, int]:
+        from repro.profiles import parse_size
+
+        low, sep, high = self.sizes.partition(":")
+        if not sep:
+            raise ScenarioError(f"--message-size takes MIN:MAX (e.g. 20k:200k), not {self.sizes!r}")
+        lo, hi = parse_size(low), parse_size(high)
+        if lo > hi:
+            raise ScenarioError(f"--message-size {self.sizes!r}: MIN is larger than MAX")
+        return lo, hi
+
+    def environment(self) -> dict[str, str]:
+        """Workload settings beyond the seed and rate (LAB_MIX, LAB_MIN_SIZE, LAB_MAX_SIZE)."""
+        env = {"LAB_MIX": self.mix} if self.mix else {}
+        if self.sizes:
+            low, high = self.size_range()
+            env.update({"LAB_MIN_SIZE": str(low), "LAB_MAX_SIZE": str(high)})
+        return env
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ def replay_command(scenario: Scenario) -> str:
         argv += ["--rate", str(scenario.workload.rate)]
     if scenario.workload.mix:
         argv += ["--mix", scenario.workload.mix]
+    if scenario.workload.sizes:
+        argv += ["--message-size", scenario.workload.sizes]
     argv += ["--seed", str(scenario.seed), "--trial-id", scenario.trial_id]
     return shlex.join(argv)
 
@@ -78,9 +80,8 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
     try:
         with host:
             try:
-                mix = {"LAB_MIX": scenario.workload.mix} if scenario.workload.mix else {}
                 ready = host.start_workload(seed=seed, rate=scenario.workload.rate,
-                                            lossy_args=scenario.lossy_args, env=mix)
+                                            lossy_args=scenario.lossy_args, env=scenario.workload.environment())
                 for step in scenario.schedule():
                     outcomes.append(FAULTS[step.name].inject(host, step))
                 if not any(o.machine_down for o in outcomes):

@@ -22,7 +22,7 @@ REPRO = [sys.executable, "-m", "repro.cli"]
 def test_run_writes_reports_and_keeps_artifacts_of_a_positive_control(lab_image: str, tmp_path: pathlib.Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.run([*REPRO, "run", "--fault", "sigkill@on-write", "--journal-mode", "off",
-                           "--trials", "4", "--seed", "31", "--out", str(out)],
+                           "--message-size", "20k:200k", "--trials", "4", "--seed", "31", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr  # a corrupt OFF trial is what the oracle expects
     report = json.loads((out / "report.json").read_text())
