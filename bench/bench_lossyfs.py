@@ -1,7 +1,8 @@
 """Benchmark: hermes_state `append_message` on the lossy mount against the plain data disk, per preset.
 
 Measured INSIDE a lab machine, as issue 5 asks: a `fly-256` ConstrainedHost with FUSE rights
-(1 CPU by CFS quota, 256 MB, the data disk a size-capped tmpfs volume), the lossyfs daemon
+(1 CPU: pinned to one host CPU and capped by quota, 256 MB, the data disk a size-capped tmpfs
+volume), the lossyfs daemon
 started by its s6 service exactly as for a power-loss trial (seeded, default background
 writeback), and repro.lossyfs.bench run in the machine as the workload user. That module opens
 one store per side -- /opt/data/plain on the tmpfs disk, /opt/data/lossy on the mount -- for each
@@ -10,14 +11,14 @@ alternates timed rounds between the sides within one run; the daemon and the ben
 machine's one CPU. Printed: median appends/s of each side and the ratio lossy/plain.
 Target: ratio >= 0.25 wherever synchronous=FULL (2).
 
-The lab's profile limits the machine to 1 CPU by CFS quota only, so the workload and the daemon
-may run on two different host CPUs; every FUSE round trip then pays a cross-CPU wakeup (costly
-in a VM). `--cpuset 0` also confines the machine to one host CPU, as on a real 1-vCPU machine.
+Every lab machine is pinned to one host CPU (repro/host.py), as a 1-vCPU VM is: with a quota
+alone the workload and the daemon ran on two host CPUs and each FUSE round trip paid a
+cross-CPU wakeup (measured 0.20 instead of 0.28 for FULL).
 
 Needs the Docker engine, /dev/fuse on the engine's host and the lab image (`--build` rebuilds it
 first; the image carries repro/lossyfs, so rebuild after changing it). About 1 minute with the
 defaults. Usage: python bench/bench_lossyfs.py [--build] [--seconds S] [--rounds N] [--size BYTES]
-[--presets ns506,legacy,durable] [--lossy-args "--torn-writes --lazy-dirs"] [--seed N] [--cpuset 0]
+[--presets ns506,legacy,durable] [--lossy-args "--torn-writes --lazy-dirs"] [--seed N]
 """
 
 from __future__ import annotations
@@ -37,20 +38,6 @@ TARGET_FULL = 0.25
 SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
 
-class _BenchHost(ConstrainedHost):
-    """The lab's machine, optionally also confined to a cpuset (--cpuset)."""
-
-    def __init__(self, profile: str, cpuset: str | None) -> None:
-        self._cpuset = cpuset
-        super().__init__(profile, fuse=True, role="bench")
-
-    def with_kwargs(self, **kwargs: object) -> "_BenchHost":
-        if self._cpuset:
-            kwargs["cpuset_cpus"] = self._cpuset
-        super().with_kwargs(**kwargs)
-        return self
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", action="store_true", help="rebuild the lab image first")
@@ -61,9 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1024, help="message content bytes (default 1024)")
     parser.add_argument("--seed", type=int, default=0, help="the lossyfs daemon's seed")
     parser.add_argument("--lossy-args", default="", help="extra daemon flags, e.g. --torn-writes")
-    parser.add_argument("--cpuset", default=None,
-                        help="also confine the machine to these host CPUs (e.g. 0): one CPU in fact, "
-                             "not only by quota, like a 1-vCPU VM")
     args = parser.parse_args(argv)
     if not pathlib.Path("/dev/fuse").exists():
         print("no /dev/fuse on this host: the lossy mount cannot run", file=sys.stderr)
@@ -72,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.build or not engine.image_present(cli, IMAGE):
         engine.build_image(cli)
     plain = f"{DATA_DIR}/plain"
-    with _BenchHost(args.profile, args.cpuset) as host:  # __enter__ starts the machine
+    with ConstrainedHost(args.profile, fuse=True, role="bench") as host:  # __enter__ starts the machine
         host.start_lossyfs(args.seed, args.lossy_args)
         host.exec_checked(["mkdir", "-p", plain], user="1000:1000")
         p = host.profile
-        cpus = f"{p.cpus:g} CPU by quota" + (f", cpuset {args.cpuset}" if args.cpuset else " over all host CPUs")
+        cpus = f"{p.cpus:g} CPU, pinned"
         print(f"in-machine bench: profile {p.name} ({cpus}, {p.memory >> 20} MB, tmpfs disk "
               f"{p.disk >> 20} MB), lossyfs seed {args.seed} {args.lossy_args or '(default flags)'}, "
               f"{args.rounds} x {args.seconds:g}s alternating rounds per side, {args.size} B messages")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import os
 import pathlib
 import tarfile
 import threading
@@ -156,6 +158,7 @@ class ConstrainedHost(DockerContainer):
                                 type="bind", read_only=True))
         kwargs: dict[str, object] = dict(
             mem_limit=p.memory, memswap_limit=p.memory_swap, nano_cpus=int(p.cpus * 1e9),
+            cpuset_cpus=_next_cpus(p.cpus),
             pids_limit=p.pids_limit, network_mode="none" if not p.network else "bridge",
             labels=labels(self.role), mounts=mounts, stop_signal=p.kill_signal,
             cap_drop=["ALL"], cap_add=caps, security_opt=["no-new-privileges=true"],
@@ -474,6 +477,27 @@ class VerifyResult:
     def phantom(self) -> int:
         ver = self.judgement.verification
         return ver.phantom if ver is not None else 0
+
+
+_cpu_lock = threading.Lock()
+_cpu_next = 0
+
+
+def _next_cpus(cpus: float) -> str:
+    """Host CPUs for the next machine: a 1-vCPU Fly machine runs every process on one CPU.
+
+    A CFS quota alone (nano_cpus) still lets two processes of the machine run at the same
+    time on two host CPUs -- the workload and the FUSE daemon, the workload and the fault
+    agent -- which no 1-vCPU machine can. So the machine is also pinned to ceil(cpus) host
+    CPUs, handed out round robin so that trials running side by side get different ones.
+    """
+    global _cpu_next
+    available = sorted(os.sched_getaffinity(0))
+    want = max(1, min(len(available), math.ceil(cpus)))
+    with _cpu_lock:
+        start = _cpu_next
+        _cpu_next = (_cpu_next + want) % len(available)
+    return ",".join(str(available[(start + i) % len(available)]) for i in range(want))
 
 
 def _quote(value: str) -> str:

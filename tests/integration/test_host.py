@@ -30,6 +30,9 @@ def test_fly_256_host_reports_its_limits_from_inside(machine) -> None:
         size_kb = int(host.exec_checked(["df", "--output=size", "-k", "/opt/data"]).split()[-1])
         assert size_kb * 1024 == profile.disk
         assert _read(host, "/proc/1/comm") == "s6-svscan"
+        # one CPU: every process of the machine on one host CPU, as in a 1-vCPU VM
+        allowed = host.exec_checked(["grep", "Cpus_allowed_list", "/proc/self/status"]).split()[-1]
+        assert "," not in allowed and "-" not in allowed, allowed
         interfaces = host.exec_checked(["ls", "/sys/class/net"]).split()
         assert interfaces == ["lo"]
         # the workload's user is not root
