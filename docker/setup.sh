@@ -57,5 +57,17 @@ if ! docker compose version >/dev/null 2>&1; then
     docker compose version >/dev/null 2>&1 || { log "docker compose v2 is not available"; exit 2; }
 fi
 
-# 4. The lab image (built from an offline debootstrap base when no registry answers).
+# 4. Host FUSE tools for the lossyfs tests that mount on the host (tests/integration/test_lossyfs_mount.py).
+#    The lab itself runs lossyfs inside its image; this is only for the tests, so a failure is a warning.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ -e /dev/fuse ] \
+   && ! { command -v fusermount3 >/dev/null && command -v strace >/dev/null \
+          && /usr/bin/python3 -c 'import pyfuse3, trio' 2>/dev/null; }; then
+    log "installing Debian's fuse3, python3-pyfuse3 and strace (host-side lossyfs tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -qq fuse3 python3-pyfuse3 strace >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq fuse3 python3-pyfuse3 strace >/dev/null; }; } \
+      || log "warning: could not install the host FUSE tools; the host-side lossyfs tests will skip"
+fi
+
+# 5. The lab image (built from an offline debootstrap base when no registry answers).
 "$VENV/bin/repro" image build
