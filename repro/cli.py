@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="trials of one scenario (no arguments: the NS-506 reproduction)")
     run.add_argument("--profile", default="fly-256", help="fly-256 (default), fly-512, fly-1g")
     run.add_argument("--fault", action="append", default=None,
-                     help="a fault; repeat to compose (disk-fill then sigterm). NAME[@acks=N|@random|@in-write]")
+                     help="a fault; repeat to compose (disk-fill then sigterm). "
+                          "NAME[:OPTIONS][@acks=N|@random[=MS]|@in-write[=N]|@on-write[=N]]; "
+                          "power-loss takes the options lazy-dirs,torn-writes")
     _store_args(run, many=False)
     _common(run)
     run.add_argument("--trial-id", default=None, help="run only this trial id (replay)")
@@ -138,12 +140,15 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
     if args.command == "run":
         profiles = [args.profile]
         combos = [tuple(args.fault)] if args.fault else list(DEFAULT_FAULTS) + _power_loss_if_possible()
-        stores = [StoreSpec(args.preset, args.journal_mode, args.synchronous, args.store_path)]
+        stores = [StoreSpec(args.preset, args.journal_mode, args.synchronous, _absolute(args.store_path))]
     else:
         profiles = _split(args.profiles)
         combos = [tuple(c.split("+")) for c in _split(args.faults)]
-        paths: list[str | None] = list(_split(args.store_paths)) or [None]
+        paths: list[str | None] = [_absolute(p) for p in _split(args.store_paths)] or [None]
         stores = [StoreSpec(p, args.journal_mode, args.synchronous, s) for s in paths for p in _split(args.presets)]
+        for option, values in (("--profiles", profiles), ("--faults", combos), ("--presets", _split(args.presets))):
+            if not values:
+                raise ScenarioError(f"{option} names nothing")
     for name in profiles:
         get_profile(name)
     for combo in combos:
@@ -165,6 +170,26 @@ def _power_loss_if_possible() -> list[tuple[str, ...]]:
     return []
 
 
+def _absolute(path: str | None) -> str | None:
+    """Store paths are kept absolute, so that a trial's replay command works from anywhere."""
+    return os.path.abspath(path) if path else None
+
+
+def _output_paths(args: argparse.Namespace) -> pathlib.Path:
+    """The report directory and --json, checked before anything is made or any machine starts."""
+    out = pathlib.Path(args.out or f"runs/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    existing = out
+    while not existing.exists() and existing != existing.parent:  # the part of the path that exists
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ScenarioError(f"cannot make the report directory {out}: {existing} is not a writable directory")
+    if args.json:
+        target = pathlib.Path(args.json)
+        if target.is_dir() or not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
+            raise ScenarioError(f"cannot write --json {args.json}: not a file in a writable directory")
+    return out
+
+
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -174,6 +199,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
     scenarios = _scenarios(args, seed)  # all input checked before any container starts
+    out = _output_paths(args)
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -188,8 +214,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     cli = engine.client()
     if not engine.image_present(cli, image):
         raise EngineError(f"image {image} is missing; run `repro image build` (or bash docker/setup.sh)")
-    out = pathlib.Path(args.out or f"runs/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScenarioError(f"cannot make the report directory {out}: {exc.strerror}") from None
     console.print(f"[bold]repro[/] run {RUN_ID}: {len(scenarios)} trial(s), seed [bold]{seed}[/], out {out}")
     started = dt.datetime.now(dt.timezone.utc)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -41,6 +41,8 @@ LOSSY_BACKING = f"{DATA_DIR}/backing"
 STORE_MOUNT = "/opt/store"
 # What s6-setuidgid, lab-init and the agent need; everything else is dropped.
 BASE_CAPS = ("CHOWN", "SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER")
+# The files of the database, as a crash leaves them.
+DB_FILES = ("state.db", "state.db-wal", "state.db-shm", "state.db-journal")
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,8 @@ class ConstrainedHost(DockerContainer):
 
     def _configure_machine(self) -> None:
         p = self.profile
-        caps = list(BASE_CAPS) + (["SYS_ADMIN"] if self.fuse else [])
+        # The restarted machine runs only the probe, as uid 1000: it needs no capability at all.
+        caps = [] if self._entrypoint is not None else list(BASE_CAPS) + (["SYS_ADMIN"] if self.fuse else [])
         mounts = [self.disk.mount()] if self.disk else []
         if self.store.store_path:
             mounts.append(Mount(target=STORE_MOUNT, source=str(pathlib.Path(self.store.store_path).resolve()),
@@ -324,7 +327,11 @@ class ConstrainedHost(DockerContainer):
         for line in output.splitlines():
             if line.startswith("AGENT "):
                 detail = json.loads(line[len("AGENT "):])
-                return AgentReport(fired=bool(detail.get("fired")), acks=int(detail.get("acks", 0)),
+                if not detail.get("fired"):  # judging it as if it had fired would be a lie
+                    raise self._trial_error(f"the fault's trigger never came ({detail.get('reason')}, "
+                                            f"{detail.get('acks')} acks, after_acks={after_acks}): "
+                                            f"{action} did not fire")
+                return AgentReport(fired=True, acks=int(detail.get("acks", 0)),
                                    in_write=bool(detail.get("in_write")), detail=detail)
         raise self._trial_error(f"the fault agent failed (exit {result.exit_code}): {output.strip()[-300:]}")
 
@@ -395,7 +402,9 @@ class ConstrainedHost(DockerContainer):
         line = self.wait_for_line(lambda l: l.startswith('FINISH {"service":"session-store"'),
                                   timeout, "the OOM kill of the workload")
         finish = json.loads(line[len("FINISH "):])
-        control = self.exec_checked(["cat", "/sys/fs/cgroup/memory/memory.oom_control"])
+        # The machine's own OOM-kill counter: memory.oom_control on cgroup v1, memory.events on v2.
+        control = self.exec_checked(["sh", "-c", "cat /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null"
+                                     " || cat /sys/fs/cgroup/memory.events"])
         kills = 0
         for row in control.splitlines():
             if row.startswith("oom_kill "):
@@ -416,9 +425,22 @@ class ConstrainedHost(DockerContainer):
         return [json.loads(l[len("FINISH "):]) for l in self.lines() if l.startswith("FINISH ")]
 
     # -- the restarted machine --------------------------------------------------------------------
-    def verify(self, faults: tuple[str, ...] | None = None, timeout: float = 120.0) -> "VerifyResult":
+    def snapshot_database(self, dest: pathlib.Path) -> list[str]:
+        """Copy the database files as they are on the disk now (through the disk's holder, so the
+        machine may be dead) into ``dest``; returns the names copied."""
+        if self.disk is None:
+            return []
+        base = LOSSY_BACKING if self.fuse else DATA_DIR
+        return [name for name in DB_FILES if self.disk.fetch(f"{base}/{name}", dest)]
+
+    def verify(self, faults: tuple[str, ...] | None = None, timeout: float = 120.0,
+               evidence: pathlib.Path | None = None) -> "VerifyResult":
         """Bring the machine down if it is up, then reopen the database on the same disk in a
-        fresh machine with the same store (the restarted machine) and judge it against the ledger."""
+        fresh machine with the same store (the restarted machine) and judge it against the ledger.
+
+        ``evidence``: a directory that gets the database files as the crash left them, before
+        the restarted machine opens them (opening replays the WAL or rolls back a hot journal,
+        and the store may repair the file)."""
         from repro.oracle import judge  # the judging half
         from repro.probe import ProbeError, parse_probe_output
 
@@ -427,6 +449,8 @@ class ConstrainedHost(DockerContainer):
         if container.status == "running":
             self.kill()
         ledger = self.ledger()
+        if evidence is not None:
+            self.snapshot_database(evidence)
         probe_db = f"{LOSSY_BACKING}/state.db" if self.fuse else DB_PATH
         argv = ["python3", "-m", "repro.probe", probe_db]
         if self.store.store_path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import os
 import random
 from dataclasses import dataclass, field
@@ -47,6 +48,10 @@ class Trigger(str, enum.Enum):
 POWER_LOSS_OPTIONS = ("lazy-dirs", "torn-writes")
 
 
+# Ack counts and milliseconds the in-machine agent compares with 32-bit status-board counters.
+MAX_TRIGGER_VALUE = 2**31
+
+
 def parse_fault(text: str) -> tuple[FaultName, Trigger | None, int | None]:
     """``sigkill``, ``sigkill@in-write``, ``sigterm@acks=200``, ``oom@random`` -> parts."""
     head, _, when = text.strip().partition("@")
@@ -65,6 +70,8 @@ def parse_fault(text: str) -> tuple[FaultName, Trigger | None, int | None]:
         raise ScenarioError(f"unknown trigger {kind!r} in {text!r}; use acks=N, random, in-write or on-write") from None
     if value and not (value.isascii() and value.isdigit()):  # '²'.isdigit() is True, int('²') fails
         raise ScenarioError(f"trigger value in {text!r} must be a whole number")
+    if value and int(value) >= MAX_TRIGGER_VALUE:  # the status board's counters are 32-bit
+        raise ScenarioError(f"trigger value in {text!r} must be below {MAX_TRIGGER_VALUE}")
     return fault, trigger, int(value) if value else None
 
 
@@ -154,8 +161,8 @@ class WorkloadSpec:
     sizes: str = ""  # message sizes "MIN:MAX" (e.g. 20k:200k); empty: the workload's 200 B to 20 KB
 
     def __post_init__(self) -> None:
-        if self.rate < 0:
-            raise ScenarioError("--rate must not be negative")
+        if not math.isfinite(self.rate) or self.rate < 0:
+            raise ScenarioError(f"--rate must be a finite number of operations per second, not {self.rate}")
         if self.sizes:
             self.size_range()
         if self.mix:

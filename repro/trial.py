@@ -8,13 +8,18 @@ import pathlib
 import random
 import re
 import shlex
+import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from repro.errors import LabError
+import docker.errors
+import requests.exceptions
+
+from repro.errors import LabError, ScenarioError
 from repro.faults import FAULTS, FaultOutcome
 from repro.host import ConstrainedHost
 from repro.labels import IMAGE
@@ -23,8 +28,11 @@ from repro.oracle import lab_error
 from repro.results import TrialRecord, record_trial
 from repro.scenario import FaultName, Scenario, WorkloadSpec
 
-# The files of a database that a failing trial keeps as evidence.
-DB_FILES = ("state.db", "state.db-wal", "state.db-shm", "state.db-journal")
+# What a lab failure looks like from here: our own errors, a ledger we cannot read, the engine
+# (docker-py) or its HTTP transport failing, or a machine printing something that is not JSON.
+# Any of them makes the trial an `error` verdict; the rest of the run goes on.
+LAB_FAILURES = (LabError, LedgerError, docker.errors.DockerException, requests.exceptions.RequestException,
+                json.JSONDecodeError)
 
 
 @dataclass(frozen=True)
@@ -63,8 +71,18 @@ def replay_command(scenario: Scenario) -> str:
         argv += ["--mix", scenario.workload.mix]
     if scenario.workload.sizes:
         argv += ["--message-size", scenario.workload.sizes]
-    argv += ["--seed", str(scenario.seed), "--trial-id", scenario.trial_id]
+    # The run expands trials 1..N and keeps the one asked for, so N must reach this trial's number.
+    argv += ["--trials", str(trial_number(scenario.trial_id)), "--seed", str(scenario.seed),
+             "--trial-id", scenario.trial_id]
     return shlex.join(argv)
+
+
+def trial_number(trial_id: str) -> int:
+    """The trial's number within its scenario: the last dot-separated part of its id."""
+    tail = trial_id.rsplit(".", 1)[-1]
+    if not tail.isdigit():
+        raise ScenarioError(f"trial id {trial_id!r} does not end in a trial number")
+    return int(tail)
 
 
 def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) -> TrialRecord:
@@ -77,6 +95,9 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
     ready: dict[str, object] = {}
     artifacts: str | None = None
     judgement = None
+    # The database files as the crash left them, copied before the restarted machine opens
+    # (and recovers, or repairs) them; kept only if the trial does not pass.
+    evidence = pathlib.Path(tempfile.mkdtemp(prefix="hermes-lab-crash-"))
     try:
         with host:
             try:
@@ -86,15 +107,17 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
                     outcomes.append(FAULTS[step.name].inject(host, step))
                 if not any(o.machine_down for o in outcomes):
                     host.stop()  # no fault ended the machine: Fly's ordinary stop ends the trial
-                result = host.verify(faults=fault_names)
+                result = host.verify(faults=fault_names, evidence=evidence)
                 judgement = result.judgement
                 if judgement.verdict.value != "pass":
-                    artifacts = keep_artifacts(host, scenario, out_dir, outcomes, result.probe_output)
-            except (LabError, LedgerError) as exc:  # the lab failed, not the store
+                    artifacts = keep_artifacts(host, scenario, out_dir, outcomes, result.probe_output, evidence)
+            except LAB_FAILURES as exc:  # the lab failed, not the store
                 judgement = lab_error(_one_line(exc))
-                artifacts = keep_artifacts(host, scenario, out_dir, outcomes, "", error=exc)
-    except LabError as exc:  # the machine could not even start
+                artifacts = keep_artifacts(host, scenario, out_dir, outcomes, "", evidence, error=exc)
+    except LAB_FAILURES as exc:  # the machine could not even start, or could not be removed
         judgement = lab_error(_one_line(exc))
+    finally:
+        shutil.rmtree(evidence, ignore_errors=True)
     assert judgement is not None
     last = outcomes[-1] if outcomes else None
     record = record_trial(
@@ -135,23 +158,25 @@ def _one_line(exc: BaseException) -> str:
 
 
 def keep_artifacts(host: ConstrainedHost, scenario: Scenario, out_dir: pathlib.Path,
-                   outcomes: Sequence[FaultOutcome], probe_output: str,
+                   outcomes: Sequence[FaultOutcome], probe_output: str, evidence: pathlib.Path,
                    error: BaseException | None = None) -> str:
-    """Everything needed to study a trial that did not pass: db files, ledger, logs, replay command."""
+    """Everything needed to study a trial that did not pass: the database files as the crash
+    left them (db, -wal, -shm, -journal: copied before the restarted machine opened them),
+    ledger, logs, the replay command."""
     target = out_dir / "trials" / scenario.trial_id
     target.mkdir(parents=True, exist_ok=True)
-    if host.disk is not None:
-        base = "/opt/data/backing" if host.fuse else "/opt/data"
-        for name in DB_FILES:
-            try:
-                host.disk.fetch(f"{base}/{name}", target)
-            except Exception:  # evidence is best effort; the verdict stands without it
-                pass
+    if not any(evidence.iterdir()):  # the trial failed before verify copied them: take them now
+        try:
+            host.snapshot_database(evidence)
+        except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
+            pass
+    for item in evidence.iterdir():
+        shutil.copy2(item, target / item.name)
     lines = host.lines()
     try:
         container = host.get_wrapped_container()
         lines = container.logs().decode("utf-8", "replace").splitlines()
-    except Exception:
+    except LAB_FAILURES:  # the machine is gone: the lines followed live are what there is
         pass
     (target / "machine.log").write_text("\n".join(lines) + "\n")
     (target / "ledger.jsonl").write_text("".join(l[len("LEDGER "):] + "\n" for l in lines if l.startswith("LEDGER ")))
@@ -224,6 +249,12 @@ def expand(profiles: Sequence[str], fault_combos: Sequence[tuple[str, ...]], sto
                     proto = Scenario(get_profile(profile), tuple(FaultSpec.parse(f) for f in combo), store, seed)
                     scenarios.append(Scenario(proto.profile, proto.faults, store, seed, trial_id(proto, number),
                                               workload or WorkloadSpec()))
+    seen: set[str] = set()
+    for scenario in scenarios:  # results, artifacts and comparisons are keyed by trial id
+        if scenario.trial_id in seen:
+            raise ScenarioError(f"two trials would share the id {scenario.trial_id!r}: the same profile, fault "
+                                "or store is listed twice, or two store paths end in the same directory name")
+        seen.add(scenario.trial_id)
     return scenarios
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import os
 import pathlib
@@ -52,6 +53,17 @@ def sha(text: str | None) -> str:
     return hashlib.sha256((text or "").encode("utf-8")).hexdigest()
 
 
+def _seeded_retry(store_module: Any, seed: int) -> dict[str, Any]:
+    """The store's busy/locked retry jitter seeded from the trial, where the store lets us
+    (this repository's store does; upstream's SessionDB(db_path) takes no such argument)."""
+    policy = getattr(store_module, "RetryPolicy", None)
+    try:
+        accepts = "retry" in inspect.signature(store_module.SessionDB).parameters
+    except (TypeError, ValueError):
+        accepts = False
+    return {"retry": policy.seeded(seed)} if policy is not None and accepts else {}
+
+
 class Workload:
     """One run of the workload against one store instance."""
 
@@ -59,7 +71,7 @@ class Workload:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
         self.board = board
-        self.db = store_module.SessionDB(pathlib.Path(cfg.db_path))
+        self.db = store_module.SessionDB(pathlib.Path(cfg.db_path), **_seeded_retry(store_module, cfg.seed))
         self.index = 0
         self.acks = 0
         self.open_sessions: list[str] = []

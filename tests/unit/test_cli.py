@@ -40,17 +40,25 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["run", "--trials", "0"], ("--trials",)),
         (["run", "--trials", "many"], ("--trials",)),
         (["matrix", "--profiles", "fly-256,fly-2t"], ("fly-2t",)),
+        (["matrix", "--presets", ","], ("--presets", "nothing")),
+        (["matrix", "--faults", " , "], ("--faults", "nothing")),
+        (["matrix", "--presets", "ns506,ns506"], ("share the id",)),
+        (["run", "--fault", "sigterm@acks=99999999999"], ("below",)),
+        (["run", "--rate", "nan"], ("--rate", "finite")),
+        (["run", "--out", "report.txt/sub"], ("report directory",)),
+        (["run", "--json", "no/such/dir/r.json"], ("--json",)),
         (["frobnicate"], ("invalid choice",)),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], words: tuple[str, ...],
                                           capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path) -> None:
+    (tmp_path / "report.txt").write_text("not a directory")
     assert main(argv) == ExitCode.BAD_INPUT == 2
     line = one_error_line(capsys)
     assert line.startswith("repro: error: ")
     for word in words:
         assert word in line
-    assert list(tmp_path.iterdir()) == []  # bad input is caught before anything is made
+    assert [p.name for p in tmp_path.iterdir()] == ["report.txt"]  # bad input is caught before anything is made
 
 
 def test_no_engine_is_exit_3_and_leaves_nothing(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path) -> None:

@@ -220,9 +220,8 @@ def test_import_failure_is_flagged_as_such(tmp_path: pathlib.Path) -> None:
 
 
 def test_real_store_opens_and_reports_pragmas(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    hermes_state = pytest.importorskip("hermes_state")
-    if not hasattr(hermes_state, "SessionDB"):
-        pytest.skip("hermes_state has no SessionDB yet")
+    import hermes_state
+
     for var in getattr(hermes_state, "ENV_VARS", ()):
         monkeypatch.delenv(var, raising=False)
     db = tmp_path / "state.db"

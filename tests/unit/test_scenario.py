@@ -144,3 +144,20 @@ def test_store_path_needs_a_hermes_state_package(tmp_path: pathlib.Path) -> None
     spec = StoreSpec(store_path=str(tmp_path))
     assert spec.label.endswith(f"store={tmp_path.name}")
     assert spec.environment() == {"HERMES_STATE_PRESET": "ns506"}  # the path is mounted, not an env var
+
+
+def test_the_replay_command_of_any_trial_selects_that_trial(tmp_path: pathlib.Path) -> None:
+    """A trial numbered above the default --trials must still be found by its replay command."""
+    import shlex
+
+    from repro.cli import build_parser, _scenarios
+    from repro.trial import expand, replay_command
+
+    (tmp_path / "rel" / "hermes_state").mkdir(parents=True)
+    scenarios = expand(["fly-512"], [("disk-fill", "sigterm@acks=50")],
+                       [StoreSpec("legacy", synchronous="full", store_path=str(tmp_path / "rel"))], 7, seed=99)
+    target = scenarios[-1]
+    argv = shlex.split(replay_command(target))[1:]
+    assert "--trials" in argv
+    (again,) = _scenarios(build_parser().parse_args(argv), 99)
+    assert again == target and again.schedule() == target.schedule()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import subprocess
@@ -13,8 +14,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_mypy_accepts_the_code() -> None:
-    if shutil.which("mypy", path=str(pathlib.Path(sys.executable).parent)) is None:
-        pytest.skip("mypy is not installed (pip install -e '.[test]')")
+    if shutil.which("mypy", path=str(pathlib.Path(sys.executable).parent)) is None and not os.environ.get("CI"):
+        pytest.skip("mypy is not installed (pip install -e '.[test]')")  # in CI: a failure, below
     proc = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
