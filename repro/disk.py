@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import pathlib
+import shlex
 import tarfile
 
 from repro import engine  # first: it sets the testcontainers environment
@@ -17,6 +18,7 @@ import docker.errors  # noqa: E402
 from docker.types import Mount  # noqa: E402
 from testcontainers.core.container import DockerContainer  # noqa: E402
 
+from repro.errors import LabError  # noqa: E402
 from repro.labels import IMAGE, labels  # noqa: E402
 from repro.profiles import format_size  # noqa: E402
 
@@ -57,21 +59,27 @@ class DataDisk:
     def mount(self, read_only: bool = False) -> Mount:
         return Mount(target=DATA_DIR, source=self.volume_name, type="volume", read_only=read_only)
 
-    def fetch(self, path: str, dest: pathlib.Path) -> bool:
-        """Copy one file off the disk (through the holder; the machine may be dead). False if absent."""
+    def fetch_many(self, directory: str, names: tuple[str, ...], dest: pathlib.Path) -> list[str]:
+        """Copy those of ``names`` that exist in ``directory`` off the disk in one round trip
+        (one tar through the holder); returns the names copied."""
         if self._holder is None:
-            return False
-        try:
-            stream, _ = self._holder.get_wrapped_container().get_archive(path)
-        except docker.errors.NotFound:
-            return False
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            for member in tar.getmembers():
-                if member.isfile():
-                    extracted = tar.extractfile(member)
-                    if extracted is not None:
-                        (dest / pathlib.Path(member.name).name).write_bytes(extracted.read())
-        return True
+            return []
+        listed = " ".join(shlex.quote(n) for n in names)
+        script = f"cd {shlex.quote(directory)} 2>/dev/null || exit 0; " \
+                 f"for f in {listed}; do [ -f \"$f\" ] && echo \"$f\"; done | tar -cf - -T -"
+        result = self._holder.get_wrapped_container().exec_run(["sh", "-c", script], demux=True)
+        stdout, stderr = result.output if isinstance(result.output, tuple) else (result.output, b"")
+        if result.exit_code != 0:
+            raise LabError(f"copying {', '.join(names)} off the disk failed: {(stderr or b'').decode()[-200:]}")
+        copied: list[str] = []
+        if stdout:
+            with tarfile.open(fileobj=io.BytesIO(stdout)) as tar:
+                for member in tar.getmembers():
+                    extracted = tar.extractfile(member) if member.isfile() else None
+                    if extracted is not None and member.name in names:
+                        (dest / member.name).write_bytes(extracted.read())
+                        copied.append(member.name)
+        return copied
 
     def remove(self) -> None:
         if self._holder is not None:

@@ -431,7 +431,7 @@ class ConstrainedHost(DockerContainer):
         if self.disk is None:
             return []
         base = LOSSY_BACKING if self.fuse else DATA_DIR
-        return [name for name in DB_FILES if self.disk.fetch(f"{base}/{name}", dest)]
+        return self.disk.fetch_many(base, DB_FILES, dest)
 
     def verify(self, faults: tuple[str, ...] | None = None, timeout: float = 120.0,
                evidence: pathlib.Path | None = None) -> "VerifyResult":
