@@ -2,7 +2,8 @@
 
 Pure host-side code: ``compare(ledger, facts)`` says *what happened*; the oracle says
 whether the configuration allowed it. The workload is one process with one writer, so
-invocation order (the ledger index) is commit order; ``loss_is_suffix`` relies on that.
+invocation order (the ledger index) is commit order; ``loss_is_suffix`` relies on that:
+the writes found in the database (acknowledged or cut off) must all precede every lost one.
 """
 
 from __future__ import annotations
@@ -139,9 +140,6 @@ def compare(ledger: Ledger, facts: ProbeFacts) -> Verification:
             mismatches.append(CounterMismatch(sid, "message_count", str(session.message_count), f"{rows} (rows)"))
 
     acked = ledger.acked
-    lost_indices = {w.op_index for w in lost}
-    surviving = [op.index for op in acked if op.index not in lost_indices]
-    suffix = not lost_indices or not surviving or min(lost_indices) > max(surviving)
     return Verification(
         acked=len(acked),
         lost=tuple(sorted(lost, key=lambda w: w.op_index)),
@@ -149,8 +147,24 @@ def compare(ledger: Ledger, facts: ProbeFacts) -> Verification:
         indeterminate=tuple(sorted(resolutions, key=lambda r: r.op_index)),
         mismatches=tuple(mismatches),
         health=health(facts),
-        loss_is_suffix=suffix,
+        loss_is_suffix=loss_is_suffix(acked, lost, resolutions),
     )
+
+
+def loss_is_suffix(acked: tuple[Operation, ...], lost: list[LostWrite], resolutions: list[Resolution]) -> bool:
+    """Is what survived a prefix of the commit order, and what was lost only the tail after it?
+
+    What survived is every acknowledged write not lost *and* every cut-off write read back
+    as present (found=True): a cut-off write after a lost acknowledged one that is in the
+    database means a later commit outlived an earlier one, which no rollback of the last
+    commits explains. Cut-off writes not found, or undecidable, constrain nothing.
+    """
+    lost_indices = {w.op_index for w in lost}
+    if not lost_indices:
+        return True
+    found = {op.index for op in acked if op.index not in lost_indices}
+    found |= {r.op_index for r in resolutions if r.found is True}
+    return not found or min(lost_indices) > max(found)
 
 
 def health(facts: ProbeFacts) -> Health:

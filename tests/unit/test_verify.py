@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pathlib
 
-from repro.ledger import OpKind
-from repro.probe import collect
+import pytest
+
+from repro.ledger import Ledger, Operation, OpKind, Outcome
+from repro.oracle import Verdict, judge
+from repro.probe import Check, CheckStatus, MessageRow, ProbeFacts, SessionRow, collect
 from repro.verify import PhantomKind, Verification, compare
-from test_verify_support import FakeWorkload, standard_run, tear_page
+from test_verify_support import FakeWorkload, sha, standard_run, tear_page
 
 
 def verify(w: FakeWorkload) -> Verification:
@@ -167,3 +170,81 @@ def test_orphan_messages_are_damage(tmp_path: pathlib.Path) -> None:
     assert v.health.orphan_messages == 1
     assert v.health.fk_violations == 1
     assert v.corrupt
+
+
+# -- what survived must be a prefix: cut-off writes read back as present count -------------
+
+_OK = Check(CheckStatus.OK)
+_WAL_NORMAL = {"journal_mode": "wal", "synchronous": 1}
+
+
+def _rollback_then_cut_off(cut_off: Operation, rows: tuple[MessageRow, ...],
+                           session: SessionRow) -> tuple[Ledger, ProbeFacts]:
+    """Ops 1-3 acked (create s1, append "a" as id 1, append "b" as id 2), then ``cut_off`` (op 4).
+
+    The commit of op 3 is gone from the file; ``rows``/``session`` say what else is there.
+    """
+    ledger = Ledger(operations=(
+        Operation(1, OpKind.CREATE_SESSION, {"session_id": "s1"}, Outcome.OK),
+        Operation(2, OpKind.APPEND_MESSAGE, {"session_id": "s1", "sha": sha("a")}, Outcome.OK, {"id": 1}),
+        Operation(3, OpKind.APPEND_MESSAGE, {"session_id": "s1", "sha": sha("b")}, Outcome.OK, {"id": 2}),
+        cut_off,
+    ), ready=_WAL_NORMAL)
+    facts = ProbeFacts(db_path="state.db", exists=True, integrity=_OK, foreign_keys=_OK, fk_violations=0,
+                       fts=_OK, journal_mode="wal", messages=rows, sessions=(session,))
+    return ledger, facts
+
+
+_KEPT = MessageRow(1, "s1", sha("a"))
+
+
+@pytest.mark.parametrize("case", ["append", "tokens", "end"])
+def test_cut_off_write_present_after_a_lost_acked_one_is_not_a_suffix_loss(case: str) -> None:
+    """Op 3 (acked) rolled back but op 4 (cut off, invoked later) made it: not a rolled-back tail."""
+    if case == "append":  # SQLite hands the rolled-back rowid 2 to the next insert
+        cut = Operation(4, OpKind.APPEND_MESSAGE, {"session_id": "s1", "sha": sha("c")}, Outcome.INFO)
+        rows, session = (_KEPT, MessageRow(2, "s1", sha("c"))), SessionRow("s1", 2, 0, 0, None)
+    elif case == "tokens":
+        cut = Operation(4, OpKind.UPDATE_TOKENS, {"session_id": "s1", "input_tokens": 5, "output_tokens": 6},
+                        Outcome.INFO)
+        rows, session = (_KEPT,), SessionRow("s1", 1, 5, 6, None)
+    else:
+        cut = Operation(4, OpKind.END_SESSION, {"session_id": "s1", "end_reason": "user_exit"}, Outcome.INFO)
+        rows, session = (_KEPT,), SessionRow("s1", 1, 0, 0, "user_exit")
+    ledger, facts = _rollback_then_cut_off(cut, rows, session)
+    v = compare(ledger, facts)
+    assert [w.op_index for w in v.lost] == [3]
+    assert [(r.op_index, r.found) for r in v.indeterminate] == [(4, True)]
+    assert not v.corrupt
+    assert v.loss_is_suffix is False
+    j = judge(ledger, facts, ["power-loss"])  # WAL+NORMAL may lose only the last commits
+    assert (j.verdict, j.expected) == (Verdict.LOST_ACKED, False)
+    assert "not only the last commits" in j.reason
+
+
+def test_cut_off_write_absent_after_lost_acked_ones_is_a_suffix_loss() -> None:
+    """The same rollback with the later cut-off write gone too: a rolled-back tail, as WAL+NORMAL allows."""
+    cut = Operation(4, OpKind.APPEND_MESSAGE, {"session_id": "s1", "sha": sha("c")}, Outcome.INFO)
+    ledger, facts = _rollback_then_cut_off(cut, (_KEPT,), SessionRow("s1", 1, 0, 0, None))
+    v = compare(ledger, facts)
+    assert [w.op_index for w in v.lost] == [3]
+    assert [(r.op_index, r.found) for r in v.indeterminate] == [(4, False)]
+    assert not v.corrupt and v.loss_is_suffix is True
+    j = judge(ledger, facts, ["power-loss"])
+    assert (j.verdict, j.expected, j.lost_acked) == (Verdict.EXPECTED_LOSS, True, 1)
+
+
+def test_cut_off_write_present_before_the_lost_acked_one_keeps_a_suffix_loss() -> None:
+    """A write cut off earlier (an I/O error mid-run) that landed is part of the surviving prefix."""
+    ledger = Ledger(operations=(
+        Operation(1, OpKind.CREATE_SESSION, {"session_id": "s1"}, Outcome.OK),
+        Operation(2, OpKind.APPEND_MESSAGE, {"session_id": "s1", "sha": sha("a")}, Outcome.INFO),
+        Operation(3, OpKind.APPEND_MESSAGE, {"session_id": "s1", "sha": sha("b")}, Outcome.OK, {"id": 2}),
+    ), ready=_WAL_NORMAL)
+    facts = ProbeFacts(db_path="state.db", exists=True, integrity=_OK, foreign_keys=_OK, fk_violations=0,
+                       fts=_OK, journal_mode="wal", messages=(_KEPT,), sessions=(SessionRow("s1", 1, 0, 0, None),))
+    v = compare(ledger, facts)
+    assert [w.op_index for w in v.lost] == [3]
+    assert [(r.op_index, r.found) for r in v.indeterminate] == [(2, True)]
+    assert v.loss_is_suffix is True
+    assert judge(ledger, facts, ["power-loss"]).verdict is Verdict.EXPECTED_LOSS
