@@ -48,7 +48,8 @@ class DataDisk:
             holder.with_kwargs(
                 entrypoint=["sleep", "infinity"], network_mode="none", labels=labels("disk-holder"),
                 mounts=[Mount(target=DATA_DIR, source=self.volume_name, type="volume")],
-                mem_limit="32m", cap_drop=["ALL"], user="1000:1000",
+                mem_limit="32m", cap_drop=["ALL"], user="1000:1000", pids_limit=16,
+                security_opt=["no-new-privileges=true"],
             )
             self._holder = holder.start()
         except BaseException:

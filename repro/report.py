@@ -123,7 +123,12 @@ def render_table(records: Sequence[TrialRecord], title: str = "crash trials") ->
 
 
 def print_table(records: Sequence[TrialRecord], console: Console | None = None) -> None:
-    (console or Console()).print(render_table(records))
+    """The verdict table, then a warning for every positive control that never failed."""
+    console = console or Console()
+    console.print(render_table(records))
+    for key in blind_controls(records):
+        console.print(f"[yellow]warning:[/] {key.profile} {key.faults} {key.preset}: nothing was promised, yet every "
+                      "trial passed -- the lab may not see this bug class here (more trials, larger messages?)")
 
 
 # -- files ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from repro.oracle import Verdict, judge
 from repro.probe import collect
 from repro.report import (
     blind_controls,
+    print_table,
     compare_runs,
     render_markdown,
     render_table,
@@ -116,6 +117,13 @@ def test_blind_positive_control_is_detected() -> None:
     assert [k.preset for k in blind_controls(trials)] == ["off"]
     assert blind_controls(trials + [rec(3, Verdict.CORRUPT, preset="off", promised_safe=False)]) == ()
     assert "positive controls that never failed" in render_markdown(run_of(*trials))
+    console = Console(record=True, width=300)
+    print_table(trials, console)
+    text = console.export_text()
+    assert "warning:" in text and "may not see this bug class" in text
+    console = Console(record=True, width=300)
+    print_table(trials + [rec(3, Verdict.CORRUPT, preset="off", promised_safe=False)], console)
+    assert "warning:" not in console.export_text()
 
 
 def test_comparison_headlines() -> None:
