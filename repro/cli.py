@@ -212,8 +212,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     image = args.image or IMAGE
     cli = engine.client()
-    if not engine.image_present(cli, image):
-        raise EngineError(f"image {image} is missing; run `repro image build` (or bash docker/setup.sh)")
+    if args.image is None:  # the lab's own image: rebuilt from cache so it holds this checkout's store and workload
+        engine.build_image(cli, image=image)
+    elif not engine.image_present(cli, image):
+        raise EngineError(f"image {image} is missing")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -33,14 +33,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def lab_image() -> str:
-    """The lab image, built (from cache) once per session if it is missing."""
+    """The lab image, rebuilt once per session so that it holds the code under test (Docker's
+    layer cache makes that take a second or two when nothing changed)."""
     from repro import engine
     from repro.labels import IMAGE
 
-    cli = engine.client()
-    if not engine.image_present(cli, IMAGE):
-        engine.build_image(cli)
-    return IMAGE
+    return engine.build_image(engine.client()).image
 
 
 @pytest.fixture
