@@ -271,14 +271,17 @@ class ConstrainedHost(DockerContainer):
 
     # -- the workload ---------------------------------------------------------------------------
     def start_workload(self, seed: int = 0, *, ops: int = 0, rate: float = 0.0, linger_ms: int = 0,
-                       lossy_args: str = "", env: dict[str, str] | None = None,
+                       lossy_args: str = "", env: dict[str, str] | None = None, hold: bool = False,
                        timeout: float = 30.0) -> dict[str, object]:
         """Start the store's workload under s6 and wait until it reports READY; returns its facts.
-        On a FUSE machine the power-loss filesystem starts first (``lossy_args``: --lazy-dirs, --torn-writes)."""
+        On a FUSE machine the power-loss filesystem starts first (``lossy_args``: --lazy-dirs, --torn-writes).
+        ``hold``: the workload writes nothing until the first fault agent is watching, so that a
+        trigger of N acks lands at N rather than wherever the workload got during the agent's start."""
         if self.fuse:
             self.start_lossyfs(seed, lossy_args)
         settings = {"LAB_SEED": str(seed), "LAB_DB_PATH": self.db_path, "LAB_OPS": str(ops),
-                    "LAB_RATE": str(rate), "LAB_LINGER_MS": str(linger_ms), **self.store.environment(),
+                    "LAB_RATE": str(rate), "LAB_LINGER_MS": str(linger_ms), "LAB_HOLD": "1" if hold else "0",
+                    **self.store.environment(),
                     **(env or {})}
         if self.store.store_path:
             settings["LAB_STORE_PATH"] = STORE_MOUNT

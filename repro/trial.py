@@ -101,7 +101,7 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
     try:
         with host:
             try:
-                ready = host.start_workload(seed=seed, rate=scenario.workload.rate,
+                ready = host.start_workload(seed=seed, rate=scenario.workload.rate, hold=True,
                                             lossy_args=scenario.lossy_args, env=scenario.workload.environment())
                 for step in scenario.schedule():
                     outcomes.append(FAULTS[step.name].inject(host, step))

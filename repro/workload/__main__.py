@@ -26,6 +26,7 @@ from repro.workload import content
 from repro.workload.config import WorkloadConfig, WorkloadConfigError
 from repro.workload.status import (
     CMD_LEAK,
+    CMD_NONE,
     IDLE,
     IN_WRITE,
     PHASE_DONE,
@@ -186,6 +187,12 @@ class Workload:
                 if delay > 0:
                     time.sleep(delay)
 
+    def wait_for_agent(self, board: StatusBoard) -> None:
+        """Write nothing until the fault agent is watching (or a stop signal comes)."""
+        while board.read().command == CMD_NONE and self.stop_at is None:
+            time.sleep(0.0005)
+        emit(EVENT_TAG + json.dumps({"kind": "released", "command": board.read().command}))
+
     def request_stop(self, signum: int, _frame: object) -> None:
         """A graceful stop: finish the current call, linger if asked, then close."""
         if self.stop_at is None:
@@ -255,6 +262,8 @@ def main() -> int:
     emit(READY_TAG + json.dumps(ready_facts(workload.db, cfg, store)))
     if board:
         board.set_phase(PHASE_RUNNING)
+        if cfg.hold:
+            workload.wait_for_agent(board)
     workload.run()
     workload.db.close()
     if board:

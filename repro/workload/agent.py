@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 
-from repro.workload.status import CMD_LEAK, IN_WRITE, STATUS_PATH, StatusBoard
+from repro.workload.status import CMD_GO, CMD_LEAK, CMD_NONE, IN_WRITE, STATUS_PATH, StatusBoard
 
 
 def busy_wait_us(microseconds: int) -> None:
@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
 
     board = StatusBoard(args.status)
     watch = WriteWatch(args.on_write) if args.on_write else None
+    if board.read().command == CMD_NONE:  # a held workload (LAB_HOLD) starts now that we are watching
+        board.set_command(CMD_GO)
     written = ""
     start = time.monotonic()
     deadline = start + args.timeout

@@ -29,6 +29,9 @@ class WorkloadConfig:
     linger_ms: int = 0  # keep writing this long after the stop signal (a slow shutdown)
     status_path: str = "/run/lab/status"
     ledger_file: str = ""  # also append the ledger here (never on the data disk under test)
+    # Hold after READY until the fault agent says it is watching, so that "after N acks" means N:
+    # a flat-out workload would otherwise run on for the agent's start-up time on a one-CPU machine.
+    hold: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "WorkloadConfig":
@@ -45,6 +48,7 @@ class WorkloadConfig:
                 linger_ms=int(env.get("LAB_LINGER_MS", "0")),
                 status_path=env.get("LAB_STATUS_PATH", "/run/lab/status"),
                 ledger_file=env.get("LAB_LEDGER_FILE", ""),
+                hold=env.get("LAB_HOLD", "0") == "1",
             )
         except ValueError as exc:
             raise WorkloadConfigError(str(exc)) from exc

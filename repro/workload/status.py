@@ -19,7 +19,8 @@ _FORMAT = "<6I"
 _SIZE = struct.calcsize(_FORMAT)
 
 IDLE, IN_WRITE = 0, 1
-CMD_NONE, CMD_LEAK = 0, 1
+# CMD_GO: the fault agent is watching, a held workload may start (see LAB_HOLD in config.py).
+CMD_NONE, CMD_LEAK, CMD_GO = 0, 1, 2
 PHASE_STARTING, PHASE_RUNNING, PHASE_STOPPING, PHASE_DONE = 0, 1, 2, 3
 
 

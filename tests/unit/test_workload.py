@@ -139,6 +139,33 @@ def test_agent_kills_the_workload_and_no_acked_write_is_lost(tmp_path: pathlib.P
     assert v.lost_acked == 0 and not v.corrupt, v.problems()
 
 
+def test_a_held_workload_waits_for_the_agent_so_the_trigger_lands_at_n(tmp_path: pathlib.Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "repro.workload"],
+                            env=workload_env(tmp_path, LAB_OPS="0", LAB_RATE="0", LAB_SEED="4", LAB_HOLD="1"),
+                            stdout=subprocess.PIPE, text=True)
+    reader = _Reader(proc)
+    reader.start()
+    try:
+        reader.wait_for(READY_TAG, 30)
+        time.sleep(0.3)  # flat out, an unheld workload would be hundreds of writes in by now
+        assert StatusBoard(str(tmp_path / "status")).read().acks == 0
+        assert not any(line.startswith("LEDGER ") for line in reader.lines)
+        agent = subprocess.run(
+            [sys.executable, "-m", "repro.workload.agent", "--after-acks", "25", "--action", "kill-workload",
+             "--status", str(tmp_path / "status"), "--timeout", "30"],
+            capture_output=True, text=True, timeout=60)
+        assert agent.returncode == 0, agent.stdout + agent.stderr
+        report = json.loads(agent.stdout.split("AGENT ", 1)[1])
+        assert 25 <= report["acks"] < 60  # at N, give or take the agent's polling on a busy machine
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    assert reader.wait_for('EVENT {"kind": "released"', 1)
+
+
 def test_agent_refuses_to_kill_without_a_workload_pid(tmp_path: pathlib.Path) -> None:
     """A board with no pid on it: os.kill(0, SIGKILL) would kill the agent's own process group."""
     StatusBoard(str(tmp_path / "status"), create=True).close()
