@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 import types
+from typing import Any, Iterator
 
 import pytest
 
@@ -111,27 +113,39 @@ class _Reader(threading.Thread):
         raise AssertionError(f"no {prefix!r} line; output: {self.lines[-10:]}")
 
 
-def test_agent_kills_the_workload_and_no_acked_write_is_lost(tmp_path: pathlib.Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "repro.workload"],
-                            env=workload_env(tmp_path, LAB_OPS="0", LAB_RATE="200", LAB_SEED="9"),
+@contextlib.contextmanager
+def running_workload(tmp: pathlib.Path, **settings: str) -> Iterator[tuple[subprocess.Popen[str], _Reader]]:
+    """A workload process that has said READY; killed on the way out if still alive, output drained."""
+    proc = subprocess.Popen([sys.executable, "-m", "repro.workload"], env=workload_env(tmp, **settings),
                             stdout=subprocess.PIPE, text=True)
     reader = _Reader(proc)
     reader.start()
     try:
         reader.wait_for(READY_TAG, 30)
-        agent = subprocess.run(
-            [sys.executable, "-m", "repro.workload.agent", "--after-acks", "30", "--action", "kill-workload",
-             "--status", str(tmp_path / "status"), "--timeout", "30"],
-            capture_output=True, text=True, timeout=60)
-        assert agent.returncode == 0, agent.stdout + agent.stderr
-        report = json.loads(agent.stdout.split("AGENT ", 1)[1])
-        assert report["fired"] is True and report["acks"] >= 30 and report["pid"] == proc.pid
-        assert proc.wait(timeout=10) == -signal.SIGKILL
+        yield proc, reader
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    reader.join(timeout=10)
+        reader.join(timeout=10)
+
+
+def kill_by_agent(tmp: pathlib.Path, after_acks: int) -> dict[str, Any]:
+    """Run the fault agent: SIGKILL the workload once it has ``after_acks`` acks; its report."""
+    agent = subprocess.run(
+        [sys.executable, "-m", "repro.workload.agent", "--after-acks", str(after_acks), "--action", "kill-workload",
+         "--status", str(tmp / "status"), "--timeout", "30"],
+        capture_output=True, text=True, timeout=60)
+    assert agent.returncode == 0, agent.stdout + agent.stderr
+    report: dict[str, Any] = json.loads(agent.stdout.split("AGENT ", 1)[1])
+    return report
+
+
+def test_agent_kills_the_workload_and_no_acked_write_is_lost(tmp_path: pathlib.Path) -> None:
+    with running_workload(tmp_path, LAB_OPS="0", LAB_RATE="200", LAB_SEED="9") as (proc, reader):
+        report = kill_by_agent(tmp_path, 30)
+        assert report["fired"] is True and report["acks"] >= 30 and report["pid"] == proc.pid
+        assert proc.wait(timeout=10) == -signal.SIGKILL
     ledger = parse_lines(reader.lines)
     assert not any(e.get("kind") == "closed" for e in ledger.events)  # it died; it did not finish
     assert len(ledger.acked) >= report["acks"]
@@ -140,29 +154,13 @@ def test_agent_kills_the_workload_and_no_acked_write_is_lost(tmp_path: pathlib.P
 
 
 def test_a_held_workload_waits_for_the_agent_so_the_trigger_lands_at_n(tmp_path: pathlib.Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "repro.workload"],
-                            env=workload_env(tmp_path, LAB_OPS="0", LAB_RATE="0", LAB_SEED="4", LAB_HOLD="1"),
-                            stdout=subprocess.PIPE, text=True)
-    reader = _Reader(proc)
-    reader.start()
-    try:
-        reader.wait_for(READY_TAG, 30)
+    with running_workload(tmp_path, LAB_OPS="0", LAB_RATE="0", LAB_SEED="4", LAB_HOLD="1") as (proc, reader):
         time.sleep(0.3)  # flat out, an unheld workload would be hundreds of writes in by now
         assert StatusBoard(str(tmp_path / "status")).read().acks == 0
         assert not any(line.startswith("LEDGER ") for line in reader.lines)
-        agent = subprocess.run(
-            [sys.executable, "-m", "repro.workload.agent", "--after-acks", "25", "--action", "kill-workload",
-             "--status", str(tmp_path / "status"), "--timeout", "30"],
-            capture_output=True, text=True, timeout=60)
-        assert agent.returncode == 0, agent.stdout + agent.stderr
-        report = json.loads(agent.stdout.split("AGENT ", 1)[1])
+        report = kill_by_agent(tmp_path, 25)
         assert 25 <= report["acks"] < 60  # at N, give or take the agent's polling on a busy machine
         assert proc.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    reader.join(timeout=10)
     assert reader.wait_for('EVENT {"kind": "released"', 1)
 
 
