@@ -72,6 +72,9 @@ def test_compose_store_service_matches_the_profile(name: str) -> None:
     assert volume["driver_opts"]["type"] == "tmpfs"
     options = dict(opt.split("=", 1) for opt in volume["driver_opts"]["o"].split(",") if "=" in opt)
     assert parse_size(options["size"]) == profile.disk
+    # the filler's writes to the tmpfs are charged to its own cgroup: it must be able to hold
+    # the whole disk, or the fill ends in an OOM kill instead of ENOSPC
+    assert parse_size(services[f"fill-{name}"]["mem_limit"]) > profile.disk
 
     # every machine of the profile is cut off from the network; only its own profile's services run
     for service in services.values():
