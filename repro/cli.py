@@ -10,10 +10,14 @@ import shlex
 import shutil
 import subprocess
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from repro.errors import EngineError, LabError, ScenarioError
 from repro.results import ExitCode
+
+if TYPE_CHECKING:
+    from repro.compare import Comparison
+    from repro.results import TrialRecord
 
 DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
     ("sigint",), ("sigterm",), ("sigkill",), ("oom",), ("disk-fill",), ("disk-fill", "sigterm"),
@@ -204,7 +208,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from repro import engine, report
+    from repro import compare, engine, report
     from repro.labels import IMAGE, RUN_ID
     from repro.results import RunMeta, RunResult
     from repro.trial import TrialEvent, run_trials
@@ -248,21 +252,21 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         shutil.copyfile(out / "report.json", args.json)
     comparison = _comparison(args, records)
     if comparison is not None:
-        Console(width=None if sys.stdout.isatty() else 140).print(report.render_comparison(comparison))
+        Console(width=None if sys.stdout.isatty() else 140).print(compare.render_comparison(comparison))
         with open(out / "report.md", "a", encoding="utf-8") as handle:
-            handle.write("\n" + report.comparison_markdown(comparison) + "\n")
+            handle.write("\n" + compare.comparison_markdown(comparison) + "\n")
     code = run.exit_code
     console.print(f"reports: {', '.join(str(p) for p in written)}; seed {seed}; exit {int(code)}")
     return code
 
 
-def _comparison(args: argparse.Namespace, records: list):  # type: ignore[type-arg,no-untyped-def]
+def _comparison(args: argparse.Namespace, records: Sequence[TrialRecord]) -> Comparison | None:
     """Old vs new, side by side, when a matrix ran exactly two stores (presets or store paths)."""
     if args.command != "matrix":
         return None
-    from repro import report
+    from repro import compare
 
-    def side(r) -> str:  # type: ignore[no-untyped-def]
+    def side(r: TrialRecord) -> str:
         return r.preset if r.store == "default" else f"{r.store} ({r.preset})"
 
     stores = list(dict.fromkeys(side(r) for r in records))
@@ -270,7 +274,7 @@ def _comparison(args: argparse.Namespace, records: list):  # type: ignore[type-a
         return None
     old = [r for r in records if side(r) == stores[0]]
     new = [r for r in records if side(r) == stores[1]]
-    return report.compare_runs(old, new, stores[0], stores[1])
+    return compare.compare_runs(old, new, stores[0], stores[1])
 
 
 def _replay(args: argparse.Namespace) -> int:

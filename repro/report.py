@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 import xml.etree.ElementTree as ET
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from rich.console import Console
@@ -251,103 +251,3 @@ def junit_element(run: RunResult) -> ET.Element:
             f"\nreplay: {t.replay}"
         )
     return suites
-
-
-# -- old vs new -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ComparisonRow:
-    """One (profile, faults) group seen in both runs (or only one of them)."""
-
-    profile: str
-    faults: str
-    old: GroupSummary | None
-    new: GroupSummary | None
-
-    @property
-    def change(self) -> str:
-        """better / worse / same / not compared: by the share of judged trials that harmed data."""
-        if self.old is None or self.new is None or self.old.judged == 0 or self.new.judged == 0:
-            return "not compared"
-        old_rate = self.old.harmed / self.old.judged
-        new_rate = self.new.harmed / self.new.judged
-        if new_rate < old_rate:
-            return "better"
-        if new_rate > old_rate:
-            return "worse"
-        return "same"
-
-
-@dataclass(frozen=True)
-class Comparison:
-    old_label: str
-    new_label: str
-    rows: tuple[ComparisonRow, ...]
-
-    @property
-    def headline(self) -> str:
-        better = [f"{r.profile}/{r.faults}" for r in self.rows if r.change == "better"]
-        worse = [f"{r.profile}/{r.faults}" for r in self.rows if r.change == "worse"]
-        compared = [r for r in self.rows if r.change != "not compared"]
-        if not compared:
-            return "nothing to compare: no (profile, fault) group was judged in both runs"
-        if worse and better:
-            return (f"mixed: {self.new_label} fixes {', '.join(better)} but regresses {', '.join(worse)}"
-                    f" vs {self.old_label}")
-        if worse:
-            return f"regression: {self.new_label} harms data more often than {self.old_label} in {', '.join(worse)}"
-        if better:
-            return f"{self.new_label} fixes {', '.join(better)} (vs {self.old_label})"
-        return f"no difference between {self.old_label} and {self.new_label}"
-
-
-def compare_runs(old: Sequence[TrialRecord], new: Sequence[TrialRecord],
-                 old_label: str = "old", new_label: str = "new") -> Comparison:
-    """Per (profile, faults): each side's verdict counts, and which side harmed data less often.
-
-    "Harm" is any corrupt, lost-acked or expected-loss trial, whatever the promise: a
-    release manager comparing two presets cares about data lost, not about whether the
-    configuration allowed it. Lab errors are left out of the rates. Each side should be
-    one preset/store; several are pooled per group.
-    """
-    def pooled(records: Sequence[TrialRecord]) -> dict[tuple[str, str], GroupSummary]:
-        relabelled = [_relabel(r) for r in records]
-        return {(g.key.profile, g.key.faults): g for g in summarize(relabelled)}
-
-    olds, news = pooled(old), pooled(new)
-    keys = list(dict.fromkeys(list(olds) + list(news)))
-    rows = tuple(ComparisonRow(p, f, olds.get((p, f)), news.get((p, f))) for p, f in keys)
-    return Comparison(old_label, new_label, rows)
-
-
-def _relabel(r: TrialRecord) -> TrialRecord:
-    return replace(r, preset="*", store="*")
-
-
-def render_comparison(comparison: Comparison) -> Table:
-    table = Table(title=comparison.headline)
-    table.add_column("profile")
-    table.add_column("faults")
-    for label in (comparison.old_label, comparison.new_label):
-        table.add_column(label)
-    table.add_column("change")
-    for row in comparison.rows:
-        table.add_row(row.profile, row.faults, _counts(row.old), _counts(row.new), row.change)
-    return table
-
-
-def comparison_markdown(comparison: Comparison) -> str:
-    lines = [f"**{comparison.headline}**", "",
-             f"| profile | faults | {comparison.old_label} | {comparison.new_label} | change |",
-             "|---|---|---|---|---|"]
-    for row in comparison.rows:
-        lines.append(f"| {row.profile} | {row.faults} | {_counts(row.old)} | {_counts(row.new)} | {row.change} |")
-    return "\n".join(lines) + "\n"
-
-
-def _counts(g: GroupSummary | None) -> str:
-    if g is None:
-        return "-"
-    parts = [f"{v.value} {g.count(v)}" for v in VERDICTS if g.count(v)]
-    return ", ".join(parts) + f" (n={g.trials})"

@@ -15,7 +15,6 @@ from repro.probe import collect
 from repro.report import (
     blind_controls,
     print_table,
-    compare_runs,
     render_markdown,
     render_table,
     summarize,
@@ -124,22 +123,6 @@ def test_blind_positive_control_is_detected() -> None:
     console = Console(record=True, width=300)
     print_table(trials + [rec(3, Verdict.CORRUPT, preset="off", promised_safe=False)], console)
     assert "warning:" not in console.export_text()
-
-
-def test_comparison_headlines() -> None:
-    old = [rec(1, Verdict.CORRUPT, False), rec(2, Verdict.PASS), rec(3, Verdict.PASS, faults=("oom",))]
-    fixed = [rec(4, Verdict.PASS, store="new"), rec(5, Verdict.PASS, store="new"),
-             rec(6, Verdict.PASS, faults=("oom",), store="new")]
-    assert compare_runs(old, fixed, "v1", "v2").headline == "v2 fixes fly-256/sigkill (vs v1)"
-    assert compare_runs(old, old, "v1", "v2").headline == "no difference between v1 and v2"
-    worse = compare_runs(fixed, old, "v2", "v1")
-    assert worse.headline.startswith("regression: v1 harms data more often than v2 in fly-256/sigkill")
-    # expected-loss is still data lost when comparing presets
-    ns506 = [rec(7, Verdict.EXPECTED_LOSS, faults=("power-loss",))]
-    durable = [rec(8, Verdict.PASS, faults=("power-loss",), preset="durable")]
-    assert compare_runs(ns506, durable, "ns506", "durable").headline == "durable fixes fly-256/power-loss (vs ns506)"
-    only_errors = [rec(9, Verdict.ERROR, False)]
-    assert compare_runs(only_errors, fixed).headline.startswith("nothing to compare")
 
 
 def test_record_trial_from_a_real_judgement(tmp_path: pathlib.Path) -> None:

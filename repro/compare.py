@@ -1,0 +1,166 @@
+"""Old store vs new store, side by side: the release manager's verdict, with the odds it is chance.
+
+Each side's trials are pooled per (profile, faults). A trial "harmed data" if it corrupted the
+database or lost acknowledged writes, whatever the configuration promised: comparing two
+presets, data lost is data lost. Lab errors are left out. A difference in the share of harmed
+trials is called better/worse only when Fisher's exact test says it is unlikely to be chance
+(two-sided p < ALPHA); otherwise it is "inconclusive", with the p-value, so that 1 of 3 against
+0 of 3 is never sold as a fix. Broken promises (corruption or loss where SQLite promised none)
+are listed per side whatever the statistics: one is already a bug shown.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+from rich.table import Table
+
+from repro.report import VERDICTS, GroupSummary, summarize
+from repro.results import TrialRecord
+
+ALPHA = 0.05
+
+
+def fisher_exact(harmed_a: int, n_a: int, harmed_b: int, n_b: int) -> float:
+    """Two-sided p-value of Fisher's exact test on the 2x2 table (harmed, not harmed) x (a, b):
+    the probability, with the margins fixed, of a split at least as unlikely as the one seen."""
+    if not (0 <= harmed_a <= n_a and 0 <= harmed_b <= n_b):
+        raise ValueError(f"bad counts {harmed_a}/{n_a}, {harmed_b}/{n_b}")
+    harmed, total = harmed_a + harmed_b, n_a + n_b
+
+    def prob(k: int) -> float:  # k harmed trials on side a (hypergeometric)
+        return math.comb(harmed, k) * math.comb(total - harmed, n_a - k) / math.comb(total, n_a)
+
+    seen = prob(harmed_a)
+    low, high = max(0, harmed - n_b), min(harmed, n_a)
+    return min(1.0, sum(p for k in range(low, high + 1) if (p := prob(k)) <= seen * (1 + 1e-9)))
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One (profile, faults) group seen in both runs (or only one of them)."""
+
+    profile: str
+    faults: str
+    old: GroupSummary | None
+    new: GroupSummary | None
+
+    @property
+    def compared(self) -> bool:
+        return not (self.old is None or self.new is None or self.old.judged == 0 or self.new.judged == 0)
+
+    @property
+    def p_value(self) -> float | None:
+        if not self.compared:
+            return None
+        assert self.old is not None and self.new is not None
+        return fisher_exact(self.old.harmed, self.old.judged, self.new.harmed, self.new.judged)
+
+    @property
+    def change(self) -> str:
+        """better / worse (significant at ALPHA), same (equal shares), inconclusive, not compared."""
+        if not self.compared:
+            return "not compared"
+        assert self.old is not None and self.new is not None
+        old_rate = self.old.harmed / self.old.judged
+        new_rate = self.new.harmed / self.new.judged
+        if new_rate == old_rate:
+            return "same"
+        p = self.p_value
+        assert p is not None
+        if p >= ALPHA:
+            return "inconclusive"
+        return "better" if new_rate < old_rate else "worse"
+
+    @property
+    def change_text(self) -> str:
+        p = self.p_value
+        return self.change if p is None or self.change == "same" else f"{self.change} (p={p:.3f})"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    old_label: str
+    new_label: str
+    rows: tuple[ComparisonRow, ...]
+
+    def _groups(self, change: str) -> list[str]:
+        return [f"{r.profile}/{r.faults}" for r in self.rows if r.change == change]
+
+    def broken_promises(self, side: str) -> list[str]:
+        """Groups where that side corrupted or lost data although SQLite promised it would not."""
+        return [f"{r.profile}/{r.faults} ({g.failed})" for r in self.rows
+                if (g := (r.old if side == "old" else r.new)) is not None and g.failed]
+
+    @property
+    def headline(self) -> str:
+        better, worse, unsure = self._groups("better"), self._groups("worse"), self._groups("inconclusive")
+        if not any(r.compared for r in self.rows):
+            return "nothing to compare: no (profile, fault) group was judged in both runs"
+        if worse and better:
+            text = (f"mixed: {self.new_label} fixes {', '.join(better)} but regresses {', '.join(worse)}"
+                    f" vs {self.old_label}")
+        elif worse:
+            text = f"regression: {self.new_label} harms data more often than {self.old_label} in {', '.join(worse)}"
+        elif better:
+            text = f"{self.new_label} fixes {', '.join(better)} (vs {self.old_label})"
+        elif unsure:
+            text = (f"no significant difference between {self.old_label} and {self.new_label}; "
+                    f"inconclusive in {', '.join(unsure)} (p >= {ALPHA}: run more trials)")
+        else:
+            text = f"no difference between {self.old_label} and {self.new_label}"
+        broken = [f"{label} broke SQLite's promise in {', '.join(groups)}"
+                  for label, groups in ((self.old_label, self.broken_promises("old")),
+                                        (self.new_label, self.broken_promises("new"))) if groups]
+        return "; ".join([text, *broken])
+
+
+def compare_runs(old: Sequence[TrialRecord], new: Sequence[TrialRecord],
+                 old_label: str = "old", new_label: str = "new") -> Comparison:
+    """Per (profile, faults): each side's verdict counts and whether the new side harmed data
+    significantly less or more often. Each side should be one preset/store; several are pooled."""
+    def pooled(records: Sequence[TrialRecord]) -> dict[tuple[str, str], GroupSummary]:
+        relabelled = [replace(r, preset="*", store="*") for r in records]
+        return {(g.key.profile, g.key.faults): g for g in summarize(relabelled)}
+
+    olds, news = pooled(old), pooled(new)
+    keys = list(dict.fromkeys(list(olds) + list(news)))
+    rows = tuple(ComparisonRow(p, f, olds.get((p, f)), news.get((p, f))) for p, f in keys)
+    return Comparison(old_label, new_label, rows)
+
+
+def render_comparison(comparison: Comparison) -> Table:
+    table = Table(title=comparison.headline)
+    table.add_column("profile")
+    table.add_column("faults")
+    for label in (comparison.old_label, comparison.new_label):
+        table.add_column(label)
+    table.add_column("change")
+    for row in comparison.rows:
+        table.add_row(row.profile, row.faults, _counts(row.old), _counts(row.new), row.change_text)
+    return table
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    lines = [f"**{comparison.headline}**", "",
+             f"| profile | faults | {comparison.old_label} | {comparison.new_label} | change |",
+             "|---|---|---|---|---|"]
+    for row in comparison.rows:
+        lines.append(f"| {row.profile} | {row.faults} | {_counts(row.old)} | {_counts(row.new)} | {row.change_text} |")
+    lines += ["", f"A change is better/worse only at p < {ALPHA} (Fisher's exact test on the share of trials "
+                  "that corrupted or lost acknowledged data); counts include `lost N` acknowledged writes."]
+    return "\n".join(lines) + "\n"
+
+
+def _counts(g: GroupSummary | None) -> str:
+    if g is None:
+        return "-"
+    parts = [f"{v.value} {g.count(v)}" for v in VERDICTS if g.count(v)]
+    lost = f", lost {g.lost_acked}" if g.lost_acked else ""
+    return ", ".join(parts) + lost + f" (n={g.trials})"
+
+
+__all__ = ["ALPHA", "Comparison", "ComparisonRow", "compare_runs", "comparison_markdown", "fisher_exact",
+           "render_comparison"]
