@@ -77,7 +77,9 @@ class ComparisonRow:
     @property
     def change_text(self) -> str:
         p = self.p_value
-        return self.change if p is None or self.change == "same" else f"{self.change} (p={p:.3f})"
+        if p is None or self.change == "same":
+            return self.change
+        return f"{self.change} (p<0.001)" if p < 0.001 else f"{self.change} (p={p:.3f})"
 
 
 @dataclass(frozen=True)
