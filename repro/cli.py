@@ -54,6 +54,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
     p.add_argument("--mix", default="", help="workload op mix, e.g. append=80,tokens=8,search=6,create=3,end=3")
     p.add_argument("--message-size", default="", help="message sizes MIN:MAX (default 200:20k)")
+    p.add_argument("--hazard", action="append", default=None,
+                   help="what the application does wrong, all run long; repeat to combine: "
+                        "raw-open[=N] (the gateway opens and closes its live db file every N writes, "
+                        "dropping its POSIX locks), dashboard[=MS] (a second process opens, reads and "
+                        "closes the store every MS ms)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +139,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[type-arg]
     from repro.profiles import get_profile
-    from repro.scenario import FaultSpec, StoreSpec, WorkloadSpec
+    from repro.scenario import FaultSpec, Hazard, StoreSpec, WorkloadSpec
     from repro.trial import expand
 
     if args.trials < 1:
@@ -158,7 +163,9 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
     for combo in combos:
         for fault in combo:
             FaultSpec.parse(fault)
-    scenarios = expand(profiles, combos, stores, args.trials, seed, WorkloadSpec(args.rate, args.mix, args.message_size))
+    hazards = tuple(Hazard.parse(h) for h in args.hazard or ())
+    scenarios = expand(profiles, combos, stores, args.trials, seed,
+                       WorkloadSpec(args.rate, args.mix, args.message_size, hazards))
     if getattr(args, "trial_id", None):
         scenarios = [s for s in scenarios if s.trial_id == args.trial_id]
         if not scenarios:

@@ -99,6 +99,7 @@ class ConstrainedHost(DockerContainer):
         self._entrypoint: list[str] | None = None
         self._user: str | None = None
         self.faults_seen: list[str] = []
+        self.raw_open_every = 0  # set by start_workload: the verdict must know the locks were dropped
         self.lossy_args = ""
         self.db_path = f"{LOSSY_MOUNT}/state.db" if fuse else DB_PATH
 
@@ -272,15 +273,21 @@ class ConstrainedHost(DockerContainer):
     # -- the workload ---------------------------------------------------------------------------
     def start_workload(self, seed: int = 0, *, ops: int = 0, rate: float = 0.0, linger_ms: int = 0,
                        lossy_args: str = "", env: dict[str, str] | None = None, hold: bool = False,
+                       raw_open_every: int = 0, dashboard_ms: int = 0,
                        timeout: float = 30.0) -> dict[str, object]:
         """Start the store's workload under s6 and wait until it reports READY; returns its facts.
         On a FUSE machine the power-loss filesystem starts first (``lossy_args``: --lazy-dirs, --torn-writes).
         ``hold``: the workload writes nothing until the first fault agent is watching, so that a
-        trigger of N acks lands at N rather than wherever the workload got during the agent's start."""
+        trigger of N acks lands at N rather than wherever the workload got during the agent's start.
+        Hazards (the application misbehaving, all run long): ``raw_open_every`` N writes the
+        workload open()s and close()s its live database file (dropping its POSIX locks);
+        ``dashboard_ms``: a second process opens the store, reads and closes it every so often."""
+        self.raw_open_every = raw_open_every
         if self.fuse:
             self.start_lossyfs(seed, lossy_args)
         settings = {"LAB_SEED": str(seed), "LAB_DB_PATH": self.db_path, "LAB_OPS": str(ops),
                     "LAB_RATE": str(rate), "LAB_LINGER_MS": str(linger_ms), "LAB_HOLD": "1" if hold else "0",
+                    "LAB_RAW_OPEN_EVERY": str(raw_open_every),
                     **self.store.environment(),
                     **(env or {})}
         if self.store.store_path:
@@ -292,6 +299,11 @@ class ConstrainedHost(DockerContainer):
                                   timeout, "the workload to be ready")
         if not line.startswith("READY "):
             raise self._trial_error(f"the workload did not start: {line}")
+        if dashboard_ms:  # the database exists now; the dashboard opens it as the workload starts
+            self.put_file("/run/lab", "dashboard.env", f"LAB_DASHBOARD_EVERY_MS={dashboard_ms}\n")
+            self.svc_up("dashboard")
+            self.wait_for_line(lambda l: l.startswith('EVENT {"kind": "dashboard-started"'), timeout,
+                               "the dashboard to start")
         return json.loads(line[len("READY "):])
 
     def start_lossyfs(self, seed: int, args: str = "", timeout: float = 30.0) -> None:
@@ -468,7 +480,8 @@ class ConstrainedHost(DockerContainer):
         except ProbeError as exc:
             raise self._trial_error(f"the verifier printed no facts (exit {code}): {exc}") from None
         names = faults if faults is not None else tuple(self.faults_seen) or ("sigkill-machine",)
-        judgement = judge(ledger, facts, names, lazy_dirs="--lazy-dirs" in self.lossy_args)
+        judgement = judge(ledger, facts, names, lazy_dirs="--lazy-dirs" in self.lossy_args,
+                          locks_dropped=self.raw_open_every > 0)
         return VerifyResult(ledger=ledger, facts=facts, judgement=judgement, probe_output=output)
 
 

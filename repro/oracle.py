@@ -142,9 +142,15 @@ class Promise:
 _ROLLBACK = (JournalMode.DELETE, JournalMode.TRUNCATE, JournalMode.PERSIST)
 
 
-def promise(config: StoreConfig, faults: FaultClass, *, lazy_dirs: bool = False) -> Promise:
-    """The promise table of FIELD-NOTES section 1; ``lazy_dirs``: directory entries need a dir fsync."""
+def promise(config: StoreConfig, faults: FaultClass, *, lazy_dirs: bool = False,
+            locks_dropped: bool = False) -> Promise:
+    """The promise table of FIELD-NOTES section 1; ``lazy_dirs``: directory entries need a dir fsync;
+    ``locks_dropped``: the application closed a descriptor of its live database, which cancels the
+    process's POSIX locks -- SQLite's guarantees rest on those locks, so it promises nothing."""
     mode, sync = config.journal_mode, config.synchronous
+    if locks_dropped:
+        return Promise(False, LossBound.ANY, "the application closed a descriptor of its live database: its "
+                                             "POSIX locks are gone (howtocorrupt 2.2), SQLite promises nothing")
     if mode in (JournalMode.OFF, JournalMode.MEMORY):
         return Promise(False, LossBound.ANY, f"journal_mode={mode.value}: a crash mid-write can corrupt")
     if faults is FaultClass.PROCESS_CRASH:
@@ -209,6 +215,7 @@ def judge(
     *,
     config: StoreConfig | None = None,
     lazy_dirs: bool = False,
+    locks_dropped: bool = False,
     error: str | None = None,
 ) -> Judgement:
     """The verdict of one trial.
@@ -234,7 +241,7 @@ def judge(
         cfg = config if config is not None else StoreConfig.from_ready(ledger.ready)
     except OracleError as exc:
         return lab_error(str(exc))
-    prom = promise(cfg, fclass, lazy_dirs=lazy_dirs)
+    prom = promise(cfg, fclass, lazy_dirs=lazy_dirs, locks_dropped=locks_dropped)
     ver = compare(ledger, facts)
     verdict, reason = _verdict(ver, prom)
     return Judgement(verdict, is_expected(verdict, prom), prom.promised_safe, reason, prom, ver)

@@ -53,6 +53,7 @@ class TrialRecord:
     store: str = "default"
     sqlite_version: str = ""  # the SQLite the store ran on, from the workload's READY line
     schedule: tuple[str, ...] = ()  # the fault schedule resolved from the seed: a replay must match it
+    hazards: tuple[str, ...] = ()  # what the application did wrong all run long (raw-open, dashboard)
 
     @property
     def failed(self) -> bool:
@@ -65,12 +66,15 @@ class TrialRecord:
 
     @property
     def faults_label(self) -> str:
-        return "+".join(self.faults) or "none"
+        """The faults, and the hazards they ran under: ``sigkill`` or ``sigkill with raw-open+dashboard``."""
+        label = "+".join(self.faults) or "none"
+        return f"{label} with {'+'.join(self.hazards)}" if self.hazards else label
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["faults"] = list(self.faults)
         out["schedule"] = list(self.schedule)
+        out["hazards"] = list(self.hazards)
         out["verdict"] = self.verdict.value
         return out
 
@@ -108,6 +112,7 @@ class TrialRecord:
                 store=str(data.get("store", "default")),
                 sqlite_version=str(data.get("sqlite_version", "")),
                 schedule=_strings(data.get("schedule", [])),
+                hazards=_strings(data.get("hazards", [])),
             )
         except KeyError as exc:
             raise ResultsError(f"trial record lacks {exc.args[0]!r}") from exc
@@ -143,6 +148,7 @@ def record_trial(
     exit_code: int | None = None,
     artifacts_dir: str | None = None,
     store: str = "default",
+    hazards: Sequence[str] = (),
 ) -> TrialRecord:
     """Build a record from a judgement; counts come from its verification (0 when there is none)."""
     ver = judgement.verification
@@ -170,6 +176,7 @@ def record_trial(
         artifacts_dir=artifacts_dir,
         replay=replay,
         store=store,
+        hazards=tuple(hazards),
     )
 
 

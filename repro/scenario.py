@@ -152,6 +152,45 @@ class StoreSpec:
         return env
 
 
+class HazardName(str, enum.Enum):
+    """What the application around the store does wrong, all trial long (not a fault: nothing fires).
+
+    FIELD-NOTES section 2 lists the causes upstream traced corruption to; these are two of them.
+    """
+
+    RAW_OPEN = "raw-open"    # the gateway open()s and close()s its own live database (a size probe):
+    #                          POSIX advisory locks are per process, so that close drops SQLite's locks
+    DASHBOARD = "dashboard"  # a second process (dashboard, cron, doctor) opens the store, reads, closes
+
+
+# The hazard's value when none is given: every N writes (raw-open), every N ms (dashboard).
+HAZARD_DEFAULTS = {HazardName.RAW_OPEN: 10, HazardName.DASHBOARD: 20}
+
+
+@dataclass(frozen=True)
+class Hazard:
+    """One hazard with its period."""
+
+    name: HazardName
+    every: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Hazard":
+        """``raw-open``, ``raw-open=50`` (writes), ``dashboard``, ``dashboard=100`` (milliseconds)."""
+        head, sep, value = text.strip().partition("=")
+        try:
+            name = HazardName(head)
+        except ValueError:
+            known = ", ".join(h.value for h in HazardName)
+            raise ScenarioError(f"unknown hazard {head!r}; known: {known}") from None
+        if sep and not (value.isascii() and value.isdigit() and 0 < int(value) < MAX_TRIGGER_VALUE):
+            raise ScenarioError(f"hazard {text!r}: the period must be a positive whole number")
+        return cls(name, int(value) if sep else HAZARD_DEFAULTS[name])
+
+    def __str__(self) -> str:
+        return self.name.value if self.every == HAZARD_DEFAULTS[self.name] else f"{self.name.value}={self.every}"
+
+
 @dataclass(frozen=True)
 class WorkloadSpec:
     """How hard the workload drives the store: operations per second (0: flat out) and the op mix."""
@@ -159,8 +198,12 @@ class WorkloadSpec:
     rate: float = 0.0
     mix: str = ""  # e.g. "append=80,tokens=8,search=6,create=3,end=3"; empty: the workload's default
     sizes: str = ""  # message sizes "MIN:MAX" (e.g. 20k:200k); empty: the workload's 200 B to 20 KB
+    hazards: tuple[Hazard, ...] = ()
 
     def __post_init__(self) -> None:
+        names = [h.name for h in self.hazards]
+        if len(set(names)) != len(names):
+            raise ScenarioError("a hazard may appear only once")
         if not math.isfinite(self.rate) or self.rate < 0:
             raise ScenarioError(f"--rate must be a finite number of operations per second, not {self.rate}")
         if self.sizes:
@@ -192,6 +235,14 @@ class WorkloadSpec:
             low, high = self.size_range()
             env.update({"LAB_MIN_SIZE": str(low), "LAB_MAX_SIZE": str(high)})
         return env
+
+    def hazard_every(self, name: HazardName) -> int:
+        """The period of that hazard (0: not in this workload)."""
+        return next((h.every for h in self.hazards if h.name is name), 0)
+
+    @property
+    def hazard_labels(self) -> tuple[str, ...]:
+        return tuple(str(h) for h in self.hazards)
 
 
 @dataclass(frozen=True)

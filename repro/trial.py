@@ -26,7 +26,7 @@ from repro.labels import IMAGE
 from repro.ledger import LedgerError
 from repro.oracle import lab_error
 from repro.results import TrialRecord, record_trial
-from repro.scenario import FaultName, Scenario, WorkloadSpec
+from repro.scenario import FaultName, HazardName, Scenario, WorkloadSpec
 
 # What a lab failure looks like from here: our own errors, a ledger we cannot read, the engine
 # (docker-py) or its HTTP transport failing, or a machine printing something that is not JSON.
@@ -50,7 +50,9 @@ def trial_seed(run_seed: int, trial_id: str) -> int:
 
 
 def trial_id(scenario: Scenario, number: int) -> str:
-    raw = f"{scenario.profile.name}.{scenario.fault_label}.{scenario.store.label}.{number}"
+    hazards = "+".join(scenario.workload.hazard_labels)
+    raw = ".".join([scenario.profile.name, scenario.fault_label, scenario.store.label,
+                    *([f"hz={hazards}"] if hazards else []), str(number)])
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", raw)
 
 
@@ -71,6 +73,8 @@ def replay_command(scenario: Scenario) -> str:
         argv += ["--mix", scenario.workload.mix]
     if scenario.workload.sizes:
         argv += ["--message-size", scenario.workload.sizes]
+    for hazard in scenario.workload.hazard_labels:
+        argv += ["--hazard", hazard]
     # The run expands trials 1..N and keeps the one asked for, so N must reach this trial's number.
     argv += ["--trials", str(trial_number(scenario.trial_id)), "--seed", str(scenario.seed),
              "--trial-id", scenario.trial_id]
@@ -101,8 +105,11 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
     try:
         with host:
             try:
-                ready = host.start_workload(seed=seed, rate=scenario.workload.rate, hold=True,
-                                            lossy_args=scenario.lossy_args, env=scenario.workload.environment())
+                workload = scenario.workload
+                ready = host.start_workload(seed=seed, rate=workload.rate, hold=True,
+                                            lossy_args=scenario.lossy_args, env=workload.environment(),
+                                            raw_open_every=workload.hazard_every(HazardName.RAW_OPEN),
+                                            dashboard_ms=workload.hazard_every(HazardName.DASHBOARD))
                 for step in scenario.schedule():
                     outcomes.append(FAULTS[step.name].inject(host, step))
                 if not any(o.machine_down for o in outcomes):
@@ -129,7 +136,7 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
         replay=replay_command(scenario),
         oom_killed=any(o.oom_killed for o in outcomes) if outcomes else None,
         exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
-        store=scenario.store.store_path or "default",
+        store=scenario.store.store_path or "default", hazards=scenario.workload.hazard_labels,
     )
     story = "; ".join(filter(None, (describe_outcome(o) for o in outcomes)))
     return dataclasses.replace(record, detail=f"{record.detail} [{story}]" if story else record.detail,
@@ -246,7 +253,8 @@ def expand(profiles: Sequence[str], fault_combos: Sequence[tuple[str, ...]], sto
             for store in stores:
                 assert isinstance(store, StoreSpec)
                 for number in range(1, trials + 1):
-                    proto = Scenario(get_profile(profile), tuple(FaultSpec.parse(f) for f in combo), store, seed)
+                    proto = Scenario(get_profile(profile), tuple(FaultSpec.parse(f) for f in combo), store, seed,
+                                     workload=workload or WorkloadSpec())
                     scenarios.append(Scenario(proto.profile, proto.faults, store, seed, trial_id(proto, number),
                                               workload or WorkloadSpec()))
     seen: set[str] = set()

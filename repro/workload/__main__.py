@@ -181,11 +181,19 @@ class Workload:
             if self.board and self.board.read().command == CMD_LEAK and not self.leak:
                 self.start_leak()
             actions[self._choose()]()
+            if self.cfg.raw_open_every and self.index % self.cfg.raw_open_every == 0:
+                self.raw_open()
             if period:
                 next_at += period
                 delay = next_at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+
+    def raw_open(self) -> None:
+        """The raw-open hazard: what a size probe or a file copy in the gateway does. POSIX advisory
+        locks belong to the process, and closing *any* descriptor of the file drops all of them
+        (sqlite.org/howtocorrupt.html 2.2), so SQLite's locks on the live database are gone."""
+        os.close(os.open(self.cfg.db_path, os.O_RDONLY))
 
     def wait_for_agent(self, board: StatusBoard) -> None:
         """Write nothing until the fault agent is watching (or a stop signal comes)."""

@@ -32,6 +32,9 @@ class WorkloadConfig:
     # Hold after READY until the fault agent says it is watching, so that "after N acks" means N:
     # a flat-out workload would otherwise run on for the agent's start-up time on a one-CPU machine.
     hold: bool = False
+    # A hazard, not a fault: every N operations the gateway open()s and close()s its own live
+    # database file with raw calls (a size probe), which drops this process's POSIX locks.
+    raw_open_every: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "WorkloadConfig":
@@ -49,6 +52,7 @@ class WorkloadConfig:
                 status_path=env.get("LAB_STATUS_PATH", "/run/lab/status"),
                 ledger_file=env.get("LAB_LEDGER_FILE", ""),
                 hold=env.get("LAB_HOLD", "0") == "1",
+                raw_open_every=int(env.get("LAB_RAW_OPEN_EVERY", "0")),
             )
         except ValueError as exc:
             raise WorkloadConfigError(str(exc)) from exc

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 from repro.profiles import get_profile
-from repro.scenario import FaultSpec, Scenario, StoreSpec, WorkloadSpec
+from repro.scenario import FaultSpec, Hazard, Scenario, StoreSpec, WorkloadSpec
 from repro.trial import run_trial, trial_id
 
 pytestmark = pytest.mark.docker
@@ -62,3 +62,34 @@ def test_positive_control_unsafe_journal_is_caught_corrupting(journal_mode: str,
             assert record.artifacts_dir and (pathlib.Path(record.artifacts_dir) / "state.db").is_file()
             break
     assert "corrupt" in verdicts, f"journal_mode={journal_mode}: no corruption in {len(verdicts)} trials: the lab is blind"
+
+
+@pytest.mark.parametrize("preset", ["ns506", "durable"])
+def test_dropped_locks_and_a_second_process_lose_or_corrupt_whatever_the_pragmas(preset: str, lab_image: str,
+                                                                                 tmp_path: pathlib.Path) -> None:
+    """The cause upstream traced corruption to: the gateway's own raw open()/close() of state.db
+    drops its POSIX locks, a dashboard's open/close then deletes the WAL the gateway still writes,
+    and the gateway's next crash loses acknowledged writes or leaves a malformed file. No
+    durability pragma prevents it (measured: 4 of 4 sigkill trials harmed under ns506)."""
+    hazards = WorkloadSpec(hazards=(Hazard.parse("raw-open"), Hazard.parse("dashboard")))
+    harmed = []
+    for number in range(1, 9):
+        record = run_trial(_scenario(("sigkill",), StoreSpec(preset), number, workload=hazards),
+                           out_dir=tmp_path, image=lab_image)
+        assert record.verdict.value != "error", record.detail
+        assert record.hazards == ("raw-open", "dashboard") and not record.promised_safe
+        if record.verdict.value in ("corrupt", "lost-acked"):
+            assert record.expected  # SQLite promised nothing once the locks were gone
+            harmed.append(record.verdict.value)
+            break
+    assert harmed, f"{preset}: raw-open + dashboard never harmed data: the lab cannot show the lock bug"
+
+
+def test_a_dashboard_alone_does_no_harm(lab_image: str, tmp_path: pathlib.Path) -> None:
+    """The control: a second process that locks properly is safe, and the promise holds."""
+    dashboard = WorkloadSpec(hazards=(Hazard.parse("dashboard"),))
+    for number in range(1, 3):
+        record = run_trial(_scenario(("sigkill",), StoreSpec("ns506"), number, workload=dashboard),
+                           out_dir=tmp_path, image=lab_image)
+        assert record.promised_safe and record.hazards == ("dashboard",)
+        assert record.verdict.value == "pass", f"{record.id}: {record.detail}\nreplay: {record.replay}"

@@ -45,6 +45,7 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["matrix", "--presets", "ns506,ns506"], ("share the id",)),
         (["run", "--fault", "sigterm@acks=99999999999"], ("below",)),
         (["run", "--rate", "nan"], ("--rate", "finite")),
+        (["run", "--hazard", "chaos"], ("unknown hazard", "raw-open")),
         (["run", "--out", "report.txt/sub"], ("report directory",)),
         (["run", "--json", "no/such/dir/r.json"], ("--json",)),
         (["frobnicate"], ("invalid choice",)),

@@ -115,6 +115,17 @@ def test_corruption_under_wal_process_crash_is_a_failure(tmp_path: pathlib.Path)
     assert "message_count=99" in j.reason
 
 
+def test_dropped_locks_void_every_promise(tmp_path: pathlib.Path) -> None:
+    """The raw-open hazard: with the gateway's POSIX locks gone, the same damage is no broken promise."""
+    for mode, sync in (("wal", 2), ("wal", 1), ("delete", 3)):
+        p = promise(StoreConfig.parse(mode, sync), FaultClass.PROCESS_CRASH, locks_dropped=True)
+        assert not p.promised_safe and "POSIX locks" in p.reason
+    w, ledger = _trial(tmp_path)
+    w.sql("UPDATE sessions SET message_count = 99 WHERE id = 's1'")
+    j = judge(ledger, _facts(w), ["sigkill"], locks_dropped=True)
+    assert (j.verdict, j.expected, j.promised_safe) == (Verdict.CORRUPT, True, False)
+
+
 def test_torn_page_under_journal_off_is_corrupt_but_expected(tmp_path: pathlib.Path) -> None:
     w = FakeWorkload(tmp_path / "state.db", journal_mode="delete")
     w.ready = {"journal_mode": "off", "synchronous": 2}

@@ -51,8 +51,10 @@ MIXED = run_of(
 
 
 def test_trial_record_json_round_trip() -> None:
-    r = rec(3, Verdict.LOST_ACKED, expected=False, faults=("disk-fill", "sigterm"))
+    r = dataclasses.replace(rec(3, Verdict.LOST_ACKED, expected=False, faults=("disk-fill", "sigterm")),
+                            hazards=("raw-open", "dashboard=50"))
     assert TrialRecord.from_json(r.to_json()) == r
+    assert r.faults_label == "disk-fill+sigterm with raw-open+dashboard=50"
     data = json.loads(r.to_json())
     for key in ("id", "profile", "faults", "preset", "journal_mode", "synchronous", "seed", "verdict",
                 "integrity", "acked", "lost_acked", "phantom", "indeterminate", "oom_killed", "exit_code",

@@ -12,7 +12,7 @@ import pytest
 
 from repro.errors import ScenarioError
 from repro.profiles import get_profile
-from repro.scenario import FaultName, FaultSpec, Scenario, StoreSpec, Trigger
+from repro.scenario import FaultName, FaultSpec, Hazard, HazardName, Scenario, StoreSpec, Trigger, WorkloadSpec
 
 FLY256 = get_profile("fly-256")
 
@@ -154,10 +154,35 @@ def test_the_replay_command_of_any_trial_selects_that_trial(tmp_path: pathlib.Pa
     from repro.trial import expand, replay_command
 
     (tmp_path / "rel" / "hermes_state").mkdir(parents=True)
+    hazards = (Hazard.parse("raw-open=5"), Hazard.parse("dashboard"))
     scenarios = expand(["fly-512"], [("disk-fill", "sigterm@acks=50")],
-                       [StoreSpec("legacy", synchronous="full", store_path=str(tmp_path / "rel"))], 7, seed=99)
+                       [StoreSpec("legacy", synchronous="full", store_path=str(tmp_path / "rel"))], 7, seed=99,
+                       workload=WorkloadSpec(hazards=hazards))
     target = scenarios[-1]
+    assert target.trial_id.endswith(".hz=raw-open=5+dashboard.7")
     argv = shlex.split(replay_command(target))[1:]
-    assert "--trials" in argv
+    assert "--trials" in argv and argv.count("--hazard") == 2
     (again,) = _scenarios(build_parser().parse_args(argv), 99)
     assert again == target and again.schedule() == target.schedule()
+
+
+@pytest.mark.parametrize(("text", "name", "every"), [
+    ("raw-open", HazardName.RAW_OPEN, 10), ("raw-open=3", HazardName.RAW_OPEN, 3),
+    ("dashboard", HazardName.DASHBOARD, 20), ("dashboard=250", HazardName.DASHBOARD, 250),
+])
+def test_hazards_parse(text: str, name: HazardName, every: int) -> None:
+    hazard = Hazard.parse(text)
+    assert (hazard.name, hazard.every) == (name, every)
+    assert Hazard.parse(str(hazard)) == hazard
+
+
+@pytest.mark.parametrize(("text", "match"), [("fsync-off", "unknown hazard"), ("raw-open=0", "positive"),
+                                             ("dashboard=soon", "positive"), ("raw-open=", "positive")])
+def test_bad_hazards_are_refused(text: str, match: str) -> None:
+    with pytest.raises(ScenarioError, match=match):
+        Hazard.parse(text)
+
+
+def test_a_hazard_appears_once() -> None:
+    with pytest.raises(ScenarioError, match="only once"):
+        WorkloadSpec(hazards=(Hazard.parse("dashboard"), Hazard.parse("dashboard=5")))

@@ -62,10 +62,12 @@ def _kill_writer_after(path: Path, acked_at_least: int, env: dict[str, str]) -> 
             break
     proc.send_signal(signal.SIGKILL)  # while it is in the middle of further appends
     rest, err = proc.communicate(timeout=10)
-    for line in rest.splitlines():  # reported before the kill landed: committed too
-        if line.strip():
-            mid, digest = line.split()
-            acked[int(mid)] = digest
+    # Reported before the kill landed: committed too. The kill can cut the last report short
+    # ("151 " and no digest): that one was committed but not fully reported, so it stays unknown.
+    for line in rest.splitlines(keepends=True):
+        parts = line.split()
+        if line.endswith("\n") and len(parts) == 2 and len(parts[1]) == 64:
+            acked[int(parts[0])] = parts[1]
     assert proc.returncode == -signal.SIGKILL, err
     return acked
 

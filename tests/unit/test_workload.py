@@ -8,6 +8,7 @@ import os
 import pathlib
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -232,3 +233,56 @@ def test_content_is_seeded_and_within_bounds() -> None:
     rng = random.Random(2)
     assert {len(str(content.message(rng, 300, 300)["content"])) for _ in range(200)} == {300}
     assert {len(content.text(random.Random(s), 5)) for s in range(200)} == {5}
+
+
+_GATEWAY = """
+import sys
+import hermes_state
+from repro.workload.__main__ import Workload
+from repro.workload.config import WorkloadConfig
+w = Workload(WorkloadConfig(seed=1, db_path=sys.argv[1], mix=(("append", 1),), raw_open_every=1), hermes_state, None)
+for _ in range(5):
+    w.append()
+print("OPEN", flush=True)
+sys.stdin.readline()
+w.raw_open()
+print("RAW", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_the_raw_open_hazard_lets_another_process_delete_the_gateways_wal(tmp_path: pathlib.Path) -> None:
+    """The mechanism behind the raw-open + dashboard corruption, deterministically: the gateway's
+    open WAL survives another process's open/close until the gateway's own raw open()/close()
+    of its database file cancels its POSIX locks; then that close checkpoints and deletes the WAL
+    the gateway is still writing to."""
+    db = tmp_path / "state.db"
+    wal = tmp_path / "state.db-wal"
+    gateway = subprocess.Popen([sys.executable, "-c", _GATEWAY, str(db)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, cwd=pathlib.Path(__file__).resolve().parents[2])
+    assert gateway.stdin is not None and gateway.stdout is not None
+
+    def read_until(marker: str) -> None:  # the workload's ledger lines come first
+        assert gateway.stdout is not None
+        for line in gateway.stdout:
+            if line.strip() == marker:
+                return
+        raise AssertionError(f"the gateway ended before {marker}")
+
+    def dashboard_visit() -> int:
+        conn = sqlite3.connect(db)
+        try:
+            return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+        finally:
+            conn.close()
+
+    try:
+        read_until("OPEN")
+        assert dashboard_visit() == 5 and wal.exists()  # the gateway's shared lock kept its WAL alive
+        gateway.stdin.write("go\n")
+        gateway.stdin.flush()
+        read_until("RAW")
+        assert dashboard_visit() == 5 and not wal.exists()  # locks gone: the visitor deleted the live WAL
+    finally:
+        gateway.kill()
+        gateway.wait()

@@ -1,0 +1,51 @@
+"""The dashboard hazard: a second process opens the store, reads, and closes it, again and again.
+
+Upstream's gateway shared state.db with a dashboard, cron jobs and `doctor`, each a process of
+its own (FIELD-NOTES section 2). Each open/close cycle is what matters: the last connection
+to close checkpoints the WAL and deletes it, and it decides it is the last by taking an
+exclusive lock on the database file -- which it gets if the gateway's locks were dropped (the
+raw-open hazard). Run by the s6 ``dashboard`` service as the unprivileged user, with the
+same store as the workload (LAB_STORE_PATH) and the same settings (HERMES_STATE_*).
+Standard library only. Prints ``EVENT`` lines (never ledger lines: it writes nothing).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pathlib
+import sys
+import time
+
+
+def emit(kind: str, **fields: object) -> None:
+    print("EVENT " + json.dumps({"kind": kind, **fields}), flush=True)
+
+
+def main() -> int:
+    db_path = pathlib.Path(os.environ.get("LAB_DB_PATH", "/opt/data/state.db"))
+    every_s = int(os.environ.get("LAB_DASHBOARD_EVERY_MS", "20")) / 1000.0
+    if os.environ.get("LAB_STORE_PATH"):
+        sys.path.insert(0, os.environ["LAB_STORE_PATH"])
+    store = importlib.import_module("hermes_state")
+    emit("dashboard-started", every_ms=int(every_s * 1000))
+    cycles = errors = 0
+    while True:
+        try:
+            db = store.SessionDB(db_path)
+            try:
+                db.session_count()
+                db.message_count()
+            finally:
+                db.close()
+            cycles += 1
+        except Exception as exc:  # what the dashboard's user would see; it keeps polling
+            errors += 1
+            if errors <= 5:  # the first few are the story; the rest would only flood the log
+                emit("dashboard-error", cycle=cycles, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        time.sleep(every_s)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
