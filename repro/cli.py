@@ -42,6 +42,8 @@ def _store_args(p: argparse.ArgumentParser, many: bool) -> None:
         p.add_argument("--store-path", default=None, help="a directory holding another hermes_state package")
     p.add_argument("--journal-mode", default=None, help="override: wal, delete, truncate, persist, memory, off")
     p.add_argument("--synchronous", default=None, help="override: off, normal, full, extra")
+    p.add_argument("--checkpoint-mode", default=None,
+                   help="override the store's periodic WAL checkpoint: passive (default) or truncate")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -54,6 +56,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
     p.add_argument("--mix", default="", help="workload op mix, e.g. append=80,tokens=8,search=6,create=3,end=3")
     p.add_argument("--message-size", default="", help="message sizes MIN:MAX (default 200:20k)")
+    p.add_argument("--linger", type=int, default=0, metavar="MS",
+                   help="a slow shutdown: after the stop signal the workload writes on for MS ms before "
+                        "closing; past the profile's kill timeout (Fly: 5 s) the machine is SIGKILLed")
     p.add_argument("--hazard", action="append", default=None,
                    help="what the application does wrong, all run long; repeat to combine: "
                         "raw-open[=N] (the gateway opens and closes its live db file every N writes, "
@@ -149,12 +154,14 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
     if args.command == "run":
         profiles = [args.profile]
         combos = [tuple(args.fault)] if args.fault else list(DEFAULT_FAULTS) + _power_loss_if_possible()
-        stores = [StoreSpec(args.preset, args.journal_mode, args.synchronous, _absolute(args.store_path))]
+        stores = [StoreSpec(args.preset, args.journal_mode, args.synchronous, _absolute(args.store_path),
+                            args.checkpoint_mode)]
     else:
         profiles = _split(args.profiles)
         combos = [tuple(c.split("+")) for c in _split(args.faults)]
         paths: list[str | None] = [_absolute(p) for p in _split(args.store_paths)] or [None]
-        stores = [StoreSpec(p, args.journal_mode, args.synchronous, s) for s in paths for p in _split(args.presets)]
+        stores = [StoreSpec(p, args.journal_mode, args.synchronous, s, args.checkpoint_mode)
+                  for s in paths for p in _split(args.presets)]
         for option, values in (("--profiles", profiles), ("--faults", combos), ("--presets", _split(args.presets))):
             if not values:
                 raise ScenarioError(f"{option} names nothing")
@@ -165,7 +172,7 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
             FaultSpec.parse(fault)
     hazards = tuple(Hazard.parse(h) for h in args.hazard or ())
     scenarios = expand(profiles, combos, stores, args.trials, seed,
-                       WorkloadSpec(args.rate, args.mix, args.message_size, hazards))
+                       WorkloadSpec(args.rate, args.mix, args.message_size, hazards, args.linger))
     if getattr(args, "trial_id", None):
         scenarios = [s for s in scenarios if s.trial_id == args.trial_id]
         if not scenarios:

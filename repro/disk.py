@@ -23,6 +23,8 @@ from repro.labels import IMAGE, labels  # noqa: E402
 from repro.profiles import format_size  # noqa: E402
 
 DATA_DIR = "/opt/data"
+# Where the holder keeps the database files as the crash left them (its own filesystem).
+SNAPSHOT_DIR = "/tmp/crash-state"
 
 
 class DataDisk:
@@ -60,26 +62,39 @@ class DataDisk:
     def mount(self, read_only: bool = False) -> Mount:
         return Mount(target=DATA_DIR, source=self.volume_name, type="volume", read_only=read_only)
 
-    def fetch_many(self, directory: str, names: tuple[str, ...], dest: pathlib.Path) -> list[str]:
-        """Copy those of ``names`` that exist in ``directory`` off the disk in one round trip
-        (one tar through the holder); returns the names copied."""
+    def snapshot(self, directory: str, names: tuple[str, ...]) -> list[str]:
+        """Copy those of ``names`` that exist in ``directory`` to SNAPSHOT_DIR in the holder's own
+        filesystem (the host's disk, not the size-capped data disk, which may be full): one exec,
+        a local copy, nothing sent to the lab unless it asks (``fetch``). Returns the names copied."""
         if self._holder is None:
             return []
         listed = " ".join(shlex.quote(n) for n in names)
-        script = f"cd {shlex.quote(directory)} 2>/dev/null || exit 0; " \
-                 f"for f in {listed}; do [ -f \"$f\" ] && echo \"$f\"; done | tar -cf - -T -"
-        result = self._holder.get_wrapped_container().exec_run(["sh", "-c", script], demux=True)
-        stdout, stderr = result.output if isinstance(result.output, tuple) else (result.output, b"")
+        script = (f"rm -rf {SNAPSHOT_DIR} && mkdir -p {SNAPSHOT_DIR} && cd {shlex.quote(directory)} || exit 0; "
+                  f"for f in {listed}; do if [ -f \"$f\" ]; then cp -p \"$f\" {SNAPSHOT_DIR}/ || exit 1; "
+                  "echo \"$f\"; fi; done")
+        result = self._holder.get_wrapped_container().exec_run(["sh", "-c", script])
+        output = (result.output or b"").decode("utf-8", "replace")
         if result.exit_code != 0:
-            raise LabError(f"copying {', '.join(names)} off the disk failed: {(stderr or b'').decode()[-200:]}")
+            raise LabError(f"snapshot of {directory} failed (exit {result.exit_code}): {output.strip()[-200:]}")
+        return [line for line in output.splitlines() if line in names]
+
+    def fetch(self, path: str, dest: pathlib.Path) -> list[str]:
+        """Copy a file, or the files of a directory, off the disk or the holder (the machine may be
+        dead) into ``dest``; returns the names copied (none if ``path`` does not exist)."""
+        if self._holder is None:
+            return []
+        try:
+            stream, _ = self._holder.get_wrapped_container().get_archive(path)
+        except docker.errors.NotFound:
+            return []
         copied: list[str] = []
-        if stdout:
-            with tarfile.open(fileobj=io.BytesIO(stdout)) as tar:
-                for member in tar.getmembers():
-                    extracted = tar.extractfile(member) if member.isfile() else None
-                    if extracted is not None and member.name in names:
-                        (dest / member.name).write_bytes(extracted.read())
-                        copied.append(member.name)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            for member in tar.getmembers():
+                extracted = tar.extractfile(member) if member.isfile() else None
+                if extracted is not None:
+                    name = pathlib.PurePosixPath(member.name).name
+                    (dest / name).write_bytes(extracted.read())
+                    copied.append(name)
         return copied
 
     def remove(self) -> None:

@@ -23,7 +23,7 @@ from repro import engine  # sets the testcontainers environment before it is imp
 from repro.errors import EngineError, ScenarioError, TrialError
 from repro.labels import IMAGE, labels
 from repro.ledger import Ledger, parse_lines
-from repro.disk import DATA_DIR, DataDisk
+from repro.disk import DATA_DIR, SNAPSHOT_DIR, DataDisk
 from repro.profiles import MachineProfile, get_profile
 from repro.scenario import StoreSpec
 
@@ -100,6 +100,7 @@ class ConstrainedHost(DockerContainer):
         self._user: str | None = None
         self.faults_seen: list[str] = []
         self.raw_open_every = 0  # set by start_workload: the verdict must know the locks were dropped
+        self._snapshot: list[str] | None = None  # the crash-state files verify kept in the holder
         self.lossy_args = ""
         self.db_path = f"{LOSSY_MOUNT}/state.db" if fuse else DB_PATH
 
@@ -440,22 +441,34 @@ class ConstrainedHost(DockerContainer):
         return [json.loads(l[len("FINISH "):]) for l in self.lines() if l.startswith("FINISH ")]
 
     # -- the restarted machine --------------------------------------------------------------------
-    def snapshot_database(self, dest: pathlib.Path) -> list[str]:
-        """Copy the database files as they are on the disk now (through the disk's holder, so the
-        machine may be dead) into ``dest``; returns the names copied."""
+    def snapshot_database(self) -> list[str]:
+        """Keep the database files as they are now (the crash state) beside the disk, in its
+        holder; ``fetch_database(crash_state=True)`` gets them later. Returns the names kept."""
         if self.disk is None:
             return []
-        base = LOSSY_BACKING if self.fuse else DATA_DIR
-        return self.disk.fetch_many(base, DB_FILES, dest)
+        self._snapshot = self.disk.snapshot(LOSSY_BACKING if self.fuse else DATA_DIR, DB_FILES)
+        return self._snapshot
 
-    def verify(self, faults: tuple[str, ...] | None = None, timeout: float = 120.0,
-               evidence: pathlib.Path | None = None) -> "VerifyResult":
+    def fetch_database(self, dest: pathlib.Path, crash_state: bool = True) -> list[str]:
+        """Copy the database files into ``dest``: as the crash left them (the snapshot ``verify``
+        took before the restarted machine opened them), or as they are on the disk now."""
+        if self.disk is None:
+            return []
+        if crash_state and self._snapshot is not None:
+            return self.disk.fetch(SNAPSHOT_DIR, dest)
+        base = LOSSY_BACKING if self.fuse else DATA_DIR
+        copied: list[str] = []
+        for name in DB_FILES:
+            copied += self.disk.fetch(f"{base}/{name}", dest)
+        return copied
+
+    def verify(self, faults: tuple[str, ...] | None = None, timeout: float = 120.0) -> "VerifyResult":
         """Bring the machine down if it is up, then reopen the database on the same disk in a
         fresh machine with the same store (the restarted machine) and judge it against the ledger.
 
-        ``evidence``: a directory that gets the database files as the crash left them, before
-        the restarted machine opens them (opening replays the WAL or rolls back a hot journal,
-        and the store may repair the file)."""
+        First the database files are snapshotted as the crash left them (opening them replays
+        the WAL or rolls back a hot journal, and the store may repair the file): see
+        ``fetch_database``."""
         from repro.oracle import judge  # the judging half
         from repro.probe import ProbeError, parse_probe_output
 
@@ -464,8 +477,7 @@ class ConstrainedHost(DockerContainer):
         if container.status == "running":
             self.kill()
         ledger = self.ledger()
-        if evidence is not None:
-            self.snapshot_database(evidence)
+        self.snapshot_database()
         probe_db = f"{LOSSY_BACKING}/state.db" if self.fuse else DB_PATH
         argv = ["python3", "-m", "repro.probe", probe_db]
         if self.store.store_path:

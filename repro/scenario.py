@@ -110,6 +110,7 @@ class FaultSpec:
 PRESETS = ("ns506", "legacy", "durable")
 JOURNAL_MODES = ("wal", "delete", "truncate", "persist", "memory", "off")
 SYNCHRONOUS = ("off", "normal", "full", "extra")
+CHECKPOINT_MODES = ("passive", "truncate")
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,11 @@ class StoreSpec:
     journal_mode: str | None = None
     synchronous: str | None = None
     store_path: str | None = None  # a directory holding another hermes_state package
+    checkpoint_mode: str | None = None  # the store's periodic checkpoint: passive (default) or truncate
 
     def __post_init__(self) -> None:
+        if self.checkpoint_mode is not None and self.checkpoint_mode.lower() not in CHECKPOINT_MODES:
+            raise ScenarioError(f"unknown checkpoint mode {self.checkpoint_mode!r}; known: {', '.join(CHECKPOINT_MODES)}")
         if self.preset not in PRESETS:
             raise ScenarioError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
         if self.journal_mode is not None and self.journal_mode.lower() not in JOURNAL_MODES:
@@ -139,6 +143,8 @@ class StoreSpec:
             parts.append(f"jm={self.journal_mode.lower()}")
         if self.synchronous:
             parts.append(f"sync={self.synchronous.lower()}")
+        if self.checkpoint_mode:
+            parts.append(f"ckpt={self.checkpoint_mode.lower()}")
         if self.store_path:
             parts.append(f"store={os.path.basename(os.path.normpath(self.store_path))}")
         return ",".join(parts)
@@ -149,6 +155,8 @@ class StoreSpec:
             env["HERMES_STATE_JOURNAL_MODE"] = self.journal_mode.lower()
         if self.synchronous:
             env["HERMES_STATE_SYNCHRONOUS"] = self.synchronous.lower()
+        if self.checkpoint_mode:
+            env["HERMES_STATE_CHECKPOINT_MODE"] = self.checkpoint_mode.upper()
         return env
 
 
@@ -199,8 +207,11 @@ class WorkloadSpec:
     mix: str = ""  # e.g. "append=80,tokens=8,search=6,create=3,end=3"; empty: the workload's default
     sizes: str = ""  # message sizes "MIN:MAX" (e.g. 20k:200k); empty: the workload's 200 B to 20 KB
     hazards: tuple[Hazard, ...] = ()
+    linger_ms: int = 0  # a slow shutdown: after the stop signal the workload writes on this long
 
     def __post_init__(self) -> None:
+        if not 0 <= self.linger_ms < MAX_TRIGGER_VALUE:
+            raise ScenarioError(f"--linger must be a whole number of milliseconds >= 0, not {self.linger_ms}")
         names = [h.name for h in self.hazards]
         if len(set(names)) != len(names):
             raise ScenarioError("a hazard may appear only once")

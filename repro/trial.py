@@ -8,8 +8,6 @@ import pathlib
 import random
 import re
 import shlex
-import shutil
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -65,6 +63,8 @@ def replay_command(scenario: Scenario) -> str:
         argv += ["--journal-mode", scenario.store.journal_mode]
     if scenario.store.synchronous:
         argv += ["--synchronous", scenario.store.synchronous]
+    if scenario.store.checkpoint_mode:
+        argv += ["--checkpoint-mode", scenario.store.checkpoint_mode]
     if scenario.store.store_path:
         argv += ["--store-path", scenario.store.store_path]
     if scenario.workload.rate:
@@ -75,6 +75,8 @@ def replay_command(scenario: Scenario) -> str:
         argv += ["--message-size", scenario.workload.sizes]
     for hazard in scenario.workload.hazard_labels:
         argv += ["--hazard", hazard]
+    if scenario.workload.linger_ms:
+        argv += ["--linger", str(scenario.workload.linger_ms)]
     # The run expands trials 1..N and keeps the one asked for, so N must reach this trial's number.
     argv += ["--trials", str(trial_number(scenario.trial_id)), "--seed", str(scenario.seed),
              "--trial-id", scenario.trial_id]
@@ -99,14 +101,11 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
     ready: dict[str, object] = {}
     artifacts: str | None = None
     judgement = None
-    # The database files as the crash left them, copied before the restarted machine opens
-    # (and recovers, or repairs) them; kept only if the trial does not pass.
-    evidence = pathlib.Path(tempfile.mkdtemp(prefix="hermes-lab-crash-"))
     try:
         with host:
             try:
                 workload = scenario.workload
-                ready = host.start_workload(seed=seed, rate=workload.rate, hold=True,
+                ready = host.start_workload(seed=seed, rate=workload.rate, hold=True, linger_ms=workload.linger_ms,
                                             lossy_args=scenario.lossy_args, env=workload.environment(),
                                             raw_open_every=workload.hazard_every(HazardName.RAW_OPEN),
                                             dashboard_ms=workload.hazard_every(HazardName.DASHBOARD))
@@ -114,17 +113,15 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
                     outcomes.append(FAULTS[step.name].inject(host, step))
                 if not any(o.machine_down for o in outcomes):
                     host.stop()  # no fault ended the machine: Fly's ordinary stop ends the trial
-                result = host.verify(faults=fault_names, evidence=evidence)
+                result = host.verify(faults=fault_names)
                 judgement = result.judgement
                 if judgement.verdict.value != "pass":
-                    artifacts = keep_artifacts(host, scenario, out_dir, outcomes, result.probe_output, evidence)
+                    artifacts = keep_artifacts(host, scenario, out_dir, outcomes, result.probe_output)
             except LAB_FAILURES as exc:  # the lab failed, not the store
                 judgement = lab_error(_one_line(exc))
-                artifacts = keep_artifacts(host, scenario, out_dir, outcomes, "", evidence, error=exc)
+                artifacts = keep_artifacts(host, scenario, out_dir, outcomes, "", error=exc)
     except LAB_FAILURES as exc:  # the machine could not even start, or could not be removed
         judgement = lab_error(_one_line(exc))
-    finally:
-        shutil.rmtree(evidence, ignore_errors=True)
     assert judgement is not None
     last = outcomes[-1] if outcomes else None
     record = record_trial(
@@ -165,20 +162,17 @@ def _one_line(exc: BaseException) -> str:
 
 
 def keep_artifacts(host: ConstrainedHost, scenario: Scenario, out_dir: pathlib.Path,
-                   outcomes: Sequence[FaultOutcome], probe_output: str, evidence: pathlib.Path,
+                   outcomes: Sequence[FaultOutcome], probe_output: str,
                    error: BaseException | None = None) -> str:
     """Everything needed to study a trial that did not pass: the database files as the crash
     left them (db, -wal, -shm, -journal: copied before the restarted machine opened them),
     ledger, logs, the replay command."""
     target = out_dir / "trials" / scenario.trial_id
     target.mkdir(parents=True, exist_ok=True)
-    if not any(evidence.iterdir()):  # the trial failed before verify copied them: take them now
-        try:
-            host.snapshot_database(evidence)
-        except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
-            pass
-    for item in evidence.iterdir():
-        shutil.copy2(item, target / item.name)
+    try:  # as the crash left them if verify got that far, else as they are now
+        host.fetch_database(target, crash_state=True)
+    except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
+        pass
     lines = host.lines()
     try:
         container = host.get_wrapped_container()

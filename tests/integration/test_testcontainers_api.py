@@ -29,16 +29,17 @@ def test_the_machine_fixture_and_a_kill_mid_write(machine, tmp_path: pathlib.Pat
         assert ready["synchronous"] == 2  # legacy keeps the compiled-in FULL
         report = host.kill_workload(after_acks=100, in_write=True)
         assert report.fired and report.in_write and report.acks >= 100
-        evidence = tmp_path / "crash"
-        evidence.mkdir()
-        result = host.verify(evidence=evidence)
+        result = host.verify()
         assert result.integrity == "ok" and result.lost_acked == 0
-        # The evidence is the disk as the crash left it: the killed writer's WAL still holds
+        # The crash state is the disk as the crash left it: the killed writer's WAL still holds
         # frames, which the restarted machine's clean close then checkpointed and deleted.
-        assert (evidence / "state.db-wal").stat().st_size > 0
-        after = tmp_path / "after"
+        crash, after = tmp_path / "crash", tmp_path / "after"
+        crash.mkdir()
         after.mkdir()
-        assert "state.db-wal" not in host.snapshot_database(after)
+        assert "state.db-wal" in host.fetch_database(crash, crash_state=True)
+        assert (crash / "state.db-wal").stat().st_size > 0
+        assert "state.db" in host.fetch_database(after, crash_state=False)
+        assert not (after / "state.db-wal").exists()
 
 
 def test_a_trigger_that_never_comes_is_a_lab_error_not_a_verdict(machine) -> None:

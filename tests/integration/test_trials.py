@@ -93,3 +93,15 @@ def test_a_dashboard_alone_does_no_harm(lab_image: str, tmp_path: pathlib.Path) 
                            out_dir=tmp_path, image=lab_image)
         assert record.promised_safe and record.hazards == ("dashboard",)
         assert record.verdict.value == "pass", f"{record.id}: {record.detail}\nreplay: {record.replay}"
+
+
+def test_a_slow_shutdown_past_the_kill_timeout_is_sigkilled_and_loses_nothing(lab_image: str,
+                                                                             tmp_path: pathlib.Path) -> None:
+    """Fly's stop overrun: SIGTERM, the gateway keeps writing (TRUNCATE checkpoints and all) past
+    the 5 s kill timeout, and is SIGKILLed. WAL promises that a killed process loses nothing."""
+    store = StoreSpec("ns506", checkpoint_mode="truncate")
+    record = run_trial(_scenario(("sigterm",), store, 1, workload=WorkloadSpec(linger_ms=6000)),
+                       out_dir=tmp_path, image=lab_image)
+    assert record.exit_code == 137 and "SIGKILLed after the kill timeout" in record.detail, record.detail
+    assert record.verdict.value == "pass", f"{record.id}: {record.detail}\nreplay: {record.replay}"
+    assert record.acked > 1000  # it really wrote on after the signal

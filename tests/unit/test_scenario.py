@@ -156,12 +156,13 @@ def test_the_replay_command_of_any_trial_selects_that_trial(tmp_path: pathlib.Pa
     (tmp_path / "rel" / "hermes_state").mkdir(parents=True)
     hazards = (Hazard.parse("raw-open=5"), Hazard.parse("dashboard"))
     scenarios = expand(["fly-512"], [("disk-fill", "sigterm@acks=50")],
-                       [StoreSpec("legacy", synchronous="full", store_path=str(tmp_path / "rel"))], 7, seed=99,
-                       workload=WorkloadSpec(hazards=hazards))
+                       [StoreSpec("legacy", synchronous="full", store_path=str(tmp_path / "rel"),
+                                  checkpoint_mode="truncate")], 7, seed=99,
+                       workload=WorkloadSpec(hazards=hazards, linger_ms=7000))
     target = scenarios[-1]
-    assert target.trial_id.endswith(".hz=raw-open=5+dashboard.7")
+    assert target.trial_id.endswith("ckpt=truncate_store=rel.hz=raw-open=5+dashboard.7")
     argv = shlex.split(replay_command(target))[1:]
-    assert "--trials" in argv and argv.count("--hazard") == 2
+    assert "--trials" in argv and argv.count("--hazard") == 2 and "--linger" in argv
     (again,) = _scenarios(build_parser().parse_args(argv), 99)
     assert again == target and again.schedule() == target.schedule()
 
@@ -186,3 +187,12 @@ def test_bad_hazards_are_refused(text: str, match: str) -> None:
 def test_a_hazard_appears_once() -> None:
     with pytest.raises(ScenarioError, match="only once"):
         WorkloadSpec(hazards=(Hazard.parse("dashboard"), Hazard.parse("dashboard=5")))
+
+
+def test_checkpoint_mode_and_linger_reach_the_store_and_the_workload() -> None:
+    store = StoreSpec("ns506", checkpoint_mode="truncate")
+    assert store.environment()["HERMES_STATE_CHECKPOINT_MODE"] == "TRUNCATE" and "ckpt=truncate" in store.label
+    with pytest.raises(ScenarioError, match="unknown checkpoint mode"):
+        StoreSpec("ns506", checkpoint_mode="restart")
+    with pytest.raises(ScenarioError, match="--linger"):
+        WorkloadSpec(linger_ms=-1)
