@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import pathlib
@@ -23,6 +24,9 @@ DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
     ("sigint",), ("sigterm",), ("sigkill",), ("oom",), ("disk-fill",), ("disk-fill", "sigterm"),
 )
 DEFAULT_TRIALS = 3
+# The default run also shows the cause upstream traced corruption to: the gateway dropping its
+# own POSIX locks (raw open/close of state.db) while a dashboard process opens and closes it.
+DEFAULT_HAZARD_SCENARIO = (("sigkill",), ("raw-open", "dashboard"))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -171,8 +175,12 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
         for fault in combo:
             FaultSpec.parse(fault)
     hazards = tuple(Hazard.parse(h) for h in args.hazard or ())
-    scenarios = expand(profiles, combos, stores, args.trials, seed,
-                       WorkloadSpec(args.rate, args.mix, args.message_size, hazards, args.linger))
+    workload = WorkloadSpec(args.rate, args.mix, args.message_size, hazards, args.linger)
+    scenarios = expand(profiles, combos, stores, args.trials, seed, workload)
+    if args.command == "run" and not args.fault and not hazards:  # the main job: the lock bug too
+        faults, names = DEFAULT_HAZARD_SCENARIO
+        with_hazards = dataclasses.replace(workload, hazards=tuple(Hazard.parse(n) for n in names))
+        scenarios += expand(profiles, [faults], stores, args.trials, seed, with_hazards)
     if getattr(args, "trial_id", None):
         scenarios = [s for s in scenarios if s.trial_id == args.trial_id]
         if not scenarios:

@@ -43,6 +43,7 @@ class GroupSummary:
     failed: int
     lost_acked: int
     promised_safe: bool
+    pragmas: str = ""  # journal mode/synchronous in force, e.g. "wal/1" (as the store read them back)
 
     def count(self, verdict: Verdict) -> int:
         return dict(self.counts).get(verdict, 0)
@@ -76,6 +77,7 @@ def summarize(records: Iterable[TrialRecord]) -> tuple[GroupSummary, ...]:
             failed=sum(1 for r in recs if r.failed),
             lost_acked=sum(r.lost_acked for r in recs),
             promised_safe=all(r.promised_safe for r in recs if not r.lab_error),
+            pragmas=", ".join(sorted({f"{r.journal_mode}/{r.synchronous}" for r in recs if not r.lab_error})),
         ))
     return tuple(out)
 
@@ -106,6 +108,7 @@ def render_table(records: Sequence[TrialRecord], title: str = "crash trials") ->
     table.add_column("profile")
     table.add_column("faults")
     table.add_column("preset")
+    table.add_column("in force")
     if show_store:
         table.add_column("store")
     for verdict in VERDICTS:
@@ -113,7 +116,7 @@ def render_table(records: Sequence[TrialRecord], title: str = "crash trials") ->
     table.add_column("lost acked", justify="right")
     table.add_column("as expected", justify="center")
     for g in summarize(records):
-        cells = [g.key.profile, g.key.faults, g.key.preset] + ([g.key.store] if show_store else [])
+        cells = [g.key.profile, g.key.faults, g.key.preset, g.pragmas or "?"] + ([g.key.store] if show_store else [])
         cells += [str(g.count(v)) if g.count(v) else "." for v in VERDICTS]
         cells.append(str(g.lost_acked))
         ok = g.failed == 0 and g.count(Verdict.ERROR) == 0

@@ -109,7 +109,8 @@ def test_groups_and_terminal_table() -> None:
     console.print(render_table(list(MIXED.trials)))
     text = console.export_text()
     assert "disk-fill+sigterm" in text and "expected-loss" in text
-    assert text.count("NO") == 2  # sigkill/ns506 and disk-fill+sigterm
+    assert text.count(" NO ") == 2  # sigkill/ns506 and disk-fill+sigterm
+    assert "wal/NORMAL" in text  # the pragmas in force
 
 
 def test_blind_positive_control_is_detected() -> None:

@@ -196,3 +196,16 @@ def test_checkpoint_mode_and_linger_reach_the_store_and_the_workload() -> None:
         StoreSpec("ns506", checkpoint_mode="restart")
     with pytest.raises(ScenarioError, match="--linger"):
         WorkloadSpec(linger_ms=-1)
+
+
+def test_the_main_job_covers_the_beta_faults_and_the_lock_bug() -> None:
+    from repro.cli import _scenarios, build_parser
+
+    scenarios = _scenarios(build_parser().parse_args(["run"]), 1)
+    labels = {(s.fault_label, s.workload.hazard_labels) for s in scenarios}
+    for faults in ("sigint", "sigterm", "sigkill", "oom", "disk-fill", "disk-fill+sigterm"):
+        assert (faults, ()) in labels
+    assert ("sigkill", ("raw-open", "dashboard")) in labels
+    assert len({s.trial_id for s in scenarios}) == len(scenarios)
+    # asking for a fault (or a hazard) runs just that
+    assert {s.workload.hazard_labels for s in _scenarios(build_parser().parse_args(["run", "--fault", "oom"]), 1)} == {()}
