@@ -67,7 +67,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="what the application does wrong, all run long; repeat to combine: "
                         "raw-open[=N] (the gateway opens and closes its live db file every N writes, "
                         "dropping its POSIX locks), dashboard[=MS] (a second process opens, reads and "
-                        "closes the store every MS ms)")
+                        "closes the store every MS ms), cron[=MS] (a second process writes one operation "
+                        "every MS ms through its own store instance)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,6 +41,10 @@ LOSSY_BACKING = f"{DATA_DIR}/backing"
 STORE_MOUNT = "/opt/store"
 # What s6-setuidgid, lab-init and the agent need; everything else is dropped.
 BASE_CAPS = ("CHOWN", "SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER")
+# The cron hazard's writer: its ledger indices start here (the gateway's stay far below), and
+# it does what a cron job does to sessions.
+CRON_OP_OFFSET = 1_000_000_000
+CRON_MIX = "append=50,tokens=30,create=10,end=10"
 # The files of the database, as a crash leaves them.
 DB_FILES = ("state.db", "state.db-wal", "state.db-shm", "state.db-journal")
 
@@ -274,7 +278,7 @@ class ConstrainedHost(DockerContainer):
     # -- the workload ---------------------------------------------------------------------------
     def start_workload(self, seed: int = 0, *, ops: int = 0, rate: float = 0.0, linger_ms: int = 0,
                        lossy_args: str = "", env: dict[str, str] | None = None, hold: bool = False,
-                       raw_open_every: int = 0, dashboard_ms: int = 0,
+                       raw_open_every: int = 0, dashboard_ms: int = 0, cron_ms: int = 0,
                        timeout: float = 30.0) -> dict[str, object]:
         """Start the store's workload under s6 and wait until it reports READY; returns its facts.
         On a FUSE machine the power-loss filesystem starts first (``lossy_args``: --lazy-dirs, --torn-writes).
@@ -282,7 +286,9 @@ class ConstrainedHost(DockerContainer):
         trigger of N acks lands at N rather than wherever the workload got during the agent's start.
         Hazards (the application misbehaving, all run long): ``raw_open_every`` N writes the
         workload open()s and close()s its live database file (dropping its POSIX locks);
-        ``dashboard_ms``: a second process opens the store, reads and closes it every so often."""
+        ``dashboard_ms``: a second process opens the store, reads and closes it every so often;
+        ``cron_ms``: a second writer process (a copy of the workload, its own sessions and ledger
+        indices above CRON_OP_OFFSET) writes one operation every so often."""
         self.raw_open_every = raw_open_every
         if self.fuse:
             self.start_lossyfs(seed, lossy_args)
@@ -305,6 +311,14 @@ class ConstrainedHost(DockerContainer):
             self.svc_up("dashboard")
             self.wait_for_line(lambda l: l.startswith('EVENT {"kind": "dashboard-started"'), timeout,
                                "the dashboard to start")
+        if cron_ms:
+            cron = {"LAB_ROLE": "cron", "LAB_SEED": str(seed + 1), "LAB_OP_OFFSET": str(CRON_OP_OFFSET),
+                    "LAB_STATUS_PATH": "/run/lab/status-cron", "LAB_RATE": str(1000 / cron_ms), "LAB_HOLD": "0",
+                    "LAB_MIX": CRON_MIX, "LAB_RAW_OPEN_EVERY": "0", "LAB_LINGER_MS": "0", "LAB_OPS": "0"}
+            self.put_file("/run/lab", "cron.env", "".join(f"{k}={_quote(v)}\n" for k, v in cron.items()))
+            self.svc_up("cron")
+            self.wait_for_line(lambda l: l.startswith('EVENT {"kind": "writer-ready"'), timeout,
+                               "the cron writer to start")
         return json.loads(line[len("READY "):])
 
     def start_lossyfs(self, seed: int, args: str = "", timeout: float = 30.0) -> None:

@@ -168,11 +168,12 @@ class HazardName(str, enum.Enum):
 
     RAW_OPEN = "raw-open"    # the gateway open()s and close()s its own live database (a size probe):
     #                          POSIX advisory locks are per process, so that close drops SQLite's locks
-    DASHBOARD = "dashboard"  # a second process (dashboard, cron, doctor) opens the store, reads, closes
+    DASHBOARD = "dashboard"  # a second process (dashboard, doctor) opens the store, reads, closes
+    CRON = "cron"            # a second process writes through its own store instance (a cron job)
 
 
-# The hazard's value when none is given: every N writes (raw-open), every N ms (dashboard).
-HAZARD_DEFAULTS = {HazardName.RAW_OPEN: 10, HazardName.DASHBOARD: 20}
+# The hazard's value when none is given: every N writes (raw-open), every N ms (dashboard, cron).
+HAZARD_DEFAULTS = {HazardName.RAW_OPEN: 10, HazardName.DASHBOARD: 20, HazardName.CRON: 20}
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,9 @@ class Scenario:
             raise ScenarioError(f"{enders[0].value} ends the machine, so it must come last")
         if len(set(names)) != len(names):
             raise ScenarioError("a fault may appear only once per scenario")
+        if self.needs_fuse and self.workload.hazard_every(HazardName.CRON):
+            raise ScenarioError("--hazard cron cannot be judged under power loss: two writers' ledgers have no "
+                                "common commit order to tell a lost tail from a lost middle")
 
     @property
     def fault_label(self) -> str:

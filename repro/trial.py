@@ -108,7 +108,8 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
                 ready = host.start_workload(seed=seed, rate=workload.rate, hold=True, linger_ms=workload.linger_ms,
                                             lossy_args=scenario.lossy_args, env=workload.environment(),
                                             raw_open_every=workload.hazard_every(HazardName.RAW_OPEN),
-                                            dashboard_ms=workload.hazard_every(HazardName.DASHBOARD))
+                                            dashboard_ms=workload.hazard_every(HazardName.DASHBOARD),
+                                            cron_ms=workload.hazard_every(HazardName.CRON))
                 for step in scenario.schedule():
                     outcomes.append(FAULTS[step.name].inject(host, step))
                 if not any(o.machine_down for o in outcomes):

@@ -73,7 +73,7 @@ class Workload:
         self.rng = random.Random(cfg.seed)
         self.board = board
         self.db = store_module.SessionDB(pathlib.Path(cfg.db_path), **_seeded_retry(store_module, cfg.seed))
-        self.index = 0
+        self.index = cfg.op_offset  # ledger indices: a second writer's start above the gateway's
         self.acks = 0
         self.open_sessions: list[str] = []
         self.session_serial = 0
@@ -176,7 +176,7 @@ class Workload:
             now = time.monotonic()
             if self.stop_at is not None and now >= self.stop_at:
                 break
-            if self.cfg.max_ops and self.index >= self.cfg.max_ops:
+            if self.cfg.max_ops and self.index - self.cfg.op_offset >= self.cfg.max_ops:
                 break
             if self.board and self.board.read().command == CMD_LEAK and not self.leak:
                 self.start_leak()
@@ -267,7 +267,11 @@ def main() -> int:
         return 1
     signal.signal(signal.SIGTERM, workload.request_stop)
     signal.signal(signal.SIGINT, workload.request_stop)
-    emit(READY_TAG + json.dumps(ready_facts(workload.db, cfg, store)))
+    facts = ready_facts(workload.db, cfg, store)
+    if cfg.role == "gateway":
+        emit(READY_TAG + json.dumps(facts))
+    else:  # one READY per ledger: the gateway's
+        emit(EVENT_TAG + json.dumps({"kind": "writer-ready", "role": cfg.role, **facts}))
     if board:
         board.set_phase(PHASE_RUNNING)
         if cfg.hold:

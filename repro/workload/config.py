@@ -35,6 +35,11 @@ class WorkloadConfig:
     # A hazard, not a fault: every N operations the gateway open()s and close()s its own live
     # database file with raw calls (a size probe), which drops this process's POSIX locks.
     raw_open_every: int = 0
+    # The cron hazard runs a second copy of this workload in its own process: role "cron" (no
+    # READY line, never held), its ledger indices start above op_offset so that the two ledgers
+    # merge into one, and its sessions differ because its seed does.
+    role: str = "gateway"
+    op_offset: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "WorkloadConfig":
@@ -53,9 +58,13 @@ class WorkloadConfig:
                 ledger_file=env.get("LAB_LEDGER_FILE", ""),
                 hold=env.get("LAB_HOLD", "0") == "1",
                 raw_open_every=int(env.get("LAB_RAW_OPEN_EVERY", "0")),
+                role=env.get("LAB_ROLE", "gateway"),
+                op_offset=int(env.get("LAB_OP_OFFSET", "0")),
             )
         except ValueError as exc:
             raise WorkloadConfigError(str(exc)) from exc
+        if cfg.role not in ("gateway", "cron"):
+            raise WorkloadConfigError(f"LAB_ROLE must be gateway or cron, not {cfg.role!r}")
         if not 1 <= cfg.min_size <= cfg.max_size:
             raise WorkloadConfigError("LAB_MIN_SIZE must be >= 1 and <= LAB_MAX_SIZE")
         return cfg

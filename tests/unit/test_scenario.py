@@ -170,6 +170,7 @@ def test_the_replay_command_of_any_trial_selects_that_trial(tmp_path: pathlib.Pa
 @pytest.mark.parametrize(("text", "name", "every"), [
     ("raw-open", HazardName.RAW_OPEN, 10), ("raw-open=3", HazardName.RAW_OPEN, 3),
     ("dashboard", HazardName.DASHBOARD, 20), ("dashboard=250", HazardName.DASHBOARD, 250),
+    ("cron", HazardName.CRON, 20),
 ])
 def test_hazards_parse(text: str, name: HazardName, every: int) -> None:
     hazard = Hazard.parse(text)
@@ -209,3 +210,10 @@ def test_the_main_job_covers_the_beta_faults_and_the_lock_bug() -> None:
     assert len({s.trial_id for s in scenarios}) == len(scenarios)
     # asking for a fault (or a hazard) runs just that
     assert {s.workload.hazard_labels for s in _scenarios(build_parser().parse_args(["run", "--fault", "oom"]), 1)} == {()}
+
+
+def test_a_second_writer_cannot_be_judged_under_power_loss() -> None:
+    cron = WorkloadSpec(hazards=(Hazard.parse("cron"),))
+    with pytest.raises(ScenarioError, match="common commit order"):
+        Scenario(get_profile("fly-256"), (FaultSpec.parse("power-loss"),), workload=cron)
+    Scenario(get_profile("fly-256"), (FaultSpec.parse("sigkill"),), workload=cron)  # a process crash is fine
