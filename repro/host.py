@@ -455,12 +455,17 @@ class ConstrainedHost(DockerContainer):
         return [json.loads(l[len("FINISH "):]) for l in self.lines() if l.startswith("FINISH ")]
 
     # -- the restarted machine --------------------------------------------------------------------
+    @property
+    def disk_db_dir(self) -> str:
+        """Where the database files are on the data disk: behind the lossy mount on a FUSE machine."""
+        return LOSSY_BACKING if self.fuse else DATA_DIR
+
     def snapshot_database(self) -> list[str]:
         """Keep the database files as they are now (the crash state) beside the disk, in its
         holder; ``fetch_database(crash_state=True)`` gets them later. Returns the names kept."""
         if self.disk is None:
             return []
-        self._snapshot = self.disk.snapshot(LOSSY_BACKING if self.fuse else DATA_DIR, DB_FILES)
+        self._snapshot = self.disk.snapshot(self.disk_db_dir, DB_FILES)
         return self._snapshot
 
     def fetch_database(self, dest: pathlib.Path, crash_state: bool = True) -> list[str]:
@@ -470,10 +475,9 @@ class ConstrainedHost(DockerContainer):
             return []
         if crash_state and self._snapshot is not None:
             return self.disk.fetch(SNAPSHOT_DIR, dest)
-        base = LOSSY_BACKING if self.fuse else DATA_DIR
         copied: list[str] = []
         for name in DB_FILES:
-            copied += self.disk.fetch(f"{base}/{name}", dest)
+            copied += self.disk.fetch(f"{self.disk_db_dir}/{name}", dest)
         return copied
 
     def verify(self, faults: tuple[str, ...] | None = None, timeout: float = 120.0) -> "VerifyResult":
@@ -492,7 +496,7 @@ class ConstrainedHost(DockerContainer):
             self.kill()
         ledger = self.ledger()
         self.snapshot_database()
-        probe_db = f"{LOSSY_BACKING}/state.db" if self.fuse else DB_PATH
+        probe_db = f"{self.disk_db_dir}/state.db"
         argv = ["python3", "-m", "repro.probe", probe_db]
         if self.store.store_path:
             argv += ["--store-path", STORE_MOUNT]

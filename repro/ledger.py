@@ -110,6 +110,11 @@ def encode(record: Mapping[str, object]) -> str:
     return LEDGER_TAG + json.dumps(record, separators=(",", ":"), sort_keys=True)
 
 
+def emit_event(kind: str, **fields: object) -> None:
+    """Print one ``EVENT {"kind": ...}`` line and flush it (the lab waits for these lines)."""
+    print(EVENT_TAG + json.dumps({"kind": kind, **fields}), flush=True)
+
+
 def parse_lines(lines: Iterable[str]) -> Ledger:
     """Build a Ledger from the workload's stdout lines; other lines are ignored.
 

@@ -8,18 +8,14 @@ LAB_NPM_CLEAR_AFTER_MS set it deletes the cache after that long, and writing res
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import sys
 import time
 
+from repro.ledger import emit_event
+
 CHUNK = 1 << 20
-
-
-def emit(kind: str, **fields: object) -> None:
-    sys.stdout.write("EVENT " + json.dumps({"kind": kind, **fields}) + "\n")
-    sys.stdout.flush()
 
 
 def fill(cache_dir: str, limit_bytes: int = 0) -> int:
@@ -59,14 +55,14 @@ def main() -> int:
     clear_after_ms = int(os.environ.get("LAB_NPM_CLEAR_AFTER_MS", "0"))
     hold = os.environ.get("LAB_NPM_HOLD", "1") == "1"
     time.sleep(int(os.environ.get("LAB_NPM_START_DELAY_MS", "0")) / 1000.0)
-    emit("disk-fill-started", dir=cache_dir)
+    emit_event("disk-fill-started", dir=cache_dir)
     written = fill(cache_dir)
     usage = shutil.disk_usage(data_dir)
-    emit("disk-full", written=written, free=usage.free, total=usage.total)
+    emit_event("disk-full", written=written, free=usage.free, total=usage.total)
     if clear_after_ms > 0:
         time.sleep(clear_after_ms / 1000.0)
         shutil.rmtree(cache_dir, ignore_errors=True)
-        emit("disk-cleared", free=shutil.disk_usage(data_dir).free)
+        emit_event("disk-cleared", free=shutil.disk_usage(data_dir).free)
     while hold:  # the service stays up like a real cache owner would
         time.sleep(3600)
     return 0
