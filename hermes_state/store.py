@@ -90,17 +90,32 @@ class SessionDB:
         self.pragmas: PragmaState
         self.fts_enabled = False
         try:
-            self._open()
+            self._open_retrying()
         except sqlite3.Error as exc:
             if not (heal and is_malformed_db_error(exc)):
                 raise translate(exc, f"opening {self.db_path}") from exc
             self._heal(exc)
             try:
-                self._open()
+                self._open_retrying()
             except sqlite3.Error as again:
                 raise translate(again, f"reopening {self.db_path} after repair") from again
 
     # -- connection lifecycle ---------------------------------------------------------------
+
+    def _open_retrying(self) -> None:
+        """Open under the write retry policy: opening writes too (the switch to WAL, the schema),
+        and two processes opening one fresh file at once can get SQLITE_BUSY without the busy
+        handler being consulted (seen: a gateway and a cron job starting together)."""
+        policy = self._retry
+        deadline = policy.clock() + policy.budget_s
+        while True:
+            try:
+                self._open()
+                return
+            except sqlite3.Error as exc:
+                if not (is_busy_error(exc) and policy.clock() < deadline):
+                    raise
+            policy.sleep(policy.jitter())
 
     def _open(self) -> None:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)

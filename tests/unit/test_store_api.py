@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sqlite3
 import threading
@@ -179,3 +180,34 @@ def test_backups_never_copy_an_open_database(tmp_path: Path) -> None:
     copy.close()
     written = backup_files(path)  # closed now: a file copy is allowed
     assert written[0].exists()
+
+
+def test_opening_while_another_process_holds_the_file_retries_then_gives_up(tmp_path: Path) -> None:
+    """Opening writes (the switch to WAL, the schema), so a busy start-up is retried like a write:
+    a gateway and a cron job creating one fresh state.db together must both come up."""
+    path = tmp_path / "state.db"
+    sleeps: list[float] = []
+    now = [0.0]
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the other process, in the middle of creating the file
+
+    def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+        if len(sleeps) == 2 and blocker.in_transaction:
+            blocker.execute("COMMIT")
+
+    policy = RetryPolicy(budget_s=1.0, rng=random.Random(7), sleep=fake_sleep, clock=lambda: now[0])
+    config = dataclasses.replace(DurabilityConfig().with_overrides(busy_timeout_ms=0), connect_timeout_s=0.0)
+    db = SessionDB(path, config=config, retry=policy)
+    try:
+        assert len(sleeps) == 2 and db.pragmas.journal_mode == "wal"
+        db.create_session("s", "cli")
+    finally:
+        db.close()
+    blocker.execute("BEGIN EXCLUSIVE")  # now it never lets go: the budget runs out, a typed error
+    with pytest.raises(DatabaseBusyError):
+        SessionDB(path, config=config, retry=policy)
+    assert now[0] >= 1.0
+    blocker.execute("ROLLBACK")
+    blocker.close()

@@ -300,7 +300,7 @@ def test_a_cron_writer_shares_the_database_and_the_merged_ledger_accounts_for_ev
     cron = subprocess.Popen([sys.executable, "-m", "repro.workload"], stdout=subprocess.PIPE, text=True, env=cron_env)
     out_gateway, _ = gateway.communicate(timeout=120)
     out_cron, _ = cron.communicate(timeout=120)
-    assert gateway.returncode == 0 and cron.returncode == 0
+    assert gateway.returncode == 0 and cron.returncode == 0, (out_gateway[-500:], out_cron[-500:])
     assert out_gateway.count("READY ") == 1 and "READY " not in out_cron  # one READY per ledger
     ledger = parse_lines(out_gateway.splitlines() + out_cron.splitlines())
     assert len(ledger.operations) == 600
