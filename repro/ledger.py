@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -111,8 +112,12 @@ def encode(record: Mapping[str, object]) -> str:
 
 
 def emit_event(kind: str, **fields: object) -> None:
-    """Print one ``EVENT {"kind": ...}`` line and flush it (the lab waits for these lines)."""
-    print(EVENT_TAG + json.dumps({"kind": kind, **fields}), flush=True)
+    """Print one ``EVENT {"kind": ...}`` line and flush it (the lab waits for these lines).
+
+    One write() for the whole line: s6 services share the machine's stdout, and print()'s
+    separate write of the newline lets another service's line land in the middle."""
+    sys.stdout.write(EVENT_TAG + json.dumps({"kind": kind, **fields}) + "\n")
+    sys.stdout.flush()
 
 
 def parse_lines(lines: Iterable[str]) -> Ledger:
