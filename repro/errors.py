@@ -1,6 +1,21 @@
-"""The lab's typed errors: bad input (exit 2) is a different family from the lab failing (exit 3)."""
+"""The lab's typed errors under one root, and the exit code each family maps to.
+
+Bad input (exit 2) is a different family from the lab failing (exit 3); only the CLI turns
+them into messages and exit codes. Stdlib only: code inside the machine raises these too.
+"""
 
 from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """The CLI's exit statuses (BAD_INPUT is the CLI's own; the rest follow from the trials)."""
+
+    OK = 0
+    TRIAL_FAILED = 1
+    BAD_INPUT = 2
+    LAB_FAILED = 3
 
 
 class LabError(Exception):
@@ -21,3 +36,8 @@ class ImageError(EngineError):
 
 class TrialError(LabError):
     """A trial could not be carried out; its verdict is `error`, never the store's fault."""
+
+
+class MachineOutputError(LabError, ValueError):
+    """A machine printed something the lab cannot read (a ledger, probe or protocol line):
+    the lab's fault, never the store's, so the trial is an `error`."""
