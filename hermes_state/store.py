@@ -5,22 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from . import queries as q
 from .backup import backup_live, register_open, sidecar, unregister_open
 from .config import DurabilityConfig
 from .errors import (
     CorruptDatabaseError,
     InvalidInputError,
     StoreClosedError,
-    UnknownSessionError,
     is_busy_error,
     is_malformed_db_error,
     translate,
@@ -30,6 +29,7 @@ from .pragmas import PragmaState, apply_durability, read_pragmas
 from .repair import RepairResult, repair_state_db
 from .retry import RetryPolicy
 from .schema import FTS_TABLE, create_schema, fts5_available, has_fts_table
+from .transaction import checkpoint_if_due, run_transaction
 
 logger = logging.getLogger("hermes_state")
 
@@ -37,18 +37,6 @@ T = TypeVar("T")
 
 _healed_paths: set[str] = set()
 _healed_lock = threading.Lock()
-
-_TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-                  "api_call_count")
-
-_INSERT_MESSAGE = (
-    "INSERT INTO messages (session_id, role, content, tool_call_id, tool_calls, tool_name, timestamp, "
-    "token_count, finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_BUMP_COUNTERS = (
-    "UPDATE sessions SET message_count = message_count + 1, tool_call_count = tool_call_count + ? WHERE id = ?"
-)
-
 
 def _close_quietly(conn: sqlite3.Connection, path: str) -> None:
     try:
@@ -227,7 +215,7 @@ class SessionDB:
             with self._lock:
                 conn = self._live()
                 try:
-                    result = self._transaction(conn, fn)
+                    result = run_transaction(conn, fn)
                 except sqlite3.Error as exc:
                     if is_busy_error(exc) and policy.clock() < deadline:
                         pass  # sleep outside the lock, then retry
@@ -242,29 +230,9 @@ class SessionDB:
                     return result
             policy.sleep(policy.jitter())
 
-    @staticmethod
-    def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error as rb:  # SQLite may already have rolled back (SQLITE_FULL)
-                    logger.debug("hermes_state: rollback failed: %s", rb)
-            raise
-        return result
-
     def _after_commit(self, conn: sqlite3.Connection) -> None:
         self._writes += 1
-        every = self.config.checkpoint_every
-        if every and self._writes % every == 0 and self.pragmas.journal_mode == "wal":
-            try:
-                conn.execute(f"PRAGMA wal_checkpoint({self.config.checkpoint_mode.value})").fetchall()
-            except sqlite3.Error as exc:  # the commit stands; a checkpoint is only housekeeping
-                logger.debug("hermes_state: checkpoint failed: %s", exc)
+        checkpoint_if_due(conn, self.config, self.pragmas.journal_mode, self._writes)
 
     def _read(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         healed = False
@@ -294,53 +262,23 @@ class SessionDB:
         title: str | None = None,
     ) -> str:
         """Create a session, or fill the missing fields of an existing one (never overwrites)."""
-        _require_text(session_id, "session_id")
-        _require_text(source, "source")
+        q.require_text(session_id, "session_id")
+        q.require_text(source, "source")
         config_json = json.dumps(model_config) if model_config is not None else None
-
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO sessions (id, source, user_id, model, model_config, system_prompt, "
-                "parent_session_id, title, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET "
-                "source = CASE WHEN sessions.source = 'unknown' THEN excluded.source ELSE sessions.source END, "
-                "user_id = COALESCE(sessions.user_id, excluded.user_id), "
-                "model = COALESCE(sessions.model, excluded.model), "
-                "model_config = COALESCE(sessions.model_config, excluded.model_config), "
-                "system_prompt = COALESCE(sessions.system_prompt, excluded.system_prompt), "
-                "parent_session_id = COALESCE(sessions.parent_session_id, excluded.parent_session_id), "
-                "title = COALESCE(sessions.title, excluded.title)",
-                (session_id, source, user_id, model, config_json, system_prompt, parent_session_id, title,
-                 time.time()),
-            )
-
-        self._execute_write("create_session", op)
+        params = (session_id, source, user_id, model, config_json, system_prompt, parent_session_id, title)
+        self._execute_write("create_session", lambda c: q.upsert_session(c, params))
         return session_id
 
     def ensure_session(self, session_id: str, source: str = "unknown", model: str | None = None) -> str:
         """Create the session if it does not exist; an existing one is left untouched."""
-        _require_text(session_id, "session_id")
-        _require_text(source, "source")
-
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT OR IGNORE INTO sessions (id, source, model, started_at) VALUES (?, ?, ?, ?)",
-                (session_id, source, model, time.time()),
-            )
-
-        self._execute_write("ensure_session", op)
+        q.require_text(session_id, "session_id")
+        q.require_text(source, "source")
+        self._execute_write("ensure_session", lambda c: q.insert_session_if_missing(c, session_id, source, model))
         return session_id
 
     def end_session(self, session_id: str, end_reason: str) -> None:
         """Mark a session ended; the first end reason wins (later calls are no-ops)."""
-
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL",
-                (time.time(), end_reason, session_id),
-            )
-
-        self._execute_write("end_session", op)
+        self._execute_write("end_session", lambda c: q.mark_session_ended(c, session_id, end_reason))
 
     def update_token_counts(
         self,
@@ -361,31 +299,16 @@ class SessionDB:
         """
         values = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
                   api_call_count)
-        for name, value in zip(_TOKEN_COLUMNS, values):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidInputError(f"{name} must be an int, not {value!r}")
-        assignments = ", ".join(f"{c} = ?" if absolute else f"{c} = {c} + ?" for c in _TOKEN_COLUMNS)
-        sql = f"UPDATE sessions SET {assignments}, model = COALESCE(model, ?) WHERE id = ?"
-
-        def op(conn: sqlite3.Connection) -> None:
-            if conn.execute(sql, (*values, model, session_id)).rowcount == 0:
-                raise UnknownSessionError(f"update_token_counts: no session {session_id!r}")
-
-        self._execute_write("update_token_counts", op)
+        q.check_token_values(values)
+        sql = q.token_update_sql(absolute)
+        params = (*values, model, session_id)
+        self._execute_write("update_token_counts", lambda c: q.apply_token_update(c, sql, params, session_id))
 
     def get_session(self, session_id: str) -> dict[str, object] | None:
-        row = self._read(
-            "get_session", lambda c: c.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        )
-        return dict(row) if row is not None else None
+        return self._read("get_session", lambda c: q.select_session(c, session_id))
 
     def session_count(self, source: str | None = None) -> int:
-        if source is None:
-            return int(self._read("session_count", lambda c: c.execute("SELECT count(*) FROM sessions").fetchone()[0]))
-        return int(self._read(
-            "session_count",
-            lambda c: c.execute("SELECT count(*) FROM sessions WHERE source = ?", (source,)).fetchone()[0],
-        ))
+        return self._read("session_count", lambda c: q.count_sessions(c, source))
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -406,67 +329,25 @@ class SessionDB:
         """
         if content is not None and not isinstance(content, str):
             raise InvalidInputError(f"content must be a str or None, not {type(content).__name__}")
-        _require_text(role, "role")
-        calls_json, n_calls = _encode_tool_calls(tool_calls)
+        q.require_text(role, "role")
+        calls_json, n_calls = q.encode_tool_calls(tool_calls)
         params = (session_id, role, content, tool_call_id, calls_json, tool_name, time.time(), token_count,
                   finish_reason)
-
-        def op(conn: sqlite3.Connection) -> int:
-            message_id = conn.execute(_INSERT_MESSAGE, params).lastrowid
-            conn.execute(_BUMP_COUNTERS, (n_calls, session_id))
-            return int(message_id) if message_id is not None else 0
-
-        return self._execute_write("append_message", op)
+        return self._execute_write("append_message", lambda c: q.insert_message(c, params, n_calls, session_id))
 
     def get_messages(self, session_id: str) -> list[dict[str, object]]:
         """The session's messages in insertion order, `tool_calls` decoded from JSON."""
-        rows = self._read(
-            "get_messages",
-            lambda c: c.execute("SELECT * FROM messages WHERE session_id = ? ORDER BY id", (session_id,)).fetchall(),
-        )
-        out = []
-        for row in rows:
-            msg = dict(row)
-            raw = msg.get("tool_calls")
-            if isinstance(raw, str):
-                try:
-                    msg["tool_calls"] = json.loads(raw)
-                except ValueError:
-                    pass
-            out.append(msg)
-        return out
+        return self._read("get_messages", lambda c: q.select_messages(c, session_id))
 
     def message_count(self, session_id: str | None = None) -> int:
-        if session_id is None:
-            return int(self._read("message_count", lambda c: c.execute("SELECT count(*) FROM messages").fetchone()[0]))
-        return int(self._read(
-            "message_count",
-            lambda c: c.execute("SELECT count(*) FROM messages WHERE session_id = ?", (session_id,)).fetchone()[0],
-        ))
+        return self._read("message_count", lambda c: q.count_messages(c, session_id))
 
     def search_messages(self, query: str, limit: int = 20, session_id: str | None = None) -> list[dict[str, object]]:
         """Messages matching every word of *query* (FTS5, or LIKE where FTS5 is missing)."""
-        words = re.findall(r"\w+", query or "")
-        if not words:
+        found = q.search_sql(query, fts=self.fts_enabled, limit=limit, session_id=session_id)
+        if found is None:
             return []
-        if self.fts_enabled:
-            match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
-            sql = (
-                f"SELECT m.id, m.session_id, m.role, m.content, m.timestamp, "
-                f"snippet({FTS_TABLE}, 0, '>>>', '<<<', '...', 16) AS snippet "
-                f"FROM {FTS_TABLE} JOIN messages m ON m.id = {FTS_TABLE}.rowid "
-                f"WHERE {FTS_TABLE} MATCH ?" + (" AND m.session_id = ?" if session_id else "")
-                + " ORDER BY rank LIMIT ?"
-            )
-            params: tuple[object, ...] = (match, session_id, limit) if session_id else (match, limit)
-        else:
-            likes = " AND ".join("m.content LIKE ? ESCAPE '\\'" for _ in words)
-            sql = (
-                "SELECT m.id, m.session_id, m.role, m.content, m.timestamp, NULL AS snippet FROM messages m "
-                f"WHERE {likes}" + (" AND m.session_id = ?" if session_id else "") + " ORDER BY m.id DESC LIMIT ?"
-            )
-            patterns = tuple("%" + re.sub(r"([\\%_])", r"\\\1", w) + "%" for w in words)
-            params = (*patterns, session_id, limit) if session_id else (*patterns, limit)
+        sql, params = found
         rows = self._read("search_messages", lambda c: c.execute(sql, params).fetchall())
         return [dict(r) for r in rows]
 
@@ -491,26 +372,3 @@ class SessionDB:
     def backup(self, dest: str | os.PathLike[str]) -> Path:
         """A consistent copy of the live database via SQLite's backup API (safe while open)."""
         return self._read("backup", lambda c: backup_live(c, dest))
-
-
-def _require_text(value: object, name: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(f"{name} must be a non-empty str, not {value!r}")
-
-
-def _encode_tool_calls(tool_calls: object) -> tuple[str | None, int]:
-    """(JSON text, number of calls) for the tool_calls argument."""
-    if tool_calls is None:
-        return None, 0
-    if isinstance(tool_calls, str):
-        try:
-            decoded = json.loads(tool_calls)
-        except ValueError:
-            return tool_calls, 1
-        return tool_calls, len(decoded) if isinstance(decoded, list) else 1
-    try:
-        text = json.dumps(tool_calls)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"tool_calls is not JSON-serialisable: {exc}") from exc
-    return text, len(tool_calls) if isinstance(tool_calls, Sequence) else 1
-
