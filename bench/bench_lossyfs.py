@@ -30,9 +30,10 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from repro import engine  # noqa: E402
-from repro.host import DATA_DIR, LOSSY_MOUNT, ConstrainedHost  # noqa: E402
-from repro.labels import IMAGE  # noqa: E402
+from repro.machine import engine  # noqa: E402
+from repro.machine.host import DATA_DIR, LOSSY_MOUNT, ConstrainedHost  # noqa: E402
+from repro.machine import services  # noqa: E402
+from repro.machine.labels import IMAGE  # noqa: E402
 
 TARGET_FULL = 0.25
 SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         engine.build_image(cli)
     plain = f"{DATA_DIR}/plain"
     with ConstrainedHost(args.profile, fuse=True, role="bench") as host:  # __enter__ starts the machine
-        host.start_lossyfs(args.seed, args.lossy_args)
+        services.start_lossyfs(host, args.seed, args.lossy_args)
         host.exec_checked(["mkdir", "-p", plain], user="1000:1000")
         p = host.profile
         cpus = f"{p.cpus:g} CPU, pinned"

@@ -14,8 +14,8 @@ import statistics
 import tempfile
 import time
 
-from repro import engine
-from repro.labels import RUN_ID
+from repro.machine import engine
+from repro.machine.labels import RUN_ID
 from repro.trial import expand, run_trials
 from repro.scenario import StoreSpec
 

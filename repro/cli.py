@@ -129,13 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "clean":
-        from repro import engine
+        from repro.machine import engine
 
         result = engine.cleanup()
         print(f"removed {result.containers} container(s) and {result.volumes} volume(s)")
         return ExitCode.OK
     if args.command == "image":
-        from repro import engine
+        from repro.machine import engine
 
         built = engine.build_image()
         print(f"image {built.image} ({built.image_id}) on {built.base} [{built.base_origin}]")
@@ -150,7 +150,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[type-arg]
     from repro.profiles import get_profile
     from repro.scenario import FaultSpec, Hazard, StoreSpec, WorkloadSpec
-    from repro.trial import expand
+    from repro.scenario import expand
 
     if args.trials < 1:
         raise ScenarioError("--trials must be at least 1")
@@ -231,10 +231,11 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from repro import compare, engine, report
-    from repro.labels import IMAGE, RUN_ID
+    from repro import compare, report
+    from repro.machine import engine
+    from repro.machine.labels import IMAGE, RUN_ID
     from repro.results import RunMeta, RunResult
-    from repro.trial import TrialEvent, run_trials
+    from repro.pipeline import Progress, TrialEvent, run_trials
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     image = args.image or IMAGE
@@ -254,7 +255,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         task = progress.add_task("trials", total=len(scenarios))
 
         def on_event(event: TrialEvent) -> None:
-            if event.kind == "done" and event.record is not None:
+            if event.progress is Progress.DONE and event.record is not None:
                 progress.advance(task)
                 rec = event.record
                 progress.console.print(f"  {rec.id}: {rec.verdict.value} ({rec.duration_s:.1f} s) {rec.detail[:90]}")
@@ -320,8 +321,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _doctor() -> int:
-    from repro import engine
-    from repro.labels import IMAGE
+    from repro.machine import engine
+    from repro.machine.labels import IMAGE
 
     checks: list[tuple[str, bool, str, bool]] = []  # name, ok, detail, required
     try:

@@ -1,33 +1,114 @@
-"""The test author's entry point: ConstrainedHost and a pytest fixture, without the CLI.
+"""The test author's entry point -- a machine, a fault, a verdict -- and the pytest plugin the lab's own suite uses.
 
-    from repro.testing import ConstrainedHost
+    from repro.testing import ConstrainedHost, inject, verify
     with ConstrainedHost("fly-256", preset="ns506") as host:
         host.start_workload(seed=7)
         host.wait_for_acks(200)
-        host.stop(signal="SIGINT")          # or host.kill(), host.fill_disk(), host.oom()
-        result = host.verify()
+        inject(host, "sigint")              # any fault the CLI takes: "sigkill@in-write", "oom", ...
+        result = verify(host)
         assert result.integrity == "ok" and result.lost_acked == 0
 
-Use it as a pytest plugin (``pytest_plugins = ["repro.testing"]``) to get the
-``constrained_host`` fixture: a factory whose machines are removed after the test.
+As a pytest plugin (``pytest_plugins = ["repro.testing"]``) it gives ``lab_image`` (the
+lab image, built from the installed code once per session) and ``constrained_host``: a
+factory whose machines are removed after the test, whatever happens.
 """
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import pytest
 
-from repro.host import ConstrainedHost, DataDisk, StopReport, VerifyResult
+from repro.faults import FAULTS, FaultOutcome
+from repro.ledger import Ledger, parse_lines
+from repro.machine.disk import DataDisk
+from repro.machine.host import ConstrainedHost, StopReport
+from repro.machine.restart import restart
+from repro.oracle import Judgement, judge
+from repro.scenario import FaultSpec, Scenario
+from repro.verify.facts import ProbeFacts
 
-__all__ = ["ConstrainedHost", "DataDisk", "StopReport", "VerifyResult", "constrained_host"]
+__all__ = ["ConstrainedHost", "DataDisk", "StopReport", "VerifyResult", "constrained_host", "inject",
+           "lab_image", "verify"]
+
+
+# The faults ``inject`` fired on each machine, for ``verify``'s default (the host itself knows no faults).
+_fired: "weakref.WeakKeyDictionary[ConstrainedHost, list[str]]" = weakref.WeakKeyDictionary()
+
+
+def inject(host: ConstrainedHost, fault: str, *, seed: int = 0) -> FaultOutcome:
+    """Fire a fault on a running machine, written as on the command line (``sigterm@acks=200``);
+    its trigger is resolved from ``seed`` as a trial's is. Returns what it did."""
+    spec = FaultSpec.parse(fault)
+    scenario = Scenario(host.profile, (spec,), host.store, seed, "t1")
+    outcome = FAULTS[spec.name].inject(host, scenario.schedule()[0])
+    _fired.setdefault(host, []).append(spec.name.value)
+    return outcome
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What the restarted machine found, and the oracle's verdict on it."""
+
+    ledger: Ledger
+    facts: ProbeFacts
+    judgement: Judgement
+    probe_output: str
+
+    @property
+    def verdict(self) -> str:
+        return self.judgement.verdict.value
+
+    @property
+    def integrity(self) -> str:
+        ver = self.judgement.verification
+        return ver.health.integrity if ver is not None else "unknown"
+
+    @property
+    def acked(self) -> int:
+        ver = self.judgement.verification
+        return ver.acked if ver is not None else 0
+
+    @property
+    def lost_acked(self) -> int:
+        ver = self.judgement.verification
+        return ver.lost_acked if ver is not None else 0
+
+    @property
+    def phantom(self) -> int:
+        ver = self.judgement.verification
+        return ver.phantom if ver is not None else 0
+
+
+def verify(host: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy_dirs: bool = False,
+           locks_dropped: bool = False) -> VerifyResult:
+    """Reopen the database in a restarted machine and judge it against the ledger. ``faults``
+    default to those ``inject`` fired (a machine still running is killed: sigkill-machine)."""
+    restarted = restart(host)
+    ledger = parse_lines(host.output())
+    names = faults if faults is not None else tuple(_fired.get(host, ())) or ("sigkill-machine",)
+    judgement = judge(ledger, restarted.facts, names, lazy_dirs=lazy_dirs, locks_dropped=locks_dropped)
+    return VerifyResult(ledger=ledger, facts=restarted.facts, judgement=judgement, probe_output=restarted.output)
+
+
+@pytest.fixture(scope="session")
+def lab_image() -> str:
+    """The lab image, rebuilt once per session so that it holds the code under test (Docker's
+    layer cache makes that take a second or two when nothing changed)."""
+    from repro.machine import engine
+
+    return engine.build_image(engine.client()).image
 
 
 @pytest.fixture
-def constrained_host() -> Iterator[Callable[..., ConstrainedHost]]:
+def constrained_host(lab_image: str) -> Iterator[Callable[..., ConstrainedHost]]:
+    """Make machines (``constrained_host("fly-256", preset="legacy")``) removed after the test."""
     made: list[ConstrainedHost] = []
 
     def make(profile: str = "fly-256", **kwargs: object) -> ConstrainedHost:
+        kwargs.setdefault("image", lab_image)
         host = ConstrainedHost(profile, **kwargs)  # type: ignore[arg-type]
         made.append(host)
         return host

@@ -1,16 +1,17 @@
-"""Shared fixtures: the lab image for integration tests, a machine factory, and a leftover check."""
+"""The suite uses the lab's own pytest plugin (repro.testing: lab_image, constrained_host); here: engine skips and a leftover check."""
 
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator
 
 import pytest
+
+pytest_plugins = ["repro.testing"]
 
 
 def _engine_or_reason() -> str | None:
     try:
-        from repro import engine
+        from repro.machine import engine
 
         engine.client()
         return None
@@ -31,39 +32,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.skip(reason=f"no Docker engine: {reason}"))
 
 
-@pytest.fixture(scope="session")
-def lab_image() -> str:
-    """The lab image, rebuilt once per session so that it holds the code under test (Docker's
-    layer cache makes that take a second or two when nothing changed)."""
-    from repro import engine
-    from repro.labels import IMAGE
-
-    return engine.build_image(engine.client()).image
-
-
-@pytest.fixture
-def machine(lab_image: str) -> Iterator[Callable[..., object]]:
-    """Make ConstrainedHost machines that are removed after the test, whatever happens."""
-    from repro.host import ConstrainedHost
-
-    made: list[ConstrainedHost] = []
-
-    def make(profile: str = "fly-256", **kwargs: object) -> ConstrainedHost:
-        host = ConstrainedHost(profile, image=lab_image, **kwargs)  # type: ignore[arg-type]
-        made.append(host)
-        return host
-
-    yield make
-    for host in made:
-        host.remove()
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A suite that leaves containers or volumes behind is broken: fail it."""
     if _engine_or_reason() is not None:
         return
-    from repro import engine
-    from repro.labels import RUN_ID
+    from repro.machine import engine
+    from repro.machine.labels import RUN_ID
 
     cli = engine.client()
     containers, volumes = engine.leftovers(cli, RUN_ID)

@@ -1,24 +1,20 @@
-"""One module per fault class behind one small protocol; `inject` looks a fault up by name."""
+"""Every fault the lab can inject, one class each, looked up by name (see base.py for what a fault is)."""
 
 from __future__ import annotations
 
-from repro.faults.base import Fault, FaultOutcome
-from repro.faults.diskfill import DiskFill
-from repro.faults.kill import KillMachine, KillWorkload
-from repro.faults.oom import OutOfMemory
-from repro.faults.powerloss import PowerLoss
-from repro.faults.signals import FlyStop
-from repro.scenario import FaultName
+from repro.faults.base import AgentReport, Fault, FaultOutcome, run_agent
+from repro.faults.disk import DiskFill, DiskFillClear
+from repro.faults.power import PowerLoss
+from repro.faults.process import OutOfMemory, SigInt, SigKill, SigKillMachine, SigTerm
+from repro.scenario import FaultName, FaultStep
 
-FAULTS: dict[FaultName, Fault] = {
-    FaultName.SIGINT: FlyStop("SIGINT"),
-    FaultName.SIGTERM: FlyStop("SIGTERM"),
-    FaultName.SIGKILL: KillWorkload(),
-    FaultName.SIGKILL_MACHINE: KillMachine(),
-    FaultName.OOM: OutOfMemory(),
-    FaultName.DISK_FILL: DiskFill(clear=False),
-    FaultName.DISK_FILL_CLEAR: DiskFill(clear=True),
-    FaultName.POWER_LOSS: PowerLoss(),
-}
+FAULTS: dict[FaultName, Fault] = {fault.name: fault for fault in (
+    SigInt(), SigTerm(), SigKill(), SigKillMachine(), OutOfMemory(), DiskFill(), DiskFillClear(), PowerLoss())}
 
-__all__ = ["FAULTS", "Fault", "FaultOutcome"]
+
+def inject(host: object, step: FaultStep) -> FaultOutcome:
+    """Fire one resolved fault step on a running machine."""
+    return FAULTS[step.name].inject(host, step)  # type: ignore[arg-type]
+
+
+__all__ = ["FAULTS", "AgentReport", "Fault", "FaultOutcome", "inject", "run_agent"]

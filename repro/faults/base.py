@@ -1,50 +1,97 @@
-"""The fault protocol: given a running machine and a resolved trigger, inject and say what happened."""
+"""What a fault is: its name, default trigger, crash class, whether it ends the machine, and how it fires.
+
+Adding a fault is one subclass of ``Fault`` in this package, listed in ``FAULTS``
+(repro/faults/__init__.py), plus its tests; the scenario, the runner and the report ask
+the fault itself. The oracle keeps its own stdlib-only table of crash classes (the
+Compose judge needs it), and a unit test fails when the two disagree.
+"""
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar
+
+from repro.oracle import CrashClass
+from repro.protocol import Tag
+from repro.scenario import FaultName, FaultStep, Trigger
+from repro.workload.agent import Action
 
 if TYPE_CHECKING:
-    from repro.host import AgentReport, ConstrainedHost, StopReport
-    from repro.scenario import FaultStep
+    from repro.machine.host import ConstrainedHost, StopReport
+
+AGENT_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class AgentReport:
+    """What the in-machine fault agent saw at the instant it fired."""
+
+    acks: int
+    in_write: bool
+    detail: dict[str, object]
 
 
 @dataclass(frozen=True)
 class FaultOutcome:
     """What a fault did: when it fired (acks at that instant) and how the machine ended."""
 
-    fault: str
-    fired: bool
+    fault: FaultName
     acks_at_fire: int
     in_write: bool
     machine_down: bool
     exit_code: int | None = None
     oom_killed: bool = False
+    graceful: bool | None = None  # a stop: did the machine exit within the kill timeout
     detail: dict[str, object] = field(default_factory=dict)
 
     @classmethod
-    def from_reports(cls, fault: str, agent: "AgentReport", down: "StopReport | None",
-                     **detail: object) -> "FaultOutcome":
-        return cls(
-            fault=fault, fired=agent.fired, acks_at_fire=agent.acks, in_write=agent.in_write,
-            machine_down=down is not None, exit_code=down.exit_code if down else None,
-            oom_killed=down.oom_killed if down else False,
-            detail={**({"graceful": down.graceful, "down_s": down.seconds} if down else {}), **detail},
-        )
+    def of(cls, fault: FaultName, agent: AgentReport, down: "StopReport | None", **detail: object) -> "FaultOutcome":
+        return cls(fault=fault, acks_at_fire=agent.acks, in_write=agent.in_write, machine_down=down is not None,
+                   exit_code=down.exit_code if down else None, oom_killed=down.oom_killed if down else False,
+                   graceful=down.graceful if down else None,
+                   detail={**({"down_s": down.seconds} if down else {}), **detail})
 
 
-class Fault(Protocol):
-    """A fault class. ``inject`` blocks until the fault has fired (and, if it ends the
-    machine, until the machine is down)."""
+class Fault(abc.ABC):
+    """A fault class. ``inject`` blocks until the fault has fired (and, if it ends the machine,
+    until the machine is down); ``describe`` says in one clause what it did."""
 
-    def inject(self, host: "ConstrainedHost", step: "FaultStep") -> FaultOutcome: ...
+    name: ClassVar[FaultName]
+    default_trigger: ClassVar[Trigger]
+    crash_class: ClassVar[CrashClass] = CrashClass.PROCESS
+    ends_machine: ClassVar[bool] = True
+    summary: ClassVar[str]
+
+    @abc.abstractmethod
+    def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome: ...
+
+    def describe(self, outcome: FaultOutcome) -> str:
+        return f"{outcome.fault.value} at {outcome.acks_at_fire} acks" + (" mid-write" if outcome.in_write else "")
 
 
-def trigger_kwargs(step: "FaultStep") -> dict[str, object]:
-    """The agent's trigger arguments for a resolved step."""
-    from repro.scenario import Trigger
+def run_agent(host: "ConstrainedHost", action: Action, step: FaultStep | None = None,
+              timeout: float = AGENT_TIMEOUT_S) -> AgentReport:
+    """Run the in-machine fault agent: wait for the step's trigger (none: fire now), then ``action``."""
+    argv = ["python3", "-m", "repro.workload.agent", "--action", action.value, "--timeout", str(timeout)]
+    if step is not None:
+        argv += ["--after-acks", str(step.after_acks), "--after-ms", str(step.after_ms),
+                 "--delay-us", str(step.delay_us)]
+        if step.trigger in (Trigger.IN_WRITE, Trigger.ON_WRITE):
+            argv.append("--in-write")
+        if step.trigger is Trigger.ON_WRITE:
+            argv += ["--on-write", host.db_path.rsplit("/", 1)[0]]
+    result = host.get_wrapped_container().exec_run(argv, user="root")
+    output = (result.output or b"").decode("utf-8", "replace")
+    from repro.protocol import parse_all
 
-    return {"after_acks": step.after_acks, "after_ms": step.after_ms,
-            "in_write": step.trigger in (Trigger.IN_WRITE, Trigger.ON_WRITE), "delay_us": step.delay_us,
-            "on_write": step.trigger is Trigger.ON_WRITE}
+    for line in parse_all(output.splitlines()):
+        if line.tag is Tag.AGENT:
+            detail = dict(line.payload)
+            if not detail.get("fired"):  # judging it as if it had fired would be a lie
+                raise host.console.error(
+                    f"the fault's trigger never came ({detail.get('reason')}, {detail.get('acks')} acks, "
+                    f"after_acks={step.after_acks if step else 0}): {action.value} did not fire")
+            return AgentReport(acks=int(str(detail.get("acks", 0))), in_write=bool(detail.get("in_write")),
+                               detail=detail)
+    raise host.console.error(f"the fault agent failed (exit {result.exit_code}): {output.strip()[-300:]}")

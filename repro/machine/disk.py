@@ -12,14 +12,14 @@ import pathlib
 import shlex
 import tarfile
 
-from repro import engine  # first: it sets the testcontainers environment
+from repro.machine import engine  # first: it sets the testcontainers environment
 
 import docker.errors  # noqa: E402
 from docker.types import Mount  # noqa: E402
 from testcontainers.core.container import DockerContainer  # noqa: E402
 
 from repro.errors import LabError  # noqa: E402
-from repro.labels import IMAGE, labels  # noqa: E402
+from repro.machine.labels import IMAGE, labels  # noqa: E402
 from repro.profiles import format_size  # noqa: E402
 
 DATA_DIR = "/opt/data"

@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass
 
 from repro.errors import EngineError, ImageError
-from repro.labels import BASE_IMAGE, IMAGE, LAB_LABEL, RUN_LABEL
+from repro.machine.labels import BASE_IMAGE, IMAGE, LAB_LABEL, RUN_LABEL
 
 # testcontainers' reaper (Ryuk) is an image from a registry; none is reachable on the
 # lab's machines. The lab labels everything and cleans up itself (see cleanup()).
@@ -18,7 +18,7 @@ import docker  # noqa: E402  (after the environment default above)
 import docker.errors  # noqa: E402
 from docker.client import DockerClient  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def client() -> DockerClient:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-import json
 import os
 import pathlib
 import random
@@ -21,7 +20,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from repro.ledger import EVENT_TAG, READY_TAG, encode
+from repro.protocol import EventKind, Tag, format_line
 from repro.workload import content
 from repro.workload.config import WorkloadConfig, WorkloadConfigError
 from repro.workload.status import (
@@ -42,7 +41,9 @@ _DEFINITE = ("full", "locked", "busy", "constraint", "readonly", "read-only")
 _TEE: list[Any] = []  # LAB_LEDGER_FILE: a second copy on another disk (Compose has no engine logs to read)
 
 
-def emit(line: str) -> None:
+def emit(tag: Tag, payload: dict[str, object]) -> None:
+    """One protocol line on stdout (and the tee), each in a single write."""
+    line = format_line(tag, payload)
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
     for handle in _TEE:
@@ -94,7 +95,7 @@ class Workload:
             board.set_invoked(index)
             if op != "search_messages":  # a read: `--in-write` must not fire in it
                 board.set_in_write(IN_WRITE)
-        emit(encode({"i": index, "t": "invoke", "op": op, "args": args}))
+        emit(Tag.LEDGER, {"i": index, "t": "invoke", "op": op, "args": args})
         try:
             value = fn()
         except Exception as exc:  # every failure is recorded, none is fatal
@@ -102,13 +103,13 @@ class Workload:
                 board.set_in_write(IDLE)
             message = f"{type(exc).__name__}: {exc}"
             definite = any(word in str(exc).lower() for word in _DEFINITE)
-            emit(encode({"i": index, "t": "fail" if definite else "info", "err": message}))
+            emit(Tag.LEDGER, {"i": index, "t": "fail" if definite else "info", "err": message})
             if "full" in str(exc).lower():
                 time.sleep(0.02)  # a gateway backs off when the disk is full
             return False
         if board:
             board.set_in_write(IDLE)
-        emit(encode({"i": index, "t": "ok", "result": result(value)}))
+        emit(Tag.LEDGER, {"i": index, "t": "ok", "result": result(value)})
         if op != "search_messages":
             self.acks += 1
             if board:
@@ -199,20 +200,20 @@ class Workload:
         """Write nothing until the fault agent is watching (or a stop signal comes)."""
         while board.read().command == CMD_NONE and self.stop_at is None:
             time.sleep(0.0005)
-        emit(EVENT_TAG + json.dumps({"kind": "released", "command": board.read().command}))
+        emit(Tag.EVENT, {"kind": EventKind.RELEASED.value, "command": board.read().command})
 
     def request_stop(self, signum: int, _frame: object) -> None:
         """A graceful stop: finish the current call, linger if asked, then close."""
         if self.stop_at is None:
             self.stop_at = time.monotonic() + self.cfg.linger_ms / 1000.0
-            emit(EVENT_TAG + json.dumps({"kind": "stop-signal", "signal": signum,
-                                         "acks": self.acks, "linger_ms": self.cfg.linger_ms}))
+            emit(Tag.EVENT, {"kind": EventKind.STOP_SIGNAL.value, "signal": signum,
+                                         "acks": self.acks, "linger_ms": self.cfg.linger_ms})
             if self.board:
                 self.board.set_phase(PHASE_STOPPING)
 
     def start_leak(self) -> None:
         """A memory leak in the gateway process, as on the beta machine: grows until the kernel kills it."""
-        emit(EVENT_TAG + json.dumps({"kind": "leak-started", "acks": self.acks}))
+        emit(Tag.EVENT, {"kind": EventKind.LEAK_STARTED.value, "acks": self.acks})
 
         def grow() -> None:
             while True:
@@ -247,7 +248,7 @@ def main() -> int:
     try:
         cfg = WorkloadConfig.from_env()
     except WorkloadConfigError as exc:
-        emit(EVENT_TAG + json.dumps({"kind": "config-error", "error": str(exc)}))
+        emit(Tag.EVENT, {"kind": EventKind.CONFIG_ERROR.value, "error": str(exc)})
         return 2
     if cfg.store_path:
         sys.path.insert(0, cfg.store_path)
@@ -263,15 +264,15 @@ def main() -> int:
         store = importlib.import_module("hermes_state")
         workload = Workload(cfg, store, board)
     except Exception as exc:  # the store failed to start: say so on the ledger
-        emit(EVENT_TAG + json.dumps({"kind": "store-open-failed", "error": f"{type(exc).__name__}: {exc}"}))
+        emit(Tag.EVENT, {"kind": EventKind.STORE_OPEN_FAILED.value, "error": f"{type(exc).__name__}: {exc}"})
         return 1
     signal.signal(signal.SIGTERM, workload.request_stop)
     signal.signal(signal.SIGINT, workload.request_stop)
     facts = ready_facts(workload.db, cfg, store)
     if cfg.role == "gateway":
-        emit(READY_TAG + json.dumps(facts))
+        emit(Tag.READY, facts)
     else:  # one READY per ledger: the gateway's
-        emit(EVENT_TAG + json.dumps({"kind": "writer-ready", "role": cfg.role, **facts}))
+        emit(Tag.EVENT, {"kind": EventKind.WRITER_READY.value, "role": cfg.role, **facts})
     if board:
         board.set_phase(PHASE_RUNNING)
         if cfg.hold:
@@ -280,7 +281,7 @@ def main() -> int:
     workload.db.close()
     if board:
         board.set_phase(PHASE_DONE)
-    emit(EVENT_TAG + json.dumps({"kind": "closed", "acks": workload.acks, "ops": workload.index}))
+    emit(Tag.EVENT, {"kind": EventKind.CLOSED.value, "acks": workload.acks, "ops": workload.index})
     return 0
 
 

@@ -6,7 +6,6 @@ ready: ``python3 -m repro.workload.agent --after-acks N [--in-write] [--delay-us
 workload was doing at that instant. Actions:
 
 - ``kill-workload``       SIGKILL to the workload process (a crash without warning)
-- ``signal-init:SIGINT``  the signal to PID 1 (s6-svscan), as Fly's stop does
 - ``leak``                the workload starts leaking memory until the kernel OOM-kills it
 - ``cut-power``           SIGUSR1 to the lossy filesystem: everything not fsynced is gone
 - ``none``                only report the moment (the lab fires from outside)
@@ -23,7 +22,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
-import json
+import enum
 import os
 import select
 import struct
@@ -32,7 +31,17 @@ import subprocess
 import sys
 import time
 
+from repro.protocol import Tag, write_line
 from repro.workload.status import CMD_GO, CMD_LEAK, CMD_NONE, IN_WRITE, STATUS_PATH, StatusBoard
+
+
+class Action(str, enum.Enum):
+    """What the agent does when its trigger comes."""
+
+    KILL_WORKLOAD = "kill-workload"
+    LEAK = "leak"
+    CUT_POWER = "cut-power"
+    NONE = "none"
 
 
 def busy_wait_us(microseconds: int) -> None:
@@ -93,23 +102,19 @@ def service_pid(name: str) -> int:
     return int(out) if out.isdigit() else -1
 
 
-def fire(action: str, board: StatusBoard) -> dict[str, object]:
+def fire(action: Action, board: StatusBoard) -> dict[str, object]:
     snap = board.read()
-    if action == "kill-workload":
+    if action is Action.KILL_WORKLOAD:
         if snap.pid <= 0:  # os.kill(0, ...) would kill the agent's own process group
             raise RuntimeError("no workload pid on the status board")
         os.kill(snap.pid, signal.SIGKILL)
-    elif action.startswith("signal-init:"):
-        os.kill(1, getattr(signal, action.split(":", 1)[1]))
-    elif action == "leak":
+    elif action is Action.LEAK:
         board.set_command(CMD_LEAK)
-    elif action == "cut-power":
+    elif action is Action.CUT_POWER:
         pid = service_pid("lossyfs")
         if pid <= 0:
             raise RuntimeError("lossyfs is not running")
         os.kill(pid, signal.SIGUSR1)
-    elif action != "none":
-        raise ValueError(f"unknown action {action!r}")
     return {"acks": snap.acks, "invoked": snap.invoked, "in_write": snap.in_write,
             "pid": snap.pid, "phase": snap.phase}
 
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after-ms", type=int, default=0)
     parser.add_argument("--in-write", action="store_true", help="fire only while a write is in flight")
     parser.add_argument("--delay-us", type=int, default=0, help="busy-wait this long after the trigger")
-    parser.add_argument("--action", required=True)
+    parser.add_argument("--action", required=True, type=Action, choices=list(Action))
     parser.add_argument("--on-write", default="", metavar="DIR",
                         help="then wait for the next write to DIR/state.db* (inotify)")
     parser.add_argument("--timeout", type=float, default=60.0)
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         now = time.monotonic()
         if now > deadline:
-            print("AGENT " + json.dumps({"fired": False, "reason": "timeout", **_snap(board)}), flush=True)
+            write_line(Tag.AGENT, {"fired": False, "reason": "timeout", **_snap(board)})
             return 1
         snap = board.read()
         if snap.acks >= args.after_acks and now >= wait_until:
@@ -154,13 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         watch.drain()
         written = watch.wait(max(0.1, deadline - time.monotonic())) or ""
         if not written:
-            print("AGENT " + json.dumps({"fired": False, "reason": "no write seen", **_snap(board)}), flush=True)
+            write_line(Tag.AGENT, {"fired": False, "reason": "no write seen", **_snap(board)})
             return 1
     if args.delay_us:
         busy_wait_us(args.delay_us)
     facts = fire(args.action, board)
-    print("AGENT " + json.dumps({"fired": True, "action": args.action, "waited_s": round(time.monotonic() - start, 4),
-                                 "trigger_in_write": fired_in_write, "on_write": written, **facts}), flush=True)
+    write_line(Tag.AGENT, {"fired": True, "action": args.action.value, "waited_s": round(time.monotonic() - start, 4),
+                           "trigger_in_write": fired_in_write, "on_write": written, **facts})
     return 0
 
 

@@ -1,4 +1,8 @@
-"""The workload's settings, read from the environment the machine was started with."""
+"""The workload's settings: one object for both sides of its environment contract (LAB_* variables).
+
+The lab writes them with ``to_env`` into the machine; the workload reads them back with
+``from_env``. A setting added here is added to both sides at once.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,13 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from repro.errors import ScenarioError
+
 DEFAULT_MIX = "append=80,tokens=8,search=6,create=3,end=3"
 OPS = ("append", "tokens", "search", "create", "end")
 
 
-class WorkloadConfigError(ValueError):
+class WorkloadConfigError(ScenarioError):
     """A LAB_* setting that cannot be used."""
 
 
@@ -68,6 +74,20 @@ class WorkloadConfig:
         if not 1 <= cfg.min_size <= cfg.max_size:
             raise WorkloadConfigError("LAB_MIN_SIZE must be >= 1 and <= LAB_MAX_SIZE")
         return cfg
+
+
+    def to_env(self) -> dict[str, str]:
+        """The LAB_* variables that ``from_env`` reads back into an equal config."""
+        return {
+            "LAB_SEED": str(self.seed), "LAB_DB_PATH": self.db_path, "LAB_STORE_PATH": self.store_path,
+            "LAB_OPS": str(self.max_ops), "LAB_RATE": repr(float(self.rate)),
+            "LAB_MIX": ",".join(f"{op}={weight}" for op, weight in self.mix) or DEFAULT_MIX,
+            "LAB_MIN_SIZE": str(self.min_size), "LAB_MAX_SIZE": str(self.max_size),
+            "LAB_LINGER_MS": str(self.linger_ms), "LAB_STATUS_PATH": self.status_path,
+            "LAB_LEDGER_FILE": self.ledger_file, "LAB_HOLD": "1" if self.hold else "0",
+            "LAB_RAW_OPEN_EVERY": str(self.raw_open_every), "LAB_ROLE": self.role,
+            "LAB_OP_OFFSET": str(self.op_offset),
+        }
 
 
 def parse_mix(text: str) -> tuple[tuple[str, int], ...]:

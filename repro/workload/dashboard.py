@@ -17,7 +17,7 @@ import pathlib
 import sys
 import time
 
-from repro.ledger import emit_event
+from repro.protocol import EventKind, emit_event
 
 
 def main() -> int:
@@ -26,7 +26,7 @@ def main() -> int:
     if os.environ.get("LAB_STORE_PATH"):
         sys.path.insert(0, os.environ["LAB_STORE_PATH"])
     store = importlib.import_module("hermes_state")
-    emit_event("dashboard-started", every_ms=int(every_s * 1000))
+    emit_event(EventKind.DASHBOARD_STARTED, every_ms=int(every_s * 1000))
     cycles = errors = 0
     while True:
         try:
@@ -40,7 +40,7 @@ def main() -> int:
         except Exception as exc:  # what the dashboard's user would see; it keeps polling
             errors += 1
             if errors <= 5:  # the first few are the story; the rest would only flood the log
-                emit_event("dashboard-error", cycle=cycles, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+                emit_event(EventKind.DASHBOARD_ERROR, cycle=cycles, error=f"{type(exc).__name__}: {str(exc)[:300]}")
         time.sleep(every_s)
 
 

@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 
-from repro.ledger import emit_event
+from repro.protocol import EventKind, emit_event
 
 CHUNK = 1 << 20
 
@@ -55,14 +55,14 @@ def main() -> int:
     clear_after_ms = int(os.environ.get("LAB_NPM_CLEAR_AFTER_MS", "0"))
     hold = os.environ.get("LAB_NPM_HOLD", "1") == "1"
     time.sleep(int(os.environ.get("LAB_NPM_START_DELAY_MS", "0")) / 1000.0)
-    emit_event("disk-fill-started", dir=cache_dir)
+    emit_event(EventKind.DISK_FILL_STARTED, dir=cache_dir)
     written = fill(cache_dir)
     usage = shutil.disk_usage(data_dir)
-    emit_event("disk-full", written=written, free=usage.free, total=usage.total)
+    emit_event(EventKind.DISK_FULL, written=written, free=usage.free, total=usage.total)
     if clear_after_ms > 0:
         time.sleep(clear_after_ms / 1000.0)
         shutil.rmtree(cache_dir, ignore_errors=True)
-        emit_event("disk-cleared", free=shutil.disk_usage(data_dir).free)
+        emit_event(EventKind.DISK_CLEARED, free=shutil.disk_usage(data_dir).free)
     while hold:  # the service stays up like a real cache owner would
         time.sleep(3600)
     return 0

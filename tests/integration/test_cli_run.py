@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from repro import engine
+from repro.machine import engine
 
 pytestmark = pytest.mark.docker
 REPRO = [sys.executable, "-m", "repro.cli"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
-from repro.host import ConstrainedHost
-from repro.profiles import get_profile
+from repro.machine.host import ConstrainedHost
+from repro.protocol import EventKind, Tag
+from repro.scenario import get_profile
+from repro.testing import inject, verify
 
 pytestmark = pytest.mark.docker
 
@@ -16,9 +17,9 @@ def _read(host: ConstrainedHost, path: str) -> str:
     return host.exec_checked(["cat", path]).strip()
 
 
-def test_fly_256_host_reports_its_limits_from_inside(machine) -> None:
+def test_fly_256_host_reports_its_limits_from_inside(constrained_host) -> None:
     profile = get_profile("fly-256")
-    with machine("fly-256") as host:
+    with constrained_host("fly-256") as host:
         cgroup = "/sys/fs/cgroup/memory"
         if host.exec_checked(["sh", "-c", f"test -d {cgroup} && echo v1 || echo v2"]).strip() == "v1":
             assert int(_read(host, f"{cgroup}/memory.limit_in_bytes")) == profile.memory
@@ -39,35 +40,38 @@ def test_fly_256_host_reports_its_limits_from_inside(machine) -> None:
         assert host.exec_checked(["id", "-u", "hermes"]).strip() == "1000"
 
 
-def test_sigint_reaches_the_store_through_s6_and_it_exits_within_the_kill_timeout(machine) -> None:
-    with machine("fly-256") as host:
+def test_sigint_reaches_the_store_through_s6_and_it_exits_within_the_kill_timeout(constrained_host) -> None:
+    with constrained_host("fly-256") as host:
         host.start_workload(seed=3)
         host.wait_for_acks(50)
         down = host.stop(signal="SIGINT")
         assert down.graceful and down.exit_code == 0
         assert down.seconds < get_profile("fly-256").kill_timeout_s
-        stop_events = [json.loads(l[6:]) for l in host.lines() if l.startswith('EVENT {"kind": "stop-signal"')]
+        stop_events = [l for l in host.console.parsed() if l.is_event(EventKind.STOP_SIGNAL)]
         assert stop_events, "the workload never saw the stop signal"
-        finish = [r for r in host.finish_records() if r["service"] == "session-store"]
+        finish = [dict(l.payload) for l in host.console.parsed() if l.is_finish("session-store")]
         assert finish == [{"service": "session-store", "exit": 0, "signal": 0}]
 
 
-def test_a_leak_past_the_cap_is_oom_killed_by_the_kernel_and_the_lab_sees_it(machine) -> None:
-    with machine("fly-256") as host:
+def test_a_leak_past_the_cap_is_oom_killed_by_the_kernel_and_the_lab_sees_it(constrained_host) -> None:
+    with constrained_host("fly-256") as host:
         host.start_workload(seed=4)
         host.wait_for_acks(20)
-        killed = host.oom()
+        outcome = inject(host, "oom@acks=0")
+        killed = outcome.detail["killed"]
+        assert isinstance(killed, dict)
         assert killed["service"] == "session-store" and killed["signal"] == 9
-        assert int(killed["kernel_oom_kills"]) >= 1  # type: ignore[call-overload]
-        down = host.kill()
-        assert down.oom_killed and down.exit_code == 137
+        assert int(killed["kernel_oom_kills"]) >= 1
+        assert outcome.oom_killed and outcome.exit_code == 137
 
 
-def test_writing_past_the_disk_gives_enospc_and_files_survive_the_machine(machine) -> None:
-    with machine("fly-256") as host:
+def test_writing_past_the_disk_gives_enospc_and_files_survive_the_machine(constrained_host) -> None:
+    with constrained_host("fly-256") as host:
         host.exec_checked(["sh", "-c", "echo before-the-crash > /opt/data/marker"], user="hermes")
-        event = host.fill_disk()
-        assert int(event["free"]) < 1 << 20  # type: ignore[call-overload]
+        host.start_workload(seed=2, rate=20)
+        outcome = inject(host, "disk-fill@acks=0")
+        event = outcome.detail["disk"]
+        assert isinstance(event, dict) and int(event["free"]) < 1 << 20
         result = host.get_wrapped_container().exec_run(
             ["dd", "if=/dev/zero", "of=/opt/data/more", "bs=64k", "count=16"], user="hermes")
         assert result.exit_code != 0 and b"No space left on device" in result.output
@@ -79,17 +83,16 @@ def test_writing_past_the_disk_gives_enospc_and_files_survive_the_machine(machin
             assert restarted.get_wrapped_container().logs().decode().strip() == "before-the-crash"
 
 
-def test_writes_fail_while_the_disk_is_full_and_resume_once_the_cache_is_cleared(machine) -> None:
-    with machine("fly-256") as host:
+def test_writes_fail_while_the_disk_is_full_and_resume_once_the_cache_is_cleared(constrained_host) -> None:
+    with constrained_host("fly-256") as host:
         host.start_workload(seed=4)
         host.wait_for_acks(100)
-        host.fill_disk(clear_after_ms=300)
-        host.wait_for_line(lambda l: l.startswith('EVENT {"kind": "disk-cleared"'), 30, "the cache to be cleared")
-        cleared_at = len(host.lines())
-        acks_at_clear = host.acks()
-        host.wait_for_acks(acks_at_clear + 100, timeout=30)
-        full_failures = [l for l in host.lines()[:cleared_at] if '"t":"fail"' in l and "full" in l]
+        inject(host, "disk-fill-clear@acks=0")  # returns once the cache was cleared
+        cleared_at = len(host.console.parsed())
+        host.wait_for_acks(host.console.acks() + 100, timeout=30)
+        full_failures = [l for l in host.console.parsed()[:cleared_at]
+                         if l.tag is Tag.LEDGER and l.payload.get("t") == "fail" and "full" in str(l.payload.get("err"))]
         assert full_failures, "no write failed while the disk was full"
         host.stop(signal="SIGTERM")
-        result = host.verify(faults=("disk-fill-clear", "sigterm"))
+        result = verify(host, faults=("disk-fill-clear", "sigterm"))
         assert result.verdict == "pass" and result.lost_acked == 0

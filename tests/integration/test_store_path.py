@@ -10,6 +10,8 @@ from typing import Iterator
 
 import pytest
 
+from repro.testing import verify
+
 pytestmark = pytest.mark.docker
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -30,8 +32,8 @@ def other_store() -> Iterator[pathlib.Path]:
     shutil.rmtree(base, ignore_errors=True)
 
 
-def test_the_workload_and_the_verifier_use_the_store_from_store_path(machine, other_store: pathlib.Path) -> None:
-    with machine("fly-256", preset="legacy", store_path=str(other_store)) as host:
+def test_the_workload_and_the_verifier_use_the_store_from_store_path(constrained_host, other_store: pathlib.Path) -> None:
+    with constrained_host("fly-256", preset="legacy", store_path=str(other_store)) as host:
         ready = host.start_workload(seed=21)
         assert str(ready["store"]).startswith("/opt/store/hermes_state/")
         host.exec_checked(["test", "-f", "/opt/store/hermes_state/OLD_RELEASE"])
@@ -40,6 +42,6 @@ def test_the_workload_and_the_verifier_use_the_store_from_store_path(machine, ot
         assert result.exit_code != 0
         host.wait_for_acks(50)
         host.stop(signal="SIGTERM")
-        result = host.verify()
+        result = verify(host, ("sigterm",))
         assert result.facts.store.module.startswith("/opt/store/hermes_state")
         assert result.verdict == "pass" and result.lost_acked == 0

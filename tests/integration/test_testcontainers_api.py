@@ -7,7 +7,10 @@ import pathlib
 import pytest
 
 from repro.errors import TrialError
-from repro.testing import ConstrainedHost
+from repro.faults import run_agent
+from repro.machine.restart import fetch_database
+from repro.testing import ConstrainedHost, inject, verify
+from repro.workload.agent import Action
 
 pytestmark = pytest.mark.docker
 
@@ -16,35 +19,42 @@ def test_the_documented_example_runs(lab_image: str) -> None:
     with ConstrainedHost("fly-256", preset="ns506", image=lab_image) as host:
         host.start_workload(seed=7)
         host.wait_for_acks(200)
-        host.stop(signal="SIGINT")
-        result = host.verify()
+        inject(host, "sigint")
+        result = verify(host)
         assert result.integrity == "ok" and result.lost_acked == 0
         assert result.verdict == "pass" and result.acked >= 200
 
 
-def test_the_machine_fixture_and_a_kill_mid_write(machine, tmp_path: pathlib.Path) -> None:
-    host = machine("fly-256", preset="legacy")
+def test_the_machine_fixture_and_a_kill_mid_write(constrained_host, tmp_path: pathlib.Path) -> None:
+    host = constrained_host("fly-256", preset="legacy")
     with host:
         ready = host.start_workload(seed=11)
         assert ready["synchronous"] == 2  # legacy keeps the compiled-in FULL
-        report = host.kill_workload(after_acks=100, in_write=True)
-        assert report.fired and report.in_write and report.acks >= 100
-        result = host.verify()
+        outcome = inject(host, "sigkill@in-write=100")
+        assert outcome.in_write and outcome.acks_at_fire >= 100
+        result = verify(host)
         assert result.integrity == "ok" and result.lost_acked == 0
         # The crash state is the disk as the crash left it: the killed writer's WAL still holds
         # frames, which the restarted machine's clean close then checkpointed and deleted.
         crash, after = tmp_path / "crash", tmp_path / "after"
         crash.mkdir()
         after.mkdir()
-        assert "state.db-wal" in host.fetch_database(crash, crash_state=True)
+        assert "state.db-wal" in fetch_database(host, crash, crash_state=True)
         assert (crash / "state.db-wal").stat().st_size > 0
-        assert "state.db" in host.fetch_database(after, crash_state=False)
+        assert "state.db" in fetch_database(host, after, crash_state=False)
         assert not (after / "state.db-wal").exists()
 
 
-def test_a_trigger_that_never_comes_is_a_lab_error_not_a_verdict(machine) -> None:
-    host = machine("fly-256")
+def test_a_trigger_that_never_comes_is_a_lab_error_not_a_verdict(constrained_host) -> None:
+    host = constrained_host("fly-256")
     with host:
         host.start_workload(seed=3)
         with pytest.raises(TrialError, match="trigger never came"):
-            host.agent("none", after_acks=2**30, timeout=1.0)
+            run_agent(host, Action.NONE, inject_step(host, "sigkill-machine@acks=1000000000"), timeout=1.0)
+
+
+def inject_step(host: ConstrainedHost, fault: str):  # type: ignore[no-untyped-def]
+    """The resolved step of a fault as a trial would fire it."""
+    from repro.scenario import FaultSpec, Scenario
+
+    return Scenario(host.profile, (FaultSpec.parse(fault),), host.store, 0, "t1").schedule()[0]

@@ -1,0 +1,119 @@
+"""The s6 services of a lab machine: settings files, start-up, and the line each one is ready at.
+
+Services are laid out by docker/lab-init and kept down until the lab starts them here
+with ``s6-svc -u``: the workload (``session-store``), the power-loss filesystem
+(``lossyfs``), the disk filler (``npm-cache``), and the two hazards that are processes of
+their own (``dashboard``, ``cron``). Settings travel as ``/run/lab/<service>.env`` files
+that the service's run script sources.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping
+
+from repro.protocol import EventKind, Line, LossyKind, Tag
+from repro.workload.config import WorkloadConfig
+
+if TYPE_CHECKING:
+    from repro.machine.host import ConstrainedHost
+
+SERVICES_DIR = "/run/s6/services"
+SETTINGS_DIR = "/run/lab"
+# The cron hazard's writer: its ledger indices start here (the gateway's stay far below), and
+# it does what a cron job does to sessions.
+CRON_OP_OFFSET = 1_000_000_000
+CRON_MIX = "append=50,tokens=30,create=10,end=10"
+START_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class WorkloadStart:
+    """How the workload is started in a trial (its LAB_* settings and the hazards around it).
+
+    ``hold``: the workload writes nothing until the first fault agent is watching, so that a
+    trigger of N acks lands at N rather than wherever the workload got during the agent's start.
+    ``raw_open_every`` N writes the workload open()s and close()s its live database file
+    (dropping its POSIX locks); ``dashboard_ms``: a second process opens the store, reads and
+    closes it every so often; ``cron_ms``: a second writer process (a copy of the workload,
+    its own sessions and ledger indices above CRON_OP_OFFSET) writes one operation every so often.
+    """
+
+    seed: int = 0
+    ops: int = 0
+    rate: float = 0.0
+    linger_ms: int = 0
+    hold: bool = False
+    raw_open_every: int = 0
+    dashboard_ms: int = 0
+    cron_ms: int = 0
+    lossy_args: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)  # more LAB_* settings (mix, sizes)
+
+
+def env_text(settings: Mapping[str, str]) -> str:
+    """A settings file the run scripts source with ``set -a``."""
+    return "".join(f"{key}={_quote(value)}\n" for key, value in settings.items())
+
+
+def start(host: "ConstrainedHost", service: str, settings: Mapping[str, str], timeout: float = 10.0) -> None:
+    """Write the service's settings and start it once its supervisor listens (s6-svscan spawns
+    the supervisors just after boot)."""
+    if settings:
+        host.put_file(SETTINGS_DIR, f"{service}.env", env_text(settings))
+    path = f"{SERVICES_DIR}/{service}"
+    deadline = time.monotonic() + timeout
+    while True:
+        result = host.get_wrapped_container().exec_run(["s6-svc", "-u", path], user="root")
+        if result.exit_code == 0:
+            return
+        if time.monotonic() > deadline:
+            raise host.console.error(f"s6 did not accept `s6-svc -u {path}`: {result.output.decode().strip()}")
+        time.sleep(0.02)
+
+
+def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, object]:
+    """Start the store's workload (after the lossy filesystem on a power-loss machine) and the
+    hazard processes; returns the workload's READY facts (the pragmas in force)."""
+    if host.fuse:
+        start_lossyfs(host, run.seed, run.lossy_args)
+    config = WorkloadConfig.from_env({
+        "LAB_SEED": str(run.seed), "LAB_DB_PATH": host.db_path, "LAB_OPS": str(run.ops),
+        "LAB_RATE": str(run.rate), "LAB_LINGER_MS": str(run.linger_ms), "LAB_HOLD": "1" if run.hold else "0",
+        "LAB_RAW_OPEN_EVERY": str(run.raw_open_every), "LAB_STORE_PATH": host.store_mount, **run.env})
+    start(host, "session-store", {**config.to_env(), **host.store.environment()})
+    line = host.console.wait_for(_ready_or_failed, START_TIMEOUT_S, "the workload to be ready")
+    if line.tag is not Tag.READY:
+        raise host.console.error(f"the workload did not start: {line.kind}: {line.payload.get('error')}")
+    if run.dashboard_ms:  # the database exists now; the dashboard opens it as the workload starts
+        start(host, "dashboard", {"LAB_DASHBOARD_EVERY_MS": str(run.dashboard_ms)})
+        host.console.wait_for(lambda l: l.is_event(EventKind.DASHBOARD_STARTED), START_TIMEOUT_S,
+                              "the dashboard to start")
+    if run.cron_ms:
+        cron = WorkloadConfig.from_env({
+            "LAB_ROLE": "cron", "LAB_SEED": str(run.seed + 1), "LAB_OP_OFFSET": str(CRON_OP_OFFSET),
+            "LAB_STATUS_PATH": "/run/lab/status-cron", "LAB_RATE": str(1000 / run.cron_ms),
+            "LAB_MIX": CRON_MIX, "LAB_DB_PATH": host.db_path, "LAB_STORE_PATH": host.store_mount})
+        start(host, "cron", cron.to_env())
+        host.console.wait_for(lambda l: l.is_event(EventKind.WRITER_READY), START_TIMEOUT_S,
+                              "the cron writer to start")
+    return dict(line.payload)
+
+
+def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "") -> None:
+    """The power-loss filesystem, mounted over the disk before the workload opens anything."""
+    from repro.machine.host import LOSSY_BACKING, LOSSY_MOUNT
+
+    start(host, "lossyfs", {"LAB_SEED": str(seed), "LAB_LOSSY_BACKING": LOSSY_BACKING,
+                            "LAB_LOSSY_MOUNT": LOSSY_MOUNT, "LAB_LOSSY_ARGS": args})
+    host.console.wait_for(lambda l: l.is_lossy(LossyKind.READY), START_TIMEOUT_S, "the lossy filesystem")
+
+
+def _ready_or_failed(line: Line) -> bool:
+    return (line.tag is Tag.READY or line.is_event(EventKind.STORE_OPEN_FAILED)
+            or line.is_event(EventKind.CONFIG_ERROR))
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"

@@ -1,0 +1,240 @@
+"""A trial as named phases -- boot, workload, faults, stop, restart, judge, record -- and a run of many.
+
+Each phase is one method of ``_Trial``; the runner announces every phase as an event (so
+a display can say "fault fired" or "verifying") and, when the lab fails, names the phase
+in the `error` verdict. The runner itself prints nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import pathlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import docker.errors
+import requests.exceptions
+
+from repro.errors import LabError
+from repro.faults import FAULTS, FaultOutcome
+from repro.ledger import Ledger, parse_lines
+from repro.machine.host import ConstrainedHost
+from repro.machine.labels import IMAGE
+from repro.machine.restart import Restart, fetch_database, restart
+from repro.oracle import Judgement, judge, lab_error
+from repro.report.records import TrialRecord, record_trial
+from repro.scenario import HazardName, Scenario, replay_command, trial_seed
+
+# What a lab failure looks like from here: our own errors (a ledger or probe line we cannot
+# read included), the engine (docker-py) or its HTTP transport failing, or a machine printing
+# something that is not JSON. Any of them makes the trial an `error` verdict; the run goes on.
+LAB_FAILURES = (LabError, docker.errors.DockerException, requests.exceptions.RequestException,
+                json.JSONDecodeError)
+
+
+class Phase(str, enum.Enum):
+    """The steps of one trial, in order."""
+
+    BOOT = "boot"          # the machine and its disk start
+    WORKLOAD = "workload"  # the store opens and the workload (and hazards) start
+    FAULTS = "faults"      # each fault fires at its trigger
+    STOP = "stop"          # Fly's ordinary stop, when no fault ended the machine
+    RESTART = "restart"    # the crash state is kept; the restarted machine probes the database
+    JUDGE = "judge"        # the oracle compares facts and ledger with what SQLite promises
+    RECORD = "record"      # the record, and the evidence of a trial that did not pass
+
+
+class Progress(str, enum.Enum):
+    START = "start"
+    PHASE = "phase"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class TrialEvent:
+    """Progress of a run, for whoever displays it."""
+
+    progress: Progress
+    trial_id: str
+    phase: Phase | None = None
+    record: TrialRecord | None = None
+
+
+class _Trial:
+    """The state one trial builds up, phase by phase."""
+
+    def __init__(self, scenario: Scenario, host: ConstrainedHost) -> None:
+        self.scenario = scenario
+        self.host = host
+        self.seed = trial_seed(scenario.seed, scenario.trial_id)
+        self.ready: dict[str, object] = {}
+        self.outcomes: list[FaultOutcome] = []
+        self.ledger: Ledger | None = None
+        self.restarted: Restart | None = None
+        self.judgement: Judgement | None = None
+
+    def boot(self) -> None:
+        self.host.start()
+
+    def workload(self) -> None:
+        spec = self.scenario.workload
+        self.ready = self.host.start_workload(
+            seed=self.seed, rate=spec.rate, hold=True, linger_ms=spec.linger_ms, lossy_args=self.scenario.lossy_args,
+            env=spec.environment(), raw_open_every=spec.hazard_every(HazardName.RAW_OPEN),
+            dashboard_ms=spec.hazard_every(HazardName.DASHBOARD), cron_ms=spec.hazard_every(HazardName.CRON))
+
+    def faults(self) -> None:
+        for step in self.scenario.schedule():
+            self.outcomes.append(FAULTS[step.name].inject(self.host, step))
+
+    def stop(self) -> None:
+        if not any(o.machine_down for o in self.outcomes):
+            self.host.stop()  # no fault ended the machine: Fly's ordinary stop ends the trial
+
+    def restart(self) -> None:
+        self.restarted = restart(self.host)
+        self.ledger = parse_lines(self.host.output())
+
+    def judge(self) -> None:
+        assert self.restarted is not None
+        self.judgement = judge(self.ledger, self.restarted.facts, tuple(f.name.value for f in self.scenario.faults),
+                               lazy_dirs="--lazy-dirs" in self.scenario.lossy_args,
+                               locks_dropped=self.scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0)
+
+    @property
+    def story(self) -> str:
+        return "; ".join(FAULTS[o.fault].describe(o) for o in self.outcomes)
+
+
+PHASES = (Phase.BOOT, Phase.WORKLOAD, Phase.FAULTS, Phase.STOP, Phase.RESTART, Phase.JUDGE)
+
+
+def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
+              on_event: Callable[[TrialEvent], None] = lambda e: None) -> TrialRecord:
+    """Run one trial. Lab failures become an `error` verdict naming the phase; nothing is left running."""
+    started = time.monotonic()
+    host = ConstrainedHost(scenario.profile, store=scenario.store, image=image, fuse=scenario.needs_fuse)
+    trial = _Trial(scenario, host)
+    artifacts: str | None = None
+    error: BaseException | None = None
+    phase = Phase.BOOT
+    try:
+        try:
+            for phase in PHASES:
+                on_event(TrialEvent(Progress.PHASE, scenario.trial_id, phase))
+                getattr(trial, phase.value)()
+        except LAB_FAILURES as exc:  # the lab failed, not the store
+            error = exc
+            trial.judgement = lab_error(f"{phase.value}: {_one_line(exc)}")
+        on_event(TrialEvent(Progress.PHASE, scenario.trial_id, Phase.RECORD))
+        assert trial.judgement is not None
+        if trial.judgement.verdict.value != "pass" and phase is not Phase.BOOT:
+            artifacts = keep_artifacts(trial, out_dir, error)
+    finally:
+        try:
+            host.remove()
+        except LAB_FAILURES:
+            pass
+    return _record(trial, time.monotonic() - started, artifacts)
+
+
+def _record(trial: _Trial, duration_s: float, artifacts: str | None) -> TrialRecord:
+    scenario, ready, outcomes = trial.scenario, trial.ready, trial.outcomes
+    assert trial.judgement is not None
+    last = outcomes[-1] if outcomes else None
+    record = record_trial(
+        id=scenario.trial_id, profile=scenario.profile.name, faults=tuple(f.name.value for f in scenario.faults),
+        preset=scenario.store.preset,
+        journal_mode=str(ready.get("journal_mode", scenario.store.journal_mode or "?")),
+        synchronous=str(ready.get("synchronous", scenario.store.synchronous or "?")),
+        seed=scenario.seed, judgement=trial.judgement, duration_s=duration_s,
+        replay=replay_command(scenario),
+        oom_killed=any(o.oom_killed for o in outcomes) if outcomes else None,
+        exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
+        store=scenario.store.store_path or "default", hazards=scenario.workload.hazard_labels,
+    )
+    story = trial.story
+    return dataclasses.replace(record, detail=f"{record.detail} [{story}]" if story else record.detail,
+                               sqlite_version=str(ready.get("sqlite_version", "")),
+                               schedule=tuple(step.describe() for step in scenario.schedule()))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def keep_artifacts(trial: _Trial, out_dir: pathlib.Path, error: BaseException | None = None) -> str:
+    """Everything needed to study a trial that did not pass: the database files as the crash
+    left them (db, -wal, -shm, -journal: copied before the restarted machine opened them),
+    ledger, logs, the replay command."""
+    scenario, host = trial.scenario, trial.host
+    target = out_dir / "trials" / scenario.trial_id
+    target.mkdir(parents=True, exist_ok=True)
+    try:  # as the crash left them if the restart got that far, else as they are now
+        fetch_database(host, target, crash_state=True)
+    except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
+        pass
+    try:
+        lines = host.output()
+    except LAB_FAILURES:
+        lines = []
+    (target / "machine.log").write_text("\n".join(lines) + "\n")
+    (target / "ledger.jsonl").write_text("".join(l[l.find("LEDGER ") + 7:] + "\n" for l in lines if "LEDGER " in l))
+    if trial.restarted is not None:
+        (target / "probe.log").write_text(trial.restarted.output)
+    (target / "faults.json").write_text(json.dumps(
+        {"schedule": [s.describe() for s in scenario.schedule()],
+         "outcomes": [dataclasses.asdict(o) for o in trial.outcomes],
+         "error": "" if error is None else "\n".join([str(error), *getattr(error, "__notes__", [])])},
+        indent=2, default=str))
+    (target / "replay.sh").write_text("#!/bin/sh\n" + replay_command(scenario) + "\n")
+    return str(target)
+
+
+def run_trials(scenarios: Sequence[Scenario], *, out_dir: pathlib.Path, jobs: int = 1, image: str = IMAGE,
+               on_event: Callable[[TrialEvent], None] = lambda e: None,
+               stop: threading.Event | None = None) -> list[TrialRecord]:
+    """Run trials, ``jobs`` at a time; records come back in scenario order."""
+    stop = stop or threading.Event()
+    records: dict[str, TrialRecord] = {}
+
+    def one(scenario: Scenario) -> TrialRecord:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        on_event(TrialEvent(Progress.START, scenario.trial_id))
+        record = run_trial(scenario, out_dir=out_dir, image=image, on_event=on_event)
+        if stop.is_set():  # its machine was pulled down under it: no verdict to report
+            raise KeyboardInterrupt
+        on_event(TrialEvent(Progress.DONE, scenario.trial_id, record=record))
+        return record
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="trial") as pool:
+        futures = {pool.submit(one, s): s for s in scenarios}
+        try:
+            for future in as_completed(futures):
+                record = future.result()
+                records[record.id] = record
+        except BaseException:  # Ctrl-C or a bug: stop queued trials and pull down the running ones
+            stop.set()
+            for future in futures:
+                future.cancel()
+            _remove_run_containers()
+            raise
+    return [records[s.trial_id] for s in scenarios if s.trial_id in records]
+
+
+def _remove_run_containers() -> None:
+    """Kill this run's machines so that running trials end now instead of finishing first."""
+    from repro.machine import engine
+    from repro.machine.labels import RUN_ID
+
+    try:
+        engine.cleanup(run_id=RUN_ID)
+    except LabError:
+        pass  # no engine: nothing of ours can be running

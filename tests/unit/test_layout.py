@@ -1,0 +1,147 @@
+"""The shape of the code: the image holds everything the in-machine code imports, faults and oracle
+agree, every error joins LabError, and no module grows past what a newcomer can read."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pathlib
+import pkgutil
+import re
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MAX_LINES = 400
+# What runs inside a machine: the workload and its services, the fault agent, the power-loss
+# filesystem, the restarted machine's probe and the Compose judge.
+IN_MACHINE_ENTRY_POINTS = ("repro.workload", "repro.workload.__main__", "repro.workload.agent",
+                           "repro.workload.dashboard", "repro.workload.npm_cache", "repro.lossyfs.__main__",
+                           "repro.verify.probe", "repro.oracle.__main__")
+# Besides the standard library and the store, the image has Debian's python3-pyfuse3 (and trio).
+IMAGE_THIRD_PARTY = {"pyfuse3", "trio"}
+
+
+def _image_modules() -> set[str]:
+    """The repro modules the Dockerfile copies into /opt/lab (whole packages or single files)."""
+    copied: set[str] = set()
+    for line in (ROOT / "docker" / "Dockerfile").read_text().splitlines():
+        if not line.startswith("COPY repro/"):
+            continue
+        for source in line.split()[1:-1]:
+            path = ROOT / source
+            files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+            for file in files:
+                parts = file.relative_to(ROOT).with_suffix("").parts
+                copied.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return copied
+
+
+def _module_file(name: str) -> pathlib.Path:
+    base = ROOT.joinpath(*name.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _imports(name: str) -> set[str]:
+    """Absolute names of every module ``name`` imports (at any level, also inside functions)."""
+    tree = ast.parse(_module_file(name).read_text())
+    package = name if _module_file(name).name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            for alias in node.names:  # "from repro.x import y" may import the module repro.x.y
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if candidate.startswith("repro") and _module_file(candidate).exists() else base)
+    return found
+
+
+def test_the_image_holds_every_module_the_in_machine_code_imports() -> None:
+    image = _image_modules()
+    seen: set[str] = set()
+    todo = list(IN_MACHINE_ENTRY_POINTS)
+    problems: list[str] = []
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name not in image:
+            problems.append(f"{name} runs in the machine but the Dockerfile does not copy it")
+            continue
+        for imported in _imports(name):
+            top = imported.split(".")[0]
+            if top == "repro":
+                todo.append(imported)
+                for parent in _parents(imported):
+                    todo.append(parent)
+            elif top not in sys.stdlib_module_names and top not in IMAGE_THIRD_PARTY and top != "hermes_state" \
+                    and top != "__future__":
+                problems.append(f"{name} imports {imported}, which the image does not have")
+    assert not problems, "\n".join(problems)
+    assert "repro.verify.probe" in seen and "repro.workload.agent" in seen
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(2, len(parts))]
+
+
+def test_the_import_check_catches_a_missing_module(tmp_path: pathlib.Path) -> None:
+    """The check above must be able to fail: a module the image lacks is named."""
+    modules = _image_modules()
+    assert "repro.workload.agent" in modules
+    assert "repro.machine.host" not in modules  # the host side never goes into the image
+    assert "repro.cli" not in modules
+
+
+def test_every_fault_the_runner_knows_is_known_to_the_oracle_and_back() -> None:
+    from repro.faults import FAULTS
+    from repro.oracle import FAULT_CRASH_CLASSES
+    from repro.scenario import FaultName
+
+    assert set(FAULTS) == set(FaultName), "a fault name without a fault class, or the reverse"
+    assert {name.value for name in FAULTS} == set(FAULT_CRASH_CLASSES), "the oracle's table and the runner disagree"
+    for name, fault in FAULTS.items():
+        assert fault.name is name
+        assert FAULT_CRASH_CLASSES[name.value] is fault.crash_class, f"{name.value}: crash classes disagree"
+
+
+def test_every_error_the_lab_defines_joins_labError() -> None:
+    from repro.errors import LabError
+
+    strays = []
+    for info in pkgutil.walk_packages([str(ROOT / "repro")], prefix="repro."):
+        if info.name.endswith("__main__") or info.name.startswith("repro.lossyfs.fuse"):
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError as exc:  # pyfuse3 is Debian's, not in the venv
+            if "pyfuse3" in str(exc) or "trio" in str(exc):
+                continue
+            raise
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == info.name and issubclass(cls, Exception) and not issubclass(cls, LabError):
+                strays.append(f"{info.name}.{cls.__name__}")
+    assert not strays, f"errors outside the LabError tree: {strays}"
+
+
+@pytest.mark.parametrize("package", ["repro", "hermes_state"])
+def test_no_module_is_longer_than_a_newcomer_can_read(package: str) -> None:
+    too_long = {str(p.relative_to(ROOT)): n for p in (ROOT / package).rglob("*.py")
+                if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"
+
+
+def test_the_readme_layout_names_only_what_exists() -> None:
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("## Layout", 1)[1].split("```")[1]
+    for name in re.findall(r"\b([a-z_]+/)", layout):
+        if name.rstrip("/") in {"repro", "hermes_state", "docker", "tests", "bench", "docs"}:
+            assert (ROOT / name).is_dir(), f"README's layout names {name}, which does not exist"
