@@ -28,8 +28,8 @@ from repro.profiles import MachineProfile, get_profile
 from repro.scenario import StoreSpec
 
 if TYPE_CHECKING:
-    from repro.oracle import Judgement
-    from repro.probe import ProbeFacts
+    from repro.oracle.verdicts import Judgement
+    from repro.verify.facts import ProbeFacts
 
 import docker.errors  # noqa: E402
 from docker.types import Mount  # noqa: E402
@@ -487,8 +487,8 @@ class ConstrainedHost(DockerContainer):
         First the database files are snapshotted as the crash left them (opening them replays
         the WAL or rolls back a hot journal, and the store may repair the file): see
         ``fetch_database``."""
-        from repro.oracle import judge  # the judging half
-        from repro.probe import ProbeError, parse_probe_output
+        from repro.oracle.verdicts import judge  # the judging half
+        from repro.verify.facts import ProbeError, parse_probe_output
 
         container = self.get_wrapped_container()
         container.reload()
@@ -497,7 +497,7 @@ class ConstrainedHost(DockerContainer):
         ledger = self.ledger()
         self.snapshot_database()
         probe_db = f"{self.disk_db_dir}/state.db"
-        argv = ["python3", "-m", "repro.probe", probe_db]
+        argv = ["python3", "-m", "repro.verify.probe", probe_db]
         if self.store.store_path:
             argv += ["--store-path", STORE_MOUNT]
         restarted = ConstrainedHost(self.profile, store=self.store, image=self.image, disk=self.disk, role="verify")

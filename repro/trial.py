@@ -22,7 +22,7 @@ from repro.faults import FAULTS, FaultOutcome
 from repro.host import ConstrainedHost
 from repro.labels import IMAGE
 from repro.ledger import LedgerError
-from repro.oracle import lab_error
+from repro.oracle.verdicts import lab_error
 from repro.results import TrialRecord, record_trial
 from repro.scenario import FaultName, HazardName, Scenario, WorkloadSpec
 
