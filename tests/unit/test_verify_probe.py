@@ -6,6 +6,7 @@ and repro.verify.facts (the PROBE line's codec).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pathlib
 import sqlite3
@@ -16,7 +17,16 @@ import textwrap
 import pytest
 
 import repro.verify.probe as probe_module
-from repro.verify.facts import PROBE_FORMAT, CheckStatus, ProbeError, ProbeFacts, parse_probe_output
+from repro.verify.facts import (
+    PROBE_FORMAT,
+    Check,
+    CheckStatus,
+    ProbeError,
+    ProbeFacts,
+    SessionRow,
+    StoreFacts,
+    parse_probe_output,
+)
 from repro.verify.probe import collect, content_sha256
 from repro.verify.sandbox import interpret_health
 from test_verify_support import FakeWorkload, sha, standard_run, tear_page
@@ -251,6 +261,15 @@ def test_facts_round_trip_through_the_probe_line(tmp_path: pathlib.Path) -> None
     standard_run(db).close()
     facts = collect(db, open_store=False)
     assert parse_probe_output(["noise", facts.to_line()]) == facts
+    # every field away from its default, so a field the codec dropped or mangled shows
+    store = StoreFacts(opened=True, error="E: x", attempted=True, module="/opt/store/hermes_state/__init__.py",
+                       journal_mode="wal", synchronous=1, busy_timeout=2000, foreign_keys=1,
+                       doctor=Check(CheckStatus.FAILED, ("fts: corrupt",)), healed="rebuilt")
+    full = dataclasses.replace(facts, fk_violations=3, journal_mode="delete", messages_error="partial read",
+                               sessions_error="E: y", store=store, probe_error="E: z",
+                               sessions=facts.sessions + (SessionRow("s9", None, None, None, None),))
+    assert {f.name for f in dataclasses.fields(full) if getattr(full, f.name) == f.default} == set()
+    assert parse_probe_output([full.to_line()]) == full
 
 
 def test_parse_errors_are_typed() -> None:
