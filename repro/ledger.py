@@ -28,6 +28,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from repro.errors import MachineOutputError
+from repro.protocol import ProtocolError, Tag, parse_line
+
 LEDGER_TAG = "LEDGER "
 READY_TAG = "READY "
 EVENT_TAG = "EVENT "
@@ -102,7 +105,7 @@ class Ledger:
         return tuple(op for op in self.operations if op.outcome is Outcome.FAIL)
 
 
-class LedgerError(ValueError):
+class LedgerError(MachineOutputError):
     """A ledger line that cannot be parsed (the lab's fault, not the store's)."""
 
 
@@ -121,7 +124,7 @@ def emit_event(kind: str, **fields: object) -> None:
 
 
 def parse_lines(lines: Iterable[str]) -> Ledger:
-    """Build a Ledger from the workload's stdout lines; other lines are ignored.
+    """Build a Ledger from the workload's stdout lines (repro.protocol); other lines are ignored.
 
     A line cut in half by the crash (only possible for the very last line) is ignored:
     the operation it belonged to stays indeterminate.
@@ -131,26 +134,20 @@ def parse_lines(lines: Iterable[str]) -> Ledger:
     ready: dict[str, object] = {}
     events: list[dict[str, object]] = []
     for raw in lines:
-        line = raw.rstrip("\r\n")
         # docker may prefix nothing; s6 may interleave other services' lines
-        for tag in (LEDGER_TAG, READY_TAG, EVENT_TAG):
-            pos = line.find(tag)
-            if pos == -1:
-                continue
-            payload = line[pos + len(tag):]
-            try:
-                record = json.loads(payload)
-            except json.JSONDecodeError:
-                break  # a torn last line
-            if not isinstance(record, dict):
-                raise LedgerError(f"ledger record is not an object: {payload[:80]}")
-            if tag == READY_TAG:
-                ready = record
-            elif tag == EVENT_TAG:
-                events.append(record)
-            else:
-                _add(record, invokes, completions)
-            break
+        try:
+            line = parse_line(raw)
+        except ProtocolError as exc:
+            raise LedgerError(str(exc)) from exc
+        if line is None:
+            continue
+        record = dict(line.payload)
+        if line.tag is Tag.READY:
+            ready = record
+        elif line.tag is Tag.EVENT:
+            events.append(record)
+        elif line.tag is Tag.LEDGER:
+            _add(record, invokes, completions)
     operations = []
     for index in sorted(invokes):
         inv = invokes[index]

@@ -26,7 +26,7 @@ from repro.ledger import Ledger, parse_lines
 from repro.machine.host import ConstrainedHost
 from repro.machine.labels import IMAGE
 from repro.machine.restart import Restart, fetch_database, restart
-from repro.oracle import Judgement, judge, lab_error
+from repro.oracle.verdicts import Judgement, judge, lab_error
 from repro.report.records import TrialRecord, record_trial
 from repro.scenario import HazardName, Scenario, replay_command, trial_seed
 

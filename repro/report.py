@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from repro.oracle import Verdict
+from repro.oracle.verdicts import Verdict
 from repro.results import ExitCode, RunResult, TrialRecord
 
 VERDICTS: tuple[Verdict, ...] = tuple(Verdict)

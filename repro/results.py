@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, fields
 from typing import Iterable, Mapping, Sequence
 
-from repro.oracle import Judgement, Verdict
+from repro.oracle.verdicts import Judgement, Verdict
 
 RESULTS_FORMAT = 1
 

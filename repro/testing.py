@@ -26,7 +26,7 @@ from repro.ledger import Ledger, parse_lines
 from repro.machine.disk import DataDisk
 from repro.machine.host import ConstrainedHost, StopReport
 from repro.machine.restart import restart
-from repro.oracle import Judgement, judge
+from repro.oracle.verdicts import Judgement, judge
 from repro.scenario import FaultSpec, Scenario
 from repro.verify.facts import ProbeFacts
 

@@ -12,7 +12,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from repro.oracle import CrashClass
+from repro.oracle.promises import CrashClass
 from repro.protocol import Tag
 from repro.scenario import FaultName, FaultStep, Trigger
 from repro.workload.agent import Action

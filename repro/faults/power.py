@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from repro.faults.base import Fault, FaultOutcome, run_agent
-from repro.oracle import CrashClass
+from repro.oracle.promises import CrashClass
 from repro.scenario import FaultName, FaultStep, Trigger
 from repro.workload.agent import Action
 

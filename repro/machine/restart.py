@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from repro.machine.disk import SNAPSHOT_DIR
 from repro.machine.host import STORE_MOUNT, ConstrainedHost
-from repro.verify.facts import ProbeFacts
-from repro.verify.probe import parse_probe_output
+from repro.verify.facts import ProbeFacts, parse_probe_output
 
 # The files of the database, as a crash leaves them.
 DB_FILES = ("state.db", "state.db-wal", "state.db-shm", "state.db-journal")

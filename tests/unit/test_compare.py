@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from repro.compare import compare_runs, comparison_markdown, fisher_exact, render_comparison
-from repro.oracle import Verdict
+from repro.oracle.verdicts import Verdict
 from test_report import rec
 
 

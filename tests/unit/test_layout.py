@@ -103,7 +103,7 @@ def test_the_import_check_catches_a_missing_module(tmp_path: pathlib.Path) -> No
 
 def test_every_fault_the_runner_knows_is_known_to_the_oracle_and_back() -> None:
     from repro.faults import FAULTS
-    from repro.oracle import FAULT_CRASH_CLASSES
+    from repro.oracle.promises import FAULT_CRASH_CLASSES
     from repro.scenario import FaultName
 
     assert set(FAULTS) == set(FaultName), "a fault name without a fault class, or the reverse"

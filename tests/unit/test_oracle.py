@@ -3,32 +3,40 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import pathlib
+import sqlite3
+import subprocess
+import sys
 
 import pytest
 
-from repro.ledger import Ledger
-from repro.oracle import (
-    FaultClass,
+from repro.errors import LabError, MachineOutputError
+from repro.ledger import Ledger, LedgerError
+from repro.oracle.promises import (
+    CrashClass,
     JournalMode,
     LossBound,
     OracleError,
     StoreConfig,
     Synchronous,
-    Verdict,
-    fault_class,
-    judge,
+    crash_class_of,
     promise,
 )
-from repro.probe import ProbeFacts, StoreFacts, collect
+from repro.oracle.verdicts import Verdict, judge
+from repro.protocol import Tag, format_line
+from repro.verify.facts import ProbeError, ProbeFacts, StoreFacts
+from repro.verify.probe import collect
 from repro.results import ExitCode, TrialRecord, exit_code
 from test_verify_support import FakeWorkload, standard_run, tear_page
 
-P, L = FaultClass.PROCESS_CRASH, FaultClass.POWER_LOSS
+REPO = pathlib.Path(__file__).resolve().parents[2]
+P, L = CrashClass.PROCESS, CrashClass.POWER_LOSS
 
 
 @pytest.mark.parametrize(
-    ("mode", "sync", "fclass", "lazy", "consistent", "loss"),
+    ("mode", "sync", "crash", "lazy", "consistent", "loss"),
     [
         # process crash: durable and consistent whatever synchronous, except journal OFF/MEMORY
         ("wal", 0, P, False, True, LossBound.NONE),
@@ -50,20 +58,20 @@ P, L = FaultClass.PROCESS_CRASH, FaultClass.POWER_LOSS
         ("off", 3, L, False, False, LossBound.ANY),
     ],
 )
-def test_promise_table(mode: str, sync: int, fclass: FaultClass, lazy: bool, consistent: bool,
+def test_promise_table(mode: str, sync: int, crash: CrashClass, lazy: bool, consistent: bool,
                        loss: LossBound) -> None:
-    p = promise(StoreConfig.parse(mode, sync), fclass, lazy_dirs=lazy)
+    p = promise(StoreConfig.parse(mode, sync), crash, lazy_dirs=lazy)
     assert (p.consistent, p.loss) == (consistent, loss)
     assert p.promised_safe == (consistent and loss is not LossBound.ANY)
 
 
-def test_fault_classes_compose_to_the_strongest() -> None:
-    assert fault_class(["sigint"]) is P
-    assert fault_class(["disk-fill", "sigterm"]) is P
-    assert fault_class(["oom", "power-loss"]) is L
-    assert fault_class(["sigkill-machine", "SIGQUIT"]) is P
+def test_crash_classes_compose_to_the_strongest() -> None:
+    assert crash_class_of(["sigint"]) is P
+    assert crash_class_of(["disk-fill", "sigterm"]) is P
+    assert crash_class_of(["oom", "power-loss"]) is L
+    assert crash_class_of(["sigkill-machine", "SIGQUIT"]) is P
     with pytest.raises(OracleError):
-        fault_class(["meteor"])
+        crash_class_of(["meteor"])
 
 
 def test_config_parsing() -> None:
@@ -118,7 +126,7 @@ def test_corruption_under_wal_process_crash_is_a_failure(tmp_path: pathlib.Path)
 def test_dropped_locks_void_every_promise(tmp_path: pathlib.Path) -> None:
     """The raw-open hazard: with the gateway's POSIX locks gone, the same damage is no broken promise."""
     for mode, sync in (("wal", 2), ("wal", 1), ("delete", 3)):
-        p = promise(StoreConfig.parse(mode, sync), FaultClass.PROCESS_CRASH, locks_dropped=True)
+        p = promise(StoreConfig.parse(mode, sync), CrashClass.PROCESS, locks_dropped=True)
         assert not p.promised_safe and "POSIX locks" in p.reason
     w, ledger = _trial(tmp_path)
     w.sql("UPDATE sessions SET message_count = 99 WHERE id = 's1'")
@@ -206,3 +214,39 @@ def test_exit_code_rule() -> None:
     assert exit_code([ok, lab]) is ExitCode.LAB_FAILED
     assert exit_code([failed, lab]) is ExitCode.LAB_FAILED
     assert exit_code([]) is ExitCode.LAB_FAILED
+
+
+def _compose_judge(tmp_path: pathlib.Path, ledger_file: pathlib.Path, db: pathlib.Path,
+                   *faults: str) -> tuple[int, dict[str, object]]:
+    """`python3 -m repro.oracle` as the Compose verify service runs it in the restarted machine."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_STATE_")}
+    cmd = [sys.executable, "-m", "repro.oracle", "--ledger", str(ledger_file), "--db", str(db)]
+    for fault in faults:
+        cmd += ["--fault", fault]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, proc.stdout + proc.stderr
+    return proc.returncode, json.loads(lines[0])
+
+
+def test_compose_judge_exit_codes(tmp_path: pathlib.Path) -> None:
+    w = standard_run(tmp_path / "state.db")
+    ledger_file = tmp_path / "ledger.log"
+    ledger_file.write_text("\n".join(w.lines + [format_line(Tag.READY, w.ready)]) + "\n")
+    w.sql("UPDATE sessions SET message_count = 99 WHERE id = 's1'")
+    w.close()
+    code, out = _compose_judge(tmp_path, ledger_file, w.path, "disk-fill", "sigterm")
+    assert (code, out["verdict"], out["expected"], out["acked"]) == (1, "corrupt", False, 18)
+    conn = sqlite3.connect(w.path)
+    conn.execute("UPDATE sessions SET message_count = 6 WHERE id = 's1'")
+    conn.commit()
+    conn.close()
+    code, out = _compose_judge(tmp_path, ledger_file, w.path, "sigkill")
+    assert (code, out["verdict"], out["lost_acked"], out["journal_mode"]) == (0, "pass", 0, "wal")
+    code, out = _compose_judge(tmp_path, tmp_path / "no-ledger.log", w.path)
+    assert (code, out["verdict"]) == (3, "error")
+
+
+def test_oracle_and_verify_errors_are_lab_errors() -> None:
+    assert issubclass(OracleError, LabError)
+    assert issubclass(ProbeError, MachineOutputError) and issubclass(LedgerError, MachineOutputError)

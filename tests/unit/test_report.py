@@ -10,8 +10,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from rich.console import Console
 
-from repro.oracle import Verdict, judge
-from repro.probe import collect
+from repro.oracle.verdicts import Verdict, judge
+from repro.verify.probe import collect
 from repro.report import (
     blind_controls,
     print_table,

@@ -1,15 +1,14 @@
-"""Every checker of ``verify.health`` against a real known-bad database, end to end to a verdict.
+"""Every checker of ``repro.verify.diff.health`` against a real known-bad database, end to end to a verdict.
 
 Each database is made by the real store (``hermes_state.SessionDB``) with a ledger recorded
 the way the workload records it, damaged behind the store's back, then probed by the real
-probe (``python -m repro.probe DB --store-path REPO``, its PROBE line parsed as the host
+probe (``python -m repro.verify.probe DB --store-path REPO``, its PROBE line parsed as the host
 does) and judged by the oracle. The undamaged control must pass, so a ``corrupt`` verdict
 below comes from the damage; each test also names the finding its checker must produce.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import sqlite3
@@ -18,9 +17,10 @@ import sys
 
 import pytest
 
-from repro.ledger import READY_TAG, Ledger, encode, parse_lines
-from repro.oracle import Judgement, Verdict, judge
-from repro.probe import CheckStatus, ProbeFacts, parse_probe_output
+from repro.ledger import Ledger, encode, parse_lines
+from repro.oracle.verdicts import Judgement, Verdict, judge
+from repro.protocol import Tag, format_line
+from repro.verify.facts import CheckStatus, ProbeFacts, parse_probe_output
 from test_verify_support import sha
 
 hermes_state = pytest.importorskip("hermes_state")
@@ -66,13 +66,13 @@ def store_run(db: pathlib.Path) -> Ledger:
                  for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")}
     finally:
         store.close()
-    return parse_lines(lines + [READY_TAG + json.dumps(ready)])
+    return parse_lines(lines + [format_line(Tag.READY, ready)])
 
 
 def probe(db: pathlib.Path, *, open_store: bool = True) -> ProbeFacts:
     """The real probe in its own process, as the restarted machine runs it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_STATE_")}
-    cmd = [sys.executable, "-m", "repro.probe", str(db), "--store-path", str(REPO)]
+    cmd = [sys.executable, "-m", "repro.verify.probe", str(db), "--store-path", str(REPO)]
     proc = subprocess.run(cmd + ([] if open_store else ["--no-store"]), cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -8,12 +8,12 @@ row, its FTS entry by trigger, and the session counter).
 from __future__ import annotations
 
 import hashlib
-import json
 import pathlib
 import sqlite3
 
-from repro.ledger import READY_TAG, Ledger, encode, parse_lines
-from repro.probe import collect
+from repro.ledger import Ledger, encode, parse_lines
+from repro.protocol import Tag, format_line
+from repro.verify.probe import collect
 
 MIRROR_SCHEMA = """
 CREATE TABLE sessions (
@@ -118,7 +118,7 @@ class FakeWorkload:
         self.conn.execute(statement, params)
 
     def ledger(self) -> Ledger:
-        return parse_lines(self.lines + [READY_TAG + json.dumps(self.ready)])
+        return parse_lines(self.lines + [format_line(Tag.READY, self.ready)])
 
     def close(self) -> None:
         self.conn.close()

@@ -19,8 +19,8 @@ from typing import Any, Iterator
 import pytest
 
 from repro.ledger import EVENT_TAG, READY_TAG, Ledger, parse_lines
-from repro.probe import collect
-from repro.verify import Verification, compare
+from repro.verify.diff import Verification, diff
+from repro.verify.probe import collect
 from repro.workload import content
 from repro.workload.__main__ import Workload
 from repro.workload.config import WorkloadConfig
@@ -44,7 +44,7 @@ def run_workload(tmp: pathlib.Path, **settings: str) -> subprocess.CompletedProc
 
 
 def verify(ledger: Ledger, db: pathlib.Path) -> Verification:
-    return compare(ledger, collect(db, str(STORE_ROOT)))
+    return diff(ledger, collect(db, str(STORE_ROOT)))
 
 
 def test_workload_ledger_pragmas_and_verification(tmp_path: pathlib.Path) -> None:

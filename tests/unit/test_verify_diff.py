@@ -7,16 +7,17 @@ import pathlib
 import pytest
 
 from repro.ledger import Ledger, Operation, OpKind, Outcome
-from repro.oracle import Verdict, judge
-from repro.probe import Check, CheckStatus, MessageRow, ProbeFacts, SessionRow, collect
-from repro.verify import PhantomKind, Verification, compare
+from repro.oracle.verdicts import Verdict, judge
+from repro.verify.diff import PhantomKind, Verification, diff
+from repro.verify.facts import Check, CheckStatus, MessageRow, ProbeFacts, SessionRow
+from repro.verify.probe import collect
 from test_verify_support import FakeWorkload, sha, standard_run, tear_page
 
 
 def verify(w: FakeWorkload) -> Verification:
     ledger = w.ledger()
     w.close()
-    return compare(ledger, collect(w.path, open_store=False))
+    return diff(ledger, collect(w.path, open_store=False))
 
 
 def test_clean_run_has_no_findings(tmp_path: pathlib.Path) -> None:
@@ -34,7 +35,7 @@ def test_torn_page_is_damage(tmp_path: pathlib.Path) -> None:
     ledger = w.ledger()
     w.close()
     tear_page(w.path)
-    v = compare(ledger, collect(w.path, open_store=False))
+    v = diff(ledger, collect(w.path, open_store=False))
     assert v.corrupt and not v.health.integrity_ok
     assert any(p.startswith("integrity_check") for p in v.health.problems)
 
@@ -157,7 +158,7 @@ def test_missing_database_loses_every_acked_write_but_is_not_damage(tmp_path: pa
     w.close()
     for name in ("state.db", "state.db-wal", "state.db-shm"):
         (tmp_path / name).unlink(missing_ok=True)
-    v = compare(ledger, collect(tmp_path / "state.db"))
+    v = diff(ledger, collect(tmp_path / "state.db"))
     assert v.lost_acked == v.acked == 18
     assert not v.health.damaged and v.health.integrity == "missing"
 
@@ -212,7 +213,7 @@ def test_cut_off_write_present_after_a_lost_acked_one_is_not_a_suffix_loss(case:
         cut = Operation(4, OpKind.END_SESSION, {"session_id": "s1", "end_reason": "user_exit"}, Outcome.INFO)
         rows, session = (_KEPT,), SessionRow("s1", 1, 0, 0, "user_exit")
     ledger, facts = _rollback_then_cut_off(cut, rows, session)
-    v = compare(ledger, facts)
+    v = diff(ledger, facts)
     assert [w.op_index for w in v.lost] == [3]
     assert [(r.op_index, r.found) for r in v.indeterminate] == [(4, True)]
     assert not v.corrupt
@@ -226,7 +227,7 @@ def test_cut_off_write_absent_after_lost_acked_ones_is_a_suffix_loss() -> None:
     """The same rollback with the later cut-off write gone too: a rolled-back tail, as WAL+NORMAL allows."""
     cut = Operation(4, OpKind.APPEND_MESSAGE, {"session_id": "s1", "sha": sha("c")}, Outcome.INFO)
     ledger, facts = _rollback_then_cut_off(cut, (_KEPT,), SessionRow("s1", 1, 0, 0, None))
-    v = compare(ledger, facts)
+    v = diff(ledger, facts)
     assert [w.op_index for w in v.lost] == [3]
     assert [(r.op_index, r.found) for r in v.indeterminate] == [(4, False)]
     assert not v.corrupt and v.loss_is_suffix is True
@@ -243,7 +244,7 @@ def test_cut_off_write_present_before_the_lost_acked_one_keeps_a_suffix_loss() -
     ), ready=_WAL_NORMAL)
     facts = ProbeFacts(db_path="state.db", exists=True, integrity=_OK, foreign_keys=_OK, fk_violations=0,
                        fts=_OK, journal_mode="wal", messages=(_KEPT,), sessions=(SessionRow("s1", 1, 0, 0, None),))
-    v = compare(ledger, facts)
+    v = diff(ledger, facts)
     assert [w.op_index for w in v.lost] == [3]
     assert [(r.op_index, r.found) for r in v.indeterminate] == [(2, True)]
     assert v.loss_is_suffix is True

@@ -1,9 +1,15 @@
-"""The ledger read back against the probe's facts: what was lost, what appeared, what is damaged.
+"""The ledger diffed against the probe's facts: what was lost, what appeared, what is damaged (stdlib only).
 
-Pure host-side code: ``compare(ledger, facts)`` says *what happened*; the oracle says
-whether the configuration allowed it. The workload is one process with one writer, so
-invocation order (the ledger index) is commit order; ``loss_is_suffix`` relies on that:
-the writes found in the database (acknowledged or cut off) must all precede every lost one.
+``diff(ledger, facts)`` says *what happened*; the oracle says whether the configuration
+allowed it. It runs on the host, and in the restarted machine for the Compose verifier.
+
+There are one or two writers: the workload, and with the cron hazard a second process
+whose ledger indices start far above the first's, so the two ledgers merge into one.
+Within one writer invocation order (the ledger index) is commit order, and
+``loss_is_suffix`` relies on that: the writes found in the database (acknowledged or cut
+off) must all precede every lost one. Two writers have no common commit order, so that
+test means nothing for them; it only matters under power loss (the one crash class that
+may lose the last commits), and a scenario refuses the cron hazard there.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from repro.ledger import Ledger, Operation, OpKind, Outcome
-from repro.probe import CheckStatus, MessageRow, ProbeFacts, SessionRow
+from repro.verify.facts import CheckStatus, MessageRow, ProbeFacts, SessionRow
 
 
 class PhantomKind(str, enum.Enum):
@@ -65,17 +71,15 @@ class CounterMismatch:
 
 @dataclass(frozen=True)
 class Health:
-    """Physical and structural state of the file, and whether the restarted store came up."""
+    """Physical and structural state of the file, and whether the restarted store came up.
 
-    exists: bool
+    ``problems`` lists every finding (integrity, foreign keys, FTS, read errors, orphans,
+    the store failing to open, repairing the file or failing its own health check); the
+    facts themselves stay in ProbeFacts."""
+
     integrity: str
     integrity_ok: bool
     fk_violations: int | None
-    fts: CheckStatus
-    doctor: CheckStatus
-    store_opened: bool
-    store_error: str | None
-    read_errors: tuple[str, ...]
     orphan_messages: int
     problems: tuple[str, ...]
 
@@ -86,7 +90,7 @@ class Health:
 
 @dataclass(frozen=True)
 class Verification:
-    """The full comparison of one trial's ledger with what the restarted machine read."""
+    """The diff of one trial's ledger with what the restarted machine read."""
 
     acked: int
     lost: tuple[LostWrite, ...]
@@ -118,8 +122,8 @@ class Verification:
         return tuple(lines)
 
 
-def compare(ledger: Ledger, facts: ProbeFacts) -> Verification:
-    """Compare every acknowledged and indeterminate write with the rows the probe read."""
+def diff(ledger: Ledger, facts: ProbeFacts) -> Verification:
+    """Diff every acknowledged and indeterminate write with the rows the probe read."""
     sessions = {s.id: s for s in facts.sessions}
     by_session: dict[str, list[MessageRow]] = defaultdict(list)
     for row in facts.messages:
@@ -199,19 +203,8 @@ def health(facts: ProbeFacts) -> Health:
         problems.append(f"the restarted store had to repair the database: {store.healed}")
     if store.doctor.status is CheckStatus.FAILED:
         problems.append(f"store health check failed: {_first(store.doctor.messages)}")
-    return Health(
-        exists=facts.exists,
-        integrity=integrity,
-        integrity_ok=integrity_ok,
-        fk_violations=facts.fk_violations,
-        fts=facts.fts.status,
-        doctor=store.doctor.status,
-        store_opened=store.opened,
-        store_error=store.error,
-        read_errors=read_errors,
-        orphan_messages=orphans,
-        problems=tuple(problems),
-    )
+    return Health(integrity=integrity, integrity_ok=integrity_ok, fk_violations=facts.fk_violations,
+                  orphan_messages=orphans, problems=tuple(problems))
 
 
 # -- per operation kind -----------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""Probe + ledger comparison + oracle in one stdlib-only step, for the Compose `verify` service.
+"""Probe, diff and verdict in one stdlib-only step, for the Compose `verify` service.
 
 The CLI and testcontainers path read the ledger from the engine's logs on the host;
 a plain ``docker compose up`` has no such channel, so the workload also appends its
 ledger to a separate volume and this module, run in the restarted machine, judges it:
-``python3 -m repro.judge --ledger FILE --db PATH --fault NAME [--fault NAME]``.
-It prints one JSON object with the verdict and exits 0 (as the oracle expects) or 1.
+``python3 -m repro.oracle --ledger FILE --db PATH --fault NAME [--fault NAME]``.
+It prints one JSON object with the verdict and exits 0 (as the oracle expects), 1 (not
+as expected) or 3 (no ledger to judge).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import argparse
 import json
 import sys
 
+from repro.errors import ExitCode
 from repro.ledger import parse_lines
-from repro.oracle import judge
-from repro.probe import collect
+from repro.oracle.verdicts import judge
+from repro.verify.probe import collect
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="repro.judge")
+    parser = argparse.ArgumentParser(prog="python3 -m repro.oracle", description=__doc__.splitlines()[0])
     parser.add_argument("--ledger", required=True)
     parser.add_argument("--db", required=True)
     parser.add_argument("--fault", action="append", default=[])
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             ledger = parse_lines(handle)
     except OSError as exc:
         print(json.dumps({"verdict": "error", "reason": f"no ledger: {exc}"}))
-        return 3
+        return ExitCode.LAB_FAILED
     facts = collect(args.db, args.store_path)
     judgement = judge(ledger, facts, args.fault or ["sigterm"])
     ver = judgement.verification
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         "journal_mode": ledger.ready.get("journal_mode"),
         "synchronous": ledger.ready.get("synchronous"),
     }))
-    return 0 if judgement.expected else 1
+    return ExitCode.OK if judgement.expected else ExitCode.TRIAL_FAILED
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
-"""The probe reports the file as found: raw checks before the store, errors recorded, one PROBE line."""
+"""The probe reports the file as found: raw checks before the store, errors recorded, one PROBE line.
+
+Covers repro.verify.probe (the raw checks), repro.verify.sandbox (the store under test)
+and repro.verify.facts (the PROBE line's codec).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pathlib
 import sqlite3
@@ -11,15 +16,19 @@ import textwrap
 
 import pytest
 
-from repro.probe import (
+import repro.verify.probe as probe_module
+from repro.verify.facts import (
+    PROBE_FORMAT,
+    Check,
     CheckStatus,
     ProbeError,
     ProbeFacts,
-    collect,
-    content_sha256,
-    interpret_health,
+    SessionRow,
+    StoreFacts,
     parse_probe_output,
 )
+from repro.verify.probe import collect, content_sha256
+from repro.verify.sandbox import interpret_health
 from test_verify_support import FakeWorkload, sha, standard_run, tear_page
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -252,6 +261,15 @@ def test_facts_round_trip_through_the_probe_line(tmp_path: pathlib.Path) -> None
     standard_run(db).close()
     facts = collect(db, open_store=False)
     assert parse_probe_output(["noise", facts.to_line()]) == facts
+    # every field away from its default, so a field the codec dropped or mangled shows
+    store = StoreFacts(opened=True, error="E: x", attempted=True, module="/opt/store/hermes_state/__init__.py",
+                       journal_mode="wal", synchronous=1, busy_timeout=2000, foreign_keys=1,
+                       doctor=Check(CheckStatus.FAILED, ("fts: corrupt",)), healed="rebuilt")
+    full = dataclasses.replace(facts, fk_violations=3, journal_mode="delete", messages_error="partial read",
+                               sessions_error="E: y", store=store, probe_error="E: z",
+                               sessions=facts.sessions + (SessionRow("s9", None, None, None, None),))
+    assert {f.name for f in dataclasses.fields(full) if getattr(full, f.name) == f.default} == set()
+    assert parse_probe_output([full.to_line()]) == full
 
 
 def test_parse_errors_are_typed() -> None:
@@ -263,10 +281,19 @@ def test_parse_errors_are_typed() -> None:
         parse_probe_output(['PROBE {"format": 99}'])
     with pytest.raises(ProbeError):
         ProbeFacts.from_obj({"format": 1, "messages": [["x"]]})
+    good = ProbeFacts(db_path="state.db", exists=True).to_obj()
+    assert ProbeFacts.from_obj(good) == ProbeFacts(db_path="state.db", exists=True)
+    for bad in ({"messages": [["x"]]}, {"messages": [[1, "s1"]]}, {"exists": 1}, {"integrity": {"status": "meh"}},
+                {"store": {"opened": True, "doctor": {"messages": ["no status"]}}}):
+        with pytest.raises(ProbeError):
+            ProbeFacts.from_obj({**good, **bad})
+    with pytest.raises(ProbeError):
+        ProbeFacts.from_obj({k: v for k, v in good.items() if k != "db_path"})
+    assert good["format"] == PROBE_FORMAT
 
 
 def test_module_runs_under_debian_python_stdlib_only(tmp_path: pathlib.Path) -> None:
-    """`python3 -m repro.probe` with the system interpreter (no venv packages) prints one PROBE line."""
+    """`python3 -m repro.verify.probe` with the system interpreter (no venv packages) prints one PROBE line."""
     debian = pathlib.Path("/usr/bin/python3")
     if not debian.exists():
         pytest.skip("no /usr/bin/python3")
@@ -280,7 +307,7 @@ def test_module_runs_under_debian_python_stdlib_only(tmp_path: pathlib.Path) -> 
             def close(self):
                 self._conn.close()
     """)
-    proc = subprocess.run([str(debian), "-s", "-E", "-m", "repro.probe", str(db), "--store-path", str(store)],
+    proc = subprocess.run([str(debian), "-s", "-E", "-m", "repro.verify.probe", str(db), "--store-path", str(store)],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -300,8 +327,6 @@ def test_store_path_without_a_store_is_an_import_failure(tmp_path: pathlib.Path)
 
 def test_unwritable_database_is_a_probe_error_not_corruption(tmp_path: pathlib.Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import repro.probe as probe_module
-
     db = tmp_path / "state.db"
     standard_run(db).close()
     monkeypatch.setattr(probe_module.os, "access", lambda *args: False)

@@ -1,0 +1,1 @@
+"""The oracle: what a configuration promises under a crash class (promises), and a trial's verdict (verdicts)."""

@@ -1,0 +1,1 @@
+"""After the crash: the probe gathers facts in the restarted machine (facts, probe, sandbox), diff holds them against the ledger."""

@@ -1,0 +1,267 @@
+"""The probe: facts about a database after the crash, gathered inside the restarted machine (stdlib only).
+
+Run as ``python3 -m repro.verify.probe DB_PATH [--store-path DIR]``; prints one line
+``PROBE {json}`` (repro.protocol). The host parses it back with
+:func:`repro.verify.facts.parse_probe_output`.
+
+Order matters and is fixed:
+
+1. the sizes of the database and its sidecars (-wal, -shm, -journal) exactly as found;
+2. raw ``sqlite3`` checks, before the store opens the file (the store heals FTS on open
+   and would hide damage): integrity_check, foreign_key_check, FTS integrity, the journal
+   mode of the file, every message row as (id, session_id, sha256(content)) and every
+   session row. Opening the file runs SQLite's own recovery (WAL replay, hot journal
+   rollback), as the restarted service would: copy artifacts before probing;
+3. the store under test opens the file (repro.verify.sandbox): can the restarted service
+   start, which pragmas are in force on its connection, and what its health check says.
+
+Every step records its error instead of raising, so a malformed file still yields facts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import os
+import pathlib
+import re
+import sqlite3
+from typing import Any, Callable, Sequence, TypeVar
+
+from repro.protocol import Tag, write_line
+from repro.verify.facts import (
+    Check,
+    CheckStatus,
+    FileInfo,
+    MessageRow,
+    ProbeFacts,
+    SessionRow,
+    capped,
+    describe_error,
+    int_or_none,
+)
+from repro.verify.sandbox import store_facts
+
+SIDECARS = ("", "-wal", "-shm", "-journal")
+_FETCH = 500
+_R = TypeVar("_R")
+
+
+def content_sha256(content: object) -> str:
+    """sha256 hex of a message's content: UTF-8 of the string, b"" for NULL, bytes as they are."""
+    if content is None:
+        data = b""
+    elif isinstance(content, bytes):
+        data = content
+    else:
+        data = str(content).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
+
+
+def collect(db_path: str | os.PathLike[str], store_path: str | None = None,
+            *, open_store: bool = True) -> ProbeFacts:
+    """Gather all facts about ``db_path``; never raises for a damaged file."""
+    path = pathlib.Path(db_path)
+    base = ProbeFacts(db_path=str(path), exists=path.is_file(), sqlite_version=sqlite3.sqlite_version)
+    try:
+        if not base.exists:
+            return base
+        if not (os.access(path, os.R_OK | os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
+            # recovery (WAL replay, hot journal rollback) needs write access: without it
+            # every check would fail and look like corruption, so this is the lab's fault
+            return dataclasses.replace(base, files=_files(path), probe_error=(
+                f"PermissionError: the probe (uid {os.getuid()}) cannot write {path} or its directory"))
+        facts = _raw_facts(base, path)
+        if open_store:
+            facts = dataclasses.replace(facts, store=store_facts(path, store_path))
+        return facts
+    except Exception as exc:  # the probe itself broke: report it, the host calls it a lab error
+        return dataclasses.replace(base, probe_error=describe_error(exc))
+
+
+# -- raw checks -------------------------------------------------------------------------
+
+
+def _files(path: pathlib.Path) -> tuple[FileInfo, ...]:
+    found = []
+    for suffix in SIDECARS:
+        side = path.with_name(path.name + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            found.append(FileInfo(side.name, side.stat().st_size))  # stat only: no open()
+    return tuple(found)
+
+
+def _raw_facts(base: ProbeFacts, path: pathlib.Path) -> ProbeFacts:
+    files = _files(path)  # before the first connection: recovery may change the sidecars
+    try:
+        # mode=rw: never create a database that is not there
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None, timeout=5.0)
+    except sqlite3.Error as exc:
+        msg = describe_error(exc)
+        failed = Check(CheckStatus.ERROR, (msg,))
+        return dataclasses.replace(base, files=files, integrity=failed, foreign_keys=failed, fts=failed,
+                                   messages_error=msg, sessions_error=msg)
+    try:
+        integrity = _integrity(conn)
+        foreign_keys, fk_violations = _foreign_keys(conn)
+        fts = _fts(conn)
+        journal_mode = _pragma(conn, "journal_mode")
+        messages, messages_error = _messages(conn)
+        sessions, sessions_error = _sessions(conn)
+    finally:
+        conn.close()
+    return dataclasses.replace(base, files=files, integrity=integrity, foreign_keys=foreign_keys,
+                               fk_violations=fk_violations, fts=fts, journal_mode=journal_mode,
+                               messages=messages, messages_error=messages_error,
+                               sessions=sessions, sessions_error=sessions_error)
+
+
+def _integrity(conn: sqlite3.Connection) -> Check:
+    try:
+        rows = [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
+    except sqlite3.Error as exc:
+        return Check(CheckStatus.ERROR, (describe_error(exc),))
+    if rows == ["ok"]:
+        return Check(CheckStatus.OK)
+    return Check(CheckStatus.FAILED, capped(rows))
+
+
+def _foreign_keys(conn: sqlite3.Connection) -> tuple[Check, int | None]:
+    try:
+        rows = conn.execute("PRAGMA foreign_key_check").fetchall()
+    except sqlite3.Error as exc:
+        return Check(CheckStatus.ERROR, (describe_error(exc),)), None
+    if not rows:
+        return Check(CheckStatus.OK), 0
+    text = [f"{r[0]} rowid={r[1]} -> {r[2]}" for r in rows]
+    return Check(CheckStatus.FAILED, capped(text)), len(rows)
+
+
+_FTS_SQL = re.compile(r"\busing\s+(fts[345])\b", re.IGNORECASE)
+
+
+def _fts(conn: sqlite3.Connection) -> Check:
+    """Every FTS table's own integrity check, whatever it is named; unavailable if none."""
+    try:
+        tables = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type='table' AND sql LIKE 'CREATE VIRTUAL TABLE%'"
+        ).fetchall()
+    except sqlite3.Error as exc:
+        return Check(CheckStatus.ERROR, (describe_error(exc),))
+    results: list[str] = []
+    failed = False
+    checked = 0
+    for name, sql in tables:
+        match = _FTS_SQL.search(str(sql or ""))
+        if match is None:
+            continue
+        checked += 1
+        quoted = '"' + str(name).replace('"', '""') + '"'
+        if match.group(1).lower() == "fts5":
+            # rank=1 also checks the index against an external content table (3.40 has it)
+            stmt = f"INSERT INTO {quoted}({quoted}, rank) VALUES('integrity-check', 1)"
+        else:
+            stmt = f"INSERT INTO {quoted}({quoted}) VALUES('integrity-check')"
+        try:
+            conn.execute("BEGIN")
+            try:
+                conn.execute(stmt)
+            finally:
+                conn.execute("ROLLBACK")
+            results.append(f"{name}: ok")
+        except sqlite3.Error as exc:
+            failed = True
+            results.append(f"{name}: {describe_error(exc)}")
+    if checked == 0:
+        return Check(CheckStatus.UNAVAILABLE, ("no FTS table",))
+    return Check(CheckStatus.FAILED if failed else CheckStatus.OK, tuple(results))
+
+
+def _pragma(conn: sqlite3.Connection, name: str) -> str | None:
+    try:
+        row = conn.execute(f"PRAGMA {name}").fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else str(row[0])
+
+
+def _scan(conn: sqlite3.Connection, sql: str, convert: Callable[[Any], _R]) -> tuple[list[_R], str | None]:
+    rows: list[_R] = []
+    try:
+        cur = conn.execute(sql)
+        while True:
+            batch = cur.fetchmany(_FETCH)
+            if not batch:
+                return rows, None
+            rows.extend(convert(r) for r in batch)
+    except sqlite3.Error as exc:
+        return rows, describe_error(exc)
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    cur = conn.execute(f"SELECT * FROM {table} LIMIT 0")
+    return [d[0] for d in cur.description]
+
+
+def _salvage(conn: sqlite3.Connection, table: str, key: str, select: str,
+             convert: Callable[[Any], _R], ident: Callable[[_R], object]) -> tuple[tuple[_R, ...], str | None]:
+    """All rows in key order; on a read error, also scan backwards to rescue rows past the damage."""
+    forward, error = _scan(conn, f"SELECT {select} FROM {table} ORDER BY {key}", convert)
+    if error is None:
+        return tuple(forward), None
+    backward, _ = _scan(conn, f"SELECT {select} FROM {table} ORDER BY {key} DESC", convert)
+    seen = {ident(r) for r in forward}
+    merged = forward + [r for r in reversed(backward) if ident(r) not in seen]
+    return tuple(merged), f"partial read ({len(merged)} rows): {error}"
+
+
+def _messages(conn: sqlite3.Connection) -> tuple[tuple[MessageRow, ...], str | None]:
+    try:
+        cols = _columns(conn, "messages")
+    except sqlite3.Error as exc:
+        return (), describe_error(exc)
+    missing = [c for c in ("id", "session_id", "content") if c not in cols]
+    if missing:
+        return (), f"messages has no column {', '.join(missing)}"
+
+    def convert(r: Any) -> MessageRow:
+        return MessageRow(int(r[0]), None if r[1] is None else str(r[1]), content_sha256(r[2]))
+
+    return _salvage(conn, "messages", "id", "id, session_id, content", convert, lambda m: m.id)
+
+
+_SESSION_COLUMNS = ("id", "message_count", "input_tokens", "output_tokens", "end_reason")
+
+
+def _sessions(conn: sqlite3.Connection) -> tuple[tuple[SessionRow, ...], str | None]:
+    try:
+        cols = _columns(conn, "sessions")
+    except sqlite3.Error as exc:
+        return (), describe_error(exc)
+    if "id" not in cols:
+        return (), "sessions has no column id"
+    # a store version without one of the counters still reports the others (as NULL)
+    select = ", ".join(c if c in cols else "NULL" for c in _SESSION_COLUMNS)
+
+    def convert(r: Any) -> SessionRow:
+        return SessionRow(str(r[0]), int_or_none(r[1]), int_or_none(r[2]), int_or_none(r[3]),
+                          None if r[4] is None else str(r[4]))
+
+    return _salvage(conn, "sessions", "id", select, convert, lambda s: s.id)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m repro.verify.probe", description=__doc__.splitlines()[0])
+    parser.add_argument("db_path")
+    parser.add_argument("--store-path", default=None, help="directory prepended to sys.path for hermes_state")
+    parser.add_argument("--no-store", action="store_true", help="raw checks only; do not open the store")
+    args = parser.parse_args(argv)
+    facts = collect(args.db_path, args.store_path, open_store=not args.no_store)
+    write_line(Tag.PROBE, facts.to_obj())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
