@@ -24,8 +24,7 @@ from repro.errors import EngineError, ScenarioError, TrialError
 from repro.labels import IMAGE, labels
 from repro.ledger import Ledger, parse_lines
 from repro.disk import DATA_DIR, SNAPSHOT_DIR, DataDisk
-from repro.profiles import MachineProfile, get_profile
-from repro.scenario import StoreSpec
+from repro.scenario import DEFAULT_PROFILE, MachineProfile, StoreSpec, get_profile
 
 if TYPE_CHECKING:
     from repro.oracle import Judgement
@@ -76,7 +75,7 @@ class ConstrainedHost(DockerContainer):
 
     def __init__(
         self,
-        profile: MachineProfile | str = "fly-256",
+        profile: MachineProfile | str = DEFAULT_PROFILE,
         *,
         preset: str = "ns506",
         journal_mode: str | None = None,

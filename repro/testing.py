@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import pytest
 
 from repro.host import ConstrainedHost, DataDisk, StopReport, VerifyResult
+from repro.scenario import DEFAULT_PROFILE
 
 __all__ = ["ConstrainedHost", "DataDisk", "StopReport", "VerifyResult", "constrained_host"]
 
@@ -27,7 +28,7 @@ __all__ = ["ConstrainedHost", "DataDisk", "StopReport", "VerifyResult", "constra
 def constrained_host() -> Iterator[Callable[..., ConstrainedHost]]:
     made: list[ConstrainedHost] = []
 
-    def make(profile: str = "fly-256", **kwargs: object) -> ConstrainedHost:
+    def make(profile: str = DEFAULT_PROFILE, **kwargs: object) -> ConstrainedHost:
         host = ConstrainedHost(profile, **kwargs)  # type: ignore[arg-type]
         made.append(host)
         return host

@@ -5,9 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import random
-import re
-import shlex
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -17,14 +14,14 @@ from typing import Callable, Sequence
 import docker.errors
 import requests.exceptions
 
-from repro.errors import LabError, ScenarioError
+from repro.errors import LabError
 from repro.faults import FAULTS, FaultOutcome
 from repro.host import ConstrainedHost
 from repro.labels import IMAGE
 from repro.ledger import LedgerError
 from repro.oracle import lab_error
-from repro.results import TrialRecord, record_trial
-from repro.scenario import FaultName, HazardName, Scenario, WorkloadSpec
+from repro.report.records import TrialRecord, record_trial
+from repro.scenario import HazardName, Scenario, replay_command, scenario_to_dict, trial_seed
 
 # What a lab failure looks like from here: our own errors, a ledger we cannot read, the engine
 # (docker-py) or its HTTP transport failing, or a machine printing something that is not JSON.
@@ -40,55 +37,6 @@ class TrialEvent:
     kind: str  # "start" | "done"
     trial_id: str
     record: TrialRecord | None = None
-
-
-def trial_seed(run_seed: int, trial_id: str) -> int:
-    """The workload's seed for one trial, derived from the run's seed (string seeding is stable)."""
-    return random.Random(f"{run_seed}:{trial_id}").getrandbits(31)
-
-
-def trial_id(scenario: Scenario, number: int) -> str:
-    hazards = "+".join(scenario.workload.hazard_labels)
-    raw = ".".join([scenario.profile.name, scenario.fault_label, scenario.store.label,
-                    *([f"hz={hazards}"] if hazards else []), str(number)])
-    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", raw)
-
-
-def replay_command(scenario: Scenario) -> str:
-    argv = ["repro", "run", "--profile", scenario.profile.name]
-    for fault in scenario.faults:
-        argv += ["--fault", str(fault)]
-    argv += ["--preset", scenario.store.preset]
-    if scenario.store.journal_mode:
-        argv += ["--journal-mode", scenario.store.journal_mode]
-    if scenario.store.synchronous:
-        argv += ["--synchronous", scenario.store.synchronous]
-    if scenario.store.checkpoint_mode:
-        argv += ["--checkpoint-mode", scenario.store.checkpoint_mode]
-    if scenario.store.store_path:
-        argv += ["--store-path", scenario.store.store_path]
-    if scenario.workload.rate:
-        argv += ["--rate", str(scenario.workload.rate)]
-    if scenario.workload.mix:
-        argv += ["--mix", scenario.workload.mix]
-    if scenario.workload.sizes:
-        argv += ["--message-size", scenario.workload.sizes]
-    for hazard in scenario.workload.hazard_labels:
-        argv += ["--hazard", hazard]
-    if scenario.workload.linger_ms:
-        argv += ["--linger", str(scenario.workload.linger_ms)]
-    # The run expands trials 1..N and keeps the one asked for, so N must reach this trial's number.
-    argv += ["--trials", str(trial_number(scenario.trial_id)), "--seed", str(scenario.seed),
-             "--trial-id", scenario.trial_id]
-    return shlex.join(argv)
-
-
-def trial_number(trial_id: str) -> int:
-    """The trial's number within its scenario: the last dot-separated part of its id."""
-    tail = trial_id.rsplit(".", 1)[-1]
-    if not tail.isdigit():
-        raise ScenarioError(f"trial id {trial_id!r} does not end in a trial number")
-    return int(tail)
 
 
 def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) -> TrialRecord:
@@ -131,7 +79,7 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE) 
         journal_mode=str(ready.get("journal_mode", scenario.store.journal_mode or "?")),
         synchronous=str(ready.get("synchronous", scenario.store.synchronous or "?")),
         seed=scenario.seed, judgement=judgement, duration_s=time.monotonic() - started,
-        replay=replay_command(scenario),
+        replay=replay_command(out_dir, scenario.trial_id), scenario=scenario_to_dict(scenario),
         oom_killed=any(o.oom_killed for o in outcomes) if outcomes else None,
         exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
         store=scenario.store.store_path or "default", hazards=scenario.workload.hazard_labels,
@@ -189,7 +137,7 @@ def keep_artifacts(host: ConstrainedHost, scenario: Scenario, out_dir: pathlib.P
          "outcomes": [o.__dict__ for o in outcomes],
          "error": "" if error is None else "\n".join([str(error), *getattr(error, "__notes__", [])])},
         indent=2, default=str))
-    (target / "replay.sh").write_text("#!/bin/sh\n" + replay_command(scenario) + "\n")
+    (target / "replay.sh").write_text("#!/bin/sh\n" + replay_command(out_dir, scenario.trial_id) + "\n")
     return str(target)
 
 
@@ -236,29 +184,4 @@ def _remove_run_containers() -> None:
         pass  # no engine: nothing of ours can be running
 
 
-def expand(profiles: Sequence[str], fault_combos: Sequence[tuple[str, ...]], stores: Sequence[object],
-           trials: int, seed: int, workload: WorkloadSpec | None = None) -> list[Scenario]:
-    """The matrix: every (profile, fault combination, store) times ``trials``, with stable ids."""
-    from repro.profiles import get_profile
-    from repro.scenario import FaultSpec, StoreSpec
-
-    scenarios = []
-    for profile in profiles:
-        for combo in fault_combos:
-            for store in stores:
-                assert isinstance(store, StoreSpec)
-                for number in range(1, trials + 1):
-                    proto = Scenario(get_profile(profile), tuple(FaultSpec.parse(f) for f in combo), store, seed,
-                                     workload=workload or WorkloadSpec())
-                    scenarios.append(Scenario(proto.profile, proto.faults, store, seed, trial_id(proto, number),
-                                              workload or WorkloadSpec()))
-    seen: set[str] = set()
-    for scenario in scenarios:  # results, artifacts and comparisons are keyed by trial id
-        if scenario.trial_id in seen:
-            raise ScenarioError(f"two trials would share the id {scenario.trial_id!r}: the same profile, fault "
-                                "or store is listed twice, or two store paths end in the same directory name")
-        seen.add(scenario.trial_id)
-    return scenarios
-
-
-__all__ = ["FaultName", "TrialEvent", "expand", "run_trial", "run_trials", "trial_seed"]
+__all__ = ["TrialEvent", "run_trial", "run_trials"]

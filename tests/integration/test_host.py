@@ -7,7 +7,7 @@ import json
 import pytest
 
 from repro.host import ConstrainedHost
-from repro.profiles import get_profile
+from repro.scenario import get_profile
 
 pytestmark = pytest.mark.docker
 

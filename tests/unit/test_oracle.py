@@ -21,7 +21,8 @@ from repro.oracle import (
     promise,
 )
 from repro.probe import ProbeFacts, StoreFacts, collect
-from repro.results import ExitCode, TrialRecord, exit_code
+from repro.errors import ExitCode
+from repro.report.records import TrialRecord, exit_code
 from test_verify_support import FakeWorkload, standard_run, tear_page
 
 P, L = FaultClass.PROCESS_CRASH, FaultClass.POWER_LOSS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from repro.errors import ScenarioError
-from repro.profiles import PROFILES, format_size, get_profile, parse_size
+from repro.scenario.profiles import PROFILES, format_size, get_profile, parse_size
 
 MIB = 1 << 20
 
