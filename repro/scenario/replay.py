@@ -54,9 +54,8 @@ def scenario_from_dict(data: Mapping[str, object]) -> Scenario:
     trial_id, seed, faults = data["trial_id"], data["seed"], data["faults"]
     if not isinstance(trial_id, str) or not trial_id:
         raise ScenarioError(f"scenario: trial_id must be a non-empty string, not {trial_id!r}")
-    if not _matches(seed, int):
+    if not isinstance(seed, int) or isinstance(seed, bool):
         raise ScenarioError(f"scenario: seed must be an integer, not {seed!r}")
-    assert isinstance(seed, int)
     workload = _mapping(data["workload"], "scenario workload")
     hazards = workload.get("hazards")
     if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
