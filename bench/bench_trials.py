@@ -16,8 +16,8 @@ import time
 
 from repro.machine import engine
 from repro.machine.labels import RUN_ID
-from repro.trial import expand, run_trials
-from repro.scenario import StoreSpec
+from repro.pipeline import run_trials
+from repro.scenario import StoreSpec, expand
 
 
 def timed_run(faults: tuple[str, ...], trials: int, jobs: int, seed: int, out: pathlib.Path) -> tuple[float, list[float], list[str]]:

@@ -13,12 +13,13 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Sequence
 
-from repro.errors import EngineError, LabError, ScenarioError
-from repro.results import ExitCode
+from repro.errors import EngineError, ExitCode, LabError, ScenarioError
+from repro.scenario.profiles import DEFAULT_PROFILE
 
 if TYPE_CHECKING:
-    from repro.compare import Comparison
-    from repro.results import TrialRecord
+    from repro.report.comparison import Comparison
+    from repro.report.records import TrialRecord
+    from repro.scenario import Scenario
 
 DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
     ("sigint",), ("sigterm",), ("sigkill",), ("oom",), ("disk-fill",), ("disk-fill", "sigterm"),
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="trials of one scenario (no arguments: the NS-506 reproduction)")
-    run.add_argument("--profile", default="fly-256", help="fly-256 (default), fly-512, fly-1g")
+    run.add_argument("--profile", default=DEFAULT_PROFILE, help=f"{DEFAULT_PROFILE} (default), fly-512, fly-1g")
     run.add_argument("--fault", action="append", default=None,
                      help="a fault; repeat to compose (disk-fill then sigterm). "
                           "NAME[:OPTIONS][@acks=N|@random[=MS]|@in-write[=N]|@on-write[=N]]; "
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trial-id", default=None, help="run only this trial id (replay)")
 
     matrix = sub.add_parser("matrix", help="profiles x faults x stores, side by side")
-    matrix.add_argument("--profiles", default="fly-256")
+    matrix.add_argument("--profiles", default=DEFAULT_PROFILE)
     matrix.add_argument("--faults", default=",".join("+".join(c) for c in DEFAULT_FAULTS),
                         help="comma-separated fault combinations, + composes (disk-fill+sigterm)")
     _store_args(matrix, many=True)
@@ -143,14 +144,12 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "doctor":
         return _doctor()
     if args.command == "replay":
-        return _replay(args)
+        return _replay(args, argv)
     return _run(args, argv)
 
 
 def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[type-arg]
-    from repro.profiles import get_profile
-    from repro.scenario import FaultSpec, Hazard, StoreSpec, WorkloadSpec
-    from repro.scenario import expand
+    from repro.scenario import FaultSpec, Hazard, StoreSpec, WorkloadSpec, expand, get_profile
 
     if args.trials < 1:
         raise ScenarioError("--trials must be at least 1")
@@ -227,20 +226,29 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
     scenarios = _scenarios(args, seed)  # all input checked before any container starts
     out = _output_paths(args)
+    return _run_scenarios(scenarios, seed=seed, out=out, argv=argv, image=args.image, jobs=args.jobs,
+                          json_path=args.json, compare=args.command == "matrix")
 
+
+def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: pathlib.Path, argv: list[str],
+                   image: str | None, jobs: int, json_path: str | None, compare: bool) -> int:
+    """Run the trials (input already checked), print the table, write the reports; the run's exit code."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from repro import compare, report
     from repro.machine import engine
     from repro.machine.labels import IMAGE, RUN_ID
-    from repro.results import RunMeta, RunResult
-    from repro.pipeline import Progress, TrialEvent, run_trials
+    from repro.pipeline import TrialEvent, run_trials
+    from repro.pipeline import Progress as TrialProgress
+    from repro.report.comparison import comparison_markdown, render_comparison
+    from repro.report.records import RunMeta, RunResult
+    from repro.report.render import print_table, write_all
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-    image = args.image or IMAGE
+    lab_image = image is None
+    image = image or IMAGE
     cli = engine.client()
-    if args.image is None:  # the lab's own image: rebuilt from cache so it holds this checkout's store and workload
+    if lab_image:  # the lab's own image: rebuilt from cache so it holds this checkout's store and workload
         engine.build_image(cli, image=image)
     elif not engine.image_present(cli, image):
         raise EngineError(f"image {image} is missing")
@@ -255,13 +263,13 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         task = progress.add_task("trials", total=len(scenarios))
 
         def on_event(event: TrialEvent) -> None:
-            if event.progress is Progress.DONE and event.record is not None:
+            if event.progress is TrialProgress.DONE and event.record is not None:
                 progress.advance(task)
                 rec = event.record
                 progress.console.print(f"  {rec.id}: {rec.verdict.value} ({rec.duration_s:.1f} s) {rec.detail[:90]}")
 
         try:
-            records = run_trials(scenarios, out_dir=out, jobs=args.jobs, image=image, on_event=on_event)
+            records = run_trials(scenarios, out_dir=out, jobs=jobs, image=image, on_event=on_event)
         finally:
             engine.cleanup(cli, run_id=RUN_ID)
     meta = RunMeta(run_id=RUN_ID, seed=seed, started_at=started.isoformat(timespec="seconds"),
@@ -270,25 +278,23 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                    lab_version="0.1.0",
                    sqlite_version=", ".join(sorted({r.sqlite_version for r in records if r.sqlite_version})))
     run = RunResult(meta, tuple(records))
-    report.print_table(records, Console(width=None if sys.stdout.isatty() else 140))
-    written = report.write_all(out, run)
-    if args.json:
-        shutil.copyfile(out / "report.json", args.json)
-    comparison = _comparison(args, records)
+    print_table(records, Console(width=None if sys.stdout.isatty() else 140))
+    written = write_all(out, run)
+    if json_path:
+        shutil.copyfile(out / "report.json", json_path)
+    comparison = _comparison(records) if compare else None
     if comparison is not None:
-        Console(width=None if sys.stdout.isatty() else 140).print(compare.render_comparison(comparison))
+        Console(width=None if sys.stdout.isatty() else 140).print(render_comparison(comparison))
         with open(out / "report.md", "a", encoding="utf-8") as handle:
-            handle.write("\n" + compare.comparison_markdown(comparison) + "\n")
+            handle.write("\n" + comparison_markdown(comparison) + "\n")
     code = run.exit_code
     console.print(f"reports: {', '.join(str(p) for p in written)}; seed {seed}; exit {int(code)}")
     return code
 
 
-def _comparison(args: argparse.Namespace, records: Sequence[TrialRecord]) -> Comparison | None:
+def _comparison(records: Sequence[TrialRecord]) -> Comparison | None:
     """Old vs new, side by side, when a matrix ran exactly two stores (presets or store paths)."""
-    if args.command != "matrix":
-        return None
-    from repro import compare
+    from repro.report.comparison import compare_runs
 
     def side(r: TrialRecord) -> str:
         return r.preset if r.store == "default" else f"{r.store} ({r.preset})"
@@ -298,26 +304,34 @@ def _comparison(args: argparse.Namespace, records: Sequence[TrialRecord]) -> Com
         return None
     old = [r for r in records if side(r) == stores[0]]
     new = [r for r in records if side(r) == stores[1]]
-    return compare.compare_runs(old, new, stores[0], stores[1])
+    return compare_runs(old, new, stores[0], stores[1])
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from repro.results import ResultsError, RunResult
+def _replay(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run one trial of an earlier run again: the Scenario stored in its report.json, nothing else."""
+    from repro.report.records import ResultsError, RunResult
+    from repro.scenario import scenario_from_dict
 
-    path = pathlib.Path(args.run_dir) / "report.json"
+    run_dir = pathlib.Path(args.run_dir)
+    path = run_dir / "report.json"
     if not path.is_file():
         raise ScenarioError(f"{path} does not exist")
     try:
         run = RunResult.from_json(path.read_text())
-    except (ResultsError, ValueError) as exc:
+    except ResultsError as exc:
         raise ScenarioError(f"{path} is not a lab report: {exc}") from None
-    for record in run.trials:
-        if record.id == args.trial_id:
-            argv = shlex.split(record.replay)[1:]
-            out = pathlib.Path(args.run_dir) / "replays" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            print(f"replaying {record.id}: {record.replay}", file=sys.stderr)
-            return main([*argv, "--out", str(out)])
-    raise ScenarioError(f"no trial {args.trial_id!r} in {path}")
+    record = next((r for r in run.trials if r.id == args.trial_id), None)
+    if record is None:
+        raise ScenarioError(f"no trial {args.trial_id!r} in {path}")
+    if record.scenario is None:
+        raise ScenarioError(f"{path} was made by an older lab that did not store its scenarios; re-run it")
+    scenario = scenario_from_dict(record.scenario)
+    if scenario.trial_id != record.id:
+        raise ScenarioError(f"{path}: trial {record.id!r} stores the scenario of {scenario.trial_id!r}")
+    out = run_dir / "replays" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    print(f"replaying {record.id} (seed {scenario.seed}) into {out}", file=sys.stderr)
+    return _run_scenarios([scenario], seed=scenario.seed, out=out, argv=argv, image=None, jobs=1,
+                          json_path=None, compare=False)
 
 
 def _doctor() -> int:

@@ -28,7 +28,7 @@ from repro.machine.labels import IMAGE
 from repro.machine.restart import Restart, fetch_database, restart
 from repro.oracle.verdicts import Judgement, judge, lab_error
 from repro.report.records import TrialRecord, record_trial
-from repro.scenario import HazardName, Scenario, replay_command, trial_seed
+from repro.scenario import HazardName, Scenario, replay_command, scenario_to_dict, trial_seed
 
 # What a lab failure looks like from here: our own errors (a ledger or probe line we cannot
 # read included), the engine (docker-py) or its HTTP transport failing, or a machine printing
@@ -140,10 +140,10 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
             host.remove()
         except LAB_FAILURES:
             pass
-    return _record(trial, time.monotonic() - started, artifacts)
+    return _record(trial, time.monotonic() - started, artifacts, replay_command(out_dir, scenario.trial_id))
 
 
-def _record(trial: _Trial, duration_s: float, artifacts: str | None) -> TrialRecord:
+def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str) -> TrialRecord:
     scenario, ready, outcomes = trial.scenario, trial.ready, trial.outcomes
     assert trial.judgement is not None
     last = outcomes[-1] if outcomes else None
@@ -153,7 +153,7 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None) -> TrialRec
         journal_mode=str(ready.get("journal_mode", scenario.store.journal_mode or "?")),
         synchronous=str(ready.get("synchronous", scenario.store.synchronous or "?")),
         seed=scenario.seed, judgement=trial.judgement, duration_s=duration_s,
-        replay=replay_command(scenario),
+        replay=replay, scenario=scenario_to_dict(scenario),
         oom_killed=any(o.oom_killed for o in outcomes) if outcomes else None,
         exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
         store=scenario.store.store_path or "default", hazards=scenario.workload.hazard_labels,
@@ -193,7 +193,7 @@ def keep_artifacts(trial: _Trial, out_dir: pathlib.Path, error: BaseException | 
          "outcomes": [dataclasses.asdict(o) for o in trial.outcomes],
          "error": "" if error is None else "\n".join([str(error), *getattr(error, "__notes__", [])])},
         indent=2, default=str))
-    (target / "replay.sh").write_text("#!/bin/sh\n" + replay_command(scenario) + "\n")
+    (target / "replay.sh").write_text("#!/bin/sh\n" + replay_command(out_dir, scenario.trial_id) + "\n")
     return str(target)
 
 

@@ -27,7 +27,7 @@ from repro.machine.disk import DataDisk
 from repro.machine.host import ConstrainedHost, StopReport
 from repro.machine.restart import restart
 from repro.oracle.verdicts import Judgement, judge
-from repro.scenario import FaultSpec, Scenario
+from repro.scenario import DEFAULT_PROFILE, FaultSpec, Scenario
 from repro.verify.facts import ProbeFacts
 
 __all__ = ["ConstrainedHost", "DataDisk", "StopReport", "VerifyResult", "constrained_host", "inject",
@@ -107,7 +107,7 @@ def constrained_host(lab_image: str) -> Iterator[Callable[..., ConstrainedHost]]
     """Make machines (``constrained_host("fly-256", preset="legacy")``) removed after the test."""
     made: list[ConstrainedHost] = []
 
-    def make(profile: str = "fly-256", **kwargs: object) -> ConstrainedHost:
+    def make(profile: str = DEFAULT_PROFILE, **kwargs: object) -> ConstrainedHost:
         kwargs.setdefault("image", lab_image)
         host = ConstrainedHost(profile, **kwargs)  # type: ignore[arg-type]
         made.append(host)

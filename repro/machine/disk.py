@@ -20,7 +20,7 @@ from testcontainers.core.container import DockerContainer  # noqa: E402
 
 from repro.errors import LabError  # noqa: E402
 from repro.machine.labels import IMAGE, labels  # noqa: E402
-from repro.profiles import format_size  # noqa: E402
+from repro.scenario.profiles import format_size  # noqa: E402
 
 DATA_DIR = "/opt/data"
 # Where the holder keeps the database files as the crash left them (its own filesystem).

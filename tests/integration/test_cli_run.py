@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shlex
 import signal
 import subprocess
 import sys
@@ -42,16 +43,18 @@ def test_run_writes_reports_and_keeps_artifacts_of_a_positive_control(lab_image:
     for trial in failing:
         kept = pathlib.Path(trial["artifacts_dir"])
         assert (kept / "state.db").is_file() and (kept / "ledger.jsonl").is_file()
-        assert (kept / "machine.log").is_file() and "repro run" in (kept / "replay.sh").read_text()
+        assert (kept / "machine.log").is_file()
+        assert shlex.join(["repro", "replay", str(out), trial["id"]]) in (kept / "replay.sh").read_text()
     # the replay of a trial (the last one: its number is above the default --trials) runs the
-    # same scenario with the same seed
+    # scenario stored in report.json, with the same seed
     last = trials[-1]
     replay = subprocess.run([*REPRO, "replay", str(out), last["id"]], capture_output=True, text=True, timeout=120)
     assert replay.returncode in (0, 1), replay.stderr
-    assert "--seed 31" in replay.stderr
+    assert f"replaying {last['id']} (seed 31)" in replay.stderr
     (replayed,) = [json.loads(p.read_text()) for p in (out / "replays").glob("*/report.json")]
     assert [t["id"] for t in replayed["trials"]] == [last["id"]]
     assert replayed["trials"][0]["schedule"] == last["schedule"]  # same seed, same fault schedule
+    assert replayed["trials"][0]["scenario"] == last["scenario"]
 
 
 def test_ctrl_c_leaves_nothing_behind(lab_image: str, tmp_path: pathlib.Path) -> None:

@@ -8,10 +8,9 @@ from typing import Callable
 
 import pytest
 
-from repro.profiles import get_profile
-from repro.results import TrialRecord
-from repro.scenario import FaultSpec, Scenario, StoreSpec
-from repro.trial import run_trial, trial_id
+from repro.report.records import TrialRecord
+from repro.scenario import FaultSpec, Scenario, StoreSpec, get_profile, trial_id
+from repro.pipeline import run_trial
 
 # Skipped locally without /dev/fuse; in CI (`CI` set) that is a failure, not a skip.
 _NO_FUSE = not pathlib.Path("/dev/fuse").exists() and not os.environ.get("CI")

@@ -6,9 +6,8 @@ import pathlib
 
 import pytest
 
-from repro.profiles import get_profile
-from repro.scenario import FaultSpec, Hazard, Scenario, StoreSpec, WorkloadSpec
-from repro.trial import run_trial, trial_id
+from repro.scenario import FaultSpec, Hazard, Scenario, StoreSpec, WorkloadSpec, get_profile, trial_id
+from repro.pipeline import run_trial
 
 pytestmark = pytest.mark.docker
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+import shlex
 
 import pytest
 
-from repro.cli import main
-from repro.results import ExitCode
+from repro import cli
+from repro.cli import build_parser, main
+from repro.errors import ExitCode
+from repro.oracle import Verdict
+from repro.report.records import RunMeta, RunResult, TrialRecord
+from repro.scenario import Hazard, Scenario, StoreSpec, WorkloadSpec, expand, replay_command, scenario_to_dict
+from test_report import rec
 
 
 @pytest.fixture(autouse=True)
@@ -89,3 +96,45 @@ def test_replay_of_a_run_dir_without_a_lab_report_is_exit_2(capsys: pytest.Captu
     (run / "report.json").write_text("{not json")
     assert main(["replay", str(run), "t1"]) == 2
     assert "not a lab report" in one_error_line(capsys)
+
+
+def _report_with(run_dir: pathlib.Path, *records: TrialRecord) -> None:
+    run_dir.mkdir(parents=True)
+    meta = RunMeta(run_id="r", seed=99, started_at="2026-07-01T10:00:00Z", command="repro matrix")
+    (run_dir / "report.json").write_text(RunResult(meta, records).to_json())
+
+
+def test_replay_runs_exactly_the_stored_trial(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    """The Scenario comes back from report.json, the one trial alone: no matrix is expanded again."""
+    scenarios = expand(["fly-512"], [("disk-fill", "sigterm@acks=50")], [StoreSpec("legacy", synchronous="full")],
+                       9, seed=99, workload=WorkloadSpec(rate=3.0, hazards=(Hazard.parse("raw-open=5"),)))
+    records = [dataclasses.replace(rec(n, Verdict.PASS), id=s.trial_id, scenario=scenario_to_dict(s))
+               for n, s in enumerate(scenarios)]
+    _report_with(tmp_path / "run", *records)
+    ran: list[Scenario] = []
+
+    def fake_run(scenarios: list[Scenario], **kwargs: object) -> int:
+        ran.extend(scenarios)
+        assert kwargs["seed"] == 99 and kwargs["compare"] is False
+        assert str(kwargs["out"]).startswith(str(tmp_path / "run" / "replays"))
+        return ExitCode.OK
+
+    monkeypatch.setattr(cli, "_run_scenarios", fake_run)
+    target = scenarios[-1]
+    assert main(["replay", str(tmp_path / "run"), target.trial_id]) == ExitCode.OK
+    assert ran == [target] and ran[0].schedule() == target.schedule()
+
+
+def test_replay_needs_a_stored_scenario(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path) -> None:
+    _report_with(tmp_path / "old", rec(1, Verdict.CORRUPT, expected=False))  # an older lab stored no scenario
+    assert main(["replay", str(tmp_path / "old"), "t001"]) == ExitCode.BAD_INPUT
+    assert "older lab" in one_error_line(capsys)
+    assert main(["replay", str(tmp_path / "old"), "t999"]) == ExitCode.BAD_INPUT
+    assert "no trial 't999'" in one_error_line(capsys)
+
+
+def test_the_replay_command_names_the_run_and_the_trial(tmp_path: pathlib.Path) -> None:
+    command = replay_command(tmp_path / "run", "fly-256.sigkill.ns506.3")
+    assert shlex.split(command) == ["repro", "replay", str(tmp_path / "run"), "fly-256.sigkill.ns506.3"]
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert (args.command, args.run_dir, args.trial_id) == ("replay", str(tmp_path / "run"), "fly-256.sigkill.ns506.3")

@@ -7,7 +7,7 @@ import math
 import pytest
 from rich.console import Console
 
-from repro.compare import compare_runs, comparison_markdown, fisher_exact, render_comparison
+from repro.report.comparison import compare_runs, comparison_markdown, fisher_exact, render_comparison
 from repro.oracle.verdicts import Verdict
 from test_report import rec
 

@@ -1,4 +1,4 @@
-"""compose.yaml agrees with repro/profiles.py: the hand-run machines are the machines the lab runs."""
+"""compose.yaml agrees with repro/scenario/profiles.py: the hand-run machines are the machines the lab runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from repro.profiles import PROFILES, MachineProfile, parse_size
+from repro.scenario.profiles import PROFILES, MachineProfile, parse_size
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -83,7 +83,7 @@ def test_compose_store_service_matches_the_profile(name: str) -> None:
 
 
 def test_only_the_known_profiles_exist() -> None:
-    """A profile in compose.yaml that repro/profiles.py does not know (or the reverse) is drift."""
+    """A profile in compose.yaml that repro/scenario/profiles.py does not know (or the reverse) is drift."""
     config = compose_config(sorted(PROFILES)[0])
     text = (ROOT / "compose.yaml").read_text()
     assert set(re.findall(r"profiles:\s*\[([\w-]+)\]", text)) == set(PROFILES)

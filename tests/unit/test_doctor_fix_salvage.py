@@ -265,3 +265,24 @@ def test_unhealthy_text_caps_detail_and_names_the_next_command(tmp_path: Path) -
     _corrupt_fts(path)
     text = format_text(run_doctor(path))
     assert f"next: python -m hermes_state doctor {path} --fix" in text and "--salvage" in text
+
+
+def test_library_repair_that_fails_leaves_the_original_too(tmp_path: Path) -> None:
+    from hermes_state import RepairOutcome, repair_state_db  # SessionDB's heal path (replay mode)
+
+    path = _truncated_with_wal(tmp_path)
+    before = _digests(path)
+    result = repair_state_db(path)
+    assert result.outcome is RepairOutcome.FAILED and result.error
+    assert _digests(path) == before
+
+
+def test_a_repair_that_loses_rows_is_refused(tmp_path: Path) -> None:
+    from hermes_state.repair import RowCounts, _problem
+
+    path = tmp_path / "state.db"
+    _populate(path, n=3)
+    sound = check_health(path)
+    assert _problem(sound, RowCounts(2, 3), RowCounts(2, 3)) is None
+    assert "row counts changed" in (_problem(sound, RowCounts(2, 3), RowCounts(2, 2)) or "")
+    assert "row counts changed" in (_problem(sound, RowCounts(2, 3), None) or "")

@@ -24,11 +24,12 @@ from repro.oracle.promises import (
     crash_class_of,
     promise,
 )
+from repro.errors import ExitCode
 from repro.oracle.verdicts import Verdict, judge
 from repro.protocol import Tag, format_line
+from repro.report.records import TrialRecord, exit_code
 from repro.verify.facts import ProbeError, ProbeFacts, StoreFacts
 from repro.verify.probe import collect
-from repro.results import ExitCode, TrialRecord, exit_code
 from test_verify_support import FakeWorkload, standard_run, tear_page
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

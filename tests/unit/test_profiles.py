@@ -1,11 +1,11 @@
-"""Machine presets and sizes: what a Fly machine is, and how sizes parse, before any container starts."""
+"""Machine profiles and sizes: what a Fly machine is, and how sizes parse, before any container starts."""
 
 from __future__ import annotations
 
 import pytest
 
 from repro.errors import ScenarioError
-from repro.profiles import PROFILES, format_size, get_profile, parse_size
+from repro.scenario.profiles import PROFILES, format_size, get_profile, parse_size
 
 MIB = 1 << 20
 
@@ -43,7 +43,7 @@ def test_format_size_is_the_shortest_exact_form(size: int, text: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "memory"), [("fly-256", 256 * MIB), ("fly-512", 512 * MIB), ("fly-1g", 1 << 30)])
-def test_fly_presets(name: str, memory: int) -> None:
+def test_fly_profiles(name: str, memory: int) -> None:
     profile = get_profile(name)
     assert profile.name == name
     assert profile.memory == profile.memory_swap == memory  # no swap
@@ -54,7 +54,7 @@ def test_fly_presets(name: str, memory: int) -> None:
     assert MIB <= profile.disk <= 256 * MIB  # tiny on purpose: disk fill is fast
 
 
-def test_presets_grow_with_the_machine() -> None:
+def test_profiles_grow_with_the_machine() -> None:
     small, mid, big = (PROFILES[n] for n in ("fly-256", "fly-512", "fly-1g"))
     assert small.memory < mid.memory < big.memory
     assert small.disk == 64 * MIB

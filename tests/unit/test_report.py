@@ -10,17 +10,13 @@ import xml.etree.ElementTree as ET
 import pytest
 from rich.console import Console
 
+from repro.errors import ExitCode
 from repro.oracle.verdicts import Verdict, judge
+from repro.report.records import ResultsError, RunMeta, RunResult, TrialRecord, record_trial
+from repro.report.render import print_table, render_markdown, render_table, write_all
+from repro.report.summary import blind_controls, summarize
+from repro.scenario import FaultSpec, Scenario, get_profile, scenario_from_dict, scenario_to_dict
 from repro.verify.probe import collect
-from repro.report import (
-    blind_controls,
-    print_table,
-    render_markdown,
-    render_table,
-    summarize,
-    write_all,
-)
-from repro.results import ExitCode, ResultsError, RunMeta, RunResult, TrialRecord, record_trial
 from test_verify_support import standard_run
 
 
@@ -51,14 +47,18 @@ MIXED = run_of(
 
 
 def test_trial_record_json_round_trip() -> None:
+    scenario = Scenario(get_profile("fly-256"), (FaultSpec.parse("disk-fill"), FaultSpec.parse("sigterm")),
+                        trial_id="t003")
     r = dataclasses.replace(rec(3, Verdict.LOST_ACKED, expected=False, faults=("disk-fill", "sigterm")),
-                            hazards=("raw-open", "dashboard=50"))
+                            hazards=("raw-open", "dashboard=50"), scenario=scenario_to_dict(scenario))
     assert TrialRecord.from_json(r.to_json()) == r
+    back = TrialRecord.from_json(r.to_json()).scenario
+    assert back is not None and scenario_from_dict(back) == scenario  # what `repro replay` runs
     assert r.faults_label == "disk-fill+sigterm with raw-open+dashboard=50"
     data = json.loads(r.to_json())
     for key in ("id", "profile", "faults", "preset", "journal_mode", "synchronous", "seed", "verdict",
                 "integrity", "acked", "lost_acked", "phantom", "indeterminate", "oom_killed", "exit_code",
-                "duration_s", "expected", "detail", "artifacts_dir", "replay"):
+                "duration_s", "expected", "detail", "artifacts_dir", "replay", "scenario"):
         assert key in data
     assert data["verdict"] == "lost-acked" and data["faults"] == ["disk-fill", "sigterm"]
 
@@ -69,6 +69,8 @@ def test_bad_records_raise_typed_errors() -> None:
         TrialRecord.from_dict({k: v for k, v in good.items() if k != "seed"})
     with pytest.raises(ResultsError):
         TrialRecord.from_dict({**good, "verdict": "fine"})
+    with pytest.raises(ResultsError):
+        TrialRecord.from_dict({**good, "scenario": "repro run --fault sigkill"})
     with pytest.raises(ResultsError):
         RunResult.from_json("[]")
 

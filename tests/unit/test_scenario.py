@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -11,8 +12,23 @@ import sys
 import pytest
 
 from repro.errors import ScenarioError
-from repro.profiles import get_profile
-from repro.scenario import FaultName, FaultSpec, Hazard, HazardName, Scenario, StoreSpec, Trigger, WorkloadSpec
+from repro.scenario import (
+    DEFAULT_PROFILE,
+    FaultName,
+    FaultSpec,
+    Hazard,
+    HazardName,
+    MachineProfile,
+    Scenario,
+    StoreSpec,
+    Trigger,
+    WorkloadSpec,
+    default_trigger,
+    expand,
+    get_profile,
+    scenario_from_dict,
+    scenario_to_dict,
+)
 
 FLY256 = get_profile("fly-256")
 
@@ -99,8 +115,7 @@ def test_replay_in_another_process_gives_the_same_schedule() -> None:
     """A replay is a new interpreter (another hash seed): the schedule must not depend on it."""
     code = (
         "import json, sys\n"
-        "from repro.profiles import get_profile\n"
-        "from repro.scenario import FaultSpec, Scenario\n"
+        "from repro.scenario import FaultSpec, Scenario, get_profile\n"
         "s = Scenario(get_profile('fly-256'), (FaultSpec.parse('disk-fill'), FaultSpec.parse('sigkill')),"
         " seed=11, trial_id='t3')\n"
         "print(json.dumps([[st.name.value, st.trigger.value, st.after_acks, st.after_ms, st.delay_us]"
@@ -146,13 +161,41 @@ def test_store_path_needs_a_hermes_state_package(tmp_path: pathlib.Path) -> None
     assert spec.environment() == {"HERMES_STATE_PRESET": "ns506"}  # the path is mounted, not an env var
 
 
-def test_the_replay_command_of_any_trial_selects_that_trial(tmp_path: pathlib.Path) -> None:
-    """A trial numbered above the default --trials must still be found by its replay command."""
-    import shlex
+def _everything(tmp_path: pathlib.Path) -> Scenario:
+    """A scenario with no field left at its default: a field the JSON form forgot cannot hide."""
+    (tmp_path / "rel" / "hermes_state").mkdir(parents=True)
+    store = StoreSpec("legacy", journal_mode="delete", synchronous="full", store_path=str(tmp_path / "rel"),
+                      checkpoint_mode="truncate")
+    workload = WorkloadSpec(rate=12.5, mix="append=80,tokens=20", sizes="20k:200k",
+                            hazards=(Hazard.parse("raw-open=5"), Hazard.parse("dashboard")), linger_ms=7000)
+    faults = (FaultSpec.parse("disk-fill@acks=30"), FaultSpec.parse("power-loss:torn-writes,lazy-dirs@in-write=9"))
+    profile = MachineProfile("odd", memory=300 << 20, cpus=0.5, pids_limit=99, disk=10 << 20, kill_signal="SIGTERM",
+                             kill_timeout_s=30, network=True)
+    scenario = Scenario(profile, faults, store, seed=99, trial_id="odd.x.7", workload=workload)
+    fly256 = get_profile(DEFAULT_PROFILE)
+    for spec, default in ((store, StoreSpec()), (workload, WorkloadSpec()), (profile, fly256),
+                          (scenario, Scenario(fly256, (FaultSpec.parse("sigkill"),)))):
+        for f in dataclasses.fields(spec):
+            assert getattr(spec, f.name) != getattr(default, f.name), f"{type(spec).__name__}.{f.name} is a default"
+    return scenario
 
-    from repro.cli import build_parser, _scenarios
-    from repro.trial import expand, replay_command
 
+def test_a_scenario_survives_json_field_for_field(tmp_path: pathlib.Path) -> None:
+    scenario = _everything(tmp_path)
+    data = json.loads(json.dumps(scenario_to_dict(scenario)))
+    again = scenario_from_dict(data)
+    assert again == scenario and again.schedule() == scenario.schedule()
+    assert data["faults"] == ["disk-fill@acks=30", "power-loss:lazy-dirs,torn-writes@in-write=9"]
+    assert data["workload"]["hazards"] == ["raw-open=5", "dashboard=20"]  # the period, even the default one
+    # A fault without a trigger stays without one: its default is resolved from the seed, as when it ran.
+    plain = Scenario(get_profile(DEFAULT_PROFILE), (FaultSpec.parse("sigkill"),), seed=3, trial_id="t1")
+    back = scenario_from_dict(scenario_to_dict(plain))
+    assert back == plain and back.faults[0].trigger is None
+    assert back.schedule()[0].trigger is default_trigger(FaultName.SIGKILL)
+
+
+def test_every_trial_of_a_matrix_replays_from_its_stored_scenario(tmp_path: pathlib.Path) -> None:
+    """Replay rebuilds the trial from what ran, whatever its number (no re-expansion of the matrix)."""
     (tmp_path / "rel" / "hermes_state").mkdir(parents=True)
     hazards = (Hazard.parse("raw-open=5"), Hazard.parse("dashboard"))
     scenarios = expand(["fly-512"], [("disk-fill", "sigterm@acks=50")],
@@ -161,10 +204,36 @@ def test_the_replay_command_of_any_trial_selects_that_trial(tmp_path: pathlib.Pa
                        workload=WorkloadSpec(hazards=hazards, linger_ms=7000))
     target = scenarios[-1]
     assert target.trial_id.endswith("ckpt=truncate_store=rel.hz=raw-open=5+dashboard.7")
-    argv = shlex.split(replay_command(target))[1:]
-    assert "--trials" in argv and argv.count("--hazard") == 2 and "--linger" in argv
-    (again,) = _scenarios(build_parser().parse_args(argv), 99)
-    assert again == target and again.schedule() == target.schedule()
+    for scenario in scenarios:
+        again = scenario_from_dict(json.loads(json.dumps(scenario_to_dict(scenario))))
+        assert again == scenario and again.schedule() == scenario.schedule()
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"format": 0}, "another version of the lab"),
+    ({"format": None}, "another version of the lab"),
+    ({"seed": "7"}, "seed must be an integer"),
+    ({"seed": True}, "seed must be an integer"),
+    ({"trial_id": ""}, "trial_id"),
+    ({"faults": ["sigkil"]}, "unknown fault"),
+    ({"faults": "sigkill"}, "faults must be a list"),
+    ({"faults": []}, "at least one fault"),
+    ({"profile": {"name": "fly-256"}}, "scenario profile lacks"),
+    ({"store": {"preset": "fast", "journal_mode": None, "synchronous": None, "store_path": None,
+                "checkpoint_mode": None}}, "unknown preset"),
+    ({"store": {"preset": "ns506", "journal_mode": 1, "synchronous": None, "store_path": None,
+                "checkpoint_mode": None}}, "journal_mode must be"),
+    ({"workload": {"rate": 0.0, "mix": "", "sizes": "", "hazards": ["chaos"], "linger_ms": 0}}, "unknown hazard"),
+    ({"workload": {"rate": 0.0, "mix": "", "sizes": "", "hazards": [], "linger_ms": 0, "speed": 1}}, "unknown speed"),
+    ({"extra": 1}, "unknown extra"),
+])
+def test_a_bad_stored_scenario_is_a_scenario_error(change: dict[str, object], match: str) -> None:
+    good = scenario_to_dict(Scenario(get_profile(DEFAULT_PROFILE), (FaultSpec.parse("sigkill"),), trial_id="t1"))
+    with pytest.raises(ScenarioError, match=match):
+        scenario_from_dict({**good, **change})
+    bad_profile = {**good, "profile": {**good["profile"], "memory": True}}
+    with pytest.raises(ScenarioError, match="memory must be int"):
+        scenario_from_dict(bad_profile)
 
 
 @pytest.mark.parametrize(("text", "name", "every"), [

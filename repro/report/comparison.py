@@ -17,8 +17,8 @@ from typing import Sequence
 
 from rich.table import Table
 
-from repro.report import VERDICTS, GroupSummary, summarize
-from repro.results import TrialRecord
+from repro.report.records import TrialRecord
+from repro.report.summary import VERDICTS, GroupSummary, summarize
 
 ALPHA = 0.05
 

@@ -1,4 +1,4 @@
-"""Fly-like machine presets: the sizes, limits and stop behaviour the lab's containers imitate."""
+"""Fly-like machine profiles: the sizes, limits and stop behaviour the lab's containers imitate."""
 
 from __future__ import annotations
 

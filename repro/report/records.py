@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import enum
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Iterable, Mapping, Sequence
 
+from repro.errors import ExitCode, ScenarioError
 from repro.oracle.verdicts import Judgement, Verdict
 
 RESULTS_FORMAT = 1
 
 
-class ResultsError(ValueError):
-    """A report.json or trial record that cannot be read back."""
-
-
-class ExitCode(enum.IntEnum):
-    """The CLI's exit statuses (BAD_INPUT is the CLI's own; the rest follow from the trials)."""
-
-    OK = 0
-    TRIAL_FAILED = 1
-    BAD_INPUT = 2
-    LAB_FAILED = 3
+class ResultsError(ScenarioError):
+    """A report.json or trial record that cannot be read back (user input, like a bad scenario)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +45,9 @@ class TrialRecord:
     sqlite_version: str = ""  # the SQLite the store ran on, from the workload's READY line
     schedule: tuple[str, ...] = ()  # the fault schedule resolved from the seed: a replay must match it
     hazards: tuple[str, ...] = ()  # what the application did wrong all run long (raw-open, dashboard)
+    # The scenario as repro.scenario.replay writes it: what `repro replay` rebuilds the trial from
+    # (None in reports of older labs, which stored only a command line).
+    scenario: Mapping[str, object] | None = field(default=None, hash=False)
 
     @property
     def failed(self) -> bool:
@@ -76,6 +70,7 @@ class TrialRecord:
         out["schedule"] = list(self.schedule)
         out["hazards"] = list(self.hazards)
         out["verdict"] = self.verdict.value
+        out["scenario"] = None if self.scenario is None else dict(self.scenario)
         return out
 
     def to_json(self) -> str:
@@ -84,9 +79,11 @@ class TrialRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> TrialRecord:
         try:
-            faults = data["faults"]
+            faults, scenario = data["faults"], data.get("scenario")
             if not isinstance(faults, list):
                 raise ResultsError("faults is not a list")
+            if scenario is not None and not isinstance(scenario, dict):
+                raise ResultsError("scenario is not an object")
             return cls(
                 id=str(data["id"]),
                 profile=str(data["profile"]),
@@ -113,6 +110,7 @@ class TrialRecord:
                 sqlite_version=str(data.get("sqlite_version", "")),
                 schedule=_strings(data.get("schedule", [])),
                 hazards=_strings(data.get("hazards", [])),
+                scenario=scenario,
             )
         except KeyError as exc:
             raise ResultsError(f"trial record lacks {exc.args[0]!r}") from exc
@@ -149,6 +147,7 @@ def record_trial(
     artifacts_dir: str | None = None,
     store: str = "default",
     hazards: Sequence[str] = (),
+    scenario: Mapping[str, object] | None = None,
 ) -> TrialRecord:
     """Build a record from a judgement; counts come from its verification (0 when there is none)."""
     ver = judgement.verification
@@ -177,6 +176,7 @@ def record_trial(
         replay=replay,
         store=store,
         hazards=tuple(hazards),
+        scenario=scenario,
     )
 
 

@@ -1,93 +1,25 @@
-"""The run as a terminal table, report.json, report.md, junit.xml, and an old-vs-new comparison."""
+"""The run as a terminal table, report.json, report.md and junit.xml (old-vs-new lives in comparison.py)."""
 
 from __future__ import annotations
 
 import pathlib
 import xml.etree.ElementTree as ET
-from collections import Counter
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from rich.console import Console
 from rich.table import Table
 
+from repro.errors import ExitCode
 from repro.oracle.verdicts import Verdict
-from repro.results import ExitCode, RunResult, TrialRecord
+from repro.report.records import RunResult, TrialRecord
+from repro.report.summary import VERDICTS, blind_controls, summarize
 
-VERDICTS: tuple[Verdict, ...] = tuple(Verdict)
 _EXIT_TEXT = {
     ExitCode.OK: "every trial as the oracle expects",
     ExitCode.TRIAL_FAILED: "a trial failed: corruption or lost acknowledged writes where SQLite promised none",
     ExitCode.BAD_INPUT: "bad input",
     ExitCode.LAB_FAILED: "the lab failed: at least one trial could not be judged",
 }
-
-
-@dataclass(frozen=True)
-class GroupKey:
-    """One row of the table: a profile, a fault combination, a preset (and the store)."""
-
-    profile: str
-    faults: str
-    preset: str
-    store: str = "default"
-
-
-@dataclass(frozen=True)
-class GroupSummary:
-    """Verdict counts of one group."""
-
-    key: GroupKey
-    counts: tuple[tuple[Verdict, int], ...]
-    trials: int
-    failed: int
-    lost_acked: int
-    promised_safe: bool
-    pragmas: str = ""  # journal mode/synchronous in force, e.g. "wal/1" (as the store read them back)
-
-    def count(self, verdict: Verdict) -> int:
-        return dict(self.counts).get(verdict, 0)
-
-    @property
-    def harmed(self) -> int:
-        """Trials that damaged or lost data, whatever the promise (errors excluded)."""
-        return sum(self.count(v) for v in (Verdict.CORRUPT, Verdict.LOST_ACKED, Verdict.EXPECTED_LOSS))
-
-    @property
-    def judged(self) -> int:
-        return self.trials - self.count(Verdict.ERROR)
-
-
-def group_key(record: TrialRecord) -> GroupKey:
-    return GroupKey(record.profile, record.faults_label, record.preset, record.store)
-
-
-def summarize(records: Iterable[TrialRecord]) -> tuple[GroupSummary, ...]:
-    """One summary per group, in the order groups first appear."""
-    groups: dict[GroupKey, list[TrialRecord]] = {}
-    for rec in records:
-        groups.setdefault(group_key(rec), []).append(rec)
-    out = []
-    for key, recs in groups.items():
-        counts = Counter(r.verdict for r in recs)
-        out.append(GroupSummary(
-            key=key,
-            counts=tuple((v, counts.get(v, 0)) for v in VERDICTS),
-            trials=len(recs),
-            failed=sum(1 for r in recs if r.failed),
-            lost_acked=sum(r.lost_acked for r in recs),
-            promised_safe=all(r.promised_safe for r in recs if not r.lab_error),
-            pragmas=", ".join(sorted({f"{r.journal_mode}/{r.synchronous}" for r in recs if not r.lab_error})),
-        ))
-    return tuple(out)
-
-
-def blind_controls(records: Iterable[TrialRecord]) -> tuple[GroupKey, ...]:
-    """Groups where nothing was promised yet nothing ever went wrong: the lab may be blind there."""
-    return tuple(
-        g.key for g in summarize(records)
-        if not g.promised_safe and g.judged > 0 and g.harmed == 0
-    )
 
 
 # -- terminal ---------------------------------------------------------------------------

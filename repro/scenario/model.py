@@ -1,15 +1,15 @@
-"""What one trial is: machine profile, faults, store configuration and seed, validated up front."""
+"""What one trial is: machine profile, faults, store, workload and seed, validated up front."""
 
 from __future__ import annotations
 
 import enum
 import math
-import os
 import random
 from dataclasses import dataclass, field
 
 from repro.errors import ScenarioError
-from repro.profiles import MachineProfile
+from repro.scenario.profiles import MachineProfile, parse_size
+from repro.scenario.stores import StoreSpec
 
 
 class FaultName(str, enum.Enum):
@@ -25,11 +25,6 @@ class FaultName(str, enum.Enum):
     POWER_LOSS = "power-loss"
 
     @property
-    def crash_class(self) -> str:
-        """`power-loss` loses the page cache; everything else is a process crash or no crash."""
-        return "power-loss" if self is FaultName.POWER_LOSS else "process"
-
-    @property
     def ends_trial(self) -> bool:
         """Disk fill leaves the machine running; the others end it."""
         return self not in (FaultName.DISK_FILL, FaultName.DISK_FILL_CLEAR)
@@ -42,6 +37,23 @@ class Trigger(str, enum.Enum):
     RANDOM = "random"  # at a seeded random moment, in milliseconds after readiness
     IN_WRITE = "in-write"  # while a write is in flight, after N acks, seeded delay in the call
     ON_WRITE = "on-write"  # at the store's next write to its database files after N acks (inotify)
+
+
+_DEFAULT_TRIGGER = {
+    FaultName.SIGINT: Trigger.ACKS,
+    FaultName.SIGTERM: Trigger.ACKS,
+    FaultName.SIGKILL: Trigger.ON_WRITE,
+    FaultName.SIGKILL_MACHINE: Trigger.ACKS,
+    FaultName.OOM: Trigger.ACKS,
+    FaultName.DISK_FILL: Trigger.ACKS,
+    FaultName.DISK_FILL_CLEAR: Trigger.ACKS,
+    FaultName.POWER_LOSS: Trigger.IN_WRITE,
+}
+
+
+def default_trigger(name: FaultName) -> Trigger:
+    """When a fault fires if the user did not say: the one place that knows (a seam for fault classes)."""
+    return _DEFAULT_TRIGGER[name]
 
 
 # Options of the power-loss filesystem that a fault may ask for (power-loss:lazy-dirs,torn-writes).
@@ -105,59 +117,6 @@ class FaultSpec:
     def lossy_args(self) -> str:
         """Arguments for the power-loss filesystem daemon."""
         return " ".join(f"--{option}" for option in self.options)
-
-
-PRESETS = ("ns506", "legacy", "durable")
-JOURNAL_MODES = ("wal", "delete", "truncate", "persist", "memory", "off")
-SYNCHRONOUS = ("off", "normal", "full", "extra")
-CHECKPOINT_MODES = ("passive", "truncate")
-
-
-@dataclass(frozen=True)
-class StoreSpec:
-    """Which store runs and how it is configured (passed to it as HERMES_STATE_* variables)."""
-
-    preset: str = "ns506"
-    journal_mode: str | None = None
-    synchronous: str | None = None
-    store_path: str | None = None  # a directory holding another hermes_state package
-    checkpoint_mode: str | None = None  # the store's periodic checkpoint: passive (default) or truncate
-
-    def __post_init__(self) -> None:
-        if self.checkpoint_mode is not None and self.checkpoint_mode.lower() not in CHECKPOINT_MODES:
-            raise ScenarioError(f"unknown checkpoint mode {self.checkpoint_mode!r}; known: {', '.join(CHECKPOINT_MODES)}")
-        if self.preset not in PRESETS:
-            raise ScenarioError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
-        if self.journal_mode is not None and self.journal_mode.lower() not in JOURNAL_MODES:
-            raise ScenarioError(f"unknown journal mode {self.journal_mode!r}; known: {', '.join(JOURNAL_MODES)}")
-        if self.synchronous is not None and self.synchronous.lower() not in SYNCHRONOUS:
-            raise ScenarioError(f"unknown synchronous {self.synchronous!r}; known: {', '.join(SYNCHRONOUS)}")
-        if self.store_path is not None:
-            if not os.path.isdir(os.path.join(self.store_path, "hermes_state")):
-                raise ScenarioError(f"store path {self.store_path!r} has no hermes_state package in it")
-
-    @property
-    def label(self) -> str:
-        parts = [self.preset]
-        if self.journal_mode:
-            parts.append(f"jm={self.journal_mode.lower()}")
-        if self.synchronous:
-            parts.append(f"sync={self.synchronous.lower()}")
-        if self.checkpoint_mode:
-            parts.append(f"ckpt={self.checkpoint_mode.lower()}")
-        if self.store_path:
-            parts.append(f"store={os.path.basename(os.path.normpath(self.store_path))}")
-        return ",".join(parts)
-
-    def environment(self) -> dict[str, str]:
-        env = {"HERMES_STATE_PRESET": self.preset}
-        if self.journal_mode:
-            env["HERMES_STATE_JOURNAL_MODE"] = self.journal_mode.lower()
-        if self.synchronous:
-            env["HERMES_STATE_SYNCHRONOUS"] = self.synchronous.lower()
-        if self.checkpoint_mode:
-            env["HERMES_STATE_CHECKPOINT_MODE"] = self.checkpoint_mode.upper()
-        return env
 
 
 class HazardName(str, enum.Enum):
@@ -228,10 +187,7 @@ class WorkloadSpec:
             except (WorkloadConfigError, ValueError) as exc:
                 raise ScenarioError(f"bad --mix: {exc}") from None
 
-
     def size_range(self) -> tuple[int, int]:
-        from repro.profiles import parse_size
-
         low, sep, high = self.sizes.partition(":")
         if not sep:
             raise ScenarioError(f"--message-size takes MIN:MAX (e.g. 20k:200k), not {self.sizes!r}")
@@ -322,7 +278,7 @@ class Scenario:
         rng = random.Random(f"{self.seed}:{self.trial_id}:{self.fault_label}")
         steps: list[FaultStep] = []
         for spec in self.faults:
-            trigger = spec.trigger or _DEFAULT_TRIGGER[spec.name]
+            trigger = spec.trigger or default_trigger(spec.name)
             acks = spec.value if spec.value is not None and trigger is not Trigger.RANDOM else rng.randint(40, 400)
             after_ms = spec.value if spec.value is not None and trigger is Trigger.RANDOM else rng.randint(200, 2000)
             delay_us = {Trigger.IN_WRITE: rng.randint(0, 400), Trigger.ON_WRITE: rng.randint(0, 40)}.get(trigger, 0)
@@ -330,15 +286,3 @@ class Scenario:
                 acks = 0
             steps.append(FaultStep(spec.name, trigger, acks, after_ms if trigger is Trigger.RANDOM else 0, delay_us))
         return tuple(steps)
-
-
-_DEFAULT_TRIGGER = {
-    FaultName.SIGINT: Trigger.ACKS,
-    FaultName.SIGTERM: Trigger.ACKS,
-    FaultName.SIGKILL: Trigger.ON_WRITE,
-    FaultName.SIGKILL_MACHINE: Trigger.ACKS,
-    FaultName.OOM: Trigger.ACKS,
-    FaultName.DISK_FILL: Trigger.ACKS,
-    FaultName.DISK_FILL_CLEAR: Trigger.ACKS,
-    FaultName.POWER_LOSS: Trigger.IN_WRITE,
-}

@@ -1,0 +1,47 @@
+"""The matrix: profiles x fault combinations x stores x trials, each trial with a stable id and seed."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from typing import Sequence
+
+from repro.errors import ScenarioError
+from repro.scenario.model import FaultSpec, Scenario, WorkloadSpec
+from repro.scenario.profiles import get_profile
+from repro.scenario.stores import StoreSpec
+
+
+def trial_seed(run_seed: int, trial_id: str) -> int:
+    """The workload's seed for one trial, derived from the run's seed (string seeding is stable)."""
+    return random.Random(f"{run_seed}:{trial_id}").getrandbits(31)
+
+
+def trial_id(scenario: Scenario, number: int) -> str:
+    """``profile.faults.store[.hz=hazards].number``, with anything unsafe in a path replaced."""
+    hazards = "+".join(scenario.workload.hazard_labels)
+    raw = ".".join([scenario.profile.name, scenario.fault_label, scenario.store.label,
+                    *([f"hz={hazards}"] if hazards else []), str(number)])
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", raw)
+
+
+def expand(profiles: Sequence[str], fault_combos: Sequence[tuple[str, ...]], stores: Sequence[StoreSpec],
+           trials: int, seed: int, workload: WorkloadSpec | None = None) -> list[Scenario]:
+    """The matrix: every (profile, fault combination, store) times ``trials``, with stable ids."""
+    workload = workload or WorkloadSpec()
+    scenarios = []
+    for profile in profiles:
+        for combo in fault_combos:
+            for store in stores:
+                proto = Scenario(get_profile(profile), tuple(FaultSpec.parse(f) for f in combo), store, seed,
+                                 workload=workload)
+                scenarios += [dataclasses.replace(proto, trial_id=trial_id(proto, number))
+                              for number in range(1, trials + 1)]
+    seen: set[str] = set()
+    for scenario in scenarios:  # results, artifacts and comparisons are keyed by trial id
+        if scenario.trial_id in seen:
+            raise ScenarioError(f"two trials would share the id {scenario.trial_id!r}: the same profile, fault "
+                                "or store is listed twice, or two store paths end in the same directory name")
+        seen.add(scenario.trial_id)
+    return scenarios
