@@ -11,7 +11,7 @@ import pytest
 from repro import cli
 from repro.cli import build_parser, main
 from repro.errors import ExitCode
-from repro.oracle import Verdict
+from repro.oracle.verdicts import Verdict
 from repro.report.records import RunMeta, RunResult, TrialRecord
 from repro.scenario import Hazard, Scenario, StoreSpec, WorkloadSpec, expand, replay_command, scenario_to_dict
 from test_report import rec

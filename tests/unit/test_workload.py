@@ -18,7 +18,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from repro.ledger import EVENT_TAG, READY_TAG, Ledger, parse_lines
+from repro.ledger import EVENT_TAG, Ledger, parse_lines
+from repro.protocol import EventKind, Tag, parse_line
 from repro.verify.diff import Verification, diff
 from repro.verify.probe import collect
 from repro.workload import content
@@ -102,16 +103,18 @@ class _Reader(threading.Thread):
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
 
-    def wait_for(self, prefix: str, timeout: float) -> str:
+    def wait_for(self, tag: Tag, timeout: float, kind: EventKind | None = None) -> str:
+        """The first line with that tag (and, for an EVENT, that kind), as the lab parses it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in list(self.lines):
-                if line.startswith(prefix):
+                parsed = parse_line(line)
+                if parsed is not None and parsed.tag is tag and (kind is None or parsed.is_event(kind)):
                     return line
             if self.proc.poll() is not None and not self.is_alive():
                 break
             time.sleep(0.01)
-        raise AssertionError(f"no {prefix!r} line; output: {self.lines[-10:]}")
+        raise AssertionError(f"no {tag.value} {kind or ''} line; output: {self.lines[-10:]}")
 
 
 @contextlib.contextmanager
@@ -122,7 +125,7 @@ def running_workload(tmp: pathlib.Path, **settings: str) -> Iterator[tuple[subpr
     reader = _Reader(proc)
     reader.start()
     try:
-        reader.wait_for(READY_TAG, 30)
+        reader.wait_for(Tag.READY, 30)
         yield proc, reader
     finally:
         if proc.poll() is None:
@@ -162,7 +165,7 @@ def test_a_held_workload_waits_for_the_agent_so_the_trigger_lands_at_n(tmp_path:
         report = kill_by_agent(tmp_path, 25)
         assert 25 <= report["acks"] < 60  # at N, give or take the agent's polling on a busy machine
         assert proc.wait(timeout=10) == -signal.SIGKILL
-    assert reader.wait_for('EVENT {"kind": "released"', 1)
+    assert reader.wait_for(Tag.EVENT, 1, EventKind.RELEASED)
 
 
 def test_agent_refuses_to_kill_without_a_workload_pid(tmp_path: pathlib.Path) -> None:
