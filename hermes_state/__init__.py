@@ -27,8 +27,10 @@ from .errors import (
     DiskFullError,
     InvalidInputError,
     NotADatabaseError,
+    OutputExistsError,
     PragmaNotAppliedError,
     RepairError,
+    SalvageError,
     StateError,
     StoreClosedError,
     UnknownSessionError,
@@ -43,8 +45,9 @@ from .pragmas import (
     compiled_default_synchronous,
     read_pragmas,
 )
-from .repair import RepairOutcome, RepairResult, RepairStep, RowCounts, repair_state_db
+from .repair import ApplyMode, RepairOutcome, RepairResult, RepairStep, RowCounts, repair_state_db
 from .retry import RetryPolicy
+from .salvage import SalvageMethod, SalvageResult, TableSalvage, salvage_state_db
 from .schema import SCHEMA_VERSION
 from .store import SessionDB
 
@@ -52,6 +55,13 @@ pragmas_in_force = read_pragmas
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ApplyMode",
+    "OutputExistsError",
+    "SalvageError",
+    "SalvageMethod",
+    "SalvageResult",
+    "TableSalvage",
+    "salvage_state_db",
     "ENV_BUSY_TIMEOUT_MS",
     "ENV_CHECKPOINT_EVERY",
     "ENV_CHECKPOINT_MODE",

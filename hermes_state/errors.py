@@ -83,6 +83,14 @@ class RepairError(StateError):
         self.backup = backup
 
 
+class SalvageError(StateError):
+    """Salvage could not write a new database (nothing of the damaged one could be read)."""
+
+
+class OutputExistsError(StateError, FileExistsError):
+    """An operation that writes a new file was pointed at one that exists (it never overwrites)."""
+
+
 def primary_code(exc: BaseException) -> int | None:
     """The primary SQLite result code of *exc*, or None when it carries none."""
     code = getattr(exc, "sqlite_errorcode", None)

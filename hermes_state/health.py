@@ -11,13 +11,14 @@ from urllib.parse import quote
 
 from .errors import DatabaseNotFoundError, NotADatabaseError, is_not_a_database_error
 from .schema import FTS_TABLE, has_fts_table, schema_version
+from .versions import (  # noqa: F401  (re-exported: the names lived here before)
+    WAL_RESET_BUG_FIRST,
+    WAL_RESET_BUG_LAST,
+    in_wal_reset_bug_range,
+    sqlite_version_tuple,
+)
 
 PROBE_SESSION_ID = "__hermes_state_health_probe__"
-
-# The WAL-reset bug: two connections writing and checkpointing concurrently can corrupt
-# a WAL database on SQLite 3.7.0 to 3.51.2; fixed in 3.51.3.
-WAL_RESET_BUG_FIRST = (3, 7, 0)
-WAL_RESET_BUG_LAST = (3, 51, 2)
 
 
 class FtsStatus(enum.Enum):
@@ -87,18 +88,6 @@ class HealthReport:
             "schema_version": self.schema_version,
             "errors": list(self.errors),
         }
-
-
-def sqlite_version_tuple(version: str = sqlite3.sqlite_version) -> tuple[int, int, int]:
-    parts = [int(p) for p in version.split(".")[:3]]
-    while len(parts) < 3:
-        parts.append(0)
-    return (parts[0], parts[1], parts[2])
-
-
-def in_wal_reset_bug_range(version: str = sqlite3.sqlite_version) -> bool:
-    """Whether this SQLite version has the WAL-reset bug (3.7.0 <= v <= 3.51.2)."""
-    return WAL_RESET_BUG_FIRST <= sqlite_version_tuple(version) <= WAL_RESET_BUG_LAST
 
 
 def open_existing(path: str | os.PathLike[str], *, timeout_s: float = 2.0) -> sqlite3.Connection:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .backup import backup_files, is_open_in_process
-from .errors import DatabaseInUseError, DatabaseNotFoundError, NotADatabaseError, StateError
+from .errors import DatabaseInUseError, DatabaseNotFoundError, NotADatabaseError, RepairError, StateError
 from .health import HealthReport, check_health, open_existing
 from .schema import FTS_TABLE, FTS_TRIGGERS, INDEXES, create_schema, fts5_available, has_fts_table
+from .workcopy import Fingerprint, swap_in, working_copy
 
 logger = logging.getLogger("hermes_state")
 
@@ -21,7 +22,7 @@ logger = logging.getLogger("hermes_state")
 class RepairOutcome(enum.Enum):
     HEALTHY = "healthy"  # nothing needed repair
     REPAIRED = "repaired"
-    FAILED = "failed"  # still unsound after the ladder; the file stays in place, the backup keeps it as found
+    FAILED = "failed"  # the copy stayed unsound (or the swap was refused): the original is untouched
 
 
 @dataclass(frozen=True)
@@ -66,39 +67,76 @@ class RepairResult:
         }
 
 
-def repair_state_db(path: str | os.PathLike[str], backup: bool = True) -> RepairResult:
-    """Back up *path* (with -wal/-shm), then climb the ladder until the database is sound.
+class ApplyMode(enum.Enum):
+    """How a repair that worked on the private copy reaches the original."""
 
-    Ladder: rebuild the FTS index from `messages`; remove duplicate schema rows (and rebuild
-    FTS again); REINDEX; drop everything derived from the rows (FTS, its triggers, the
-    indexes), VACUUM and recreate it. Session and message rows are only read.
+    REPLAY = "replay"  # the same steps again on the original, under SQLite's locks (SessionDB's heal)
+    SWAP = "swap"  # os.replace the verified copy over the original, fsync the directory (offline: doctor --fix)
+
+
+def repair_state_db(
+    path: str | os.PathLike[str], backup: bool = True, *, apply: ApplyMode = ApplyMode.REPLAY
+) -> RepairResult:
+    """Back up *path* (with -wal/-shm), repair a private copy, and only a verified repair reaches *path*.
+
+    Ladder (on the copy): rebuild the FTS index from `messages`; remove duplicate schema rows
+    (and rebuild FTS again); REINDEX; drop everything derived from the rows (FTS, its
+    triggers, the indexes), VACUUM and recreate it. Session and message rows are only read;
+    the rewriting step (VACUUM) is refused when they cannot all be read. The copy must then
+    pass the health check's structural part with the same row counts; otherwise the outcome
+    is FAILED and *path* (with its -wal/-shm) is left byte for byte as it was. A verified
+    repair is applied by *apply*: SWAP replaces the file atomically (offline use only: a
+    process holding the old file would keep writing to it), REPLAY runs the same steps on
+    the original through SQLite (what SessionDB's heal uses) and checks it again.
     Offline operation: raises DatabaseInUseError if this process has *path* open.
-    A database that cannot be repaired stays in place (never deleted or replaced) and is
-    reported as FAILED; the backup holds it byte for byte as it was found. The rewriting
-    step (VACUUM) is refused when session or message rows cannot all be read.
     """
     db = Path(path)
     if not db.exists():
         raise DatabaseNotFoundError(f"no such file: {db}")
     if is_open_in_process(db):
         raise DatabaseInUseError(f"{db} is open in this process; close it before repairing")
+    as_found = Fingerprint.of(db)
     copies = tuple(str(p) for p in backup_files(db)) if backup else ()
     if copies:
         logger.warning("hermes_state: backed up %s to %s before repair", db, copies[0])
 
     def result(outcome: RepairOutcome, steps: list[RepairStep], before: HealthReport | None,
-               after: HealthReport | None, rows_before: RowCounts | None, error: str | None) -> RepairResult:
-        return RepairResult(str(db), outcome, copies, tuple(steps), before, after, rows_before,
-                            _row_counts(db), error)
+               after: HealthReport | None, rows_before: RowCounts | None, rows_after: RowCounts | None,
+               error: str | None) -> RepairResult:
+        return RepairResult(str(db), outcome, copies, tuple(steps), before, after, rows_before, rows_after, error)
 
-    try:
-        before = check_health(db)
-    except NotADatabaseError as exc:
-        return result(RepairOutcome.FAILED, [], None, None, None, str(exc))
-    rows_before = _row_counts(db)
-    if before.structurally_ok:
-        return result(RepairOutcome.HEALTHY, [], before, before, rows_before, None)
+    with working_copy(db) as work:
+        try:
+            before = check_health(work)
+        except NotADatabaseError as exc:
+            return result(RepairOutcome.FAILED, [], None, None, None, None, str(exc))
+        rows_before = _row_counts(work)
+        if before.structurally_ok:
+            return result(RepairOutcome.HEALTHY, [], before, before, rows_before, rows_before, None)
+        steps, after = _climb(work, before)
+        rows_after = _row_counts(work)
+        problem = _problem(after, rows_before, rows_after)
+        if problem is not None:
+            return result(RepairOutcome.FAILED, steps, before, after, rows_before, rows_after, problem)
+        if apply is ApplyMode.SWAP:
+            try:
+                swap_in(work, db, expected=as_found)
+            except (RepairError, OSError) as exc:
+                return result(RepairOutcome.FAILED, steps, before, after, rows_before, rows_after, str(exc))
+            after = check_health(db)
+            return result(RepairOutcome.REPAIRED, steps, before, after, rows_before, _row_counts(db), None)
+    replayed = [_run_step(db, s.name, _ACTIONS[s.name]) for s in steps]
+    after = check_health(db)
+    rows_after = _row_counts(db)
+    problem = _problem(after, rows_before, rows_after)
+    if problem is not None:
+        return result(RepairOutcome.FAILED, replayed, before, after, rows_before, rows_after,
+                      f"the repair worked on a copy but not on the original: {problem}")
+    return result(RepairOutcome.REPAIRED, replayed, before, after, rows_before, rows_after, None)
 
+
+def _climb(db: Path, before: HealthReport) -> tuple[list[RepairStep], HealthReport]:
+    """Run the ladder on *db* until it is structurally sound; the steps taken and the last check."""
     steps: list[RepairStep] = []
     after = before
     for name, action in _LADDER:
@@ -109,14 +147,17 @@ def repair_state_db(path: str | os.PathLike[str], backup: bool = True) -> Repair
         after = check_health(db)
         if after.structurally_ok:
             break
-    rows_after = _row_counts(db)
+    return steps, after
+
+
+def _problem(after: HealthReport, rows_before: RowCounts | None, rows_after: RowCounts | None) -> str | None:
+    """Why a repaired database must not be used (None when it may)."""
     if rows_before is not None and (rows_after is None or rows_after != rows_before):
-        return result(RepairOutcome.FAILED, steps, before, after, rows_before,
-                      f"row counts changed during repair: {rows_before} -> {rows_after}")
+        return f"row counts changed during repair: {rows_before} -> {rows_after}"
     if after.structurally_ok:
-        return result(RepairOutcome.REPAIRED, steps, before, after, rows_before, None)
+        return None
     problems = "; ".join(list(after.integrity[:3]) + list(after.errors[:3]) + [after.fts_error or ""]).strip("; ")
-    return result(RepairOutcome.FAILED, steps, before, after, rows_before, f"still unhealthy: {problems}")
+    return f"still unhealthy: {problems}"
 
 
 def _run_step(db: Path, name: str, action: Callable[[sqlite3.Connection], None]) -> RepairStep:
@@ -201,6 +242,7 @@ _LADDER: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("reindex", _reindex),
     ("drop_derived_and_vacuum", _drop_derived_and_vacuum),
 )
+_ACTIONS = dict(_LADDER)
 
 
 def _row_counts(db: Path) -> RowCounts | None:
