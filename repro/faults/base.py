@@ -50,7 +50,7 @@ class FaultOutcome:
         return cls(fault=fault, acks_at_fire=agent.acks, in_write=agent.in_write, machine_down=down is not None,
                    exit_code=down.exit_code if down else None, oom_killed=down.oom_killed if down else False,
                    graceful=down.graceful if down else None,
-                   detail={**({"down_s": down.seconds} if down else {}), **detail})
+                   detail={"agent": agent.detail, **({"down_s": down.seconds} if down else {}), **detail})
 
 
 class Fault(abc.ABC):

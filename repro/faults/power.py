@@ -30,4 +30,4 @@ class PowerLoss(Fault):
         from repro.protocol import LossyKind
 
         host.console.wait_for(lambda l: l.is_lossy(LossyKind.CUT), 10, "the power cut")
-        return FaultOutcome.of(self.name, agent, host.kill(), **agent.detail)
+        return FaultOutcome.of(self.name, agent, host.kill())

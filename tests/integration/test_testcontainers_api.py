@@ -31,7 +31,8 @@ def test_the_machine_fixture_and_a_kill_mid_write(constrained_host, tmp_path: pa
         ready = host.start_workload(seed=11)
         assert ready["synchronous"] == 2  # legacy keeps the compiled-in FULL
         outcome = inject(host, "sigkill@in-write=100")
-        assert outcome.in_write and outcome.acks_at_fire >= 100
+        agent = outcome.detail["agent"]
+        assert isinstance(agent, dict) and agent["trigger_in_write"] and outcome.acks_at_fire >= 100
         result = verify(host)
         assert result.integrity == "ok" and result.lost_acked == 0
         # The crash state is the disk as the crash left it: the killed writer's WAL still holds
