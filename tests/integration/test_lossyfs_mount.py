@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from repro.lossyfs.control import EventKind, LossyMount, fuse_unavailable_reason
+from repro.lossyfs.control import LossyMount, fuse_unavailable_reason
+from repro.protocol import LossyKind
 
 
 # Skipped locally where FUSE is missing; in CI (`CI` set, as .ci/run does) a missing FUSE is a failure.
@@ -213,7 +214,7 @@ def test_shared_memory_mapping_and_posix_locks_work_across_processes(tmp_path: P
         os.close(fd)
         free = subprocess.run([sys.executable, "-c", probe, str(mount / "t.db")], capture_output=True, text=True)
         assert (held.stdout.strip(), free.stdout.strip()) == ("blocked", "got")
-        assert lossy.stop().kind is EventKind.STOPPED
+        assert lossy.stop().kind is LossyKind.STOPPED
 
 
 # The mount runs with the kernel's writeback cache: written data may sit in the kernel's page
