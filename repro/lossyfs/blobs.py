@@ -70,7 +70,10 @@ def read_blobs(path: str | os.PathLike[str]) -> dict[str, bytes]:
         pos += size
         if len(stored) != size:
             raise TraceError(f"{os.fspath(path)}: truncated at byte {pos}")
-        data = zlib.decompress(stored) if method == _ZLIB else stored
+        try:
+            data = {_RAW: lambda b: b, _ZLIB: zlib.decompress}[method](stored)
+        except (KeyError, zlib.error):
+            raise TraceError(f"{os.fspath(path)}: blob {digest.hex()} cannot be decoded (method {method})") from None
         if hashlib.sha256(data).digest() != digest:
             raise TraceError(f"{os.fspath(path)}: blob {digest.hex()} does not match its content")
         blobs[digest.hex()] = data
