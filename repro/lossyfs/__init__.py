@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from repro.lossyfs.cache import ROOT_INO, VolatileDisk
+from repro.lossyfs.disk import ROOT_INO, VolatileDisk
 from repro.lossyfs.model import CacheOptions, CutReport, EntryChange, EntryOp, Kind, NodeStat, TornPage
 
 __all__ = [

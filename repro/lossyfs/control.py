@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import queue
 import shutil
@@ -12,29 +11,33 @@ import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from types import TracebackType
+from typing import Mapping
 
 from repro.lossyfs.errors import LossyFsError
+from repro.protocol import Line, LossyKind, Tag, parse_line
 
-TAG = "LOSSYFS"
 DEBIAN_PYTHON = "/usr/bin/python3"  # the interpreter that has Debian's python3-pyfuse3
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class EventKind(Enum):
-    READY = "READY"
-    CUT = "CUT"
-    STOPPED = "STOPPED"
-
-
 @dataclass(frozen=True)
 class DaemonEvent:
-    """One `LOSSYFS <KIND> {json}` line of the daemon's stdout."""
+    """One `LOSSYFS <KIND> {json}` line of the daemon's stdout, its kind typed."""
 
-    kind: EventKind
-    payload: dict[str, object]
+    kind: LossyKind
+    payload: Mapping[str, object]
+
+    @classmethod
+    def from_line(cls, line: Line) -> DaemonEvent | None:
+        """The event a parsed machine line carries, or None if it is not a lossyfs line."""
+        if line.tag is not Tag.LOSSYFS:
+            return None
+        try:
+            return cls(LossyKind(line.sub), line.payload)
+        except ValueError:
+            return None
 
 
 class DaemonError(LossyFsError):
@@ -64,28 +67,19 @@ def _dead_mount(path: Path) -> bool:
     return False
 
 
-def parse_event(line: str) -> DaemonEvent | None:
-    """The event on `line`, or None if the line is not a lossyfs event."""
-    parts = line.strip().split(" ", 2)
-    if len(parts) != 3 or parts[0] != TAG:
-        return None
-    try:
-        return DaemonEvent(EventKind(parts[1]), json.loads(parts[2]))
-    except ValueError:
-        return None
-
-
 class LossyMount:
     """A lossyfs daemon run as a local subprocess (tests and benchmarks on a host with FUSE)."""
 
     def __init__(self, backing: Path, mount: Path, *, seed: int = 0, writeback_interval_ms: int = 100,
-                 torn_writes: bool = False, lazy_dirs: bool = False, python: str = DEBIAN_PYTHON,
-                 timeout_s: float = 15.0) -> None:
+                 torn_writes: bool = False, lazy_dirs: bool = False, record: Path | None = None,
+                 mark_socket: Path | None = None, python: str = DEBIAN_PYTHON, timeout_s: float = 15.0) -> None:
         self.backing = backing
         self.mount = mount
         self._argv = [python, "-m", "repro.lossyfs", "--backing", str(backing), "--mount", str(mount),
                       "--seed", str(seed), "--writeback-interval-ms", str(writeback_interval_ms)]
         self._argv += ["--torn-writes"] * torn_writes + ["--lazy-dirs"] * lazy_dirs
+        self._argv += ["--record", str(record)] if record is not None else []
+        self._argv += ["--mark-socket", str(mark_socket)] if mark_socket is not None else []
         self._timeout = timeout_s
         self._proc: subprocess.Popen[str] | None = None
         self._events: queue.Queue[DaemonEvent | None] = queue.Queue()
@@ -95,17 +89,17 @@ class LossyMount:
         env = {**os.environ, "PYTHONPATH": str(_REPO_ROOT)}
         self._proc = subprocess.Popen(self._argv, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env)
         threading.Thread(target=self._read_stdout, args=(self._proc,), daemon=True).start()
-        return self._expect(EventKind.READY)
+        return self._expect(LossyKind.READY)
 
     def cut(self) -> DaemonEvent:
         """Send SIGUSR1 and return the CUT event (what was lost)."""
         self._signal(signal.SIGUSR1)
-        return self._expect(EventKind.CUT)
+        return self._expect(LossyKind.CUT)
 
     def stop(self) -> DaemonEvent:
         """SIGTERM: a clean unmount (synced unless cut before); returns the STOPPED event."""
         self._signal(signal.SIGTERM)
-        event = self._expect(EventKind.STOPPED)
+        event = self._expect(LossyKind.STOPPED)
         assert self._proc is not None
         self._proc.wait(self._timeout)
         return event
@@ -155,13 +149,14 @@ class LossyMount:
 
     def _read_stdout(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            event = parse_event(line)
+        for text in proc.stdout:
+            line = parse_line(text)
+            event = DaemonEvent.from_line(line) if line is not None else None
             if event is not None:
                 self._events.put(event)
         self._events.put(None)
 
-    def _expect(self, kind: EventKind) -> DaemonEvent:
+    def _expect(self, kind: LossyKind) -> DaemonEvent:
         try:
             event = self._events.get(timeout=self._timeout)
         except queue.Empty:

@@ -1,6 +1,6 @@
 """The lossyfs daemon: mount the volatile disk with FUSE, write back on a timer, cut on a signal.
 
-Interface (stdout, one line each, flushed):
+Interface (stdout, one line each, flushed, written through repro.protocol):
   LOSSYFS READY {json}    mounted and serving; SIGUSR1 may be sent from now on
   LOSSYFS CUT {json}      the power was cut: what was lost (CutReport fields plus "trigger")
   LOSSYFS STOPPED {json}  clean unmount after SIGTERM/SIGINT ("synced": true unless cut before)
@@ -11,6 +11,13 @@ backing directory; the mount stays until SIGTERM/SIGINT, which then unmounts wit
 (waiting requests then fail with ENOTCONN: kill the processes using the mount first, as the
 machine's death does). SIGTERM/SIGINT before a cut is a clean shutdown: everything is persisted
 first, like `umount`.
+
+Recording (off by default): --record PATH writes the trace of every change that reaches the
+disk model -- initial files, writes, truncates, entry changes, fsyncs, the cut -- to PATH and
+PATH.blobs (format in trace.py), which must lie outside the mount and the backing directory.
+With --mark-socket SOCK processes may add labelled marks to it (trace.MarkClient); a mark is
+recorded between two requests and only then answered. The trace is flushed at every mark,
+every writeback step, the cut and the stop.
 
 The mount runs with the kernel's writeback cache (see fuse_ops.py), so written data may sit in
 the kernel's page cache of the mount before it reaches the daemon. Before each background
@@ -29,21 +36,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import signal
+import socket
 import subprocess
 import sys
-from enum import IntEnum
 
 import pyfuse3
 import trio
 
-from repro.lossyfs.cache import VolatileDisk
-from repro.lossyfs.control import TAG, EventKind
-from repro.lossyfs.errors import LossyFsError
+from repro.errors import ExitCode
+from repro.lossyfs.disk import ROOT_INO, VolatileDisk
+from repro.lossyfs.errors import InvalidOptions, LossyFsError
 from repro.lossyfs.fuse_ops import LossyOperations
-from repro.lossyfs.model import CacheOptions
+from repro.lossyfs.model import CacheOptions, Kind
+from repro.lossyfs.trace import TraceWriter
+from repro.protocol import LossyKind, Tag, write_line
 
 _CUT_FILE_POLL_S = 0.01
 _DRAIN_TIMEOUT_S = 30.0
@@ -58,14 +66,8 @@ while os.read(0, 1):
 """
 
 
-class ExitCode(IntEnum):
-    OK = 0
-    USAGE = 2
-    FAILED = 3
-
-
-def emit(event: EventKind, payload: dict[str, object]) -> None:
-    print(f"{TAG} {event.value} {json.dumps(payload, sort_keys=True, separators=(',', ':'))}", flush=True)
+def emit(kind: LossyKind, payload: dict[str, object]) -> None:
+    write_line(Tag.LOSSYFS, payload, sub=kind.value)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -80,16 +82,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--torn-writes", action="store_true", help="at the cut, tear one in-flight page at 512 B")
     p.add_argument("--lazy-dirs", action="store_true", help="create/rename/unlink durable only on dir fsync")
     p.add_argument("--cut-file", help="cut the power as soon as this path exists")
+    p.add_argument("--record", metavar="PATH", help="record a trace to PATH and PATH.blobs (outside the mount)")
+    p.add_argument("--mark-socket", metavar="SOCK", help="with --record: accept labelled marks on this socket")
     return p.parse_args(argv)
+
+
+def _inside(path: str, directory: str) -> bool:
+    path, directory = os.path.realpath(path), os.path.realpath(directory)
+    return os.path.commonpath([path, directory]) == directory
+
+
+def open_trace(args: argparse.Namespace, disk: VolatileDisk) -> TraceWriter | None:
+    """The trace writer for --record, the backing directory's files already in it; None if not recording."""
+    if args.mark_socket and not args.record:
+        raise InvalidOptions("--mark-socket needs --record")
+    if not args.record:
+        return None
+    for directory in (args.mount, args.backing):
+        if _inside(args.record, directory):
+            raise InvalidOptions(f"the trace {args.record} must lie outside {directory}")
+    trace = TraceWriter(args.record, disk.options.page_size)
+    pending = [(ROOT_INO, "")]
+    while pending:
+        ino, base = pending.pop(0)
+        for name, st in disk.listdir(ino):
+            path = f"{base}/{name}" if base else name
+            if st.kind is Kind.DIR:
+                trace.initial_dir(path)
+                pending.append((st.ino, path))
+            else:
+                trace.initial_file(path, st.ino, disk.read(st.ino, 0, st.size))
+    trace.flush()
+    return trace
 
 
 class Daemon:
     """Owns the disk and the trio tasks around pyfuse3.main."""
 
-    def __init__(self, disk: VolatileDisk, ops: LossyOperations, args: argparse.Namespace) -> None:
+    def __init__(self, disk: VolatileDisk, ops: LossyOperations, args: argparse.Namespace,
+                 trace: TraceWriter | None) -> None:
         self._disk = disk
         self._ops = ops
         self._args = args
+        self._trace = trace
         self._drainer: trio.Process | None = None
         self._drain_lock = trio.Lock()
 
@@ -103,12 +138,16 @@ class Daemon:
                     nursery.start_soon(self._writeback_loop)
                 if self._args.cut_file:
                     nursery.start_soon(self._watch_cut_file)
+                if self._args.mark_socket:
+                    await nursery.start(self._serve_marks)
                 opts = self._disk.options
-                emit(EventKind.READY, {
+                recording = {"record": self._args.record, "mark_socket": self._args.mark_socket} if self._trace else {}
+                emit(LossyKind.READY, {
                     "pid": os.getpid(), "backing": self._args.backing, "mount": self._args.mount,
                     "seed": opts.seed, "page_size": opts.page_size, "torn_writes": opts.torn_writes,
                     "lazy_dirs": opts.lazy_dirs, "writeback_rate": opts.writeback_rate,
                     "writeback_interval_ms": self._args.writeback_interval_ms, "cut_file": self._args.cut_file,
+                    **recording,
                 })
                 async for signum in signals:
                     if signum == signal.SIGUSR1:
@@ -126,7 +165,9 @@ class Daemon:
                             self._disk.sync_all()
                         else:  # cut while draining
                             synced = False
-                    emit(EventKind.STOPPED, {"signal": signal.Signals(signum).name, "synced": synced})
+                    if self._trace is not None:
+                        self._trace.stop(synced)
+                    emit(LossyKind.STOPPED, {"signal": signal.Signals(signum).name, "synced": synced})
                     await self._close_drainer()
                     pyfuse3.terminate()
                     nursery.cancel_scope.cancel()
@@ -136,8 +177,10 @@ class Daemon:
         if self._disk.is_cut:
             return
         report = self._disk.cut()
+        if self._trace is not None:
+            self._trace.cut()
         self._ops.invalidate_attrs()  # from now on a write() needs a request too, never answered
-        emit(EventKind.CUT, {"trigger": trigger, **dataclasses.asdict(report)})
+        emit(LossyKind.CUT, {"trigger": trigger, **dataclasses.asdict(report)})
 
     async def _drain(self) -> None:
         """Make the kernel send its dirty pages of the mount to the daemon (syncfs, in the helper)."""
@@ -177,8 +220,39 @@ class Daemon:
                 if self._disk.is_cut:
                     return
                 self._disk.writeback()
+                if self._trace is not None:
+                    self._trace.flush()
             except (LossyFsError, *_DRAIN_ERRORS) as exc:
                 print(f"lossyfs: writeback failed: {exc!r}", file=sys.stderr, flush=True)
+
+    async def _serve_marks(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept mark connections; each line read is recorded as a mark, then answered with K."""
+        listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if os.path.exists(self._args.mark_socket):
+            os.unlink(self._args.mark_socket)
+        await listener.bind(self._args.mark_socket)
+        os.chmod(self._args.mark_socket, 0o666)  # the workload runs as another user
+        listener.listen()
+        task_status.started()
+        with listener:
+            async with trio.open_nursery() as nursery:
+                while True:
+                    conn, _ = await listener.accept()
+                    nursery.start_soon(self._serve_mark_client, conn)
+
+    async def _serve_mark_client(self, conn: trio.socket.SocketType) -> None:
+        with conn:
+            buf = b""
+            while chunk := await conn.recv(4096):
+                buf += chunk
+                while b"\n" in buf:
+                    label, buf = buf.split(b"\n", 1)
+                    trace = self._trace
+                    if self._disk.is_cut or trace is None:
+                        await trio.sleep_forever()  # the machine is off: nothing is answered
+                        return
+                    trace.mark(label.decode(errors="replace"))
+                    await conn.send(b"K")
 
     async def _watch_cut_file(self) -> None:
         while not self._disk.is_cut:
@@ -194,19 +268,22 @@ def main(argv: list[str] | None = None) -> int:
         options = CacheOptions(seed=args.seed, page_size=args.page_size, torn_writes=args.torn_writes,
                                lazy_dirs=args.lazy_dirs, writeback_rate=args.writeback_rate)
         disk = VolatileDisk(args.backing, options)
+        trace = open_trace(args, disk)
     except LossyFsError as exc:
         print(f"lossyfs: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
+        return ExitCode.BAD_INPUT
     os.umask(0)  # the kernel already applied the application's umask to every mode we get
     fuse_options = set(pyfuse3.default_options) | {"fsname=lossyfs", "subtype=lossyfs", "allow_other"}
-    ops = LossyOperations(disk, args.backing)
+    ops = LossyOperations(disk, args.backing, trace)
     try:
         pyfuse3.init(ops, args.mount, fuse_options)
     except RuntimeError as exc:
         print(f"lossyfs: mount failed: {exc}", file=sys.stderr)
-        return ExitCode.FAILED
+        return ExitCode.LAB_FAILED
     try:
-        trio.run(Daemon(disk, ops, args).run)
+        trio.run(Daemon(disk, ops, args, trace).run)
     finally:
         pyfuse3.close(unmount=True)
+        if trace is not None:
+            trace.close()
     return ExitCode.OK

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno as _errno
 
+from repro.errors import LabError
 
-class LossyFsError(Exception):
+
+class LossyFsError(LabError):
     """Base of every error the lossy filesystem raises on purpose."""
 
     errno: int = _errno.EIO

@@ -16,6 +16,9 @@ the drain keeps every written page a candidate for the seeded writeback. The ker
 and mtime of regular files in this mode (it sends SETATTR for truncates and mtime updates), which
 is consistent because every change goes through this one kernel.
 
+With a `TraceWriter` every change that reaches the disk model is also recorded (trace.py),
+after the disk accepted it: the cost when not recording is one `is None` test per request.
+
 After the power cut no request is ever answered: the machine is off, so nothing the application
 does after that instant can complete -- in particular it cannot acknowledge a commit. Answering
 with EIO instead would let the application keep running and observe a "success" that a real
@@ -42,9 +45,10 @@ from typing import Any, TypeVar
 import pyfuse3
 import trio
 
-from repro.lossyfs.cache import ROOT_INO, VolatileDisk
+from repro.lossyfs.disk import ROOT_INO, VolatileDisk
 from repro.lossyfs.errors import LossyFsError
 from repro.lossyfs.model import NodeStat
+from repro.lossyfs.trace import TraceWriter
 
 # Every change goes through this kernel, so its cached attributes and entries never go stale
 # (after the cut no call is answered at all); long timeouts save a getattr/lookup per operation.
@@ -105,10 +109,11 @@ class LossyOperations(pyfuse3.Operations):
 
     enable_writeback_cache = True
 
-    def __init__(self, disk: VolatileDisk, backing: str) -> None:
+    def __init__(self, disk: VolatileDisk, backing: str, trace: TraceWriter | None = None) -> None:
         super().__init__()
         self._disk = disk
         self._backing = backing
+        self._trace = trace
         self._blksize = disk.options.page_size
         self._lookups: dict[int, int] = {}
 
@@ -126,6 +131,11 @@ class LossyOperations(pyfuse3.Operations):
             except OSError:  # ENOENT: the kernel has already dropped it
                 pass
         return held
+
+    def _child(self, parent: int, name: bytes) -> str:
+        """The mount-relative path of `name` in directory `parent` (for the trace)."""
+        base = self._disk.dir_path(parent)
+        return f"{base}/{os.fsdecode(name)}" if base else os.fsdecode(name)
 
     def _entry(self, st: NodeStat) -> pyfuse3.EntryAttributes:
         self._lookups[st.ino] = self._lookups.get(st.ino, 0) + 1
@@ -158,6 +168,8 @@ class LossyOperations(pyfuse3.Operations):
         with _errnos():
             if fields.update_size:
                 self._disk.truncate(inode, attr.st_size)
+                if self._trace is not None:
+                    self._trace.truncate(inode, self._disk.path(inode), attr.st_size)
             st = self._disk.set_attrs(
                 inode,
                 mode=attr.st_mode if fields.update_mode else None,
@@ -174,23 +186,34 @@ class LossyOperations(pyfuse3.Operations):
         if not stat_mod.S_ISREG(mode):
             raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
         with _errnos():
-            return self._entry(self._disk.create(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid))
+            st = self._disk.create(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid)
+            if self._trace is not None:
+                self._trace.create(st.ino, self._child(parent_inode, name))
+        return self._entry(st)
 
     @_powered
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         with _errnos():
-            return self._entry(self._disk.mkdir(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid))
+            st = self._disk.mkdir(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid)
+            if self._trace is not None:
+                self._trace.mkdir(self._child(parent_inode, name))
+        return self._entry(st)
 
     @_powered
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         with _errnos():
+            ino = self._disk.lookup(parent_inode, os.fsdecode(name)).ino if self._trace is not None else 0
             self._disk.unlink(parent_inode, os.fsdecode(name))
+            if self._trace is not None:
+                self._trace.unlink(ino, self._child(parent_inode, name))
 
     @_powered
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         with _errnos():
             self._disk.rmdir(parent_inode, os.fsdecode(name))
+            if self._trace is not None:
+                self._trace.rmdir(self._child(parent_inode, name))
 
     @_powered
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
@@ -198,8 +221,12 @@ class LossyOperations(pyfuse3.Operations):
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise pyfuse3.FUSEError(errno.EINVAL)
         with _errnos():
+            ino = self._disk.lookup(parent_inode_old, os.fsdecode(name_old)).ino if self._trace is not None else 0
             self._disk.rename(parent_inode_old, os.fsdecode(name_old), parent_inode_new, os.fsdecode(name_new),
                               noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE))
+            if self._trace is not None:
+                self._trace.rename(ino, self._child(parent_inode_old, name_old),
+                                   self._child(parent_inode_new, name_new))
 
     @_powered
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
@@ -225,6 +252,8 @@ class LossyOperations(pyfuse3.Operations):
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
         with _errnos():
             self._disk.fsync(fh)
+            if self._trace is not None:
+                self._trace.fsyncdir(self._disk.dir_path(fh))
 
     @_powered
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
@@ -254,6 +283,8 @@ class LossyOperations(pyfuse3.Operations):
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         with _errnos():
             st = self._disk.create(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid)
+            if self._trace is not None:
+                self._trace.create(st.ino, self._child(parent_inode, name))
         return self._file_info(st.ino), self._entry(st)
 
     @_powered
@@ -264,7 +295,10 @@ class LossyOperations(pyfuse3.Operations):
     @_powered
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         with _errnos():
-            return self._disk.write(fh, off, buf)
+            written = self._disk.write(fh, off, buf)
+            if self._trace is not None:
+                self._trace.write(fh, self._disk.path(fh), off, bytes(buf))
+        return written
 
     @_powered
     async def flush(self, fh: int) -> None:
@@ -278,3 +312,5 @@ class LossyOperations(pyfuse3.Operations):
     async def fsync(self, fh: int, datasync: bool) -> None:
         with _errnos():
             self._disk.fsync(fh)
+            if self._trace is not None:
+                self._trace.fsync(fh, self._disk.path(fh), datasync)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from repro.lossyfs.control import EventKind, LossyMount, fuse_unavailable_reason
+from repro.lossyfs.control import LossyMount, fuse_unavailable_reason
+from repro.protocol import LossyKind
 
 
 # Skipped locally where FUSE is missing; in CI (`CI` set, as .ci/run does) a missing FUSE is a failure.
@@ -213,7 +214,7 @@ def test_shared_memory_mapping_and_posix_locks_work_across_processes(tmp_path: P
         os.close(fd)
         free = subprocess.run([sys.executable, "-c", probe, str(mount / "t.db")], capture_output=True, text=True)
         assert (held.stdout.strip(), free.stdout.strip()) == ("blocked", "got")
-        assert lossy.stop().kind is EventKind.STOPPED
+        assert lossy.stop().kind is LossyKind.STOPPED
 
 
 # The mount runs with the kernel's writeback cache: written data may sit in the kernel's page
@@ -342,3 +343,71 @@ def test_a_killed_daemon_dies_even_with_a_drain_cut_off(tmp_path: Path) -> None:
         os.killpg(writer.pid, signal.SIGKILL)
         writer.wait(timeout=30)  # its requests ended with the connection
         assert _digest(backing) == after_cut
+
+
+# A small-commit writer on the mount: WAL, synchronous=FULL; after each COMMIT returned it
+# sends the mark "ack <i>" to the daemon, which records it before answering.
+_RECORDED_WRITER = """
+import sqlite3, sys
+from repro.lossyfs.trace import MarkClient
+db, socket_path, commits = sys.argv[1], sys.argv[2], int(sys.argv[3])
+marks = MarkClient(socket_path)
+c = sqlite3.connect(db, isolation_level=None)
+assert c.execute("pragma journal_mode=wal").fetchone()[0] == "wal"
+c.execute("pragma synchronous=full")
+for i in range(1, commits + 1):
+    c.execute("begin immediate")
+    c.execute("insert into messages(session, role, content) values ('s1', 'user', ?)", ("hello %d " % i * 20,))
+    c.execute("commit")
+    marks.mark("ack %d" % i)
+c.close()
+marks.close()
+"""
+
+
+def test_record_traces_sqlite_commits_and_replays_to_the_final_files(tmp_path: Path) -> None:
+    from repro.lossyfs.trace import Fsync, Mark, TraceReader, Write, blob_path, rebuild
+
+    backing, mount, out = tmp_path / "backing", tmp_path / "mnt", tmp_path / "out"
+    for d in (backing, mount, out):
+        d.mkdir()
+    with sqlite3.connect(backing / "state.db") as setup:  # the initial state the trace must carry
+        setup.execute("create table messages(id integer primary key, session text, role text, content text)")
+        setup.executemany("insert into messages(session, role, content) values ('s0', 'user', ?)",
+                          [("x" * 200,)] * 50)
+    setup.close()
+    initial_db = (backing / "state.db").read_bytes()
+    commits = 300
+    trace = out / "trace.jsonl"
+    with LossyMount(backing, mount, seed=5, writeback_interval_ms=20, record=trace,
+                    mark_socket=out / "marks.sock") as lossy:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        writer = subprocess.run([sys.executable, "-c", _RECORDED_WRITER, str(mount / "state.db"),
+                                 str(out / "marks.sock"), str(commits)], capture_output=True, text=True,
+                                env=env, timeout=120)
+        assert writer.returncode == 0, writer.stderr
+        assert lossy.stop().payload["synced"] is True
+
+    reader = TraceReader(trace)
+    assert [(f.path, f.data) for f in reader.initial.files] == [("state.db", initial_db)]
+    ops = list(reader.ops())
+    assert [op.seq for op in ops] == list(range(1, len(ops) + 1))
+    marks = [op for op in ops if isinstance(op, Mark)]
+    assert [m.label for m in marks] == [f"ack {i}" for i in range(1, commits + 1)]
+    # Before each acknowledgement: WAL frames written, then the WAL fsynced, after its last write.
+    wal_writes = [op for op in ops if isinstance(op, Write) and op.path == "state.db-wal"]
+    assert wal_writes
+    wal = wal_writes[0].ino
+    previous = 0
+    for m in marks:
+        window = [op for op in ops if previous < op.seq < m.seq]
+        writes = [op.seq for op in window if isinstance(op, Write) and op.ino == wal]
+        syncs = [op.seq for op in window if isinstance(op, Fsync) and op.ino == wal]
+        assert writes and syncs and max(writes) < max(syncs), (m, window)
+        previous = m.seq
+    # Every recorded write, applied to the initial files, gives the final files byte for byte.
+    final = {p.name: p.read_bytes() for p in backing.iterdir()}
+    assert rebuild(reader) == final
+    size = trace.stat().st_size + Path(blob_path(trace)).stat().st_size
+    print(f"trace of {commits} commits: {len(ops)} ops, {len(wal_writes)} WAL writes, {size} bytes")
+    assert size < 4 << 20, size

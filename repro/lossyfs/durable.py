@@ -1,4 +1,4 @@
-"""Where an inode's persisted bytes live: its backing file, or memory while it has no durable name."""
+"""Where an inode's durable bytes live: its backing file, or memory while it has no durable name."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 from typing import Protocol
 
 
-class Store(Protocol):
+class Durable(Protocol):
     """The persisted content of one inode: what would survive a power cut if the inode is reachable."""
 
     def pread(self, offset: int, size: int) -> bytes: ...
@@ -24,7 +24,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-class FileStore:
+class BackingFile:
     """An open backing file; it stays valid across renames and unlinks in the backing directory."""
 
     __slots__ = ("fd", "_size")
@@ -66,7 +66,7 @@ class FileStore:
         os.close(self.fd)
 
 
-class MemStore:
+class InMemory:
     """The persisted content of an inode whose name is not durable yet (an orphan if the power goes)."""
 
     __slots__ = ("buf",)
