@@ -8,6 +8,7 @@ import random
 from dataclasses import dataclass, field
 
 from repro.errors import ScenarioError
+from repro.oracle.promises import CrashClass
 from repro.scenario.profiles import MachineProfile, parse_size
 from repro.scenario.stores import StoreSpec
 
@@ -26,8 +27,10 @@ class FaultName(str, enum.Enum):
 
     @property
     def ends_trial(self) -> bool:
-        """Disk fill leaves the machine running; the others end it."""
-        return self not in (FaultName.DISK_FILL, FaultName.DISK_FILL_CLEAR)
+        """Whether the fault ends the machine: its fault class says (repro/faults)."""
+        from repro.faults import FAULTS
+
+        return FAULTS[self].ends_machine
 
 
 class Trigger(str, enum.Enum):
@@ -39,21 +42,11 @@ class Trigger(str, enum.Enum):
     ON_WRITE = "on-write"  # at the store's next write to its database files after N acks (inotify)
 
 
-_DEFAULT_TRIGGER = {
-    FaultName.SIGINT: Trigger.ACKS,
-    FaultName.SIGTERM: Trigger.ACKS,
-    FaultName.SIGKILL: Trigger.ON_WRITE,
-    FaultName.SIGKILL_MACHINE: Trigger.ACKS,
-    FaultName.OOM: Trigger.ACKS,
-    FaultName.DISK_FILL: Trigger.ACKS,
-    FaultName.DISK_FILL_CLEAR: Trigger.ACKS,
-    FaultName.POWER_LOSS: Trigger.IN_WRITE,
-}
-
-
 def default_trigger(name: FaultName) -> Trigger:
-    """When a fault fires if the user did not say: the one place that knows (a seam for fault classes)."""
-    return _DEFAULT_TRIGGER[name]
+    """When a fault fires if the user did not say: its fault class says (repro/faults)."""
+    from repro.faults import FAULTS
+
+    return FAULTS[name].default_trigger
 
 
 # Options of the power-loss filesystem that a fault may ask for (power-loss:lazy-dirs,torn-writes).
@@ -262,12 +255,17 @@ class Scenario:
         return "+".join(str(f) for f in self.faults)
 
     @property
-    def crash_class(self) -> str:
-        return "power-loss" if any(f.name is FaultName.POWER_LOSS for f in self.faults) else "process"
+    def crash_class(self) -> CrashClass:
+        """The strongest crash class among the faults (a power cut beats a process crash)."""
+        from repro.faults import FAULTS
+
+        classes = {FAULTS[f.name].crash_class for f in self.faults}
+        return CrashClass.POWER_LOSS if CrashClass.POWER_LOSS in classes else CrashClass.PROCESS
 
     @property
     def needs_fuse(self) -> bool:
-        return self.crash_class == "power-loss"
+        """Only a power cut needs the lossy filesystem, and so FUSE rights."""
+        return self.crash_class is CrashClass.POWER_LOSS
 
     @property
     def lossy_args(self) -> str:
