@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 
-from repro import cli
+from repro import cli, commands
 from repro.cli import build_parser, main
 from repro.errors import ExitCode
 from repro.oracle.verdicts import Verdict
@@ -119,7 +119,7 @@ def test_replay_runs_exactly_the_stored_trial(monkeypatch: pytest.MonkeyPatch, t
         assert str(kwargs["out"]).startswith(str(tmp_path / "run" / "replays"))
         return ExitCode.OK
 
-    monkeypatch.setattr(cli, "_run_scenarios", fake_run)
+    monkeypatch.setattr(commands, "_run_scenarios", fake_run)
     target = scenarios[-1]
     assert main(["replay", str(tmp_path / "run"), target.trial_id]) == ExitCode.OK
     assert ran == [target] and ran[0].schedule() == target.schedule()

@@ -269,7 +269,8 @@ def test_checkpoint_mode_and_linger_reach_the_store_and_the_workload() -> None:
 
 
 def test_the_main_job_covers_the_beta_faults_and_the_lock_bug() -> None:
-    from repro.cli import _scenarios, build_parser
+    from repro.cli import build_parser
+    from repro.commands import _scenarios
 
     scenarios = _scenarios(build_parser().parse_args(["run"]), 1)
     labels = {(s.fault_label, s.workload.hazard_labels) for s in scenarios}
