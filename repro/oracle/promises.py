@@ -1,6 +1,6 @@
 """What SQLite promises for a (journal mode, synchronous, crash class) (stdlib only).
 
-The promise table is FIELD-NOTES section 1 (sqlite.org pragma, wal, atomiccommit,
+The promise table is docs/FACTS.md section 1 (sqlite.org pragma, wal, atomiccommit,
 howtocorrupt). ``promised_safe`` says whether the configuration promised anything at all,
 so a failure of a positive control (journal OFF, synchronous OFF under power loss) is
 reported as what it is *and* as expected.
@@ -141,7 +141,7 @@ class Promise:
 
 def promise(config: StoreConfig, crash: CrashClass, *, lazy_dirs: bool = False,
             locks_dropped: bool = False) -> Promise:
-    """The promise table of FIELD-NOTES section 1; ``lazy_dirs``: directory entries need a dir fsync;
+    """The promise table of docs/FACTS.md section 1; ``lazy_dirs``: directory entries need a dir fsync;
     ``locks_dropped``: the application closed a descriptor of its live database, which cancels the
     process's POSIX locks -- SQLite's guarantees rest on those locks, so it promises nothing."""
     mode, sync = config.journal_mode, config.synchronous

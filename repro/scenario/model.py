@@ -115,7 +115,7 @@ class FaultSpec:
 class HazardName(str, enum.Enum):
     """What the application around the store does wrong, all trial long (not a fault: nothing fires).
 
-    FIELD-NOTES section 2 lists the causes upstream traced corruption to; these are two of them.
+    docs/FACTS.md (the store the lab models) lists the causes upstream traced corruption to.
     """
 
     RAW_OPEN = "raw-open"    # the gateway open()s and close()s its own live database (a size probe):

@@ -2,7 +2,7 @@
 
 Run inside the machine by the s6 ``session-store`` service as the unprivileged user:
 ``python3 -m repro.workload`` with LAB_* settings in the environment (see config.py).
-Only the public API of FIELD-NOTES section 2 is used, so any version of the store --
+Only the public API of docs/FACTS.md section 2 is used, so any version of the store --
 ours, an older release, the upstream module -- runs under the same workload.
 """
 

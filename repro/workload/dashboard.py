@@ -1,7 +1,7 @@
 """The dashboard hazard: a second process opens the store, reads, and closes it, again and again.
 
 Upstream's gateway shared state.db with a dashboard, cron jobs and `doctor`, each a process of
-its own (FIELD-NOTES section 2). Each open/close cycle is what matters: the last connection
+its own (docs/FACTS.md section 2). Each open/close cycle is what matters: the last connection
 to close checkpoints the WAL and deletes it, and it decides it is the last by taking an
 exclusive lock on the database file -- which it gets if the gateway's locks were dropped (the
 raw-open hazard). Run by the s6 ``dashboard`` service as the unprivileged user, with the
