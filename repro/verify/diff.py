@@ -174,8 +174,11 @@ def loss_is_suffix(acked: tuple[Operation, ...], lost: list[LostWrite], resoluti
 def health(facts: ProbeFacts) -> Health:
     """Summarise integrity, foreign keys, FTS, doctor, store start-up and read errors."""
     problems: list[str] = []
+    empty = _empty_database(facts)
     if not facts.exists:
         integrity, integrity_ok = "missing", True  # a missing file is loss, not damage
+    elif empty:
+        integrity, integrity_ok = "ok (empty: no schema)", True  # likewise: loss, not damage
     elif facts.integrity.status is CheckStatus.OK:
         integrity, integrity_ok = "ok", True
     else:
@@ -189,7 +192,7 @@ def health(facts: ProbeFacts) -> Health:
     if facts.fts.bad:
         problems.append(f"FTS integrity {facts.fts.status.value}: {_first(_not_ok(facts.fts.messages))}")
     read_errors = tuple(e for e in (facts.messages_error, facts.sessions_error) if e)
-    problems += [f"read error: {e}" for e in read_errors if facts.exists]
+    problems += [f"read error: {e}" for e in read_errors if facts.exists and not empty]
     session_ids = {s.id for s in facts.sessions}
     orphans = 0
     if facts.sessions_error is None:
@@ -205,6 +208,15 @@ def health(facts: ProbeFacts) -> Health:
         problems.append(f"store health check failed: {_first(store.doctor.messages)}")
     return Health(integrity=integrity, integrity_ok=integrity_ok, fk_violations=facts.fk_violations,
                   orphan_messages=orphans, problems=tuple(problems))
+
+
+def _empty_database(facts: ProbeFacts) -> bool:
+    """A sound database without the store's tables: the state before the schema was committed (a power
+    cut can roll a WAL + NORMAL store back that far). Its rows are lost, like a missing file's; it is
+    not damage -- the store creates the schema again when it opens. A schema with only one of the
+    tables gone is not this: one transaction creates both."""
+    return (facts.exists and facts.integrity.status is CheckStatus.OK
+            and all(e is not None and "no such table" in e for e in (facts.messages_error, facts.sessions_error)))
 
 
 # -- per operation kind -----------------------------------------------------------------

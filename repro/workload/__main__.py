@@ -66,6 +66,40 @@ def _seeded_retry(store_module: Any, seed: int) -> dict[str, Any]:
     return {"retry": policy.seeded(seed)} if policy is not None and accepts else {}
 
 
+class Marks:
+    """The trace marks of a recorded run (LAB_MARK_SOCKET): "ready", then "ack <index>" after each ok.
+
+    Off (no socket) it costs one attribute test per operation. A mark returns once the lossyfs
+    daemon recorded it, so every request the acknowledged call completed (its fsyncs, and the
+    writes the kernel sent for them) precedes it in the trace; data the call left in the kernel's
+    write cache reaches the trace later, as it reaches the disk (repro/lossyfs/trace.py). If the
+    daemon goes away (a clean stop racing the last call) marking stops with one note on stderr:
+    the ledger is what counts, the marks only place it in the trace.
+    """
+
+    def __init__(self, socket_path: str) -> None:
+        self._client: Any = None
+        self._errors: tuple[type[BaseException], ...] = ()
+        if socket_path:
+            from repro.lossyfs.trace import MarkClient, TraceError  # stdlib only, like the workload
+
+            self._client = MarkClient(socket_path)
+            self._errors = (OSError, TraceError)
+
+    def send(self, label: str) -> None:
+        if self._client is None:
+            return
+        try:
+            self._client.mark(label)
+        except self._errors as exc:
+            self._give_up(label, exc)
+
+    def _give_up(self, label: str, exc: BaseException) -> None:
+        print(f"workload: mark {label!r} not recorded, marking stops: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)
+        self._client = None
+
+
 class Workload:
     """One run of the workload against one store instance."""
 
@@ -83,6 +117,7 @@ class Workload:
         ops = [name for name, _ in cfg.mix]
         weights = [weight for _, weight in cfg.mix]
         self._choose: Callable[[], str] = lambda: self.rng.choices(ops, weights)[0]
+        self.marks = Marks(cfg.mark_socket)
 
     # -- the ledger -------------------------------------------------------------
     def call(self, op: str, args: dict[str, object], fn: Callable[[], Any],
@@ -110,6 +145,7 @@ class Workload:
         if board:
             board.set_in_write(IDLE)
         emit(Tag.LEDGER, {"i": index, "t": "ok", "result": result(value)})
+        self.marks.send(f"ack {index}")
         if op != "search_messages":
             self.acks += 1
             if board:
@@ -271,6 +307,7 @@ def main() -> int:
     facts = ready_facts(workload.db, cfg, store)
     if cfg.role == "gateway":
         emit(Tag.READY, facts)
+        workload.marks.send("ready")
     else:  # one READY per ledger: the gateway's
         emit(Tag.EVENT, {"kind": EventKind.WRITER_READY.value, "role": cfg.role, **facts})
     if board:
