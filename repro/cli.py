@@ -8,6 +8,7 @@ from typing import Sequence
 
 from repro import commands
 from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS
+from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.scenario.profiles import DEFAULT_PROFILE
 
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fault", action="append", default=None,
                      help="a fault; repeat to compose (disk-fill then sigterm). "
                           "NAME[:OPTIONS][@acks=N|@random[=MS]|@in-write[=N]|@on-write[=N]]; "
-                          "power-loss takes the options lazy-dirs,torn-writes")
+                          "power-loss takes the options lazy-dirs,torn-writes,record (keep its trace for "
+                          "`repro explore`)")
     _store_args(run, many=False)
     _common(run)
     run.add_argument("--trial-id", default=None, help="run only this trial id (replay)")
@@ -78,6 +80,29 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="run one trial of an earlier run again, with its seed")
     replay.add_argument("run_dir")
     replay.add_argument("trial_id")
+
+    explore = sub.add_parser("explore", help="check every crash state of a recorded trace (or record one first)")
+    explore.add_argument("trace_dir", nargs="?", help="a trace directory (trace.jsonl, machine.log, recording.json)")
+    explore.add_argument("--record", action="store_true",
+                         help="record a trace first: one machine, the workload for --ops operations, a clean stop")
+    explore.add_argument("--profile", default=DEFAULT_PROFILE)
+    _store_args(explore, many=False)
+    explore.add_argument("--ops", type=int, default=DEFAULT_OPS, help=f"operations to record (default {DEFAULT_OPS})")
+    explore.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
+    explore.add_argument("--mix", default="", help="workload op mix, e.g. append=80,tokens=8,search=6,create=3,end=3")
+    explore.add_argument("--message-size", default="", help="message sizes MIN:MAX (default 200:20k)")
+    explore.add_argument("--models", default="all", help="comma-separated persistence models: synced-only, prefix, "
+                                                         "reorder-one, torn, lazy-dirs (default all)")
+    explore.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+                         help=f"states per model checked exhaustively; a larger model is sampled with --seed "
+                              f"(default {DEFAULT_BUDGET})")
+    explore.add_argument("--seed", type=int, default=None, help="the workload's and the sample's seed (printed)")
+    explore.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    explore.add_argument("--out", default=None, help="report directory (default runs/explore-<timestamp>); with "
+                                                     "--materialize, where the state's files go")
+    explore.add_argument("--image", default=None, help="the lab image for --record (default hermes-lab:latest)")
+    explore.add_argument("--materialize", metavar="STATE", default=None,
+                         help="write one state (MODEL:INDEX, as the report names it) to --out, and judge it")
 
     sub.add_parser("clean", help="remove every container and volume with the lab's label")
     image = sub.add_parser("image", help="the lab image")
@@ -119,6 +144,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return commands.doctor()
     if args.command == "replay":
         return commands.replay(args, argv)
+    if args.command == "explore":
+        return commands.explore(args, argv)
     return commands.run(args, argv)
 
 

@@ -1,4 +1,5 @@
-"""What each `repro` command does once its arguments are parsed: scenarios from options, runs, replay, doctor.
+"""What each `repro` command does once its arguments are parsed: scenarios from options, runs, replay,
+explore (repro/explore/command.py), doctor.
 
 The CLI (repro/cli.py) only parses argv, dispatches here and turns errors into exit codes;
 this module builds scenarios (checking every input before any container starts), runs
@@ -235,6 +236,13 @@ def replay(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"replaying {record.id} (seed {scenario.seed}) into {out}", file=sys.stderr)
     return _run_scenarios([scenario], seed=scenario.seed, out=out, argv=argv, image=None, jobs=1,
                           json_path=None, compare=False)
+
+
+def explore(args: argparse.Namespace, argv: list[str]) -> int:
+    """`repro explore`: repro/explore/command.py."""
+    from repro.explore import command
+
+    return command.run(args, argv)
 
 
 def doctor() -> int:

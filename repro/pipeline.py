@@ -85,7 +85,7 @@ class _Trial:
         spec = self.scenario.workload
         self.ready = self.host.start_workload(
             seed=self.seed, rate=spec.rate, hold=True, linger_ms=spec.linger_ms, lossy_args=self.scenario.lossy_args,
-            env=spec.environment(), raw_open_every=spec.hazard_every(HazardName.RAW_OPEN),
+            record=self.scenario.records, env=spec.environment(), raw_open_every=spec.hazard_every(HazardName.RAW_OPEN),
             dashboard_ms=spec.hazard_every(HazardName.DASHBOARD), cron_ms=spec.hazard_every(HazardName.CRON))
 
     def faults(self) -> None:
@@ -135,6 +135,8 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
         assert trial.judgement is not None
         if trial.judgement.verdict.value != "pass" and phase is not Phase.BOOT:
             artifacts = keep_artifacts(trial, out_dir, error)
+        if scenario.records and phase is not Phase.BOOT:
+            artifacts = keep_trace(trial, out_dir) or artifacts
     finally:
         try:
             host.remove()
@@ -194,6 +196,26 @@ def keep_artifacts(trial: _Trial, out_dir: pathlib.Path, error: BaseException | 
          "error": "" if error is None else "\n".join([str(error), *getattr(error, "__notes__", [])])},
         indent=2, default=str))
     (target / "replay.sh").write_text("#!/bin/sh\n" + replay_command(out_dir, scenario.trial_id) + "\n")
+    return str(target)
+
+
+def keep_trace(trial: _Trial, out_dir: pathlib.Path) -> str | None:
+    """A recording trial's trace, ledger and settings as a trace directory for `repro explore`
+    (``trials/<id>/trace``); returns the trial's artifact directory, or None if nothing was recorded."""
+    from repro.explore.tracedir import Recording, write_recording
+    from repro.machine.services import fetch_trace
+
+    scenario, host = trial.scenario, trial.host
+    target = out_dir / "trials" / scenario.trial_id
+    try:
+        if not fetch_trace(host, target / "trace"):
+            return None
+        write_recording(target / "trace", Recording(
+            store_env=scenario.store.environment(), store_path=scenario.store.store_path,
+            locks_dropped=scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0,
+            source=f"trial {scenario.trial_id} of {out_dir}", scenario=scenario_to_dict(scenario)), host.output())
+    except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
+        return None
     return str(target)
 
 

@@ -10,8 +10,12 @@ also lie after the last sync that made earlier commits durable (the WAL's fsync 
 NORMAL, a directory fsync for a rollback journal with lazy entries): a lost commit acknowledged
 before that sync is a broken promise too (``lost-beyond-sync``).
 
-States whose files are equal (materialize.py's content key) share the probe's facts: the probe
-is the costly part, and the diff against each state's own ledger prefix is cheap.
+States that look alike to SQLite share the probe's facts -- the probe is the costly part, the
+diff against each state's own ledger prefix is cheap: first states whose files are equal byte for
+byte (materialize.py's content key, from the operations alone), then WAL-mode states whose
+recovered image is equal (image.py: a torn frame after the last commit, a checkpoint's un-synced
+writes under frames that hold the same pages). The facts reused are those of the state probed
+first: every check's result is the same, only the file sizes it noted may differ.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from repro.explore.image import WAL_HEADER, Frame, FrameChecker, WalHeader, image_key, read_frames, read_header
 from repro.explore.materialize import Materializer
 from repro.explore.models import PersistenceModel
 from repro.explore.space import StateSpace, StateSpec
@@ -38,7 +43,7 @@ from repro.verify.facts import ProbeFacts
 from repro.verify.probe import collect
 
 CRASH_FAULTS = ("power-loss",)
-_CACHE_SIZE = 64
+_CACHE_SIZE = 256
 
 
 class ViolationKind(str, enum.Enum):
@@ -131,7 +136,8 @@ class ChunkStats:
 class Checker:
     """Materialises, probes and judges states of one trace; one per worker process."""
 
-    def __init__(self, trace_dir: TraceDir, models: tuple[PersistenceModel, ...], scratch: str | None = None) -> None:
+    def __init__(self, trace_dir: TraceDir, models: tuple[PersistenceModel, ...], scratch: str | None = None,
+                 *, images: bool = True) -> None:
         self.trace_dir = trace_dir
         self.timeline = Timeline(trace_dir.reader())
         self.space = StateSpace(self.timeline, models)
@@ -139,39 +145,117 @@ class Checker:
         self.config = StoreConfig.from_ready(self.ledger.ready)
         self.scratch = tempfile.mkdtemp(prefix="repro-explore-", dir=scratch or _fast_tmp())
         self.materializer = Materializer(self.timeline, self.scratch)
-        self._cache: collections.OrderedDict[tuple[object, ...], ProbeFacts] = collections.OrderedDict()
+        self._cache: collections.OrderedDict[object, ProbeFacts] = collections.OrderedDict()
+        self._images = images
+        self._frames = FrameChecker()
+        self._judged: dict[tuple[int, int, bool], tuple[ProbeFacts, StateResult]] = {}
+        self._wal_bases: dict[tuple[int, int], tuple[WalHeader | None, list[Frame]]] = {}
         self._serial = 0
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     def facts(self, spec: StateSpec) -> tuple[ProbeFacts, bool, float, float]:
-        """The probe's facts for the state (measured, or those of an equal state); and timings."""
-        key = self.materializer.content_key(spec)
-        cached = self._cache.get(key)
+        """The probe's facts for the state (measured, or those of an alike state); and timings."""
+        started = time.perf_counter()
+        keys: list[object] = [self.materializer.content_key(spec)]
+        cached = self._cached(keys[0])
+        if cached is None and self._images:
+            image = self.image_key(spec)
+            if image is not None:
+                keys.append(image)
+                cached = self._cached(image)
+                if cached is not None:
+                    self._remember(keys[0], cached)
         if cached is not None:
-            self._cache.move_to_end(key)
-            return cached, False, 0.0, 0.0
+            return cached, False, time.perf_counter() - started, 0.0
         self._serial += 1
         state_dir = os.path.join(self.scratch, f"state-{self._serial}")  # a fresh path: the store heals once per path
-        started = time.perf_counter()
         self.materializer.write(spec, state_dir)
         built = time.perf_counter()
         rec = self.trace_dir.recording
         facts = collect(os.path.join(state_dir, rec.db_name), rec.store_path)
         probed = time.perf_counter()
         shutil.rmtree(state_dir, ignore_errors=True)
+        for key in keys:
+            self._remember(key, facts)
+        return facts, True, built - started, probed - built
+
+    def image_key(self, spec: StateSpec) -> bytes | None:
+        """The digest of what SQLite recovers from the state (image.py), None where that does not apply."""
+        names = self.materializer.state_names(spec)
+        db = self.trace_dir.recording.db_name
+        ino = names.get(db)
+        if ino is None or any(path not in (db, db + "-wal", db + "-shm") for path in names):
+            return None  # no database, or a journal (maybe hot) or another file beside it
+        m = self.materializer
+        wal = names.get(db + "-wal")
+        return image_key(m.size(spec, ino), lambda offset, size: m.read(spec, ino, offset, size),
+                         lambda page_size: m.page_digests(spec, ino, page_size),
+                         self._wal(spec, wal) if wal is not None else None)
+
+    def _wal(self, spec: StateSpec, ino: int) -> tuple[WalHeader, list[Frame]] | None:
+        """The state's WAL header and valid frames: the durable WAL's, parsed once, and only the
+        frames from the first one the state's own operations change parsed again."""
+        m = self.materializer
+        m.advance(spec.point.pos)
+        base_key = (ino, m.durable.get(ino, 0))
+        base = self._wal_bases.get(base_key)
+        if base is None:
+            durable = m.read_durable(ino, 0, m.durable_size(ino))
+            header = read_header(durable[:WAL_HEADER])
+            frames = read_frames(header, lambda o, n: durable[o:o + n], len(durable), checker=self._frames) \
+                if header is not None else []
+            base = (header, frames)
+            if len(self._wal_bases) > 64:
+                self._wal_bases.clear()
+            self._wal_bases[base_key] = base
+        change = m.first_change(spec, ino)
+        header, frames = base
+        if change is not None:
+            read = lambda o, n: m.read(spec, ino, o, n)  # noqa: E731
+            size = m.size(spec, ino)
+            if change < WAL_HEADER or header is None:
+                whole = read(0, size)
+                header = read_header(whole[:WAL_HEADER])
+                frames = read_frames(header, lambda o, n: whole[o:o + n], size, checker=self._frames) \
+                    if header is not None else []
+            else:
+                first = (change - WAL_HEADER) // header.frame_size
+                if len(frames) >= first:
+                    chain = frames[first - 1].chain if first else header.chain
+                    start = WAL_HEADER + first * header.frame_size
+                    tail = read(start, max(0, size - start))  # the changed frames, read once
+                    frames = frames[:first] + read_frames(
+                        header, lambda o, n: tail[o - start:o - start + n], size, first, chain, self._frames)
+        return (header, frames) if header is not None else None
+
+    def _cached(self, key: object) -> ProbeFacts | None:
+        found = self._cache.get(key)
+        if found is not None:
+            self._cache.move_to_end(key)
+        return found
+
+    def _remember(self, key: object, facts: ProbeFacts) -> None:
         self._cache[key] = facts
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
-        return facts, True, built - started, probed - built
 
     def check(self, model: PersistenceModel, index: int, stats: ChunkStats) -> StateResult:
         spec = self.space.spec(model, index)
         facts, probed, build_s, probe_s = self.facts(spec)
         started = time.perf_counter()
-        result = judge_state(spec, facts, self.ledger, self.config, self.trace_dir.recording.locks_dropped,
-                             self.timeline, probed)
+        # the verdict depends on the facts, the crash point's ledger and whether entries are lazy
+        key = (id(facts), spec.point.index, model.lazy_dirs)
+        same = self._judged.get(key)
+        if same is not None and same[0] is facts:
+            result = dataclasses.replace(same[1], model=model, index=index, probed=probed)
+        else:
+            result = judge_state(spec, facts, self.ledger, self.config, self.trace_dir.recording.locks_dropped,
+                                 self.timeline, probed)
+            if len(self._judged) > _CACHE_SIZE:
+                self._judged.clear()
+            self._judged[key] = (facts, result)
         stats.judge_s += time.perf_counter() - started
         stats.states += 1
         stats.probes += probed
@@ -190,7 +274,7 @@ def _fast_tmp() -> str | None:
 _checker: Checker | None = None
 
 
-def init_worker(trace_dir: str, models: tuple[str, ...]) -> None:
+def init_worker(trace_dir: str, models: tuple[str, ...], images: bool = True) -> None:
     """Per process: the store's environment as the machine had it, one Checker, quiet store logs."""
     global _checker
     td = TraceDir.open(trace_dir)
@@ -198,7 +282,7 @@ def init_worker(trace_dir: str, models: tuple[str, ...]) -> None:
     quiet = logging.getLogger("hermes_state")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
-    _checker = Checker(td, tuple(PersistenceModel(m) for m in models))
+    _checker = Checker(td, tuple(PersistenceModel(m) for m in models), images=images)
     import atexit
 
     atexit.register(_checker.close)

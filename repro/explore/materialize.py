@@ -13,6 +13,7 @@ every state gets a fresh copy and the work directory is never handed out.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import shutil
@@ -22,10 +23,6 @@ from repro.explore.models import SECTOR_SIZE
 from repro.explore.space import StateSpec
 from repro.explore.timeline import Timeline, apply_entry
 from repro.lossyfs.trace import Create, Mkdir, Rename, Rmdir, Truncate, Unlink, Write
-
-# SQLite's shared-memory index: the first connection after a crash truncates it (os_unix.c,
-# unixLockSharedMemory), so its content cannot change what any check sees.
-VOLATILE_SUFFIXES = ("-shm",)
 
 
 @dataclass
@@ -57,16 +54,25 @@ def _clone(src: pathlib.Path, dst: pathlib.Path) -> int:
     return size
 
 
+def _digests(data: bytes, page_size: int) -> list[bytes]:
+    view = memoryview(data)
+    return [hashlib.sha1(view[i:i + page_size]).digest() for i in range(0, len(data), page_size)]
+
+
+def _kept(op: Write, kept_sectors: int | None) -> bytes:
+    """The bytes of a write that reach the disk: all, or a torn write's first ``kept_sectors`` sectors."""
+    if kept_sectors is None:
+        return op.data
+    end = (op.offset // SECTOR_SIZE + kept_sectors) * SECTOR_SIZE
+    return op.data[: max(0, end - op.offset)]
+
+
 def _apply(fd: int, op: Write | Truncate, kept_sectors: int | None = None) -> int:
     """Apply one data operation to an open file; a torn write keeps its first ``kept_sectors``."""
     if isinstance(op, Truncate):
         os.ftruncate(fd, op.size)
         return 0
-    data = op.data
-    if kept_sectors is not None:
-        end = (op.offset // SECTOR_SIZE + kept_sectors) * SECTOR_SIZE
-        data = data[: max(0, end - op.offset)]
-    return os.pwrite(fd, data, op.offset)
+    return os.pwrite(fd, _kept(op, kept_sectors), op.offset)
 
 
 class Materializer:
@@ -76,6 +82,8 @@ class Materializer:
         self.timeline = timeline
         self.work = pathlib.Path(work_dir) / "durable"
         self.stats = Stats()
+        self._page_digests: dict[int, tuple[tuple[int, int, int], list[bytes]]] = {}
+        self._overlays: tuple[StateSpec | None, dict[int, list[tuple[Write | Truncate, int | None]]]] = (None, {})
         self._reset()
 
     def _reset(self) -> None:
@@ -132,7 +140,7 @@ class Materializer:
         return names
 
     def content_key(self, spec: StateSpec) -> tuple[object, ...]:
-        """Equal for two states whose files are equal byte for byte (volatile -shm content aside)."""
+        """Equal for two states whose files are equal byte for byte."""
         self.advance(spec.point.pos)
         overlay: dict[int, list[int]] = {}
         for pos in spec.persisted:
@@ -140,12 +148,101 @@ class Materializer:
         torn = spec.torn
         key: list[object] = []
         for path, ino in sorted(self.state_names(spec).items()):
-            if path.endswith(VOLATILE_SUFFIXES):
-                key.append((path,))
-                continue
             mine = torn if torn is not None and self.timeline.data_op(torn.pos).ino == ino else None
             key.append((path, ino, self.durable.get(ino, 0), tuple(overlay.get(ino, ())), mine))
         return tuple(key)
+
+    def _overlay(self, spec: StateSpec, ino: int) -> list[tuple[Write | Truncate, int | None]]:
+        """The state's own operations on one file, in order, each with its torn sector count (or None)."""
+        if self._overlays[0] is not spec:
+            by_ino: dict[int, list[tuple[Write | Truncate, int | None]]] = {}
+            for op in map(self.timeline.data_op, spec.persisted):
+                by_ino.setdefault(op.ino, []).append((op, None))
+            if spec.torn is not None:
+                torn = self.timeline.data_op(spec.torn.pos)
+                by_ino.setdefault(torn.ino, []).append((torn, spec.torn.kept))
+            self._overlays = (spec, by_ino)
+        return self._overlays[1].get(ino, [])
+
+    def durable_size(self, ino: int) -> int:
+        return (self.work / str(ino)).stat().st_size
+
+    def read_durable(self, ino: int, offset: int, size: int) -> bytes:
+        with open(self.work / str(ino), "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def size(self, spec: StateSpec, ino: int) -> int:
+        """One file's size in the state."""
+        self.advance(spec.point.pos)
+        size = self.durable_size(ino)
+        for op, kept in self._overlay(spec, ino):
+            size = op.size if isinstance(op, Truncate) else max(size, op.offset + len(_kept(op, kept)))
+        return size
+
+    def first_change(self, spec: StateSpec, ino: int) -> int | None:
+        """The lowest offset at which the state's own operations change the file (None: they do not)."""
+        overlay = self._overlay(spec, ino)
+        return min((op.size if isinstance(op, Truncate) else op.offset for op, _ in overlay), default=None)
+
+    def read(self, spec: StateSpec, ino: int, offset: int, size: int) -> bytes:
+        """Bytes of one file of the state, without writing it: the durable bytes with the state's
+        own operations applied to that range (short at the end of the file)."""
+        self.advance(spec.point.pos)
+        buf = bytearray(self.read_durable(ino, offset, size))
+        buf.extend(bytes(size - len(buf)))
+        length = self.durable_size(ino)
+        for op, kept in self._overlay(spec, ino):
+            if isinstance(op, Truncate):
+                if op.size < offset + size:
+                    cut = max(0, op.size - offset)
+                    buf[cut:] = bytes(size - cut)
+                length = op.size
+                continue
+            data = _kept(op, kept)
+            lo, hi = max(op.offset, offset), min(op.offset + len(data), offset + size)
+            if lo < hi:
+                buf[lo - offset:hi - offset] = data[lo - op.offset:hi - op.offset]
+            length = max(length, op.offset + len(data))
+        return bytes(buf[: max(0, min(size, length - offset))])
+
+    def page_digests(self, spec: StateSpec, ino: int, page_size: int) -> list[bytes]:
+        """A sha1 per page of one file of the state: the durable content's, kept between states,
+        with the pages the state's own operations touch computed again."""
+        self.advance(spec.point.pos)
+        key = (ino, self.durable.get(ino, 0), page_size)  # an inode's durable content is its synced-op count
+        cached = self._page_digests.get(ino)
+        if cached is None or cached[0] != key:
+            cached = (key, _digests((self.work / str(ino)).read_bytes(), page_size))
+            self._page_digests[ino] = cached
+        overlay = self._overlay(spec, ino)
+        if not overlay:
+            return cached[1]
+        size = self.size(spec, ino)
+        pages = -(-size // page_size)
+        digests = list(cached[1][:pages]) + [b""] * max(0, pages - len(cached[1]))
+        touched: set[int] = set()
+        length = self.durable_size(ino)
+        for op, kept in overlay:
+            if isinstance(op, Truncate):
+                lo, hi, length = min(length, op.size), max(length, op.size), op.size
+            else:
+                end = op.offset + len(_kept(op, kept))
+                lo, hi, length = min(op.offset, length), end, max(length, end)
+            touched.update(range(lo // page_size, -(-hi // page_size) if hi > lo else lo // page_size + 1))
+        touched.add(pages - 1)  # the last page may be partial now
+        wanted = sorted(p for p in touched if 0 <= p < pages)
+        runs: list[list[int]] = []
+        for page in wanted:  # contiguous runs of touched pages, each read once
+            if runs and runs[-1][-1] == page - 1:
+                runs[-1].append(page)
+            else:
+                runs.append([page])
+        for run in runs:
+            span = memoryview(self.read(spec, ino, run[0] * page_size, len(run) * page_size))
+            for n, page in enumerate(run):
+                digests[page] = hashlib.sha1(span[n * page_size:(n + 1) * page_size]).digest()
+        return digests
 
     def write(self, spec: StateSpec, dest: str | os.PathLike[str]) -> list[str]:
         """Write the state's files under ``dest`` (created; must not hold other files). Returns the paths."""

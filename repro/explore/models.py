@@ -18,7 +18,9 @@ Assumed of the filesystem, as ext4 with ``data=ordered`` roughly behaves for met
 metadata in order, and lossyfs without ``--lazy-dirs`` does exactly this); data is durable only
 when synced, and un-synced data writes reach the disk in any order and any subset. File
 attributes other than size (mode, owner, times) are not modelled. Writes to a file that has no
-name any more cannot be seen after a crash, so they are not enumerated.
+name any more cannot be seen after a crash, so they are not enumerated; nor are writes to SQLite's
+shared-memory index (``*-shm``), which the first connection after a crash truncates and rebuilds
+(os_unix.c, unixLockSharedMemory): it is materialised as synced-only, i.e. as good as empty.
 
 The models (each a set of states per crash point):
 
@@ -41,6 +43,8 @@ import enum
 from repro.errors import ScenarioError
 
 SECTOR_SIZE = 512
+# Files whose content no check can see after a crash (see above): their writes are not enumerated.
+VOLATILE_SUFFIXES = ("-shm",)
 
 
 class PersistenceModel(str, enum.Enum):

@@ -3,7 +3,8 @@
 One forward pass over the trace (repro/lossyfs/trace.py) applies the sync rules of models.py and
 records, for every crash point, the un-synced data operations, the directory-entry changes not
 yet durable under lazy directories, and where the ledger stood (from the workload's marks:
-``ready`` after READY, ``ack <index>`` after each acknowledged operation). Crash points start at
+``ready <index>`` after READY -- every operation up to that index was done before, by an earlier
+run on the same store -- and ``ack <index>`` after each acknowledged operation). Crash points start at
 the ``ready`` mark: before it the store had not opened, so nothing was promised. Operations after
 a ``cut`` never reached the disk and are left out.
 """
@@ -32,7 +33,7 @@ from repro.lossyfs.trace import (
     Unlink,
     Write,
 )
-from repro.explore.models import SECTOR_SIZE
+from repro.explore.models import SECTOR_SIZE, VOLATILE_SUFFIXES
 
 READY_MARK = "ready"
 ACK_MARK = "ack "
@@ -47,7 +48,7 @@ class CrashPoint:
     index: int
     pos: int  # the operations ops[:pos] happened
     last_op: int  # position of the operation it follows
-    unsynced: tuple[int, ...]  # positions of un-synced data operations of named files, trace order
+    unsynced: tuple[int, ...]  # positions of un-synced data operations of named files (-shm aside), trace order
     pending: tuple[int, ...]  # positions of entry changes not durable under lazy directories, log order
     committed_entries: int  # entry changes durable under lazy directories (a prefix of the entry log)
     acked: int  # ledger index of the last "ack" mark before it (0: none yet)
@@ -98,11 +99,15 @@ class Timeline:
         self.initial: Initial = reader.initial
         self.page_size = reader.header.page_size
         marks = [(i, op.label) for i, op in enumerate(self.ops) if isinstance(op, Mark)]
-        ready = [i for i, label in marks if label == READY_MARK]
+        ready = [(i, label) for i, label in marks if label.split(" ")[0] == READY_MARK]
         if not ready:
             raise TraceError(f"{reader.path}: no '{READY_MARK}' mark: not recorded with the workload's marks "
                              "(LAB_MARK_SOCKET)")
-        self.ready_pos = ready[0]
+        self.ready_pos, label = ready[0]
+        try:
+            self.ready_index = int(label.split(" ", 1)[1]) if " " in label else 0
+        except ValueError:
+            raise TraceError(f"{reader.path}: mark {label!r} is not 'ready <index>'") from None
         self._acks: list[tuple[int, int]] = []  # (position, ledger index)
         for i, label in marks:
             if label.startswith(ACK_MARK):
@@ -126,12 +131,12 @@ class Timeline:
         unsynced: dict[int, list[int]] = {}
         names = {f.path: f.ino for f in self.initial.files}
         logged = committed = 0
-        acked = wal_sync = dir_sync = 0
+        acked = wal_sync = dir_sync = self.ready_index
         last_disk = -1
         points: list[CrashPoint] = []
         for pos in range(len(ops) + 1):
             if pos in wanted:
-                named = set(names.values())
+                named = {ino for path, ino in names.items() if not path.endswith(VOLATILE_SUFFIXES)}
                 volatile = tuple(sorted(p for ino, ps in unsynced.items() if ino in named for p in ps))
                 pending = self.entry_log[committed:logged]
                 points.append(CrashPoint(len(points), pos, last_disk, volatile, pending, committed, acked,

@@ -9,10 +9,16 @@ that the service's run script sources.
 
 from __future__ import annotations
 
+import io
+import pathlib
+import tarfile
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
+import docker.errors
+
+from repro.errors import ScenarioError
 from repro.protocol import EventKind, Line, LossyKind, Tag
 from repro.workload.config import WorkloadConfig
 
@@ -26,6 +32,12 @@ SETTINGS_DIR = "/run/lab"
 CRON_OP_OFFSET = 1_000_000_000
 CRON_MIX = "append=50,tokens=30,create=10,end=10"
 START_TIMEOUT_S = 30.0
+# A recorded machine (repro explore): the lossyfs trace lives here, outside the disk under test
+# (fetched with ``fetch_trace`` once the machine is down), and the workload marks it through
+# the daemon's socket.
+TRACE_DIR = f"{SETTINGS_DIR}/trace"
+TRACE_FILE = "trace.jsonl"
+MARK_SOCKET = f"{SETTINGS_DIR}/marks.sock"
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class WorkloadStart:
     dashboard_ms: int = 0
     cron_ms: int = 0
     lossy_args: str = ""
+    record: bool = False
     env: Mapping[str, str] = field(default_factory=dict)  # more LAB_* settings (mix, sizes)
 
 
@@ -76,12 +89,15 @@ def start(host: "ConstrainedHost", service: str, settings: Mapping[str, str], ti
 def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, object]:
     """Start the store's workload (after the lossy filesystem on a power-loss machine) and the
     hazard processes; returns the workload's READY facts (the pragmas in force)."""
+    if run.record and not host.fuse:
+        raise ScenarioError("recording a trace needs the lossy filesystem: a machine started with_fuse()")
     if host.fuse:
-        start_lossyfs(host, run.seed, run.lossy_args)
+        start_lossyfs(host, run.seed, run.lossy_args, record=run.record)
+    marks = {"LAB_MARK_SOCKET": MARK_SOCKET} if run.record else {}
     config = WorkloadConfig.from_env({
         "LAB_SEED": str(run.seed), "LAB_DB_PATH": host.db_path, "LAB_OPS": str(run.ops),
         "LAB_RATE": str(run.rate), "LAB_LINGER_MS": str(run.linger_ms), "LAB_HOLD": "1" if run.hold else "0",
-        "LAB_RAW_OPEN_EVERY": str(run.raw_open_every), "LAB_STORE_PATH": host.store_mount, **run.env})
+        "LAB_RAW_OPEN_EVERY": str(run.raw_open_every), "LAB_STORE_PATH": host.store_mount, **marks, **run.env})
     start(host, "session-store", {**config.to_env(), **host.store.environment()})
     line = host.console.wait_for(_ready_or_failed, START_TIMEOUT_S, "the workload to be ready")
     if line.tag is not Tag.READY:
@@ -101,13 +117,36 @@ def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, obj
     return dict(line.payload)
 
 
-def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "") -> None:
-    """The power-loss filesystem, mounted over the disk before the workload opens anything."""
+def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "", *, record: bool = False) -> None:
+    """The power-loss filesystem, mounted over the disk before the workload opens anything;
+    ``record``: it also records its trace to TRACE_DIR and takes marks on MARK_SOCKET."""
     from repro.machine.host import LOSSY_BACKING, LOSSY_MOUNT
 
+    if record:
+        host.exec_checked(["mkdir", "-p", TRACE_DIR])
+        args = f"{args} --record {TRACE_DIR}/{TRACE_FILE} --mark-socket {MARK_SOCKET}".strip()
     start(host, "lossyfs", {"LAB_SEED": str(seed), "LAB_LOSSY_BACKING": LOSSY_BACKING,
                             "LAB_LOSSY_MOUNT": LOSSY_MOUNT, "LAB_LOSSY_ARGS": args})
     host.console.wait_for(lambda l: l.is_lossy(LossyKind.READY), START_TIMEOUT_S, "the lossy filesystem")
+
+
+def fetch_trace(host: "ConstrainedHost", dest: pathlib.Path) -> list[str]:
+    """Copy the recorded trace (trace.jsonl and its blobs) out of the machine into ``dest``; the
+    machine may be down, not removed. Returns the names copied."""
+    try:
+        stream, _ = host.get_wrapped_container().get_archive(TRACE_DIR)
+    except docker.errors.NotFound:
+        return []
+    dest.mkdir(parents=True, exist_ok=True)
+    copied: list[str] = []
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        for member in tar.getmembers():
+            extracted = tar.extractfile(member) if member.isfile() else None
+            if extracted is not None:
+                name = pathlib.PurePosixPath(member.name).name
+                (dest / name).write_bytes(extracted.read())
+                copied.append(name)
+    return copied
 
 
 def _ready_or_failed(line: Line) -> bool:

@@ -49,8 +49,10 @@ def default_trigger(name: FaultName) -> Trigger:
     return FAULTS[name].default_trigger
 
 
-# Options of the power-loss filesystem that a fault may ask for (power-loss:lazy-dirs,torn-writes).
-POWER_LOSS_OPTIONS = ("lazy-dirs", "torn-writes")
+# Options of the power-loss filesystem that a fault may ask for (power-loss:lazy-dirs,torn-writes);
+# "record" keeps its trace with the trial's artifacts, for `repro explore`.
+POWER_LOSS_OPTIONS = ("lazy-dirs", "torn-writes", "record")
+RECORD_OPTION = "record"
 
 
 # Ack counts and milliseconds the in-machine agent compares with 32-bit status-board counters.
@@ -87,7 +89,7 @@ class FaultSpec:
     name: FaultName
     trigger: Trigger | None = None  # None: the fault's default
     value: int | None = None
-    options: tuple[str, ...] = ()  # power-loss only: lazy-dirs, torn-writes
+    options: tuple[str, ...] = ()  # power-loss only: lazy-dirs, torn-writes, record
 
     @classmethod
     def parse(cls, text: str) -> "FaultSpec":
@@ -108,8 +110,8 @@ class FaultSpec:
 
     @property
     def lossy_args(self) -> str:
-        """Arguments for the power-loss filesystem daemon."""
-        return " ".join(f"--{option}" for option in self.options)
+        """Arguments for the power-loss filesystem daemon (recording is the machine's business: services.py)."""
+        return " ".join(f"--{option}" for option in self.options if option != RECORD_OPTION)
 
 
 class HazardName(str, enum.Enum):
@@ -270,6 +272,11 @@ class Scenario:
     @property
     def lossy_args(self) -> str:
         return " ".join(f.lossy_args for f in self.faults if f.name is FaultName.POWER_LOSS)
+
+    @property
+    def records(self) -> bool:
+        """The power-loss filesystem records a trace (``power-loss:record``) for `repro explore`."""
+        return any(RECORD_OPTION in f.options for f in self.faults if f.name is FaultName.POWER_LOSS)
 
     def schedule(self) -> tuple[FaultStep, ...]:
         """Resolve every trigger from the seed (string seeding is stable across runs)."""

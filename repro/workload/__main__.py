@@ -67,7 +67,8 @@ def _seeded_retry(store_module: Any, seed: int) -> dict[str, Any]:
 
 
 class Marks:
-    """The trace marks of a recorded run (LAB_MARK_SOCKET): "ready", then "ack <index>" after each ok.
+    """The trace marks of a recorded run (LAB_MARK_SOCKET): "ready <index>" after READY (the ledger
+    index before this run's first operation), then "ack <index>" after each ok.
 
     Off (no socket) it costs one attribute test per operation. A mark returns once the lossyfs
     daemon recorded it, so every request the acknowledged call completed (its fsyncs, and the
@@ -307,7 +308,7 @@ def main() -> int:
     facts = ready_facts(workload.db, cfg, store)
     if cfg.role == "gateway":
         emit(Tag.READY, facts)
-        workload.marks.send("ready")
+        workload.marks.send(f"ready {workload.index}")  # the ledger index before the first operation
     else:  # one READY per ledger: the gateway's
         emit(Tag.EVENT, {"kind": EventKind.WRITER_READY.value, "role": cfg.role, **facts})
     if board:
