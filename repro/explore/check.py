@@ -97,7 +97,8 @@ def ledger_at(ledger: Ledger, point: CrashPoint) -> Ledger:
 
 
 def judge_state(spec: StateSpec, facts: ProbeFacts, ledger: Ledger, config: StoreConfig, locks_dropped: bool,
-                timeline: Timeline, probed: bool) -> StateResult:
+                seq: int, probed: bool) -> StateResult:
+    """One state's verdict; ``seq`` names the operation its crash point follows."""
     prefix = ledger_at(ledger, spec.point)
     judgement = judge(prefix, facts, CRASH_FAULTS, config=config, lazy_dirs=spec.model.lazy_dirs,
                       locks_dropped=locks_dropped)
@@ -109,9 +110,7 @@ def judge_state(spec: StateSpec, facts: ProbeFacts, ledger: Ledger, config: Stor
         wal = config.journal_mode is JournalMode.WAL
         horizon = spec.point.wal_sync_ack if wal else spec.point.dir_sync_ack
     beyond = tuple(i for i in lost if horizon is not None and i <= horizon) if judgement.expected else ()
-    last = spec.point.last_op
-    return StateResult(spec.model, spec.index, spec.point.index, timeline.ops[last].seq if last >= 0 else 0,
-                       judgement.verdict, judgement.expected, ver.acked if ver is not None else 0, lost, beyond,
+    return StateResult(spec.model, spec.index, spec.point.index, seq, judgement.verdict, judgement.expected, ver.acked if ver is not None else 0, lost, beyond,
                        judgement.reason, probed)
 
 
@@ -252,7 +251,7 @@ class Checker:
             result = dataclasses.replace(same[1], model=model, index=index, probed=probed)
         else:
             result = judge_state(spec, facts, self.ledger, self.config, self.trace_dir.recording.locks_dropped,
-                                 self.timeline, probed)
+                                 self.timeline.ops[spec.point.last_op].seq, probed)
             if len(self._judged) > _CACHE_SIZE:
                 self._judged.clear()
             self._judged[key] = (facts, result)

@@ -71,15 +71,15 @@ def _record(args: argparse.Namespace, seed: int, out: pathlib.Path, command: str
     store = StoreSpec(args.preset, args.journal_mode, args.synchronous,
                       os.path.abspath(args.store_path) if args.store_path else None, args.checkpoint_mode)
     workload = WorkloadSpec(args.rate, args.mix, args.message_size)
+    dest = out / "trace"
+    if dest.exists() and any(dest.iterdir()):
+        raise ScenarioError(f"{dest} is not empty: choose another --out")
     image = args.image or IMAGE
     cli = engine.client()
     if args.image is None:
         engine.build_image(cli, image=image)
     elif not engine.image_present(cli, image):
         raise EngineError(f"image {image} is missing")
-    dest = out / "trace"
-    if dest.exists() and any(dest.iterdir()):
-        raise ScenarioError(f"{dest} is not empty: choose another --out")
     dest.mkdir(parents=True, exist_ok=True)
     print(f"recording {args.ops} operations on {profile.name} ({store.label}), seed {seed} into {dest}",
           file=sys.stderr)
@@ -138,7 +138,7 @@ def materialize(trace_dir: str, state_id: str, out: pathlib.Path) -> int:
         checker.materializer.write(spec, out)
         facts, _, _, _ = checker.facts(spec)  # on a copy of its own: the files in `out` stay as the crash left them
         result = judge_state(spec, facts, checker.ledger, checker.config, trace.recording.locks_dropped,
-                             checker.timeline, True)
+                             checker.timeline.ops[spec.point.last_op].seq, True)
         about = {**describe_state(checker.space, spec), "trace": str(trace.path), "digest": trace.digest(),
                  "verdict": result.verdict.value, "broken_promise": result.kind.value if result.kind else None,
                  "reason": result.reason, "lost": list(result.lost)}

@@ -47,7 +47,7 @@ class CrashPoint:
 
     index: int
     pos: int  # the operations ops[:pos] happened
-    last_op: int  # position of the operation it follows
+    last_op: int  # position of the operation it follows (the ready mark, for the first)
     unsynced: tuple[int, ...]  # positions of un-synced data operations of named files (-shm aside), trace order
     pending: tuple[int, ...]  # positions of entry changes not durable under lazy directories, log order
     committed_entries: int  # entry changes durable under lazy directories (a prefix of the entry log)
@@ -139,7 +139,8 @@ class Timeline:
                 named = {ino for path, ino in names.items() if not path.endswith(VOLATILE_SUFFIXES)}
                 volatile = tuple(sorted(p for ino, ps in unsynced.items() if ino in named for p in ps))
                 pending = self.entry_log[committed:logged]
-                points.append(CrashPoint(len(points), pos, last_disk, volatile, pending, committed, acked,
+                after = last_disk if last_disk > self.ready_pos else self.ready_pos  # the first: right after READY
+                points.append(CrashPoint(len(points), pos, after, volatile, pending, committed, acked,
                                          self._next_ack(pos), wal_sync, dir_sync))
             if pos == len(ops):
                 break
