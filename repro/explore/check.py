@@ -126,6 +126,7 @@ class ChunkStats:
     cloned_bytes: int = 0
     patched_bytes: int = 0
     advanced_bytes: int = 0
+    cpu_s: float = 0.0  # the worker's CPU time: states per CPU-second is what a busy machine cannot blur
 
     def add(self, other: ChunkStats) -> None:
         for f in dataclasses.fields(self):
@@ -291,10 +292,12 @@ def run_chunk(refs: list[tuple[str, int]]) -> tuple[list[StateResult], ChunkStat
     """Check a batch of states (sorted by crash point, so the work directory only moves forward)."""
     assert _checker is not None, "init_worker first"
     stats = ChunkStats()
+    cpu = time.process_time()
     before = dataclasses.replace(_checker.materializer.stats)
     results = [_checker.check(PersistenceModel(model), index, stats) for model, index in refs]
     after = _checker.materializer.stats
     stats.cloned_bytes = after.cloned_bytes - before.cloned_bytes
     stats.patched_bytes = after.patched_bytes - before.patched_bytes
     stats.advanced_bytes = after.advanced_bytes - before.advanced_bytes
+    stats.cpu_s = time.process_time() - cpu
     return results, stats

@@ -211,10 +211,9 @@ def health(facts: ProbeFacts) -> Health:
 
 
 def _empty_database(facts: ProbeFacts) -> bool:
-    """A sound database without the store's tables: the state before the schema was committed (a power
-    cut can roll a WAL + NORMAL store back that far). Its rows are lost, like a missing file's; it is
-    not damage -- the store creates the schema again when it opens. A schema with only one of the
-    tables gone is not this: one transaction creates both."""
+    """A sound database without the store's tables (a power cut can roll a WAL + NORMAL store back to
+    before its schema's commit): its rows are lost, as a missing file's, but it is not damage -- the
+    store creates the schema again. One table gone is damage: one transaction creates both."""
     return (facts.exists and facts.integrity.status is CheckStatus.OK
             and all(e is not None and "no such table" in e for e in (facts.messages_error, facts.sessions_error)))
 
