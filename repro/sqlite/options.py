@@ -7,10 +7,11 @@ Three kinds are not passed back:
   string SQLite records, `ATOMIC_INTRINSICS=1` is SQLite's own finding that the compiler has
   `__atomic` builtins, `MUTEX_PTHREADS` is SQLite's own pick of mutex for THREADSAFE on unix
   (the built library reports all three by itself; passing the last one only redefines it);
-- name-only options SQLite gives a default value itself (`#ifndef SQLITE_X / #define SQLITE_X
-  0`): compile_options shows `DEFAULT_AUTOVACUUM` for a library that never defined it, and
-  `-DSQLITE_DEFAULT_AUTOVACUUM` would mean =1 and turn auto-vacuum on (seen on this machine);
-  these are read from the amalgamation being built (self_defaulted);
+- name-only options SQLite defines itself ahead of its compile-options list (`#ifndef
+  SQLITE_X / #define SQLITE_X 0`): compile_options shows `DEFAULT_AUTOVACUUM` for a library
+  that never defined it, and `-DSQLITE_DEFAULT_AUTOVACUUM` would mean =1 and turn auto-vacuum
+  on (seen on this machine); these are read from the amalgamation being built
+  (self_defaulted). USE_URI's default comes after the list, so it is passed (=1, as Debian);
 - nothing else: default-valued options (DEFAULT_CACHE_SIZE=-2000, ...) are passed explicitly
   so the build does not depend on what a newer SQLite's defaults became.
 `HAVE_ISNAN` is a configure result and keeps its name (`-DHAVE_ISNAN=1`, no prefix).
@@ -19,7 +20,9 @@ Debian's library is also built by configure, which defines `HAVE_*` macros that 
 compile_options but change behaviour: without HAVE_USLEEP a busy wait sleeps whole seconds,
 without HAVE_FDATASYNC SQLite syncs with fsync. PLATFORM_DEFINES lists the ones the system
 library shows it used (it imports usleep, fdatasync, localtime_r, strchrnul and utime from libc,
-and not posix_fallocate nor malloc_usable_size, so those two stay undefined).
+and not posix_fallocate nor malloc_usable_size, so those two stay undefined). SQLite 3.47 and
+later sleep with nanosleep whenever it exists, so their builds import nanosleep, not usleep:
+the same sub-second busy wait.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ PLATFORM_DEFINES: tuple[str, ...] = (
 
 # libc functions whose presence in a library's imports shows which configure results it used.
 PLATFORM_SYMBOLS: frozenset[str] = frozenset({
-    "usleep", "fdatasync", "localtime_r", "gmtime_r", "strchrnul", "utime",
+    "usleep", "nanosleep", "fdatasync", "localtime_r", "gmtime_r", "strchrnul", "utime",
     "posix_fallocate", "posix_fallocate64", "malloc_usable_size", "pread64", "pwrite64",
 })
 
@@ -61,9 +64,13 @@ def option_name(option: str) -> str:
 
 
 def self_defaulted(source: bytes, name: str) -> bool:
-    """Does the amalgamation give SQLITE_<name> a default value when the build leaves it undefined?"""
-    pattern = rb"#\s*ifndef\s+SQLITE_%s\s*\n\s*#\s*define\s+SQLITE_%s\s+\S" % (name.encode(), name.encode())
-    return re.search(pattern, source) is not None
+    """Did SQLite itself define SQLITE_<name> before its compile-options list, so that the list
+    names it for every build? (`#ifndef SQLITE_X` / `#define SQLITE_X 0` ahead of `"X",`.) One
+    defined after the list (USE_URI's default, say) is named only when the build defined it."""
+    n = re.escape(name.encode())
+    default = re.search(rb"#\s*ifndef\s+SQLITE_" + n + rb"\s*\n\s*#\s*define\s+SQLITE_" + n + rb"\s+\S", source)
+    listed = re.search(rb'^\s*"' + n + rb'",\s*$', source, re.M)
+    return default is not None and listed is not None and default.start() < listed.start()
 
 
 def translate(options: Iterable[str], source: bytes) -> tuple[str, ...]:
@@ -79,9 +86,13 @@ def translate(options: Iterable[str], source: bytes) -> tuple[str, ...]:
     return tuple(flags)
 
 
+# Bump when the translation rules change: builds made under the old rules are then not reused.
+RECIPE = "recipe-2"
+
+
 def options_hash(options: Sequence[str], extra: Sequence[str] = ()) -> str:
     """A short, stable name for the options a build follows (the cache's key with the version)."""
-    return hashlib.sha256("\n".join([*options, *PLATFORM_DEFINES, *extra]).encode()).hexdigest()[:12]
+    return hashlib.sha256("\n".join([RECIPE, *options, *PLATFORM_DEFINES, *extra]).encode()).hexdigest()[:12]
 
 
 def differences(system: Iterable[str], built: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
