@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from repro.errors import ScenarioError
+from repro.ledger import OpKind
 
 DEFAULT_MIX = "append=80,tokens=8,search=6,create=3,end=3"
-OPS = ("append", "tokens", "search", "create", "end")
+# The mix names each store operation by its short word, defined beside the operation (repro/ledger.py).
+OPS = tuple(kind.mix_name for kind in OpKind)
 
 
 class WorkloadConfigError(ScenarioError):
