@@ -47,7 +47,8 @@ def build_image() -> int:
     from repro.machine import engine
 
     built = engine.build_image()
-    print(f"image {built.image} ({built.image_id}) on {built.base} [{built.base_origin}]")
+    print(f"image {built.image} ({built.image_id}) on {built.base} [{built.base_origin}], "
+          f"context {built.context[:12]}")
     return ExitCode.OK
 
 
@@ -151,8 +152,8 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: pathlib.Pat
     lab_image = image is None
     image = image or IMAGE
     cli = engine.client()
-    if lab_image:  # the lab's own image: rebuilt from cache so it holds this checkout's store and workload
-        engine.build_image(cli, image=image)
+    if lab_image:  # the lab's own image: built only if missing or stale (its context hash label differs)
+        engine.ensure_image(cli, image=image)
     elif not engine.image_present(cli, image):
         raise EngineError(f"image {image} is missing")
     try:
@@ -252,8 +253,11 @@ def doctor() -> int:
         swap = bool(info.get("SwapLimit"))
         checks.append(("swap limit", swap, "memory+swap can be capped" if swap else
                        "the engine cannot cap swap: machines may swap", False))
-        present = engine.image_present(cli, IMAGE)
-        checks.append(("image", present, IMAGE if present else f"{IMAGE} missing: run `repro image build`", True))
+        state = engine.image_state(engine.image_labels(cli, IMAGE), engine.context.digest(
+            engine.context.find_sources(), engine.BASE_IMAGE))
+        fresh = state in (engine.ImageState.CURRENT, engine.ImageState.FOREIGN)
+        checks.append(("image", fresh, f"{IMAGE} {state.value}" + ("" if fresh else
+                       ": `repro run` builds it, or run `repro image build`"), False))
     except EngineError as exc:
         checks.append(("engine", False, str(exc), True))
     compose = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True) \

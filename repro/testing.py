@@ -95,11 +95,11 @@ def verify(host: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy
 
 @pytest.fixture(scope="session")
 def lab_image() -> str:
-    """The lab image, rebuilt once per session so that it holds the code under test (Docker's
-    layer cache makes that take a second or two when nothing changed)."""
+    """The lab image, built once per session if it is missing or stale (its context hash label
+    differs from the code under test), so that it holds the code under test."""
     from repro.machine import engine
 
-    return engine.build_image(engine.client()).image
+    return engine.ensure_image(engine.client()).image
 
 
 @pytest.fixture

@@ -134,6 +134,7 @@ class ConstrainedHost(DockerContainer):
             self.with_env(key, value)
 
     def start(self) -> "ConstrainedHost":
+        engine.ensure_image(image=self.image)  # first use builds it (missing or stale), never a registry pull
         if self.disk is None:
             self.disk = DataDisk(self.profile.disk, image=self.image).create()
         try:

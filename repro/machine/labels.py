@@ -9,6 +9,8 @@ import uuid
 LAB_LABEL = "org.hermes-lab"
 RUN_LABEL = "org.hermes-lab.run"
 ROLE_LABEL = "org.hermes-lab.role"
+# The hash of the build context an image was built from (repro/machine/context.py): stale or current.
+CONTEXT_LABEL = "org.hermes-lab.context"
 IMAGE = os.environ.get("HERMES_LAB_IMAGE", "hermes-lab:latest")
 BASE_IMAGE = os.environ.get("HERMES_LAB_BASE_IMAGE", "debian:bookworm-slim")
 
