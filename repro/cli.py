@@ -39,6 +39,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=1, help="trials run at once")
     p.add_argument("--out", default=None, help="report directory (default runs/<timestamp>)")
     p.add_argument("--json", default=None, help="also write the JSON report to this file")
+    _fail_on(p)
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="run only the K-th of N deterministic parts (needs --seed; `repro merge` combines them)")
     p.add_argument("--image", default=None, help="the lab image (default hermes-lab:latest)")
     p.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
     p.add_argument("--mix", default="", help="workload op mix, e.g. append=80,tokens=8,search=6,create=3,end=3")
@@ -52,6 +55,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "dropping its POSIX locks), dashboard[=MS] (a second process opens, reads and "
                         "closes the store every MS ms), cron[=MS] (a second process writes one operation "
                         "every MS ms through its own store instance)")
+
+
+def _fail_on(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fail-on", action="append", default=None, metavar="CONDITION",
+                   help="also exit 1 when: regression (matrix of two stores: the new one harms data significantly "
+                        "more often), reproduced (a bug hunt: fails when no trial harmed data); repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="run one trial of an earlier run again, with its seed")
     replay.add_argument("run_dir")
     replay.add_argument("trial_id")
+
+    merge = sub.add_parser("merge", help="combine the reports of a run's shards (--shard K/N) into one")
+    merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    merge.add_argument("--out", required=True, help="the merged report directory")
+    _fail_on(merge)
+
+    report = sub.add_parser("report", help="re-render report.md, junit.xml and report.html from report.json")
+    report.add_argument("run_dir")
 
     sub.add_parser("clean", help="remove every container and volume with the lab's label")
     image = sub.add_parser("image", help="the lab image")
@@ -119,6 +136,10 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return commands.doctor()
     if args.command == "replay":
         return commands.replay(args, argv)
+    if args.command == "merge":
+        return commands.merge(args)
+    if args.command == "report":
+        return commands.report(args)
     return commands.run(args, argv)
 
 

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Sequence
 from repro.errors import EngineError, ExitCode, ScenarioError
 
 if TYPE_CHECKING:
-    from repro.report.comparison import Comparison
-    from repro.report.records import TrialRecord
+    from repro.report.records import FailOn
     from repro.scenario import Scenario
 
 DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
@@ -127,15 +126,40 @@ def _split(text: str) -> list[str]:
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     import random
 
+    from repro.report.records import FailOn
+    from repro.shards import Shard
+
+    shard = Shard.parse(args.shard) if args.shard else None
+    if shard is not None and args.seed is None:
+        raise ScenarioError("--shard needs --seed: every shard must expand the same trials from the same seed")
+    fail_on = _fail_on(args.fail_on)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
     scenarios = _scenarios(args, seed)  # all input checked before any container starts
+    if FailOn.REGRESSION in fail_on and (args.command != "matrix" or len({s.store for s in scenarios}) != 2):
+        raise ScenarioError("--fail-on regression needs `repro matrix` with exactly two stores "
+                            "(--presets OLD,NEW or --store-paths OLD,NEW)")
+    planned = len(scenarios)
+    if shard is not None:
+        scenarios = shard.select(scenarios)
     out = _output_paths(args)
     return _run_scenarios(scenarios, seed=seed, out=out, argv=argv, image=args.image, jobs=args.jobs,
-                          json_path=args.json, compare=args.command == "matrix")
+                          json_path=args.json, compare=args.command == "matrix", fail_on=fail_on,
+                          shard=str(shard) if shard else "", planned=planned)
+
+
+def _fail_on(values: Sequence[str] | None) -> tuple[FailOn, ...]:
+    from repro.report.records import FailOn
+
+    names = [part for value in values or () for part in _split(value)]
+    try:
+        return tuple(dict.fromkeys(FailOn(name) for name in names))
+    except ValueError:
+        raise ScenarioError(f"--fail-on takes {', '.join(f.value for f in FailOn)}, not {', '.join(names)}") from None
 
 
 def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: pathlib.Path, argv: list[str],
-                   image: str | None, jobs: int, json_path: str | None, compare: bool) -> int:
+                   image: str | None, jobs: int, json_path: str | None, compare: bool,
+                   fail_on: Sequence[FailOn] = (), shard: str = "", planned: int = 0) -> int:
     """Run the trials (input already checked), print the table, write the reports; the run's exit code."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -144,9 +168,10 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: pathlib.Pat
     from repro.machine.labels import IMAGE, RUN_ID
     from repro.pipeline import TrialEvent, run_trials
     from repro.pipeline import Progress as TrialProgress
-    from repro.report.comparison import comparison_markdown, render_comparison
+    from repro.report.outcome import outcome
     from repro.report.records import RunMeta, RunResult
-    from repro.report.render import print_table, write_all
+    from repro.report.render import write_all
+    from repro.report.terminal import print_outcome, print_table, trial_line
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     lab_image = image is None
@@ -160,7 +185,8 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: pathlib.Pat
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ScenarioError(f"cannot make the report directory {out}: {exc.strerror}") from None
-    console.print(f"[bold]repro[/] run {RUN_ID}: {len(scenarios)} trial(s), seed [bold]{seed}[/], out {out}")
+    part = f" (shard {shard} of {planned})" if shard else ""
+    console.print(f"[bold]repro[/] run {RUN_ID}: {len(scenarios)} trial(s){part}, seed [bold]{seed}[/], out {out}")
     started = dt.datetime.now(dt.timezone.utc)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
@@ -169,8 +195,7 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: pathlib.Pat
         def on_event(event: TrialEvent) -> None:
             if event.progress is TrialProgress.DONE and event.record is not None:
                 progress.advance(task)
-                rec = event.record
-                progress.console.print(f"  {rec.id}: {rec.verdict.value} ({rec.duration_s:.1f} s) {rec.detail[:90]}")
+                progress.console.print(trial_line(event.record))
 
         try:
             records = run_trials(scenarios, out_dir=out, jobs=jobs, image=image, on_event=on_event)
@@ -180,50 +205,77 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: pathlib.Pat
                    command=shlex.join(["repro", *argv]),
                    duration_s=round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
                    lab_version="0.1.0",
-                   sqlite_version=", ".join(sorted({r.sqlite_version for r in records if r.sqlite_version})))
+                   sqlite_version=", ".join(sorted({r.sqlite_version for r in records if r.sqlite_version})),
+                   compare=compare, fail_on=tuple(fail_on), shard=shard, planned=planned or len(records))
     run = RunResult(meta, tuple(records))
-    print_table(records, Console(width=None if sys.stdout.isatty() else 140))
+    result = outcome(run)
+    stdout = Console(width=None if sys.stdout.isatty() else 140)
+    print_table(records, stdout)
+    print_outcome(result, stdout)
     written = write_all(out, run)
     if json_path:
         shutil.copyfile(out / "report.json", json_path)
-    comparison = _comparison(records) if compare else None
-    if comparison is not None:
-        Console(width=None if sys.stdout.isatty() else 140).print(render_comparison(comparison))
-        with open(out / "report.md", "a", encoding="utf-8") as handle:
-            handle.write("\n" + comparison_markdown(comparison) + "\n")
-    code = run.exit_code
-    console.print(f"reports: {', '.join(str(p) for p in written)}; seed {seed}; exit {int(code)}")
-    return code
+    console.print(f"reports: {', '.join(str(p) for p in written)}; seed {seed}; exit {int(result.code)}")
+    return result.code
 
 
-def _comparison(records: Sequence[TrialRecord]) -> Comparison | None:
-    """Old vs new, side by side, when a matrix ran exactly two stores (presets or store paths)."""
-    from repro.report.comparison import compare_runs
+def merge(args: argparse.Namespace) -> int:
+    """Shards' reports -> one report directory, tables and comparison recomputed; the merged run's exit code."""
+    from rich.console import Console
 
-    def side(r: TrialRecord) -> str:
-        return r.preset if r.store == "default" else f"{r.store} ({r.preset})"
+    from repro.report.records import ResultsError
+    from repro.report.render import read_run, write_all
+    from repro.report.outcome import outcome
+    from repro.report.terminal import print_outcome, print_table
+    from repro.shards import merge_runs
 
-    stores = list(dict.fromkeys(side(r) for r in records))
-    if len(stores) != 2:
-        return None
-    old = [r for r in records if side(r) == stores[0]]
-    new = [r for r in records if side(r) == stores[1]]
-    return compare_runs(old, new, stores[0], stores[1])
+    out = pathlib.Path(args.out)
+    dirs = [pathlib.Path(d) for d in args.run_dirs]
+    if any(d.resolve() == out.resolve() for d in dirs):
+        raise ScenarioError("--out must be a new directory, not one of the shards")
+    try:
+        runs = [(d, read_run(d)) for d in dirs]
+    except ResultsError as exc:
+        raise ScenarioError(str(exc)) from None
+    fail_on = _fail_on(args.fail_on) if args.fail_on else None
+    out.mkdir(parents=True, exist_ok=True)
+    merged = merge_runs(runs, out, fail_on)
+    result = outcome(merged)
+    stdout = Console(width=None if sys.stdout.isatty() else 140)
+    print_table(merged.trials, stdout)
+    print_outcome(result, stdout)
+    written = write_all(out, merged)
+    print(f"reports: {', '.join(str(p) for p in written)}; exit {int(result.code)}", file=sys.stderr)
+    return result.code
+
+
+def report(args: argparse.Namespace) -> int:
+    """Re-render report.md, junit.xml and report.html of a run directory from its report.json."""
+    from repro.report.records import ResultsError
+    from repro.report.render import read_run, write_all
+
+    run_dir = pathlib.Path(args.run_dir)
+    try:
+        run_result = read_run(run_dir)
+    except ResultsError as exc:
+        raise ScenarioError(str(exc)) from None
+    written = write_all(run_dir, run_result)
+    print(f"reports: {', '.join(str(p) for p in written)}")
+    return ExitCode.OK
 
 
 def replay(args: argparse.Namespace, argv: list[str]) -> int:
     """Run one trial of an earlier run again: the Scenario stored in its report.json, nothing else."""
-    from repro.report.records import ResultsError, RunResult
+    from repro.report.records import ResultsError
+    from repro.report.render import read_run
     from repro.scenario import scenario_from_dict
 
     run_dir = pathlib.Path(args.run_dir)
     path = run_dir / "report.json"
-    if not path.is_file():
-        raise ScenarioError(f"{path} does not exist")
     try:
-        run = RunResult.from_json(path.read_text())
+        run = read_run(run_dir)
     except ResultsError as exc:
-        raise ScenarioError(f"{path} is not a lab report: {exc}") from None
+        raise ScenarioError(str(exc)) from None
     record = next((r for r in run.trials if r.id == args.trial_id), None)
     if record is None:
         raise ScenarioError(f"no trial {args.trial_id!r} in {path}")

@@ -28,6 +28,7 @@ from repro.machine.labels import IMAGE
 from repro.machine.restart import Restart, fetch_database, restart
 from repro.oracle.verdicts import Judgement, judge, lab_error
 from repro.report.records import TrialRecord, record_trial
+from repro.report.timeline import build_timeline
 from repro.scenario import HazardName, Scenario, replay_command, scenario_to_dict, trial_seed
 
 # What a lab failure looks like from here: our own errors (a ledger or probe line we cannot
@@ -77,6 +78,7 @@ class _Trial:
         self.ledger: Ledger | None = None
         self.restarted: Restart | None = None
         self.judgement: Judgement | None = None
+        self.stamped: list[str] = []  # the machine's log with the engine's timestamps (the timeline)
 
     def boot(self) -> None:
         self.host.start()
@@ -99,6 +101,7 @@ class _Trial:
     def restart(self) -> None:
         self.restarted = restart(self.host)
         self.ledger = parse_lines(self.host.output())
+        self.stamped = _stamped_output(self.host)
 
     def judge(self) -> None:
         assert self.restarted is not None
@@ -158,10 +161,24 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
         exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
         store=scenario.store.store_path or "default", hazards=scenario.workload.hazard_labels,
     )
+    ver = trial.judgement.verification
+    timeline = build_timeline(
+        trial.stamped, faults=[(o.fault.value, o.acks_at_fire) for o in outcomes],
+        lost_ops=[w.op_index for w in ver.lost] if ver is not None else [],
+        files=[(f.name, f.size) for f in trial.restarted.facts.files] if trial.restarted is not None else [])
     story = trial.story
-    return dataclasses.replace(record, detail=f"{record.detail} [{story}]" if story else record.detail,
+    return dataclasses.replace(record, timeline=timeline, detail=f"{record.detail} [{story}]" if story else record.detail,
                                sqlite_version=str(ready.get("sqlite_version", "")),
                                schedule=tuple(step.describe() for step in scenario.schedule()))
+
+
+def _stamped_output(host: ConstrainedHost) -> list[str]:
+    """The machine's log with the engine's timestamp on every line (for the report's timeline; best effort)."""
+    try:
+        logs = host.get_wrapped_container().logs(stdout=True, stderr=True, timestamps=True)
+    except LAB_FAILURES:
+        return []
+    return logs.decode("utf-8", "replace").splitlines()
 
 
 def _one_line(exc: BaseException) -> str:
