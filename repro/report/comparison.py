@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from rich import box
 from rich.table import Table
 
 from repro.report.records import TrialRecord
@@ -144,7 +145,7 @@ def comparison_of(records: Sequence[TrialRecord]) -> Comparison | None:
 
 
 def render_comparison(comparison: Comparison) -> Table:
-    table = Table(title=comparison.headline)
+    table = Table(title=comparison.headline, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("profile", overflow="fold")
     table.add_column("faults", overflow="fold")
     for label in (comparison.old_label, comparison.new_label):

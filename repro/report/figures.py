@@ -60,8 +60,8 @@ def heatmap(groups: Sequence[GroupSummary]) -> str:
     rows = list(dict.fromkeys(f"{g.key.profile}  {g.key.faults}" for g in groups))
     cols = list(dict.fromkeys(g.key.config for g in groups))
     cell = {(f"{g.key.profile}  {g.key.faults}", g.key.config): g for g in groups}
-    width = min(16.0, 2.2 + 2.3 * len(cols) + max(len(r) for r in rows) * 0.06)
-    fig, ax = plt.subplots(figsize=(width, 0.9 + 0.55 * len(rows)))
+    width = min(14.0, 1.0 + 2.0 * len(cols) + max(len(r) for r in rows) * 0.07)
+    fig, ax = plt.subplots(figsize=(width, 0.8 + 0.6 * len(rows)))
     palette = ["#f4f4f4", *[VERDICT_COLOURS[v] for v in SEVERITY]]
     grid = [[0 if (r, c) not in cell else 1 + SEVERITY.index(worst(cell[r, c])) for c in cols] for r in rows]
     ax.imshow(grid, cmap=ListedColormap(palette), vmin=0, vmax=len(palette) - 1, aspect="auto")
@@ -74,7 +74,7 @@ def heatmap(groups: Sequence[GroupSummary]) -> str:
             if g.writes_lost:
                 label += f"\n{g.writes_lost} {WRITES_LOST}"
             dark = worst(g) in (Verdict.CORRUPT, Verdict.LOST_ACKED, Verdict.PASS, Verdict.ERROR)
-            ax.text(j, i, label, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+            ax.text(j, i, label, ha="center", va="center", fontsize=9, color="white" if dark else "black")
     ax.set_xticks(range(len(cols)), cols)
     ax.set_yticks(range(len(rows)), rows)
     ax.xaxis.tick_top()
@@ -89,7 +89,7 @@ def heatmap(groups: Sequence[GroupSummary]) -> str:
 
 def timeline(tl: Timeline, title: str) -> str:
     """Acknowledged and failed writes over time, the marks (fault, disk full, stop...), lost writes in red."""
-    fig, ax = plt.subplots(figsize=(7.2, 2.3))
+    fig, ax = plt.subplots(figsize=(9.0, 2.8))
     if tl.acked:
         ax.step([t for t, _ in tl.acked], [n for _, n in tl.acked], where="post", color="#1f5fa8",
                 label="acknowledged writes")
@@ -104,18 +104,15 @@ def timeline(tl: Timeline, title: str) -> str:
     top = max([n for _, n in tl.acked] + [n for _, n in tl.failed] + [1])
     for n, mark in enumerate(tl.marks):
         ax.axvline(mark.t, color=MARK_COLOURS[mark.kind], linestyle="--", linewidth=1)
-        ax.text(mark.t, top * (0.95 - 0.13 * (n % 4)), f" {mark.label}", color=MARK_COLOURS[mark.kind],
-                fontsize=7, va="top")
-    wal = tl.wal_bytes
+        ax.text(mark.t, top * (0.97 - 0.12 * (n % 5)), f" {mark.label}", color=MARK_COLOURS[mark.kind],
+                fontsize=8, va="top")
     files = ", ".join(f"{name} {_size(size)}" for name, size in tl.files)
-    ax.set_title(title + (f"\nat the crash: {files}" if files else ""), fontsize=8, loc="left")
+    ax.set_title(title + (f"\nat the crash: {files}" if files else ""), fontsize=9, loc="left")
     ax.set_xlabel("seconds since the store opened")
     ax.set_ylabel("writes")
     ax.set_xlim(left=0, right=max(tl.duration, max((m.t for m in tl.marks), default=0.0), 0.1) * 1.02)
     ax.set_ylim(bottom=0, top=top * 1.05)
-    if wal is not None and wal > 0:
-        ax.annotate(f"WAL {_size(wal)}", xy=(1, 0), xycoords="axes fraction", ha="right", va="bottom", fontsize=7)
-    ax.legend(loc="lower right", fontsize=7, frameon=False, bbox_to_anchor=(1, 0.08))
+    ax.legend(loc="lower right", fontsize=8, frameon=False, bbox_to_anchor=(1, 0.08))
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return _svg(fig)
@@ -152,7 +149,7 @@ def comparison_chart(comparison: Comparison) -> str:
     ax.set_xlabel("share of trials that harmed data (corrupt, lost-acked or expected-loss)")
     ax.barh([], [], color="#8c8c8c", label=comparison.old_label)
     ax.barh([], [], color="#1f5fa8", label=comparison.new_label)
-    ax.legend(loc="lower right", fontsize=7, frameon=False)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2, fontsize=8, frameon=False)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return _svg(fig)

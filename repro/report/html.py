@@ -12,7 +12,7 @@ from repro.report import figures
 from repro.report.comparison import Comparison
 from repro.report.outcome import RunOutcome, outcome
 from repro.report.records import RunResult, TrialRecord
-from repro.report.summary import HARMED_DATA, WRITES_LOST, columns, config_label, in_force, \
+from repro.report.summary import HARMED_DATA, WRITES_LOST, columns, config_label, group_key, in_force, \
     promise_text, summarize, table_rows, table_title
 
 _CSS = """
@@ -134,8 +134,12 @@ def render_html(run: RunResult, report_dir: pathlib.Path | None = None, result: 
     parts += [_trial(t, report_dir, open_=True) for t in harmed] or ["<p>None.</p>"]
     others = [t for t in trials if not (t.harmed or t.lab_error)]
     if others:
-        parts.append(f"<h2>Every other trial ({len(others)})</h2>")
-        parts += [_trial(t, report_dir, open_=False) for t in others]
+        parts.append(f"<h2>Every other trial ({len(others)})</h2><p>The first of each group is open.</p>")
+        shown: set[object] = set()
+        for t in others:
+            key = group_key(t)
+            parts.append(_trial(t, report_dir, open_=key not in shown))
+            shown.add(key)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>hermes-lab run {_e(meta.run_id)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(parts) + "</body></html>\n")

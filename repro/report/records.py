@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass, field, fields
 from typing import Iterable, Mapping, Sequence
 
@@ -12,6 +13,8 @@ from repro.oracle.verdicts import Judgement, Verdict
 from repro.report.timeline import Timeline
 
 RESULTS_FORMAT = 1
+# A list of plain numbers (or strings without brackets) spread over lines by json.dumps(indent=...).
+_FLAT_LIST = re.compile(r"\[\s*((?:-?[0-9.eE+-]+|\"[^\"\[\]\n]*\")(?:,\s*(?:-?[0-9.eE+-]+|\"[^\"\[\]\n]*\"))*)\s*\]")
 # Verdicts of a trial that damaged or lost data, whatever the configuration promised.
 HARMED = (Verdict.CORRUPT, Verdict.LOST_ACKED, Verdict.EXPECTED_LOSS)
 
@@ -269,7 +272,9 @@ class RunResult:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        """Indented, with short lists of numbers (a timeline's points) kept on one line."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        return _FLAT_LIST.sub(lambda m: json.dumps(json.loads(m.group(0))), text)
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:

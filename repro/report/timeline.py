@@ -57,10 +57,6 @@ class Timeline:
     duration: float
     files: tuple[tuple[str, int], ...] = ()  # the database files as the crash left them (name, bytes)
 
-    @property
-    def wal_bytes(self) -> int | None:
-        return next((size for name, size in self.files if name.endswith("-wal")), None)
-
     def to_dict(self) -> dict[str, object]:
         return {"acked": [list(p) for p in self.acked], "failed": [list(p) for p in self.failed],
                 "marks": [{"t": m.t, "kind": m.kind.value, "label": m.label} for m in self.marks],
@@ -168,7 +164,7 @@ def build_timeline(stamped: Iterable[str], *, faults: Sequence[tuple[str, int]] 
         return None
     for name, acks in faults:  # a fault fires after its trigger's acknowledged write
         at = acked[min(acks, len(acked)) - 1][0] if acks > 0 and acked else 0.0
-        marks.append(Mark(at, MarkKind.FAULT, name))
+        marks.append(Mark(at, MarkKind.FAULT, f"{name} (fired after ack {acks})" if acks > 0 else name))
     lost = sorted(ack_time[i] for i in lost_ops if i in ack_time)
     return Timeline(acked=sample([(0.0, 0), *acked]), failed=sample(failed), marks=tuple(sorted(marks, key=lambda m: m.t)),
                     lost=tuple(lost[:MAX_LOST]), lost_total=len(lost_ops), duration=last, files=tuple(files))
