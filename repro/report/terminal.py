@@ -60,7 +60,8 @@ def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int
 
 def render_table(records: Sequence[TrialRecord], title: str | None = None, width: int | None = None) -> Table:
     """One row per (profile, faults, store configuration): the columns of report.md, fitted to ``width``."""
-    table = Table(title=title or table_title(records), box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(title=title or table_title(records), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
     rows = table_rows(records)
     names = columns(records)
     fitted = fit_widths(names, [list(cells.values()) for _, cells in rows], width) if width else None
