@@ -19,6 +19,7 @@ matplotlib.use("svg")  # headless: never a display, never a GUI toolkit
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from repro.oracle.verdicts import Verdict  # noqa: E402
 from repro.report.comparison import Comparison  # noqa: E402
@@ -33,6 +34,7 @@ VERDICT_COLOURS = {
     Verdict.CORRUPT: "#b8212d",
     Verdict.ERROR: "#8e44ad",
 }
+OLD_COLOUR, NEW_COLOUR = "#8c8c8c", "#1f5fa8"
 SEVERITY = (Verdict.PASS, Verdict.EXPECTED_LOSS, Verdict.LOST_ACKED, Verdict.CORRUPT, Verdict.ERROR)
 MARK_COLOURS = {MarkKind.FAULT: "#b8212d", MarkKind.DISK_FULL: "#6b4f1d", MarkKind.DISK_CLEARED: "#8c8c8c",
                 MarkKind.STOP: "#1f5fa8", MarkKind.POWER_CUT: "#000000", MarkKind.LEAK: "#8e44ad",
@@ -136,7 +138,7 @@ def comparison_chart(comparison: Comparison) -> str:
     rows = [r for r in comparison.rows if r.old is not None or r.new is not None]
     fig, ax = plt.subplots(figsize=(7.2, 0.8 + 0.6 * len(rows)))
     for i, row in enumerate(rows):
-        for offset, g, colour in ((-0.18, row.old, "#8c8c8c"), (0.18, row.new, "#1f5fa8")):
+        for offset, g, colour in ((-0.18, row.old, OLD_COLOUR), (0.18, row.new, NEW_COLOUR)):
             if g is None or g.judged == 0:
                 continue
             share = g.harmed / g.judged
@@ -147,9 +149,9 @@ def comparison_chart(comparison: Comparison) -> str:
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.set_xlabel("share of trials that harmed data (corrupt, lost-acked or expected-loss)")
-    ax.barh([], [], color="#8c8c8c", label=comparison.old_label)
-    ax.barh([], [], color="#1f5fa8", label=comparison.new_label)
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2, fontsize=8, frameon=False)
+    ax.legend(handles=[Patch(color=OLD_COLOUR, label=comparison.old_label),
+                       Patch(color=NEW_COLOUR, label=comparison.new_label)],
+              loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2, fontsize=8, frameon=False)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return _svg(fig)
