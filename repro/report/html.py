@@ -92,17 +92,36 @@ def _comparison(comparison: Comparison) -> str:
             "trials that corrupted or lost acknowledged data).</p>")
 
 
-def _trial(t: TrialRecord, report_dir: pathlib.Path | None, open_: bool) -> str:
+def _trial(t: TrialRecord, report_dir: pathlib.Path | None, picture: bool) -> str:
+    """One trial: what the oracle made of it, its evidence, and (``picture``) its own timeline."""
     promise = f"<span class='no'>{_e(promise_text(t))}</span>" if t.failed else _e(promise_text(t))
     facts = (f"{_e(t.profile)}, {_e(t.faults_label)}, store {_e(config_label(t))}, in force {_e(in_force(t))}, "
              f"seed {t.seed}; acked {t.acked}, {WRITES_LOST} {t.lost_acked}, integrity {_e(t.integrity)}")
-    picture = (f"<figure>{figures.timeline(t.timeline, f'{t.id}: {t.verdict.value}')}</figure>"
-               if t.timeline is not None else "<p>no timeline recorded for this trial</p>")
+    figure = ""
+    if picture:
+        figure = (f"<figure>{figures.timeline(t.timeline, f'{t.id}: {t.verdict.value}')}</figure>"
+                  if t.timeline is not None else "<p>no timeline recorded for this trial</p>")
     body = (f"<p>{promise}. {facts}</p><p>{_e(t.detail)}</p><p>{_artifact_links(t, report_dir)}</p>"
-            f"<pre>{_e(t.replay)}</pre>{picture}")
+            f"<pre>{_e(t.replay)}</pre>{figure}")
     anchor = _e("trial-" + t.id)
     summary = f"{_badge(t.verdict.value)} <b>{_e(t.id)}</b> ({t.duration_s:.1f} s)"
-    return f'<details id="{anchor}"{" open" if open_ else ""}><summary>{summary}</summary>{body}</details>'
+    return f'<details id="{anchor}"{" open" if picture else ""}><summary>{summary}</summary>{body}</details>'
+
+
+def _passing(trials: list[TrialRecord], report_dir: pathlib.Path | None) -> list[str]:
+    """Trials that harmed nothing, per group: their timelines in one figure, then each trial (folded)."""
+    groups: dict[object, list[TrialRecord]] = {}
+    for t in trials:
+        groups.setdefault(group_key(t), []).append(t)
+    parts = []
+    for members in groups.values():
+        first = members[0]
+        parts.append(f"<h3>{_e(first.profile)} {_e(first.faults_label)}, {_e(config_label(first))}</h3>")
+        drawn = [(t.id, t.timeline) for t in members if t.timeline is not None]
+        if drawn:
+            parts.append(f"<figure>{figures.overlay(drawn, 'every trial that harmed nothing')}</figure>")
+        parts += [_trial(t, report_dir, picture=False) for t in members]
+    return parts
 
 
 def render_html(run: RunResult, report_dir: pathlib.Path | None = None, result: RunOutcome | None = None) -> str:
@@ -131,15 +150,11 @@ def render_html(run: RunResult, report_dir: pathlib.Path | None = None, result: 
     if result.comparison is not None:
         parts += ["<h2>Old vs new</h2>", _comparison(result.comparison)]
     parts.append(f"<h2>Trials that harmed data or could not be judged ({len(harmed)})</h2>")
-    parts += [_trial(t, report_dir, open_=True) for t in harmed] or ["<p>None.</p>"]
+    parts += [_trial(t, report_dir, picture=True) for t in harmed] or ["<p>None.</p>"]
     others = [t for t in trials if not (t.harmed or t.lab_error)]
     if others:
-        parts.append(f"<h2>Every other trial ({len(others)})</h2><p>The first of each group is open.</p>")
-        shown: set[object] = set()
-        for t in others:
-            key = group_key(t)
-            parts.append(_trial(t, report_dir, open_=key not in shown))
-            shown.add(key)
+        parts.append(f"<h2>Every other trial ({len(others)})</h2>")
+        parts += _passing(others, report_dir)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>hermes-lab run {_e(meta.run_id)}</title><style>{_CSS}</style></head><body>"
             + "\n".join(parts) + "</body></html>\n")
