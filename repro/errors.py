@@ -41,3 +41,13 @@ class TrialError(LabError):
 class MachineOutputError(LabError, ValueError):
     """A machine printed something the lab cannot read (a ledger, probe or protocol line):
     the lab's fault, never the store's, so the trial is an `error`."""
+
+
+class DeadlineError(TrialError):
+    """A phase of a trial passed its deadline; the watchdog removed the trial's machines."""
+
+
+def shown(value: object, limit: int = 200) -> str:
+    """User input as an error line echoes it: repr'd, and cut at ``limit`` characters with an ellipsis."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -12,6 +12,7 @@ from repro import cli, commands
 from repro.cli import build_parser, main
 from repro.errors import ExitCode
 from repro.oracle.verdicts import Verdict
+from repro.report.outdir import ReportDir
 from repro.report.records import RunMeta, RunResult, TrialRecord
 from repro.scenario import Hazard, Scenario, StoreSpec, WorkloadSpec, expand, replay_command, scenario_to_dict
 from test_report import rec
@@ -113,11 +114,12 @@ def test_replay_runs_exactly_the_stored_trial(monkeypatch: pytest.MonkeyPatch, t
     _report_with(tmp_path / "run", *records)
     ran: list[Scenario] = []
 
-    def fake_run(scenarios: list[Scenario], **kwargs: object) -> int:
+    def fake_run(scenarios: list[Scenario], **kwargs: object) -> tuple[int, pathlib.Path]:
         ran.extend(scenarios)
         assert kwargs["seed"] == 99 and kwargs["compare"] is False
-        assert str(kwargs["out"]).startswith(str(tmp_path / "run" / "replays"))
-        return ExitCode.OK
+        out = kwargs["out"]
+        assert isinstance(out, ReportDir) and out.path.parent == tmp_path / "run" / "replays" and not out.explicit
+        return ExitCode.OK, out.path
 
     monkeypatch.setattr(commands, "_run_scenarios", fake_run)
     target = scenarios[-1]
