@@ -53,22 +53,21 @@ def clean(args: argparse.Namespace) -> int:
         result = engine.cleanup(cli, run_id=args.run)
         print(f"removed {result.containers} container(s) and {result.volumes} volume(s) of run {shown(args.run)}")
         return ExitCode.OK
-    groups = reaper.group_runs(reaper.lab_objects(cli), HostView.here())
-    kept = [g for g in groups if not g.liveness.stale]
-    if kept and not (args.stale or args.force):
-        listed = "; ".join(g.describe() for g in kept[:LISTED_RUNS])
-        more = f"; and {len(kept) - LISTED_RUNS} more" if len(kept) > LISTED_RUNS else ""
-        raise ScenarioError(f"{len(kept)} run(s) of other processes are alive or cannot be told dead ({listed}{more}); "
-                            "nothing removed: `repro clean --stale` removes only dead runs', `--run ID` one run's, "
-                            "`--force` everything")
-    if args.force:
+    plan = reaper.plan_clean(reaper.group_runs(reaper.lab_objects(cli), HostView.here()),
+                             stale_only=args.stale, force=args.force)
+    if plan.refused:
+        listed = "; ".join(g.describe() for g in plan.refused[:LISTED_RUNS])
+        more = f"; and {len(plan.refused) - LISTED_RUNS} more" if len(plan.refused) > LISTED_RUNS else ""
+        raise ScenarioError(f"{len(plan.refused)} run(s) of other processes are alive or cannot be told dead "
+                            f"({listed}{more}); nothing removed: `repro clean --stale` removes only dead runs', "
+                            "`--run ID` one run's, `--force` everything")
+    if plan.everything:
         result = engine.cleanup(cli)
         print(f"removed {result.containers} container(s) and {result.volumes} volume(s), every run's")
         return ExitCode.OK
-    stale = [g for g in groups if g.liveness.stale]
-    containers, volumes = reaper.remove_groups(cli, stale)
-    print(f"removed {containers} container(s) and {volumes} volume(s) of {len(stale)} run(s) whose owner is gone"
-          + (f"; kept {len(kept)} run(s) alive or of unknown owner" if kept else ""))
+    containers, volumes = reaper.remove_groups(cli, plan.remove)
+    print(f"removed {containers} container(s) and {volumes} volume(s) of {len(plan.remove)} run(s) whose owner "
+          f"is gone" + (f"; kept {len(plan.kept)} run(s) alive or of unknown owner" if plan.kept else ""))
     return ExitCode.OK
 
 
@@ -267,14 +266,14 @@ def replay(args: argparse.Namespace, argv: list[str]) -> int:
     run_dir = pathlib.Path(args.run_dir)
     path = run_dir / "report.json"
     if not path.is_file():
-        raise ScenarioError(f"{shown(str(path))} does not exist")
+        raise ScenarioError(f"{shown(path, quote=False)} does not exist")
     try:
         run = RunResult.from_json(path.read_text())
     except ResultsError as exc:
         raise ScenarioError(f"{path} is not a lab report: {exc}") from None
     record = next((r for r in run.trials if r.id == args.trial_id), None)
     if record is None:
-        raise ScenarioError(f"no trial {shown(args.trial_id)} in {path}")
+        raise ScenarioError(f"no trial {shown(args.trial_id)} in {shown(path, quote=False)}")
     if record.scenario is None:
         raise ScenarioError(f"{path} was made by an older lab that did not store its scenarios; re-run it")
     scenario = scenario_from_dict(record.scenario)

@@ -47,7 +47,8 @@ class DeadlineError(TrialError):
     """A phase of a trial passed its deadline; the watchdog removed the trial's machines."""
 
 
-def shown(value: object, limit: int = 200) -> str:
-    """User input as an error line echoes it: repr'd, and cut at ``limit`` characters with an ellipsis."""
-    text = repr(value) if isinstance(value, str) else str(value)
+def shown(value: object, limit: int = 200, quote: bool = True) -> str:
+    """User input as an error line echoes it: a string repr'd (unless ``quote`` is false), and cut at
+    ``limit`` characters with an ellipsis."""
+    text = repr(value) if isinstance(value, str) and quote else str(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

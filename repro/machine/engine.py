@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from repro.errors import EngineError, ImageError
 from repro.machine.labels import BASE_IMAGE, IMAGE, LAB_LABEL, RUN_LABEL
-from repro.machine.owner import PID_LABEL, Owner
+from repro.machine.owner import PID_LABEL, START_LABEL, Owner
 
 # testcontainers' reaper (Ryuk) is an image from a registry; none is reachable on the
 # lab's machines. The lab labels everything and cleans up itself (see cleanup()).
@@ -105,9 +105,10 @@ class CleanupResult:
 
 
 def selector(*, run_id: str | None = None, owner: Owner | None = None) -> list[str]:
-    """Label filters for the lab's objects: all of them, one run's, or one owner's (run id and pid)."""
+    """Label filters for the lab's objects: all of them, one run's, or one owner's (run id, pid and the
+    pid's start time: a reused pid is another owner)."""
     if owner is not None:
-        return [f"{RUN_LABEL}={owner.run_id}", f"{PID_LABEL}={owner.pid}"]
+        return [f"{RUN_LABEL}={owner.run_id}", f"{PID_LABEL}={owner.pid}", f"{START_LABEL}={owner.start}"]
     return [f"{RUN_LABEL}={run_id}"] if run_id else [LAB_LABEL]
 
 

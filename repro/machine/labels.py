@@ -1,4 +1,4 @@
-"""The labels every container and volume of the lab carries -- lab, run, owner, role -- so that nothing outlives its run.
+"""The labels every container and volume of the lab carries -- lab, run, owner, role -- so nothing outlives its run.
 
 The owner labels (repro/machine/owner.py) say which live process a container or volume
 belongs to; asking for labels also makes sure this process has its detached reaper

@@ -1,4 +1,4 @@
-"""What a Fly-like machine may use: memory without swap, one pinned CPU, pids, capabilities, no network, a read-only root, bounded logs.
+"""What a Fly-like machine may use: memory without swap, a pinned CPU, pids, capabilities, no network, read-only root, logs.
 
 One function turns a profile into the engine's container settings, so every machine the
 lab starts -- the trial machine, the restarted machine -- is limited in the same place
@@ -12,12 +12,14 @@ from docker.types import LogConfig, Mount
 from repro.machine.labels import labels
 from repro.scenario import MachineProfile
 
-# The machine's log is where the ledger lives (the lab reads it back from the engine), so the
-# cap must hold a whole trial's: a flat-out workload for the fault agent's full 60 s wrote
-# 4.8 MB of log on this lab's machines (json-file's own framing included). The cap is 8x that;
-# a log that outgrew it anyway loses its first lines, and the trial is an `error`, never a verdict.
-LOG_MAX_SIZE = "20m"
-LOG_MAX_FILES = 2
+# The machine's log is where the ledger lives (the lab reads it back from the engine), so the cap
+# must keep a whole trial's. Measured on this lab's machines, a flat-out fly-256 workload for the
+# fault agent's full 60 s (the longest a trigger is waited for) wrote 6.3 MB of json-file log with
+# the default 200 B-20 KB messages (13.9k acks), and 45 MB with 1-10 byte messages (112k acks, the
+# worst case). Rotation keeps at least (files - 1) x size = 50 MB and at most 75 MB on the host's
+# disk. A log that outgrew it anyway lost its first lines: the trial is an `error`, never a verdict.
+LOG_MAX_SIZE = "25m"
+LOG_MAX_FILES = 3
 LOGS = LogConfig(type=LogConfig.types.JSON, config={"max-size": LOG_MAX_SIZE, "max-file": str(LOG_MAX_FILES)})
 
 # Writable places of a machine's otherwise read-only root (tmpfs, given to testcontainers'

@@ -120,6 +120,11 @@ def process_start(pid: int) -> tuple[int, str] | None:
             text = handle.read()
     except OSError:
         return None
+    return parse_stat(text)
+
+
+def parse_stat(text: str) -> tuple[int, str] | None:
+    """(start ticks, state) from the text of /proc/PID/stat."""
     # The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
     fields = text[text.rfind(")") + 2:].split()
     try:

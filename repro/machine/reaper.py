@@ -137,6 +137,31 @@ def group_runs(objects: Iterable[LabObject], host: HostView) -> list[RunGroup]:
             for (run_id, owner), (c, v) in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))]
 
 
+@dataclass(frozen=True)
+class CleanPlan:
+    """What `repro clean` removes: some owners' objects, or everything; or nothing, refusing."""
+
+    remove: tuple[RunGroup, ...]
+    everything: bool = False
+    refused: tuple[RunGroup, ...] = ()  # alive or undecidable runs that a plain clean will not touch
+    kept: tuple[RunGroup, ...] = ()     # the same, left alone by --stale
+
+
+def plan_clean(groups: Sequence[RunGroup], *, stale_only: bool = False, force: bool = False) -> CleanPlan:
+    """--force: everything; --stale: the runs whose owner is gone; plain: the same, unless some run is
+    alive or cannot be told dead -- then nothing (refused). Only --force sweeps by the lab's label
+    alone; the others remove by owner, so a run that starts meanwhile is never touched."""
+    alive = tuple(g for g in groups if not g.liveness.stale)
+    dead = tuple(g for g in groups if g.liveness.stale)
+    if force:
+        return CleanPlan(remove=tuple(groups), everything=True)
+    if stale_only:
+        return CleanPlan(remove=dead, kept=alive)
+    if alive:
+        return CleanPlan(remove=(), refused=alive)
+    return CleanPlan(remove=dead)
+
+
 def lab_objects(cli: "DockerClient") -> list[LabObject]:
     """Every container and volume with the lab's label, with its labels."""
     from repro.machine.labels import LAB_LABEL

@@ -1,4 +1,4 @@
-"""A run's report directory: its own (the run id in its name), never one that holds another run's reports unless --force.
+"""A run's report directory: its own (the run id in its name), never another run's reports unless --force.
 
 The default is ``runs/<timestamp>-<run id>``, made with an exclusive mkdir (a suffix if even
 that exists), so two runs started in the same second never share one. A directory given with
@@ -43,8 +43,8 @@ def plan(out: str | None, run_id: str, *, force: bool = False, base: pathlib.Pat
     while not existing.exists() and existing != existing.parent:  # the part of the path that exists
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ScenarioError(f"cannot make the report directory {shown(str(target.path))}: {shown(str(existing))} "
-                            "is not a writable directory")
+        raise ScenarioError(f"cannot make the report directory {shown(target.path, quote=False)}: "
+                            f"{shown(existing, quote=False)} is not a writable directory")
     if target.explicit and target.path.is_dir() and any(target.path.iterdir()):
         _check_reusable(target.path, force)
     return target
@@ -56,10 +56,11 @@ def claim(target: ReportDir, run_id: str) -> pathlib.Path:
         path = _make_unique(target.path) if not target.explicit else _make_explicit(target)
         fd = os.open(path / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        raise ScenarioError(f"another run took the report directory {shown(str(target.path))} meanwhile; "
+        raise ScenarioError(f"another run took the report directory {shown(target.path, quote=False)} meanwhile; "
                             "use another --out") from None
     except OSError as exc:
-        raise ScenarioError(f"cannot make the report directory {shown(str(target.path))}: {exc.strerror}") from None
+        raise ScenarioError(f"cannot make the report directory {shown(target.path, quote=False)}: "
+                            f"{exc.strerror}") from None
     with os.fdopen(fd, "w") as handle:
         handle.write(f"{run_id} {os.getpid()}\n")
     return path
@@ -87,10 +88,10 @@ def clear(path: pathlib.Path) -> None:
 
 def _check_reusable(path: pathlib.Path, force: bool) -> None:
     if not force:
-        raise ScenarioError(f"--out {shown(str(path))} is not empty (an earlier run's reports?): give a new "
+        raise ScenarioError(f"--out {shown(path, quote=False)} is not empty (an earlier run's reports?): give a new "
                             "directory, or --force to replace the lab report in it")
     if not looks_like_lab_report(path):
-        raise ScenarioError(f"--out {shown(str(path))} is not empty and holds no lab report (report.json): "
+        raise ScenarioError(f"--out {shown(path, quote=False)} is not empty and holds no lab report (report.json): "
                             "refusing to delete anything in it, even with --force")
 
 
@@ -113,7 +114,8 @@ def _make_explicit(target: ReportDir) -> pathlib.Path:
         _check_reusable(path, target.force)  # it filled up since the check (another run)
         writer = _live_writer(path)
         if writer:
-            raise ScenarioError(f"--out {shown(str(path))}: run {writer} is writing there now; use another --out")
+            raise ScenarioError(f"--out {shown(path, quote=False)}: run {writer} is writing there now; "
+                                "use another --out")
         clear(path)
     return path
 

@@ -27,6 +27,7 @@ __all__ = [
     "POWER_LOSS_OPTIONS", "PRESETS", "PROFILES", "SCENARIO_FORMAT", "SYNCHRONOUS",
     "FaultName", "FaultSpec", "FaultStep", "Hazard", "HazardName", "MachineProfile", "Scenario", "StoreSpec",
     "Trigger", "WorkloadSpec",
-    "check_trial_count", "default_trigger", "expand", "format_size", "get_profile", "parse_fault", "parse_size", "replay_command", "replay_script",
+    "check_trial_count", "default_trigger", "expand", "format_size", "get_profile", "parse_fault", "parse_size",
+    "replay_command", "replay_script",
     "scenario_from_dict", "scenario_to_dict", "trial_id", "trial_seed",
 ]

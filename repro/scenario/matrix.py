@@ -35,7 +35,7 @@ def check_trial_count(trials: int, groups: int = 1) -> None:
     if trials < 1:
         raise ScenarioError("--trials must be at least 1")
     if trials * max(1, groups) > MAX_TRIALS:
-        raise ScenarioError(f"{trials} trials x {groups} scenario(s) is {trials * groups:,} trials; at most "
+        raise ScenarioError(f"--trials {trials} x {groups} scenario(s) is {trials * groups:,} trials; at most "
                             f"{MAX_TRIALS:,} per run")
 
 

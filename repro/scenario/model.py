@@ -147,7 +147,8 @@ class Hazard:
         except ValueError:
             known = ", ".join(h.value for h in HazardName)
             raise ScenarioError(f"unknown hazard {shown(head)}; known: {known}") from None
-        if sep and not (value.isascii() and value.isdigit() and len(value) <= 12 and 0 < int(value) < MAX_TRIGGER_VALUE):
+        whole = value.isascii() and value.isdigit() and len(value) <= 12
+        if sep and not (whole and 0 < int(value) < MAX_TRIGGER_VALUE):
             raise ScenarioError(f"hazard {shown(text)}: the period must be a positive whole number below "
                                 f"{MAX_TRIGGER_VALUE}")
         return cls(name, int(value) if sep else HAZARD_DEFAULTS[name])
@@ -188,7 +189,10 @@ class WorkloadSpec:
         low, sep, high = self.sizes.partition(":")
         if not sep:
             raise ScenarioError(f"--message-size takes MIN:MAX (e.g. 20k:200k), not {shown(self.sizes)}")
-        lo, hi = parse_size(low), parse_size(high)
+        try:
+            lo, hi = parse_size(low), parse_size(high)
+        except ScenarioError as exc:
+            raise ScenarioError(f"--message-size: {exc}") from None
         if lo > hi:
             raise ScenarioError(f"--message-size {shown(self.sizes)}: MIN is larger than MAX")
         return lo, hi
