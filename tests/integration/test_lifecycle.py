@@ -102,29 +102,48 @@ def test_killing_a_running_run_leaves_nothing_behind(how: str, lab_image: str, t
     assert not _reaper_pids(run_id)  # the reaper is done too
 
 
-def test_a_run_whose_reaper_died_too_is_reaped_when_the_next_run_starts(lab_image: str,
-                                                                        tmp_path: pathlib.Path) -> None:
-    """The fallback: the owner labels alone say the run is dead, and the next run's start removes it."""
-    run_id = f"orphan-{os.getpid()}"
-    proc = _start(run_id, "--fault", "sigterm@acks=100000", "--rate", "200", "--trials", "2",
-                  "--out", str(tmp_path / "r"))
+def _orphans(run_ids: list[str], tmp_path: pathlib.Path) -> list[tuple[list[str], list[str]]]:
+    """Runs killed mid-trial together with their reapers (started together: a run's start would reap
+    the orphans of one killed before it): what each leaves behind."""
+    procs = [_start(run_id, "--fault", "sigterm@acks=100000", "--rate", "200", "--trials", "2",
+                    "--out", str(tmp_path / run_id)) for run_id in run_ids]
     cli = engine.client()
-    _wait_until_writing(cli, run_id, proc)
-    reapers = _reaper_pids(run_id)
-    assert len(reapers) == 1
-    os.kill(reapers[0], signal.SIGKILL)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
+    for run_id, proc in zip(run_ids, procs):
+        _wait_until_writing(cli, run_id, proc)
+    for run_id, proc in zip(run_ids, procs):
+        reapers = _reaper_pids(run_id)
+        assert len(reapers) == 1
+        os.kill(reapers[0], signal.SIGKILL)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
     time.sleep(2)
-    orphans = engine.leftovers(cli, run_id)
-    assert orphans[0], "with its reaper dead too, the run's machines are orphans"
+    left = [engine.leftovers(cli, run_id) for run_id in run_ids]
+    assert all(c and v for c, v in left), f"with their reapers dead too, the runs' machines are orphans: {left}"
+    return left
+
+
+def test_a_run_whose_reaper_died_too_is_reaped_by_clean_run_or_the_next_run(lab_image: str,
+                                                                            tmp_path: pathlib.Path) -> None:
+    """The fallbacks: `repro clean --run ID` removes exactly that run's; the owner labels alone say a
+    run is dead, and the next run's start removes it."""
+    cli = engine.client()
+    first, second = f"orphan-a-{os.getpid()}", f"orphan-b-{os.getpid()}"
+    left_first, left_second = _orphans([first, second], tmp_path)
+    clean = subprocess.run([*REPRO, "clean", "--run", first], env=_env(f"clean-{os.getpid()}"),
+                           capture_output=True, text=True, timeout=60)
+    assert clean.returncode == 0, clean.stderr
+    said = clean.stdout.strip()  # (an anonymous volume goes with its container: not counted apart)
+    assert said.startswith(f"removed {len(left_first[0])} container(s)") and said.endswith(f"of run '{first}'")
+    assert engine.leftovers(cli, first) == ([], [])
+    assert engine.leftovers(cli, second) == left_second  # exactly that run's
     started = time.monotonic()
     nxt = subprocess.run([*REPRO, "run", "--fault", "sigterm@acks=20", "--trials", "1", "--out", str(tmp_path / "n")],
                          env=_env(f"next-{os.getpid()}"), capture_output=True, text=True, timeout=180)
     assert nxt.returncode == 0, nxt.stderr
-    assert run_id in nxt.stderr and "dead run" in nxt.stderr
-    assert engine.leftovers(cli, run_id) == ([], [])
-    print(f"orphans {orphans} reaped by the next run's start (its whole run took {time.monotonic() - started:.1f} s)")
+    assert second in nxt.stderr and "dead run" in nxt.stderr
+    assert engine.leftovers(cli, second) == ([], [])
+    print(f"orphans {left_second} reaped by the next run's start (its whole run took "
+          f"{time.monotonic() - started:.1f} s)")
 
 
 def test_a_paused_machine_ends_as_error_within_its_deadline(lab_image: str, tmp_path: pathlib.Path) -> None:
