@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+from repro.errors import LabError
 from repro.machine.owner import RUN_LABEL, HostView, Liveness, Owner, liveness
 
 if TYPE_CHECKING:
@@ -45,11 +46,14 @@ def ensure_running(owner: Owner) -> None:
             return
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        _running[owner.pid] = subprocess.Popen(
-            [sys.executable, "-m", "repro.machine.reaper", "--run", owner.run_id, "--pid", str(owner.pid),
-             "--start", str(owner.start), "--boot-id", owner.boot_id, "--pid-ns", owner.pid_ns],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True, env=env, cwd="/")
+        try:
+            _running[owner.pid] = subprocess.Popen(
+                [sys.executable, "-m", "repro.machine.reaper", "--run", owner.run_id, "--pid", str(owner.pid),
+                 "--start", str(owner.start), "--boot-id", owner.boot_id, "--pid-ns", owner.pid_ns],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, close_fds=True, env=env, cwd="/")
+        except OSError as exc:  # no machine may start that nothing would remove
+            raise LabError(f"cannot start the run's reaper ({sys.executable}): {exc.strerror}") from None
 
 
 def watch(owner: Owner, fd: int, host: HostView) -> None:

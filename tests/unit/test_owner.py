@@ -116,3 +116,27 @@ def test_plain_clean_refuses_while_another_run_lives() -> None:
 def test_clean_force_removes_everything() -> None:
     plan = plan_clean(group_runs(OBJECTS, host(PROCESSES)), force=True)
     assert plan.everything and not plan.refused
+
+
+def test_the_reaper_wakes_when_the_owner_dies_or_its_pipe_closes() -> None:
+    """``watch`` returns at once when the owner's end of the pipe closes, and within a poll when the
+    owner dies while someone else still holds the pipe (a forked child)."""
+    from repro.machine.reaper import POLL_S, watch
+
+    here = HostView.here()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    found = process_start(child.pid)
+    assert found is not None
+    owner = Owner("r", child.pid, found[0], here.boot_id, here.pid_ns)
+    read, write = os.pipe()  # this process keeps the write end: no EOF, only the pid can tell
+    started = time.monotonic()
+    watch(owner, read, here)
+    took = time.monotonic() - started
+    assert 0.3 < took < 0.5 + POLL_S + 1.0, took
+    child.wait()
+    me = current("r")
+    os.close(write)  # EOF: the owner is gone, whatever its pid says
+    started = time.monotonic()
+    watch(me, read, here)
+    assert time.monotonic() - started < 0.2
+    os.close(read)
