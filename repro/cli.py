@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Sequence
 
 from repro import commands
 from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.scenario.profiles import DEFAULT_PROFILE
+
+# An error line is one line of reasonable length, whatever the user typed (what it echoes is
+# capped where it is made: repro.errors.shown); this is the last guard.
+MAX_LINE = 600
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,7 +44,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help="trials per scenario")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (printed; default: random)")
     p.add_argument("--jobs", type=int, default=1, help="trials run at once")
-    p.add_argument("--out", default=None, help="report directory (default runs/<timestamp>)")
+    p.add_argument("--out", default=None, help="report directory (default runs/<timestamp>-<run id>); "
+                                                "must be empty or new")
+    p.add_argument("--force", action="store_true",
+                   help="reuse a non-empty --out that holds an earlier lab report: its reports and trials/ are deleted")
     p.add_argument("--json", default=None, help="also write the JSON report to this file")
     _fail_on(p)
     p.add_argument("--shard", default=None, metavar="K/N",
@@ -96,40 +106,66 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="re-render report.md, junit.xml and report.html from report.json")
     report.add_argument("run_dir")
 
-    sub.add_parser("clean", help="remove every container and volume with the lab's label")
+    clean = sub.add_parser("clean", help="remove the lab's containers and volumes (refuses live runs of other "
+                                         "processes unless --force)")
+    which = clean.add_mutually_exclusive_group()
+    which.add_argument("--run", default=None, metavar="ID", help="only this run's (its id is in the run's first line)")
+    which.add_argument("--stale", action="store_true", help="only runs whose owning process is gone")
+    which.add_argument("--force", action="store_true", help="everything with the lab's label, live runs too")
     image = sub.add_parser("image", help="the lab image")
     image.add_argument("action", choices=["build"])
     sub.add_parser("doctor", help="what the lab needs and what is missing")
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, a CI cancel or systemd send): the same orderly end as Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _say(prefix: str, text: str) -> None:
+    line = " ".join(text.split())  # one line, whatever the message held
+    if len(line) > MAX_LINE:
+        line = line[:MAX_LINE] + "..."
+    print(f"repro: {prefix}{line}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         args = build_parser().parse_args(args_list)
         return int(_dispatch(args, args_list))
     except ScenarioError as exc:
-        print(f"repro: error: {exc}", file=sys.stderr)
+        _say("error: ", str(exc))
         return ExitCode.BAD_INPUT
     except EngineError as exc:
-        print(f"repro: engine: {exc}", file=sys.stderr)
+        _say("engine: ", str(exc))
         return ExitCode.LAB_FAILED
     except LabError as exc:
-        print(f"repro: lab failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        _say("lab failed: ", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return ExitCode.LAB_FAILED
     except Exception as exc:  # an engine error the lab did not expect: still one line, exit 3
         if type(exc).__module__.split(".")[0] not in ("docker", "requests", "urllib3"):
             raise
-        print(f"repro: engine: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", file=sys.stderr)
+        _say("engine: ", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
         return ExitCode.LAB_FAILED
-    except KeyboardInterrupt:
-        print("repro: interrupted; the run's containers and volumes were removed", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        kind = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"repro: {kind}; the run's containers and volumes were removed", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "clean":
-        return commands.clean()
+        return commands.clean(args)
     if args.command == "image":
         return commands.build_image()
     if args.command == "doctor":

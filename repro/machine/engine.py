@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from repro.errors import EngineError, ImageError
 from repro.machine import context
 from repro.machine.labels import BASE_IMAGE, CONTEXT_LABEL, IMAGE, LAB_LABEL, RUN_LABEL
+from repro.machine.owner import PID_LABEL, START_LABEL, Owner
 
 # testcontainers' reaper (Ryuk) is an image from a registry; none is reachable on the
 # lab's machines. The lab labels everything and cleans up itself (see cleanup()).
@@ -174,15 +175,23 @@ class CleanupResult:
     volumes: int
 
 
-def cleanup(cli: DockerClient | None = None, *, run_id: str | None = None,
+def selector(*, run_id: str | None = None, owner: Owner | None = None) -> list[str]:
+    """Label filters for the lab's objects: all of them, one run's, or one owner's (run id, pid and the
+    pid's start time: a reused pid is another owner)."""
+    if owner is not None:
+        return [f"{RUN_LABEL}={owner.run_id}", f"{PID_LABEL}={owner.pid}", f"{START_LABEL}={owner.start}"]
+    return [f"{RUN_LABEL}={run_id}"] if run_id else [LAB_LABEL]
+
+
+def cleanup(cli: DockerClient | None = None, *, run_id: str | None = None, owner: Owner | None = None,
             passes: int = 5) -> CleanupResult:
-    """Remove every container and volume with the lab's label (optionally of one run only).
+    """Remove every container and volume with the lab's label, or only one run's, or one owner's.
 
     A trial running in another thread may create a container while this runs (Ctrl-C in
     the middle of a run), so it sweeps until a pass finds nothing, up to ``passes`` times.
     """
     cli = cli or client()
-    label = f"{RUN_LABEL}={run_id}" if run_id else LAB_LABEL
+    label = selector(run_id=run_id, owner=owner)
     removed_containers = removed_volumes = 0
     for _ in range(passes):
         containers = cli.containers.list(all=True, filters={"label": label}, sparse=True, ignore_removed=True)
@@ -205,7 +214,7 @@ def cleanup(cli: DockerClient | None = None, *, run_id: str | None = None,
 
 
 def leftovers(cli: DockerClient, run_id: str | None = None) -> tuple[list[str], list[str]]:
-    """Names of the lab's containers and volumes still present."""
-    label = f"{RUN_LABEL}={run_id}" if run_id else LAB_LABEL
+    """Names of the lab's containers and volumes still present (of one run, or all)."""
+    label = selector(run_id=run_id)
     return ([c.id[:12] for c in cli.containers.list(all=True, filters={"label": label}, sparse=True, ignore_removed=True)],
             [v.name for v in cli.volumes.list(filters={"label": label})])

@@ -175,5 +175,34 @@ def _counts(g: GroupSummary | None) -> str:
     return ", ".join(parts) + lost + f" (n={g.trials})"
 
 
-__all__ = ["ALPHA", "Comparison", "ComparisonRow", "compare_runs", "comparison_markdown", "comparison_of",
-           "fisher_exact", "render_comparison"]
+__all__ = ["ALPHA", "REPLAY_FIGURES", "Comparison", "ComparisonRow", "compare_runs", "comparison_markdown",
+           "comparison_of", "fisher_exact", "render_comparison", "replay_lines"]
+
+
+# What `repro replay` compares between a trial and its replay.
+REPLAY_FIGURES = ("verdict", "acked", "lost_acked", "integrity")
+
+
+def replay_lines(original: TrialRecord, replayed: TrialRecord | None, crash_class: str) -> list[str]:
+    """The original trial's verdict and figures beside the replay's, and whether they differ."""
+    def figures(record: TrialRecord) -> str:
+        return ", ".join(f"{name} {_figure(record, name)}" for name in REPLAY_FIGURES)
+
+    lines = [f"original: {figures(original)}"]
+    if replayed is None:
+        return lines + ["replay:   no record (the replay did not finish)"]
+    lines.append(f"replay:   {figures(replayed)}")
+    differ = [name for name in REPLAY_FIGURES if _figure(original, name) != _figure(replayed, name)]
+    lines.append(f"DIFFERENT: {', '.join(differ)}" if differ else "same verdict and figures")
+    if crash_class == "process":
+        lines.append("note: a process-fault replay is approximate: the seed and fault schedule are the same, but "
+                     "where the fault lands among the writes depends on timing")
+    else:
+        lines.append("note: a replay is approximate: the seed, fault schedule and the lossy disk's choices are the "
+                     "same, but the timing of the writes is not")
+    return lines
+
+
+def _figure(record: TrialRecord, name: str) -> str:
+    value = getattr(record, name)
+    return str(value.value if hasattr(value, "value") else value)

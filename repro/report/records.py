@@ -59,6 +59,7 @@ class TrialRecord:
     sqlite_version: str = ""  # the SQLite the store ran on, from the workload's READY line
     schedule: tuple[str, ...] = ()  # the fault schedule resolved from the seed: a replay must match it
     hazards: tuple[str, ...] = ()  # what the application did wrong all run long (raw-open, dashboard)
+    cpus: str = ""  # "pinned to CPU 1" or "unpinned: why" (repro/machine/cpus.py)
     # The scenario as repro.scenario.replay writes it: what `repro replay` rebuilds the trial from
     # (None in reports of older labs, which stored only a command line).
     scenario: Mapping[str, object] | None = field(default=None, hash=False)
@@ -132,6 +133,7 @@ class TrialRecord:
                 sqlite_version=str(data.get("sqlite_version", "")),
                 schedule=_strings(data.get("schedule", [])),
                 hazards=_strings(data.get("hazards", [])),
+                cpus=str(data.get("cpus", "")),
                 scenario=scenario,
                 timeline=None if timeline is None else Timeline.from_dict(timeline),
             )
