@@ -12,7 +12,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     log "creating virtualenv $VENV"
     python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import repro, hermes_state, testcontainers, rich, pytest' 2>/dev/null \
+if ! "$VENV/bin/python" -c 'import repro, testcontainers, rich, matplotlib, pytest' 2>/dev/null \
    || [ "$ROOT/pyproject.toml" -nt "$VENV/.installed" ]; then
     log "installing the project into $VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test,compose]"
@@ -69,5 +69,15 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ -e /dev/fuse ] 
       || log "warning: could not install the host FUSE tools; the host-side lossyfs tests will skip"
 fi
 
-# 5. The lab image (built from an offline debootstrap base when no registry answers).
+# 5. Debian's Chromium, for the test that renders report.html in a real headless browser. Only a
+#    test needs it (the lab itself never does), so a failure is a warning.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
+    log "installing Debian's chromium (the report.html browser test)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; } \
+      || log "warning: could not install chromium; the report.html browser test will skip (fail in CI)"
+fi
+
+# 6. The lab image (built from an offline debootstrap base when no registry answers).
 "$VENV/bin/repro" image build

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Sequence
 
 from repro import commands
@@ -11,6 +14,10 @@ from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS
 from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.scenario.profiles import DEFAULT_PROFILE
+
+# An error line is one line of reasonable length, whatever the user typed (what it echoes is
+# capped where it is made: repro.errors.shown); this is the last guard.
+MAX_LINE = 600
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,8 +45,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help="trials per scenario")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (printed; default: random)")
     p.add_argument("--jobs", type=int, default=1, help="trials run at once")
-    p.add_argument("--out", default=None, help="report directory (default runs/<timestamp>)")
+    p.add_argument("--out", default=None, help="report directory (default runs/<timestamp>-<run id>); "
+                                                "must be empty or new")
+    p.add_argument("--force", action="store_true",
+                   help="reuse a non-empty --out that holds an earlier lab report: its reports and trials/ are deleted")
     p.add_argument("--json", default=None, help="also write the JSON report to this file")
+    _fail_on(p)
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="run only the K-th of N deterministic parts (needs --seed; `repro merge` combines them)")
     p.add_argument("--image", default=None, help="the lab image (default hermes-lab:latest)")
     p.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
     p.add_argument("--mix", default="", help="workload op mix, e.g. append=80,tokens=8,search=6,create=3,end=3")
@@ -53,6 +66,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "dropping its POSIX locks), dashboard[=MS] (a second process opens, reads and "
                         "closes the store every MS ms), cron[=MS] (a second process writes one operation "
                         "every MS ms through its own store instance)")
+
+
+def _fail_on(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fail-on", action="append", default=None, metavar="CONDITION",
+                   help="also exit 1 when: regression (matrix of two stores: the new one harms data significantly "
+                        "more often), reproduced (a bug hunt: fails when no trial harmed data); repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,40 +123,74 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--materialize", metavar="STATE", default=None,
                          help="write one state (MODEL:INDEX, as the report names it) to --out, and judge it")
 
-    sub.add_parser("clean", help="remove every container and volume with the lab's label")
+    merge = sub.add_parser("merge", help="combine the reports of a run's shards (--shard K/N) into one")
+    merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    merge.add_argument("--out", required=True, help="the merged report directory")
+    _fail_on(merge)
+
+    report = sub.add_parser("report", help="re-render report.md, junit.xml and report.html from report.json")
+    report.add_argument("run_dir")
+
+    clean = sub.add_parser("clean", help="remove the lab's containers and volumes (refuses live runs of other "
+                                         "processes unless --force)")
+    which = clean.add_mutually_exclusive_group()
+    which.add_argument("--run", default=None, metavar="ID", help="only this run's (its id is in the run's first line)")
+    which.add_argument("--stale", action="store_true", help="only runs whose owning process is gone")
+    which.add_argument("--force", action="store_true", help="everything with the lab's label, live runs too")
     image = sub.add_parser("image", help="the lab image")
     image.add_argument("action", choices=["build"])
     sub.add_parser("doctor", help="what the lab needs and what is missing")
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, a CI cancel or systemd send): the same orderly end as Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _say(prefix: str, text: str) -> None:
+    line = " ".join(text.split())  # one line, whatever the message held
+    if len(line) > MAX_LINE:
+        line = line[:MAX_LINE] + "..."
+    print(f"repro: {prefix}{line}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         args = build_parser().parse_args(args_list)
         return int(_dispatch(args, args_list))
     except ScenarioError as exc:
-        print(f"repro: error: {exc}", file=sys.stderr)
+        _say("error: ", str(exc))
         return ExitCode.BAD_INPUT
     except EngineError as exc:
-        print(f"repro: engine: {exc}", file=sys.stderr)
+        _say("engine: ", str(exc))
         return ExitCode.LAB_FAILED
     except LabError as exc:
-        print(f"repro: lab failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        _say("lab failed: ", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return ExitCode.LAB_FAILED
     except Exception as exc:  # an engine error the lab did not expect: still one line, exit 3
         if type(exc).__module__.split(".")[0] not in ("docker", "requests", "urllib3"):
             raise
-        print(f"repro: engine: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", file=sys.stderr)
+        _say("engine: ", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
         return ExitCode.LAB_FAILED
-    except KeyboardInterrupt:
-        print("repro: interrupted; the run's containers and volumes were removed", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        kind = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"repro: {kind}; the run's containers and volumes were removed", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "clean":
-        return commands.clean()
+        return commands.clean(args)
     if args.command == "image":
         return commands.build_image()
     if args.command == "doctor":
@@ -146,6 +199,10 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return commands.replay(args, argv)
     if args.command == "explore":
         return commands.explore(args, argv)
+    if args.command == "merge":
+        return commands.merge(args)
+    if args.command == "report":
+        return commands.report(args)
     return commands.run(args, argv)
 
 

@@ -1,5 +1,5 @@
 """What each `repro` command does once its arguments are parsed: scenarios from options, runs, replay,
-explore (repro/explore/command.py), doctor.
+explore (repro/explore/command.py), clean, doctor.
 
 The CLI (repro/cli.py) only parses argv, dispatches here and turns errors into exit codes;
 this module builds scenarios (checking every input before any container starts), runs
@@ -19,11 +19,13 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Sequence
 
-from repro.errors import EngineError, ExitCode, ScenarioError
+from repro.errors import EngineError, ExitCode, ScenarioError, shown
 
 if TYPE_CHECKING:
-    from repro.report.comparison import Comparison
-    from repro.report.records import TrialRecord
+    from docker.client import DockerClient
+
+    from repro.report.outdir import ReportDir
+    from repro.report.records import FailOn
     from repro.scenario import Scenario
 
 DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
@@ -36,29 +38,68 @@ DEFAULT_HAZARD_SCENARIO = (("sigkill",), ("raw-open", "dashboard"))
 
 
 
-def clean() -> int:
-    from repro.machine import engine
+# How many runs a refusal of `repro clean` names before "and N more".
+LISTED_RUNS = 5
 
-    result = engine.cleanup()
-    print(f"removed {result.containers} container(s) and {result.volumes} volume(s)")
+
+def clean(args: argparse.Namespace) -> int:
+    """--run ID: that run's objects; --stale: runs whose owner is gone; --force: everything; plain:
+    everything, unless a run of another process is (or may be) alive -- then nothing, exit 2."""
+    from repro.machine import engine, reaper
+    from repro.machine.owner import HostView
+
+    cli = engine.client()
+    if args.run:
+        result = engine.cleanup(cli, run_id=args.run)
+        print(f"removed {result.containers} container(s) and {result.volumes} volume(s) of run {shown(args.run)}")
+        return ExitCode.OK
+    plan = reaper.plan_clean(reaper.group_runs(reaper.lab_objects(cli), HostView.here()),
+                             stale_only=args.stale, force=args.force)
+    if plan.refused:
+        listed = "; ".join(g.describe() for g in plan.refused[:LISTED_RUNS])
+        more = f"; and {len(plan.refused) - LISTED_RUNS} more" if len(plan.refused) > LISTED_RUNS else ""
+        raise ScenarioError(f"{len(plan.refused)} run(s) of other processes are alive or cannot be told dead "
+                            f"({listed}{more}); nothing removed: `repro clean --stale` removes only dead runs', "
+                            "`--run ID` one run's, `--force` everything")
+    if plan.everything:
+        result = engine.cleanup(cli)
+        print(f"removed {result.containers} container(s) and {result.volumes} volume(s), every run's")
+        return ExitCode.OK
+    containers, volumes = reaper.remove_groups(cli, plan.remove)
+    print(f"removed {containers} container(s) and {volumes} volume(s) of {len(plan.remove)} run(s) whose owner "
+          f"is gone" + (f"; kept {len(plan.kept)} run(s) alive or of unknown owner" if plan.kept else ""))
     return ExitCode.OK
+
+
+def _reap_dead_runs(cli: DockerClient) -> str:
+    """What dead runs left (their reaper died too): removed at the start of every run. A note, or ""."""
+    from repro.machine import reaper
+
+    stale = reaper.stale_runs(cli)
+    if not stale:
+        return ""
+    containers, volumes = reaper.remove_groups(cli, stale)
+    return (f"removed {containers} container(s) and {volumes} volume(s) left by {len(stale)} dead run(s): "
+            + ", ".join(g.run_id for g in stale[:LISTED_RUNS]))
 
 
 def build_image() -> int:
     from repro.machine import engine
 
     built = engine.build_image()
-    print(f"image {built.image} ({built.image_id}) on {built.base} [{built.base_origin}]")
+    print(f"image {built.image} ({built.image_id}) on {built.base} [{built.base_origin}], "
+          f"context {built.context[:12]}")
     return ExitCode.OK
 
 
 def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[type-arg]
     from repro.scenario import FaultSpec, Hazard, StoreSpec, WorkloadSpec, expand, get_profile
 
-    if args.trials < 1:
-        raise ScenarioError("--trials must be at least 1")
-    if args.jobs < 1:
-        raise ScenarioError("--jobs must be at least 1")
+    from repro.scenario import check_trial_count
+
+    check_trial_count(args.trials)  # before anything is expanded
+    if not 1 <= args.jobs <= 64:
+        raise ScenarioError("--jobs must be from 1 to 64")
     if args.command == "run":
         profiles = [args.profile]
         combos = [tuple(args.fault)] if args.fault else list(DEFAULT_FAULTS) + _power_loss_if_possible()
@@ -80,15 +121,17 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
             FaultSpec.parse(fault)
     hazards = tuple(Hazard.parse(h) for h in args.hazard or ())
     workload = WorkloadSpec(args.rate, args.mix, args.message_size, hazards, args.linger)
+    default_run = args.command == "run" and not args.fault and not hazards
+    check_trial_count(args.trials, len(profiles) * (len(combos) + int(default_run)) * len(stores))
     scenarios = expand(profiles, combos, stores, args.trials, seed, workload)
-    if args.command == "run" and not args.fault and not hazards:  # the main job: the lock bug too
+    if default_run:  # the main job: the lock bug too
         faults, names = DEFAULT_HAZARD_SCENARIO
         with_hazards = dataclasses.replace(workload, hazards=tuple(Hazard.parse(n) for n in names))
         scenarios += expand(profiles, [faults], stores, args.trials, seed, with_hazards)
     if getattr(args, "trial_id", None):
         scenarios = [s for s in scenarios if s.trial_id == args.trial_id]
         if not scenarios:
-            raise ScenarioError(f"no trial {args.trial_id!r} in this scenario")
+            raise ScenarioError(f"no trial {shown(args.trial_id)} in this scenario")
     return scenarios
 
 
@@ -105,18 +148,16 @@ def _absolute(path: str | None) -> str | None:
     return os.path.abspath(path) if path else None
 
 
-def _output_paths(args: argparse.Namespace) -> pathlib.Path:
+def _output_paths(args: argparse.Namespace) -> ReportDir:
     """The report directory and --json, checked before anything is made or any machine starts."""
-    out = pathlib.Path(args.out or f"runs/{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    existing = out
-    while not existing.exists() and existing != existing.parent:  # the part of the path that exists
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ScenarioError(f"cannot make the report directory {out}: {existing} is not a writable directory")
+    from repro.machine.labels import RUN_ID
+    from repro.report import outdir
+
+    out = outdir.plan(args.out, RUN_ID, force=args.force)
     if args.json:
         target = pathlib.Path(args.json)
         if target.is_dir() or not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
-            raise ScenarioError(f"cannot write --json {args.json}: not a file in a writable directory")
+            raise ScenarioError(f"cannot write --json {shown(args.json)}: not a file in a writable directory")
     return out
 
 
@@ -127,40 +168,74 @@ def _split(text: str) -> list[str]:
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     import random
 
+    from repro.pipeline import deadline_overrides
+    from repro.report.records import FailOn
+    from repro.shards import Shard
+
+    shard = Shard.parse(args.shard) if args.shard else None
+    if shard is not None and args.seed is None:
+        raise ScenarioError("--shard needs --seed: every shard must expand the same trials from the same seed")
+    fail_on = _fail_on(args.fail_on)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
     scenarios = _scenarios(args, seed)  # all input checked before any container starts
+    if FailOn.REGRESSION in fail_on and (args.command != "matrix" or len({s.store for s in scenarios}) != 2):
+        raise ScenarioError("--fail-on regression needs `repro matrix` with exactly two stores "
+                            "(--presets OLD,NEW or --store-paths OLD,NEW)")
+    planned = len(scenarios)
+    if shard is not None:
+        scenarios = shard.select(scenarios)
     out = _output_paths(args)
-    return _run_scenarios(scenarios, seed=seed, out=out, argv=argv, image=args.image, jobs=args.jobs,
-                          json_path=args.json, compare=args.command == "matrix")
+    deadline_overrides()  # a malformed HERMES_LAB_DEADLINES is bad input too
+    code, _ = _run_scenarios(scenarios, seed=seed, out=out, argv=argv, image=args.image, jobs=args.jobs,
+                             json_path=args.json, compare=args.command == "matrix", fail_on=fail_on,
+                             shard=str(shard) if shard else "", planned=planned)
+    return code
 
 
-def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: pathlib.Path, argv: list[str],
-                   image: str | None, jobs: int, json_path: str | None, compare: bool) -> int:
-    """Run the trials (input already checked), print the table, write the reports; the run's exit code."""
+def _fail_on(values: Sequence[str] | None) -> tuple[FailOn, ...]:
+    from repro.report.records import FailOn
+
+    names = [part for value in values or () for part in _split(value)]
+    try:
+        return tuple(dict.fromkeys(FailOn(name) for name in names))
+    except ValueError:
+        raise ScenarioError(f"--fail-on takes {', '.join(f.value for f in FailOn)}, "
+                            f"not {shown(', '.join(names))}") from None
+
+
+def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, argv: list[str],
+                   image: str | None, jobs: int, json_path: str | None, compare: bool,
+                   fail_on: Sequence[FailOn] = (), shard: str = "", planned: int = 0) -> tuple[int, pathlib.Path]:
+    """Run the trials (input already checked), print the table, write the reports; the run's exit code
+    and the report directory it used."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from repro.machine import engine
-    from repro.machine.labels import IMAGE, RUN_ID
+    from repro.machine.labels import IMAGE, RUN_ID, owner
     from repro.pipeline import TrialEvent, run_trials
+    from repro.report import outdir
     from repro.pipeline import Progress as TrialProgress
-    from repro.report.comparison import comparison_markdown, render_comparison
+    from repro.report.outcome import outcome
     from repro.report.records import RunMeta, RunResult
-    from repro.report.render import print_table, write_all
+    from repro.report.render import write_all
+    from repro.report.terminal import print_outcome, print_table, trial_line
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     lab_image = image is None
     image = image or IMAGE
     cli = engine.client()
-    if lab_image:  # the lab's own image: rebuilt from cache so it holds this checkout's store and workload
-        engine.build_image(cli, image=image)
-    elif not engine.image_present(cli, image):
-        raise EngineError(f"image {image} is missing")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ScenarioError(f"cannot make the report directory {out}: {exc.strerror}") from None
-    console.print(f"[bold]repro[/] run {RUN_ID}: {len(scenarios)} trial(s), seed [bold]{seed}[/], out {out}")
+    if lab_image:  # the lab's own image: built only if missing or stale (its context hash label differs)
+        engine.ensure_image(cli, image=image)
+    elif not engine.image_present(cli, image):  # the user named it: bad input, not the lab failing
+        raise ScenarioError(f"--image {shown(image)} is not on the engine: build or pull it, or leave out --image "
+                            "for the lab's own")
+    reaped = _reap_dead_runs(cli)
+    if reaped:
+        console.print(f"repro: note: {reaped}")
+    path = outdir.claim(out, RUN_ID)
+    part = f" (shard {shard} of {planned})" if shard else ""
+    console.print(f"[bold]repro[/] run {RUN_ID}: {len(scenarios)} trial(s){part}, seed [bold]{seed}[/], out {path}")
     started = dt.datetime.now(dt.timezone.utc)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
@@ -169,73 +244,112 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: pathlib.Pat
         def on_event(event: TrialEvent) -> None:
             if event.progress is TrialProgress.DONE and event.record is not None:
                 progress.advance(task)
-                rec = event.record
-                progress.console.print(f"  {rec.id}: {rec.verdict.value} ({rec.duration_s:.1f} s) {rec.detail[:90]}")
+                progress.console.print(trial_line(event.record))
 
         try:
-            records = run_trials(scenarios, out_dir=out, jobs=jobs, image=image, on_event=on_event)
+            records = run_trials(scenarios, out_dir=path, jobs=jobs, image=image, on_event=on_event)
         finally:
-            engine.cleanup(cli, run_id=RUN_ID)
+            engine.cleanup(cli, owner=owner())
     meta = RunMeta(run_id=RUN_ID, seed=seed, started_at=started.isoformat(timespec="seconds"),
                    command=shlex.join(["repro", *argv]),
                    duration_s=round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
                    lab_version="0.1.0",
-                   sqlite_version=", ".join(sorted({r.sqlite_version for r in records if r.sqlite_version})))
+                   sqlite_version=", ".join(sorted({r.sqlite_version for r in records if r.sqlite_version})),
+                   compare=compare, fail_on=tuple(fail_on), shard=shard, planned=planned or len(records))
     run = RunResult(meta, tuple(records))
-    print_table(records, Console(width=None if sys.stdout.isatty() else 140))
-    written = write_all(out, run)
+    result = outcome(run)
+    stdout = Console(width=None if sys.stdout.isatty() else 140)
+    print_table(records, stdout)
+    print_outcome(result, stdout)
+    written = write_all(path, run)
     if json_path:
-        shutil.copyfile(out / "report.json", json_path)
-    comparison = _comparison(records) if compare else None
-    if comparison is not None:
-        Console(width=None if sys.stdout.isatty() else 140).print(render_comparison(comparison))
-        with open(out / "report.md", "a", encoding="utf-8") as handle:
-            handle.write("\n" + comparison_markdown(comparison) + "\n")
-    code = run.exit_code
-    console.print(f"reports: {', '.join(str(p) for p in written)}; seed {seed}; exit {int(code)}")
-    return code
+        shutil.copyfile(path / "report.json", json_path)
+    console.print(f"reports: {', '.join(str(p) for p in written)}; seed {seed}; exit {int(result.code)}")
+    return result.code, path
 
 
-def _comparison(records: Sequence[TrialRecord]) -> Comparison | None:
-    """Old vs new, side by side, when a matrix ran exactly two stores (presets or store paths)."""
-    from repro.report.comparison import compare_runs
+def merge(args: argparse.Namespace) -> int:
+    """Shards' reports -> one report directory, tables and comparison recomputed; the merged run's exit code."""
+    from rich.console import Console
 
-    def side(r: TrialRecord) -> str:
-        return r.preset if r.store == "default" else f"{r.store} ({r.preset})"
+    from repro.report.records import ResultsError
+    from repro.report.render import read_run, write_all
+    from repro.report.outcome import outcome
+    from repro.report.terminal import print_outcome, print_table
+    from repro.shards import merge_runs
 
-    stores = list(dict.fromkeys(side(r) for r in records))
-    if len(stores) != 2:
-        return None
-    old = [r for r in records if side(r) == stores[0]]
-    new = [r for r in records if side(r) == stores[1]]
-    return compare_runs(old, new, stores[0], stores[1])
+    out = pathlib.Path(args.out)
+    dirs = [pathlib.Path(d) for d in args.run_dirs]
+    if any(d.resolve() == out.resolve() for d in dirs):
+        raise ScenarioError("--out must be a new directory, not one of the shards")
+    try:
+        runs = [(d, read_run(d)) for d in dirs]
+    except ResultsError as exc:
+        raise ScenarioError(str(exc)) from None
+    fail_on = _fail_on(args.fail_on) if args.fail_on else None
+    out.mkdir(parents=True, exist_ok=True)
+    merged = merge_runs(runs, out, fail_on)
+    result = outcome(merged)
+    stdout = Console(width=None if sys.stdout.isatty() else 140)
+    print_table(merged.trials, stdout)
+    print_outcome(result, stdout)
+    written = write_all(out, merged)
+    print(f"reports: {', '.join(str(p) for p in written)}; exit {int(result.code)}", file=sys.stderr)
+    return result.code
+
+
+def report(args: argparse.Namespace) -> int:
+    """Re-render report.md, junit.xml and report.html of a run directory from its report.json."""
+    from repro.report.records import ResultsError
+    from repro.report.render import read_run, write_all
+
+    run_dir = pathlib.Path(args.run_dir)
+    try:
+        run_result = read_run(run_dir)
+    except ResultsError as exc:
+        raise ScenarioError(str(exc)) from None
+    written = write_all(run_dir, run_result)
+    print(f"reports: {', '.join(str(p) for p in written)}")
+    return ExitCode.OK
 
 
 def replay(args: argparse.Namespace, argv: list[str]) -> int:
     """Run one trial of an earlier run again: the Scenario stored in its report.json, nothing else."""
     from repro.report.records import ResultsError, RunResult
+    from repro.report.render import read_run
     from repro.scenario import scenario_from_dict
 
     run_dir = pathlib.Path(args.run_dir)
     path = run_dir / "report.json"
     if not path.is_file():
-        raise ScenarioError(f"{path} does not exist")
+        raise ScenarioError(f"{shown(path, quote=False)} does not exist")
     try:
-        run = RunResult.from_json(path.read_text())
+        run = read_run(run_dir)
     except ResultsError as exc:
-        raise ScenarioError(f"{path} is not a lab report: {exc}") from None
+        raise ScenarioError(str(exc)) from None
     record = next((r for r in run.trials if r.id == args.trial_id), None)
     if record is None:
-        raise ScenarioError(f"no trial {args.trial_id!r} in {path}")
+        raise ScenarioError(f"no trial {shown(args.trial_id)} in {shown(path, quote=False)}")
     if record.scenario is None:
         raise ScenarioError(f"{path} was made by an older lab that did not store its scenarios; re-run it")
     scenario = scenario_from_dict(record.scenario)
     if scenario.trial_id != record.id:
-        raise ScenarioError(f"{path}: trial {record.id!r} stores the scenario of {scenario.trial_id!r}")
-    out = run_dir / "replays" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    print(f"replaying {record.id} (seed {scenario.seed}) into {out}", file=sys.stderr)
-    return _run_scenarios([scenario], seed=scenario.seed, out=out, argv=argv, image=None, jobs=1,
-                          json_path=None, compare=False)
+        raise ScenarioError(f"{path}: trial {shown(record.id)} stores the scenario of {shown(scenario.trial_id)}")
+    from repro.machine.labels import RUN_ID
+    from repro.report import outdir
+    from repro.report.comparison import replay_lines
+
+    out = outdir.plan(None, RUN_ID, base=run_dir / "replays")
+    print(f"replaying {record.id} (seed {scenario.seed}) into {out.path.parent}", file=sys.stderr)
+    code, written = _run_scenarios([scenario], seed=scenario.seed, out=out, argv=argv, image=None, jobs=1,
+                                   json_path=None, compare=False)
+    try:
+        replayed = RunResult.from_json((written / "report.json").read_text()).trials
+    except (OSError, ResultsError):
+        replayed = ()
+    for line in replay_lines(record, next(iter(replayed), None), scenario.crash_class.value):
+        print(line)
+    return code
 
 
 def explore(args: argparse.Namespace, argv: list[str]) -> int:
@@ -260,8 +374,11 @@ def doctor() -> int:
         swap = bool(info.get("SwapLimit"))
         checks.append(("swap limit", swap, "memory+swap can be capped" if swap else
                        "the engine cannot cap swap: machines may swap", False))
-        present = engine.image_present(cli, IMAGE)
-        checks.append(("image", present, IMAGE if present else f"{IMAGE} missing: run `repro image build`", True))
+        state = engine.image_state(engine.image_labels(cli, IMAGE), engine.context.digest(
+            engine.context.find_sources(), engine.BASE_IMAGE))
+        fresh = state in (engine.ImageState.CURRENT, engine.ImageState.FOREIGN)
+        checks.append(("image", fresh, f"{IMAGE} {state.value}" + ("" if fresh else
+                       ": `repro run` builds it, or run `repro image build`"), False))
     except EngineError as exc:
         checks.append(("engine", False, str(exc), True))
     compose = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True) \

@@ -41,3 +41,14 @@ class TrialError(LabError):
 class MachineOutputError(LabError, ValueError):
     """A machine printed something the lab cannot read (a ledger, probe or protocol line):
     the lab's fault, never the store's, so the trial is an `error`."""
+
+
+class DeadlineError(TrialError):
+    """A phase of a trial passed its deadline; the watchdog removed the trial's machines."""
+
+
+def shown(value: object, limit: int = 200, quote: bool = True) -> str:
+    """User input as an error line echoes it: a string repr'd (unless ``quote`` is false), and cut at
+    ``limit`` characters with an ellipsis."""
+    text = repr(value) if isinstance(value, str) and quote else str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -45,6 +45,15 @@ class OpKind(str, enum.Enum):
     END_SESSION = "end_session"
     SEARCH = "search_messages"
 
+    @property
+    def mix_name(self) -> str:
+        """The word ``--mix`` uses for this operation (append=80,tokens=8,...)."""
+        return _MIX_NAMES[self]
+
+
+_MIX_NAMES = {OpKind.CREATE_SESSION: "create", OpKind.APPEND_MESSAGE: "append", OpKind.UPDATE_TOKENS: "tokens",
+              OpKind.END_SESSION: "end", OpKind.SEARCH: "search"}
+
 
 class Outcome(str, enum.Enum):
     """Jepsen's completion states: ok, fail, or unknown (info) when cut off."""

@@ -2,7 +2,9 @@
 
 Each phase is one method of ``_Trial``; the runner announces every phase as an event (so
 a display can say "fault fired" or "verifying") and, when the lab fails, names the phase
-in the `error` verdict. The runner itself prints nothing.
+in the `error` verdict. Every phase runs under a deadline (``phase_deadlines``) that a
+watchdog enforces by removing the trial's machines (repro/machine/watchdog.py), so a frozen
+machine ends as an `error` and the run goes on. The runner itself prints nothing.
 """
 
 from __future__ import annotations
@@ -10,25 +12,32 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
+import os
 import pathlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import docker.errors
 import requests.exceptions
 
-from repro.errors import LabError
+from repro.errors import LabError, ScenarioError, TrialError, shown
 from repro.faults import FAULTS, FaultOutcome
+from repro.faults.base import AGENT_TIMEOUT_S
 from repro.ledger import Ledger, parse_lines
-from repro.machine.host import ConstrainedHost
-from repro.machine.labels import IMAGE
-from repro.machine.restart import Restart, fetch_database, restart
+from repro.machine.host import BOOT_TIMEOUT_S, ConstrainedHost
+from repro.machine.labels import IMAGE, trial_scope
+from repro.machine.restart import PROBE_TIMEOUT_S, Restart, fetch_database, restart
+from repro.machine.services import START_TIMEOUT_S
+from repro.machine.watchdog import Watchdog
 from repro.oracle.verdicts import Judgement, judge, lab_error
+from repro.protocol import Tag
 from repro.report.records import TrialRecord, record_trial
-from repro.scenario import HazardName, Scenario, replay_command, scenario_to_dict, trial_seed
+from repro.report.timeline import build_timeline
+from repro.scenario import HazardName, Scenario, replay_command, replay_script, scenario_to_dict, trial_seed
 
 # What a lab failure looks like from here: our own errors (a ledger or probe line we cannot
 # read included), the engine (docker-py) or its HTTP transport failing, or a machine printing
@@ -77,6 +86,7 @@ class _Trial:
         self.ledger: Ledger | None = None
         self.restarted: Restart | None = None
         self.judgement: Judgement | None = None
+        self.stamped: list[str] = []  # the machine's log with the engine's timestamps (the timeline)
 
     def boot(self) -> None:
         self.host.start()
@@ -98,7 +108,12 @@ class _Trial:
 
     def restart(self) -> None:
         self.restarted = restart(self.host)
-        self.ledger = parse_lines(self.host.output())
+        lines = self.host.output()
+        if not any(Tag.BOOT.value in line for line in lines[:50]):  # the engine's log rotation dropped the start
+            raise TrialError(f"the machine's log lost its beginning ({len(lines)} lines kept): the ledger is "
+                             "incomplete, so the trial cannot be judged (see the log cap in repro/machine/limits.py)")
+        self.ledger = parse_lines(lines)
+        self.stamped = _stamped_output(self.host)
 
     def judge(self) -> None:
         assert self.restarted is not None
@@ -112,36 +127,88 @@ class _Trial:
 
 
 PHASES = (Phase.BOOT, Phase.WORKLOAD, Phase.FAULTS, Phase.STOP, Phase.RESTART, Phase.JUDGE)
+# HERMES_LAB_DEADLINES="faults=10,restart=60" overrides phases' deadlines (seconds).
+DEADLINES_ENV = "HERMES_LAB_DEADLINES"
+MARGIN_S = 15.0
+FAULT_WAIT_S = 60.0  # the longest a fault waits for its effect (an OOM kill, a full disk)
+
+
+def phase_deadlines(scenario: Scenario, overrides: Mapping[Phase, float] | None = None) -> dict[Phase, float]:
+    """How long each phase may take: the sum of the waits inside it (each with its own timeout), plus a margin."""
+    profile, workload = scenario.profile, scenario.workload
+    stop_s = profile.kill_timeout_s + workload.linger_ms / 1000 + 30  # the kill timeout, then SIGKILL and a wait
+    services = 1 + int(scenario.needs_fuse) + sum(1 for h in (HazardName.DASHBOARD, HazardName.CRON)
+                                                  if workload.hazard_every(h))
+    deadlines = {
+        Phase.BOOT: BOOT_TIMEOUT_S + 30 + MARGIN_S,
+        Phase.WORKLOAD: services * (START_TIMEOUT_S + 10) + MARGIN_S,
+        Phase.FAULTS: MARGIN_S + sum(AGENT_TIMEOUT_S + step.after_ms / 1000 + FAULT_WAIT_S + stop_s
+                                     for step in scenario.schedule()),
+        Phase.STOP: stop_s + MARGIN_S,
+        Phase.RESTART: 30 + BOOT_TIMEOUT_S + PROBE_TIMEOUT_S + MARGIN_S,
+        Phase.JUDGE: 60.0,
+        Phase.RECORD: 120.0,
+    }
+    deadlines.update(overrides if overrides is not None else deadline_overrides())
+    return deadlines
+
+
+def deadline_overrides(text: str | None = None) -> dict[Phase, float]:
+    """``faults=10,restart=60`` (default: $HERMES_LAB_DEADLINES) -> {Phase: seconds}; ScenarioError if malformed."""
+    text = os.environ.get(DEADLINES_ENV, "") if text is None else text
+    found: dict[Phase, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            phase, seconds = Phase(name.strip()), float(value)
+        except ValueError:
+            raise ScenarioError(f"{DEADLINES_ENV}: {shown(part)} is not PHASE=SECONDS with PHASE one of "
+                                f"{', '.join(p.value for p in Phase)}") from None
+        if not (math.isfinite(seconds) and 0 < seconds <= 86400):
+            raise ScenarioError(f"{DEADLINES_ENV}: {shown(part)}: seconds must be in (0, 86400]")
+        found[phase] = seconds
+    return found
 
 
 def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
-              on_event: Callable[[TrialEvent], None] = lambda e: None) -> TrialRecord:
-    """Run one trial. Lab failures become an `error` verdict naming the phase; nothing is left running."""
+              on_event: Callable[[TrialEvent], None] = lambda e: None,
+              deadlines: Mapping[Phase, float] | None = None) -> TrialRecord:
+    """Run one trial. Lab failures, and phases past their deadline, become an `error` verdict naming
+    the phase; nothing is left running. ``deadlines`` override some phases' (seconds)."""
     started = time.monotonic()
-    host = ConstrainedHost(scenario.profile, store=scenario.store, image=image, fuse=scenario.needs_fuse)
-    trial = _Trial(scenario, host)
-    artifacts: str | None = None
-    error: BaseException | None = None
-    phase = Phase.BOOT
-    try:
+    limits = phase_deadlines(scenario, deadlines)
+    watchdog = Watchdog(scenario.trial_id)
+    with trial_scope(scenario.trial_id):  # every container of the trial carries its id, for the watchdog
+        host = ConstrainedHost(scenario.profile, store=scenario.store, image=image, fuse=scenario.needs_fuse)
+        trial = _Trial(scenario, host)
+        artifacts: str | None = None
+        error: BaseException | None = None
+        phase = Phase.BOOT
         try:
-            for phase in PHASES:
-                on_event(TrialEvent(Progress.PHASE, scenario.trial_id, phase))
-                getattr(trial, phase.value)()
-        except LAB_FAILURES as exc:  # the lab failed, not the store
-            error = exc
-            trial.judgement = lab_error(f"{phase.value}: {_one_line(exc)}")
-        on_event(TrialEvent(Progress.PHASE, scenario.trial_id, Phase.RECORD))
-        assert trial.judgement is not None
-        if trial.judgement.verdict.value != "pass" and phase is not Phase.BOOT:
-            artifacts = keep_artifacts(trial, out_dir, error)
-        if scenario.records and phase is not Phase.BOOT:
-            artifacts = keep_trace(trial, out_dir) or artifacts
-    finally:
-        try:
-            host.remove()
-        except LAB_FAILURES:
-            pass
+            try:
+                for phase in PHASES:
+                    on_event(TrialEvent(Progress.PHASE, scenario.trial_id, phase))
+                    with watchdog.phase(phase.value, limits[phase]):
+                        getattr(trial, phase.value)()
+            except LAB_FAILURES as exc:  # the lab failed, not the store
+                error = exc
+                trial.judgement = lab_error(f"{phase.value}: {_one_line(exc)}")
+            on_event(TrialEvent(Progress.PHASE, scenario.trial_id, Phase.RECORD))
+            assert trial.judgement is not None
+            if trial.judgement.verdict.value != "pass" and phase is not Phase.BOOT:
+                try:
+                    with watchdog.phase(Phase.RECORD.value, limits[Phase.RECORD]):
+                        artifacts = keep_artifacts(trial, out_dir, error)
+                except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
+                    artifacts = str(out_dir / "trials" / scenario.trial_id)
+            if scenario.records and phase is not Phase.BOOT:
+                with watchdog.phase(Phase.RECORD.value, limits[Phase.RECORD]):
+                    artifacts = keep_trace(trial, out_dir) or artifacts
+        finally:
+            try:
+                host.remove()
+            except LAB_FAILURES:
+                pass
     return _record(trial, time.monotonic() - started, artifacts, replay_command(out_dir, scenario.trial_id))
 
 
@@ -160,10 +227,25 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
         exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
         store=scenario.store.store_path or "default", hazards=scenario.workload.hazard_labels,
     )
+    ver = trial.judgement.verification
+    timeline = build_timeline(
+        trial.stamped, faults=[(o.fault.value, o.acks_at_fire) for o in outcomes],
+        lost_ops=[w.op_index for w in ver.lost] if ver is not None else [],
+        files=[(f.name, f.size) for f in trial.restarted.facts.files] if trial.restarted is not None else [])
     story = trial.story
-    return dataclasses.replace(record, detail=f"{record.detail} [{story}]" if story else record.detail,
+    return dataclasses.replace(record, timeline=timeline, detail=f"{record.detail} [{story}]" if story else record.detail,
                                sqlite_version=str(ready.get("sqlite_version", "")),
-                               schedule=tuple(step.describe() for step in scenario.schedule()))
+                               schedule=tuple(step.describe() for step in scenario.schedule()),
+                               cpus=trial.host.pin.describe() if trial.host.pin else "")
+
+
+def _stamped_output(host: ConstrainedHost) -> list[str]:
+    """The machine's log with the engine's timestamp on every line (for the report's timeline; best effort)."""
+    try:
+        logs = host.get_wrapped_container().logs(stdout=True, stderr=True, timestamps=True)
+    except LAB_FAILURES:
+        return []
+    return logs.decode("utf-8", "replace").splitlines()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -195,7 +277,9 @@ def keep_artifacts(trial: _Trial, out_dir: pathlib.Path, error: BaseException | 
          "outcomes": [dataclasses.asdict(o) for o in trial.outcomes],
          "error": "" if error is None else "\n".join([str(error), *getattr(error, "__notes__", [])])},
         indent=2, default=str))
-    (target / "replay.sh").write_text("#!/bin/sh\n" + replay_command(out_dir, scenario.trial_id) + "\n")
+    script = target / "replay.sh"
+    script.write_text(replay_script(out_dir, scenario.trial_id))
+    script.chmod(0o755)
     return str(target)
 
 
@@ -252,11 +336,11 @@ def run_trials(scenarios: Sequence[Scenario], *, out_dir: pathlib.Path, jobs: in
 
 
 def _remove_run_containers() -> None:
-    """Kill this run's machines so that running trials end now instead of finishing first."""
+    """Kill this process's machines so that running trials end now instead of finishing first."""
     from repro.machine import engine
-    from repro.machine.labels import RUN_ID
+    from repro.machine.labels import owner
 
     try:
-        engine.cleanup(run_id=RUN_ID)
+        engine.cleanup(owner=owner())
     except LabError:
         pass  # no engine: nothing of ours can be running

@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
-import pytest
+try:  # the test API (ConstrainedHost, inject, verify) needs no pytest; only the plugin's fixtures do
+    from pytest import fixture
+except ModuleNotFoundError:  # pragma: no cover - an installation without the `test` extra
+    def fixture(*args: Any, **kwargs: Any) -> Any:  # type: ignore[no-redef]
+        """Without pytest the fixtures stay plain functions (``@fixture`` or ``@fixture(...)``)."""
+        return args[0] if args and callable(args[0]) else (lambda function: function)
 
 from repro.faults import FAULTS, FaultOutcome
 from repro.ledger import Ledger, parse_lines
@@ -93,16 +98,16 @@ def verify(host: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy
     return VerifyResult(ledger=ledger, facts=restarted.facts, judgement=judgement, probe_output=restarted.output)
 
 
-@pytest.fixture(scope="session")
+@fixture(scope="session")
 def lab_image() -> str:
-    """The lab image, rebuilt once per session so that it holds the code under test (Docker's
-    layer cache makes that take a second or two when nothing changed)."""
+    """The lab image, built once per session if it is missing or stale (its context hash label
+    differs from the code under test), so that it holds the code under test."""
     from repro.machine import engine
 
-    return engine.build_image(engine.client()).image
+    return engine.ensure_image(engine.client()).image
 
 
-@pytest.fixture
+@fixture
 def constrained_host(lab_image: str) -> Iterator[Callable[..., ConstrainedHost]]:
     """Make machines (``constrained_host("fly-256", preset="legacy")``) removed after the test."""
     made: list[ConstrainedHost] = []

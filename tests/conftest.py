@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import pathlib
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -47,3 +51,28 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter is not None:
             reporter.write_line(f"LEFTOVERS: containers={containers} volumes={volumes}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# What a wheel is built from: the project as an sdist would carry it (no caches, no build output).
+_WHEEL_SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "compose.yaml", "repro", "hermes_state",
+                  "docker")
+
+
+@pytest.fixture(scope="session")
+def lab_wheel(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """The lab's wheel, built (not editable) from a clean copy of this checkout, once per session."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    source = tmp_path_factory.mktemp("wheel-src")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "_image", "_store", ".cache")
+    for name in _WHEEL_SOURCES:
+        path = root / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=ignore)
+        else:
+            shutil.copy2(path, source / name)
+    dist = tmp_path_factory.mktemp("dist")
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
+                           "-w", str(dist), str(source)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (wheel,) = dist.glob("hermes_lab-*.whl")
+    return wheel

@@ -20,11 +20,15 @@ from testcontainers.core.container import DockerContainer  # noqa: E402
 
 from repro.errors import LabError  # noqa: E402
 from repro.machine.labels import IMAGE, labels  # noqa: E402
+from repro.machine.limits import read_only_root  # noqa: E402
 from repro.scenario.profiles import format_size  # noqa: E402
 
 DATA_DIR = "/opt/data"
-# Where the holder keeps the database files as the crash left them (its own filesystem).
-SNAPSHOT_DIR = "/tmp/crash-state"
+# Where the holder keeps the database files as the crash left them: a volume of its own on the
+# host's disk (not the size-capped data disk, which may be full; the holder's root is read-only),
+# removed with the holder.
+KEEP_DIR = "/var/lib/crash-state"
+SNAPSHOT_DIR = f"{KEEP_DIR}/files"
 
 
 class DataDisk:
@@ -49,9 +53,10 @@ class DataDisk:
             holder = DockerContainer(self.image)
             holder.with_kwargs(
                 entrypoint=["sleep", "infinity"], network_mode="none", labels=labels("disk-holder"),
-                mounts=[Mount(target=DATA_DIR, source=self.volume_name, type="volume")],
+                mounts=[Mount(target=DATA_DIR, source=self.volume_name, type="volume"),
+                        Mount(target=KEEP_DIR, source=None, type="volume", labels=labels("crash-state"))],
                 mem_limit="32m", cap_drop=["ALL"], user="1000:1000", pids_limit=16,
-                security_opt=["no-new-privileges=true"],
+                security_opt=["no-new-privileges=true"], **read_only_root(),
             )
             self._holder = holder.start()
         except BaseException:

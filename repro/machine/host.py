@@ -9,18 +9,18 @@ machine and offers the primitives faults are made of; it does not judge anything
 
 from __future__ import annotations
 
-import io
 import pathlib
-import tarfile
+import shlex
 import time
 from dataclasses import dataclass
 
 from repro.machine import engine  # sets the testcontainers environment before it is imported
-from repro.errors import EngineError, ScenarioError
+from repro.errors import EngineError, LabError, ScenarioError
+from repro.machine import cpus
 from repro.machine.console import Console, LineWait
 from repro.machine.disk import DATA_DIR, DataDisk
 from repro.machine.labels import IMAGE
-from repro.machine.limits import container_settings
+from repro.machine.limits import WRITABLE, container_settings
 from repro.machine.services import WorkloadStart, start_workload
 from repro.protocol import Tag
 from repro.scenario import MachineProfile, StoreSpec, get_profile
@@ -34,6 +34,9 @@ LOSSY_MOUNT = f"{DATA_DIR}/lossy"
 LOSSY_BACKING = f"{DATA_DIR}/backing"
 STORE_MOUNT = "/opt/store"
 BOOT_TIMEOUT_S = 30
+# Files the lab writes into a machine travel as an argument of one exec (the root is read-only,
+# and the engine's archive upload cannot write into a tmpfs): settings files, a few hundred bytes.
+MAX_PUT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class ConstrainedHost(DockerContainer):
         self._console: Console | None = None
         self._entrypoint: list[str] | None = None
         self._user: str | None = None
+        self.pin: cpus.CpuPin | None = None  # the host CPUs it runs on, once started
         self.waiting_for(LineWait(lambda line: line.tag is Tag.BOOT, "the machine to boot")
                          .with_startup_timeout(BOOT_TIMEOUT_S))
 
@@ -121,7 +125,9 @@ class ConstrainedHost(DockerContainer):
             mounts.append(Mount(target=STORE_MOUNT, source=str(pathlib.Path(self.store.store_path).resolve()),
                                 type="bind", read_only=True))
         settings = container_settings(self.profile, role=self.role, mounts=mounts, fuse=self.fuse,
-                                      restarted=self._entrypoint is not None)
+                                      restarted=self._entrypoint is not None,
+                                      cpus=self.pin.cpus if self.pin else "")
+        self.tmpfs.update(WRITABLE)  # testcontainers passes its own tmpfs argument: not in the kwargs
         if self._entrypoint is not None:
             settings["entrypoint"] = self._entrypoint
             if self._user:
@@ -134,16 +140,28 @@ class ConstrainedHost(DockerContainer):
             self.with_env(key, value)
 
     def start(self) -> "ConstrainedHost":
+        """Make the disk (unless given), choose the CPUs, create and start the machine, wait for its boot line.
+
+        The CPU choice is held (repro/machine/cpus.py) until the machine exists in the engine,
+        so that the next machine's choice, in any lab process, sees it; the boot wait is not."""
+        engine.ensure_image(image=self.image)  # first use builds it (missing or stale), never a registry pull
         if self.disk is None:
             self.disk = DataDisk(self.profile.disk, image=self.image).create()
+        ready, self._wait_strategy = self._wait_strategy, None
         try:
-            super().start()
+            with cpus.claim(self.profile.cpus, engine.client()) as pin:
+                self.pin = pin
+                super().start()
+            if ready is not None:
+                ready.wait_until_ready(self)
         except docker.errors.DockerException as exc:
             self.remove()
             raise EngineError(f"cannot start a {self.profile.name} machine: {engine._short(exc)}") from None
         except BaseException:
             self.remove()
             raise
+        finally:
+            self._wait_strategy = ready
         return self
 
     def remove(self) -> None:
@@ -202,14 +220,13 @@ class ConstrainedHost(DockerContainer):
         return output
 
     def put_file(self, directory: str, name: str, text: str) -> None:
-        data = text.encode()
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-        self.get_wrapped_container().put_archive(directory, buf.getvalue())
+        """Write a small file (root's, mode 0644) into the machine, atomically (a rename)."""
+        if len(text.encode()) > MAX_PUT_BYTES:
+            raise LabError(f"{name}: {len(text.encode())} bytes is more than a machine's settings file may hold")
+        path = f"{directory.rstrip('/')}/{name}"
+        script = f'umask 022 && printf %s "$1" > {shlex.quote(path + ".tmp")} && mv {shlex.quote(path + ".tmp")} ' \
+                 f"{shlex.quote(path)}"
+        self.exec_checked(["sh", "-c", script, "put-file", text])
 
     def stop(self, signal: str | None = None, timeout: float | None = None) -> StopReport:  # type: ignore[override]
         """Fly's stop: ``signal`` (the profile's kill_signal) to PID 1, then SIGKILL after the kill timeout."""

@@ -1,47 +1,46 @@
-"""What a Fly-like machine may use: memory without swap, one pinned CPU, pids, capabilities, no network.
+"""What a Fly-like machine may use: memory without swap, a pinned CPU, pids, capabilities, no network, read-only root, logs.
 
 One function turns a profile into the engine's container settings, so every machine the
-lab starts -- the trial machine, the restarted machine -- is limited in the same place.
+lab starts -- the trial machine, the restarted machine -- is limited in the same place
+(the disk holder takes the same root and log settings: repro/machine/disk.py).
 """
 
 from __future__ import annotations
 
-import math
-import os
-import threading
-
-from docker.types import Mount
+from docker.types import LogConfig, Mount
 
 from repro.machine.labels import labels
 from repro.scenario import MachineProfile
 
+# The machine's log is where the ledger lives (the lab reads it back from the engine), so the cap
+# must keep a whole trial's. Measured on this lab's machines, a flat-out fly-256 workload for the
+# fault agent's full 60 s (the longest a trigger is waited for) wrote 6.3 MB of json-file log with
+# the default 200 B-20 KB messages (13.9k acks), and 45 MB with 1-10 byte messages (112k acks, the
+# worst case). Rotation keeps at least (files - 1) x size = 50 MB and at most 75 MB on the host's
+# disk. A log that outgrew it anyway lost its first lines: the trial is an `error`, never a verdict.
+LOG_MAX_SIZE = "25m"
+LOG_MAX_FILES = 3
+LOGS = LogConfig(type=LogConfig.types.JSON, config={"max-size": LOG_MAX_SIZE, "max-file": str(LOG_MAX_FILES)})
+
+# Writable places of a machine's otherwise read-only root (tmpfs, given to testcontainers'
+# ``tmpfs``): /run (lab-init lays out s6's scan directory there, whose run scripts s6 executes;
+# the services' settings and the status board) and /tmp (SQLite's and Python's temporary files).
+# Everything else a trial writes is on the data disk.
+WRITABLE = {"/run": "rw,exec,nosuid,nodev,size=16m,mode=755", "/tmp": "rw,nosuid,nodev,size=64m,mode=1777"}
+
+
+def read_only_root() -> dict[str, object]:
+    """Settings for a read-only root and bounded json-file logs (the tmpfs mounts are WRITABLE)."""
+    return dict(read_only=True, log_config=LOGS)
+
+
 # What s6-setuidgid, lab-init and the fault agent need; everything else is dropped.
 BASE_CAPS = ("CHOWN", "SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER")
 
-_cpu_lock = threading.Lock()
-_cpu_next = 0
-
-
-def pick_cpus(cpus: float) -> str:
-    """Host CPUs for the next machine: a 1-vCPU Fly machine runs every process on one CPU.
-
-    A CFS quota alone (nano_cpus) still lets two processes of the machine run at the same
-    time on two host CPUs -- the workload and the FUSE daemon, the workload and the fault
-    agent -- which no 1-vCPU machine can. So the machine is also pinned to ceil(cpus) host
-    CPUs, handed out round robin so that trials running side by side get different ones.
-    """
-    global _cpu_next
-    available = sorted(os.sched_getaffinity(0))
-    want = max(1, min(len(available), math.ceil(cpus)))
-    with _cpu_lock:
-        start = _cpu_next
-        _cpu_next = (_cpu_next + want) % len(available)
-    return ",".join(str(available[(start + i) % len(available)]) for i in range(want))
-
-
 def container_settings(profile: MachineProfile, *, role: str, mounts: list[Mount], fuse: bool,
-                       restarted: bool) -> dict[str, object]:
-    """docker-py ``containers.create`` keyword arguments for a machine of this profile.
+                       restarted: bool, cpus: str = "") -> dict[str, object]:
+    """docker-py ``containers.create`` keyword arguments for a machine of this profile, pinned to
+    ``cpus`` (repro/machine/cpus.py; "" for none).
 
     The restarted machine runs only the probe, as uid 1000: it needs no capability at all.
     Only a power-loss machine gets the FUSE device, CAP_SYS_ADMIN and an unconfined AppArmor profile.
@@ -50,11 +49,12 @@ def container_settings(profile: MachineProfile, *, role: str, mounts: list[Mount
     security = ["no-new-privileges=true", *(["apparmor=unconfined"] if fuse else [])]
     settings: dict[str, object] = dict(
         mem_limit=profile.memory, memswap_limit=profile.memory_swap, nano_cpus=int(profile.cpus * 1e9),
-        cpuset_cpus=pick_cpus(profile.cpus), pids_limit=profile.pids_limit,
-        network_mode="bridge" if profile.network else "none",
-        labels=labels(role), mounts=mounts, stop_signal=profile.kill_signal,
-        cap_drop=["ALL"], cap_add=caps, security_opt=security,
+        pids_limit=profile.pids_limit, network_mode="bridge" if profile.network else "none",
+        labels=labels(role, cpus=cpus), mounts=mounts, stop_signal=profile.kill_signal,
+        cap_drop=["ALL"], cap_add=caps, security_opt=security, **read_only_root(),
     )
+    if cpus:
+        settings["cpuset_cpus"] = cpus
     if fuse:
         settings["devices"] = ["/dev/fuse:/dev/fuse:rwm"]
     return settings

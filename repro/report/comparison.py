@@ -12,13 +12,14 @@ are listed per side whatever the statistics: one is already a bug shown.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
+from rich import box
 from rich.table import Table
 
 from repro.report.records import TrialRecord
-from repro.report.summary import VERDICTS, GroupSummary, summarize
+from repro.report.summary import VERDICTS, WRITES_LOST, GroupKey, GroupSummary, config_label, summarize
 
 ALPHA = 0.05
 
@@ -124,8 +125,8 @@ def compare_runs(old: Sequence[TrialRecord], new: Sequence[TrialRecord],
     """Per (profile, faults): each side's verdict counts and whether the new side harmed data
     significantly less or more often. Each side should be one preset/store; several are pooled."""
     def pooled(records: Sequence[TrialRecord]) -> dict[tuple[str, str], GroupSummary]:
-        relabelled = [replace(r, preset="*", store="*") for r in records]
-        return {(g.key.profile, g.key.faults): g for g in summarize(relabelled)}
+        groups = summarize(records, key=lambda r: GroupKey(r.profile, r.faults_label, "*"))
+        return {(g.key.profile, g.key.faults): g for g in groups}
 
     olds, news = pooled(old), pooled(new)
     keys = list(dict.fromkeys(list(olds) + list(news)))
@@ -133,13 +134,23 @@ def compare_runs(old: Sequence[TrialRecord], new: Sequence[TrialRecord],
     return Comparison(old_label, new_label, rows)
 
 
+def comparison_of(records: Sequence[TrialRecord]) -> Comparison | None:
+    """Old vs new, side by side, when the records ran exactly two store configurations (the first is old)."""
+    sides = list(dict.fromkeys(config_label(r) for r in records))
+    if len(sides) != 2:
+        return None
+    old = [r for r in records if config_label(r) == sides[0]]
+    new = [r for r in records if config_label(r) == sides[1]]
+    return compare_runs(old, new, sides[0], sides[1])
+
+
 def render_comparison(comparison: Comparison) -> Table:
-    table = Table(title=comparison.headline)
-    table.add_column("profile")
-    table.add_column("faults")
+    table = Table(title=comparison.headline, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("profile", overflow="fold")
+    table.add_column("faults", overflow="fold")
     for label in (comparison.old_label, comparison.new_label):
-        table.add_column(label)
-    table.add_column("change")
+        table.add_column(label, overflow="fold")
+    table.add_column("change", overflow="fold")
     for row in comparison.rows:
         table.add_row(row.profile, row.faults, _counts(row.old), _counts(row.new), row.change_text)
     return table
@@ -152,7 +163,7 @@ def comparison_markdown(comparison: Comparison) -> str:
     for row in comparison.rows:
         lines.append(f"| {row.profile} | {row.faults} | {_counts(row.old)} | {_counts(row.new)} | {row.change_text} |")
     lines += ["", f"A change is better/worse only at p < {ALPHA} (Fisher's exact test on the share of trials "
-                  "that corrupted or lost acknowledged data); counts include `lost N` acknowledged writes."]
+                  f"that corrupted or lost acknowledged data); `{WRITES_LOST} N` counts the acknowledged writes lost."]
     return "\n".join(lines) + "\n"
 
 
@@ -160,9 +171,38 @@ def _counts(g: GroupSummary | None) -> str:
     if g is None:
         return "-"
     parts = [f"{v.value} {g.count(v)}" for v in VERDICTS if g.count(v)]
-    lost = f", lost {g.lost_acked}" if g.lost_acked else ""
+    lost = f", {WRITES_LOST} {g.writes_lost}" if g.writes_lost else ""
     return ", ".join(parts) + lost + f" (n={g.trials})"
 
 
-__all__ = ["ALPHA", "Comparison", "ComparisonRow", "compare_runs", "comparison_markdown", "fisher_exact",
-           "render_comparison"]
+__all__ = ["ALPHA", "REPLAY_FIGURES", "Comparison", "ComparisonRow", "compare_runs", "comparison_markdown",
+           "comparison_of", "fisher_exact", "render_comparison", "replay_lines"]
+
+
+# What `repro replay` compares between a trial and its replay.
+REPLAY_FIGURES = ("verdict", "acked", "lost_acked", "integrity")
+
+
+def replay_lines(original: TrialRecord, replayed: TrialRecord | None, crash_class: str) -> list[str]:
+    """The original trial's verdict and figures beside the replay's, and whether they differ."""
+    def figures(record: TrialRecord) -> str:
+        return ", ".join(f"{name} {_figure(record, name)}" for name in REPLAY_FIGURES)
+
+    lines = [f"original: {figures(original)}"]
+    if replayed is None:
+        return lines + ["replay:   no record (the replay did not finish)"]
+    lines.append(f"replay:   {figures(replayed)}")
+    differ = [name for name in REPLAY_FIGURES if _figure(original, name) != _figure(replayed, name)]
+    lines.append(f"DIFFERENT: {', '.join(differ)}" if differ else "same verdict and figures")
+    if crash_class == "process":
+        lines.append("note: a process-fault replay is approximate: the seed and fault schedule are the same, but "
+                     "where the fault lands among the writes depends on timing")
+    else:
+        lines.append("note: a replay is approximate: the seed, fault schedule and the lossy disk's choices are the "
+                     "same, but the timing of the writes is not")
+    return lines
+
+
+def _figure(record: TrialRecord, name: str) -> str:
+    value = getattr(record, name)
+    return str(value.value if hasattr(value, "value") else value)

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import enum
 import json
+import re
 from dataclasses import dataclass, field, fields
 from typing import Iterable, Mapping, Sequence
 
 from repro.errors import ExitCode, ScenarioError
 from repro.oracle.verdicts import Judgement, Verdict
+from repro.report.timeline import Timeline
 
 RESULTS_FORMAT = 1
+# A list of plain numbers (or strings without brackets) spread over lines by json.dumps(indent=...).
+_FLAT_LIST = re.compile(r"\[\s*((?:-?[0-9.eE+-]+|\"[^\"\[\]\n]*\")(?:,\s*(?:-?[0-9.eE+-]+|\"[^\"\[\]\n]*\"))*)\s*\]")
+# Verdicts of a trial that damaged or lost data, whatever the configuration promised.
+HARMED = (Verdict.CORRUPT, Verdict.LOST_ACKED, Verdict.EXPECTED_LOSS)
+
+
+class FailOn(str, enum.Enum):
+    """What else makes a run exit 1 (``--fail-on``), besides a broken promise."""
+
+    REGRESSION = "regression"  # the new store harms data significantly more often than the old one
+    REPRODUCED = "reproduced"  # a bug hunt: fails when no trial harmed data
 
 
 class ResultsError(ScenarioError):
@@ -45,9 +59,17 @@ class TrialRecord:
     sqlite_version: str = ""  # the SQLite the store ran on, from the workload's READY line
     schedule: tuple[str, ...] = ()  # the fault schedule resolved from the seed: a replay must match it
     hazards: tuple[str, ...] = ()  # what the application did wrong all run long (raw-open, dashboard)
+    cpus: str = ""  # "pinned to CPU 1" or "unpinned: why" (repro/machine/cpus.py)
     # The scenario as repro.scenario.replay writes it: what `repro replay` rebuilds the trial from
     # (None in reports of older labs, which stored only a command line).
     scenario: Mapping[str, object] | None = field(default=None, hash=False)
+    # What happened over time (acknowledged writes, the fault, the disk filling, what was lost), compact.
+    timeline: Timeline | None = field(default=None, hash=False)
+
+    @property
+    def harmed(self) -> bool:
+        """Corrupted the database or lost acknowledged writes, promised or not."""
+        return self.verdict in HARMED
 
     @property
     def failed(self) -> bool:
@@ -71,6 +93,7 @@ class TrialRecord:
         out["hazards"] = list(self.hazards)
         out["verdict"] = self.verdict.value
         out["scenario"] = None if self.scenario is None else dict(self.scenario)
+        out["timeline"] = None if self.timeline is None else self.timeline.to_dict()
         return out
 
     def to_json(self) -> str:
@@ -79,7 +102,7 @@ class TrialRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> TrialRecord:
         try:
-            faults, scenario = data["faults"], data.get("scenario")
+            faults, scenario, timeline = data["faults"], data.get("scenario"), data.get("timeline")
             if not isinstance(faults, list):
                 raise ResultsError("faults is not a list")
             if scenario is not None and not isinstance(scenario, dict):
@@ -110,7 +133,9 @@ class TrialRecord:
                 sqlite_version=str(data.get("sqlite_version", "")),
                 schedule=_strings(data.get("schedule", [])),
                 hazards=_strings(data.get("hazards", [])),
+                cpus=str(data.get("cpus", "")),
                 scenario=scenario,
+                timeline=None if timeline is None else Timeline.from_dict(timeline),
             )
         except KeyError as exc:
             raise ResultsError(f"trial record lacks {exc.args[0]!r}") from exc
@@ -191,9 +216,17 @@ class RunMeta:
     duration_s: float = 0.0
     lab_version: str = ""
     sqlite_version: str = ""
+    compare: bool = False  # a matrix: old vs new when it ran exactly two stores
+    fail_on: tuple[FailOn, ...] = ()
+    shard: str = ""  # "K/N" when this run is one shard of a larger one
+    planned: int = 0  # trials in the whole run (all shards); 0: as many as ran
+    merged_from: tuple[str, ...] = ()  # run ids of the shards `repro merge` combined
 
     def to_dict(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["fail_on"] = [f.value for f in self.fail_on]
+        out["merged_from"] = list(self.merged_from)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> RunMeta:
@@ -206,6 +239,11 @@ class RunMeta:
                 duration_s=float(str(data.get("duration_s", 0.0))),
                 lab_version=str(data.get("lab_version", "")),
                 sqlite_version=str(data.get("sqlite_version", "")),
+                compare=bool(data.get("compare", False)),
+                fail_on=tuple(FailOn(f) for f in _strings(data.get("fail_on", []))),
+                shard=str(data.get("shard", "")),
+                planned=_int(data.get("planned", 0)),
+                merged_from=_strings(data.get("merged_from", [])),
             )
         except KeyError as exc:
             raise ResultsError(f"run metadata lacks {exc.args[0]!r}") from exc
@@ -222,7 +260,10 @@ class RunResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        return exit_code(self.trials)
+        """The trials' exit code, and the run's --fail-on conditions (repro/report/outcome.py)."""
+        from repro.report.outcome import outcome
+
+        return outcome(self).code
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -233,7 +274,9 @@ class RunResult:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        """Indented, with short lists of numbers (a timeline's points) kept on one line."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        return _FLAT_LIST.sub(lambda m: json.dumps(json.loads(m.group(0))), text)
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:
@@ -273,7 +316,7 @@ def exit_code(records: Iterable[TrialRecord]) -> ExitCode:
 
 def _strings(value: object) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
-        raise ResultsError("schedule is not a list")
+        raise ResultsError(f"expected a list, got {value!r}")
     return tuple(str(item) for item in value)
 
 

@@ -1,25 +1,78 @@
-"""Trials grouped per (profile, faults, preset, store) with verdict counts: what every table shows."""
+"""Trials grouped per (profile, faults, store configuration) with verdict counts, and the one table every
+report shows (terminal, report.md and report.html use the same columns and words).
+
+Words used everywhere: a trial's verdict ``lost-acked`` counts *trials* that lost acknowledged
+writes; ``writes lost`` counts the acknowledged *writes* they lost. ``harmed data`` counts trials
+that corrupted the database or lost acknowledged writes whatever was promised ("reproduced in
+N of M" when the fault harmed data at all).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Mapping, Sequence
 
 from repro.oracle.verdicts import Verdict
 from repro.report.records import TrialRecord
 
 VERDICTS: tuple[Verdict, ...] = tuple(Verdict)
+# SQLite's PRAGMA synchronous reads back as a number; the report says its name.
+SYNCHRONOUS_NAMES = {"0": "off", "1": "normal", "2": "full", "3": "extra"}
+# The store overrides a scenario may carry, and how the report names them.
+OVERRIDES = (("journal_mode", "journal_mode"), ("synchronous", "synchronous"), ("checkpoint_mode", "checkpoint"))
+
+WRITES_LOST = "writes lost"
+HARMED_DATA = "harmed data"
+FAULTS = "faults"
+PROFILE_FAULTS = "profile, faults"
+# The first column names the faults, and the profile too when the trials ran on more than one
+# (else the title names it): one column less keeps the table readable at 80 columns.
+COLUMNS = (FAULTS, "store (in force)", "verdicts", WRITES_LOST, HARMED_DATA, "as expected")
+
+
+def _many_profiles(records: Iterable[TrialRecord]) -> bool:
+    return len({r.profile for r in records}) > 1
+
+
+def columns(records: Iterable[TrialRecord]) -> tuple[str, ...]:
+    """The table's columns for these trials (every renderer shows the same)."""
+    return (PROFILE_FAULTS, *COLUMNS[1:]) if _many_profiles(records) else COLUMNS
+
+
+def table_title(records: Iterable[TrialRecord]) -> str:
+    profiles = sorted({r.profile for r in records})
+    return "crash trials" + (f" on {profiles[0]}" if len(profiles) == 1 else "")
+
+
+def synchronous_name(value: str) -> str:
+    return SYNCHRONOUS_NAMES.get(value.strip(), value)
+
+
+def in_force(record: TrialRecord) -> str:
+    """The journal mode and synchronous the store read back, by name: ``wal/normal``."""
+    return f"{record.journal_mode}/{synchronous_name(record.synchronous)}"
+
+
+def config_label(record: TrialRecord) -> str:
+    """The store configuration asked for: the preset, every override by name, another store's directory."""
+    store: Mapping[str, object] = {}
+    if record.scenario is not None and isinstance(record.scenario.get("store"), Mapping):
+        store = record.scenario["store"]  # type: ignore[assignment]
+    parts = [record.preset]
+    parts += [f"{name}={str(store[key]).lower()}" for key, name in OVERRIDES if store.get(key)]
+    if record.store != "default":
+        parts.append(f"store={record.store.rstrip('/').rsplit('/', 1)[-1]}")
+    return " ".join(parts)
 
 
 @dataclass(frozen=True)
 class GroupKey:
-    """One row of the table: a profile, a fault combination, a preset (and the store)."""
+    """One row of the table: a profile, a fault combination (with hazards) and a store configuration."""
 
     profile: str
     faults: str
-    preset: str
-    store: str = "default"
+    config: str
 
 
 @dataclass(frozen=True)
@@ -30,9 +83,9 @@ class GroupSummary:
     counts: tuple[tuple[Verdict, int], ...]
     trials: int
     failed: int
-    lost_acked: int
+    writes_lost: int
     promised_safe: bool
-    pragmas: str = ""  # journal mode/synchronous in force, e.g. "wal/1" (as the store read them back)
+    in_force: str = ""  # journal mode/synchronous the store read back, e.g. "wal/normal"
 
     def count(self, verdict: Verdict) -> int:
         return dict(self.counts).get(verdict, 0)
@@ -46,29 +99,71 @@ class GroupSummary:
     def judged(self) -> int:
         return self.trials - self.count(Verdict.ERROR)
 
+    @property
+    def as_expected(self) -> bool:
+        return self.failed == 0 and self.count(Verdict.ERROR) == 0
+
+    @property
+    def reproduced(self) -> str:
+        """``reproduced in 2 of 3`` when a trial harmed data, else ''."""
+        return f"reproduced in {self.harmed} of {self.judged}" if self.harmed else ""
+
+    @property
+    def verdict_text(self) -> str:
+        """The non-zero verdict counts: ``2 pass, 1 lost-acked``."""
+        return ", ".join(f"{self.count(v)} {v.value}" for v in VERDICTS if self.count(v)) or "none"
+
 
 def group_key(record: TrialRecord) -> GroupKey:
-    return GroupKey(record.profile, record.faults_label, record.preset, record.store)
+    return GroupKey(record.profile, record.faults_label, config_label(record))
 
 
-def summarize(records: Iterable[TrialRecord]) -> tuple[GroupSummary, ...]:
+def summarize(records: Iterable[TrialRecord],
+              key: Callable[[TrialRecord], GroupKey] = group_key) -> tuple[GroupSummary, ...]:
     """One summary per group, in the order groups first appear."""
     groups: dict[GroupKey, list[TrialRecord]] = {}
     for rec in records:
-        groups.setdefault(group_key(rec), []).append(rec)
+        groups.setdefault(key(rec), []).append(rec)
     out = []
-    for key, recs in groups.items():
+    for group, recs in groups.items():
         counts = Counter(r.verdict for r in recs)
         out.append(GroupSummary(
-            key=key,
+            key=group,
             counts=tuple((v, counts.get(v, 0)) for v in VERDICTS),
             trials=len(recs),
             failed=sum(1 for r in recs if r.failed),
-            lost_acked=sum(r.lost_acked for r in recs),
+            writes_lost=sum(r.lost_acked for r in recs),
             promised_safe=all(r.promised_safe for r in recs if not r.lab_error),
-            pragmas=", ".join(sorted({f"{r.journal_mode}/{r.synchronous}" for r in recs if not r.lab_error})),
+            in_force=", ".join(sorted({in_force(r) for r in recs if not r.lab_error})),
         ))
     return tuple(out)
+
+
+def table_rows(records: Sequence[TrialRecord]) -> list[tuple[GroupSummary, dict[str, str]]]:
+    """The cells of ``columns(records)`` for every group, by column name (plain text; each renderer
+    styles them its own way)."""
+    names = columns(records)
+    rows: list[tuple[GroupSummary, dict[str, str]]] = []
+    for g in summarize(records):
+        config = f"{g.key.config} ({g.in_force})" if g.in_force else g.key.config
+        harmed = f"{g.harmed} of {g.judged}" if g.judged else "-"
+        first = f"{g.key.profile} {g.key.faults}" if names[0] == PROFILE_FAULTS else g.key.faults
+        rows.append((g, dict(zip(names, (first, config, g.verdict_text, str(g.writes_lost), harmed,
+                                          "yes" if g.as_expected else "NO")))))
+    return rows
+
+
+def promise_text(record: TrialRecord) -> str:
+    """What the oracle made of a trial, in words: a broken promise, or why its harm was expected."""
+    if record.lab_error:
+        return "the lab failed"
+    if record.failed:
+        return "broke SQLite's promise"
+    if record.verdict is Verdict.EXPECTED_LOSS:
+        return "expected: the configuration allows this loss"
+    if not record.promised_safe and record.harmed:
+        return "expected: SQLite promises nothing here (a positive control, or the locks were dropped)"
+    return "as expected"
 
 
 def blind_controls(records: Iterable[TrialRecord]) -> tuple[GroupKey, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from repro.scenario.matrix import expand, trial_id, trial_seed
+from repro.scenario.matrix import MAX_TRIALS, check_trial_count, expand, trial_id, trial_seed
 from repro.scenario.model import (
     HAZARD_DEFAULTS,
     MAX_TRIGGER_VALUE,
@@ -19,14 +19,15 @@ from repro.scenario.model import (
     parse_fault,
 )
 from repro.scenario.profiles import DEFAULT_PROFILE, PROFILES, MachineProfile, format_size, get_profile, parse_size
-from repro.scenario.replay import SCENARIO_FORMAT, replay_command, scenario_from_dict, scenario_to_dict
+from repro.scenario.replay import SCENARIO_FORMAT, replay_command, replay_script, scenario_from_dict, scenario_to_dict
 from repro.scenario.stores import CHECKPOINT_MODES, JOURNAL_MODES, PRESETS, SYNCHRONOUS, StoreSpec
 
 __all__ = [
-    "CHECKPOINT_MODES", "DEFAULT_PROFILE", "HAZARD_DEFAULTS", "JOURNAL_MODES", "MAX_TRIGGER_VALUE",
+    "CHECKPOINT_MODES", "DEFAULT_PROFILE", "HAZARD_DEFAULTS", "JOURNAL_MODES", "MAX_TRIALS", "MAX_TRIGGER_VALUE",
     "POWER_LOSS_OPTIONS", "PRESETS", "PROFILES", "SCENARIO_FORMAT", "SYNCHRONOUS",
     "FaultName", "FaultSpec", "FaultStep", "Hazard", "HazardName", "MachineProfile", "Scenario", "StoreSpec",
     "Trigger", "WorkloadSpec",
-    "default_trigger", "expand", "format_size", "get_profile", "parse_fault", "parse_size", "replay_command",
+    "check_trial_count", "default_trigger", "expand", "format_size", "get_profile", "parse_fault", "parse_size",
+    "replay_command", "replay_script",
     "scenario_from_dict", "scenario_to_dict", "trial_id", "trial_seed",
 ]

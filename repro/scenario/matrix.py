@@ -26,9 +26,23 @@ def trial_id(scenario: Scenario, number: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", raw)
 
 
+# More trials than any run finishes (at a few seconds each, 100,000 is days): a typo, refused up front.
+MAX_TRIALS = 100_000
+
+
+def check_trial_count(trials: int, groups: int = 1) -> None:
+    """ScenarioError unless ``trials`` per group, times ``groups``, is between 1 and MAX_TRIALS."""
+    if trials < 1:
+        raise ScenarioError("--trials must be at least 1")
+    if trials * max(1, groups) > MAX_TRIALS:
+        raise ScenarioError(f"--trials {trials} x {groups} scenario(s) is {trials * groups:,} trials; at most "
+                            f"{MAX_TRIALS:,} per run")
+
+
 def expand(profiles: Sequence[str], fault_combos: Sequence[tuple[str, ...]], stores: Sequence[StoreSpec],
            trials: int, seed: int, workload: WorkloadSpec | None = None) -> list[Scenario]:
     """The matrix: every (profile, fault combination, store) times ``trials``, with stable ids."""
+    check_trial_count(trials, len(profiles) * len(fault_combos) * len(stores))  # before any list is made
     workload = workload or WorkloadSpec()
     scenarios = []
     for profile in profiles:

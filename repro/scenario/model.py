@@ -7,9 +7,9 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from repro.errors import ScenarioError
+from repro.errors import ScenarioError, shown
 from repro.oracle.promises import CrashClass
-from repro.scenario.profiles import MachineProfile, parse_size
+from repro.scenario.profiles import MachineProfile, format_size, parse_size
 from repro.scenario.stores import StoreSpec
 
 
@@ -67,18 +67,21 @@ def parse_fault(text: str) -> tuple[FaultName, Trigger | None, int | None]:
         fault = FaultName(name)
     except ValueError:
         known = ", ".join(f.value for f in FaultName)
-        raise ScenarioError(f"unknown fault {name!r}; known: {known}") from None
+        raise ScenarioError(f"unknown fault {shown(name)}; known: {known}") from None
     if not when:
         return fault, None, None
-    kind, _, value = when.partition("=")
+    kind, sep, value = when.partition("=")
     try:
         trigger = Trigger(kind)
     except ValueError:
-        raise ScenarioError(f"unknown trigger {kind!r} in {text!r}; use acks=N, random, in-write or on-write") from None
+        raise ScenarioError(f"unknown trigger {shown(kind)} in {shown(text)}; use acks=N, random, in-write or "
+                            "on-write") from None
+    if sep and not value:
+        raise ScenarioError(f"trigger {shown(text)} has '=' but no value: give a whole number or leave out '='")
     if value and not (value.isascii() and value.isdigit()):  # '²'.isdigit() is True, int('²') fails
-        raise ScenarioError(f"trigger value in {text!r} must be a whole number")
-    if value and int(value) >= MAX_TRIGGER_VALUE:  # the status board's counters are 32-bit
-        raise ScenarioError(f"trigger value in {text!r} must be below {MAX_TRIGGER_VALUE}")
+        raise ScenarioError(f"trigger value in {shown(text)} must be a whole number")
+    if value and (len(value) > 12 or int(value) >= MAX_TRIGGER_VALUE):  # the status board's counters are 32-bit
+        raise ScenarioError(f"trigger value in {shown(text)} must be below {MAX_TRIGGER_VALUE}")
     return fault, trigger, int(value) if value else None
 
 
@@ -98,7 +101,7 @@ class FaultSpec:
         options = tuple(o for o in head.partition(":")[2].split(",") if o)
         for option in options:
             if name is not FaultName.POWER_LOSS or option not in POWER_LOSS_OPTIONS:
-                raise ScenarioError(f"unknown option {option!r} in {text!r}; power-loss takes "
+                raise ScenarioError(f"unknown option {shown(option)} in {shown(text)}; power-loss takes "
                                     f"{', '.join(POWER_LOSS_OPTIONS)}")
         return cls(name, trigger, value, tuple(sorted(set(options))))
 
@@ -145,9 +148,11 @@ class Hazard:
             name = HazardName(head)
         except ValueError:
             known = ", ".join(h.value for h in HazardName)
-            raise ScenarioError(f"unknown hazard {head!r}; known: {known}") from None
-        if sep and not (value.isascii() and value.isdigit() and 0 < int(value) < MAX_TRIGGER_VALUE):
-            raise ScenarioError(f"hazard {text!r}: the period must be a positive whole number")
+            raise ScenarioError(f"unknown hazard {shown(head)}; known: {known}") from None
+        whole = value.isascii() and value.isdigit() and len(value) <= 12
+        if sep and not (whole and 0 < int(value) < MAX_TRIGGER_VALUE):
+            raise ScenarioError(f"hazard {shown(text)}: the period must be a positive whole number below "
+                                f"{MAX_TRIGGER_VALUE}")
         return cls(name, int(value) if sep else HAZARD_DEFAULTS[name])
 
     def __str__(self) -> str:
@@ -185,10 +190,13 @@ class WorkloadSpec:
     def size_range(self) -> tuple[int, int]:
         low, sep, high = self.sizes.partition(":")
         if not sep:
-            raise ScenarioError(f"--message-size takes MIN:MAX (e.g. 20k:200k), not {self.sizes!r}")
-        lo, hi = parse_size(low), parse_size(high)
+            raise ScenarioError(f"--message-size takes MIN:MAX (e.g. 20k:200k), not {shown(self.sizes)}")
+        try:
+            lo, hi = parse_size(low), parse_size(high)
+        except ScenarioError as exc:
+            raise ScenarioError(f"--message-size: {exc}") from None
         if lo > hi:
-            raise ScenarioError(f"--message-size {self.sizes!r}: MIN is larger than MAX")
+            raise ScenarioError(f"--message-size {shown(self.sizes)}: MIN is larger than MAX")
         return lo, hi
 
     def environment(self) -> dict[str, str]:
@@ -226,6 +234,12 @@ class FaultStep:
         return f"{self.name.value} {when}"
 
 
+def max_message_size(profile: MachineProfile) -> int:
+    """The largest message a machine of this profile can be asked to write: a quarter of its disk or
+    memory, whichever is smaller (the workload holds a message in memory and the store on the disk)."""
+    return min(profile.disk, profile.memory) // 4
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One trial: everything needed to run it again and get the same fault schedule."""
@@ -248,6 +262,12 @@ class Scenario:
             raise ScenarioError(f"{enders[0].value} ends the machine, so it must come last")
         if len(set(names)) != len(names):
             raise ScenarioError("a fault may appear only once per scenario")
+        if self.workload.sizes:
+            largest, limit = self.workload.size_range()[1], max_message_size(self.profile)
+            if largest > limit:
+                raise ScenarioError(f"--message-size MAX {format_size(largest)} does not fit a {self.profile.name} "
+                                    f"machine: at most {format_size(limit)}, a quarter of its disk "
+                                    f"({format_size(self.profile.disk)}) or memory ({format_size(self.profile.memory)})")
         if self.needs_fuse and self.workload.hazard_every(HazardName.CRON):
             raise ScenarioError("--hazard cron cannot be judged under power loss: two writers' ledgers have no "
                                 "common commit order to tell a lost tail from a lost middle")

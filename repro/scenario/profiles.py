@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
-from repro.errors import ScenarioError
+from repro.errors import ScenarioError, shown
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+MAX_SIZE = 1 << 50  # 1 PiB: no size the lab takes comes near it
 
 
 def parse_size(text: str | int) -> int:
@@ -19,11 +21,13 @@ def parse_size(text: str | int) -> int:
         return text
     match = _SIZE.match(str(text))
     if not match:
-        raise ScenarioError(f"malformed size {text!r}: use a number with k, m or g (e.g. 256m, 1g)")
+        raise ScenarioError(f"malformed size {shown(text)}: use a number with k, m or g (e.g. 256m, 1g)")
     number, unit = match.groups()
     value = float(number) * _UNITS[(unit or "")[:1].lower()]
+    if not math.isfinite(value) or value > MAX_SIZE:
+        raise ScenarioError(f"size {shown(text)} is more than any machine's memory or disk ({format_size(MAX_SIZE)})")
     if value < 1 or value != int(value):
-        raise ScenarioError(f"size {text!r} is not a whole, positive number of bytes")
+        raise ScenarioError(f"size {shown(text)} is not a whole, positive number of bytes")
     return int(value)
 
 
@@ -78,4 +82,4 @@ def get_profile(name: str) -> MachineProfile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ScenarioError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}") from None
+        raise ScenarioError(f"unknown profile {shown(name)}; known: {', '.join(PROFILES)}") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import sys
 import types
 import typing
 from typing import TYPE_CHECKING, Any, Mapping, TypeVar
@@ -74,8 +75,21 @@ def scenario_from_dict(data: Mapping[str, object]) -> Scenario:
 
 
 def replay_command(run_dir: str | os.PathLike[str], trial_id: str) -> str:
-    """The command that runs one trial of a run again (absolute, so it works from anywhere)."""
+    """The command that runs one trial of a run again, as a person types it (``repro`` on PATH)."""
     return shlex.join(["repro", "replay", os.path.abspath(run_dir), trial_id])
+
+
+def replay_script(run_dir: str | os.PathLike[str], trial_id: str) -> str:
+    """replay.sh: the same replay with this interpreter and this checkout of the lab, by absolute
+    paths, so that it runs from any directory with or without ``repro`` on PATH."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    argv = [sys.executable, "-m", "repro.cli", "replay", os.path.abspath(run_dir), trial_id]
+    return ("#!/bin/sh\n"
+            f"# Replays trial {trial_id}: same scenario, seed and fault schedule (timing makes it approximate).\n"
+            f"# As typed by hand: {replay_command(run_dir, trial_id)}\n"
+            f"PYTHONPATH={shlex.quote(root)}${{PYTHONPATH:+:$PYTHONPATH}}\n"
+            "export PYTHONPATH\n"
+            f"exec {shlex.join(argv)} \"$@\"\n")
 
 
 def _flat(obj: DataclassInstance, skip: tuple[str, ...] = ()) -> dict[str, object]:

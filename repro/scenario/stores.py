@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from repro.errors import ScenarioError
+from repro.errors import ScenarioError, shown
 
 PRESETS = ("ns506", "legacy", "durable")
 JOURNAL_MODES = ("wal", "delete", "truncate", "persist", "memory", "off")
@@ -25,16 +25,16 @@ class StoreSpec:
 
     def __post_init__(self) -> None:
         if self.checkpoint_mode is not None and self.checkpoint_mode.lower() not in CHECKPOINT_MODES:
-            raise ScenarioError(f"unknown checkpoint mode {self.checkpoint_mode!r}; known: {', '.join(CHECKPOINT_MODES)}")
+            raise ScenarioError(f"unknown checkpoint mode {shown(self.checkpoint_mode)}; known: {', '.join(CHECKPOINT_MODES)}")
         if self.preset not in PRESETS:
-            raise ScenarioError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
+            raise ScenarioError(f"unknown preset {shown(self.preset)}; known: {', '.join(PRESETS)}")
         if self.journal_mode is not None and self.journal_mode.lower() not in JOURNAL_MODES:
-            raise ScenarioError(f"unknown journal mode {self.journal_mode!r}; known: {', '.join(JOURNAL_MODES)}")
+            raise ScenarioError(f"unknown journal mode {shown(self.journal_mode)}; known: {', '.join(JOURNAL_MODES)}")
         if self.synchronous is not None and self.synchronous.lower() not in SYNCHRONOUS:
-            raise ScenarioError(f"unknown synchronous {self.synchronous!r}; known: {', '.join(SYNCHRONOUS)}")
+            raise ScenarioError(f"unknown synchronous {shown(self.synchronous)}; known: {', '.join(SYNCHRONOUS)}")
         if self.store_path is not None:
             if not os.path.isdir(os.path.join(self.store_path, "hermes_state")):
-                raise ScenarioError(f"store path {self.store_path!r} has no hermes_state package in it")
+                raise ScenarioError(f"store path {shown(self.store_path)} has no hermes_state package in it")
 
     @property
     def label(self) -> str:

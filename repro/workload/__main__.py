@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from repro.ledger import OpKind
 from repro.protocol import EventKind, Tag, format_line
 from repro.workload import content
 from repro.workload.config import WorkloadConfig, WorkloadConfigError
@@ -206,8 +207,9 @@ class Workload:
 
     # -- the loop -------------------------------------------------------------------
     def run(self) -> None:
-        actions = {"append": self.append, "tokens": self.tokens, "search": self.search,
-                   "create": self.create, "end": self.end}
+        by_kind = {OpKind.APPEND_MESSAGE: self.append, OpKind.UPDATE_TOKENS: self.tokens, OpKind.SEARCH: self.search,
+                   OpKind.CREATE_SESSION: self.create, OpKind.END_SESSION: self.end}
+        actions = {kind.mix_name: action for kind, action in by_kind.items()}
         period = 1.0 / self.cfg.rate if self.cfg.rate > 0 else 0.0
         next_at = time.monotonic()
         while True:

@@ -10,10 +10,13 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from repro.errors import ScenarioError
+
+from repro.errors import ScenarioError, shown
+from repro.ledger import OpKind
 
 DEFAULT_MIX = "append=80,tokens=8,search=6,create=3,end=3"
-OPS = ("append", "tokens", "search", "create", "end")
+# The mix names each store operation by its short word, defined beside the operation (repro/ledger.py).
+OPS = tuple(kind.mix_name for kind in OpKind)
 
 
 class WorkloadConfigError(ScenarioError):
@@ -75,7 +78,7 @@ class WorkloadConfig:
         except ValueError as exc:
             raise WorkloadConfigError(str(exc)) from exc
         if cfg.role not in ("gateway", "cron"):
-            raise WorkloadConfigError(f"LAB_ROLE must be gateway or cron, not {cfg.role!r}")
+            raise WorkloadConfigError(f"LAB_ROLE must be gateway or cron, not {shown(cfg.role)}")
         if not 1 <= cfg.min_size <= cfg.max_size:
             raise WorkloadConfigError("LAB_MIN_SIZE must be >= 1 and <= LAB_MAX_SIZE")
         return cfg
@@ -104,11 +107,13 @@ def parse_mix(text: str) -> tuple[tuple[str, int], ...]:
             continue
         name, sep, weight = part.partition("=")
         if not sep or name not in OPS:
-            raise WorkloadConfigError(f"bad LAB_MIX entry {part!r}; ops are {', '.join(OPS)}")
+            raise WorkloadConfigError(f"bad mix entry {shown(part)}; ops are {', '.join(OPS)}")
+        weight = weight.strip()
+        if not (weight.isascii() and weight.isdigit() and len(weight) <= 9):
+            raise WorkloadConfigError(f"mix entry {shown(part)}: the weight must be a whole number from 0 to "
+                                      "999999999")
         value = int(weight)
-        if value < 0:
-            raise WorkloadConfigError(f"negative weight in LAB_MIX entry {part!r}")
         mix.append((name, value))
     if not any(w for _, w in mix) or dict(mix).get("append", 0) == 0:
-        raise WorkloadConfigError("LAB_MIX needs a positive append weight")
+        raise WorkloadConfigError("the mix needs a positive append weight")
     return tuple(mix)

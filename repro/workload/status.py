@@ -48,7 +48,6 @@ class StatusBoard:
             self._map = mmap.mmap(fd, _SIZE)
         finally:
             os.close(fd)
-        self._fields = list(struct.unpack(_FORMAT, self._map[:_SIZE]))
 
     def read(self) -> Snapshot:
         return Snapshot(*struct.unpack(_FORMAT, self._map[:_SIZE]))

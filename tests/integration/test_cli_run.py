@@ -45,6 +45,19 @@ def test_run_writes_reports_and_keeps_artifacts_of_a_positive_control(lab_image:
         assert (kept / "state.db").is_file() and (kept / "ledger.jsonl").is_file()
         assert (kept / "machine.log").is_file()
         assert shlex.join(["repro", "replay", str(out), trial["id"]]) in (kept / "replay.sh").read_text()
+    # report.md stands alone: every trial that harmed data, expected or not, with its evidence and replay
+    md = (out / "report.md").read_text()
+    harmed = md.split("## Trials that harmed data", 1)[1]
+    harmed_trials = [t for t in trials if t["verdict"] in ("corrupt", "lost-acked", "expected-loss")]
+    judged = [t for t in trials if t["verdict"] != "error"]
+    assert harmed_trials
+    for trial in harmed_trials:
+        assert f"### {trial['id']}: {trial['verdict']}" in harmed
+        assert f"artifacts: `{trial['artifacts_dir']}`" in harmed
+        assert shlex.join(["repro", "replay", str(out), trial["id"]]) in harmed
+    assert "journal_mode=off" in md  # the override, by name
+    assert f"reproduced in {len(harmed_trials)} of {len(judged)}" in md
+    assert (out / "report.html").is_file() and "<svg" in (out / "report.html").read_text()
     # the replay of a trial (the last one: its number is above the default --trials) runs the
     # scenario stored in report.json, with the same seed
     last = trials[-1]

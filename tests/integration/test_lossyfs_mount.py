@@ -46,7 +46,7 @@ class Outcome:
     acked: int
     integrity: str
     rows: int
-    missing_acked: int
+    lost_acked: int
     prefix: bool  # the surviving rows are 1..n: whatever was lost is a tail
     pages_dropped: int
     entries_reverted: tuple[str, ...] = ()
@@ -114,7 +114,7 @@ def run_trial(tmp: Path, seed: int, journal: str, sync: str, *, lazy_dirs: bool 
     finally:
         conn.close()
     missing = sum(1 for i in range(1, acked + 1) if i not in ids)
-    return Outcome(acked=acked, integrity=integrity, rows=len(ids), missing_acked=missing,
+    return Outcome(acked=acked, integrity=integrity, rows=len(ids), lost_acked=missing,
                    prefix=ids == set(range(1, len(ids) + 1)),
                    pages_dropped=int(cut.payload["pages_dropped"]),  # type: ignore[call-overload]
                    entries_reverted=tuple(cut.payload["entries_reverted"]))  # type: ignore[arg-type]
@@ -124,12 +124,12 @@ def run_trial(tmp: Path, seed: int, journal: str, sync: str, *, lazy_dirs: bool 
 def test_wal_full_keeps_every_acknowledged_commit(tmp_path: Path, seed: int) -> None:
     outcome = run_trial(tmp_path, seed, "wal", "full")
     assert outcome.integrity == "ok"
-    assert outcome.missing_acked == 0, outcome
+    assert outcome.lost_acked == 0, outcome
 
 
 def test_wal_off_loses_acknowledged_commits_in_some_trial(tmp_path: Path) -> None:
     outcomes = [run_trial(tmp_path, seed, "wal", "off", interval_ms=50) for seed in range(3)]
-    assert any(o.integrity != "ok" or o.missing_acked for o in outcomes), outcomes
+    assert any(o.integrity != "ok" or o.lost_acked for o in outcomes), outcomes
 
 
 # Past ~1000 WAL frames SQLite checkpoints: now OFF can tear the database, NORMAL must not.
@@ -145,13 +145,13 @@ def test_wal_normal_loses_only_a_tail_and_never_corrupts(tmp_path: Path) -> None
     outcomes = [run_trial(tmp_path, seed, "wal", "normal", interval_ms=50, commits=(1500, 2500))
                 for seed in range(2)]
     assert all(o.integrity == "ok" and o.prefix for o in outcomes), outcomes
-    assert any(o.missing_acked for o in outcomes), outcomes
+    assert any(o.lost_acked for o in outcomes), outcomes
 
 
 def test_delete_full_with_lazy_dirs_stays_consistent(tmp_path: Path) -> None:
     outcome = run_trial(tmp_path, 1, "delete", "full", lazy_dirs=True)
     assert outcome.integrity == "ok"
-    assert outcome.missing_acked <= 1, outcome  # the last commit may roll back; EXTRA would keep it
+    assert outcome.lost_acked <= 1, outcome  # the last commit may roll back; EXTRA would keep it
 
 
 # Regression: the power cut used to answer later requests with EIO, and SQLite takes a failure to
@@ -161,7 +161,7 @@ def test_delete_full_with_lazy_dirs_stays_consistent(tmp_path: Path) -> None:
 def test_delete_extra_with_lazy_dirs_keeps_every_acknowledged_commit(tmp_path: Path) -> None:
     outcomes = [run_trial(tmp_path, seed, "delete", "extra", lazy_dirs=True, torn_writes=False,
                           commits=(5, 20), unlink_delay_ms=50) for seed in range(6)]
-    assert all(o.integrity == "ok" and o.missing_acked == 0 and o.prefix for o in outcomes), outcomes
+    assert all(o.integrity == "ok" and o.lost_acked == 0 and o.prefix for o in outcomes), outcomes
     # The cut did land between a journal's unlink and the directory fsync in some trial.
     assert any("unlink t.db-journal" in o.entries_reverted for o in outcomes), outcomes
 

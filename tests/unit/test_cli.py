@@ -12,6 +12,7 @@ from repro import cli, commands
 from repro.cli import build_parser, main
 from repro.errors import ExitCode
 from repro.oracle.verdicts import Verdict
+from repro.report.outdir import ReportDir
 from repro.report.records import RunMeta, RunResult, TrialRecord
 from repro.scenario import Hazard, Scenario, StoreSpec, WorkloadSpec, expand, replay_command, scenario_to_dict
 from test_report import rec
@@ -56,6 +57,30 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["run", "--out", "report.txt/sub"], ("report directory",)),
         (["run", "--json", "no/such/dir/r.json"], ("--json",)),
         (["frobnicate"], ("invalid choice",)),
+        (["run", "--fault", "sigkill", "--fail-on", "regression"], ("--fail-on regression", "two stores")),
+        (["matrix", "--presets", "legacy,ns506,durable", "--fail-on", "regression"], ("exactly two stores",)),
+        (["matrix", "--presets", "legacy,ns506", "--fail-on", "worse"], ("--fail-on", "regression")),
+        (["run", "--shard", "3/2", "--seed", "1"], ("--shard", "between 1 and N")),
+        (["run", "--shard", "half", "--seed", "1"], ("--shard", "K/N")),
+        (["run", "--shard", "1/2"], ("--shard needs --seed",)),
+        (["run", "--fault", "sigkill", "--trials", "2", "--shard", "3/3", "--seed", "1"], ("has no trials",)),
+        (["merge", "--out", "merged", "nowhere"], ("report.json", "does not exist")),
+        (["report", "nowhere"], ("report.json", "does not exist")),
+        # sizes that cannot fit the machine: refused up front, with the limit (not 61 s per trial, exit 3)
+        (["run", "--message-size", "1:99999999999999g"], ("--message-size", "more than any machine")),
+        (["run", "--message-size", "1:17m"], ("--message-size", "fly-256", "at most 16m")),
+        (["matrix", "--profiles", "fly-1g", "--message-size", "1k:65m"], ("fly-1g", "at most 64m")),
+        (["run", "--message-size", "1:" + "9" * 400], ("--message-size", "characters")),
+        (["run", "--trials", "100000000"], ("--trials", "at most 100,000")),
+        (["matrix", "--trials", "30000", "--faults", "sigkill,sigterm,oom,disk-fill"], ("120,000",)),
+        (["run", "--trials", "40000"], ("at most 100,000",)),  # the default run is 8 scenarios
+        (["run", "--fault", "sigkill@acks="], ("sigkill@acks=", "no value")),
+        (["run", "--fault", "sigkill@acks=" + "9" * 30], ("below",)),
+        (["run", "--mix", "append=nan"], ("--mix", "whole number")),
+        (["run", "--mix", "append=1e3"], ("--mix", "whole number")),
+        (["run", "--hazard", "cron=" + "9" * 5000], ("cron", "characters")),
+        (["run", "--jobs", "100000"], ("--jobs",)),
+        (["clean", "--run", "x", "--stale"], ("not allowed with",)),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], words: tuple[str, ...],
@@ -67,6 +92,53 @@ def test_bad_input_is_one_line_and_exit_2(argv: list[str], words: tuple[str, ...
     for word in words:
         assert word in line
     assert [p.name for p in tmp_path.iterdir()] == ["report.txt"]  # bad input is caught before anything is made
+
+
+def test_error_lines_echo_user_input_capped(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["run", "--fault", "x" * 100_000], ["run", "--profile", "p" * 100_000],
+                 ["run", "--trials", "7" * 100_000 + "x"], ["run", "--preset", "q" * 100_000]):
+        assert main(argv) == ExitCode.BAD_INPUT
+        line = one_error_line(capsys)
+        assert len(line) < 700, len(line)
+
+
+def test_the_mix_error_is_the_labs_own_words(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--mix", "append=nan"]) == ExitCode.BAD_INPUT
+    assert "invalid literal" not in one_error_line(capsys)
+
+
+def test_a_huge_trial_count_is_refused_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    started = time.monotonic()
+    assert main(["matrix", "--trials", "99999", "--faults", "sigkill,sigterm", "--presets", "ns506,legacy"]) == 2
+    assert time.monotonic() - started < 2  # no list of 400,000 scenarios is made first
+    one_error_line(capsys)
+
+
+def test_an_existing_out_is_refused_and_force_only_clears_a_lab_report(capsys: pytest.CaptureFixture[str],
+                                                                       tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "report.json").write_text('{"format": 1, "run": {}, "trials": []}')
+    assert main(["run", "--fault", "sigkill", "--out", str(out)]) == ExitCode.BAD_INPUT
+    assert "--force" in one_error_line(capsys)
+    assert main(["run", "--fault", "sigkill", "--out", str(out), "--force"]) == ExitCode.LAB_FAILED  # no engine
+    one_error_line(capsys)
+    assert (out / "report.json").exists()  # nothing cleared before the engine answered
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "thesis.tex").write_text("mine")
+    assert main(["run", "--fault", "sigkill", "--out", str(junk), "--force"]) == ExitCode.BAD_INPUT
+    assert "even with --force" in one_error_line(capsys)
+    assert (junk / "thesis.tex").read_text() == "mine"
+
+
+def test_a_malformed_deadline_override_is_bad_input(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERMES_LAB_DEADLINES", "faults=soon")
+    assert main(["run", "--fault", "sigkill"]) == ExitCode.BAD_INPUT
+    assert "HERMES_LAB_DEADLINES" in one_error_line(capsys)
 
 
 def test_no_engine_is_exit_3_and_leaves_nothing(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path) -> None:
@@ -113,11 +185,12 @@ def test_replay_runs_exactly_the_stored_trial(monkeypatch: pytest.MonkeyPatch, t
     _report_with(tmp_path / "run", *records)
     ran: list[Scenario] = []
 
-    def fake_run(scenarios: list[Scenario], **kwargs: object) -> int:
+    def fake_run(scenarios: list[Scenario], **kwargs: object) -> tuple[int, pathlib.Path]:
         ran.extend(scenarios)
         assert kwargs["seed"] == 99 and kwargs["compare"] is False
-        assert str(kwargs["out"]).startswith(str(tmp_path / "run" / "replays"))
-        return ExitCode.OK
+        out = kwargs["out"]
+        assert isinstance(out, ReportDir) and out.path.parent == tmp_path / "run" / "replays" and not out.explicit
+        return ExitCode.OK, out.path
 
     monkeypatch.setattr(commands, "_run_scenarios", fake_run)
     target = scenarios[-1]

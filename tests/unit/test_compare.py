@@ -62,7 +62,7 @@ def test_expected_loss_is_still_data_lost_between_presets() -> None:
     comparison = compare_runs(ns506, durable, "ns506", "durable")
     assert comparison.headline == "durable fixes fly-256/power-loss (vs ns506)"  # no promise was broken
     text = comparison_markdown(comparison)
-    assert "| pass 2, expected-loss 8, lost 16 (n=10) | pass 10 (n=10) | better (p<0.001) |" in text
+    assert "| pass 2, expected-loss 8, writes lost 16 (n=10) | pass 10 (n=10) | better (p<0.001) |" in text
     console = Console(record=True, width=200)
     console.print(render_comparison(comparison))
     assert "better (p<0.001)" in console.export_text()

@@ -13,8 +13,10 @@ from rich.console import Console
 from repro.errors import ExitCode
 from repro.oracle.verdicts import Verdict, judge
 from repro.report.records import ResultsError, RunMeta, RunResult, TrialRecord, record_trial
-from repro.report.render import print_table, render_markdown, render_table, write_all
-from repro.report.summary import blind_controls, summarize
+from repro.report.markdown import render_markdown
+from repro.report.render import write_all
+from repro.report.summary import blind_controls, config_label, summarize
+from repro.report.terminal import print_table, render_table
 from repro.scenario import FaultSpec, Scenario, get_profile, scenario_from_dict, scenario_to_dict
 from repro.verify.probe import collect
 from test_verify_support import standard_run
@@ -23,7 +25,7 @@ from test_verify_support import standard_run
 def rec(i: int, verdict: Verdict, expected: bool = True, *, faults: tuple[str, ...] = ("sigkill",),
         preset: str = "ns506", promised_safe: bool = True, store: str = "default") -> TrialRecord:
     return TrialRecord(
-        id=f"t{i:03d}", profile="fly-256", faults=faults, preset=preset, journal_mode="wal", synchronous="NORMAL",
+        id=f"t{i:03d}", profile="fly-256", faults=faults, preset=preset, journal_mode="wal", synchronous="1",
         seed=1000 + i, verdict=verdict, integrity="ok" if verdict is not Verdict.CORRUPT else "failed: page 3",
         acked=40, lost_acked=2 if verdict in (Verdict.LOST_ACKED, Verdict.EXPECTED_LOSS) else 0, phantom=0,
         indeterminate=1, oom_killed=False, exit_code=137, duration_s=1.25, expected=expected,
@@ -77,7 +79,7 @@ def test_bad_records_raise_typed_errors() -> None:
 
 def test_written_files_round_trip_and_junit_counts(tmp_path: pathlib.Path) -> None:
     paths = write_all(tmp_path / "out", MIXED)
-    assert [p.name for p in paths] == ["report.json", "report.md", "junit.xml"]
+    assert [p.name for p in paths] == ["report.json", "report.md", "junit.xml", "report.html"]
     back = RunResult.from_json((tmp_path / "out" / "report.json").read_text())
     assert back == MIXED
     assert json.loads((tmp_path / "out" / "report.json").read_text())["exit_code"] == 3
@@ -88,22 +90,32 @@ def test_written_files_round_trip_and_junit_counts(tmp_path: pathlib.Path) -> No
     errored = sorted(c.get("name") for c in cases if c.find("error") is not None)
     assert failed == ["t002", "t003"]
     assert errored == ["t004"]
-    suite = root.find("testsuite")
-    assert suite is not None and (suite.get("failures"), suite.get("errors"), suite.get("tests")) == ("2", "1", "6")
+    assert (root.get("failures"), root.get("errors"), root.get("tests")) == ("2", "1", "6")
+    # one suite per store configuration, named without the run id: stable across runs, distinct per store
+    assert sorted(s.get("name") for s in root.findall("testsuite")) == ["hermes-lab.ns506", "hermes-lab.off"]
+    ns506 = next(s for s in root.findall("testsuite") if s.get("name") == "hermes-lab.ns506")
+    assert (ns506.get("failures"), ns506.get("errors"), ns506.get("tests")) == ("2", "1", "5")
+    assert {c.get("classname") for c in ns506.findall("testcase")} >= {"hermes-lab.ns506.fly-256.sigkill"}
 
 
-def test_markdown_lists_failing_trials_with_replay() -> None:
+def test_markdown_lists_every_trial_that_harmed_data_with_replay() -> None:
     md = render_markdown(MIXED)
     assert "exit 3" in md
-    failing = md.split("## Failing trials")[1].split("## Lab errors")[0]
-    assert "repro replay runs/r t002" in failing and "repro replay runs/r t003" in failing
-    assert "t001" not in failing and "t006" not in failing  # a pass, and a control failing as expected
+    harmed = md.split("## Trials that harmed data")[1].split("## Lab errors")[0]
+    for trial in ("t002", "t003", "t005", "t006"):  # broken promises, and the expected ones too
+        assert f"### {trial}:" in harmed and f"repro replay runs/r {trial}" in harmed
+        assert f"artifacts: `runs/r/{trial}`" in harmed
+    assert "t001" not in harmed  # a pass
+    assert harmed.count("broke SQLite's promise") == 2
+    assert "expected: SQLite promises nothing here" in harmed  # t006, the positive control
     assert "repro replay runs/r t004" in md.split("## Lab errors")[1]
     assert "detail 2 \\| pipes" in md
+    assert "wal/normal" in md and "synchronous 1" not in md and "wal/1" not in md
+    assert "reproduced in 1 of 2" in md  # the sigkill/ns506 group: t001 pass, t002 corrupt (t004 is an error)
 
 
 def test_groups_and_terminal_table() -> None:
-    groups = {(g.key.faults, g.key.preset): g for g in summarize(MIXED.trials)}
+    groups = {(g.key.faults, g.key.config): g for g in summarize(MIXED.trials)}
     sigkill = groups[("sigkill", "ns506")]
     assert (sigkill.count(Verdict.PASS), sigkill.count(Verdict.CORRUPT), sigkill.count(Verdict.ERROR)) == (1, 1, 1)
     assert groups[("disk-fill+sigterm", "ns506")].failed == 1
@@ -112,13 +124,13 @@ def test_groups_and_terminal_table() -> None:
     text = console.export_text()
     assert "disk-fill+sigterm" in text and "expected-loss" in text
     assert text.count(" NO ") == 2  # sigkill/ns506 and disk-fill+sigterm
-    assert "wal/NORMAL" in text  # the pragmas in force
+    assert "ns506 (wal/normal)" in text  # the configuration asked for, and the pragmas in force by name
 
 
 def test_blind_positive_control_is_detected() -> None:
     trials = [rec(1, Verdict.PASS, preset="off", promised_safe=False), rec(2, Verdict.PASS, preset="off",
                                                                            promised_safe=False)]
-    assert [k.preset for k in blind_controls(trials)] == ["off"]
+    assert [k.config for k in blind_controls(trials)] == ["off"]
     assert blind_controls(trials + [rec(3, Verdict.CORRUPT, preset="off", promised_safe=False)]) == ()
     assert "positive controls that never failed" in render_markdown(run_of(*trials))
     console = Console(record=True, width=300)
@@ -138,7 +150,7 @@ def test_record_trial_from_a_real_judgement(tmp_path: pathlib.Path) -> None:
     w.close()
     j = judge(ledger, collect(w.path, open_store=False), ["sigkill"])
     r = record_trial(id="t1", profile="fly-256", faults=["sigkill"], preset="ns506", journal_mode="wal",
-                     synchronous="NORMAL", seed=7, judgement=j, duration_s=1.23456, replay="repro replay x t1")
+                     synchronous="1", seed=7, judgement=j, duration_s=1.23456, replay="repro replay x t1")
     assert (r.verdict, r.acked, r.lost_acked, r.expected, r.duration_s) == (Verdict.LOST_ACKED, 18, 1, False, 1.235)
     assert run_of(r).exit_code is ExitCode.TRIAL_FAILED
     assert dataclasses.replace(r, verdict=Verdict.PASS, expected=True).failed is False

@@ -1,0 +1,74 @@
+"""A deadline on every phase of a trial: when one passes, the trial's machines are removed, which ends any wait on them.
+
+A machine frozen with `docker pause`, a hung exec or an engine that stops answering would
+otherwise block a trial forever: an exec's output stream and a container's log stream have
+no timeout. Removing the container ends both (the engine kills even a paused container), the
+phase fails, and the trial becomes an `error` naming the phase and its deadline; the run
+goes on. If the phase still has not returned GRACE_S later, the trial's disk holder and
+volume go too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator
+
+from repro.errors import DeadlineError
+
+GRACE_S = 15.0
+MACHINE_ROLES = ("machine", "verify")
+
+
+class Watchdog:
+    """Arms a timer per phase; on expiry removes this process's containers of one trial."""
+
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+        self.expired: DeadlineError | None = None
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def phase(self, name: str, seconds: float) -> Iterator[None]:
+        """Run a phase under a deadline. Raises DeadlineError if it passed (whatever the phase raised)."""
+        stage_two = threading.Timer(seconds + GRACE_S, self._remove, args=(False,))
+        stage_one = threading.Timer(seconds, self._expire, args=(name, seconds, stage_two))
+        stage_one.daemon = stage_two.daemon = True
+        stage_one.start()
+        try:
+            yield
+        except BaseException as exc:
+            if self.expired is not None and isinstance(exc, Exception):
+                raise self.expired from exc
+            raise
+        finally:
+            stage_one.cancel()
+            stage_two.cancel()
+        if self.expired is not None:
+            raise self.expired
+
+    def _expire(self, name: str, seconds: float, stage_two: threading.Timer) -> None:
+        with self._lock:
+            self.expired = DeadlineError(f"the {name} phase passed its {seconds:g} s deadline; "
+                                         "the trial's machines were removed")
+        stage_two.start()
+        self._remove(True)
+
+    def _remove(self, machines_only: bool) -> None:
+        from repro.machine import engine
+        from repro.machine.labels import ROLE_LABEL, TRIAL_LABEL, owner
+
+        try:
+            cli = engine.client()
+            label = [*engine.selector(owner=owner()), f"{TRIAL_LABEL}={self.trial_id}"]
+            for row in cli.api.containers(all=True, filters={"label": label}):
+                if machines_only and (row.get("Labels") or {}).get(ROLE_LABEL) not in MACHINE_ROLES:
+                    continue
+                with contextlib.suppress(Exception):
+                    cli.api.remove_container(row["Id"], force=True, v=True)
+            if not machines_only:
+                for volume in cli.volumes.list(filters={"label": label}):
+                    with contextlib.suppress(Exception):
+                        volume.remove(force=True)
+        except Exception:  # a watchdog must never die of the engine
+            pass

@@ -1,0 +1,132 @@
+"""A run's report directory: its own (the run id in its name), never another run's reports unless --force.
+
+The default is ``runs/<timestamp>-<run id>``, made with an exclusive mkdir (a suffix if even
+that exists), so two runs started in the same second never share one. A directory given with
+``--out`` must be empty or absent; ``--force`` clears an earlier run's reports from it first,
+but only files the lab writes, and only in a directory that looks like a lab report's. A
+marker file, made exclusively, says which run writes there now, so two runs given the same
+``--out`` at once cannot both take it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pathlib
+import shutil
+from dataclasses import dataclass
+
+from repro.errors import ScenarioError, shown
+
+# What the lab writes into a report directory (and so what --force may delete).
+LAB_FILES = ("report.json", "report.md", "junit.xml")
+LAB_DIRS = ("trials", "replays")
+MARKER = ".repro-run"
+
+
+@dataclass(frozen=True)
+class ReportDir:
+    """Where a run will write, as checked before anything starts."""
+
+    path: pathlib.Path
+    explicit: bool  # given with --out (else a fresh default name)
+    force: bool = False
+
+
+def plan(out: str | None, run_id: str, *, force: bool = False, base: pathlib.Path = pathlib.Path("runs"),
+         now: dt.datetime | None = None) -> ReportDir:
+    """Check a report directory up front (ScenarioError when it cannot be used); nothing is made."""
+    stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    target = ReportDir(pathlib.Path(out), True, force) if out else ReportDir(base / f"{stamp}-{run_id}", False)
+    existing = target.path
+    while not existing.exists() and existing != existing.parent:  # the part of the path that exists
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ScenarioError(f"cannot make the report directory {shown(target.path, quote=False)}: "
+                            f"{shown(existing, quote=False)} is not a writable directory")
+    if target.explicit and target.path.is_dir() and any(target.path.iterdir()):
+        _check_reusable(target.path, force)
+    return target
+
+
+def claim(target: ReportDir, run_id: str) -> pathlib.Path:
+    """Make the directory and mark it as this run's; returns the path actually used."""
+    try:
+        path = _make_unique(target.path) if not target.explicit else _make_explicit(target)
+        fd = os.open(path / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise ScenarioError(f"another run took the report directory {shown(target.path, quote=False)} meanwhile; "
+                            "use another --out") from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot make the report directory {shown(target.path, quote=False)}: "
+                            f"{exc.strerror}") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{run_id} {os.getpid()}\n")
+    return path
+
+
+def looks_like_lab_report(path: pathlib.Path) -> bool:
+    """A directory this lab wrote: a report.json of the lab's format, or the marker of a run."""
+    if (path / MARKER).is_file():
+        return True
+    try:
+        data = json.loads((path / "report.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "run" in data and "trials" in data and "format" in data
+
+
+def clear(path: pathlib.Path) -> None:
+    """Delete an earlier run's reports: only the lab's own files and directories, nothing else."""
+    for name in (*LAB_FILES, MARKER):
+        (path / name).unlink(missing_ok=True)
+    for name in LAB_DIRS:
+        if (path / name).is_dir() and not (path / name).is_symlink():
+            shutil.rmtree(path / name)
+
+
+def _check_reusable(path: pathlib.Path, force: bool) -> None:
+    if not force:
+        raise ScenarioError(f"--out {shown(path, quote=False)} is not empty (an earlier run's reports?): give a new "
+                            "directory, or --force to replace the lab report in it")
+    if not looks_like_lab_report(path):
+        raise ScenarioError(f"--out {shown(path, quote=False)} is not empty and holds no lab report (report.json): "
+                            "refusing to delete anything in it, even with --force")
+
+
+def _make_unique(path: pathlib.Path) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        candidate = path if n == 1 else path.with_name(f"{path.name}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(path)
+
+
+def _make_explicit(target: ReportDir) -> pathlib.Path:
+    path = target.path
+    path.mkdir(parents=True, exist_ok=True)
+    if any(path.iterdir()):
+        _check_reusable(path, target.force)  # it filled up since the check (another run)
+        writer = _live_writer(path)
+        if writer:
+            raise ScenarioError(f"--out {shown(path, quote=False)}: run {writer} is writing there now; "
+                                "use another --out")
+        clear(path)
+    return path
+
+
+def _live_writer(path: pathlib.Path) -> str:
+    """The run (and pid) named by the directory's marker, if that process is still alive; else ""."""
+    from repro.machine.owner import process_start
+
+    try:
+        run_id, pid = (path / MARKER).read_text().split()[:2]
+        found = process_start(int(pid))
+    except (OSError, ValueError):
+        return ""
+    return f"{run_id} (pid {pid})" if found is not None and found[1] not in ("Z", "X") else ""

@@ -1,0 +1,38 @@
+"""SQLite as a trial variable: find a version's source, build it like Debian does, load it in a machine.
+
+`resolve("3.53.2")` returns a cached build (building it the first time, ~35 s); `resolve("system")`
+returns None, meaning the image's own library. See sources.py (where the code comes from),
+build.py (how it is compiled and cached) and runtime.py (how a machine loads it).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from repro.sqlite.build import (DEFAULT_ASSIST_US, SqliteBuild, SqliteBuildError, cached_builds,
+                                ensure_build)
+from repro.sqlite.index import INDEX
+from repro.sqlite.runtime import SqliteLoadError
+from repro.sqlite.sources import SqliteSourceError, SqliteVersionError, SourceStore, parse_version
+
+SYSTEM = "system"
+
+__all__ = ["SYSTEM", "SqliteBuild", "SqliteBuildError", "SqliteLoadError", "SqliteSourceError",
+           "SqliteVersionError", "available_versions", "cached_builds", "resolve"]
+
+
+def resolve(version: str, *, assisted: bool = False, assist_us: int = DEFAULT_ASSIST_US,
+            root: pathlib.Path | None = None, store: SourceStore | None = None) -> SqliteBuild | None:
+    """The build to run for a `--sqlite` value: None for 'system', else a cached build."""
+    text = version.strip()
+    if text == SYSTEM:
+        if assisted:
+            raise SqliteVersionError("an assisted build needs a SQLite version, not 'system'")
+        return None
+    return ensure_build(text, assisted=assisted, assist_us=assist_us, root=root, store=store)
+
+
+def available_versions(root: pathlib.Path | None = None) -> list[str]:
+    """Versions the lab can build without searching the registry (indexed) or has built (cached)."""
+    versions = {r.sqlite_version for r in INDEX} | {b.version for b in cached_builds(root)}
+    return sorted(versions, key=parse_version)

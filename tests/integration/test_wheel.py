@@ -1,0 +1,78 @@
+"""The lab as a user installs it: the built wheel (not editable) in a fresh venv, used from a project laid
+out like upstream (a `hermes_state.py` of its own), far from this checkout."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+import venv
+
+import docker.errors
+import pytest
+
+from repro.machine import engine
+from repro.machine.labels import RUN_ID
+
+pytestmark = pytest.mark.docker
+
+TRIAL = textwrap.dedent("""
+    from repro.testing import ConstrainedHost, inject, verify
+    with ConstrainedHost("fly-256") as host:          # no image yet: built on first use
+        host.start_workload(seed=7, rate=200)
+        host.wait_for_acks(40)
+        inject(host, "sigkill")
+        result = verify(host)
+    print("VERDICT", result.verdict, result.integrity, result.acked, result.lost_acked)
+""")
+
+
+def test_the_installed_wheel_builds_its_image_runs_a_trial_and_never_shadows_the_users_store(
+        lab_wheel: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    tag = f"hermes-lab:wheel-test-{os.getpid()}"
+    # nothing of this checkout may leak in: no PYTHONPATH, no virtualenv of the suite's
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(HERMES_LAB_IMAGE=tag, HERMES_LAB_RUN_ID=RUN_ID, PATH=f"{env_dir / 'bin'}:{env.get('PATH', '')}")
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                              str(lab_wheel)], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert install.returncode == 0, install.stderr[-3000:]
+    project = tmp_path / "project"  # shaped like upstream: its own store module
+    project.mkdir()
+    (project / "hermes_state.py").write_text("WHOSE = 'the user'\n")
+
+    def run(*argv: str, cwd: pathlib.Path = project) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+    which = run(str(python), "-c", "import hermes_state, repro; print(hermes_state.WHOSE, repro.__file__)")
+    assert which.returncode == 0, which.stderr
+    assert which.stdout.startswith("the user ") and str(env_dir) in which.stdout  # the lab from the venv
+    elsewhere = run(str(python), "-c", "import importlib.util as u; print(u.find_spec('hermes_state'))", cwd=tmp_path)
+    assert elsewhere.stdout.strip() == "None"  # installing the lab adds no hermes_state anywhere
+    cli = engine.client()
+    try:
+        try:
+            cli.images.remove(tag, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+        trial = run(str(python), "-c", TRIAL)
+        assert trial.returncode == 0, trial.stderr[-3000:]
+        verdict, integrity, acked, lost = trial.stdout.split("VERDICT ", 1)[1].split()
+        assert (verdict, integrity, lost) == ("pass", "ok", "0") and int(acked) >= 40
+        assert engine.image_state(engine.image_labels(cli, tag), "") is engine.ImageState.STALE  # built: labelled
+        cli.images.remove(tag, force=True)
+        built = run(str(env_dir / "bin" / "repro"), "image", "build")
+        assert built.returncode == 0, built.stderr[-3000:]
+        assert f"image {tag}" in built.stdout and "context" in built.stdout
+        labels = engine.image_labels(cli, tag)
+        assert labels is not None and labels.get("org.hermes-lab.context")
+    finally:
+        try:
+            cli.images.remove(tag, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+    assert sys.executable != str(python)

@@ -1,0 +1,63 @@
+"""CPU pinning across lab processes: a machine gets CPUs no running lab machine has, or none at all (and says why)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from repro.machine import cpus
+from repro.machine.cpus import CpuPin, choose, parse_cpuset, usage
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", set()), ("0", {0}), ("0,1", {0, 1}), ("0-2,5", {0, 1, 2, 5}), (" 3 , 1-1 ", {1, 3}), ("x,2", {2}),
+])
+def test_parse_cpuset(text: str, expected: set[int]) -> None:
+    assert parse_cpuset(text) == expected
+
+
+def test_a_machine_gets_a_cpu_no_other_machine_has() -> None:
+    assert choose(1.0, [0, 1], usage([])) == CpuPin("0")
+    assert choose(1.0, [0, 1], usage(["0"])) == CpuPin("1")    # another run's machine is on CPU 0
+    assert choose(1.0, [0, 1], usage(["1"])) == CpuPin("0")
+    assert choose(2.0, [0, 1, 2, 3], usage(["0", "2"])) == CpuPin("1,3")
+    assert choose(0.5, [4, 6], usage([""])) == CpuPin("4")      # unpinned machines hold no CPU
+
+
+def test_with_every_cpu_taken_the_machine_is_unpinned_and_says_why() -> None:
+    pin = choose(1.0, [0, 1], usage(["0", "1", "0-1"]))
+    assert pin.cpus == "" and "2 of 2 host CPUs already run lab machines" in pin.reason
+    assert pin.describe().startswith("unpinned: ") and "CPU 0: 2" in pin.reason
+    assert CpuPin("1").describe() == "pinned to CPU 1"
+    assert choose(2.0, [0, 1], usage(["1"])).cpus == ""  # two wanted, one free: not half-pinned
+
+
+class FakeEngine:
+    """What the engine reports: the cpusets of running machines; a create adds one."""
+
+    def __init__(self) -> None:
+        self.running: list[str] = []
+
+
+def test_concurrent_claims_never_pick_the_same_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The choice is held until the machine exists: threads racing for CPUs each get their own."""
+    engine = FakeEngine()
+    monkeypatch.setattr(cpus, "engine_cpusets", lambda cli: list(engine.running))
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    got: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def start_machine() -> None:
+        barrier.wait()
+        with cpus.claim(1.0, object()) as pin:  # type: ignore[arg-type]
+            got.append(pin.cpus)
+            engine.running.append(pin.cpus)  # the machine is created while the claim is held
+
+    threads = [threading.Thread(target=start_machine) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pinned = [c for c in got if c]
+    assert sorted(pinned) == ["0", "1", "2", "3"] and got.count("") == 2
