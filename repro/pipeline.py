@@ -179,7 +179,8 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
     limits = phase_deadlines(scenario, deadlines)
     watchdog = Watchdog(scenario.trial_id)
     with trial_scope(scenario.trial_id):  # every container of the trial carries its id, for the watchdog
-        host = ConstrainedHost(scenario.profile, store=scenario.store, image=image, fuse=scenario.needs_fuse)
+        host = ConstrainedHost(scenario.profile, store=scenario.store, image=image, fuse=scenario.needs_fuse,
+                               record=scenario.records)
         trial = _Trial(scenario, host)
         artifacts: str | None = None
         error: BaseException | None = None

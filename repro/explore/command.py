@@ -16,7 +16,7 @@ import shlex
 import sys
 from typing import TYPE_CHECKING
 
-from repro.errors import EngineError, ExitCode, ScenarioError
+from repro.errors import ExitCode, ScenarioError
 from repro.explore.models import PersistenceModel
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _record(args: argparse.Namespace, seed: int, out: pathlib.Path, command: str) -> TraceDir:
     from repro.machine import engine
-    from repro.machine.labels import IMAGE, RUN_ID
+    from repro.machine.labels import IMAGE, owner
     from repro.scenario import StoreSpec, WorkloadSpec, get_profile
     from repro.explore.record import record
 
@@ -76,10 +76,10 @@ def _record(args: argparse.Namespace, seed: int, out: pathlib.Path, command: str
         raise ScenarioError(f"{dest} is not empty: choose another --out")
     image = args.image or IMAGE
     cli = engine.client()
-    if args.image is None:
-        engine.build_image(cli, image=image)
-    elif not engine.image_present(cli, image):
-        raise EngineError(f"image {image} is missing")
+    if args.image is None:  # the lab's own image: built only if missing or stale
+        engine.ensure_image(cli, image=image)
+    elif not engine.image_present(cli, image):  # the user named it: bad input, not the lab failing
+        raise ScenarioError(f"--image {image} is not on the engine: build or pull it, or leave out --image")
     dest.mkdir(parents=True, exist_ok=True)
     print(f"recording {args.ops} operations on {profile.name} ({store.label}), seed {seed} into {dest}",
           file=sys.stderr)
@@ -87,7 +87,7 @@ def _record(args: argparse.Namespace, seed: int, out: pathlib.Path, command: str
         return record(profile=profile, store=store, workload=workload, ops=args.ops, seed=seed, dest=dest,
                       image=image, source=command)
     finally:
-        engine.cleanup(cli, run_id=RUN_ID)
+        engine.cleanup(cli, owner=owner())
 
 
 def _explore(trace: TraceDir, models: tuple[PersistenceModel, ...], budget: int, seed: int, jobs: int,

@@ -2,8 +2,8 @@
 filesystem and stops cleanly -- no fault: the crash states come from exploring the trace.
 
 The machine is the trial's (ConstrainedHost, the profile's limits, the store under test); the
-lossy filesystem records to /run/lab/trace, outside the disk under test, and the workload marks
-READY and every acknowledged operation. After Fly's ordinary stop the daemon has synced and
+lossy filesystem records to the machine's trace volume (host.TRACE_DIR), outside the disk under
+test, and the workload marks READY and every acknowledged operation. After Fly's ordinary stop the daemon has synced and
 closed the trace; it is fetched from the stopped machine with its log (the ledger) and the
 settings the probe needs to open the store as the machine did.
 """
@@ -31,7 +31,7 @@ def _done(line: Line) -> bool:
 def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec, ops: int, seed: int,
            dest: pathlib.Path, image: str, source: str) -> TraceDir:
     """Run the workload for ``ops`` operations on a recording machine; the trace directory it left."""
-    host = ConstrainedHost(profile, store=store, image=image, fuse=True)
+    host = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True)
     try:
         host.start()
         host.start_workload(seed=seed, ops=ops, rate=workload.rate, hold=False, record=True,

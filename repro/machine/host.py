@@ -19,7 +19,7 @@ from repro.errors import EngineError, LabError, ScenarioError
 from repro.machine import cpus
 from repro.machine.console import Console, LineWait
 from repro.machine.disk import DATA_DIR, DataDisk
-from repro.machine.labels import IMAGE
+from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
 from repro.machine.services import WorkloadStart, start_workload
 from repro.protocol import Tag
@@ -33,6 +33,10 @@ DB_PATH = f"{DATA_DIR}/state.db"
 LOSSY_MOUNT = f"{DATA_DIR}/lossy"
 LOSSY_BACKING = f"{DATA_DIR}/backing"
 STORE_MOUNT = "/opt/store"
+# A recording machine's lossyfs trace (repro explore): a volume of its own, outside the disk under
+# test and the tmpfs /run (whose files die with the machine, and which the engine cannot copy
+# from), so the lab fetches it from the stopped machine; removed with the machine.
+TRACE_DIR = "/var/lib/lab-trace"
 BOOT_TIMEOUT_S = 30
 # Files the lab writes into a machine travel as an argument of one exec (the root is read-only,
 # and the engine's archive upload cannot write into a tmpfs): settings files, a few hundred bytes.
@@ -66,6 +70,7 @@ class ConstrainedHost(DockerContainer):
         image: str = IMAGE,
         disk: DataDisk | None = None,
         fuse: bool = False,
+        record: bool = False,
         role: str = "machine",
     ) -> None:
         super().__init__(image)
@@ -73,6 +78,7 @@ class ConstrainedHost(DockerContainer):
         self.store = store or StoreSpec(preset=preset, journal_mode=journal_mode,
                                         synchronous=synchronous, store_path=store_path)
         self.fuse = fuse
+        self.record = record  # the lossy filesystem records its trace to TRACE_DIR
         self.role = role
         self.disk = disk
         self._owns_disk = disk is None
@@ -121,6 +127,8 @@ class ConstrainedHost(DockerContainer):
     def _configure(self) -> None:
         """Called by testcontainers' start(): the container's limits, mounts and environment."""
         mounts = [self.disk.mount()] if self.disk else []
+        if self.record:
+            mounts.append(Mount(target=TRACE_DIR, source=None, type="volume", labels=labels("trace")))
         if self.store.store_path:
             mounts.append(Mount(target=STORE_MOUNT, source=str(pathlib.Path(self.store.store_path).resolve()),
                                 type="bind", read_only=True))

@@ -32,10 +32,9 @@ SETTINGS_DIR = "/run/lab"
 CRON_OP_OFFSET = 1_000_000_000
 CRON_MIX = "append=50,tokens=30,create=10,end=10"
 START_TIMEOUT_S = 30.0
-# A recorded machine (repro explore): the lossyfs trace lives here, outside the disk under test
-# (fetched with ``fetch_trace`` once the machine is down), and the workload marks it through
-# the daemon's socket.
-TRACE_DIR = f"{SETTINGS_DIR}/trace"
+# A recording machine (repro explore): the lossyfs trace goes to the machine's trace volume
+# (host.TRACE_DIR, fetched with ``fetch_trace`` once the machine is down), and the workload
+# marks it through the daemon's socket.
 TRACE_FILE = "trace.jsonl"
 MARK_SOCKET = f"{SETTINGS_DIR}/marks.sock"
 
@@ -89,8 +88,8 @@ def start(host: "ConstrainedHost", service: str, settings: Mapping[str, str], ti
 def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, object]:
     """Start the store's workload (after the lossy filesystem on a power-loss machine) and the
     hazard processes; returns the workload's READY facts (the pragmas in force)."""
-    if run.record and not host.fuse:
-        raise ScenarioError("recording a trace needs the lossy filesystem: a machine started with_fuse()")
+    if run.record and not (host.fuse and host.record):
+        raise ScenarioError("recording a trace needs a machine made with fuse=True and record=True")
     if host.fuse:
         start_lossyfs(host, run.seed, run.lossy_args, record=run.record)
     marks = {"LAB_MARK_SOCKET": MARK_SOCKET} if run.record else {}
@@ -120,10 +119,9 @@ def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, obj
 def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "", *, record: bool = False) -> None:
     """The power-loss filesystem, mounted over the disk before the workload opens anything;
     ``record``: it also records its trace to TRACE_DIR and takes marks on MARK_SOCKET."""
-    from repro.machine.host import LOSSY_BACKING, LOSSY_MOUNT
+    from repro.machine.host import LOSSY_BACKING, LOSSY_MOUNT, TRACE_DIR
 
     if record:
-        host.exec_checked(["mkdir", "-p", TRACE_DIR])
         args = f"{args} --record {TRACE_DIR}/{TRACE_FILE} --mark-socket {MARK_SOCKET}".strip()
     start(host, "lossyfs", {"LAB_SEED": str(seed), "LAB_LOSSY_BACKING": LOSSY_BACKING,
                             "LAB_LOSSY_MOUNT": LOSSY_MOUNT, "LAB_LOSSY_ARGS": args})
@@ -133,6 +131,8 @@ def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "", *, record:
 def fetch_trace(host: "ConstrainedHost", dest: pathlib.Path) -> list[str]:
     """Copy the recorded trace (trace.jsonl and its blobs) out of the machine into ``dest``; the
     machine may be down, not removed. Returns the names copied."""
+    from repro.machine.host import TRACE_DIR
+
     try:
         stream, _ = host.get_wrapped_container().get_archive(TRACE_DIR)
     except docker.errors.NotFound:
