@@ -149,3 +149,19 @@ def test_a_bad_state_id_is_bad_input(tmp_path: pathlib.Path, capsys: pytest.Capt
     for state in ("prefix", "prefix:100000", "nope:1"):
         assert main(["explore", str(trace.path), "--materialize", state, "--out", str(tmp_path / "o")]) == 2
     assert "MODEL:INDEX" in capsys.readouterr().err
+
+
+def test_a_power_loss_trial_asks_for_its_trace_and_replays_with_it() -> None:
+    from repro.scenario import FaultSpec, Scenario, get_profile, scenario_from_dict, scenario_to_dict
+    from repro.workload.config import WorkloadConfig
+
+    scenario = Scenario(get_profile("fly-256"), (FaultSpec.parse("power-loss:record,lazy-dirs@acks=9"),), seed=3)
+    assert scenario.records and scenario.lossy_args == "--lazy-dirs"  # recording is the machine's, not a flag
+    assert scenario_from_dict(scenario_to_dict(scenario)).records
+    plain = Scenario(get_profile("fly-256"), (FaultSpec.parse("power-loss"),))
+    assert not plain.records
+    with pytest.raises(Exception, match="record"):
+        FaultSpec.parse("sigkill:record")
+    marked = WorkloadConfig.from_env({"LAB_MARK_SOCKET": "/run/lab/marks.sock"})
+    assert marked.mark_socket == "/run/lab/marks.sock" and WorkloadConfig.from_env({}).mark_socket == ""
+    assert WorkloadConfig.from_env(marked.to_env()) == marked
