@@ -148,7 +148,7 @@ class Checker:
         self._cache: collections.OrderedDict[object, ProbeFacts] = collections.OrderedDict()
         self._images = images
         self._frames = FrameChecker()
-        self._judged: dict[tuple[int, int, bool], tuple[ProbeFacts, StateResult]] = {}
+        self._judged: dict[tuple[object, ...], tuple[ProbeFacts, StateResult]] = {}
         self._wal_bases: dict[tuple[int, int], tuple[WalHeader | None, list[Frame]]] = {}
         self._serial = 0
 
@@ -245,11 +245,14 @@ class Checker:
         spec = self.space.spec(model, index)
         facts, probed, build_s, probe_s = self.facts(spec)
         started = time.perf_counter()
-        # the verdict depends on the facts, the crash point's ledger and whether entries are lazy
-        key = (id(facts), spec.point.index, model.lazy_dirs)
+        # the verdict depends on the facts, the ledger at the crash point (its acks), the sync horizons
+        # and whether entries are lazy: crash points between the same two acks share all of them
+        crash = spec.point
+        key = (id(facts), crash.acked, crash.next_ack, crash.wal_sync_ack, crash.dir_sync_ack, model.lazy_dirs)
         same = self._judged.get(key)
         if same is not None and same[0] is facts:
-            result = dataclasses.replace(same[1], model=model, index=index, probed=probed)
+            result = dataclasses.replace(same[1], model=model, index=index, point=crash.index, probed=probed,
+                                         seq=self.timeline.ops[crash.last_op].seq)
         else:
             result = judge_state(spec, facts, self.ledger, self.config, self.trace_dir.recording.locks_dropped,
                                  self.timeline.ops[spec.point.last_op].seq, probed)

@@ -13,11 +13,13 @@ every state gets a fresh copy and the work directory is never handed out.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pathlib
 import shutil
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 from repro.explore.models import SECTOR_SIZE
 from repro.explore.space import StateSpec
@@ -188,23 +190,36 @@ class Materializer:
     def read(self, spec: StateSpec, ino: int, offset: int, size: int) -> bytes:
         """Bytes of one file of the state, without writing it: the durable bytes with the state's
         own operations applied to that range (short at the end of the file)."""
+        with self._reader(spec, ino) as read:
+            return read(offset, size)
+
+    @contextlib.contextmanager
+    def _reader(self, spec: StateSpec, ino: int) -> Iterator[Callable[[int, int], bytes]]:
+        """``read(offset, size)`` over one file of the state, the durable file opened once."""
         self.advance(spec.point.pos)
-        buf = bytearray(self.read_durable(ino, offset, size))
-        buf.extend(bytes(size - len(buf)))
-        length = self.durable_size(ino)
-        for op, kept in self._overlay(spec, ino):
-            if isinstance(op, Truncate):
-                if op.size < offset + size:
-                    cut = max(0, op.size - offset)
-                    buf[cut:] = bytes(size - cut)
-                length = op.size
-                continue
-            data = _kept(op, kept)
-            lo, hi = max(op.offset, offset), min(op.offset + len(data), offset + size)
-            if lo < hi:
-                buf[lo - offset:hi - offset] = data[lo - op.offset:hi - op.offset]
-            length = max(length, op.offset + len(data))
-        return bytes(buf[: max(0, min(size, length - offset))])
+        overlay = self._overlay(spec, ino)
+        with open(self.work / str(ino), "rb") as durable:
+            base = os.fstat(durable.fileno()).st_size
+
+            def read(offset: int, size: int) -> bytes:
+                buf = bytearray(os.pread(durable.fileno(), size, offset))
+                buf.extend(bytes(size - len(buf)))
+                length = base
+                for op, kept in overlay:
+                    if isinstance(op, Truncate):
+                        if op.size < offset + size:
+                            cut = max(0, op.size - offset)
+                            buf[cut:] = bytes(size - cut)
+                        length = op.size
+                        continue
+                    data = _kept(op, kept)
+                    lo, hi = max(op.offset, offset), min(op.offset + len(data), offset + size)
+                    if lo < hi:
+                        buf[lo - offset:hi - offset] = data[lo - op.offset:hi - op.offset]
+                    length = max(length, op.offset + len(data))
+                return bytes(buf[: max(0, min(size, length - offset))])
+
+            yield read
 
     def page_digests(self, spec: StateSpec, ino: int, page_size: int) -> list[bytes]:
         """A sha1 per page of one file of the state: the durable content's, kept between states,
@@ -238,10 +253,11 @@ class Materializer:
                 runs[-1].append(page)
             else:
                 runs.append([page])
-        for run in runs:
-            span = memoryview(self.read(spec, ino, run[0] * page_size, len(run) * page_size))
-            for n, page in enumerate(run):
-                digests[page] = hashlib.sha1(span[n * page_size:(n + 1) * page_size]).digest()
+        with self._reader(spec, ino) as read:
+            for run in runs:
+                span = memoryview(read(run[0] * page_size, len(run) * page_size))
+                for n, page in enumerate(run):
+                    digests[page] = hashlib.sha1(span[n * page_size:(n + 1) * page_size]).digest()
         return digests
 
     def write(self, spec: StateSpec, dest: str | os.PathLike[str]) -> list[str]:
