@@ -159,6 +159,12 @@ def _read_build(directory: pathlib.Path) -> SqliteBuild | None:
         return None
 
 
+def _readable_by_all(directory: pathlib.Path) -> None:
+    """A machine's services (uid 1000) read the bind-mounted build: mkdtemp made it 0700."""
+    if directory.stat().st_mode & 0o055 != 0o055:
+        directory.chmod(0o755)
+
+
 def cached_builds(root: pathlib.Path | None = None) -> list[SqliteBuild]:
     """Every complete build in the cache, by version."""
     base = sqlite_cache(root)
@@ -195,6 +201,7 @@ def ensure_build(version: str, *, assisted: bool = False, assist_us: int = DEFAU
     final = base / build_dir_name(version, system, assisted, assist_us)
     hit = _read_build(final)
     if hit is not None:
+        _readable_by_all(final)  # builds cached before the lab mounted them into machines
         return hit
     with _locked(base / f".{final.name}.lock"):
         hit = _read_build(final)  # another process may have built it while we waited
@@ -214,6 +221,7 @@ def ensure_build(version: str, *, assisted: bool = False, assist_us: int = DEFAU
                                  assist_us if assisted else None,
                                  round(time.monotonic() - started, 1), compiler)
             (workdir / META_NAME).write_text(meta.to_json())
+            _readable_by_all(workdir)
             if final.exists():
                 shutil.rmtree(final)  # an incomplete leftover (no build.json): replace it
             os.rename(workdir, final)
