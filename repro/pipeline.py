@@ -29,6 +29,8 @@ from repro.machine.restart import Restart, fetch_database, restart
 from repro.oracle.verdicts import Judgement, judge, lab_error
 from repro.report.records import TrialRecord, record_trial
 from repro.scenario import HazardName, Scenario, replay_command, scenario_to_dict, trial_seed
+from repro.sqlite import runtime as sqlite_runtime
+from repro.workload.checkpointer import checkpoint_count
 
 # What a lab failure looks like from here: our own errors (a ledger or probe line we cannot
 # read included), the engine (docker-py) or its HTTP transport failing, or a machine printing
@@ -77,6 +79,8 @@ class _Trial:
         self.ledger: Ledger | None = None
         self.restarted: Restart | None = None
         self.judgement: Judgement | None = None
+        self.sqlite_seen: dict[str, tuple[str, str]] = {}  # process -> (version, source id) it loaded
+        self.checkpoints = 0  # the checkpointer hazard's count
 
     def boot(self) -> None:
         self.host.start()
@@ -86,7 +90,10 @@ class _Trial:
         self.ready = self.host.start_workload(
             seed=self.seed, rate=spec.rate, hold=True, linger_ms=spec.linger_ms, lossy_args=self.scenario.lossy_args,
             env=spec.environment(), raw_open_every=spec.hazard_every(HazardName.RAW_OPEN),
-            dashboard_ms=spec.hazard_every(HazardName.DASHBOARD), cron_ms=spec.hazard_every(HazardName.CRON))
+            dashboard_ms=spec.hazard_every(HazardName.DASHBOARD), cron_ms=spec.hazard_every(HazardName.CRON),
+            checkpointer_ms=spec.hazard_every(HazardName.CHECKPOINTER))
+        self.sqlite_seen = sqlite_runtime.machine_reports(self.host.lines())
+        sqlite_runtime.check_in_force(self.host.sqlite, self.sqlite_seen)  # the wrong library: a lab error
 
     def faults(self) -> None:
         for step in self.scenario.schedule():
@@ -98,10 +105,15 @@ class _Trial:
 
     def restart(self) -> None:
         self.restarted = restart(self.host)
-        self.ledger = parse_lines(self.host.output())
+        lines = self.host.output()
+        self.ledger = parse_lines(lines)
+        self.checkpoints = checkpoint_count(lines)
 
     def judge(self) -> None:
         assert self.restarted is not None
+        facts = self.restarted.facts
+        sqlite_runtime.check_in_force(self.host.sqlite, {
+            **self.sqlite_seen, "verifier": (facts.sqlite_version, facts.sqlite_source_id)})
         self.judgement = judge(self.ledger, self.restarted.facts, tuple(f.name.value for f in self.scenario.faults),
                                lazy_dirs="--lazy-dirs" in self.scenario.lossy_args,
                                locks_dropped=self.scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0)
@@ -157,6 +169,8 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
         oom_killed=any(o.oom_killed for o in outcomes) if outcomes else None,
         exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
         store=scenario.store.store_path or "default", hazards=scenario.workload.hazard_labels,
+        sqlite=scenario.store.sqlite_label, sqlite_source_id=str(ready.get("sqlite_source_id", "")),
+        checkpoints=trial.checkpoints,
     )
     story = trial.story
     return dataclasses.replace(record, detail=f"{record.detail} [{story}]" if story else record.detail,

@@ -41,6 +41,7 @@ def render_table(records: Sequence[TrialRecord], title: str = "crash trials") ->
     table.add_column("faults")
     table.add_column("preset")
     table.add_column("in force")
+    table.add_column("sqlite")
     if show_store:
         table.add_column("store")
     for verdict in VERDICTS:
@@ -48,7 +49,8 @@ def render_table(records: Sequence[TrialRecord], title: str = "crash trials") ->
     table.add_column("lost acked", justify="right")
     table.add_column("as expected", justify="center")
     for g in summarize(records):
-        cells = [g.key.profile, g.key.faults, g.key.preset, g.pragmas or "?"] + ([g.key.store] if show_store else [])
+        cells = [g.key.profile, g.key.faults, g.key.preset, g.pragmas or "?", g.sqlite]
+        cells += [g.key.store] if show_store else []
         cells += [str(g.count(v)) if g.count(v) else "." for v in VERDICTS]
         cells.append(str(g.lost_acked))
         ok = g.failed == 0 and g.count(Verdict.ERROR) == 0
@@ -115,11 +117,12 @@ def render_markdown(run: RunResult) -> str:
     if meta.sqlite_version or meta.lab_version:
         lines.append(f"- SQLite {meta.sqlite_version or '?'}, lab {meta.lab_version or '?'}")
     lines += ["", "## Verdicts per group", ""]
-    header = ["profile", "faults", "preset", "store"] + [v.value for v in VERDICTS] + ["lost acked", "promised safe"]
+    header = ["profile", "faults", "preset", "store", "sqlite"] + [v.value for v in VERDICTS]
+    header += ["lost acked", "promised safe"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for g in summarize(trials):
-        row = [g.key.profile, g.key.faults, g.key.preset, g.key.store]
+        row = [g.key.profile, g.key.faults, g.key.preset, g.key.store, g.sqlite]
         row += [str(g.count(v)) for v in VERDICTS] + [str(g.lost_acked), "yes" if g.promised_safe else "no"]
         lines.append("| " + " | ".join(_md(c) for c in row) + " |")
     lines += ["", "`expected-loss`: loss the configuration allows (e.g. WAL + synchronous=NORMAL under power loss)."
@@ -146,7 +149,7 @@ def render_markdown(run: RunResult) -> str:
 def _trial_md(t: TrialRecord) -> list[str]:
     out = [
         f"### {t.id}: {t.verdict.value} ({t.profile}, {t.faults_label}, {t.preset},"
-        f" journal_mode={t.journal_mode}, synchronous={t.synchronous}, seed {t.seed})",
+        f" journal_mode={t.journal_mode}, synchronous={t.synchronous}, SQLite {t.sqlite_text}, seed {t.seed})",
         "",
         f"- {_md(t.detail)}",
         f"- integrity: {_md(t.integrity)}; acked {t.acked}, lost {t.lost_acked}, phantom {t.phantom},"
@@ -172,7 +175,8 @@ def junit_element(run: RunResult) -> ET.Element:
     ET.SubElement(props, "property", name="seed", value=str(run.meta.seed))
     ET.SubElement(props, "property", name="command", value=run.meta.command)
     for t in trials:
-        case = ET.SubElement(suite, "testcase", classname=f"{t.profile}.{t.faults_label}.{t.preset}",
+        case = ET.SubElement(suite, "testcase", classname=f"{t.profile}.{t.faults_label}.{t.preset}"
+                             + ("" if t.sqlite == "system" else f".sqlite-{t.sqlite}"),
                              name=t.id, time=f"{t.duration_s:.3f}")
         text = f"{t.detail}\nreplay: {t.replay}"
         if t.lab_error:
@@ -182,7 +186,8 @@ def junit_element(run: RunResult) -> ET.Element:
                           type=t.verdict.value).text = text
         ET.SubElement(case, "system-out").text = (
             f"verdict={t.verdict.value} expected={t.expected} journal_mode={t.journal_mode}"
-            f" synchronous={t.synchronous} seed={t.seed} acked={t.acked} lost_acked={t.lost_acked}"
+            f" synchronous={t.synchronous} sqlite={t.sqlite_text.replace(' ', '-')} seed={t.seed} acked={t.acked}"
+            f" lost_acked={t.lost_acked}"
             f"\nreplay: {t.replay}"
         )
     return suites

@@ -1,4 +1,4 @@
-"""Trials grouped per (profile, faults, preset, store) with verdict counts: what every table shows."""
+"""Trials grouped per (profile, faults, preset, store, SQLite) with verdict counts: what every table shows."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from repro.oracle.verdicts import Verdict
-from repro.report.records import TrialRecord
+from repro.report.records import TrialRecord, sqlite_text
 
 VERDICTS: tuple[Verdict, ...] = tuple(Verdict)
 
 
 @dataclass(frozen=True)
 class GroupKey:
-    """One row of the table: a profile, a fault combination, a preset (and the store)."""
+    """One row of the table: a profile, a fault combination, a preset (and the store, the SQLite asked for)."""
 
     profile: str
     faults: str
     preset: str
     store: str = "default"
+    sqlite: str = "system"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class GroupSummary:
     lost_acked: int
     promised_safe: bool
     pragmas: str = ""  # journal mode/synchronous in force, e.g. "wal/1" (as the store read them back)
+    sqlite: str = ""  # the SQLite in force, e.g. "3.51.2 assisted" (as the workload read it)
 
     def count(self, verdict: Verdict) -> int:
         return dict(self.counts).get(verdict, 0)
@@ -48,7 +50,7 @@ class GroupSummary:
 
 
 def group_key(record: TrialRecord) -> GroupKey:
-    return GroupKey(record.profile, record.faults_label, record.preset, record.store)
+    return GroupKey(record.profile, record.faults_label, record.preset, record.store, record.sqlite)
 
 
 def summarize(records: Iterable[TrialRecord]) -> tuple[GroupSummary, ...]:
@@ -67,6 +69,7 @@ def summarize(records: Iterable[TrialRecord]) -> tuple[GroupSummary, ...]:
             lost_acked=sum(r.lost_acked for r in recs),
             promised_safe=all(r.promised_safe for r in recs if not r.lab_error),
             pragmas=", ".join(sorted({f"{r.journal_mode}/{r.synchronous}" for r in recs if not r.lab_error})),
+            sqlite=sqlite_text(key.sqlite, [r.sqlite_version for r in recs]),
         ))
     return tuple(out)
 

@@ -122,10 +122,11 @@ class HazardName(str, enum.Enum):
     #                          POSIX advisory locks are per process, so that close drops SQLite's locks
     DASHBOARD = "dashboard"  # a second process (dashboard, doctor) opens the store, reads, closes
     CRON = "cron"            # a second process writes through its own store instance (a cron job)
+    CHECKPOINTER = "checkpointer"  # a third process checkpoints the WAL (PASSIVE, TRUNCATE) with its own connection
 
 
-# The hazard's value when none is given: every N writes (raw-open), every N ms (dashboard, cron).
-HAZARD_DEFAULTS = {HazardName.RAW_OPEN: 10, HazardName.DASHBOARD: 20, HazardName.CRON: 20}
+# The hazard's value when none is given: every N writes (raw-open), every N ms (dashboard, cron, checkpointer).
+HAZARD_DEFAULTS = {HazardName.RAW_OPEN: 10, HazardName.DASHBOARD: 20, HazardName.CRON: 20, HazardName.CHECKPOINTER: 1}
 
 
 @dataclass(frozen=True)

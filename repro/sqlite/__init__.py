@@ -7,7 +7,9 @@ build.py (how it is compiled and cached) and runtime.py (how a machine loads it)
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+from typing import TYPE_CHECKING
 
 from repro.sqlite.build import (DEFAULT_ASSIST_US, SqliteBuild, SqliteBuildError, cached_builds,
                                 ensure_build)
@@ -15,10 +17,13 @@ from repro.sqlite.index import INDEX
 from repro.sqlite.runtime import SqliteLoadError
 from repro.sqlite.sources import SqliteSourceError, SqliteVersionError, SourceStore, parse_version
 
+if TYPE_CHECKING:
+    from repro.scenario.stores import StoreSpec
+
 SYSTEM = "system"
 
 __all__ = ["SYSTEM", "SqliteBuild", "SqliteBuildError", "SqliteLoadError", "SqliteSourceError",
-           "SqliteVersionError", "available_versions", "cached_builds", "resolve"]
+           "SqliteVersionError", "available_versions", "cached_builds", "for_store", "resolve"]
 
 
 def resolve(version: str, *, assisted: bool = False, assist_us: int = DEFAULT_ASSIST_US,
@@ -36,3 +41,14 @@ def available_versions(root: pathlib.Path | None = None) -> list[str]:
     """Versions the lab can build without searching the registry (indexed) or has built (cached)."""
     versions = {r.sqlite_version for r in INDEX} | {b.version for b in cached_builds(root)}
     return sorted(versions, key=parse_version)
+
+
+def for_store(store: StoreSpec, sqlite: str | SqliteBuild | None = None) -> tuple[StoreSpec, SqliteBuild | None]:
+    """The build a machine of this store loads (None: the system library), resolved now -- before
+    any container starts -- and the store spec naming it. `sqlite` overrides the spec's choice: a
+    version string, or a build made elsewhere (say with another assist delay)."""
+    if isinstance(sqlite, SqliteBuild):
+        return dataclasses.replace(store, sqlite=sqlite.version, sqlite_assisted=sqlite.assisted), sqlite
+    if sqlite is not None:
+        store = dataclasses.replace(store, sqlite=sqlite.strip(), sqlite_assisted=False)
+    return store, resolve(store.sqlite, assisted=store.sqlite_assisted)
