@@ -1,4 +1,4 @@
-"""What each `repro` command does once its arguments are parsed: scenarios from options, runs, replay, doctor.
+"""What each `repro` command does once its arguments are parsed: scenarios from options, runs, replay, doctor, sqlite.
 
 The CLI (repro/cli.py) only parses argv, dispatches here and turns errors into exit codes;
 this module builds scenarios (checking every input before any container starts), runs
@@ -16,6 +16,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from repro.errors import EngineError, ExitCode, ScenarioError
@@ -33,6 +35,28 @@ DEFAULT_TRIALS = 3
 # own POSIX locks (raw open/close of state.db) while a dashboard process opens and closes it.
 DEFAULT_HAZARD_SCENARIO = (("sigkill",), ("raw-open", "dashboard"))
 
+
+@dataclass(frozen=True)
+class HuntPlan:
+    """`repro hunt`: the WAL-reset bug's conditions (docs/FACTS.md) -- the gateway, a cron writer and a
+    checkpointer (PASSIVE and TRUNCATE alternately) as three processes with three connections on one
+    WAL database, flat out, writers checkpointing every few pages -- for `duration_s`, then the whole
+    machine SIGKILLed and the database judged. Small messages keep a minute of it on a 64 MB disk."""
+
+    sqlites: str = "system,3.51.2,3.53.2"
+    duration_s: int = 60
+    hazards: tuple[str, ...] = ("cron=1", "checkpointer=1")
+    wal_autocheckpoint: int = 8
+    message_size: str = "200:2k"
+
+    @staticmethod
+    def fault(duration_s: int) -> str:
+        if not 1 <= duration_s <= 86_400:
+            raise ScenarioError(f"--duration must be 1 to 86400 seconds, not {duration_s}")
+        return f"sigkill-machine@random={duration_s * 1000}"
+
+
+HUNT = HuntPlan()
 
 
 def clean() -> int:
@@ -62,14 +86,17 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
         profiles = [args.profile]
         combos = [tuple(args.fault)] if args.fault else list(DEFAULT_FAULTS) + _power_loss_if_possible()
         stores = [StoreSpec(args.preset, args.journal_mode, args.synchronous, _absolute(args.store_path),
-                            args.checkpoint_mode)]
-    else:
+                            args.checkpoint_mode, args.wal_autocheckpoint, args.sqlite.strip(), args.sqlite_assisted)]
+    else:  # matrix, hunt
         profiles = _split(args.profiles)
-        combos = [tuple(c.split("+")) for c in _split(args.faults)]
+        hunt = args.command == "hunt"
+        combos = [(HUNT.fault(args.duration),)] if hunt else [tuple(c.split("+")) for c in _split(args.faults)]
         paths: list[str | None] = [_absolute(p) for p in _split(args.store_paths)] or [None]
-        stores = [StoreSpec(p, args.journal_mode, args.synchronous, s, args.checkpoint_mode)
-                  for s in paths for p in _split(args.presets)]
-        for option, values in (("--profiles", profiles), ("--faults", combos), ("--presets", _split(args.presets))):
+        stores = [StoreSpec(p, args.journal_mode, args.synchronous, s, args.checkpoint_mode, args.wal_autocheckpoint,
+                            q, args.sqlite_assisted)
+                  for q in _split(args.sqlites) for s in paths for p in _split(args.presets)]
+        for option, values in (("--profiles", profiles), ("--faults", combos), ("--presets", _split(args.presets)),
+                               ("--sqlites", _split(args.sqlites))):
             if not values:
                 raise ScenarioError(f"{option} names nothing")
     for name in profiles:
@@ -77,7 +104,7 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
     for combo in combos:
         for fault in combo:
             FaultSpec.parse(fault)
-    hazards = tuple(Hazard.parse(h) for h in args.hazard or ())
+    hazards = tuple(Hazard.parse(h) for h in args.hazard or (HUNT.hazards if args.command == "hunt" else ()))
     workload = WorkloadSpec(args.rate, args.mix, args.message_size, hazards, args.linger)
     scenarios = expand(profiles, combos, stores, args.trials, seed, workload)
     if args.command == "run" and not args.fault and not hazards:  # the main job: the lock bug too
@@ -130,12 +157,30 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     scenarios = _scenarios(args, seed)  # all input checked before any container starts
     out = _output_paths(args)
     return _run_scenarios(scenarios, seed=seed, out=out, argv=argv, image=args.image, jobs=args.jobs,
-                          json_path=args.json, compare=args.command == "matrix")
+                          json_path=args.json, compare=args.command in ("matrix", "hunt"))
+
+
+def _sqlite_builds(scenarios: Sequence[Scenario]) -> None:
+    """Build (or find in the cache) every SQLite the trials ask for and load each once on this host,
+    before any container starts: an unknown version is bad input, a failed build the lab's failure."""
+    from repro import sqlite as lab_sqlite
+    from repro.sqlite import runtime
+
+    for version, assisted in dict.fromkeys((s.store.sqlite, s.store.sqlite_assisted) for s in scenarios):
+        if version == lab_sqlite.SYSTEM:
+            continue
+        started = time.monotonic()
+        build = lab_sqlite.resolve(version, assisted=assisted)
+        assert build is not None
+        runtime.probe(build)
+        print(f"repro: SQLite {build.label} from {build.source}: {build.lib_dir} "
+              f"({time.monotonic() - started:.1f} s)", file=sys.stderr)
 
 
 def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: pathlib.Path, argv: list[str],
                    image: str | None, jobs: int, json_path: str | None, compare: bool) -> int:
     """Run the trials (input already checked), print the table, write the reports; the run's exit code."""
+    _sqlite_builds(scenarios)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -198,9 +243,11 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: pathlib.Pat
 def _comparison(records: Sequence[TrialRecord]) -> Comparison | None:
     """Old vs new, side by side, when a matrix ran exactly two stores (presets or store paths)."""
     from repro.report.comparison import compare_runs
+    from repro.report.records import sqlite_text
 
-    def side(r: TrialRecord) -> str:
-        return r.preset if r.store == "default" else f"{r.store} ({r.preset})"
+    def side(r: TrialRecord) -> str:  # by what was asked for: a trial that ran the wrong library is an error
+        store = r.preset if r.store == "default" else f"{r.store} ({r.preset})"
+        return store if r.sqlite == "system" else f"{store}, SQLite {sqlite_text(r.sqlite, ())}"
 
     stores = list(dict.fromkeys(side(r) for r in records))
     if len(stores) != 2:
@@ -242,6 +289,7 @@ def doctor() -> int:
     from repro.machine.labels import IMAGE
 
     checks: list[tuple[str, bool, str, bool]] = []  # name, ok, detail, required
+    sqlite_cli: object = None  # the engine, when the image is there to ask for its own SQLite
     try:
         cli = engine.client()
         info = cli.info()
@@ -254,12 +302,14 @@ def doctor() -> int:
                        "the engine cannot cap swap: machines may swap", False))
         present = engine.image_present(cli, IMAGE)
         checks.append(("image", present, IMAGE if present else f"{IMAGE} missing: run `repro image build`", True))
+        sqlite_cli = cli if present else None
     except EngineError as exc:
         checks.append(("engine", False, str(exc), True))
     compose = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True) \
         if shutil.which("docker") else None
     checks.append(("compose v2", bool(compose and compose.returncode == 0),
                    compose.stdout.strip() if compose and compose.returncode == 0 else "`docker compose` missing", True))
+    checks.append(_sqlite_check(sqlite_cli, IMAGE))
     fuse = os.path.exists("/dev/fuse")
     checks.append(("/dev/fuse", fuse, "present (power-loss trials)" if fuse else "missing: no power-loss trials", False))
     missing = False
@@ -268,3 +318,39 @@ def doctor() -> int:
         print(f"{mark} {name:<14} {detail}")
         missing = missing or (required and not ok)
     return ExitCode.LAB_FAILED if missing else ExitCode.OK
+
+
+def _sqlite_check(cli: object, image: str) -> tuple[str, bool, str, bool]:
+    """The `system` SQLite -- the image's own library when the image is there, else this host's --
+    named, with a warning only when it is inside the WAL-reset bug's range."""
+    import json
+    import sqlite3
+
+    from hermes_state.versions import in_wal_reset_bug_range
+
+    from repro.machine.labels import labels
+    from repro.sqlite.runtime import PROBE_CODE
+
+    version, where = sqlite3.sqlite_version, "this host's library (no image to ask)"
+    if cli is not None:
+        try:
+            out = cli.containers.run(image, entrypoint=["python3", "-c", PROBE_CODE], remove=True,  # type: ignore[attr-defined]
+                                     network_mode="none", labels=labels("doctor"))
+            version, where = str(json.loads(out)["version"]), f"the image's own library ({image})"
+        except Exception as exc:  # the engine or the image failed: say so, and fall back to the host's
+            where = f"this host's library (the image did not answer: {type(exc).__name__})"
+    if in_wal_reset_bug_range(version):
+        return ("sqlite", False, f"{version}, {where}: inside the WAL-reset bug's range (3.7.0-3.51.2, fixed in "
+                "3.51.3, 3.44.6, 3.50.7): `--sqlite 3.53.2` runs a fixed build", False)
+    return ("sqlite", True, f"{version}, {where}: outside the WAL-reset bug's range", False)
+
+
+def sqlite_list() -> int:
+    """The SQLite versions the lab can build (checked-in index) or has built (cache), and the builds."""
+    from repro import sqlite as lab_sqlite
+    from repro.sqlite.build import sqlite_cache
+
+    for line in lab_sqlite.listing():
+        print(line)
+    print(f"cache: {sqlite_cache()}; `--sqlite VERSION` builds any other version a better-sqlite3 release ships")
+    return ExitCode.OK

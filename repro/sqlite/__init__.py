@@ -11,8 +11,8 @@ import dataclasses
 import pathlib
 from typing import TYPE_CHECKING
 
-from repro.sqlite.build import (DEFAULT_ASSIST_US, SqliteBuild, SqliteBuildError, cached_builds,
-                                ensure_build)
+from repro.sqlite.build import (DEFAULT_ASSIST_US, META_NAME, BuildMetadata, SqliteBuild, SqliteBuildError,
+                                cached_builds, ensure_build)
 from repro.sqlite.index import INDEX
 from repro.sqlite.runtime import SqliteLoadError
 from repro.sqlite.sources import SqliteSourceError, SqliteVersionError, SourceStore, parse_version
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 SYSTEM = "system"
 
 __all__ = ["SYSTEM", "SqliteBuild", "SqliteBuildError", "SqliteLoadError", "SqliteSourceError",
-           "SqliteVersionError", "available_versions", "cached_builds", "for_store", "resolve"]
+           "SqliteVersionError", "available_versions", "cached_builds", "for_store", "listing", "resolve"]
 
 
 def resolve(version: str, *, assisted: bool = False, assist_us: int = DEFAULT_ASSIST_US,
@@ -52,3 +52,23 @@ def for_store(store: StoreSpec, sqlite: str | SqliteBuild | None = None) -> tupl
     if sqlite is not None:
         store = dataclasses.replace(store, sqlite=sqlite.strip(), sqlite_assisted=False)
     return store, resolve(store.sqlite, assisted=store.sqlite_assisted)
+
+
+def listing(root: pathlib.Path | None = None) -> list[str]:
+    """`repro sqlite list`: one line per version available (indexed or built), with its builds
+    (build time, assisted or not, the delay) -- read from build.json, never rebuilt."""
+    builds: dict[str, list[str]] = {}
+    sources: dict[str, str] = {}
+    for b in cached_builds(root):
+        try:
+            meta = BuildMetadata.from_json((b.lib_dir / META_NAME).read_text())
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        kind = f"assisted ({meta.assist_us} us at each checkpoint's start)" if meta.assisted else "plain"
+        builds.setdefault(b.version, []).append(f"{kind}, built in {meta.build_seconds:.1f} s")
+        sources[b.version] = meta.source
+    indexed = {**sources, **{r.sqlite_version: r.label for r in INDEX}}
+    lines = [f"{'version':<9} {'source':<24} builds"]
+    for version in available_versions(root):
+        lines.append(f"{version:<9} {indexed.get(version, '?'):<24} {'; '.join(builds.get(version, [])) or 'not built'}")
+    return lines

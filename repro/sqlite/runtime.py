@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 LIBRARY_PATH_ENV = "LD_LIBRARY_PATH"
 MACHINE_LIB_DIR = "/opt/hermes-lab/sqlite"  # where a machine mounts a build (read-only)
 
-_PROBE = """
+PROBE_CODE = """
 import json, sqlite3
 conn = sqlite3.connect(":memory:")
 library = ""
@@ -75,7 +75,7 @@ def probe(build: SqliteBuild | None, python: str = sys.executable) -> LoadedSqli
     unless a build's version and source id are the ones that loaded."""
     env = {k: v for k, v in os.environ.items() if k != LIBRARY_PATH_ENV}
     env.update(environment(build, str(build.lib_dir)) if build is not None else {})
-    proc = subprocess.run([python, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([python, "-c", PROBE_CODE], env=env, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise SqliteLoadError(f"{python} could not load SQLite from {env.get(LIBRARY_PATH_ENV, 'the system')}: {last}")
