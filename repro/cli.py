@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     hunt = sub.add_parser("hunt", help="the WAL-reset hunt: writers and a checkpointer flat out on each SQLite, "
                                        "the machine killed after --duration, the database judged")
-    hunt.add_argument("--profiles", default=DEFAULT_PROFILE)
+    hunt.add_argument("--profiles", default=HUNT.profile, help=f"default {HUNT.profile} (its 256 MB disk holds "
+                                                                 "minutes of writing flat out)")
     hunt.add_argument("--duration", type=int, default=HUNT.duration_s, metavar="S",
                       help=f"seconds of writing and checkpointing before the machine is killed "
                            f"(default {HUNT.duration_s})")

@@ -41,13 +41,14 @@ class HuntPlan:
     """`repro hunt`: the WAL-reset bug's conditions (docs/FACTS.md) -- the gateway, a cron writer and a
     checkpointer (PASSIVE and TRUNCATE alternately) as three processes with three connections on one
     WAL database, flat out, writers checkpointing every few pages -- for `duration_s`, then the whole
-    machine SIGKILLed and the database judged. Small messages keep a minute of it on a 64 MB disk."""
+    machine SIGKILLed and the database judged. Small messages and fly-1g's 256 MB disk hold minutes of it."""
 
+    profile: str = "fly-1g"
     sqlites: str = "system,3.51.2,3.53.2"
     duration_s: int = 60
     hazards: tuple[str, ...] = ("cron=1", "checkpointer=1")
     wal_autocheckpoint: int = 8
-    message_size: str = "200:2k"
+    message_size: str = "100:1k"
 
     @staticmethod
     def fault(duration_s: int) -> str:
@@ -245,9 +246,11 @@ def _comparison(records: Sequence[TrialRecord]) -> Comparison | None:
     from repro.report.comparison import compare_runs
     from repro.report.records import sqlite_text
 
+    by_sqlite = len({r.sqlite for r in records}) > 1
+
     def side(r: TrialRecord) -> str:  # by what was asked for: a trial that ran the wrong library is an error
         store = r.preset if r.store == "default" else f"{r.store} ({r.preset})"
-        return store if r.sqlite == "system" else f"{store}, SQLite {sqlite_text(r.sqlite, ())}"
+        return f"{store}, SQLite {sqlite_text(r.sqlite, ())}" if by_sqlite else store
 
     stores = list(dict.fromkeys(side(r) for r in records))
     if len(stores) != 2:

@@ -275,8 +275,10 @@ class RunResult:
 def sqlite_text(asked: str, in_force: Iterable[str]) -> str:
     """How reports name a SQLite: the versions in force, marked system or assisted (see TrialRecord)."""
     version, _, assisted = asked.partition("-")
-    seen = ", ".join(sorted({v for v in in_force if v})) or ("?" if version == "system" else version)
-    return f"{seen} (system)" if version == "system" else f"{seen} assisted" if assisted else seen
+    seen = ", ".join(sorted({v for v in in_force if v}))
+    if version == "system":
+        return f"{seen} (system)" if seen else "system"
+    return f"{seen or version} assisted" if assisted else seen or version
 
 
 def exit_code(records: Iterable[TrialRecord]) -> ExitCode:

@@ -186,7 +186,7 @@ def junit_element(run: RunResult) -> ET.Element:
                           type=t.verdict.value).text = text
         ET.SubElement(case, "system-out").text = (
             f"verdict={t.verdict.value} expected={t.expected} journal_mode={t.journal_mode}"
-            f" synchronous={t.synchronous} sqlite={t.sqlite_text.replace(' ', '-')} seed={t.seed} acked={t.acked}"
+            f" synchronous={t.synchronous} SQLite {t.sqlite_text} seed={t.seed} acked={t.acked}"
             f" lost_acked={t.lost_acked}"
             f"\nreplay: {t.replay}"
         )
