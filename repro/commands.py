@@ -16,7 +16,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -162,20 +161,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _sqlite_builds(scenarios: Sequence[Scenario]) -> None:
-    """Build (or find in the cache) every SQLite the trials ask for and load each once on this host,
-    before any container starts: an unknown version is bad input, a failed build the lab's failure."""
+    """Every SQLite the trials ask for, built (or found cached) and loaded once here before any container starts."""
     from repro import sqlite as lab_sqlite
-    from repro.sqlite import runtime
 
-    for version, assisted in dict.fromkeys((s.store.sqlite, s.store.sqlite_assisted) for s in scenarios):
-        if version == lab_sqlite.SYSTEM:
-            continue
-        started = time.monotonic()
-        build = lab_sqlite.resolve(version, assisted=assisted)
-        assert build is not None
-        runtime.probe(build)
-        print(f"repro: SQLite {build.label} from {build.source}: {build.lib_dir} "
-              f"({time.monotonic() - started:.1f} s)", file=sys.stderr)
+    for line in lab_sqlite.prepare((s.store.sqlite, s.store.sqlite_assisted) for s in scenarios):
+        print(f"repro: {line}", file=sys.stderr)
 
 
 def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: pathlib.Path, argv: list[str],
@@ -312,7 +302,9 @@ def doctor() -> int:
         if shutil.which("docker") else None
     checks.append(("compose v2", bool(compose and compose.returncode == 0),
                    compose.stdout.strip() if compose and compose.returncode == 0 else "`docker compose` missing", True))
-    checks.append(_sqlite_check(sqlite_cli, IMAGE))
+    from repro.sqlite.runtime import system_check
+
+    checks.append(system_check(sqlite_cli, IMAGE))
     fuse = os.path.exists("/dev/fuse")
     checks.append(("/dev/fuse", fuse, "present (power-loss trials)" if fuse else "missing: no power-loss trials", False))
     missing = False
@@ -321,31 +313,6 @@ def doctor() -> int:
         print(f"{mark} {name:<14} {detail}")
         missing = missing or (required and not ok)
     return ExitCode.LAB_FAILED if missing else ExitCode.OK
-
-
-def _sqlite_check(cli: object, image: str) -> tuple[str, bool, str, bool]:
-    """The `system` SQLite -- the image's own library when the image is there, else this host's --
-    named, with a warning only when it is inside the WAL-reset bug's range."""
-    import json
-    import sqlite3
-
-    from hermes_state.versions import in_wal_reset_bug_range
-
-    from repro.machine.labels import labels
-    from repro.sqlite.runtime import PROBE_CODE
-
-    version, where = sqlite3.sqlite_version, "this host's library (no image to ask)"
-    if cli is not None:
-        try:
-            out = cli.containers.run(image, entrypoint=["python3", "-c", PROBE_CODE], remove=True,  # type: ignore[attr-defined]
-                                     network_mode="none", labels=labels("doctor"))
-            version, where = str(json.loads(out)["version"]), f"the image's own library ({image})"
-        except Exception as exc:  # the engine or the image failed: say so, and fall back to the host's
-            where = f"this host's library (the image did not answer: {type(exc).__name__})"
-    if in_wal_reset_bug_range(version):
-        return ("sqlite", False, f"{version}, {where}: inside the WAL-reset bug's range (3.7.0-3.51.2, fixed in "
-                "3.51.3, 3.44.6, 3.50.7): `--sqlite 3.53.2` runs a fixed build", False)
-    return ("sqlite", True, f"{version}, {where}: outside the WAL-reset bug's range", False)
 
 
 def sqlite_list() -> int:

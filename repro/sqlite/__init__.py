@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Iterable
 
 from repro.sqlite.build import (DEFAULT_ASSIST_US, META_NAME, BuildMetadata, SqliteBuild, SqliteBuildError,
                                 cached_builds, ensure_build)
 from repro.sqlite.index import INDEX
+from repro.sqlite import runtime
 from repro.sqlite.runtime import SqliteLoadError
 from repro.sqlite.sources import SqliteSourceError, SqliteVersionError, SourceStore, parse_version
 
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
 SYSTEM = "system"
 
 __all__ = ["SYSTEM", "SqliteBuild", "SqliteBuildError", "SqliteLoadError", "SqliteSourceError",
-           "SqliteVersionError", "available_versions", "cached_builds", "for_store", "listing", "resolve"]
+           "SqliteVersionError", "available_versions", "cached_builds", "for_store", "listing", "prepare",
+           "resolve"]
 
 
 def resolve(version: str, *, assisted: bool = False, assist_us: int = DEFAULT_ASSIST_US,
@@ -72,3 +75,19 @@ def listing(root: pathlib.Path | None = None) -> list[str]:
     for version in available_versions(root):
         lines.append(f"{version:<9} {indexed.get(version, '?'):<24} {'; '.join(builds.get(version, [])) or 'not built'}")
     return lines
+
+
+def prepare(wanted: Iterable[tuple[str, bool]]) -> list[str]:
+    """Build (or find cached) each (version, assisted) a run asks for and load it once on this host:
+    done before any container starts, so an unknown version is bad input with nothing started. One
+    line per build, returned once all are ready (a bad version is then the only thing said)."""
+    done = []
+    for version, assisted in dict.fromkeys(wanted):
+        if version == SYSTEM:
+            continue
+        started = time.monotonic()
+        build = resolve(version, assisted=assisted)
+        assert build is not None
+        runtime.probe(build)
+        done.append(f"SQLite {build.label} from {build.source}: {build.lib_dir} ({time.monotonic() - started:.1f} s)")
+    return done

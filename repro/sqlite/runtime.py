@@ -124,3 +124,27 @@ def check_in_force(build: SqliteBuild | None, reports: Mapping[str, tuple[str, s
     elif len(set(reports.values())) > 1:
         seen_text = ", ".join(f"{who} {v} ({s[:19]})" for who, (v, s) in sorted(reports.items()))
         raise SqliteLoadError(f"asked for the system SQLite, but the processes ran different libraries: {seen_text}")
+
+
+def system_check(cli: object, image: str) -> tuple[str, bool, str, bool]:
+    """`repro doctor`'s line for the `system` SQLite -- the image's own library when the image is
+    there (asked in a throwaway container), else this host's -- with a warning only inside the
+    WAL-reset bug's range: (name, ok, detail, required)."""
+    import sqlite3
+
+    from hermes_state.versions import in_wal_reset_bug_range
+
+    from repro.machine.labels import labels
+
+    version, where = sqlite3.sqlite_version, "this host's library (no image to ask)"
+    if cli is not None:
+        try:
+            out = cli.containers.run(image, entrypoint=["python3", "-c", PROBE_CODE], remove=True,  # type: ignore[attr-defined]
+                                     network_mode="none", labels=labels("doctor"))
+            version, where = str(json.loads(out)["version"]), f"the image's own library ({image})"
+        except Exception as exc:  # the engine or the image failed: say so, and fall back to the host's
+            where = f"this host's library (the image did not answer: {type(exc).__name__})"
+    if in_wal_reset_bug_range(version):
+        return ("sqlite", False, f"{version}, {where}: inside the WAL-reset bug's range (3.7.0-3.51.2; fixed in "
+                "3.51.3, 3.44.6, 3.50.7): `--sqlite 3.53.2` runs a fixed build", False)
+    return ("sqlite", True, f"{version}, {where}: outside the WAL-reset bug's range", False)

@@ -133,6 +133,10 @@ def test_a_second_resolve_is_a_cache_hit(tmp_path: pathlib.Path, fake_compile: l
     assert lab_sqlite.cached_builds(tmp_path) == [first]
     assert "3.53.2" in lab_sqlite.available_versions(tmp_path)
     assert not [p for p in (tmp_path / "sqlite").iterdir() if p.name.startswith(".build-")]  # no temp left
+    assert first.lib_dir.stat().st_mode & 0o777 == 0o755  # a machine's uid 1000 reads the bind mount
+    first.lib_dir.chmod(0o700)  # as builds made before the lab mounted them into machines were
+    assert lab_sqlite.resolve("3.53.2", root=tmp_path, store=empty) == first and len(fake_compile) == 1
+    assert first.lib_dir.stat().st_mode & 0o777 == 0o755
 
 
 def test_an_assisted_build_is_patched_labelled_and_cached_apart(tmp_path: pathlib.Path, fake_compile: list[
