@@ -62,7 +62,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "raw-open[=N] (the gateway opens and closes its live db file every N writes, "
                         "dropping its POSIX locks), dashboard[=MS] (a second process opens, reads and "
                         "closes the store every MS ms), cron[=MS] (a second process writes one operation "
-                        "every MS ms through its own store instance)")
+                        "every MS ms through its own store instance), checkpointer[=MS] (a third process "
+                        "checkpoints the WAL, PASSIVE and TRUNCATE alternately, every MS ms, default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -161,6 +161,14 @@ def test_the_hunt_gives_the_wal_reset_bug_its_conditions_on_each_sqlite() -> Non
     assert all("sqlite=3.5" in s.trial_id and s.trial_id.count("-assisted") == 1 for s in assisted)
 
 
+def test_the_hunt_is_the_matrix_line_the_readme_gives() -> None:
+    hunt = commands._scenarios(_args(["hunt", "--trials", "3", "--duration", "60"]), seed=9)
+    matrix = commands._scenarios(_args(
+        "matrix --profiles fly-1g --faults sigkill-machine@random=60000 --hazard cron=1 --hazard checkpointer=1 "
+        "--wal-autocheckpoint 8 --message-size 100:1k --sqlites system,3.51.2,3.53.2 --trials 3".split()), seed=9)
+    assert hunt == matrix
+
+
 def test_run_and_matrix_carry_the_sqlite_into_each_store() -> None:
     (one,) = commands._scenarios(_args(["run", "--fault", "sigkill", "--trials", "1", "--sqlite", "3.53.2"]), 1)
     assert one.store.sqlite == "3.53.2" and not one.store.sqlite_assisted and one.store.wal_autocheckpoint is None
