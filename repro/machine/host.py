@@ -15,9 +15,8 @@ import tarfile
 import time
 from dataclasses import dataclass
 
-from repro import sqlite as lab_sqlite
-from repro.sqlite import runtime as sqlite_runtime
 from repro.machine import engine  # sets the testcontainers environment before it is imported
+from repro import sqlite as lab_sqlite
 from repro.errors import EngineError, ScenarioError
 from repro.machine.console import Console, LineWait
 from repro.machine.disk import DATA_DIR, DataDisk
@@ -26,6 +25,7 @@ from repro.machine.limits import container_settings
 from repro.machine.services import WorkloadStart, start_workload
 from repro.protocol import Tag
 from repro.scenario import MachineProfile, StoreSpec, get_profile
+from repro.sqlite import runtime as sqlite_runtime
 
 import docker.errors  # noqa: E402
 from docker.types import Mount  # noqa: E402
