@@ -73,7 +73,7 @@ class _Trial:
     def __init__(self, scenario: Scenario, host: ConstrainedHost) -> None:
         self.scenario = scenario
         self.host = host
-        self.seed = trial_seed(scenario.seed, scenario.trial_id)
+        self.seed = trial_seed(scenario.seed, scenario.seed_id)
         self.ready: dict[str, object] = {}
         self.outcomes: list[FaultOutcome] = []
         self.ledger: Ledger | None = None

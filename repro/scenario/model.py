@@ -5,12 +5,13 @@ from __future__ import annotations
 import enum
 import math
 import random
+import re
 from dataclasses import dataclass, field
 
 from repro.errors import ScenarioError
 from repro.oracle.promises import CrashClass
 from repro.scenario.profiles import MachineProfile, parse_size
-from repro.scenario.stores import StoreSpec
+from repro.scenario.stores import SYSTEM_SQLITE, StoreSpec
 
 
 class FaultName(str, enum.Enum):
@@ -51,6 +52,11 @@ def default_trigger(name: FaultName) -> Trigger:
 
 # Options of the power-loss filesystem that a fault may ask for (power-loss:lazy-dirs,torn-writes).
 POWER_LOSS_OPTIONS = ("lazy-dirs", "torn-writes")
+
+
+def id_safe(text: str) -> str:
+    """Text as it appears in a trial id (and so in a path): anything unsafe replaced by `_`."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text)
 
 
 # Ack counts and milliseconds the in-machine agent compares with 32-bit status-board counters.
@@ -252,6 +258,15 @@ class Scenario:
                                 "common commit order to tell a lost tail from a lost middle")
 
     @property
+    def seed_id(self) -> str:
+        """The trial id every seed of the trial derives from: the id without its SQLite, so that trial N
+        runs the same workload and fault schedule on every library (same seeds, side by side). A
+        trial on the system library keeps its id, and so the seeds it always had."""
+        if self.store.sqlite_label == SYSTEM_SQLITE:
+            return self.trial_id
+        return self.trial_id.replace(id_safe(f",sqlite={self.store.sqlite_label}"), "")
+
+    @property
     def fault_label(self) -> str:
         return "+".join(str(f) for f in self.faults)
 
@@ -274,7 +289,7 @@ class Scenario:
 
     def schedule(self) -> tuple[FaultStep, ...]:
         """Resolve every trigger from the seed (string seeding is stable across runs)."""
-        rng = random.Random(f"{self.seed}:{self.trial_id}:{self.fault_label}")
+        rng = random.Random(f"{self.seed}:{self.seed_id}:{self.fault_label}")
         steps: list[FaultStep] = []
         for spec in self.faults:
             trigger = spec.trigger or default_trigger(spec.name)

@@ -24,7 +24,7 @@ from repro.oracle.verdicts import Verdict
 from repro.protocol import EventKind, Tag, format_line
 from repro.report.records import TrialRecord
 from repro.report.render import junit_element, render_markdown, render_table
-from repro.scenario import StoreSpec
+from repro.scenario import Scenario, StoreSpec, trial_seed
 from repro.sqlite import build, runtime
 from repro.sqlite.sources import SqliteVersionError
 from repro.workload.checkpointer import checkpoint_count
@@ -167,6 +167,24 @@ def test_the_hunt_is_the_matrix_line_the_readme_gives() -> None:
         "matrix --profiles fly-1g --faults sigkill-machine@random=60000 --hazard cron=1 --hazard checkpointer=1 "
         "--wal-autocheckpoint 8 --message-size 100:1k --sqlites system,3.51.2,3.53.2 --trials 3".split()), seed=9)
     assert hunt == matrix
+
+
+@pytest.mark.parametrize("assisted", [[], ["--sqlite-assisted"]])
+def test_trial_n_runs_the_same_seeds_on_every_sqlite(assisted: list[str]) -> None:
+    """Same store, same faults, same seeds: only the library differs between the sides."""
+    versions = "3.51.2,3.53.2" if assisted else "system,3.51.2,3.53.2"
+    scenarios = commands._scenarios(_args(["matrix", "--faults", "sigkill@random,oom", "--sqlites", versions,
+                                           "--trials", "2", *assisted]), seed=5)
+    groups: dict[tuple[str, str], list[Scenario]] = {}
+    for s in scenarios:
+        groups.setdefault((s.fault_label, s.trial_id.rsplit(".", 1)[1]), []).append(s)
+    assert len(groups) == 4
+    for group in groups.values():
+        assert len({s.trial_id for s in group}) == len(versions.split(","))  # told apart in every report
+        assert len({s.seed_id for s in group}) == 1
+        assert len({trial_seed(s.seed, s.seed_id) for s in group}) == 1 and len({s.schedule() for s in group}) == 1
+    system = [s for s in scenarios if s.store.sqlite == "system"]
+    assert all(s.seed_id == s.trial_id for s in system)  # the seeds a system trial always had
 
 
 def test_run_and_matrix_carry_the_sqlite_into_each_store() -> None:
