@@ -298,5 +298,7 @@ class Scenario:
             delay_us = {Trigger.IN_WRITE: rng.randint(0, 400), Trigger.ON_WRITE: rng.randint(0, 40)}.get(trigger, 0)
             if steps and spec.value is None:  # a later fault fires right after the one before it
                 acks = 0
+            if trigger is Trigger.RANDOM and spec.value is not None:
+                acks = 0  # @random=MS is a moment on the clock (the hunt's duration), whatever the store managed
             steps.append(FaultStep(spec.name, trigger, acks, after_ms if trigger is Trigger.RANDOM else 0, delay_us))
         return tuple(steps)

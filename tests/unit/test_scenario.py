@@ -106,7 +106,9 @@ def test_schedule_resolves_triggers() -> None:
     term, = scenario("sigterm@acks=200", seed=3).schedule()
     assert (term.trigger, term.after_acks, term.after_ms, term.delay_us) == (Trigger.ACKS, 200, 0, 0)
     oom, = scenario("oom@random=900", seed=3).schedule()
-    assert (oom.trigger, oom.after_ms) == (Trigger.RANDOM, 900)
+    assert (oom.trigger, oom.after_ms, oom.after_acks) == (Trigger.RANDOM, 900, 0)  # the clock alone
+    seeded, = scenario("oom@random", seed=3).schedule()
+    assert 200 <= seeded.after_ms <= 2000 and 40 <= seeded.after_acks <= 400  # a seeded moment, after some work
     fill, term2 = scenario("disk-fill", "sigterm", seed=3).schedule()
     assert fill.after_acks > 0 and term2.after_acks == 0  # the second fires relative to the full disk
 
