@@ -34,8 +34,8 @@ def _store_args(p: argparse.ArgumentParser, many: bool) -> None:
                        help="the SQLite the store loads: system (the image's own, default) or a version the lab "
                             "builds, e.g. 3.53.2 (see `repro sqlite list`)")
     p.add_argument("--sqlite-assisted", action="store_true",
-                   help="the lab's assisted build of each version: a short sleep at the start of every WAL "
-                        "checkpoint widens the WAL-reset race (labelled 'assisted'; never the default)")
+                   help="the lab's assisted build of each version: a short sleep in every WAL checkpoint, "
+                        "once it has read the WAL header, widens the WAL-reset race (labelled 'assisted'; never the default)")
     p.add_argument("--wal-autocheckpoint", type=int, default=None, metavar="PAGES",
                    help="override the store's PRAGMA wal_autocheckpoint (SQLite's default: 1000 pages)")
     p.add_argument("--journal-mode", default=None, help="override: wal, delete, truncate, persist, memory, off")

@@ -25,7 +25,7 @@ class StoreSpec:
     checkpoint_mode: str | None = None  # the store's periodic checkpoint: passive (default) or truncate
     wal_autocheckpoint: int | None = None  # PRAGMA wal_autocheckpoint in pages (None: SQLite's 1000)
     sqlite: str = SYSTEM_SQLITE  # the SQLite the store loads: "system" or a version the lab builds (repro/sqlite)
-    sqlite_assisted: bool = False  # the lab's assisted build of that version (a delay at each checkpoint's start)
+    sqlite_assisted: bool = False  # the lab's assisted build of that version (a delay in each checkpoint)
 
     def __post_init__(self) -> None:
         from repro.sqlite.sources import parse_version

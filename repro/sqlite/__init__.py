@@ -67,7 +67,7 @@ def listing(root: pathlib.Path | None = None) -> list[str]:
             meta = BuildMetadata.from_json((b.lib_dir / META_NAME).read_text())
         except (OSError, ValueError, TypeError, KeyError):
             continue
-        kind = f"assisted ({meta.assist_us} us at each checkpoint's start)" if meta.assisted else "plain"
+        kind = f"assisted ({meta.assist_us} us in each checkpoint)" if meta.assisted else "plain"
         builds.setdefault(b.version, []).append(f"{kind}, built in {meta.build_seconds:.1f} s")
         sources[b.version] = meta.source
     indexed = {**sources, **{r.sqlite_version: r.label for r in INDEX}}

@@ -251,7 +251,7 @@ def test_sqlite_list_shows_what_is_indexed_and_what_is_built(tmp_path: pathlib.P
     assert main(["sqlite", "list"]) == ExitCode.OK
     out = capsys.readouterr().out
     rows = {line.split()[0]: line for line in out.splitlines()}
-    assert "plain, built in 48.7 s" in rows["3.51.2"] and "assisted (1000 us" in rows["3.51.2"]
+    assert "plain, built in 48.7 s" in rows["3.51.2"] and "assisted (1000 us in each checkpoint)" in rows["3.51.2"]
     assert "better-sqlite3@12.6.2" in rows["3.51.2"]  # the index's source
     assert "better-sqlite3@11.0.0" in rows["3.47.0"] and "33.3 s" in rows["3.47.0"]  # built, not indexed
     assert "not built" in rows["3.53.2"] and "not built" in rows["3.40.1"]
