@@ -297,3 +297,28 @@ def test_the_checkpointer_checkpoints_a_live_wal_database_and_counts(tmp_path: p
     assert len([l for l in lines if '"checkpoints"' in l]) >= 2  # a running count, not only a last line
     assert writer.execute("select count(*) from t").fetchone()[0] > 0
     assert checkpoint_count(["LAB BOOT {}"]) == 0
+
+
+# -- the hunt's long wait -----------------------------------------------------------------
+
+
+def test_a_long_wait_keeps_the_exec_alive_and_fires_on_the_clock_alone(tmp_path: pathlib.Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`docker exec` output through a client with a 60 s read timeout: a 60 s wait must print now and
+    then. And `@random=MS` fires on the clock even if the store acknowledged nothing (it broke)."""
+    from repro.scenario import FaultSpec, get_profile
+    from repro.workload import agent
+    from repro.workload.status import StatusBoard
+
+    (step,) = Scenario(get_profile("fly-1g"), (FaultSpec.parse("sigkill-machine@random=1200"),)).schedule()
+    assert (step.after_ms, step.after_acks) == (1200, 0)
+    StatusBoard(str(tmp_path / "status"), create=True).close()  # no acks at all
+    monkeypatch.setattr(agent, "HEARTBEAT_S", 0.3)
+    started = time.monotonic()
+    assert agent.main(["--action", "none", "--after-acks", str(step.after_acks), "--after-ms", str(step.after_ms),
+                       "--status", str(tmp_path / "status"), "--timeout", "10"]) == 0
+    assert time.monotonic() - started >= 1.2
+    out = capsys.readouterr().out.splitlines()
+    assert len([line for line in out if line.startswith("agent waiting")]) >= 3
+    assert '"fired":true' in out[-1]
