@@ -1,4 +1,4 @@
-"""The `repro` command: argv -> a command (repro/commands.py); errors -> one line and an exit code. Nothing else."""
+"""The `repro` command: argv -> a command (repro/commands.py, repro/upkeep.py); errors -> one line and an exit code. Nothing else."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import threading
 from types import FrameType
 from typing import Sequence
 
-from repro import commands
-from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS
+from repro import commands, upkeep
+from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS, HUNT
 from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.scenario.profiles import DEFAULT_PROFILE
@@ -32,9 +32,20 @@ def _store_args(p: argparse.ArgumentParser, many: bool) -> None:
         p.add_argument("--presets", default="ns506", help="comma-separated: ns506, legacy, durable")
         p.add_argument("--store-paths", default="",
                        help="comma-separated directories holding other hermes_state versions (old,new)")
+        p.add_argument("--sqlites", default="system",
+                       help="comma-separated SQLite libraries: system (the image's own) or versions the lab "
+                            "builds, e.g. 3.51.2,3.53.2 (see `repro sqlite list`)")
     else:
         p.add_argument("--preset", default="ns506", help="ns506 (default), legacy or durable")
         p.add_argument("--store-path", default=None, help="a directory holding another hermes_state package")
+        p.add_argument("--sqlite", default="system",
+                       help="the SQLite the store loads: system (the image's own, default) or a version the lab "
+                            "builds, e.g. 3.53.2 (see `repro sqlite list`)")
+    p.add_argument("--sqlite-assisted", action="store_true",
+                   help="the lab's assisted build of each version: a short sleep in every WAL checkpoint, "
+                        "once it has read the WAL header, widens the WAL-reset race (labelled 'assisted'; never the default)")
+    p.add_argument("--wal-autocheckpoint", type=int, default=None, metavar="PAGES",
+                   help="override the store's PRAGMA wal_autocheckpoint (SQLite's default: 1000 pages)")
     p.add_argument("--journal-mode", default=None, help="override: wal, delete, truncate, persist, memory, off")
     p.add_argument("--synchronous", default=None, help="override: off, normal, full, extra")
     p.add_argument("--checkpoint-mode", default=None,
@@ -65,7 +76,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "raw-open[=N] (the gateway opens and closes its live db file every N writes, "
                         "dropping its POSIX locks), dashboard[=MS] (a second process opens, reads and "
                         "closes the store every MS ms), cron[=MS] (a second process writes one operation "
-                        "every MS ms through its own store instance)")
+                        "every MS ms through its own store instance), checkpointer[=MS] (a third process "
+                        "checkpoints the WAL, PASSIVE and TRUNCATE alternately, every MS ms, default 1)")
 
 
 def _fail_on(p: argparse.ArgumentParser) -> None:
@@ -95,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated fault combinations, + composes (disk-fill+sigterm)")
     _store_args(matrix, many=True)
     _common(matrix)
+
+    hunt = sub.add_parser("hunt", help="the WAL-reset hunt: writers and a checkpointer flat out on each SQLite, "
+                                       "the machine killed after --duration, the database judged")
+    hunt.add_argument("--profiles", default=HUNT.profile, help=f"default {HUNT.profile} (its 256 MB disk holds "
+                                                                 "minutes of writing flat out)")
+    hunt.add_argument("--duration", type=int, default=HUNT.duration_s, metavar="S",
+                      help=f"seconds of writing and checkpointing before the machine is killed "
+                           f"(default {HUNT.duration_s})")
+    _store_args(hunt, many=True)
+    _common(hunt)
+    hunt.set_defaults(sqlites=HUNT.sqlites, wal_autocheckpoint=HUNT.wal_autocheckpoint,
+                      message_size=HUNT.message_size)
 
     replay = sub.add_parser("replay", help="run one trial of an earlier run again, with its seed")
     replay.add_argument("run_dir")
@@ -140,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     image = sub.add_parser("image", help="the lab image")
     image.add_argument("action", choices=["build"])
     sub.add_parser("doctor", help="what the lab needs and what is missing")
+    sqlite = sub.add_parser("sqlite", help="the SQLite builds: versions available and built")
+    sqlite.add_argument("action", choices=["list"])
     return parser
 
 
@@ -190,11 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "clean":
-        return commands.clean(args)
+        return upkeep.clean(args)
     if args.command == "image":
-        return commands.build_image()
+        return upkeep.build_image()
     if args.command == "doctor":
-        return commands.doctor()
+        return upkeep.doctor()
+    if args.command == "sqlite":
+        return upkeep.sqlite_list()
     if args.command == "replay":
         return commands.replay(args, argv)
     if args.command == "explore":

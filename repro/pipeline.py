@@ -38,6 +38,8 @@ from repro.protocol import Tag
 from repro.report.records import TrialRecord, record_trial
 from repro.report.timeline import build_timeline
 from repro.scenario import HazardName, Scenario, replay_command, replay_script, scenario_to_dict, trial_seed
+from repro.sqlite import runtime as sqlite_runtime
+from repro.workload.checkpointer import checkpoint_count
 
 # What a lab failure looks like from here: our own errors (a ledger or probe line we cannot
 # read included), the engine (docker-py) or its HTTP transport failing, or a machine printing
@@ -80,13 +82,15 @@ class _Trial:
     def __init__(self, scenario: Scenario, host: ConstrainedHost) -> None:
         self.scenario = scenario
         self.host = host
-        self.seed = trial_seed(scenario.seed, scenario.trial_id)
+        self.seed = trial_seed(scenario.seed, scenario.seed_id)
         self.ready: dict[str, object] = {}
         self.outcomes: list[FaultOutcome] = []
         self.ledger: Ledger | None = None
         self.restarted: Restart | None = None
         self.judgement: Judgement | None = None
         self.stamped: list[str] = []  # the machine's log with the engine's timestamps (the timeline)
+        self.sqlite_seen: dict[str, tuple[str, str]] = {}  # process -> (version, source id) it loaded
+        self.checkpoints = 0  # the checkpointer hazard's count
 
     def boot(self) -> None:
         self.host.start()
@@ -96,7 +100,10 @@ class _Trial:
         self.ready = self.host.start_workload(
             seed=self.seed, rate=spec.rate, hold=True, linger_ms=spec.linger_ms, lossy_args=self.scenario.lossy_args,
             record=self.scenario.records, env=spec.environment(), raw_open_every=spec.hazard_every(HazardName.RAW_OPEN),
-            dashboard_ms=spec.hazard_every(HazardName.DASHBOARD), cron_ms=spec.hazard_every(HazardName.CRON))
+            dashboard_ms=spec.hazard_every(HazardName.DASHBOARD), cron_ms=spec.hazard_every(HazardName.CRON),
+            checkpointer_ms=spec.hazard_every(HazardName.CHECKPOINTER))
+        self.sqlite_seen = sqlite_runtime.machine_reports(self.host.lines())
+        sqlite_runtime.check_in_force(self.host.sqlite, self.sqlite_seen)  # the wrong library: a lab error
 
     def faults(self) -> None:
         for step in self.scenario.schedule():
@@ -114,9 +121,13 @@ class _Trial:
                              "incomplete, so the trial cannot be judged (see the log cap in repro/machine/limits.py)")
         self.ledger = parse_lines(lines)
         self.stamped = _stamped_output(self.host)
+        self.checkpoints = checkpoint_count(lines)
 
     def judge(self) -> None:
         assert self.restarted is not None
+        facts = self.restarted.facts
+        sqlite_runtime.check_in_force(self.host.sqlite, {
+            **self.sqlite_seen, "verifier": (facts.sqlite_version, facts.sqlite_source_id)})
         self.judgement = judge(self.ledger, self.restarted.facts, tuple(f.name.value for f in self.scenario.faults),
                                lazy_dirs="--lazy-dirs" in self.scenario.lossy_args,
                                locks_dropped=self.scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0)
@@ -227,6 +238,8 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
         oom_killed=any(o.oom_killed for o in outcomes) if outcomes else None,
         exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
         store=scenario.store.store_path or "default", hazards=scenario.workload.hazard_labels,
+        sqlite=scenario.store.sqlite_label, sqlite_source_id=str(ready.get("sqlite_source_id", "")),
+        checkpoints=trial.checkpoints,
     )
     ver = trial.judgement.verification
     timeline = build_timeline(

@@ -68,8 +68,14 @@ def _record(args: argparse.Namespace, seed: int, out: pathlib.Path, command: str
     from repro.explore.record import record
 
     profile = get_profile(args.profile)
+    if args.sqlite != "system" or args.sqlite_assisted:
+        # the states are probed on this host, with its own SQLite: a recording on another library
+        # would be judged by a different one
+        raise ScenarioError("repro explore records with the image's own SQLite (--sqlite system): its states are "
+                            "probed on this host, with the host's")
     store = StoreSpec(args.preset, args.journal_mode, args.synchronous,
-                      os.path.abspath(args.store_path) if args.store_path else None, args.checkpoint_mode)
+                      os.path.abspath(args.store_path) if args.store_path else None, args.checkpoint_mode,
+                      args.wal_autocheckpoint)
     workload = WorkloadSpec(args.rate, args.mix, args.message_size)
     dest = out / "trace"
     if dest.exists() and any(dest.iterdir()):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import sqlite3
 import xml.etree.ElementTree as ET
 
 from rich.console import Console
@@ -58,6 +59,7 @@ def to_dict(run: Exploration) -> dict[str, object]:
                   "crash_points": run.crash_points, "source": rec.source},
         "configuration": {"journal_mode": run.config.journal_mode.value,
                           "synchronous": run.config.synchronous.name.lower(), "crash_class": "power-loss",
+                          "sqlite_in_machine": run.machine_sqlite, "sqlite_of_probe": sqlite3.sqlite_version,
                           "store_env": dict(rec.store_env)},
         "budget": run.budget, "seed": run.seed, "jobs": run.jobs, "seconds": round(run.seconds, 3),
         "states": run.states, "states_per_second": round(run.rate, 1),
@@ -120,7 +122,8 @@ def render_markdown(run: Exploration) -> str:
         f"- trace: `{run.trace_dir.path}` ({run.ops} operations, {run.crash_points} crash points); "
         f"recorded by {run.trace_dir.recording.source or '?'}",
         f"- configuration in force (READY): journal_mode={cfg.journal_mode.value}, "
-        f"synchronous={cfg.synchronous.name.lower()}; crash class: power loss",
+        f"synchronous={cfg.synchronous.name.lower()}; crash class: power loss; SQLite {run.machine_sqlite} in the "
+        f"machine, {sqlite3.sqlite_version} in the probe",
         f"- findings (corrupt, or acknowledged writes lost, promised or not): "
         f"{', '.join(f'{m.model.value} {m.findings} at {m.finding_points} crash points' for m in run.models)}"
         + ("" if any(m.promise_safe for m in run.models) else " -- nothing was promised here (a positive control)"),

@@ -69,6 +69,7 @@ class Exploration:
     seconds: float
     stats: ChunkStats
     space: StateSpace = field(repr=False)
+    machine_sqlite: str = "?"  # the SQLite the recording machine's store ran (READY); the probe runs the host's
     results: tuple[StateResult, ...] = field(repr=False, default=())
 
     @property
@@ -135,7 +136,8 @@ def explore(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], *, budget
     summaries = tuple(summarize(sel, [r for r in results if r.model is sel.model], config,
                                 trace_dir.recording.locks_dropped) for sel in selections)
     return Exploration(trace_dir, trace_dir.digest(), config, len(timeline.ops), len(timeline.points), budget, seed,
-                       jobs, summaries, seconds, stats, space, tuple(results))
+                       jobs, summaries, seconds, stats, space, str(ledger.ready.get("sqlite_version", "?")),
+                       tuple(results))
 
 
 def summarize(selection: Selection, results: list[StateResult], config: StoreConfig,

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from repro.machine import engine  # sets the testcontainers environment before it is imported
 from repro.errors import EngineError, LabError, ScenarioError
 from repro.machine import cpus
+from repro import sqlite as lab_sqlite
+
 from repro.machine.console import Console, LineWait
 from repro.machine.disk import DATA_DIR, DataDisk
 from repro.machine.labels import IMAGE, labels
@@ -24,6 +26,7 @@ from repro.machine.limits import WRITABLE, container_settings
 from repro.machine.services import WorkloadStart, start_workload
 from repro.protocol import Tag
 from repro.scenario import MachineProfile, StoreSpec, get_profile
+from repro.sqlite import runtime as sqlite_runtime
 
 import docker.errors  # noqa: E402
 from docker.types import Mount  # noqa: E402
@@ -72,11 +75,14 @@ class ConstrainedHost(DockerContainer):
         fuse: bool = False,
         record: bool = False,
         role: str = "machine",
+        sqlite: str | lab_sqlite.SqliteBuild | None = None,
     ) -> None:
         super().__init__(image)
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
-        self.store = store or StoreSpec(preset=preset, journal_mode=journal_mode,
-                                        synchronous=synchronous, store_path=store_path)
+        # The SQLite build (None: the image's own) is resolved here, before any container starts.
+        self.store, self.sqlite = lab_sqlite.for_store(
+            store or StoreSpec(preset=preset, journal_mode=journal_mode, synchronous=synchronous,
+                               store_path=store_path), sqlite)
         self.fuse = fuse
         self.record = record  # the lossy filesystem records its trace to TRACE_DIR
         self.role = role
@@ -132,6 +138,9 @@ class ConstrainedHost(DockerContainer):
         if self.store.store_path:
             mounts.append(Mount(target=STORE_MOUNT, source=str(pathlib.Path(self.store.store_path).resolve()),
                                 type="bind", read_only=True))
+        lib = sqlite_runtime.mount(self.sqlite)
+        if lib is not None:
+            mounts.append(Mount(target=lib[1], source=str(lib[0]), type="bind", read_only=True))
         settings = container_settings(self.profile, role=self.role, mounts=mounts, fuse=self.fuse,
                                       restarted=self._entrypoint is not None,
                                       cpus=self.pin.cpus if self.pin else "")
@@ -141,7 +150,9 @@ class ConstrainedHost(DockerContainer):
             if self._user:
                 settings["user"] = self._user
         self.with_kwargs(**settings)  # once: with_kwargs replaces earlier kwargs
-        env = {"LAB_SERVICES": "", **self.store.environment()}
+        # LD_LIBRARY_PATH in the container's env: lab-init execs s6-svscan with it, every service and
+        # `docker exec` inherit it, and the restarted machine's probe gets it too.
+        env = {"LAB_SERVICES": "", **self.store.environment(), **sqlite_runtime.environment(self.sqlite)}
         if self.store.store_path:
             env["LAB_STORE_PATH"] = STORE_MOUNT
         for key, value in env.items():

@@ -47,7 +47,8 @@ def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S) -> Restart:
     argv = ["python3", "-m", PROBE_MODULE, f"{host.disk_db_dir}/state.db"]
     if host.store.store_path:
         argv += ["--store-path", STORE_MOUNT]
-    restarted = ConstrainedHost(host.profile, store=host.store, image=host.image, disk=host.disk, role="verify")
+    restarted = ConstrainedHost(host.profile, store=host.store, image=host.image, disk=host.disk, role="verify",
+                                sqlite=host.sqlite)  # the verifier opens the files with the same library
     restarted.with_entrypoint(argv, user="1000:1000")
     with restarted:
         code = int(restarted.get_wrapped_container().wait(timeout=timeout)["StatusCode"])

@@ -2,8 +2,8 @@
 
 Services are laid out by docker/lab-init and kept down until the lab starts them here
 with ``s6-svc -u``: the workload (``session-store``), the power-loss filesystem
-(``lossyfs``), the disk filler (``npm-cache``), and the two hazards that are processes of
-their own (``dashboard``, ``cron``). Settings travel as ``/run/lab/<service>.env`` files
+(``lossyfs``), the disk filler (``npm-cache``), and the hazards that are processes of
+their own (``dashboard``, ``cron``, ``checkpointer``). Settings travel as ``/run/lab/<service>.env`` files
 that the service's run script sources.
 """
 
@@ -48,7 +48,8 @@ class WorkloadStart:
     ``raw_open_every`` N writes the workload open()s and close()s its live database file
     (dropping its POSIX locks); ``dashboard_ms``: a second process opens the store, reads and
     closes it every so often; ``cron_ms``: a second writer process (a copy of the workload,
-    its own sessions and ledger indices above CRON_OP_OFFSET) writes one operation every so often.
+    its own sessions and ledger indices above CRON_OP_OFFSET) writes one operation every so often;
+    ``checkpointer_ms``: a third process checkpoints the WAL (PASSIVE, TRUNCATE) every so often.
     """
 
     seed: int = 0
@@ -59,6 +60,7 @@ class WorkloadStart:
     raw_open_every: int = 0
     dashboard_ms: int = 0
     cron_ms: int = 0
+    checkpointer_ms: int = 0
     lossy_args: str = ""
     record: bool = False
     env: Mapping[str, str] = field(default_factory=dict)  # more LAB_* settings (mix, sizes)
@@ -113,6 +115,10 @@ def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, obj
         start(host, "cron", cron.to_env())
         host.console.wait_for(lambda l: l.is_event(EventKind.WRITER_READY), START_TIMEOUT_S,
                               "the cron writer to start")
+    if run.checkpointer_ms:
+        start(host, "checkpointer", {"LAB_CHECKPOINT_EVERY_MS": str(run.checkpointer_ms)})
+        host.console.wait_for(lambda l: l.is_event(EventKind.CHECKPOINTER_STARTED), START_TIMEOUT_S,
+                              "the checkpointer to start")
     return dict(line.payload)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
 from repro.oracle.verdicts import Verdict
-from repro.report.records import TrialRecord
+from repro.report.records import TrialRecord, sqlite_text
 
 VERDICTS: tuple[Verdict, ...] = tuple(Verdict)
 # SQLite's PRAGMA synchronous reads back as a number; the report says its name.
@@ -50,8 +50,10 @@ def synchronous_name(value: str) -> str:
 
 
 def in_force(record: TrialRecord) -> str:
-    """The journal mode and synchronous the store read back, by name: ``wal/normal``."""
-    return f"{record.journal_mode}/{synchronous_name(record.synchronous)}"
+    """The journal mode and synchronous the store read back, by name, and the SQLite it ran on:
+    ``wal/normal 3.40.1 (system)``, ``wal/full 3.51.2 assisted``."""
+    pragmas = f"{record.journal_mode}/{synchronous_name(record.synchronous)}"
+    return f"{pragmas} {record.sqlite_text}" if record.sqlite_version or record.sqlite != "system" else pragmas
 
 
 def config_label(record: TrialRecord) -> str:
@@ -63,6 +65,8 @@ def config_label(record: TrialRecord) -> str:
     parts += [f"{name}={str(store[key]).lower()}" for key, name in OVERRIDES if store.get(key)]
     if record.store != "default":
         parts.append(f"store={record.store.rstrip('/').rsplit('/', 1)[-1]}")
+    if record.sqlite != "system":
+        parts.append(f"sqlite={record.sqlite}")
     return " ".join(parts)
 
 

@@ -24,7 +24,11 @@ from repro.scenario.stores import StoreSpec
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-SCENARIO_FORMAT = 1
+SCENARIO_FORMAT = 2
+# What format 2 added, with the value every format-1 trial ran with (so its replay runs the same).
+_ADDED_IN_2: dict[str, dict[str, object]] = {
+    "store": {"wal_autocheckpoint": None, "sqlite": "system", "sqlite_assisted": False},
+}
 
 _T = TypeVar("_T", bound="DataclassInstance")
 
@@ -48,6 +52,8 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, object]:
 
 def scenario_from_dict(data: Mapping[str, object]) -> Scenario:
     """Rebuild and validate a scenario; anything malformed is a ScenarioError."""
+    if data.get("format") == 1:
+        data = _from_format_1(data)
     if data.get("format") != SCENARIO_FORMAT:
         raise ScenarioError(f"scenario format {data.get('format')!r} is not {SCENARIO_FORMAT}: "
                             "made by another version of the lab; re-run it")
@@ -72,6 +78,14 @@ def scenario_from_dict(data: Mapping[str, object]) -> Scenario:
         workload=_build(WorkloadSpec, workload, "scenario workload",
                         given={"hazards": tuple(Hazard.parse(h) for h in hazards)}),
     )
+
+
+def _from_format_1(data: Mapping[str, object]) -> dict[str, object]:
+    """A format-1 scenario in format 2: the fields added since, at the values it ran with."""
+    upgraded: dict[str, object] = {**data, "format": SCENARIO_FORMAT}
+    for part, added in _ADDED_IN_2.items():
+        upgraded[part] = {**added, **_mapping(data.get(part), f"scenario {part}")}
+    return upgraded
 
 
 def replay_command(run_dir: str | os.PathLike[str], trial_id: str) -> str:

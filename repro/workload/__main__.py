@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from repro.ledger import OpKind
 from repro.protocol import EventKind, Tag, format_line
-from repro.workload import content
+from repro.workload import content, sqlite_in_force
 from repro.workload.config import WorkloadConfig, WorkloadConfigError
 from repro.workload.status import (
     CMD_LEAK,
@@ -267,15 +267,13 @@ class Workload:
 
 
 def ready_facts(db: Any, cfg: WorkloadConfig, store_module: Any) -> dict[str, object]:
-    """The pragmas actually in force on the store's own connection, as upstream's tests read them."""
+    """The SQLite library this process loaded and the pragmas actually in force on the store's
+    own connection, as upstream's tests read them."""
     conn = getattr(db, "_conn", None)
     facts: dict[str, object] = {"pid": os.getpid(), "seed": cfg.seed, "db": cfg.db_path,
-                                "store": getattr(store_module, "__file__", "?")}
+                                "store": getattr(store_module, "__file__", "?"), **sqlite_in_force()}
     if conn is not None:
-        import sqlite3
-
-        facts["sqlite_version"] = sqlite3.sqlite_version
-        for pragma in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys"):
+        for pragma in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "wal_autocheckpoint"):
             try:
                 facts[pragma] = conn.execute(f"PRAGMA {pragma}").fetchone()[0]
             except Exception as exc:  # an exotic store: report, don't die

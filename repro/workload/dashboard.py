@@ -18,6 +18,7 @@ import sys
 import time
 
 from repro.protocol import EventKind, emit_event
+from repro.workload import sqlite_in_force
 
 
 def main() -> int:
@@ -26,7 +27,7 @@ def main() -> int:
     if os.environ.get("LAB_STORE_PATH"):
         sys.path.insert(0, os.environ["LAB_STORE_PATH"])
     store = importlib.import_module("hermes_state")
-    emit_event(EventKind.DASHBOARD_STARTED, every_ms=int(every_s * 1000))
+    emit_event(EventKind.DASHBOARD_STARTED, every_ms=int(every_s * 1000), **sqlite_in_force())
     cycles = errors = 0
     while True:
         try:

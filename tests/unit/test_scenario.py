@@ -106,7 +106,9 @@ def test_schedule_resolves_triggers() -> None:
     term, = scenario("sigterm@acks=200", seed=3).schedule()
     assert (term.trigger, term.after_acks, term.after_ms, term.delay_us) == (Trigger.ACKS, 200, 0, 0)
     oom, = scenario("oom@random=900", seed=3).schedule()
-    assert (oom.trigger, oom.after_ms) == (Trigger.RANDOM, 900)
+    assert (oom.trigger, oom.after_ms, oom.after_acks) == (Trigger.RANDOM, 900, 0)  # the clock alone
+    seeded, = scenario("oom@random", seed=3).schedule()
+    assert 200 <= seeded.after_ms <= 2000 and 40 <= seeded.after_acks <= 400  # a seeded moment, after some work
     fill, term2 = scenario("disk-fill", "sigterm", seed=3).schedule()
     assert fill.after_acks > 0 and term2.after_acks == 0  # the second fires relative to the full disk
 
@@ -137,17 +139,32 @@ def test_store_spec_environment() -> None:
     assert spec.label == "durable,jm=wal,sync=full"
 
 
+
+def test_the_sqlite_build_and_autocheckpoint_name_the_trial_and_reach_the_store() -> None:
+    spec = StoreSpec(wal_autocheckpoint=8, sqlite="3.51.2", sqlite_assisted=True)
+    assert spec.label == "ns506,wac=8,sqlite=3.51.2-assisted" and spec.sqlite_label == "3.51.2-assisted"
+    assert spec.environment() == {"HERMES_STATE_PRESET": "ns506", "HERMES_STATE_WAL_AUTOCHECKPOINT": "8"}
+    assert StoreSpec(sqlite="3.53.2").label == "ns506,sqlite=3.53.2"
+    assert StoreSpec().label == "ns506" and StoreSpec().sqlite_label == "system"  # the default names nothing
+    scenarios = expand(["fly-256"], [("sigkill",)], [StoreSpec(sqlite="3.51.2"), StoreSpec(sqlite="3.53.2")], 1, 7)
+    assert [s.trial_id for s in scenarios] == ["fly-256.sigkill.ns506_sqlite=3.51.2.1",
+                                               "fly-256.sigkill.ns506_sqlite=3.53.2.1"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         ({"preset": "fast"}, "unknown preset"),
         ({"journal_mode": "wall"}, "unknown journal mode"),
         ({"synchronous": "2"}, "unknown synchronous"),
+        ({"sqlite": "latest"}, "not 'system' or a version"),
+        ({"sqlite": "system", "sqlite_assisted": True}, "needs a version"),
+        ({"wal_autocheckpoint": -1}, "number of pages"),
     ],
 )
-def test_store_spec_rejects(kwargs: dict[str, str], match: str) -> None:
+def test_store_spec_rejects(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ScenarioError, match=match):
-        StoreSpec(**kwargs)
+        StoreSpec(**kwargs)  # type: ignore[arg-type]
 
 
 def test_store_path_needs_a_hermes_state_package(tmp_path: pathlib.Path) -> None:
@@ -165,7 +182,7 @@ def _everything(tmp_path: pathlib.Path) -> Scenario:
     """A scenario with no field left at its default: a field the JSON form forgot cannot hide."""
     (tmp_path / "rel" / "hermes_state").mkdir(parents=True)
     store = StoreSpec("legacy", journal_mode="delete", synchronous="full", store_path=str(tmp_path / "rel"),
-                      checkpoint_mode="truncate")
+                      checkpoint_mode="truncate", wal_autocheckpoint=8, sqlite="3.51.2", sqlite_assisted=True)
     workload = WorkloadSpec(rate=12.5, mix="append=80,tokens=20", sizes="20k:200k",
                             hazards=(Hazard.parse("raw-open=5"), Hazard.parse("dashboard")), linger_ms=7000)
     faults = (FaultSpec.parse("disk-fill@acks=30"), FaultSpec.parse("power-loss:torn-writes,lazy-dirs@in-write=9"))
@@ -187,11 +204,24 @@ def test_a_scenario_survives_json_field_for_field(tmp_path: pathlib.Path) -> Non
     assert again == scenario and again.schedule() == scenario.schedule()
     assert data["faults"] == ["disk-fill@acks=30", "power-loss:lazy-dirs,torn-writes@in-write=9"]
     assert data["workload"]["hazards"] == ["raw-open=5", "dashboard=20"]  # the period, even the default one
+    assert (data["store"]["sqlite"], data["store"]["sqlite_assisted"]) == ("3.51.2", True)  # replay: same library
     # A fault without a trigger stays without one: its default is resolved from the seed, as when it ran.
     plain = Scenario(get_profile(DEFAULT_PROFILE), (FaultSpec.parse("sigkill"),), seed=3, trial_id="t1")
     back = scenario_from_dict(scenario_to_dict(plain))
     assert back == plain and back.faults[0].trigger is None
     assert back.schedule()[0].trigger is default_trigger(FaultName.SIGKILL)
+
+
+def test_a_format_1_scenario_replays_on_what_it_ran_with() -> None:
+    """Reports made before SQLite was a variable stored no SQLite: they ran the system library."""
+    plain = Scenario(get_profile(DEFAULT_PROFILE), (FaultSpec.parse("sigkill"),), seed=3, trial_id="t1")
+    old = scenario_to_dict(plain)
+    store = dict(old["store"])  # type: ignore[call-overload]
+    for added in ("sqlite", "sqlite_assisted", "wal_autocheckpoint"):
+        del store[added]
+    assert scenario_from_dict({**old, "format": 1, "store": store}) == plain
+    with pytest.raises(ScenarioError, match="lacks sqlite"):
+        scenario_from_dict({**old, "store": store})  # format 2 must carry them
 
 
 def test_every_trial_of_a_matrix_replays_from_its_stored_scenario(tmp_path: pathlib.Path) -> None:
@@ -220,9 +250,17 @@ def test_every_trial_of_a_matrix_replays_from_its_stored_scenario(tmp_path: path
     ({"faults": []}, "at least one fault"),
     ({"profile": {"name": "fly-256"}}, "scenario profile lacks"),
     ({"store": {"preset": "fast", "journal_mode": None, "synchronous": None, "store_path": None,
-                "checkpoint_mode": None}}, "unknown preset"),
+                "checkpoint_mode": None, "wal_autocheckpoint": None, "sqlite": "system", "sqlite_assisted": False}},
+     "unknown preset"),
     ({"store": {"preset": "ns506", "journal_mode": 1, "synchronous": None, "store_path": None,
-                "checkpoint_mode": None}}, "journal_mode must be"),
+                "checkpoint_mode": None, "wal_autocheckpoint": None, "sqlite": "system", "sqlite_assisted": False}},
+     "journal_mode must be"),
+    ({"store": {"preset": "ns506", "journal_mode": None, "synchronous": None, "store_path": None,
+                "checkpoint_mode": None, "wal_autocheckpoint": None, "sqlite": "3.x", "sqlite_assisted": False}},
+     "not 'system' or a version"),
+    ({"store": {"preset": "ns506", "journal_mode": None, "synchronous": None, "store_path": None,
+                "checkpoint_mode": None, "wal_autocheckpoint": None, "sqlite": "system", "sqlite_assisted": True}},
+     "assisted SQLite build needs a version"),
     ({"workload": {"rate": 0.0, "mix": "", "sizes": "", "hazards": ["chaos"], "linger_ms": 0}}, "unknown hazard"),
     ({"workload": {"rate": 0.0, "mix": "", "sizes": "", "hazards": [], "linger_ms": 0, "speed": 1}}, "unknown speed"),
     ({"extra": 1}, "unknown extra"),
