@@ -214,7 +214,9 @@ def cleanup(cli: DockerClient | None = None, *, run_id: str | None = None, owner
 
 
 def leftovers(cli: DockerClient, run_id: str | None = None) -> tuple[list[str], list[str]]:
-    """Names of the lab's containers and volumes still present (of one run, or all)."""
+    """Names of the lab's containers and volumes still present (of one run, or all), sorted: the engine
+    lists them in no fixed order, and callers compare two listings."""
     label = selector(run_id=run_id)
-    return ([c.id[:12] for c in cli.containers.list(all=True, filters={"label": label}, sparse=True, ignore_removed=True)],
-            [v.name for v in cli.volumes.list(filters={"label": label})])
+    return (sorted(c.id[:12] for c in cli.containers.list(all=True, filters={"label": label}, sparse=True,
+                                                           ignore_removed=True)),
+            sorted(v.name for v in cli.volumes.list(filters={"label": label})))
