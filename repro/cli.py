@@ -28,16 +28,36 @@ class _Parser(argparse.ArgumentParser):
 
 def _store_args(p: argparse.ArgumentParser, many: bool) -> None:
     if many:
-        p.add_argument("--presets", default="ns506", help="comma-separated: ns506, legacy, durable")
+        p.add_argument("--presets", default=None, help="comma-separated: ns506 (default), legacy, durable, own "
+                                                       "(no HERMES_STATE_* settings: a foreign store's default)")
         p.add_argument("--store-paths", default="",
-                       help="comma-separated directories holding other hermes_state versions (old,new)")
+                       help="comma-separated store directories (old,new), each holding a hermes_state package "
+                            "or a hermes_state.py module with what it imports")
+        p.add_argument("--store-refs", default="", metavar="REPO@OLD,REPO@NEW",
+                       help="comma-separated releases from git: a repository (path or URL) @ a tag, branch or commit")
     else:
-        p.add_argument("--preset", default="ns506", help="ns506 (default), legacy or durable")
-        p.add_argument("--store-path", default=None, help="a directory holding another hermes_state package")
+        p.add_argument("--preset", default=None, help="ns506 (default), legacy, durable or own (no HERMES_STATE_* "
+                                                      "settings: a foreign store's default)")
+        p.add_argument("--store-path", default=None, help="a store directory: a hermes_state package or a "
+                                                          "hermes_state.py module, and what it imports beside it")
+        p.add_argument("--store-ref", default=None, metavar="REPO@REV",
+                       help="a release from git: a repository (path or URL) @ a tag, branch or commit")
+    p.add_argument("--store-requirements", default=None, metavar="FILE|auto",
+                   help="third-party packages the store needs (a requirements file, or auto: the store's "
+                        "requirements.txt or pyproject.toml dependencies), downloaded on this host and installed "
+                        "into an image derived from the lab's")
     p.add_argument("--journal-mode", default=None, help="override: wal, delete, truncate, persist, memory, off")
     p.add_argument("--synchronous", default=None, help="override: off, normal, full, extra")
     p.add_argument("--checkpoint-mode", default=None,
                    help="override the store's periodic WAL checkpoint: passive (default) or truncate")
+    p.add_argument("--from-db", default=None, metavar="PATH",
+                   help="start every trial from a copy of this database (with its -wal and -shm; read, never written)")
+    p.add_argument("--initial-size", default=None, metavar="SIZE",
+                   help="start every trial from a database the store grows to SIZE (e.g. 300m), made once per "
+                        "size, seed and store and cached")
+    p.add_argument("--disk-size", default=None, metavar="SIZE", help="the machine's data disk instead of the profile's")
+    p.add_argument("--disk-fill-to", type=int, default=None, metavar="PCT",
+                   help="fill the disk to PCT%% with a filler file before the workload starts")
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -92,7 +92,8 @@ def build_image() -> int:
 
 
 def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[type-arg]
-    from repro.scenario import FaultSpec, Hazard, StoreSpec, WorkloadSpec, expand, get_profile
+    from repro.prepare import prepare_run, size_option, store_spec, with_disk
+    from repro.scenario import FaultSpec, Hazard, StartSpec, WorkloadSpec, expand, get_profile
 
     from repro.scenario import check_trial_count
 
@@ -102,31 +103,38 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
     if args.command == "run":
         profiles = [args.profile]
         combos = [tuple(args.fault)] if args.fault else list(DEFAULT_FAULTS) + _power_loss_if_possible()
-        stores = [StoreSpec(args.preset, args.journal_mode, args.synchronous, _absolute(args.store_path),
-                            args.checkpoint_mode)]
+        if args.store_path and args.store_ref:
+            raise ScenarioError("--store-path and --store-ref both name the store: give one")
+        stores = [store_spec(args, args.preset, _absolute(args.store_path), args.store_ref)]
     else:
         profiles = _split(args.profiles)
         combos = [tuple(c.split("+")) for c in _split(args.faults)]
-        paths: list[str | None] = [_absolute(p) for p in _split(args.store_paths)] or [None]
-        stores = [StoreSpec(p, args.journal_mode, args.synchronous, s, args.checkpoint_mode)
-                  for s in paths for p in _split(args.presets)]
-        for option, values in (("--profiles", profiles), ("--faults", combos), ("--presets", _split(args.presets))):
+        sources = [(_absolute(p), None) for p in _split(args.store_paths)] + [(None, r) for r in _split(args.store_refs)]
+        presets: list[str | None] = list(_split(args.presets)) if args.presets is not None else [None]
+        stores = [store_spec(args, p, path, ref) for path, ref in sources or [(None, None)] for p in presets]
+        for option, values in (("--profiles", profiles), ("--faults", combos), ("--presets", presets)):
             if not values:
                 raise ScenarioError(f"{option} names nothing")
-    for name in profiles:
-        get_profile(name)
+    machines = [with_disk(get_profile(name), args.disk_size) for name in profiles]
     for combo in combos:
         for fault in combo:
             FaultSpec.parse(fault)
     hazards = tuple(Hazard.parse(h) for h in args.hazard or ())
     workload = WorkloadSpec(args.rate, args.mix, args.message_size, hazards, args.linger)
+    start = StartSpec(from_db=_absolute(args.from_db), initial_size=size_option(args.initial_size, "--initial-size"),
+                      fill_pct=args.disk_fill_to)
     default_run = args.command == "run" and not args.fault and not hazards
     check_trial_count(args.trials, len(profiles) * (len(combos) + int(default_run)) * len(stores))
-    scenarios = expand(profiles, combos, stores, args.trials, seed, workload)
+    starts: dict = {}  # type: ignore[type-arg]
+    if any(store.foreign for store in stores) or start.database or args.disk_size:
+        stores, starts = prepare_run(args, stores, machines, start, seed)
+    scenarios = expand(machines, combos, stores, args.trials, seed, workload)
     if default_run:  # the main job: the lock bug too
         faults, names = DEFAULT_HAZARD_SCENARIO
         with_hazards = dataclasses.replace(workload, hazards=tuple(Hazard.parse(n) for n in names))
-        scenarios += expand(profiles, [faults], stores, args.trials, seed, with_hazards)
+        scenarios += expand(machines, [faults], stores, args.trials, seed, with_hazards)
+    if start.active:
+        scenarios = [dataclasses.replace(s, start=starts.get(s.store, start)) for s in scenarios]
     if getattr(args, "trial_id", None):
         scenarios = [s for s in scenarios if s.trial_id == args.trial_id]
         if not scenarios:
@@ -176,15 +184,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise ScenarioError("--shard needs --seed: every shard must expand the same trials from the same seed")
     fail_on = _fail_on(args.fail_on)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
-    scenarios = _scenarios(args, seed)  # all input checked before any container starts
+    out = _output_paths(args)
+    deadline_overrides()  # a malformed HERMES_LAB_DEADLINES is bad input too
+    scenarios = _scenarios(args, seed)  # all input checked before any trial (foreign stores: in a throwaway machine)
     if FailOn.REGRESSION in fail_on and (args.command != "matrix" or len({s.store for s in scenarios}) != 2):
         raise ScenarioError("--fail-on regression needs `repro matrix` with exactly two stores "
-                            "(--presets OLD,NEW or --store-paths OLD,NEW)")
+                            "(--presets OLD,NEW, --store-paths OLD,NEW or --store-refs OLD,NEW)")
     planned = len(scenarios)
     if shard is not None:
         scenarios = shard.select(scenarios)
-    out = _output_paths(args)
-    deadline_overrides()  # a malformed HERMES_LAB_DEADLINES is bad input too
     code, _ = _run_scenarios(scenarios, seed=seed, out=out, argv=argv, image=args.image, jobs=args.jobs,
                              json_path=args.json, compare=args.command == "matrix", fail_on=fail_on,
                              shard=str(shard) if shard else "", planned=planned)
@@ -332,6 +340,9 @@ def replay(args: argparse.Namespace, argv: list[str]) -> int:
     if record.scenario is None:
         raise ScenarioError(f"{path} was made by an older lab that did not store its scenarios; re-run it")
     scenario = scenario_from_dict(record.scenario)
+    from repro.prepare import prepare_replay
+
+    scenario = prepare_replay(scenario)
     if scenario.trial_id != record.id:
         raise ScenarioError(f"{path}: trial {shown(record.id)} stores the scenario of {shown(scenario.trial_id)}")
     from repro.machine.labels import RUN_ID

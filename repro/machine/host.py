@@ -67,6 +67,7 @@ class ConstrainedHost(DockerContainer):
         disk: DataDisk | None = None,
         fuse: bool = False,
         role: str = "machine",
+        mounts: tuple[Mount, ...] = (),
     ) -> None:
         super().__init__(image)
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
@@ -74,6 +75,7 @@ class ConstrainedHost(DockerContainer):
                                         synchronous=synchronous, store_path=store_path)
         self.fuse = fuse
         self.role = role
+        self.extra_mounts = mounts  # more read-only host directories (the restarted machine's baseline)
         self.disk = disk
         self._owns_disk = disk is None
         self._console: Console | None = None
@@ -121,6 +123,7 @@ class ConstrainedHost(DockerContainer):
     def _configure(self) -> None:
         """Called by testcontainers' start(): the container's limits, mounts and environment."""
         mounts = [self.disk.mount()] if self.disk else []
+        mounts += self.extra_mounts
         if self.store.store_path:
             mounts.append(Mount(target=STORE_MOUNT, source=str(pathlib.Path(self.store.store_path).resolve()),
                                 type="bind", read_only=True))

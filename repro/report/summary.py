@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from repro.oracle.verdicts import Verdict
 from repro.report.records import TrialRecord
+from repro.scenario.stores import OWN_SETTINGS
 
 VERDICTS: tuple[Verdict, ...] = tuple(Verdict)
 # SQLite's PRAGMA synchronous reads back as a number; the report says its name.
@@ -23,6 +24,7 @@ SYNCHRONOUS_NAMES = {"0": "off", "1": "normal", "2": "full", "3": "extra"}
 OVERRIDES = (("journal_mode", "journal_mode"), ("synchronous", "synchronous"), ("checkpoint_mode", "checkpoint"))
 
 WRITES_LOST = "writes lost"
+OWN_SETTINGS_LABEL = "own settings"  # a store given no HERMES_STATE_* settings: its own defaults ran
 HARMED_DATA = "harmed data"
 FAULTS = "faults"
 PROFILE_FAULTS = "profile, faults"
@@ -55,15 +57,23 @@ def in_force(record: TrialRecord) -> str:
 
 
 def config_label(record: TrialRecord) -> str:
-    """The store configuration asked for: the preset, every override by name, another store's directory."""
+    """The store configuration asked for: another store by its full source (path, or ref and short commit),
+    then the preset ("own settings": none passed) and every override by name."""
     store: Mapping[str, object] = {}
     if record.scenario is not None and isinstance(record.scenario.get("store"), Mapping):
         store = record.scenario["store"]  # type: ignore[assignment]
-    parts = [record.preset]
+    parts = [] if record.store == "default" else [record.store]
+    parts.append(OWN_SETTINGS_LABEL if record.preset == OWN_SETTINGS else record.preset)
     parts += [f"{name}={str(store[key]).lower()}" for key, name in OVERRIDES if store.get(key)]
-    if record.store != "default":
-        parts.append(f"store={record.store.rstrip('/').rsplit('/', 1)[-1]}")
     return " ".join(parts)
+
+
+def start_label(records: Iterable[TrialRecord]) -> str:
+    """What the trials' disks started with ("" when empty): the first trial's start, without the timing."""
+    for record in records:
+        if record.start:
+            return record.start.split("; restored in")[0]
+    return ""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from repro.errors import ScenarioError, shown
 from repro.oracle.promises import CrashClass
 from repro.scenario.profiles import MachineProfile, format_size, parse_size
+from repro.scenario.start import StartSpec
 from repro.scenario.stores import StoreSpec
 
 
@@ -248,6 +249,7 @@ class Scenario:
     seed: int = 0
     trial_id: str = "t0"
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+    start: StartSpec = field(default_factory=StartSpec)  # what the disk holds before the workload starts
 
     def __post_init__(self) -> None:
         if not self.faults:

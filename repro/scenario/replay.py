@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, TypeVar
 from repro.errors import ScenarioError
 from repro.scenario.model import FaultSpec, Hazard, Scenario, WorkloadSpec
 from repro.scenario.profiles import MachineProfile
+from repro.scenario.start import StartSpec
 from repro.scenario.stores import StoreSpec
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, object]:
         "faults": [str(fault) for fault in scenario.faults],
         "store": _flat(scenario.store),
         "workload": workload,
+        "start": _flat(scenario.start),
     }
 
 
@@ -51,7 +53,8 @@ def scenario_from_dict(data: Mapping[str, object]) -> Scenario:
     if data.get("format") != SCENARIO_FORMAT:
         raise ScenarioError(f"scenario format {data.get('format')!r} is not {SCENARIO_FORMAT}: "
                             "made by another version of the lab; re-run it")
-    _exact_keys(data, {"format", "trial_id", "seed", "profile", "faults", "store", "workload"}, "scenario")
+    data = {"start": _flat(StartSpec()), **data}  # reports of labs before --from-db had no start
+    _exact_keys(data, {"format", "trial_id", "seed", "profile", "faults", "store", "workload", "start"}, "scenario")
     trial_id, seed, faults = data["trial_id"], data["seed"], data["faults"]
     if not isinstance(trial_id, str) or not trial_id:
         raise ScenarioError(f"scenario: trial_id must be a non-empty string, not {trial_id!r}")
@@ -66,11 +69,13 @@ def scenario_from_dict(data: Mapping[str, object]) -> Scenario:
     return Scenario(
         profile=_build(MachineProfile, _mapping(data["profile"], "scenario profile"), "scenario profile"),
         faults=tuple(FaultSpec.parse(f) for f in faults),
-        store=_build(StoreSpec, _mapping(data["store"], "scenario store"), "scenario store"),
+        # fields added since (a foreign store's ref, requirements) take their defaults in older reports
+        store=_build(StoreSpec, {**_flat(StoreSpec()), **_mapping(data["store"], "scenario store")}, "scenario store"),
         seed=seed,
         trial_id=trial_id,
         workload=_build(WorkloadSpec, workload, "scenario workload",
                         given={"hazards": tuple(Hazard.parse(h) for h in hazards)}),
+        start=_build(StartSpec, _mapping(data["start"], "scenario start"), "scenario start"),
     )
 
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Mapping
 
 from repro.ledger import Ledger, Operation, OpKind, Outcome
+from repro.verify.baseline import PreexistingLoss, SessionState, preexisting_loss
 from repro.verify.facts import CheckStatus, MessageRow, ProbeFacts, SessionRow
 
 
@@ -99,10 +101,16 @@ class Verification:
     mismatches: tuple[CounterMismatch, ...]
     health: Health
     loss_is_suffix: bool
+    preexisting: PreexistingLoss | None = None  # a trial that started from a given database
 
     @property
     def lost_acked(self) -> int:
         return len(self.lost)
+
+    @property
+    def lost_preexisting(self) -> int:
+        """Rows of the starting database deleted or rewritten: lost like acknowledged writes."""
+        return 0 if self.preexisting is None else self.preexisting.lost
 
     @property
     def phantom(self) -> int:
@@ -118,12 +126,14 @@ class Verification:
         lines = list(self.health.problems)
         lines += [f"phantom {p.kind.value} {p.key}: {p.detail}" for p in self.phantoms]
         lines += [f"session {m.session_id} {m.field}={m.recorded}, expected {m.expected}" for m in self.mismatches]
+        lines += [self.preexisting.problem] if self.preexisting is not None and self.preexisting.lost else []
         lines += [f"lost op {w.op_index} {w.kind.value}: {w.detail}" for w in self.lost]
         return tuple(lines)
 
 
-def diff(ledger: Ledger, facts: ProbeFacts) -> Verification:
-    """Diff every acknowledged and indeterminate write with the rows the probe read."""
+def diff(ledger: Ledger, facts: ProbeFacts, start: Mapping[str, SessionState] | None = None) -> Verification:
+    """Diff every acknowledged and indeterminate write with the rows the probe read, and the rows the trial
+    started with (``start``: the host's record of them, repro/verify/baseline.py) with what is left of them."""
     sessions = {s.id: s for s in facts.sessions}
     by_session: dict[str, list[MessageRow]] = defaultdict(list)
     for row in facts.messages:
@@ -152,6 +162,7 @@ def diff(ledger: Ledger, facts: ProbeFacts) -> Verification:
         mismatches=tuple(mismatches),
         health=health(facts),
         loss_is_suffix=loss_is_suffix(acked, lost, resolutions),
+        preexisting=None if facts.preexisting is None else preexisting_loss(facts.preexisting, start),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import pathlib
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from repro.scenario import (
     HazardName,
     MachineProfile,
     Scenario,
+    StartSpec,
     StoreSpec,
     Trigger,
     WorkloadSpec,
@@ -150,14 +152,19 @@ def test_store_spec_rejects(kwargs: dict[str, str], match: str) -> None:
         StoreSpec(**kwargs)
 
 
-def test_store_path_needs_a_hermes_state_package(tmp_path: pathlib.Path) -> None:
-    with pytest.raises(ScenarioError, match="no hermes_state"):
+def test_store_path_needs_a_hermes_state_package_or_module(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ScenarioError, match="no hermes_state package and no hermes_state.py module"):
         StoreSpec(store_path=str(tmp_path))
-    with pytest.raises(ScenarioError, match="no hermes_state"):
+    with pytest.raises(ScenarioError, match="not a directory"):
         StoreSpec(store_path=str(tmp_path / "missing"))
+    (tmp_path / "hermes_state.py").write_text("class SessionDB: pass\n")
+    assert StoreSpec(store_path=str(tmp_path)).foreign  # the module layout, as upstream ships it
     (tmp_path / "hermes_state").mkdir()
+    with pytest.raises(ScenarioError, match="both a hermes_state package and a hermes_state.py module"):
+        StoreSpec(store_path=str(tmp_path))
+    (tmp_path / "hermes_state.py").unlink()
     spec = StoreSpec(store_path=str(tmp_path))
-    assert spec.label.endswith(f"store={tmp_path.name}")
+    assert f"store={tmp_path.name}-" in spec.label
     assert spec.environment() == {"HERMES_STATE_PRESET": "ns506"}  # the path is mounted, not an env var
 
 
@@ -165,13 +172,16 @@ def _everything(tmp_path: pathlib.Path) -> Scenario:
     """A scenario with no field left at its default: a field the JSON form forgot cannot hide."""
     (tmp_path / "rel" / "hermes_state").mkdir(parents=True)
     store = StoreSpec("legacy", journal_mode="delete", synchronous="full", store_path=str(tmp_path / "rel"),
-                      checkpoint_mode="truncate")
+                      checkpoint_mode="truncate", store_ref="/repo@v1", store_commit="ab" * 20, requirements="auto",
+                      image="hermes-lab-store:0123")
     workload = WorkloadSpec(rate=12.5, mix="append=80,tokens=20", sizes="20k:200k",
                             hazards=(Hazard.parse("raw-open=5"), Hazard.parse("dashboard")), linger_ms=7000)
     faults = (FaultSpec.parse("disk-fill@acks=30"), FaultSpec.parse("power-loss:torn-writes,lazy-dirs@in-write=9"))
     profile = MachineProfile("odd", memory=300 << 20, cpus=0.5, pids_limit=99, disk=10 << 20, kill_signal="SIGTERM",
                              kill_timeout_s=30, network=True)
-    scenario = Scenario(profile, faults, store, seed=99, trial_id="odd.x.7", workload=workload)
+    (tmp_path / "state.db").write_bytes(b"")
+    start = StartSpec(from_db=str(tmp_path / "state.db"), fill_pct=94, files=str(tmp_path / "cache"))
+    scenario = Scenario(profile, faults, store, seed=99, trial_id="odd.x.7", workload=workload, start=start)
     fly256 = get_profile(DEFAULT_PROFILE)
     for spec, default in ((store, StoreSpec()), (workload, WorkloadSpec()), (profile, fly256),
                           (scenario, Scenario(fly256, (FaultSpec.parse("sigkill"),)))):
@@ -191,6 +201,13 @@ def test_a_scenario_survives_json_field_for_field(tmp_path: pathlib.Path) -> Non
     plain = Scenario(get_profile(DEFAULT_PROFILE), (FaultSpec.parse("sigkill"),), seed=3, trial_id="t1")
     back = scenario_from_dict(scenario_to_dict(plain))
     assert back == plain and back.faults[0].trigger is None
+    grown = dataclasses.replace(plain, start=StartSpec(initial_size=300 << 20))
+    assert scenario_from_dict(json.loads(json.dumps(scenario_to_dict(grown)))) == grown
+    older = scenario_to_dict(plain)  # a report of a lab before starting databases and store refs
+    del older["start"]
+    for name in ("store_ref", "store_commit", "requirements", "image"):
+        del older["store"][name]  # type: ignore[attr-defined]
+    assert scenario_from_dict(older) == plain
     assert back.schedule()[0].trigger is default_trigger(FaultName.SIGKILL)
 
 
@@ -203,7 +220,7 @@ def test_every_trial_of_a_matrix_replays_from_its_stored_scenario(tmp_path: path
                                   checkpoint_mode="truncate")], 7, seed=99,
                        workload=WorkloadSpec(hazards=hazards, linger_ms=7000))
     target = scenarios[-1]
-    assert target.trial_id.endswith("ckpt=truncate_store=rel.hz=raw-open=5+dashboard.7")
+    assert re.search(r"ckpt=truncate_store=rel-[0-9a-f]{6}\.hz=raw-open=5\+dashboard\.7$", target.trial_id)
     for scenario in scenarios:
         again = scenario_from_dict(json.loads(json.dumps(scenario_to_dict(scenario))))
         assert again == scenario and again.schedule() == scenario.schedule()
