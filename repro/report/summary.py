@@ -68,12 +68,9 @@ def config_label(record: TrialRecord) -> str:
     return " ".join(parts)
 
 
-def start_label(records: Iterable[TrialRecord]) -> str:
-    """What the trials' disks started with ("" when empty): the first trial's start, without the timing."""
-    for record in records:
-        if record.start:
-            return record.start.split("; restored in")[0]
-    return ""
+def start_labels(records: Iterable[TrialRecord]) -> list[str]:
+    """What the trials' disks started with, each distinct start once, without the timings (none when empty)."""
+    return list(dict.fromkeys(r.start.split("; restored in")[0] for r in records if r.start))
 
 
 @dataclass(frozen=True)
@@ -95,6 +92,7 @@ class GroupSummary:
     failed: int
     writes_lost: int
     promised_safe: bool
+    preexisting_lost: int = 0  # rows the trials started with, lost or rewritten
     in_force: str = ""  # journal mode/synchronous the store read back, e.g. "wal/normal"
 
     def count(self, verdict: Verdict) -> int:
@@ -143,6 +141,7 @@ def summarize(records: Iterable[TrialRecord],
             trials=len(recs),
             failed=sum(1 for r in recs if r.failed),
             writes_lost=sum(r.lost_acked for r in recs),
+            preexisting_lost=sum(r.lost_preexisting for r in recs),
             promised_safe=all(r.promised_safe for r in recs if not r.lab_error),
             in_force=", ".join(sorted({in_force(r) for r in recs if not r.lab_error})),
         ))
@@ -157,8 +156,9 @@ def table_rows(records: Sequence[TrialRecord]) -> list[tuple[GroupSummary, dict[
     for g in summarize(records):
         config = f"{g.key.config} ({g.in_force})" if g.in_force else g.key.config
         harmed = f"{g.harmed} of {g.judged}" if g.judged else "-"
+        lost = f"{g.writes_lost} + {g.preexisting_lost} pre-existing" if g.preexisting_lost else str(g.writes_lost)
         first = f"{g.key.profile} {g.key.faults}" if names[0] == PROFILE_FAULTS else g.key.faults
-        rows.append((g, dict(zip(names, (first, config, g.verdict_text, str(g.writes_lost), harmed,
+        rows.append((g, dict(zip(names, (first, config, g.verdict_text, lost, harmed,
                                           "yes" if g.as_expected else "NO")))))
     return rows
 

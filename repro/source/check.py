@@ -75,8 +75,7 @@ def check_store(store: StoreSpec, *, image: str, profile: MachineProfile) -> Sto
 
     host = ConstrainedHost(profile, store=store, image=store.image or image, role="store-check")
     host.with_entrypoint(["python3", "-m", CHECK_MODULE, STORE_MOUNT], user="1000:1000")
-    with host:
-        host.start()
+    with host:  # entering starts it
         container = host.get_wrapped_container()
         try:
             code = int(container.wait(timeout=CHECK_TIMEOUT_S)["StatusCode"])

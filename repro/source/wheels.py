@@ -48,10 +48,11 @@ for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
         shutil.rmtree(data)
     print("installed", wheel.name)
 """
-DOCKERFILE = f"""ARG BASE_IMAGE
-FROM ${{BASE_IMAGE}}
+DOCKERFILE = """ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+COPY install-wheels.py /tmp/lab-install-wheels.py
 COPY wheels/ /tmp/lab-wheels/
-RUN python3 -c {_INSTALL!r} /tmp/lab-wheels && rm -rf /tmp/lab-wheels
+RUN python3 /tmp/lab-install-wheels.py /tmp/lab-wheels && rm -rf /tmp/lab-wheels /tmp/lab-install-wheels.py
 """
 
 
@@ -147,7 +148,7 @@ def derived_image(cli: object, base_image: str, wheels: pathlib.Path) -> str:
         pass
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        files = {"Dockerfile": DOCKERFILE.encode()}
+        files = {"Dockerfile": DOCKERFILE.encode(), "install-wheels.py": _INSTALL.encode()}
         files.update({f"wheels/{w.name}": w.read_bytes() for w in sorted(wheels.glob("*.whl"))})
         for name, data in files.items():
             info = tarfile.TarInfo(name)

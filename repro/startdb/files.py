@@ -36,7 +36,7 @@ class StartFiles:
     bytes: int  # the database files together
     sessions: int
     messages: int
-    made: str  # how: "copied from /x/state.db", "grown by <store> from seed 7 in 52 s"
+    made: str  # how: "a copy, read-only", "grown by <store> from seed 7 to 300m in 52 s"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -100,7 +100,7 @@ def copy_from_db(db: str, cache: pathlib.Path) -> StartFiles:
         target = cache / f"db-{hasher.hexdigest()[:24]}"
         if load(target) is not None:
             return load(target)  # type: ignore[return-value]
-        return finish(partial, target, f"copied from {source}")
+        return finish(partial, target, "a copy, read-only")
     finally:
         shutil.rmtree(partial, ignore_errors=True)
 

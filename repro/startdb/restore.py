@@ -38,7 +38,7 @@ class Restored:
     def describe(self, files: StartFiles | None) -> str:
         parts = []
         if files is not None:
-            parts.append(f"started from {files.describe()}")
+            parts.append(files.describe())
         parts.append(f"restored in {self.seconds:.2f} s")
         parts.append(f"disk {100 * self.used / max(1, self.size):.0f}% full at the start")
         return "; ".join(parts)
