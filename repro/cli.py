@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default=DEFAULT_PROFILE, help=f"{DEFAULT_PROFILE} (default), fly-512, fly-1g")
     run.add_argument("--fault", action="append", default=None,
                      help="a fault; repeat to compose (disk-fill then sigterm). "
-                          "NAME[:OPTIONS][@acks=N|@random[=MS]|@in-write[=N]|@on-write[=N]]; "
+                          "NAME[:OPTIONS][@acks=N|@random[=MS]|@in-write[=N]|@on-write[=N]|@checkpoint[=N]]; "
                           "power-loss takes the options lazy-dirs,torn-writes")
     _store_args(run, many=False)
     _common(run)
