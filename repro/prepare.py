@@ -16,6 +16,10 @@ from repro.scenario import OWN_SETTINGS, MachineProfile, Scenario, StartSpec, St
 
 def store_spec(args: argparse.Namespace, preset: str | None, path: str | None, ref: str | None) -> StoreSpec:
     """A store configuration from the options; a foreign store runs its own settings unless a preset is named."""
+    from repro.source.refs import StoreRef
+
+    if ref is not None:
+        StoreRef.parse(ref)
     requirements = args.store_requirements
     if requirements not in (None, "auto"):
         if not os.path.isfile(requirements):
@@ -50,11 +54,13 @@ def prepare_run(args: argparse.Namespace, stores: list[StoreSpec], machines: lis
     from repro.source.prepare import prepare_stores
     from repro.startdb.prepare import check_fit, estimated_size, prepare_start
 
+    for machine in machines:  # before anything starts: with the size asked for
+        check_fit(machine, start, estimated_size(start))
     cli = engine.client()
-    image = _image(args.image)
     host_memory = int(cli.info().get("MemTotal", 0))
-    for machine in machines:  # before a database is grown: with the size asked for
+    for machine in machines:
         check_fit(machine, start, estimated_size(start), jobs=args.jobs, host_memory=host_memory)
+    image = _image(args.image)
     stores = prepare_stores(stores, image=image, profile=machines[0])
     starts = {store: prepare_start(start, store, seed=seed, image=image) for store in dict.fromkeys(stores)}
     for machine in machines:

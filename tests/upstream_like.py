@@ -142,3 +142,52 @@ def write_module_store(root: pathlib.Path, *, release: str = "2026.6", needs: st
     for path in [root, *root.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     return root
+
+
+def build_wheel(directory: pathlib.Path, name: str = "tinydep", version: str = "1.0",
+                source: str = "VALUE = 42\n") -> pathlib.Path:
+    """A pure-Python wheel of one package, made by hand (a zip with METADATA, WHEEL and RECORD): no network."""
+    import base64
+    import hashlib
+    import zipfile
+
+    directory.mkdir(parents=True, exist_ok=True)
+    info = f"{name}-{version}.dist-info"
+    files = {f"{name}/__init__.py": source.encode(),
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: hermes-lab tests\nRoot-Is-Purelib: true\n"
+                              b"Tag: py3-none-any\n"}
+    record = [f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}"
+              for n, d in files.items()] + [f"{info}/RECORD,,"]
+    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for member, data in files.items():
+            archive.writestr(member, data)
+    return wheel
+
+
+def offline_requirements(path: pathlib.Path, wheels: pathlib.Path, *names: str) -> pathlib.Path:
+    """A requirements file that pip resolves from ``wheels`` alone (no index)."""
+    path.write_text(f"--no-index\n--find-links {wheels}\n" + "".join(f"{n}\n" for n in names))
+    return path
+
+
+def git_releases(repo: pathlib.Path, releases: list[tuple[str, dict[str, object]]]) -> list[str]:
+    """A git repository with one commit (and tag) per release of a module store; returns the commit ids."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.email=lab@example.org", "-c", "user.name=lab", *args], cwd=repo,
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    repo.mkdir(parents=True, exist_ok=True)
+    git("init", "-q")
+    commits = []
+    for tag, options in releases:
+        write_module_store(repo, **options)  # type: ignore[arg-type]
+        git("add", "-A")
+        git("commit", "-qm", f"release {tag}")
+        git("tag", tag)
+        commits.append(git("rev-parse", "HEAD"))
+    return commits
