@@ -40,7 +40,8 @@ class Restored:
         if files is not None:
             parts.append(files.describe())
         parts.append(f"restored in {self.seconds:.2f} s")
-        parts.append(f"disk {100 * self.used / max(1, self.size):.0f}% full at the start")
+        parts.append(f"disk {100 * self.used / max(1, self.size):.0f}% full at the start "
+                     f"({self.used / (1 << 20):.1f} of {self.size / (1 << 20):.0f} MB)")
         return "; ".join(parts)
 
 
