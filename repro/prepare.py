@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 
 from repro.errors import ScenarioError, shown
 from repro.scenario import OWN_SETTINGS, MachineProfile, Scenario, StartSpec, StoreSpec, format_size, parse_size
@@ -62,11 +63,15 @@ def prepare_run(args: argparse.Namespace, stores: list[StoreSpec], machines: lis
         check_fit(machine, start, estimated_size(start), jobs=args.jobs, host_memory=host_memory)
     image = _image(args.image)
     stores = prepare_stores(stores, image=image, profile=machines[0])
-    starts = {store: prepare_start(start, store, seed=seed, image=image) for store in dict.fromkeys(stores)}
+    starts = {store: prepare_start(start, store, seed=seed, image=image, note=_note) for store in dict.fromkeys(stores)}
     for machine in machines:
         for ready in starts.values():
             check_fit(machine, ready, jobs=args.jobs, host_memory=host_memory)
     return stores, starts
+
+
+def _note(text: str) -> None:
+    print(f"repro: note: {text}", file=sys.stderr, flush=True)
 
 
 def _image(given: str | None) -> str:

@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Callable
 
 from repro.errors import ScenarioError
 from repro.scenario import MachineProfile, StartSpec, StoreSpec, format_size
 from repro.startdb.files import copy_from_db, initial_cache, load
-from repro.startdb.grow import grow_database
+from repro.startdb.grow import grow_database, grown_key
 from repro.startdb.restore import BLOCK, filler_size
 
 HOST_SHARE = 0.8  # of the engine's memory that the trials' disks and machines together may use
 
 
-def prepare_start(start: StartSpec, store: StoreSpec, *, seed: int, image: str) -> StartSpec:
-    """The start with its database files in the cache (copied, or grown by ``store`` from ``seed``)."""
+def prepare_start(start: StartSpec, store: StoreSpec, *, seed: int, image: str,
+                  note: Callable[[str], None] = lambda text: None) -> StartSpec:
+    """The start with its database files in the cache (copied, or grown by ``store`` from ``seed``); ``note``
+    hears about a database about to be grown (it takes a while, once)."""
     if not start.database:
         return start
     cache = initial_cache()
@@ -32,6 +35,10 @@ def prepare_start(start: StartSpec, store: StoreSpec, *, seed: int, image: str) 
         files = copy_from_db(start.from_db, cache)
     else:
         assert start.initial_size is not None
+        key = cache / grown_key(start.initial_size, seed, store)
+        if load(key) is None:
+            note(f"growing a {format_size(start.initial_size)} starting database with "
+                 f"{store.source if store.foreign else 'the lab store'} (seed {seed}), once: cached in {key}")
         files, _ = grow_database(start.initial_size, seed, store, image=store.image or image, cache=cache)
     return dataclasses.replace(start, files=str(files.directory))
 
