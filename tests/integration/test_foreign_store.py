@@ -67,6 +67,10 @@ def test_two_releases_by_ref_are_named_by_ref_and_commit(tmp_path: pathlib.Path,
     report = (out / "report.md").read_text()
     assert all(f"{n} own settings (wal/full)" in report for n in names)  # the comparison's sides too
     assert (tmp_path / "cache" / "stores" / old / "hermes_state.py").is_file()
+    first = str(trials(out)[0]["id"])
+    replayed = repro("replay", str(out), first, cache=tmp_path / "cache")  # from the stored ref and commit
+    assert replayed.returncode == 0, replayed.stderr + replayed.stdout
+    assert f"{repo}@v2026.6 ({old[:7]})" in (next((out / "replays").iterdir()) / "report.md").read_text()
 
 
 def test_a_third_party_package_is_installed_offline_into_a_derived_image(tmp_path: pathlib.Path,
