@@ -156,6 +156,16 @@ def test_the_import_check_names_the_problem(tmp_path: pathlib.Path, change, prob
     assert found["ok"] is False and found["problem"] == problem and found["detail"] == detail
 
 
+def test_the_bundled_store_is_never_a_fallback(tmp_path: pathlib.Path) -> None:
+    """With the lab's own store importable (as it is in the image), a directory that does not yield its own
+    hermes_state -- one the machine's user cannot list looks the same to Python -- is refused, not replaced."""
+    empty = tmp_path / "not-a-store"
+    empty.mkdir()
+    found = _check(empty)
+    assert found["ok"] is False and found["problem"] == "import-error"
+    assert found["detail"] == f"hermes_state came from {REPO}/hermes_state/__init__.py, not from the store"
+
+
 def test_problem_lines_name_the_file_on_the_host(tmp_path: pathlib.Path) -> None:
     here = write_module_store(tmp_path / "store")
     store = StoreSpec("own", store_path=str(here))
