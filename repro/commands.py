@@ -93,7 +93,7 @@ def build_image() -> int:
 
 def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[type-arg]
     from repro.prepare import prepare_run, size_option, store_spec, with_disk
-    from repro.scenario import FaultSpec, Hazard, StartSpec, WorkloadSpec, expand, get_profile
+    from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, WorkloadSpec, expand, get_profile
 
     from repro.scenario import check_trial_count
 
@@ -125,7 +125,7 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
                       fill_pct=args.disk_fill_to)
     default_run = args.command == "run" and not args.fault and not hazards
     check_trial_count(args.trials, len(profiles) * (len(combos) + int(default_run)) * len(stores))
-    starts: dict = {}  # type: ignore[type-arg]
+    starts: dict[StoreSpec, StartSpec] = {}
     if any(store.foreign for store in stores) or start.database or args.disk_size:
         stores, starts = prepare_run(args, stores, machines, start, seed)
     scenarios = expand(machines, combos, stores, args.trials, seed, workload)
