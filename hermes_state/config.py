@@ -18,6 +18,7 @@ ENV_SYNCHRONOUS = "HERMES_STATE_SYNCHRONOUS"
 ENV_BUSY_TIMEOUT_MS = "HERMES_STATE_BUSY_TIMEOUT_MS"
 ENV_CHECKPOINT_MODE = "HERMES_STATE_CHECKPOINT_MODE"
 ENV_CHECKPOINT_EVERY = "HERMES_STATE_CHECKPOINT_EVERY"
+ENV_WAL_AUTOCHECKPOINT = "HERMES_STATE_WAL_AUTOCHECKPOINT"
 ENV_VARS = (
     ENV_PRESET,
     ENV_JOURNAL_MODE,
@@ -25,6 +26,7 @@ ENV_VARS = (
     ENV_BUSY_TIMEOUT_MS,
     ENV_CHECKPOINT_MODE,
     ENV_CHECKPOINT_EVERY,
+    ENV_WAL_AUTOCHECKPOINT,
 )
 
 
@@ -74,6 +76,7 @@ class DurabilityConfig:
     connect_timeout_s: the `timeout` of sqlite3.connect (which sets busy_timeout itself).
     busy_timeout_ms: an explicit PRAGMA busy_timeout after the journal setup.
     checkpoint_mode / checkpoint_every: periodic checkpoint after N commits (0 = never).
+    wal_autocheckpoint: PRAGMA wal_autocheckpoint (pages; 0 = off), None: SQLite's own (1000).
     """
 
     preset: Preset = Preset.NS506
@@ -86,6 +89,7 @@ class DurabilityConfig:
     foreign_keys: bool = True
     checkpoint_mode: CheckpointMode = CheckpointMode.PASSIVE
     checkpoint_every: int = 50
+    wal_autocheckpoint: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.preset, Preset):
@@ -104,6 +108,11 @@ class DurabilityConfig:
             raise ConfigError(f"busy_timeout_ms must be a non-negative int or None, not {self.busy_timeout_ms!r}")
         if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be a non-negative int, not {self.checkpoint_every!r}")
+        if self.wal_autocheckpoint is not None and (
+            isinstance(self.wal_autocheckpoint, bool) or not isinstance(self.wal_autocheckpoint, int)
+            or self.wal_autocheckpoint < 0
+        ):
+            raise ConfigError(f"wal_autocheckpoint must be a non-negative int or None, not {self.wal_autocheckpoint!r}")
         if not isinstance(self.connect_timeout_s, (int, float)) or self.connect_timeout_s < 0:
             raise ConfigError(f"connect_timeout_s must be a non-negative number, not {self.connect_timeout_s!r}")
 
@@ -138,13 +147,15 @@ class DurabilityConfig:
         busy_timeout_ms: int | str | None = None,
         checkpoint_mode: CheckpointMode | str | None = None,
         checkpoint_every: int | str | None = None,
+        wal_autocheckpoint: int | str | None = None,
     ) -> DurabilityConfig:
         """A copy with explicit overrides; `None` keeps the current value.
 
         An explicit synchronous applies whatever journal mode ends up in force.
         An explicit journal mode other than WAL is set as asked (no fallback).
         """
-        if all(v is None for v in (journal_mode, synchronous, busy_timeout_ms, checkpoint_mode, checkpoint_every)):
+        if all(v is None for v in (journal_mode, synchronous, busy_timeout_ms, checkpoint_mode, checkpoint_every,
+                                   wal_autocheckpoint)):
             return self
         level = None if synchronous is None else _parse_synchronous(synchronous)
         return dataclasses.replace(
@@ -160,6 +171,8 @@ class DurabilityConfig:
             else _parse_enum(CheckpointMode, checkpoint_mode, "checkpoint mode"),
             checkpoint_every=self.checkpoint_every if checkpoint_every is None
             else _parse_nonneg_int(checkpoint_every, "checkpoint interval"),
+            wal_autocheckpoint=self.wal_autocheckpoint if wal_autocheckpoint is None
+            else _parse_nonneg_int(wal_autocheckpoint, "wal_autocheckpoint (pages)"),
         )
 
     @classmethod
@@ -181,6 +194,7 @@ class DurabilityConfig:
             (ENV_BUSY_TIMEOUT_MS, "busy_timeout_ms"),
             (ENV_CHECKPOINT_MODE, "checkpoint_mode"),
             (ENV_CHECKPOINT_EVERY, "checkpoint_every"),
+            (ENV_WAL_AUTOCHECKPOINT, "wal_autocheckpoint"),
         ):
             value = get(var)
             if value is None:
@@ -210,6 +224,7 @@ class DurabilityConfig:
             "foreign_keys": self.foreign_keys,
             "checkpoint_mode": self.checkpoint_mode.value,
             "checkpoint_every": self.checkpoint_every,
+            "wal_autocheckpoint": self.wal_autocheckpoint,
         }
 
 

@@ -114,7 +114,8 @@ def apply_durability(
 ) -> PragmaState:
     """Set the journal mode, then synchronous / busy_timeout / foreign_keys as *config* names.
 
-    Pragmas *config* leaves as None are not issued at all. Returns what is in force.
+    Pragmas *config* leaves as None are not issued at all (wal_autocheckpoint: set whatever
+    the journal mode, SQLite ignores it outside WAL). Returns what is in force.
     """
     if config.journal_mode is JournalMode.WAL and config.wal_fallback:
         mode = apply_wal_with_fallback(conn, db_label, wal_path=wal_path)
@@ -130,4 +131,6 @@ def apply_durability(
         conn.execute(f"PRAGMA busy_timeout={int(config.busy_timeout_ms)}")
     if config.foreign_keys:
         conn.execute("PRAGMA foreign_keys=ON")
+    if config.wal_autocheckpoint is not None:
+        conn.execute(f"PRAGMA wal_autocheckpoint={int(config.wal_autocheckpoint)}")
     return read_pragmas(conn)

@@ -1,4 +1,4 @@
-"""The `repro` command: argv -> a command (repro/commands.py); errors -> one line and an exit code. Nothing else."""
+"""The `repro` command: argv -> a command (repro/commands.py, repro/upkeep.py); errors -> one line and an exit code. Nothing else."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import threading
 from types import FrameType
 from typing import Sequence
 
-from repro import commands
-from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS
+from repro import commands, upkeep
+from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS, HUNT
+from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.scenario.profiles import DEFAULT_PROFILE
 
@@ -26,7 +27,8 @@ class _Parser(argparse.ArgumentParser):
         raise ScenarioError(message)
 
 
-def _store_args(p: argparse.ArgumentParser, many: bool) -> None:
+def _store_args(p: argparse.ArgumentParser, many: bool, releases: bool = True) -> None:
+    """The store options; ``releases``: also git refs, requirements and the starting disk (not for explore)."""
     if many:
         p.add_argument("--presets", default=None, help="comma-separated: ns506 (default), legacy, durable, own "
                                                        "(no HERMES_STATE_* settings: a foreign store's default)")
@@ -35,21 +37,39 @@ def _store_args(p: argparse.ArgumentParser, many: bool) -> None:
                             "or a hermes_state.py module with what it imports")
         p.add_argument("--store-refs", default="", metavar="REPO@OLD,REPO@NEW",
                        help="comma-separated releases from git: a repository (path or URL) @ a tag, branch or commit")
+        p.add_argument("--sqlites", default="system",
+                       help="comma-separated SQLite libraries: system (the image's own) or versions the lab "
+                            "builds, e.g. 3.51.2,3.53.2 (see `repro sqlite list`)")
     else:
         p.add_argument("--preset", default=None, help="ns506 (default), legacy, durable or own (no HERMES_STATE_* "
                                                       "settings: a foreign store's default)")
         p.add_argument("--store-path", default=None, help="a store directory: a hermes_state package or a "
                                                           "hermes_state.py module, and what it imports beside it")
-        p.add_argument("--store-ref", default=None, metavar="REPO@REV",
-                       help="a release from git: a repository (path or URL) @ a tag, branch or commit")
-    p.add_argument("--store-requirements", default=None, metavar="FILE|auto",
-                   help="third-party packages the store needs (a requirements file, or auto: the store's "
-                        "requirements.txt or pyproject.toml dependencies), downloaded on this host and installed "
-                        "into an image derived from the lab's")
+        if releases:
+            p.add_argument("--store-ref", default=None, metavar="REPO@REV",
+                           help="a release from git: a repository (path or URL) @ a tag, branch or commit")
+        p.add_argument("--sqlite", default="system",
+                       help="the SQLite the store loads: system (the image's own, default) or a version the lab "
+                            "builds, e.g. 3.53.2 (see `repro sqlite list`)")
+    p.add_argument("--sqlite-assisted", action="store_true",
+                   help="the lab's assisted build of each version: a short sleep in every WAL checkpoint, "
+                        "once it has read the WAL header, widens the WAL-reset race (labelled 'assisted'; never the default)")
+    p.add_argument("--wal-autocheckpoint", type=int, default=None, metavar="PAGES",
+                   help="override the store's PRAGMA wal_autocheckpoint (SQLite's default: 1000 pages)")
     p.add_argument("--journal-mode", default=None, help="override: wal, delete, truncate, persist, memory, off")
     p.add_argument("--synchronous", default=None, help="override: off, normal, full, extra")
     p.add_argument("--checkpoint-mode", default=None,
                    help="override the store's periodic WAL checkpoint: passive (default) or truncate")
+    if releases:
+        _release_args(p)
+
+
+def _release_args(p: argparse.ArgumentParser) -> None:
+    """Third-party requirements of a foreign store, and what the disk starts with."""
+    p.add_argument("--store-requirements", default=None, metavar="FILE|auto",
+                   help="third-party packages the store needs (a requirements file, or auto: the store's "
+                        "requirements.txt or pyproject.toml dependencies), downloaded on this host and installed "
+                        "into an image derived from the lab's")
     p.add_argument("--from-db", default=None, metavar="PATH",
                    help="start every trial from a copy of this database (with its -wal and -shm; read, never written)")
     p.add_argument("--initial-size", default=None, metavar="SIZE",
@@ -84,7 +104,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "raw-open[=N] (the gateway opens and closes its live db file every N writes, "
                         "dropping its POSIX locks), dashboard[=MS] (a second process opens, reads and "
                         "closes the store every MS ms), cron[=MS] (a second process writes one operation "
-                        "every MS ms through its own store instance)")
+                        "every MS ms through its own store instance), checkpointer[=MS] (a third process "
+                        "checkpoints the WAL, PASSIVE and TRUNCATE alternately, every MS ms, default 1)")
 
 
 def _fail_on(p: argparse.ArgumentParser) -> None:
@@ -102,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fault", action="append", default=None,
                      help="a fault; repeat to compose (disk-fill then sigterm). "
                           "NAME[:OPTIONS][@acks=N|@random[=MS]|@in-write[=N]|@on-write[=N]|@checkpoint[=N]]; "
-                          "power-loss takes the options lazy-dirs,torn-writes")
+                          "power-loss takes the options lazy-dirs,torn-writes,record (keep its trace for "
+                          "`repro explore`)")
     _store_args(run, many=False)
     _common(run)
     run.add_argument("--trial-id", default=None, help="run only this trial id (replay)")
@@ -114,9 +136,44 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(matrix, many=True)
     _common(matrix)
 
+    hunt = sub.add_parser("hunt", help="the WAL-reset hunt: writers and a checkpointer flat out on each SQLite, "
+                                       "the machine killed after --duration, the database judged")
+    hunt.add_argument("--profiles", default=HUNT.profile, help=f"default {HUNT.profile} (its 256 MB disk holds "
+                                                                 "minutes of writing flat out)")
+    hunt.add_argument("--duration", type=int, default=HUNT.duration_s, metavar="S",
+                      help=f"seconds of writing and checkpointing before the machine is killed "
+                           f"(default {HUNT.duration_s})")
+    _store_args(hunt, many=True)
+    _common(hunt)
+    hunt.set_defaults(sqlites=HUNT.sqlites, wal_autocheckpoint=HUNT.wal_autocheckpoint,
+                      message_size=HUNT.message_size)
+
     replay = sub.add_parser("replay", help="run one trial of an earlier run again, with its seed")
     replay.add_argument("run_dir")
     replay.add_argument("trial_id")
+
+    explore = sub.add_parser("explore", help="check every crash state of a recorded trace (or record one first)")
+    explore.add_argument("trace_dir", nargs="?", help="a trace directory (trace.jsonl, machine.log, recording.json)")
+    explore.add_argument("--record", action="store_true",
+                         help="record a trace first: one machine, the workload for --ops operations, a clean stop")
+    explore.add_argument("--profile", default=DEFAULT_PROFILE)
+    _store_args(explore, many=False, releases=False)
+    explore.add_argument("--ops", type=int, default=DEFAULT_OPS, help=f"operations to record (default {DEFAULT_OPS})")
+    explore.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
+    explore.add_argument("--mix", default="", help="workload op mix, e.g. append=80,tokens=8,search=6,create=3,end=3")
+    explore.add_argument("--message-size", default="", help="message sizes MIN:MAX (default 200:20k)")
+    explore.add_argument("--models", default="all", help="comma-separated persistence models: synced-only, prefix, "
+                                                         "reorder-one, torn, lazy-dirs (default all)")
+    explore.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+                         help=f"states per model checked exhaustively; a larger model is sampled with --seed "
+                              f"(default {DEFAULT_BUDGET})")
+    explore.add_argument("--seed", type=int, default=None, help="the workload's and the sample's seed (printed)")
+    explore.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    explore.add_argument("--out", default=None, help="report directory (default runs/explore-<timestamp>); with "
+                                                     "--materialize, where the state's files go")
+    explore.add_argument("--image", default=None, help="the lab image for --record (default hermes-lab:latest)")
+    explore.add_argument("--materialize", metavar="STATE", default=None,
+                         help="write one state (MODEL:INDEX, as the report names it) to --out, and judge it")
 
     merge = sub.add_parser("merge", help="combine the reports of a run's shards (--shard K/N) into one")
     merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
@@ -135,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     image = sub.add_parser("image", help="the lab image")
     image.add_argument("action", choices=["build"])
     sub.add_parser("doctor", help="what the lab needs and what is missing")
+    sqlite = sub.add_parser("sqlite", help="the SQLite builds: versions available and built")
+    sqlite.add_argument("action", choices=["list"])
     return parser
 
 
@@ -185,13 +244,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "clean":
-        return commands.clean(args)
+        return upkeep.clean(args)
     if args.command == "image":
-        return commands.build_image()
+        return upkeep.build_image()
     if args.command == "doctor":
-        return commands.doctor()
+        return upkeep.doctor()
+    if args.command == "sqlite":
+        return upkeep.sqlite_list()
     if args.command == "replay":
         return commands.replay(args, argv)
+    if args.command == "explore":
+        return commands.explore(args, argv)
     if args.command == "merge":
         return commands.merge(args)
     if args.command == "report":

@@ -1,4 +1,5 @@
-"""What each `repro` command does once its arguments are parsed: scenarios from options, runs, replay, clean, doctor.
+"""What each `repro` command does once its arguments are parsed: scenarios from options, runs, replay, clean,
+doctor, sqlite, explore (repro/explore/command.py).
 
 The CLI (repro/cli.py) only parses argv, dispatches here and turns errors into exit codes;
 this module builds scenarios (checking every input before any container starts), runs
@@ -14,18 +15,19 @@ import os
 import pathlib
 import shlex
 import shutil
-import subprocess
 import sys
-from typing import TYPE_CHECKING, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from repro.errors import EngineError, ExitCode, ScenarioError, shown
+from repro.upkeep import reap_dead_runs
 
 if TYPE_CHECKING:
     from docker.client import DockerClient
 
     from repro.report.outdir import ReportDir
     from repro.report.records import FailOn
-    from repro.scenario import Scenario
+    from repro.scenario import Scenario, StoreSpec
 
 DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
     ("sigint",), ("sigterm",), ("sigkill",), ("oom",), ("disk-fill",), ("disk-fill", "sigterm"),
@@ -36,59 +38,28 @@ DEFAULT_TRIALS = 3
 DEFAULT_HAZARD_SCENARIO = (("sigkill",), ("raw-open", "dashboard"))
 
 
+@dataclass(frozen=True)
+class HuntPlan:
+    """`repro hunt`: the WAL-reset bug's conditions (docs/FACTS.md) -- the gateway, a cron writer and a
+    checkpointer (PASSIVE and TRUNCATE alternately) as three processes with three connections on one
+    WAL database, flat out, writers checkpointing every few pages -- for `duration_s`, then the whole
+    machine SIGKILLed and the database judged. Small messages and fly-1g's 256 MB disk hold minutes of it."""
 
-# How many runs a refusal of `repro clean` names before "and N more".
-LISTED_RUNS = 5
+    profile: str = "fly-1g"
+    sqlites: str = "system,3.51.2,3.53.2"
+    duration_s: int = 60
+    hazards: tuple[str, ...] = ("cron=1", "checkpointer=1")
+    wal_autocheckpoint: int = 8
+    message_size: str = "100:1k"
 
-
-def clean(args: argparse.Namespace) -> int:
-    """--run ID: that run's objects; --stale: runs whose owner is gone; --force: everything; plain:
-    everything, unless a run of another process is (or may be) alive -- then nothing, exit 2."""
-    from repro.machine import engine, reaper
-    from repro.machine.owner import HostView
-
-    cli = engine.client()
-    if args.run:
-        result = engine.cleanup(cli, run_id=args.run)
-        print(f"removed {result.containers} container(s) and {result.volumes} volume(s) of run {shown(args.run)}")
-        return ExitCode.OK
-    plan = reaper.plan_clean(reaper.group_runs(reaper.lab_objects(cli), HostView.here()),
-                             stale_only=args.stale, force=args.force)
-    if plan.refused:
-        listed = "; ".join(g.describe() for g in plan.refused[:LISTED_RUNS])
-        more = f"; and {len(plan.refused) - LISTED_RUNS} more" if len(plan.refused) > LISTED_RUNS else ""
-        raise ScenarioError(f"{len(plan.refused)} run(s) of other processes are alive or cannot be told dead "
-                            f"({listed}{more}); nothing removed: `repro clean --stale` removes only dead runs', "
-                            "`--run ID` one run's, `--force` everything")
-    if plan.everything:
-        result = engine.cleanup(cli)
-        print(f"removed {result.containers} container(s) and {result.volumes} volume(s), every run's")
-        return ExitCode.OK
-    containers, volumes = reaper.remove_groups(cli, plan.remove)
-    print(f"removed {containers} container(s) and {volumes} volume(s) of {len(plan.remove)} run(s) whose owner "
-          f"is gone" + (f"; kept {len(plan.kept)} run(s) alive or of unknown owner" if plan.kept else ""))
-    return ExitCode.OK
+    @staticmethod
+    def fault(duration_s: int) -> str:
+        if not 1 <= duration_s <= 86_400:
+            raise ScenarioError(f"--duration must be 1 to 86400 seconds, not {duration_s}")
+        return f"sigkill-machine@random={duration_s * 1000}"
 
 
-def _reap_dead_runs(cli: DockerClient) -> str:
-    """What dead runs left (their reaper died too): removed at the start of every run. A note, or ""."""
-    from repro.machine import reaper
-
-    stale = reaper.stale_runs(cli)
-    if not stale:
-        return ""
-    containers, volumes = reaper.remove_groups(cli, stale)
-    return (f"removed {containers} container(s) and {volumes} volume(s) left by {len(stale)} dead run(s): "
-            + ", ".join(g.run_id for g in stale[:LISTED_RUNS]))
-
-
-def build_image() -> int:
-    from repro.machine import engine
-
-    built = engine.build_image()
-    print(f"image {built.image} ({built.image_id}) on {built.base} [{built.base_origin}], "
-          f"context {built.context[:12]}")
-    return ExitCode.OK
+HUNT = HuntPlan()
 
 
 def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[type-arg]
@@ -105,30 +76,35 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
         combos = [tuple(args.fault)] if args.fault else list(DEFAULT_FAULTS) + _power_loss_if_possible()
         if args.store_path and args.store_ref:
             raise ScenarioError("--store-path and --store-ref both name the store: give one")
-        stores = [store_spec(args, args.preset, _absolute(args.store_path), args.store_ref)]
-    else:
+        stores = [store_spec(args, args.preset, _absolute(args.store_path), args.store_ref, args.sqlite)]
+    else:  # matrix, hunt
         profiles = _split(args.profiles)
-        combos = [tuple(c.split("+")) for c in _split(args.faults)]
+        hunt = args.command == "hunt"
+        combos = [(HUNT.fault(args.duration),)] if hunt else [tuple(c.split("+")) for c in _split(args.faults)]
         sources = [(_absolute(p), None) for p in _split(args.store_paths)] + [(None, r) for r in _split(args.store_refs)]
         presets: list[str | None] = list(_split(args.presets)) if args.presets is not None else [None]
-        stores = [store_spec(args, p, path, ref) for path, ref in sources or [(None, None)] for p in presets]
-        for option, values in (("--profiles", profiles), ("--faults", combos), ("--presets", presets)):
+        stores = [store_spec(args, p, path, ref, q)
+                  for q in _split(args.sqlites) for path, ref in sources or [(None, None)] for p in presets]
+        for option, values in (("--profiles", profiles), ("--faults", combos), ("--presets", presets),
+                               ("--sqlites", _split(args.sqlites))):
             if not values:
                 raise ScenarioError(f"{option} names nothing")
     machines = [with_disk(get_profile(name), args.disk_size) for name in profiles]
     for combo in combos:
         for fault in combo:
             FaultSpec.parse(fault)
-    hazards = tuple(Hazard.parse(h) for h in args.hazard or ())
+    hazards = tuple(Hazard.parse(h) for h in args.hazard or (HUNT.hazards if args.command == "hunt" else ()))
     workload = WorkloadSpec(args.rate, args.mix, args.message_size, hazards, args.linger)
     start = StartSpec(from_db=_absolute(args.from_db), initial_size=size_option(args.initial_size, "--initial-size"),
                       fill_pct=args.disk_fill_to)
     default_run = args.command == "run" and not args.fault and not hazards
     check_trial_count(args.trials, len(profiles) * (len(combos) + int(default_run)) * len(stores))
+    scenarios = expand(machines, combos, stores, args.trials, seed, workload)  # ids checked before any build
+    _sqlite_builds(stores)  # before any container: the import check and the grower below start machines
     starts: dict[StoreSpec, StartSpec] = {}
     if any(store.foreign for store in stores) or start.database or args.disk_size:
-        stores, starts = prepare_run(args, stores, machines, start, seed)
-    scenarios = expand(machines, combos, stores, args.trials, seed, workload)
+        stores, starts = prepare_run(args, stores, machines, start, seed)  # a ref's label gains its commit
+        scenarios = expand(machines, combos, stores, args.trials, seed, workload)
     if default_run:  # the main job: the lock bug too
         faults, names = DEFAULT_HAZARD_SCENARIO
         with_hazards = dataclasses.replace(workload, hazards=tuple(Hazard.parse(n) for n in names))
@@ -194,7 +170,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if shard is not None:
         scenarios = shard.select(scenarios)
     code, _ = _run_scenarios(scenarios, seed=seed, out=out, argv=argv, image=args.image, jobs=args.jobs,
-                             json_path=args.json, compare=args.command == "matrix", fail_on=fail_on,
+                             json_path=args.json, compare=args.command in ("matrix", "hunt"), fail_on=fail_on,
                              shard=str(shard) if shard else "", planned=planned)
     return code
 
@@ -210,11 +186,19 @@ def _fail_on(values: Sequence[str] | None) -> tuple[FailOn, ...]:
                             f"not {shown(', '.join(names))}") from None
 
 
+def _sqlite_builds(stores: Iterable[StoreSpec]) -> None:
+    """Every SQLite the stores ask for, built (or found cached) and loaded once here before any container starts."""
+    from repro import sqlite as lab_sqlite
+
+    for line in lab_sqlite.prepare((s.sqlite, s.sqlite_assisted) for s in stores):
+        print(f"repro: {line}", file=sys.stderr)
+
+
 def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, argv: list[str],
                    image: str | None, jobs: int, json_path: str | None, compare: bool,
                    fail_on: Sequence[FailOn] = (), shard: str = "", planned: int = 0) -> tuple[int, pathlib.Path]:
     """Run the trials (input already checked), print the table, write the reports; the run's exit code
-    and the report directory it used."""
+    and the report directory it used (every SQLite they load already built: `_sqlite_builds`)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -237,7 +221,7 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     elif not engine.image_present(cli, image):  # the user named it: bad input, not the lab failing
         raise ScenarioError(f"--image {shown(image)} is not on the engine: build or pull it, or leave out --image "
                             "for the lab's own")
-    reaped = _reap_dead_runs(cli)
+    reaped = reap_dead_runs(cli)
     if reaped:
         console.print(f"repro: note: {reaped}")
     path = outdir.claim(out, RUN_ID)
@@ -342,6 +326,7 @@ def replay(args: argparse.Namespace, argv: list[str]) -> int:
     scenario = scenario_from_dict(record.scenario)
     from repro.prepare import prepare_replay
 
+    _sqlite_builds([scenario.store])
     scenario = prepare_replay(scenario)
     if scenario.trial_id != record.id:
         raise ScenarioError(f"{path}: trial {shown(record.id)} stores the scenario of {shown(scenario.trial_id)}")
@@ -362,37 +347,9 @@ def replay(args: argparse.Namespace, argv: list[str]) -> int:
     return code
 
 
-def doctor() -> int:
-    from repro.machine import engine
-    from repro.machine.labels import IMAGE
+def explore(args: argparse.Namespace, argv: list[str]) -> int:
+    """`repro explore`: repro/explore/command.py."""
+    from repro.explore import command
 
-    checks: list[tuple[str, bool, str, bool]] = []  # name, ok, detail, required
-    try:
-        cli = engine.client()
-        info = cli.info()
-        checks.append(("engine", True, f"Docker {info.get('ServerVersion')}", True))
-        mem = bool(info.get("MemoryLimit"))
-        checks.append(("memory cgroup", mem, f"cgroup v{info.get('CgroupVersion', '?')}, memory limit support "
-                       + ("yes" if mem else "no"), True))
-        swap = bool(info.get("SwapLimit"))
-        checks.append(("swap limit", swap, "memory+swap can be capped" if swap else
-                       "the engine cannot cap swap: machines may swap", False))
-        state = engine.image_state(engine.image_labels(cli, IMAGE), engine.context.digest(
-            engine.context.find_sources(), engine.BASE_IMAGE))
-        fresh = state in (engine.ImageState.CURRENT, engine.ImageState.FOREIGN)
-        checks.append(("image", fresh, f"{IMAGE} {state.value}" + ("" if fresh else
-                       ": `repro run` builds it, or run `repro image build`"), False))
-    except EngineError as exc:
-        checks.append(("engine", False, str(exc), True))
-    compose = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True) \
-        if shutil.which("docker") else None
-    checks.append(("compose v2", bool(compose and compose.returncode == 0),
-                   compose.stdout.strip() if compose and compose.returncode == 0 else "`docker compose` missing", True))
-    fuse = os.path.exists("/dev/fuse")
-    checks.append(("/dev/fuse", fuse, "present (power-loss trials)" if fuse else "missing: no power-loss trials", False))
-    missing = False
-    for name, ok, detail, required in checks:
-        mark = "ok  " if ok else ("MISS" if required else "warn")
-        print(f"{mark} {name:<14} {detail}")
-        missing = missing or (required and not ok)
-    return ExitCode.LAB_FAILED if missing else ExitCode.OK
+    return command.run(args, argv)
+

@@ -38,9 +38,11 @@ from repro.protocol import Tag
 from repro.report.records import TrialRecord, record_trial
 from repro.report.timeline import build_timeline
 from repro.scenario import HazardName, Scenario, replay_command, replay_script, scenario_to_dict, trial_seed
+from repro.sqlite import runtime as sqlite_runtime
 from repro.startdb.files import load as load_start
 from repro.startdb.files import start_rows
 from repro.startdb.restore import Restored, restore
+from repro.workload.checkpointer import checkpoint_count
 
 # What a lab failure looks like from here: our own errors (a ledger or probe line we cannot
 # read included), the engine (docker-py) or its HTTP transport failing, or a machine printing
@@ -83,7 +85,7 @@ class _Trial:
     def __init__(self, scenario: Scenario, host: ConstrainedHost) -> None:
         self.scenario = scenario
         self.host = host
-        self.seed = trial_seed(scenario.seed, scenario.trial_id)
+        self.seed = trial_seed(scenario.seed, scenario.seed_id)
         self.ready: dict[str, object] = {}
         self.outcomes: list[FaultOutcome] = []
         self.ledger: Ledger | None = None
@@ -91,6 +93,8 @@ class _Trial:
         self.judgement: Judgement | None = None
         self.stamped: list[str] = []  # the machine's log with the engine's timestamps (the timeline)
         self.restored: Restored | None = None  # the starting database and filler, when the trial has them
+        self.sqlite_seen: dict[str, tuple[str, str]] = {}  # process -> (version, source id) it loaded
+        self.checkpoints = 0  # the checkpointer hazard's count
 
     def boot(self) -> None:
         self.host.start()
@@ -101,8 +105,11 @@ class _Trial:
         spec = self.scenario.workload
         self.ready = self.host.start_workload(
             seed=self.seed, rate=spec.rate, hold=True, linger_ms=spec.linger_ms, lossy_args=self.scenario.lossy_args,
-            env=spec.environment(), raw_open_every=spec.hazard_every(HazardName.RAW_OPEN),
-            dashboard_ms=spec.hazard_every(HazardName.DASHBOARD), cron_ms=spec.hazard_every(HazardName.CRON))
+            record=self.scenario.records, env=spec.environment(), raw_open_every=spec.hazard_every(HazardName.RAW_OPEN),
+            dashboard_ms=spec.hazard_every(HazardName.DASHBOARD), cron_ms=spec.hazard_every(HazardName.CRON),
+            checkpointer_ms=spec.hazard_every(HazardName.CHECKPOINTER))
+        self.sqlite_seen = sqlite_runtime.machine_reports(self.host.lines())
+        sqlite_runtime.check_in_force(self.host.sqlite, self.sqlite_seen)  # the wrong library: a lab error
 
     def faults(self) -> None:
         for step in self.scenario.schedule():
@@ -120,9 +127,13 @@ class _Trial:
                              "incomplete, so the trial cannot be judged (see the log cap in repro/machine/limits.py)")
         self.ledger = parse_lines(lines)
         self.stamped = _stamped_output(self.host)
+        self.checkpoints = checkpoint_count(lines)
 
     def judge(self) -> None:
         assert self.restarted is not None
+        facts = self.restarted.facts
+        sqlite_runtime.check_in_force(self.host.sqlite, {
+            **self.sqlite_seen, "verifier": (facts.sqlite_version, facts.sqlite_source_id)})
         self.judgement = judge(self.ledger, self.restarted.facts, tuple(f.name.value for f in self.scenario.faults),
                                lazy_dirs="--lazy-dirs" in self.scenario.lossy_args,
                                locks_dropped=self.scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0,
@@ -188,7 +199,7 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
     watchdog = Watchdog(scenario.trial_id)
     with trial_scope(scenario.trial_id):  # every container of the trial carries its id, for the watchdog
         host = ConstrainedHost(scenario.profile, store=scenario.store, image=scenario.store.image or image,
-                               fuse=scenario.needs_fuse)
+                               fuse=scenario.needs_fuse, record=scenario.records)
         trial = _Trial(scenario, host)
         artifacts: str | None = None
         error: BaseException | None = None
@@ -210,6 +221,9 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
                         artifacts = keep_artifacts(trial, out_dir, error)
                 except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
                     artifacts = str(out_dir / "trials" / scenario.trial_id)
+            if scenario.records and phase is not Phase.BOOT:
+                with watchdog.phase(Phase.RECORD.value, limits[Phase.RECORD]):
+                    artifacts = keep_trace(trial, out_dir) or artifacts
         finally:
             try:
                 host.remove()
@@ -233,6 +247,8 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
         exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
         store=scenario.store.source, hazards=scenario.workload.hazard_labels,
         start=_start_text(trial),
+        sqlite=scenario.store.sqlite_label, sqlite_source_id=str(ready.get("sqlite_source_id", "")),
+        checkpoints=trial.checkpoints,
     )
     ver = trial.judgement.verification
     timeline = build_timeline(
@@ -298,6 +314,26 @@ def keep_artifacts(trial: _Trial, out_dir: pathlib.Path, error: BaseException | 
     script = target / "replay.sh"
     script.write_text(replay_script(out_dir, scenario.trial_id))
     script.chmod(0o755)
+    return str(target)
+
+
+def keep_trace(trial: _Trial, out_dir: pathlib.Path) -> str | None:
+    """A recording trial's trace, ledger and settings as a trace directory for `repro explore`
+    (``trials/<id>/trace``); returns the trial's artifact directory, or None if nothing was recorded."""
+    from repro.explore.tracedir import Recording, write_recording
+    from repro.machine.services import fetch_trace
+
+    scenario, host = trial.scenario, trial.host
+    target = out_dir / "trials" / scenario.trial_id
+    try:
+        if not fetch_trace(host, target / "trace"):
+            return None
+        write_recording(target / "trace", Recording(
+            store_env=scenario.store.environment(), store_path=scenario.store.store_path,
+            locks_dropped=scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0,
+            source=f"trial {scenario.trial_id} of {out_dir}", scenario=scenario_to_dict(scenario)), host.output())
+    except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
+        return None
     return str(target)
 
 

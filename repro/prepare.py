@@ -15,8 +15,10 @@ from repro.errors import ScenarioError, shown
 from repro.scenario import OWN_SETTINGS, MachineProfile, Scenario, StartSpec, StoreSpec, format_size, parse_size
 
 
-def store_spec(args: argparse.Namespace, preset: str | None, path: str | None, ref: str | None) -> StoreSpec:
-    """A store configuration from the options; a foreign store runs its own settings unless a preset is named."""
+def store_spec(args: argparse.Namespace, preset: str | None, path: str | None, ref: str | None,
+               sqlite: str = "system") -> StoreSpec:
+    """A store configuration from the options (on the SQLite `sqlite`); a foreign store runs its own settings
+    unless a preset is named."""
     from repro.source.refs import StoreRef
 
     if ref is not None:
@@ -27,7 +29,9 @@ def store_spec(args: argparse.Namespace, preset: str | None, path: str | None, r
             raise ScenarioError(f"--store-requirements {shown(requirements)} is not a file (or say auto)")
         requirements = os.path.abspath(requirements)
     return StoreSpec(preset or (OWN_SETTINGS if path or ref else "ns506"), args.journal_mode, args.synchronous, path,
-                     args.checkpoint_mode, store_ref=ref, requirements=requirements)
+                     args.checkpoint_mode, store_ref=ref, requirements=requirements,
+                     wal_autocheckpoint=args.wal_autocheckpoint, sqlite=sqlite.strip(),
+                     sqlite_assisted=args.sqlite_assisted)
 
 
 def size_option(text: str | None, option: str) -> int | None:

@@ -58,6 +58,9 @@ class EventKind(str, enum.Enum):
     CLOSED = "closed"
     DASHBOARD_STARTED = "dashboard-started"
     DASHBOARD_ERROR = "dashboard-error"
+    CHECKPOINTER_STARTED = "checkpointer-started"
+    CHECKPOINTS = "checkpoints"  # the checkpointer's running count, once a second
+    CHECKPOINTER_ERROR = "checkpointer-error"
     DISK_FILL_STARTED = "disk-fill-started"
     DISK_FULL = "disk-full"
     DISK_CLEARED = "disk-cleared"

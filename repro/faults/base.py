@@ -73,6 +73,7 @@ class Fault(abc.ABC):
 def run_agent(host: "ConstrainedHost", action: Action, step: FaultStep | None = None,
               timeout: float = AGENT_TIMEOUT_S) -> AgentReport:
     """Run the in-machine fault agent: wait for the step's trigger (none: fire now), then ``action``."""
+    timeout += step.after_ms / 1000.0 if step is not None else 0.0  # @random=MS: the wait is part of the plan
     argv = ["python3", "-m", "repro.workload.agent", "--action", action.value, "--timeout", str(timeout)]
     if step is not None:
         argv += ["--after-acks", str(step.after_acks), "--after-ms", str(step.after_ms),

@@ -21,7 +21,7 @@ class PowerLoss(Fault):
     name = FaultName.POWER_LOSS
     default_trigger = Trigger.IN_WRITE
     crash_class = CrashClass.POWER_LOSS
-    summary = "the power is cut: what was not fsynced is gone (options: lazy-dirs, torn-writes)"
+    summary = "the power is cut: what was not fsynced is gone (options: lazy-dirs, torn-writes, record)"
 
     def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
         if not host.fuse:

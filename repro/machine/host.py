@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from repro.machine import engine  # sets the testcontainers environment before it is imported
 from repro.errors import EngineError, LabError, ScenarioError
 from repro.machine import cpus
+from repro import sqlite as lab_sqlite
+
 from repro.machine.console import Console, LineWait
 from repro.machine.disk import DATA_DIR, DataDisk
-from repro.machine.labels import IMAGE
+from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
 from repro.machine.services import WorkloadStart, start_workload
 from repro.protocol import Tag
 from repro.scenario import MachineProfile, StoreSpec, get_profile
+from repro.sqlite import runtime as sqlite_runtime
 
 import docker.errors  # noqa: E402
 from docker.types import Mount  # noqa: E402
@@ -33,6 +36,10 @@ DB_PATH = f"{DATA_DIR}/state.db"
 LOSSY_MOUNT = f"{DATA_DIR}/lossy"
 LOSSY_BACKING = f"{DATA_DIR}/backing"
 STORE_MOUNT = "/opt/store"
+# A recording machine's lossyfs trace (repro explore): a volume of its own, outside the disk under
+# test and the tmpfs /run (whose files die with the machine, and which the engine cannot copy
+# from), so the lab fetches it from the stopped machine; removed with the machine.
+TRACE_DIR = "/var/lib/lab-trace"
 BOOT_TIMEOUT_S = 30
 # Files the lab writes into a machine travel as an argument of one exec (the root is read-only,
 # and the engine's archive upload cannot write into a tmpfs): settings files, a few hundred bytes.
@@ -66,14 +73,19 @@ class ConstrainedHost(DockerContainer):
         image: str = IMAGE,
         disk: DataDisk | None = None,
         fuse: bool = False,
+        record: bool = False,
         role: str = "machine",
         mounts: tuple[Mount, ...] = (),
+        sqlite: str | lab_sqlite.SqliteBuild | None = None,
     ) -> None:
         super().__init__(image)
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
-        self.store = store or StoreSpec(preset=preset, journal_mode=journal_mode,
-                                        synchronous=synchronous, store_path=store_path)
+        # The SQLite build (None: the image's own) is resolved here, before any container starts.
+        self.store, self.sqlite = lab_sqlite.for_store(
+            store or StoreSpec(preset=preset, journal_mode=journal_mode, synchronous=synchronous,
+                               store_path=store_path), sqlite)
         self.fuse = fuse
+        self.record = record  # the lossy filesystem records its trace to TRACE_DIR
         self.role = role
         self.extra_mounts = mounts  # more read-only host directories (the restarted machine's baseline)
         self.disk = disk
@@ -124,9 +136,14 @@ class ConstrainedHost(DockerContainer):
         """Called by testcontainers' start(): the container's limits, mounts and environment."""
         mounts = [self.disk.mount()] if self.disk else []
         mounts += self.extra_mounts
+        if self.record:
+            mounts.append(Mount(target=TRACE_DIR, source=None, type="volume", labels=labels("trace")))
         if self.store.store_path:
             mounts.append(Mount(target=STORE_MOUNT, source=str(pathlib.Path(self.store.store_path).resolve()),
                                 type="bind", read_only=True))
+        lib = sqlite_runtime.mount(self.sqlite)
+        if lib is not None:
+            mounts.append(Mount(target=lib[1], source=str(lib[0]), type="bind", read_only=True))
         settings = container_settings(self.profile, role=self.role, mounts=mounts, fuse=self.fuse,
                                       restarted=self._entrypoint is not None,
                                       cpus=self.pin.cpus if self.pin else "")
@@ -136,7 +153,9 @@ class ConstrainedHost(DockerContainer):
             if self._user:
                 settings["user"] = self._user
         self.with_kwargs(**settings)  # once: with_kwargs replaces earlier kwargs
-        env = {"LAB_SERVICES": "", **self.store.environment()}
+        # LD_LIBRARY_PATH in the container's env: lab-init execs s6-svscan with it, every service and
+        # `docker exec` inherit it, and the restarted machine's probe gets it too.
+        env = {"LAB_SERVICES": "", **self.store.environment(), **sqlite_runtime.environment(self.sqlite)}
         if self.store.store_path:
             env["LAB_STORE_PATH"] = STORE_MOUNT
         for key, value in env.items():

@@ -57,7 +57,7 @@ def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, start_files
         mounts = (Mount(target=START_MOUNT, source=str(start_files), type="bind", read_only=True),)
         argv += ["--baseline", f"{START_MOUNT}/{BASELINE_FILE}"]
     restarted = ConstrainedHost(host.profile, store=host.store, image=host.image, disk=host.disk, role="verify",
-                                mounts=mounts)
+                                mounts=mounts, sqlite=host.sqlite)  # the verifier opens the files with the same library
     restarted.with_entrypoint(argv, user="1000:1000")
     with restarted:
         code = int(restarted.get_wrapped_container().wait(timeout=timeout)["StatusCode"])

@@ -2,17 +2,23 @@
 
 Services are laid out by docker/lab-init and kept down until the lab starts them here
 with ``s6-svc -u``: the workload (``session-store``), the power-loss filesystem
-(``lossyfs``), the disk filler (``npm-cache``), and the two hazards that are processes of
-their own (``dashboard``, ``cron``). Settings travel as ``/run/lab/<service>.env`` files
+(``lossyfs``), the disk filler (``npm-cache``), and the hazards that are processes of
+their own (``dashboard``, ``cron``, ``checkpointer``). Settings travel as ``/run/lab/<service>.env`` files
 that the service's run script sources.
 """
 
 from __future__ import annotations
 
+import io
+import pathlib
+import tarfile
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
+import docker.errors
+
+from repro.errors import ScenarioError
 from repro.protocol import EventKind, Line, LossyKind, Tag
 from repro.workload.config import WorkloadConfig
 
@@ -26,6 +32,11 @@ SETTINGS_DIR = "/run/lab"
 CRON_OP_OFFSET = 1_000_000_000
 CRON_MIX = "append=50,tokens=30,create=10,end=10"
 START_TIMEOUT_S = 30.0
+# A recording machine (repro explore): the lossyfs trace goes to the machine's trace volume
+# (host.TRACE_DIR, fetched with ``fetch_trace`` once the machine is down), and the workload
+# marks it through the daemon's socket.
+TRACE_FILE = "trace.jsonl"
+MARK_SOCKET = f"{SETTINGS_DIR}/marks.sock"
 
 
 @dataclass(frozen=True)
@@ -37,7 +48,8 @@ class WorkloadStart:
     ``raw_open_every`` N writes the workload open()s and close()s its live database file
     (dropping its POSIX locks); ``dashboard_ms``: a second process opens the store, reads and
     closes it every so often; ``cron_ms``: a second writer process (a copy of the workload,
-    its own sessions and ledger indices above CRON_OP_OFFSET) writes one operation every so often.
+    its own sessions and ledger indices above CRON_OP_OFFSET) writes one operation every so often;
+    ``checkpointer_ms``: a third process checkpoints the WAL (PASSIVE, TRUNCATE) every so often.
     """
 
     seed: int = 0
@@ -48,7 +60,9 @@ class WorkloadStart:
     raw_open_every: int = 0
     dashboard_ms: int = 0
     cron_ms: int = 0
+    checkpointer_ms: int = 0
     lossy_args: str = ""
+    record: bool = False
     env: Mapping[str, str] = field(default_factory=dict)  # more LAB_* settings (mix, sizes)
 
 
@@ -76,12 +90,15 @@ def start(host: "ConstrainedHost", service: str, settings: Mapping[str, str], ti
 def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, object]:
     """Start the store's workload (after the lossy filesystem on a power-loss machine) and the
     hazard processes; returns the workload's READY facts (the pragmas in force)."""
+    if run.record and not (host.fuse and host.record):
+        raise ScenarioError("recording a trace needs a machine made with fuse=True and record=True")
     if host.fuse:
-        start_lossyfs(host, run.seed, run.lossy_args)
+        start_lossyfs(host, run.seed, run.lossy_args, record=run.record)
+    marks = {"LAB_MARK_SOCKET": MARK_SOCKET} if run.record else {}
     config = WorkloadConfig.from_env({
         "LAB_SEED": str(run.seed), "LAB_DB_PATH": host.db_path, "LAB_OPS": str(run.ops),
         "LAB_RATE": str(run.rate), "LAB_LINGER_MS": str(run.linger_ms), "LAB_HOLD": "1" if run.hold else "0",
-        "LAB_RAW_OPEN_EVERY": str(run.raw_open_every), "LAB_STORE_PATH": host.store_mount, **run.env})
+        "LAB_RAW_OPEN_EVERY": str(run.raw_open_every), "LAB_STORE_PATH": host.store_mount, **marks, **run.env})
     start(host, "session-store", {**config.to_env(), **host.store.environment()})
     line = host.console.wait_for(_ready_or_failed, START_TIMEOUT_S, "the workload to be ready")
     if line.tag is not Tag.READY:
@@ -98,16 +115,44 @@ def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, obj
         start(host, "cron", cron.to_env())
         host.console.wait_for(lambda l: l.is_event(EventKind.WRITER_READY), START_TIMEOUT_S,
                               "the cron writer to start")
+    if run.checkpointer_ms:
+        start(host, "checkpointer", {"LAB_CHECKPOINT_EVERY_MS": str(run.checkpointer_ms)})
+        host.console.wait_for(lambda l: l.is_event(EventKind.CHECKPOINTER_STARTED), START_TIMEOUT_S,
+                              "the checkpointer to start")
     return dict(line.payload)
 
 
-def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "") -> None:
-    """The power-loss filesystem, mounted over the disk before the workload opens anything."""
-    from repro.machine.host import LOSSY_BACKING, LOSSY_MOUNT
+def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "", *, record: bool = False) -> None:
+    """The power-loss filesystem, mounted over the disk before the workload opens anything;
+    ``record``: it also records its trace to TRACE_DIR and takes marks on MARK_SOCKET."""
+    from repro.machine.host import LOSSY_BACKING, LOSSY_MOUNT, TRACE_DIR
 
+    if record:
+        args = f"{args} --record {TRACE_DIR}/{TRACE_FILE} --mark-socket {MARK_SOCKET}".strip()
     start(host, "lossyfs", {"LAB_SEED": str(seed), "LAB_LOSSY_BACKING": LOSSY_BACKING,
                             "LAB_LOSSY_MOUNT": LOSSY_MOUNT, "LAB_LOSSY_ARGS": args})
     host.console.wait_for(lambda l: l.is_lossy(LossyKind.READY), START_TIMEOUT_S, "the lossy filesystem")
+
+
+def fetch_trace(host: "ConstrainedHost", dest: pathlib.Path) -> list[str]:
+    """Copy the recorded trace (trace.jsonl and its blobs) out of the machine into ``dest``; the
+    machine may be down, not removed. Returns the names copied."""
+    from repro.machine.host import TRACE_DIR
+
+    try:
+        stream, _ = host.get_wrapped_container().get_archive(TRACE_DIR)
+    except docker.errors.NotFound:
+        return []
+    dest.mkdir(parents=True, exist_ok=True)
+    copied: list[str] = []
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        for member in tar.getmembers():
+            extracted = tar.extractfile(member) if member.isfile() else None
+            if extracted is not None:
+                name = pathlib.PurePosixPath(member.name).name
+                (dest / name).write_bytes(extracted.read())
+                copied.append(name)
+    return copied
 
 
 def _ready_or_failed(line: Line) -> bool:

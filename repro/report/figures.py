@@ -106,15 +106,17 @@ def timeline(tl: Timeline, title: str) -> str:
         ax.scatter(tl.lost, heights, marker="x", color="#b8212d", s=18, zorder=3,
                    label=f"{tl.lost_total} acknowledged writes lost{more}")
     top = max([n for _, n in tl.acked] + [n for _, n in tl.failed] + [1])
+    right = max(tl.duration, max((m.t for m in tl.marks), default=0.0), 0.1) * 1.02
     for n, mark in enumerate(tl.marks):
         ax.axvline(mark.t, color=MARK_COLOURS[mark.kind], linestyle="--", linewidth=1)
-        ax.text(mark.t, top * (0.97 - 0.12 * (n % 5)), f" {mark.label}", color=MARK_COLOURS[mark.kind],
-                fontsize=8, va="top")
+        near_end = mark.t > 0.7 * right  # label to the left of its line, or it runs off the figure
+        ax.text(mark.t, top * (0.97 - 0.12 * (n % 5)), f"{mark.label} " if near_end else f" {mark.label}",
+                color=MARK_COLOURS[mark.kind], fontsize=8, va="top", ha="right" if near_end else "left")
     files = ", ".join(f"{name} {_size(size)}" for name, size in tl.files)
     ax.set_title(title + (f"\nat the crash: {files}" if files else ""), fontsize=9, loc="left")
     ax.set_xlabel("seconds since the store opened")
     ax.set_ylabel("writes")
-    ax.set_xlim(left=0, right=max(tl.duration, max((m.t for m in tl.marks), default=0.0), 0.1) * 1.02)
+    ax.set_xlim(left=0, right=right)
     ax.set_ylim(bottom=0, top=top * 1.05)
     ax.legend(loc="lower right", fontsize=8, frameon=False, bbox_to_anchor=(1, 0.08))
     for side in ("top", "right"):

@@ -57,6 +57,9 @@ class TrialRecord:
     replay: str
     store: str = "default"
     sqlite_version: str = ""  # the SQLite the store ran on, from the workload's READY line
+    sqlite: str = "system"  # the SQLite asked for: system, a version, or <version>-assisted
+    sqlite_source_id: str = ""  # the source id in force (READY), what tells builds of one version apart
+    checkpoints: int = 0  # checkpoints the checkpointer hazard ran (0 without it)
     schedule: tuple[str, ...] = ()  # the fault schedule resolved from the seed: a replay must match it
     hazards: tuple[str, ...] = ()  # what the application did wrong all run long (raw-open, dashboard)
     cpus: str = ""  # "pinned to CPU 1" or "unpinned: why" (repro/machine/cpus.py)
@@ -90,6 +93,12 @@ class TrialRecord:
         """The faults, and the hazards they ran under: ``sigkill`` or ``sigkill with raw-open+dashboard``."""
         label = "+".join(self.faults) or "none"
         return f"{label} with {'+'.join(self.hazards)}" if self.hazards else label
+
+    @property
+    def sqlite_text(self) -> str:
+        """The SQLite of the trial as every report shows it: ``3.40.1 (system)``, ``3.53.2``,
+        ``3.51.2 assisted`` (the version in force; the one asked for if none was read)."""
+        return sqlite_text(self.sqlite, [self.sqlite_version])
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -136,6 +145,9 @@ class TrialRecord:
                 replay=str(data.get("replay", "")),
                 store=str(data.get("store", "default")),
                 sqlite_version=str(data.get("sqlite_version", "")),
+                sqlite=str(data.get("sqlite", "system")),
+                sqlite_source_id=str(data.get("sqlite_source_id", "")),
+                checkpoints=_int(data.get("checkpoints", 0)),
                 schedule=_strings(data.get("schedule", [])),
                 hazards=_strings(data.get("hazards", [])),
                 cpus=str(data.get("cpus", "")),
@@ -182,6 +194,9 @@ def record_trial(
     hazards: Sequence[str] = (),
     scenario: Mapping[str, object] | None = None,
     start: str = "",
+    sqlite: str = "system",
+    sqlite_source_id: str = "",
+    checkpoints: int = 0,
 ) -> TrialRecord:
     """Build a record from a judgement; counts come from its verification (0 when there is none)."""
     ver = judgement.verification
@@ -214,6 +229,9 @@ def record_trial(
         preexisting=0 if ver is None or ver.preexisting is None else ver.preexisting.rows,
         lost_preexisting=0 if ver is None else ver.lost_preexisting,
         start=start,
+        sqlite=sqlite,
+        sqlite_source_id=sqlite_source_id,
+        checkpoints=checkpoints,
     )
 
 
@@ -307,6 +325,15 @@ class RunResult:
                 raise ResultsError("a trial record is not an object")
             records.append(TrialRecord.from_dict(item))
         return cls(RunMeta.from_dict(run), tuple(records))
+
+
+def sqlite_text(asked: str, in_force: Iterable[str]) -> str:
+    """How reports name a SQLite: the versions in force, marked system or assisted (see TrialRecord)."""
+    version, _, assisted = asked.partition("-")
+    seen = ", ".join(sorted({v for v in in_force if v}))
+    if version == "system":
+        return f"{seen} (system)" if seen else "system"
+    return f"{seen or version} assisted" if assisted else seen or version
 
 
 def exit_code(records: Iterable[TrialRecord]) -> ExitCode:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
 from repro.oracle.verdicts import Verdict
-from repro.report.records import TrialRecord
+from repro.report.records import TrialRecord, sqlite_text
 from repro.scenario.stores import OWN_SETTINGS
 
 VERDICTS: tuple[Verdict, ...] = tuple(Verdict)
@@ -52,19 +52,23 @@ def synchronous_name(value: str) -> str:
 
 
 def in_force(record: TrialRecord) -> str:
-    """The journal mode and synchronous the store read back, by name: ``wal/normal``."""
-    return f"{record.journal_mode}/{synchronous_name(record.synchronous)}"
+    """The journal mode and synchronous the store read back, by name, and the SQLite it ran on:
+    ``wal/normal 3.40.1 (system)``, ``wal/full 3.51.2 assisted``."""
+    pragmas = f"{record.journal_mode}/{synchronous_name(record.synchronous)}"
+    return f"{pragmas} {record.sqlite_text}" if record.sqlite_version or record.sqlite != "system" else pragmas
 
 
 def config_label(record: TrialRecord) -> str:
     """The store configuration asked for: another store by its full source (path, or ref and short commit),
-    then the preset ("own settings": none passed) and every override by name."""
+    then the preset ("own settings": none passed), every override by name and the SQLite unless the system's."""
     store: Mapping[str, object] = {}
     if record.scenario is not None and isinstance(record.scenario.get("store"), Mapping):
         store = record.scenario["store"]  # type: ignore[assignment]
     parts = [] if record.store == "default" else [record.store]
     parts.append(OWN_SETTINGS_LABEL if record.preset == OWN_SETTINGS else record.preset)
     parts += [f"{name}={str(store[key]).lower()}" for key, name in OVERRIDES if store.get(key)]
+    if record.sqlite != "system":
+        parts.append(f"sqlite={record.sqlite}")
     return " ".join(parts)
 
 

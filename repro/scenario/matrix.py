@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import re
 from typing import Sequence
 
 from repro.errors import ScenarioError
-from repro.scenario.model import FaultSpec, Scenario, WorkloadSpec
+from repro.scenario.model import FaultSpec, Scenario, WorkloadSpec, id_safe
 from repro.scenario.profiles import MachineProfile, get_profile
 from repro.scenario.stores import StoreSpec
 
@@ -23,7 +22,7 @@ def trial_id(scenario: Scenario, number: int) -> str:
     hazards = "+".join(scenario.workload.hazard_labels)
     raw = ".".join([scenario.profile.name, scenario.fault_label, scenario.store.label,
                     *([f"hz={hazards}"] if hazards else []), str(number)])
-    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", raw)
+    return id_safe(raw)
 
 
 # More trials than any run finishes (at a few seconds each, 100,000 is days): a typo, refused up front.

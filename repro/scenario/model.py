@@ -5,13 +5,14 @@ from __future__ import annotations
 import enum
 import math
 import random
+import re
 from dataclasses import dataclass, field
 
 from repro.errors import ScenarioError, shown
 from repro.oracle.promises import CrashClass
 from repro.scenario.profiles import MachineProfile, format_size, parse_size
 from repro.scenario.start import StartSpec
-from repro.scenario.stores import StoreSpec
+from repro.scenario.stores import SYSTEM_SQLITE, StoreSpec
 
 
 class FaultName(str, enum.Enum):
@@ -51,8 +52,15 @@ def default_trigger(name: FaultName) -> Trigger:
     return FAULTS[name].default_trigger
 
 
-# Options of the power-loss filesystem that a fault may ask for (power-loss:lazy-dirs,torn-writes).
-POWER_LOSS_OPTIONS = ("lazy-dirs", "torn-writes")
+# Options of the power-loss filesystem that a fault may ask for (power-loss:lazy-dirs,torn-writes);
+# "record" keeps its trace with the trial's artifacts, for `repro explore`.
+POWER_LOSS_OPTIONS = ("lazy-dirs", "torn-writes", "record")
+RECORD_OPTION = "record"
+
+
+def id_safe(text: str) -> str:
+    """Text as it appears in a trial id (and so in a path): anything unsafe replaced by `_`."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text)
 
 
 # Ack counts and milliseconds the in-machine agent compares with 32-bit status-board counters.
@@ -92,7 +100,7 @@ class FaultSpec:
     name: FaultName
     trigger: Trigger | None = None  # None: the fault's default
     value: int | None = None
-    options: tuple[str, ...] = ()  # power-loss only: lazy-dirs, torn-writes
+    options: tuple[str, ...] = ()  # power-loss only: lazy-dirs, torn-writes, record
 
     @classmethod
     def parse(cls, text: str) -> "FaultSpec":
@@ -113,8 +121,8 @@ class FaultSpec:
 
     @property
     def lossy_args(self) -> str:
-        """Arguments for the power-loss filesystem daemon."""
-        return " ".join(f"--{option}" for option in self.options)
+        """Arguments for the power-loss filesystem daemon (recording is the machine's business: services.py)."""
+        return " ".join(f"--{option}" for option in self.options if option != RECORD_OPTION)
 
 
 class HazardName(str, enum.Enum):
@@ -127,10 +135,11 @@ class HazardName(str, enum.Enum):
     #                          POSIX advisory locks are per process, so that close drops SQLite's locks
     DASHBOARD = "dashboard"  # a second process (dashboard, doctor) opens the store, reads, closes
     CRON = "cron"            # a second process writes through its own store instance (a cron job)
+    CHECKPOINTER = "checkpointer"  # a third process checkpoints the WAL (PASSIVE, TRUNCATE) with its own connection
 
 
-# The hazard's value when none is given: every N writes (raw-open), every N ms (dashboard, cron).
-HAZARD_DEFAULTS = {HazardName.RAW_OPEN: 10, HazardName.DASHBOARD: 20, HazardName.CRON: 20}
+# The hazard's value when none is given: every N writes (raw-open), every N ms (dashboard, cron, checkpointer).
+HAZARD_DEFAULTS = {HazardName.RAW_OPEN: 10, HazardName.DASHBOARD: 20, HazardName.CRON: 20, HazardName.CHECKPOINTER: 1}
 
 
 @dataclass(frozen=True)
@@ -276,6 +285,15 @@ class Scenario:
                                 "common commit order to tell a lost tail from a lost middle")
 
     @property
+    def seed_id(self) -> str:
+        """The trial id every seed of the trial derives from: the id without its SQLite, so that trial N
+        runs the same workload and fault schedule on every library (same seeds, side by side). A
+        trial on the system library keeps its id, and so the seeds it always had."""
+        if self.store.sqlite_label == SYSTEM_SQLITE:
+            return self.trial_id
+        return self.trial_id.replace(id_safe(f",sqlite={self.store.sqlite_label}"), "")
+
+    @property
     def fault_label(self) -> str:
         return "+".join(str(f) for f in self.faults)
 
@@ -296,9 +314,14 @@ class Scenario:
     def lossy_args(self) -> str:
         return " ".join(f.lossy_args for f in self.faults if f.name is FaultName.POWER_LOSS)
 
+    @property
+    def records(self) -> bool:
+        """The power-loss filesystem records a trace (``power-loss:record``) for `repro explore`."""
+        return any(RECORD_OPTION in f.options for f in self.faults if f.name is FaultName.POWER_LOSS)
+
     def schedule(self) -> tuple[FaultStep, ...]:
         """Resolve every trigger from the seed (string seeding is stable across runs)."""
-        rng = random.Random(f"{self.seed}:{self.trial_id}:{self.fault_label}")
+        rng = random.Random(f"{self.seed}:{self.seed_id}:{self.fault_label}")
         steps: list[FaultStep] = []
         for spec in self.faults:
             trigger = spec.trigger or default_trigger(spec.name)
@@ -309,5 +332,7 @@ class Scenario:
             delay_us = delays.get(trigger, 0)
             if steps and spec.value is None:  # a later fault fires right after the one before it
                 acks = 0
+            if trigger is Trigger.RANDOM and spec.value is not None:
+                acks = 0  # @random=MS is a moment on the clock (the hunt's duration), whatever the store managed
             steps.append(FaultStep(spec.name, trigger, acks, after_ms if trigger is Trigger.RANDOM else 0, delay_us))
         return tuple(steps)

@@ -25,7 +25,14 @@ from repro.scenario.stores import StoreSpec
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-SCENARIO_FORMAT = 1
+SCENARIO_FORMAT = 3
+# What each format added, with the value every older trial ran with (so its replay runs the same):
+# format 2 the SQLite a trial loads; format 3 a foreign store's ref and requirements, and the starting disk.
+_ADDED: dict[int, dict[str, dict[str, object]]] = {
+    2: {"store": {"wal_autocheckpoint": None, "sqlite": "system", "sqlite_assisted": False}},
+    3: {"store": {"store_ref": None, "store_commit": None, "requirements": None, "image": None},
+        "start": {"from_db": None, "initial_size": None, "fill_pct": None, "files": None}},
+}
 
 _T = TypeVar("_T", bound="DataclassInstance")
 
@@ -50,10 +57,7 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, object]:
 
 def scenario_from_dict(data: Mapping[str, object]) -> Scenario:
     """Rebuild and validate a scenario; anything malformed is a ScenarioError."""
-    if data.get("format") != SCENARIO_FORMAT:
-        raise ScenarioError(f"scenario format {data.get('format')!r} is not {SCENARIO_FORMAT}: "
-                            "made by another version of the lab; re-run it")
-    data = {"start": _flat(StartSpec()), **data}  # reports of labs before --from-db had no start
+    data = _upgraded(data)
     _exact_keys(data, {"format", "trial_id", "seed", "profile", "faults", "store", "workload", "start"}, "scenario")
     trial_id, seed, faults = data["trial_id"], data["seed"], data["faults"]
     if not isinstance(trial_id, str) or not trial_id:
@@ -69,14 +73,27 @@ def scenario_from_dict(data: Mapping[str, object]) -> Scenario:
     return Scenario(
         profile=_build(MachineProfile, _mapping(data["profile"], "scenario profile"), "scenario profile"),
         faults=tuple(FaultSpec.parse(f) for f in faults),
-        # fields added since (a foreign store's ref, requirements) take their defaults in older reports
-        store=_build(StoreSpec, {**_flat(StoreSpec()), **_mapping(data["store"], "scenario store")}, "scenario store"),
+        store=_build(StoreSpec, _mapping(data["store"], "scenario store"), "scenario store"),
         seed=seed,
         trial_id=trial_id,
         workload=_build(WorkloadSpec, workload, "scenario workload",
                         given={"hazards": tuple(Hazard.parse(h) for h in hazards)}),
         start=_build(StartSpec, _mapping(data["start"], "scenario start"), "scenario start"),
     )
+
+
+def _upgraded(data: Mapping[str, object]) -> Mapping[str, object]:
+    """An older scenario in the current format: the fields added since, at the values it ran with
+    (a field it already carries is kept as written)."""
+    version = data.get("format")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCENARIO_FORMAT:
+        raise ScenarioError(f"scenario format {version!r} is not {SCENARIO_FORMAT}: "
+                            "made by another version of the lab; re-run it")
+    upgraded: dict[str, object] = {**data, "format": SCENARIO_FORMAT}
+    for newer in range(version + 1, SCENARIO_FORMAT + 1):
+        for part, added in _ADDED[newer].items():
+            upgraded[part] = {**added, **_mapping(upgraded.get(part, {}), f"scenario {part}")}
+    return upgraded
 
 
 def replay_command(run_dir: str | os.PathLike[str], trial_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Which store runs under the faults and how it is configured: preset, pragmas, another release (a path or a git ref)."""
+"""Which store runs under the faults and how it is configured: preset, pragmas, another release (a path or a git ref), SQLite build."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ PRESETS = ("ns506", "legacy", "durable", OWN_SETTINGS)
 JOURNAL_MODES = ("wal", "delete", "truncate", "persist", "memory", "off")
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 CHECKPOINT_MODES = ("passive", "truncate")
+SYSTEM_SQLITE = "system"  # the image's own libsqlite3 (Debian bookworm's 3.40.1)
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,19 @@ class StoreSpec:
     store_commit: str | None = None  # the commit REV resolved to (the checkout's cache key)
     requirements: str | None = None  # a requirements file (absolute) or "auto": installed into `image`
     image: str | None = None  # the image derived from the lab's with those requirements installed
+    wal_autocheckpoint: int | None = None  # PRAGMA wal_autocheckpoint in pages (None: SQLite's 1000)
+    sqlite: str = SYSTEM_SQLITE  # the SQLite the store loads: "system" or a version the lab builds (repro/sqlite)
+    sqlite_assisted: bool = False  # the lab's assisted build of that version (a delay in each checkpoint)
 
     def __post_init__(self) -> None:
+        from repro.sqlite.sources import parse_version
+
+        if self.sqlite != SYSTEM_SQLITE:
+            parse_version(self.sqlite)  # the form only: whether a registry ships it is known when it is built
+        elif self.sqlite_assisted:
+            raise ScenarioError("an assisted SQLite build needs a version (--sqlite 3.51.2), not 'system'")
+        if self.wal_autocheckpoint is not None and not 0 <= self.wal_autocheckpoint < 2**31:
+            raise ScenarioError(f"--wal-autocheckpoint must be a number of pages >= 0, not {self.wal_autocheckpoint}")
         if self.checkpoint_mode is not None and self.checkpoint_mode.lower() not in CHECKPOINT_MODES:
             raise ScenarioError(f"unknown checkpoint mode {shown(self.checkpoint_mode)}; known: {', '.join(CHECKPOINT_MODES)}")
         if self.preset not in PRESETS:
@@ -57,7 +69,8 @@ class StoreSpec:
         """The settings asked for beyond the preset, as options (a foreign store must read them to honour them)."""
         return tuple(f"--{name.replace('_', '-')} {value}" for name, value in
                      (("journal_mode", self.journal_mode), ("synchronous", self.synchronous),
-                      ("checkpoint_mode", self.checkpoint_mode)) if value)
+                      ("checkpoint_mode", self.checkpoint_mode), ("wal_autocheckpoint", self.wal_autocheckpoint))
+                     if value is not None)
 
     @property
     def source(self) -> str:
@@ -77,6 +90,8 @@ class StoreSpec:
             parts.append(f"sync={self.synchronous.lower()}")
         if self.checkpoint_mode:
             parts.append(f"ckpt={self.checkpoint_mode.lower()}")
+        if self.wal_autocheckpoint is not None:
+            parts.append(f"wac={self.wal_autocheckpoint}")
         if self.foreign:
             tag = hashlib.sha256(self.source.encode()).hexdigest()[:6]
             if self.store_ref:
@@ -84,7 +99,14 @@ class StoreSpec:
             else:
                 name = os.path.basename(os.path.normpath(str(self.store_path)))
             parts.append(f"store={name}-{tag}")
+        if self.sqlite != SYSTEM_SQLITE:
+            parts.append(f"sqlite={self.sqlite_label}")
         return ",".join(parts)
+
+    @property
+    def sqlite_label(self) -> str:
+        """`system`, `3.53.2` or `3.51.2-assisted`: how every report names the library."""
+        return f"{self.sqlite}-assisted" if self.sqlite_assisted else self.sqlite
 
     def environment(self) -> dict[str, str]:
         env = {} if self.preset == OWN_SETTINGS else {"HERMES_STATE_PRESET": self.preset}
@@ -94,4 +116,6 @@ class StoreSpec:
             env["HERMES_STATE_SYNCHRONOUS"] = self.synchronous.lower()
         if self.checkpoint_mode:
             env["HERMES_STATE_CHECKPOINT_MODE"] = self.checkpoint_mode.upper()
+        if self.wal_autocheckpoint is not None:
+            env["HERMES_STATE_WAL_AUTOCHECKPOINT"] = str(self.wal_autocheckpoint)
         return env

@@ -6,9 +6,12 @@ compiled in a temporary directory and renamed into place, under a per-key file l
 reader never sees half a build and two lab processes never compile the same thing twice.
 A cache hit reads build.json and touches neither the network nor the compiler.
 
-The *assisted* build (the WAL-reset hunt, issue 13) inserts at the start of
-`sqlite3WalCheckpoint` a `usleep(LAB_ASSIST_CHECKPOINT_US)`, compiled only when that macro is
-defined: a checkpoint's start is where SQLite's documentation places the race.
+The *assisted* build (the WAL-reset hunt) inserts a `usleep(LAB_ASSIST_CHECKPOINT_US)`, compiled
+only when that macro is defined, into `sqlite3WalCheckpoint` after it has read the wal-index
+header and before it copies frames back: the window of the WAL-reset race (a writer restarting
+the WAL in between leaves the checkpoint working from a stale header), and the place where
+SQLite 3.51.3 put its own test hook for the bug (`sqlite3FaultSim(660)`). A sleep at the very
+start of the function would come before the header is read, and widen nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ CC = "gcc"
 CFLAGS: tuple[str, ...] = ("-O2", "-fPIC", "-shared", f"-Wl,-soname,{LIB_NAME}")
 LIBS: tuple[str, ...] = ("-lm", "-ldl", "-lpthread")
 _CHECKPOINT_DEF = re.compile(rb"^SQLITE_PRIVATE int sqlite3WalCheckpoint\([^;{]*?\)\{\n", re.M)
+# In sqlite3WalCheckpoint, once the header is read (3.7 to 3.54 alike): the assist goes after this.
+_COPY_BACK = re.compile(rb"/\* Copy data from the log to the database file\. \*/\n[ \t]*if\( rc==SQLITE_OK \)\{\n")
+_FUNCTION_END = re.compile(rb"^\}\n", re.M)
+# Part of an assisted build's cache key: where the patch puts the delay (builds placed elsewhere are not reused).
+ASSIST_PLACE = "after-header-read"
 _ASSIST_BLOCK = (b"#ifdef " + ASSIST_MACRO.encode() + b"\n"
                  b"  usleep(" + ASSIST_MACRO.encode() + b");  /* hermes-lab assisted build: widen the "
                  b"WAL-reset race window */\n#endif\n")
@@ -105,13 +113,21 @@ def sqlite_cache(root: pathlib.Path | None = None) -> pathlib.Path:
 
 
 def assist_patch(source: bytes) -> bytes:
-    """The amalgamation with the assist delay at the start of sqlite3WalCheckpoint's body."""
+    """The amalgamation with the assist delay in sqlite3WalCheckpoint, once the wal-index header is
+    read, right before the frames are copied back (see the module docstring)."""
     matches = list(_CHECKPOINT_DEF.finditer(source))
     if len(matches) != 1:
         raise SqliteBuildError(f"cannot place the assist delay: found {len(matches)} definitions of "
                                "sqlite3WalCheckpoint in the amalgamation (expected 1)")
-    end = matches[0].end()
-    return source[:end] + _ASSIST_BLOCK + source[end:]
+    start = matches[0].end()
+    end_match = _FUNCTION_END.search(source, start)
+    end = end_match.start() if end_match else len(source)
+    places = list(_COPY_BACK.finditer(source, start, end))
+    if len(places) != 1:
+        raise SqliteBuildError(f"cannot place the assist delay: found {len(places)} copy-back blocks in "
+                               "sqlite3WalCheckpoint (expected 1)")
+    at = places[0].end()
+    return source[:at] + _ASSIST_BLOCK + source[at:]
 
 
 def _assist_defines(assisted: bool, assist_us: int) -> tuple[str, ...]:
@@ -123,7 +139,7 @@ def _assist_defines(assisted: bool, assist_us: int) -> tuple[str, ...]:
 
 
 def build_dir_name(version: str, options: Sequence[str], assisted: bool, assist_us: int) -> str:
-    key = opts.options_hash(options, _assist_defines(assisted, assist_us))
+    key = opts.options_hash(options, (*_assist_defines(assisted, assist_us), *((ASSIST_PLACE,) if assisted else ())))
     return f"{version}-{key}-assisted" if assisted else f"{version}-{key}"
 
 
@@ -157,6 +173,12 @@ def _read_build(directory: pathlib.Path) -> SqliteBuild | None:
         return BuildMetadata.from_json((directory / META_NAME).read_text()).build(directory)
     except (OSError, ValueError, TypeError, KeyError):
         return None
+
+
+def _readable_by_all(directory: pathlib.Path) -> None:
+    """A machine's services (uid 1000) read the bind-mounted build: mkdtemp made it 0700."""
+    if directory.stat().st_mode & 0o055 != 0o055:
+        directory.chmod(0o755)
 
 
 def cached_builds(root: pathlib.Path | None = None) -> list[SqliteBuild]:
@@ -195,6 +217,7 @@ def ensure_build(version: str, *, assisted: bool = False, assist_us: int = DEFAU
     final = base / build_dir_name(version, system, assisted, assist_us)
     hit = _read_build(final)
     if hit is not None:
+        _readable_by_all(final)  # builds cached before the lab mounted them into machines
         return hit
     with _locked(base / f".{final.name}.lock"):
         hit = _read_build(final)  # another process may have built it while we waited
@@ -214,6 +237,7 @@ def ensure_build(version: str, *, assisted: bool = False, assist_us: int = DEFAU
                                  assist_us if assisted else None,
                                  round(time.monotonic() - started, 1), compiler)
             (workdir / META_NAME).write_text(meta.to_json())
+            _readable_by_all(workdir)
             if final.exists():
                 shutil.rmtree(final)  # an incomplete leftover (no build.json): replace it
             os.rename(workdir, final)

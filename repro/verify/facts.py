@@ -145,6 +145,7 @@ class ProbeFacts:
     exists: bool
     files: tuple[FileInfo, ...] = ()
     sqlite_version: str = ""
+    sqlite_source_id: str = ""  # the library the probe loaded: a lab build's or the image's own
     integrity: Check = UNAVAILABLE
     foreign_keys: Check = UNAVAILABLE
     fk_violations: int | None = None

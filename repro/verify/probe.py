@@ -55,7 +55,8 @@ def collect(db_path: str | os.PathLike[str], store_path: str | None = None,
             *, open_store: bool = True, baseline: Baseline | None = None) -> ProbeFacts:
     """Gather all facts about ``db_path``; never raises for a damaged file."""
     path = pathlib.Path(db_path)
-    base = ProbeFacts(db_path=str(path), exists=path.is_file(), sqlite_version=sqlite3.sqlite_version)
+    base = ProbeFacts(db_path=str(path), exists=path.is_file(), sqlite_version=sqlite3.sqlite_version,
+                      sqlite_source_id=_source_id())
     try:
         if not base.exists:
             return base
@@ -70,6 +71,16 @@ def collect(db_path: str | os.PathLike[str], store_path: str | None = None,
         return facts
     except Exception as exc:  # the probe itself broke: report it, the host calls it a lab error
         return dataclasses.replace(base, probe_error=describe_error(exc))
+
+
+def _source_id() -> str:
+    """SQLITE_SOURCE_ID of the library this process loaded (a build through LD_LIBRARY_PATH tells
+    apart from the system's own even at the same version number)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        return str(conn.execute("select sqlite_source_id()").fetchone()[0])
+    finally:
+        conn.close()
 
 
 # -- raw checks -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from repro.ledger import OpKind
 from repro.protocol import EventKind, Tag, format_line
 from repro.verify.importcheck import import_store
-from repro.workload import content
+from repro.workload import content, sqlite_in_force
 from repro.workload.config import WorkloadConfig, WorkloadConfigError
 from repro.workload.status import (
     CMD_LEAK,
@@ -67,6 +67,41 @@ def _seeded_retry(store_module: Any, seed: int) -> dict[str, Any]:
     return {"retry": policy.seeded(seed)} if policy is not None and accepts else {}
 
 
+class Marks:
+    """The trace marks of a recorded run (LAB_MARK_SOCKET): "ready <index>" after READY (the ledger
+    index before this run's first operation), then "ack <index>" after each ok.
+
+    Off (no socket) it costs one attribute test per operation. A mark returns once the lossyfs
+    daemon recorded it, so every request the acknowledged call completed (its fsyncs, and the
+    writes the kernel sent for them) precedes it in the trace; data the call left in the kernel's
+    write cache reaches the trace later, as it reaches the disk (repro/lossyfs/trace.py). If the
+    daemon goes away (a clean stop racing the last call) marking stops with one note on stderr:
+    the ledger is what counts, the marks only place it in the trace.
+    """
+
+    def __init__(self, socket_path: str) -> None:
+        self._client: Any = None
+        self._errors: tuple[type[BaseException], ...] = ()
+        if socket_path:
+            from repro.lossyfs.trace import MarkClient, TraceError  # stdlib only, like the workload
+
+            self._client = MarkClient(socket_path)
+            self._errors = (OSError, TraceError)
+
+    def send(self, label: str) -> None:
+        if self._client is None:
+            return
+        try:
+            self._client.mark(label)
+        except self._errors as exc:
+            self._give_up(label, exc)
+
+    def _give_up(self, label: str, exc: BaseException) -> None:
+        print(f"workload: mark {label!r} not recorded, marking stops: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)
+        self._client = None
+
+
 class Workload:
     """One run of the workload against one store instance."""
 
@@ -84,6 +119,7 @@ class Workload:
         ops = [name for name, _ in cfg.mix]
         weights = [weight for _, weight in cfg.mix]
         self._choose: Callable[[], str] = lambda: self.rng.choices(ops, weights)[0]
+        self.marks = Marks(cfg.mark_socket)
 
     # -- the ledger -------------------------------------------------------------
     def call(self, op: str, args: dict[str, object], fn: Callable[[], Any],
@@ -111,6 +147,7 @@ class Workload:
         if board:
             board.set_in_write(IDLE)
         emit(Tag.LEDGER, {"i": index, "t": "ok", "result": result(value)})
+        self.marks.send(f"ack {index}")
         if op != "search_messages":
             self.acks += 1
             if board:
@@ -230,15 +267,13 @@ class Workload:
 
 
 def ready_facts(db: Any, cfg: WorkloadConfig, store_module: Any) -> dict[str, object]:
-    """The pragmas actually in force on the store's own connection, as upstream's tests read them."""
+    """The SQLite library this process loaded and the pragmas actually in force on the store's
+    own connection, as upstream's tests read them."""
     conn = getattr(db, "_conn", None)
     facts: dict[str, object] = {"pid": os.getpid(), "seed": cfg.seed, "db": cfg.db_path,
-                                "store": getattr(store_module, "__file__", "?")}
+                                "store": getattr(store_module, "__file__", "?"), **sqlite_in_force()}
     if conn is not None:
-        import sqlite3
-
-        facts["sqlite_version"] = sqlite3.sqlite_version
-        for pragma in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys"):
+        for pragma in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "wal_autocheckpoint"):
             try:
                 facts[pragma] = conn.execute(f"PRAGMA {pragma}").fetchone()[0]
             except Exception as exc:  # an exotic store: report, don't die
@@ -271,6 +306,7 @@ def main() -> int:
     facts = ready_facts(workload.db, cfg, store)
     if cfg.role == "gateway":
         emit(Tag.READY, facts)
+        workload.marks.send(f"ready {workload.index}")  # the ledger index before the first operation
     else:  # one READY per ledger: the gateway's
         emit(Tag.EVENT, {"kind": EventKind.WRITER_READY.value, "role": cfg.role, **facts})
     if board:

@@ -121,6 +121,11 @@ def fire(action: Action, board: StatusBoard) -> dict[str, object]:
             "pid": snap.pid, "phase": snap.phase}
 
 
+# Seconds between the untagged lines a waiting agent prints: `docker exec` output through a client
+# with a 60 s read timeout needs a byte now and then (the lab ignores untagged lines).
+HEARTBEAT_S = 15.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="repro.workload.agent")
     parser.add_argument("--after-acks", type=int, default=0)
@@ -145,8 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     deadline = start + args.timeout
     wait_until = start + args.after_ms / 1000.0
     fired_in_write = False
+    next_beat = start + HEARTBEAT_S
     while True:
         now = time.monotonic()
+        if now >= next_beat:  # a long wait (@random=60000) must not look like a dead exec to the engine's client
+            sys.stdout.write(f"agent waiting {now - start:.0f} s\n")
+            sys.stdout.flush()
+            next_beat += HEARTBEAT_S
         if now > deadline:
             write_line(Tag.AGENT, {"fired": False, "reason": "timeout", **_snap(board)})
             return 1

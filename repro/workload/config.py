@@ -49,6 +49,10 @@ class WorkloadConfig:
     # merge into one, and its sessions differ because its seed does.
     role: str = "gateway"
     op_offset: int = 0
+    # Recording (repro explore): the lossyfs daemon's mark socket. After READY the workload sends
+    # the mark "ready", and after each ok ledger line "ack <index>", so that every position of the
+    # recorded trace maps to the ledger prefix acknowledged before it. Empty: no marks.
+    mark_socket: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "WorkloadConfig":
@@ -69,6 +73,7 @@ class WorkloadConfig:
                 raw_open_every=int(env.get("LAB_RAW_OPEN_EVERY", "0")),
                 role=env.get("LAB_ROLE", "gateway"),
                 op_offset=int(env.get("LAB_OP_OFFSET", "0")),
+                mark_socket=env.get("LAB_MARK_SOCKET", ""),
             )
         except ValueError as exc:
             raise WorkloadConfigError(str(exc)) from exc
@@ -89,7 +94,7 @@ class WorkloadConfig:
             "LAB_LINGER_MS": str(self.linger_ms), "LAB_STATUS_PATH": self.status_path,
             "LAB_LEDGER_FILE": self.ledger_file, "LAB_HOLD": "1" if self.hold else "0",
             "LAB_RAW_OPEN_EVERY": str(self.raw_open_every), "LAB_ROLE": self.role,
-            "LAB_OP_OFFSET": str(self.op_offset),
+            "LAB_OP_OFFSET": str(self.op_offset), "LAB_MARK_SOCKET": self.mark_socket,
         }
 
 

@@ -138,7 +138,7 @@ def test_a_second_resolve_is_a_cache_hit(built_3532: lab_sqlite.SqliteBuild, cac
     assert timings["3.53.2 cached"] < 0.5
 
 
-def test_the_assisted_build_sleeps_at_the_start_of_each_checkpoint(assisted_3512: lab_sqlite.SqliteBuild,
+def test_the_assisted_build_sleeps_in_each_checkpoint(assisted_3512: lab_sqlite.SqliteBuild,
                                                                    tmp_path: pathlib.Path) -> None:
     assert assisted_3512.assisted and assisted_3512.lib_dir.name.endswith("-assisted")
     assert runtime.probe(assisted_3512).version == "3.51.2"

@@ -31,6 +31,7 @@ from repro.scenario import (
     scenario_from_dict,
     scenario_to_dict,
 )
+from repro.scenario.replay import _ADDED
 
 FLY256 = get_profile("fly-256")
 
@@ -108,7 +109,9 @@ def test_schedule_resolves_triggers() -> None:
     term, = scenario("sigterm@acks=200", seed=3).schedule()
     assert (term.trigger, term.after_acks, term.after_ms, term.delay_us) == (Trigger.ACKS, 200, 0, 0)
     oom, = scenario("oom@random=900", seed=3).schedule()
-    assert (oom.trigger, oom.after_ms) == (Trigger.RANDOM, 900)
+    assert (oom.trigger, oom.after_ms, oom.after_acks) == (Trigger.RANDOM, 900, 0)  # the clock alone
+    seeded, = scenario("oom@random", seed=3).schedule()
+    assert 200 <= seeded.after_ms <= 2000 and 40 <= seeded.after_acks <= 400  # a seeded moment, after some work
     fill, term2 = scenario("disk-fill", "sigterm", seed=3).schedule()
     assert fill.after_acks > 0 and term2.after_acks == 0  # the second fires relative to the full disk
 
@@ -139,17 +142,32 @@ def test_store_spec_environment() -> None:
     assert spec.label == "durable,jm=wal,sync=full"
 
 
+
+def test_the_sqlite_build_and_autocheckpoint_name_the_trial_and_reach_the_store() -> None:
+    spec = StoreSpec(wal_autocheckpoint=8, sqlite="3.51.2", sqlite_assisted=True)
+    assert spec.label == "ns506,wac=8,sqlite=3.51.2-assisted" and spec.sqlite_label == "3.51.2-assisted"
+    assert spec.environment() == {"HERMES_STATE_PRESET": "ns506", "HERMES_STATE_WAL_AUTOCHECKPOINT": "8"}
+    assert StoreSpec(sqlite="3.53.2").label == "ns506,sqlite=3.53.2"
+    assert StoreSpec().label == "ns506" and StoreSpec().sqlite_label == "system"  # the default names nothing
+    scenarios = expand(["fly-256"], [("sigkill",)], [StoreSpec(sqlite="3.51.2"), StoreSpec(sqlite="3.53.2")], 1, 7)
+    assert [s.trial_id for s in scenarios] == ["fly-256.sigkill.ns506_sqlite=3.51.2.1",
+                                               "fly-256.sigkill.ns506_sqlite=3.53.2.1"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         ({"preset": "fast"}, "unknown preset"),
         ({"journal_mode": "wall"}, "unknown journal mode"),
         ({"synchronous": "2"}, "unknown synchronous"),
+        ({"sqlite": "latest"}, "not 'system' or a version"),
+        ({"sqlite": "system", "sqlite_assisted": True}, "needs a version"),
+        ({"wal_autocheckpoint": -1}, "number of pages"),
     ],
 )
-def test_store_spec_rejects(kwargs: dict[str, str], match: str) -> None:
+def test_store_spec_rejects(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ScenarioError, match=match):
-        StoreSpec(**kwargs)
+        StoreSpec(**kwargs)  # type: ignore[arg-type]
 
 
 def test_store_path_needs_a_hermes_state_package_or_module(tmp_path: pathlib.Path) -> None:
@@ -173,7 +191,7 @@ def _everything(tmp_path: pathlib.Path) -> Scenario:
     (tmp_path / "rel" / "hermes_state").mkdir(parents=True)
     store = StoreSpec("legacy", journal_mode="delete", synchronous="full", store_path=str(tmp_path / "rel"),
                       checkpoint_mode="truncate", store_ref="/repo@v1", store_commit="ab" * 20, requirements="auto",
-                      image="hermes-lab-store:0123")
+                      image="hermes-lab-store:0123", wal_autocheckpoint=8, sqlite="3.51.2", sqlite_assisted=True)
     workload = WorkloadSpec(rate=12.5, mix="append=80,tokens=20", sizes="20k:200k",
                             hazards=(Hazard.parse("raw-open=5"), Hazard.parse("dashboard")), linger_ms=7000)
     faults = (FaultSpec.parse("disk-fill@acks=30"), FaultSpec.parse("power-loss:torn-writes,lazy-dirs@in-write=9"))
@@ -197,18 +215,40 @@ def test_a_scenario_survives_json_field_for_field(tmp_path: pathlib.Path) -> Non
     assert again == scenario and again.schedule() == scenario.schedule()
     assert data["faults"] == ["disk-fill@acks=30", "power-loss:lazy-dirs,torn-writes@in-write=9"]
     assert data["workload"]["hazards"] == ["raw-open=5", "dashboard=20"]  # the period, even the default one
+    assert (data["store"]["sqlite"], data["store"]["sqlite_assisted"]) == ("3.51.2", True)  # replay: same library
     # A fault without a trigger stays without one: its default is resolved from the seed, as when it ran.
     plain = Scenario(get_profile(DEFAULT_PROFILE), (FaultSpec.parse("sigkill"),), seed=3, trial_id="t1")
     back = scenario_from_dict(scenario_to_dict(plain))
     assert back == plain and back.faults[0].trigger is None
     grown = dataclasses.replace(plain, start=StartSpec(initial_size=300 << 20))
     assert scenario_from_dict(json.loads(json.dumps(scenario_to_dict(grown)))) == grown
-    older = scenario_to_dict(plain)  # a report of a lab before starting databases and store refs
+    older = scenario_to_dict(plain)  # a format-2 report: before starting databases and store refs
     del older["start"]
     for name in ("store_ref", "store_commit", "requirements", "image"):
         del older["store"][name]  # type: ignore[attr-defined]
-    assert scenario_from_dict(older) == plain
+    assert scenario_from_dict({**older, "format": 2}) == plain
+    with pytest.raises(ScenarioError, match="lacks start"):
+        scenario_from_dict(older)  # format 3 must carry them
     assert back.schedule()[0].trigger is default_trigger(FaultName.SIGKILL)
+
+
+def test_a_format_1_scenario_replays_on_what_it_ran_with() -> None:
+    """Reports made before SQLite was a variable stored no SQLite: they ran the system library."""
+    plain = Scenario(get_profile(DEFAULT_PROFILE), (FaultSpec.parse("sigkill"),), seed=3, trial_id="t1")
+    old = scenario_to_dict(plain)
+    store = dict(old["store"])  # type: ignore[call-overload]
+    for added in ("sqlite", "sqlite_assisted", "wal_autocheckpoint", "store_ref", "store_commit", "requirements",
+                  "image"):
+        del store[added]
+    format_1 = {name: value for name, value in old.items() if name != "start"}
+    assert scenario_from_dict({**format_1, "format": 1, "store": store}) == plain
+    with pytest.raises(ScenarioError, match="lacks image, requirements, sqlite"):
+        scenario_from_dict({**old, "store": store})  # format 3 must carry them
+    # the values an older trial ran with are the defaults of today's fields
+    defaults = dataclasses.asdict(StoreSpec())
+    for added in (_ADDED[2]["store"], _ADDED[3]["store"]):
+        assert added == {name: defaults[name] for name in added}
+    assert _ADDED[3]["start"] == dataclasses.asdict(StartSpec())
 
 
 def test_every_trial_of_a_matrix_replays_from_its_stored_scenario(tmp_path: pathlib.Path) -> None:
@@ -237,15 +277,25 @@ def test_every_trial_of_a_matrix_replays_from_its_stored_scenario(tmp_path: path
     ({"faults": []}, "at least one fault"),
     ({"profile": {"name": "fly-256"}}, "scenario profile lacks"),
     ({"store": {"preset": "fast", "journal_mode": None, "synchronous": None, "store_path": None,
-                "checkpoint_mode": None}}, "unknown preset"),
+                "checkpoint_mode": None, "wal_autocheckpoint": None, "sqlite": "system", "sqlite_assisted": False}},
+     "unknown preset"),
     ({"store": {"preset": "ns506", "journal_mode": 1, "synchronous": None, "store_path": None,
-                "checkpoint_mode": None}}, "journal_mode must be"),
+                "checkpoint_mode": None, "wal_autocheckpoint": None, "sqlite": "system", "sqlite_assisted": False}},
+     "journal_mode must be"),
+    ({"store": {"preset": "ns506", "journal_mode": None, "synchronous": None, "store_path": None,
+                "checkpoint_mode": None, "wal_autocheckpoint": None, "sqlite": "3.x", "sqlite_assisted": False}},
+     "not 'system' or a version"),
+    ({"store": {"preset": "ns506", "journal_mode": None, "synchronous": None, "store_path": None,
+                "checkpoint_mode": None, "wal_autocheckpoint": None, "sqlite": "system", "sqlite_assisted": True}},
+     "assisted SQLite build needs a version"),
     ({"workload": {"rate": 0.0, "mix": "", "sizes": "", "hazards": ["chaos"], "linger_ms": 0}}, "unknown hazard"),
     ({"workload": {"rate": 0.0, "mix": "", "sizes": "", "hazards": [], "linger_ms": 0, "speed": 1}}, "unknown speed"),
     ({"extra": 1}, "unknown extra"),
 ])
 def test_a_bad_stored_scenario_is_a_scenario_error(change: dict[str, object], match: str) -> None:
     good = scenario_to_dict(Scenario(get_profile(DEFAULT_PROFILE), (FaultSpec.parse("sigkill"),), trial_id="t1"))
+    if "store" in change:  # the fields a case does not name, as written
+        change = {**change, "store": {**good["store"], **change["store"]}}  # type: ignore[dict-item]
     with pytest.raises(ScenarioError, match=match):
         scenario_from_dict({**good, **change})
     bad_profile = {**good, "profile": {**good["profile"], "memory": True}}

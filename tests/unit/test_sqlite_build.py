@@ -42,21 +42,28 @@ def test_differences_ignore_compiler_names_and_show_value_changes() -> None:
     assert missing == ("MAX_COLUMN=2000",) and extra == ("DIRECT_OVERFLOW_READ", "MAX_COLUMN=100")
 
 
+CHECKPOINT_BODY = (b"  int rc;\n  rc = walIndexReadHdr(pWal, &isChanged);\n"
+                   b"  /* Copy data from the log to the database file. */\n  if( rc==SQLITE_OK ){\n"
+                   b"    rc = walCheckpoint(pWal, db, eMode2);\n  }\n  return rc;\n}\n")
 AMALGAMATION = (b"SQLITE_PRIVATE int sqlite3WalCheckpoint(\n  Wal *pWal,\n  int eMode\n);\n"
                 b"/* ... */\nSQLITE_PRIVATE int sqlite3WalCheckpoint(\n  Wal *pWal,   /* Wal */\n  int eMode\n){\n"
-                b"  int rc;\n")
+                + CHECKPOINT_BODY + b"static int other(void){\n  /* Copy data from the log to the database file. */\n"
+                b"  if( rc==SQLITE_OK ){\n  }\n}\n")
 
 
-def test_the_assist_delay_goes_at_the_start_of_the_definition_not_the_prototype() -> None:
+def test_the_assist_delay_goes_after_the_header_is_read_in_the_definition() -> None:
+    """Once sqlite3WalCheckpoint has read the wal-index header and before it copies frames back:
+    the WAL-reset race's window (3.51.3 put its test hook there), not the prototype, not elsewhere."""
     patched = build.assist_patch(AMALGAMATION)
-    prototype_end = patched.index(b");\n")
     delay = patched.index(b"usleep(LAB_ASSIST_CHECKPOINT_US)")
-    assert delay > prototype_end and patched.index(b"){\n") < delay < patched.index(b"int rc;")
-    assert patched.count(b"#ifdef LAB_ASSIST_CHECKPOINT_US") == 1
+    assert patched.index(b"walIndexReadHdr") < delay < patched.index(b"walCheckpoint(pWal")
+    assert patched.index(b"if( rc==SQLITE_OK ){") < delay  # only when the header was read
+    assert patched.count(b"#ifdef LAB_ASSIST_CHECKPOINT_US") == 1 and delay < patched.index(b"static int other")
     assert patched.replace(build._ASSIST_BLOCK, b"") == AMALGAMATION
 
 
-@pytest.mark.parametrize("source", [b"int main(){}\n", AMALGAMATION + AMALGAMATION])
+@pytest.mark.parametrize("source", [b"int main(){}\n", AMALGAMATION + AMALGAMATION,
+                                    AMALGAMATION.replace(b"/* Copy data from the log", b"/* Copy pages from the log")])
 def test_the_assist_patch_refuses_a_source_it_does_not_understand(source: bytes) -> None:
     with pytest.raises(build.SqliteBuildError, match="sqlite3WalCheckpoint"):
         build.assist_patch(source)
@@ -67,6 +74,8 @@ def test_cache_keys_separate_assisted_builds_and_their_delay() -> None:
     assisted = build.build_dir_name("3.51.2", ["ENABLE_FTS5"], True, 1000)
     assert plain.startswith("3.51.2-") and assisted == plain.split("-")[0] + "-" + assisted.split("-")[1] + "-assisted"
     assert assisted != build.build_dir_name("3.51.2", ["ENABLE_FTS5"], True, 5000)
+    key = build.opts.options_hash(["ENABLE_FTS5"], ("-DLAB_ASSIST_CHECKPOINT_US=1000",))
+    assert assisted != f"3.51.2-{key}-assisted"  # a delay placed elsewhere (the first recipe's) is not reused
     assert plain != build.build_dir_name("3.51.2", ["ENABLE_FTS4"], False, 1000)
     with pytest.raises(SqliteVersionError):
         build.build_dir_name("3.51.2", [], True, 0)
@@ -133,6 +142,10 @@ def test_a_second_resolve_is_a_cache_hit(tmp_path: pathlib.Path, fake_compile: l
     assert lab_sqlite.cached_builds(tmp_path) == [first]
     assert "3.53.2" in lab_sqlite.available_versions(tmp_path)
     assert not [p for p in (tmp_path / "sqlite").iterdir() if p.name.startswith(".build-")]  # no temp left
+    assert first.lib_dir.stat().st_mode & 0o777 == 0o755  # a machine's uid 1000 reads the bind mount
+    first.lib_dir.chmod(0o700)  # as builds made before the lab mounted them into machines were
+    assert lab_sqlite.resolve("3.53.2", root=tmp_path, store=empty) == first and len(fake_compile) == 1
+    assert first.lib_dir.stat().st_mode & 0o777 == 0o755
 
 
 def test_an_assisted_build_is_patched_labelled_and_cached_apart(tmp_path: pathlib.Path, fake_compile: list[

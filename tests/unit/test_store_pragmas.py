@@ -185,9 +185,36 @@ def test_config_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ("HERMES_STATE_BUSY_TIMEOUT_MS", "-5"),
         ("HERMES_STATE_CHECKPOINT_MODE", "RESTART"),
         ("HERMES_STATE_CHECKPOINT_EVERY", "ten"),
+        ("HERMES_STATE_WAL_AUTOCHECKPOINT", "-1"),
     ],
 )
 def test_invalid_environment_value_is_a_clear_config_error(var: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
         DurabilityConfig.from_env({var: value})
     assert var in str(info.value) and repr(value) in str(info.value)
+
+
+def test_wal_autocheckpoint_is_left_alone_unless_asked_and_set_when_asked(tmp_path: Path) -> None:
+    """The WAL-reset hunt asks for a small wal_autocheckpoint (frequent checkpoints by writers);
+    by default the store leaves SQLite's own value (1000 pages)."""
+    def wal_frames_after_40_writes(cfg: DurabilityConfig, name: str) -> tuple[int, int]:
+        db = SessionDB(tmp_path / name, config=cfg)
+        try:
+            db.create_session("s1", "cli")
+            for n in range(40):  # about a page each
+                db.append_message("s1", role="user", content="x" * 3000 + str(n))
+            setting = int(db._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+            return setting, int(db._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+        finally:
+            db.close()
+
+    no_periodic = DurabilityConfig(checkpoint_every=0)  # the store's own checkpoint would blur it
+    setting, frames = wal_frames_after_40_writes(no_periodic, "default.db")
+    assert setting == 1000 and frames > 500  # nobody checkpointed: every frame is still in the WAL
+    cfg = no_periodic.with_overrides(wal_autocheckpoint="8")
+    assert DurabilityConfig.from_env({"HERMES_STATE_WAL_AUTOCHECKPOINT": "8"}).wal_autocheckpoint == 8
+    assert cfg.describe()["wal_autocheckpoint"] == 8
+    setting, frames = wal_frames_after_40_writes(cfg, "small.db")
+    assert setting == 8 and frames < 40  # writers checkpointed and the WAL restarted from its start
+    with pytest.raises(ConfigError):
+        DurabilityConfig(wal_autocheckpoint=True)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import sqlite3
 
 import pytest
 
@@ -161,6 +162,32 @@ def test_missing_database_loses_every_acked_write_but_is_not_damage(tmp_path: pa
     v = diff(ledger, collect(tmp_path / "state.db"))
     assert v.lost_acked == v.acked == 18
     assert not v.health.damaged and v.health.integrity == "missing"
+
+
+def test_database_without_a_schema_loses_every_acked_write_but_is_not_damage(tmp_path: pathlib.Path) -> None:
+    """A power cut before the schema's commit was synced (WAL + NORMAL) leaves a sound, empty database."""
+    w = standard_run(tmp_path / "state.db")
+    ledger = w.ledger()
+    w.close()
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    empty = sqlite3.connect(tmp_path / "state.db")
+    empty.execute("PRAGMA journal_mode=wal")  # the header written and synced, the schema not
+    empty.close()
+    v = diff(ledger, collect(tmp_path / "state.db", open_store=False))
+    assert v.lost_acked == v.acked == 18 and v.loss_is_suffix
+    assert not v.corrupt and v.health.integrity == "ok (empty: no schema)"
+
+
+def test_one_table_of_the_schema_gone_is_damage(tmp_path: pathlib.Path) -> None:
+    """Known bad for the case above: both tables come in one transaction, so one missing is damage."""
+    w = standard_run(tmp_path / "state.db")
+    ledger = w.ledger()
+    w.sql("PRAGMA foreign_keys=OFF")
+    w.sql("DROP TABLE sessions")
+    w.close()
+    v = diff(ledger, collect(tmp_path / "state.db", open_store=False))
+    assert v.corrupt and any("no such table: sessions" in p for p in v.health.problems)
 
 
 def test_orphan_messages_are_damage(tmp_path: pathlib.Path) -> None:

@@ -1,0 +1,52 @@
+"""Record a trace to explore: one machine runs the workload for N operations on the recording lossy
+filesystem and stops cleanly -- no fault: the crash states come from exploring the trace.
+
+The machine is the trial's (ConstrainedHost, the profile's limits, the store under test); the
+lossy filesystem records to the machine's trace volume (host.TRACE_DIR), outside the disk under
+test, and the workload marks READY and every acknowledged operation. After Fly's ordinary stop the daemon has synced and
+closed the trace; it is fetched from the stopped machine with its log (the ledger) and the
+settings the probe needs to open the store as the machine did.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from repro.errors import TrialError
+from repro.explore.tracedir import TRACE_FILE, Recording, TraceDir, write_recording
+from repro.machine.host import ConstrainedHost
+from repro.machine.services import fetch_trace
+from repro.protocol import EventKind, Line, LossyKind
+from repro.scenario import MachineProfile, StoreSpec, WorkloadSpec
+
+# Generous: a 1-CPU machine writing through FUSE, with the workload's largest messages.
+_BASE_TIMEOUT_S = 60.0
+_PER_OP_TIMEOUT_S = 0.5
+
+
+def _done(line: Line) -> bool:
+    return line.is_event(EventKind.CLOSED) or line.is_finish("session-store")
+
+
+def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec, ops: int, seed: int,
+           dest: pathlib.Path, image: str, source: str) -> TraceDir:
+    """Run the workload for ``ops`` operations on a recording machine; the trace directory it left."""
+    host = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True)
+    try:
+        host.start()
+        host.start_workload(seed=seed, ops=ops, rate=workload.rate, hold=False, record=True,
+                            env=workload.environment())
+        end = host.console.wait_for(_done, _BASE_TIMEOUT_S + ops * _PER_OP_TIMEOUT_S, f"{ops} operations")
+        if not end.is_event(EventKind.CLOSED):
+            raise host.console.error(f"the workload ended without closing the store: {dict(end.payload)}")
+        host.stop()
+        stopped = [line for line in host.console.parsed() if line.is_lossy(LossyKind.STOPPED)]
+        if not stopped or stopped[-1].payload.get("synced") is not True:
+            raise host.console.error("the lossy filesystem did not stop cleanly (no synced STOPPED line)")
+        if TRACE_FILE not in fetch_trace(host, dest):
+            raise TrialError(f"the machine left no trace in {dest}")
+        write_recording(dest, Recording(store_env=store.environment(), store_path=store.store_path,
+                                        source=source), host.output())
+    finally:
+        host.remove()
+    return TraceDir.open(dest)

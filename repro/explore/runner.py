@@ -1,0 +1,183 @@
+"""An exploration: size the state space, choose the states (all, or a seeded sample), check them in
+worker processes, and sum up per persistence model.
+
+The states of every model are checked together, sorted by crash point and cut into batches of
+neighbouring crash points: each worker's work directory then only moves forward within a batch,
+and states with equal files (often: a crash point's prefix 0 is its synced-only state) meet in
+the same worker's cache of the probe's facts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from repro.errors import ExitCode, ScenarioError
+from repro.explore.check import ChunkStats, StateResult, ViolationKind, init_worker, run_chunk
+from repro.explore.models import PersistenceModel
+from repro.explore.space import Selection, StateSpace, StateSpec
+from repro.explore.timeline import Timeline
+from repro.explore.tracedir import TraceDir
+from repro.oracle.promises import CrashClass, StoreConfig, promise
+from repro.oracle.verdicts import Verdict
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What checking one model's states found."""
+
+    model: PersistenceModel
+    selection: Selection
+    verdicts: dict[str, int]
+    violations: dict[str, int]  # ViolationKind value -> states
+    violating_points: int  # distinct crash points with a broken promise
+    findings: int  # states corrupt or with acknowledged writes lost, promised or not
+    finding_points: int
+    largest_loss: int
+    largest_loss_state: str | None
+    first_violation: StateResult | None
+    first_finding: StateResult | None
+    probes: int
+    promise: str
+    promise_safe: bool  # the configuration promised something for these states
+
+    @property
+    def checked(self) -> int:
+        return len(self.selection.indices)
+
+    @property
+    def broken(self) -> int:
+        return sum(n for kind, n in self.violations.items() if kind != ViolationKind.ERROR.value)
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """The whole run: the trace, the configuration in force, one summary per model, the cost."""
+
+    trace_dir: TraceDir
+    digest: str
+    config: StoreConfig
+    ops: int
+    crash_points: int
+    budget: int
+    seed: int
+    jobs: int
+    models: tuple[ModelSummary, ...]
+    seconds: float
+    stats: ChunkStats
+    space: StateSpace = field(repr=False)
+    machine_sqlite: str = "?"  # the SQLite the recording machine's store ran (READY); the probe runs the host's
+    results: tuple[StateResult, ...] = field(repr=False, default=())
+
+    @property
+    def states(self) -> int:
+        return sum(m.checked for m in self.models)
+
+    @property
+    def rate(self) -> float:
+        return self.states / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if any(m.violations.get(ViolationKind.ERROR.value) for m in self.models):
+            return ExitCode.LAB_FAILED
+        if any(m.broken for m in self.models):
+            return ExitCode.TRIAL_FAILED
+        return ExitCode.OK
+
+    def materialize_command(self, state_id: str) -> str:
+        return f"repro explore {self.trace_dir.path} --materialize {state_id} --out DIR"
+
+
+def plan(space: StateSpace, budget: int, seed: int) -> list[Selection]:
+    if budget < 1:
+        raise ScenarioError("--budget must be at least 1")
+    return [space.select(model, budget, seed) for model in space.models]
+
+
+def batches(space: StateSpace, selections: Sequence[Selection], jobs: int) -> list[list[tuple[str, int]]]:
+    """Every chosen state as (model, index), sorted by crash point, cut into contiguous batches."""
+    order = {m: n for n, m in enumerate(space.models)}
+    refs = sorted(((space.spec(s.model, i).point.index, order[s.model], i, s.model.value)
+                   for s in selections for i in s.indices))
+    size = max(16, min(400, len(refs) // max(1, jobs * 8) or 1))
+    return [[(model, i) for _, _, i, model in refs[k:k + size]] for k in range(0, len(refs), size)]
+
+
+def explore(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], *, budget: int, seed: int, jobs: int = 2,
+            on_start: Callable[[StateSpace, list[Selection]], None] = lambda s, sel: None,
+            on_progress: Callable[[int, int], None] = lambda done, total: None) -> Exploration:
+    """Check the chosen states of every model; ``on_start`` sees the space before any state is checked."""
+    timeline = Timeline(trace_dir.reader())
+    ledger = trace_dir.ledger()
+    config = StoreConfig.from_ready(ledger.ready)
+    space = StateSpace(timeline, models)
+    selections = plan(space, budget, seed)
+    on_start(space, selections)
+    work = batches(space, selections, jobs)
+    total = sum(len(b) for b in work)
+    results: list[StateResult] = []
+    stats = ChunkStats()
+    started = time.perf_counter()
+    if work:
+        with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=init_worker,
+                                 initargs=(str(trace_dir.path), tuple(m.value for m in models))) as pool:
+            futures = [pool.submit(run_chunk, batch) for batch in work]
+            for future in as_completed(futures):
+                chunk, chunk_stats = future.result()
+                results.extend(chunk)
+                stats.add(chunk_stats)
+                on_progress(len(results), total)
+    seconds = time.perf_counter() - started
+    results.sort(key=lambda r: (models.index(r.model), r.index))
+    summaries = tuple(summarize(sel, [r for r in results if r.model is sel.model], config,
+                                trace_dir.recording.locks_dropped) for sel in selections)
+    return Exploration(trace_dir, trace_dir.digest(), config, len(timeline.ops), len(timeline.points), budget, seed,
+                       jobs, summaries, seconds, stats, space, str(ledger.ready.get("sqlite_version", "?")),
+                       tuple(results))
+
+
+def summarize(selection: Selection, results: list[StateResult], config: StoreConfig,
+              locks_dropped: bool) -> ModelSummary:
+    violating = [r for r in results if r.kind is not None]
+    findings = [r for r in results if r.verdict in (Verdict.CORRUPT, Verdict.LOST_ACKED) or r.beyond_sync]
+    largest = max(results, key=lambda r: (len(r.lost), -r.index), default=None)
+    prom = promise(config, CrashClass.POWER_LOSS, lazy_dirs=selection.model.lazy_dirs, locks_dropped=locks_dropped)
+    return ModelSummary(
+        model=selection.model, selection=selection,
+        verdicts=dict(Counter(r.verdict.value for r in results)),
+        violations=dict(Counter(r.kind.value for r in violating if r.kind is not None)),
+        violating_points=len({r.point for r in violating if r.kind is not ViolationKind.ERROR}),
+        findings=len(findings), finding_points=len({r.point for r in findings}),
+        largest_loss=len(largest.lost) if largest is not None else 0,
+        largest_loss_state=None if largest is None or not largest.lost else
+        f"{largest.model.value}:{largest.index}",
+        first_violation=violating[0] if violating else None,
+        first_finding=findings[0] if findings else None,
+        probes=sum(r.probed for r in results), promise=prom.reason, promise_safe=prom.promised_safe)
+
+
+def describe_state(space: StateSpace, spec: StateSpec, limit: int = 8) -> dict[str, object]:
+    """A state in words: where the crash is, what was acknowledged, what was dropped or torn."""
+    timeline = space.timeline
+    point = spec.point
+    dropped = [timeline.describe(p) for p in spec.dropped]
+    out: dict[str, object] = {
+        "state": spec.state_id,
+        "crash_point": point.index,
+        "after": timeline.describe(point.last_op) if point.last_op >= 0 else "the start",
+        "acknowledged_through": point.acked,
+        "persisted_unsynced": len(spec.persisted),
+        "dropped": dropped[:limit] + ([f"... {len(dropped) - limit} more"] if len(dropped) > limit else []),
+    }
+    if spec.torn is not None:
+        out["torn"] = f"{timeline.describe(spec.torn.pos)}: first {spec.torn.kept} of {spec.torn.total} sectors"
+    if spec.entries is not None:
+        missing = [timeline.describe(p) for p in timeline.entry_log[spec.entries:point.committed_entries
+                                                                     + len(point.pending)]]
+        out["entries_not_durable"] = missing[:limit] + ([f"... {len(missing) - limit} more"]
+                                                        if len(missing) > limit else [])
+    return out

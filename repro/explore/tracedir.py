@@ -1,0 +1,110 @@
+"""A recorded trace on disk: the trace, its blobs, the machine's log (the ledger) and how it was recorded.
+
+Layout of a trace directory (what `repro explore --record` and a recording trial write)::
+
+    trace.jsonl          the lossyfs trace (repro/lossyfs/trace.py)
+    trace.jsonl.blobs    its data
+    machine.log          every line the machine printed: READY (the pragmas in force), the ledger
+    recording.json       what the probe needs to open the store as the machine did (its
+                         environment, store path, database name) and where the trace came from
+
+Anything missing or unreadable is bad input (ScenarioError): exploration starts no machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+from dataclasses import asdict, dataclass, field
+from typing import Mapping
+
+from repro.errors import MachineOutputError, ScenarioError
+from repro.ledger import Ledger, parse_lines
+from repro.lossyfs.trace import TraceError, TraceReader
+
+TRACE_FILE = "trace.jsonl"
+LOG_FILE = "machine.log"
+META_FILE = "recording.json"
+
+
+@dataclass(frozen=True)
+class Recording:
+    """How a trace was recorded, as far as checking its states needs to know."""
+
+    store_env: Mapping[str, str] = field(default_factory=dict)  # HERMES_STATE_* of the machine
+    store_path: str | None = None  # another hermes_state release, if the machine ran one
+    db_name: str = "state.db"  # the database, relative to the recorded mount
+    locks_dropped: bool = False  # the raw-open hazard ran: SQLite promised nothing
+    source: str = ""  # e.g. "repro explore --record ..." or "trial t3 of runs/..."
+    scenario: Mapping[str, object] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=dict)
+
+    @classmethod
+    def from_json(cls, text: str) -> Recording:
+        obj = json.loads(text)
+        if not isinstance(obj, dict):
+            raise ValueError("not a JSON object")
+        env = obj.get("store_env", {})
+        if not isinstance(env, dict):
+            raise ValueError("store_env is not an object")
+        return cls(store_env={str(k): str(v) for k, v in env.items()},
+                   store_path=None if obj.get("store_path") is None else str(obj["store_path"]),
+                   db_name=str(obj.get("db_name", "state.db")), locks_dropped=bool(obj.get("locks_dropped", False)),
+                   source=str(obj.get("source", "")),
+                   scenario=obj.get("scenario") if isinstance(obj.get("scenario"), dict) else None)
+
+
+def write_recording(directory: pathlib.Path, recording: Recording, log_lines: list[str]) -> None:
+    """The two files besides the trace itself: recording.json and machine.log."""
+    (directory / META_FILE).write_text(recording.to_json() + "\n", encoding="utf-8")
+    (directory / LOG_FILE).write_text("\n".join(log_lines) + "\n", encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class TraceDir:
+    """A checked trace directory."""
+
+    path: pathlib.Path
+    recording: Recording
+
+    @classmethod
+    def open(cls, path: str | pathlib.Path) -> TraceDir:
+        root = pathlib.Path(path)
+        if not root.is_dir():
+            raise ScenarioError(f"{root} is not a directory (a trace directory holds {TRACE_FILE}, {LOG_FILE}, "
+                                f"{META_FILE})")
+        for name in (TRACE_FILE, TRACE_FILE + ".blobs", LOG_FILE, META_FILE):
+            if not (root / name).is_file():
+                raise ScenarioError(f"{root} holds no {name}: not a recorded trace directory")
+        try:
+            recording = Recording.from_json((root / META_FILE).read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:
+            raise ScenarioError(f"{root / META_FILE}: {exc}") from None
+        return cls(root.resolve(), recording)
+
+    @property
+    def trace_path(self) -> pathlib.Path:
+        return self.path / TRACE_FILE
+
+    def reader(self) -> TraceReader:
+        try:
+            return TraceReader(self.trace_path)
+        except (TraceError, OSError, UnicodeDecodeError) as exc:
+            raise ScenarioError(f"{self.trace_path}: {exc}") from None
+
+    def ledger(self) -> Ledger:
+        try:
+            lines = (self.path / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+            ledger = parse_lines(lines)
+        except (MachineOutputError, OSError) as exc:
+            raise ScenarioError(f"{self.path / LOG_FILE}: {exc}") from None
+        if not ledger.ready:
+            raise ScenarioError(f"{self.path / LOG_FILE}: the workload never printed READY")
+        return ledger
+
+    def digest(self) -> str:
+        """Names the trace in reports: sha256 of trace.jsonl, first 16 hex digits."""
+        return hashlib.sha256(self.trace_path.read_bytes()).hexdigest()[:16]

@@ -1,0 +1,176 @@
+"""Every crash state of a recorded machine, per configuration: what SQLite's promises look like when
+all of them are checked (one small recording per configuration per session)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+from typing import Callable
+
+import pytest
+
+from repro.errors import ExitCode
+from repro.explore.check import ViolationKind
+from repro.explore.models import PersistenceModel as M
+from repro.explore.record import record
+from repro.explore.runner import Exploration, explore
+from repro.explore.timeline import Timeline
+from repro.explore.tracedir import TRACE_FILE, TraceDir
+from repro.oracle.verdicts import Verdict
+from repro.pipeline import run_trial
+from repro.scenario import FaultSpec, Scenario, StoreSpec, WorkloadSpec, get_profile
+
+_NO_FUSE = not pathlib.Path("/dev/fuse").exists() and not os.environ.get("CI")
+pytestmark = [pytest.mark.docker, pytest.mark.skipif(_NO_FUSE, reason="recording needs /dev/fuse on the engine's host")]
+SEED = 4242
+OPS = 60
+WORKLOAD = WorkloadSpec(sizes="200:2k")  # small messages: a few pages per commit, a small state space
+CONFIGS = {
+    "wal-full": StoreSpec("durable"),
+    "wal-normal": StoreSpec("ns506"),
+    "delete-full": StoreSpec("legacy", journal_mode="delete"),
+    "delete-extra": StoreSpec("durable", journal_mode="delete"),
+    "wal-off": StoreSpec("ns506", synchronous="off"),
+    "delete-off": StoreSpec("ns506", journal_mode="delete", synchronous="off"),
+    "journal-off": StoreSpec("ns506", journal_mode="off"),
+}
+IN_FORCE = {"wal-full": ("wal", 2), "wal-normal": ("wal", 1), "delete-full": ("delete", 2),
+            "delete-extra": ("delete", 3), "wal-off": ("wal", 0), "delete-off": ("delete", 0),
+            "journal-off": ("off", 2)}
+
+
+@pytest.fixture(scope="session")
+def recorded(lab_image: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], TraceDir]:
+    """Record each configuration once per session (60 operations, no fault, a clean stop)."""
+    traces: dict[str, TraceDir] = {}
+
+    def get(name: str) -> TraceDir:
+        if name not in traces:
+            dest = tmp_path_factory.mktemp(name) / "trace"
+            dest.mkdir()
+            traces[name] = record(profile=get_profile("fly-256"), store=CONFIGS[name], workload=WORKLOAD, ops=OPS,
+                                  seed=SEED, dest=dest, image=lab_image, source=f"tests/integration {name}")
+        return traces[name]
+
+    return get
+
+
+def checked(recorded: Callable[[str], TraceDir], name: str, models: tuple[M, ...] = tuple(M),
+            budget: int = 100_000) -> Exploration:
+    run = explore(recorded(name), models, budget=budget, seed=SEED, jobs=2)
+    cfg = run.config
+    assert (cfg.journal_mode.value, int(cfg.synchronous)) == IN_FORCE[name], "the configuration was not in force"
+    assert not any(m.verdicts.get(Verdict.ERROR.value) for m in run.models), [m.first_violation for m in run.models]
+    return run
+
+
+def _summary(run: Exploration) -> str:
+    return "\n".join(f"{m.model.value}: {m.checked}/{m.selection.total} {m.verdicts} {m.violations} "
+                     f"first={m.first_violation}" for m in run.models)
+
+
+def test_wal_full_keeps_every_promise_in_every_state_of_every_model(recorded: Callable[[str], TraceDir]) -> None:
+    run = checked(recorded, "wal-full")
+    assert all(m.selection.exhaustive for m in run.models), _summary(run)
+    assert run.states > 1000 and run.exit_code is ExitCode.OK, _summary(run)
+    assert all(set(m.verdicts) == {"pass"} for m in run.models), _summary(run)
+
+
+def test_wal_full_checker_sees_a_disk_that_ignores_fsync(recorded: Callable[[str], TraceDir],
+                                                        tmp_path: pathlib.Path) -> None:
+    """Known bad for the test above: the same recording with the WAL's fsyncs taken out."""
+    source = recorded("wal-full").path
+    doctored = tmp_path / "doctored"
+    shutil.copytree(source, doctored)
+    lines = (source / TRACE_FILE).read_text().splitlines()
+    kept = [line for line in lines if not ('"op":"fsync"' in line and '"path":"state.db-wal"' in line)]
+    assert len(kept) < len(lines) - OPS // 2
+    (doctored / TRACE_FILE).write_text("\n".join(kept) + "\n")
+    run = explore(TraceDir.open(doctored), (M.SYNCED_ONLY,), budget=100_000, seed=SEED, jobs=2)
+    assert run.exit_code is ExitCode.TRIAL_FAILED and run.models[0].broken > 0, _summary(run)
+
+
+def test_wal_normal_never_corrupts_and_loses_only_the_tail_since_the_last_wal_sync(
+        recorded: Callable[[str], TraceDir]) -> None:
+    run = checked(recorded, "wal-normal", budget=1500)
+    assert run.exit_code is ExitCode.OK, _summary(run)
+    assert not any(m.verdicts.get("corrupt") for m in run.models), _summary(run)
+    losses = [r for r in run.results if r.lost]
+    assert losses and all(r.verdict is Verdict.EXPECTED_LOSS and r.kind is None for r in losses), _summary(run)
+    timeline = Timeline(run.trace_dir.reader())
+    for r in losses:  # the tail since the last WAL sync, and nothing before it
+        crash = timeline.points[r.point]
+        assert min(r.lost) > crash.wal_sync_ack and max(r.lost) <= crash.acked, r
+    largest = max(m.largest_loss for m in run.models)
+    assert largest == max(len(r.lost) for r in losses) > 1
+    assert any(m.largest_loss_state for m in run.models if m.largest_loss == largest)
+
+
+def test_delete_full_with_lazy_directories_may_roll_back_the_last_commit(
+        recorded: Callable[[str], TraceDir]) -> None:
+    run = checked(recorded, "delete-full", (M.LAZY_DIRS, M.SYNCED_ONLY), budget=100_000)
+    lazy, synced = run.models
+    assert lazy.selection.exhaustive and run.exit_code is ExitCode.OK, _summary(run)
+    assert lazy.verdicts.get("expected-loss") and lazy.largest_loss == 1, _summary(run)
+    assert set(synced.verdicts) == {"pass"}, _summary(run)  # directory entries durable at once: no loss
+
+
+def test_delete_extra_keeps_every_promise_even_with_lazy_directories(recorded: Callable[[str], TraceDir]) -> None:
+    run = checked(recorded, "delete-extra", budget=1500)
+    assert run.models[-1].model is M.LAZY_DIRS and run.models[-1].selection.exhaustive
+    assert run.exit_code is ExitCode.OK and all(set(m.verdicts) == {"pass"} for m in run.models), _summary(run)
+
+
+@pytest.mark.parametrize("name", ["wal-off", "delete-off"])
+def test_synchronous_off_loses_and_corrupts_and_the_report_counts_it(name: str,
+                                                                     recorded: Callable[[str], TraceDir]) -> None:
+    run = checked(recorded, name, budget=800)
+    findings = {m.model.value: m.findings for m in run.models}
+    assert sum(findings.values()) > 0, _summary(run)
+    assert all(m.broken == 0 and not m.promise_safe for m in run.models)  # nothing was promised: exit 0
+    assert run.exit_code is ExitCode.OK
+    print(f"{name}: findings per model {findings}; corrupt "
+          f"{sum(m.verdicts.get('corrupt', 0) for m in run.models)}, lost-acked "
+          f"{sum(m.verdicts.get('lost-acked', 0) for m in run.models)}")
+
+
+def test_journal_off_leaves_corrupt_states(recorded: Callable[[str], TraceDir]) -> None:
+    run = checked(recorded, "journal-off", (M.PREFIX, M.REORDER_ONE, M.TORN), budget=800)
+    assert sum(m.verdicts.get("corrupt", 0) for m in run.models) > 0, _summary(run)
+    assert all(m.broken == 0 for m in run.models)  # journal_mode=OFF promises nothing
+
+
+def test_the_cli_records_explores_and_materializes(lab_image: str, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])}
+    argv = [sys.executable, "-m", "repro.cli", "explore", "--record", "--preset", "durable", "--journal-mode",
+            "delete", "--ops", "40", "--seed", "7", "--message-size", "200:2k", "--models", "lazy-dirs,prefix",
+            "--budget", "300", "--image", lab_image, "--out", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "lazy-dirs" in done.stderr and "states: checking" in done.stderr
+    assert {"explore.json", "explore.md", "junit.xml", "trace"} <= {p.name for p in out.iterdir()}
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        again = subprocess.run([sys.executable, "-m", "repro.cli", "explore", str(out / "trace"), "--materialize",
+                                "lazy-dirs:5", "--out", str(d)], capture_output=True, text=True, env=env, timeout=120)
+        assert again.returncode == 0, again.stderr
+    assert [p.read_bytes() for p in sorted(dirs[0].iterdir())] == [p.read_bytes() for p in sorted(dirs[1].iterdir())]
+
+
+def test_a_power_loss_trial_records_its_trace_for_explore(lab_image: str, tmp_path: pathlib.Path) -> None:
+    spec = FaultSpec.parse("power-loss:record@acks=30")
+    scenario = Scenario(get_profile("fly-256"), (spec,), StoreSpec("ns506"), SEED, "rec1",
+                        WorkloadSpec(sizes="200:2k"))
+    trial = run_trial(scenario, out_dir=tmp_path, image=lab_image)
+    assert trial.verdict.value in ("pass", "expected-loss"), trial.detail
+    trace = TraceDir.open(tmp_path / "trials" / "rec1" / "trace")
+    assert trial.artifacts_dir == str(tmp_path / "trials" / "rec1")
+    timeline = Timeline(trace.reader())
+    assert timeline.points and timeline.points[-1].acked >= 30  # the cut ended the trace after the trigger
+    run = explore(trace, (M.SYNCED_ONLY, M.PREFIX), budget=300, seed=SEED, jobs=2)
+    assert run.exit_code is ExitCode.OK and not any(m.verdicts.get("corrupt") for m in run.models), _summary(run)
+    assert ViolationKind.LOST_BEYOND_SYNC.value not in run.models[0].violations

@@ -1,0 +1,167 @@
+"""Exploration end to end on traces recorded without FUSE: the clean run keeps its promises, a disk
+that lies about fsync is caught, a state is reproduced exactly, reports and bad input."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from repro.cli import main
+from repro.errors import ExitCode
+from repro.explore.check import Checker, ChunkStats, ViolationKind, judge_state, ledger_at
+from repro.explore.models import PersistenceModel as M
+from repro.explore.report import write_all
+from repro.explore.runner import explore
+from repro.explore.space import StateSpec
+from repro.explore.timeline import CrashPoint
+from repro.ledger import Outcome
+from repro.oracle.promises import StoreConfig
+from repro.oracle.verdicts import Verdict
+from repro.verify.probe import collect
+from test_explore_support import recorded_run
+from test_verify_support import FakeWorkload
+
+
+@pytest.fixture(autouse=True)
+def _store_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HERMES_STATE_PRESET", "HERMES_STATE_JOURNAL_MODE", "HERMES_STATE_SYNCHRONOUS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def point(acked: int, next_ack: int | None, wal_sync_ack: int = 0) -> CrashPoint:
+    return CrashPoint(0, 0, 0, (), (), 0, acked, next_ack, wal_sync_ack, 0)
+
+
+def test_the_ledger_at_a_crash_point(tmp_path: pathlib.Path) -> None:
+    w = FakeWorkload(tmp_path / "state.db")
+    w.create_session("s1")                 # 1
+    w.append("s1", "a")                    # 2
+    w.append("s1", "b", outcome="fail")    # 3: rolled back, whatever the crash
+    w.append("s1", "c")                    # 4
+    w.append("s1", "d")                    # 5
+    full = w.ledger()
+    w.close()
+    cut = ledger_at(full, point(acked=2, next_ack=4))
+    assert [(op.index, op.outcome) for op in cut.operations] == [
+        (1, Outcome.OK), (2, Outcome.OK), (3, Outcome.FAIL), (4, Outcome.INFO)]  # 5 not invoked yet
+    assert not cut.operations[3].result and cut.ready == full.ready
+
+
+def test_a_loss_before_the_last_wal_sync_breaks_the_promise(tmp_path: pathlib.Path) -> None:
+    """WAL + NORMAL may lose the commits since the last WAL sync -- not one acknowledged before it."""
+    w = FakeWorkload(tmp_path / "state.db", synchronous=1)
+    w.create_session("s1")
+    for n in range(5):
+        w.append("s1", f"m{n}")  # ledger 2..6
+    ledger = w.ledger()
+    w.sql("DELETE FROM messages WHERE id >= 4")  # commits 5 and 6 rolled back, consistently
+    w.sql("UPDATE sessions SET message_count = 3")
+    w.close()
+    facts = collect(tmp_path / "state.db", open_store=False)
+    config = StoreConfig.parse("wal", 1)
+    for horizon, kind in ((4, None), (5, ViolationKind.LOST_BEYOND_SYNC), (6, ViolationKind.LOST_BEYOND_SYNC)):
+        spec = StateSpec(M.PREFIX, 0, point(6, None, wal_sync_ack=horizon), (), ())
+        result = judge_state(spec, facts, ledger, config, False, 9, True)
+        assert result.verdict is Verdict.EXPECTED_LOSS and result.lost == (5, 6)
+        assert result.kind is kind, (horizon, result)
+    spec = StateSpec(M.PREFIX, 0, point(6, None, wal_sync_ack=6), (), ())
+    full = judge_state(spec, facts, ledger, StoreConfig.parse("wal", 2), False, 9, True)
+    assert full.kind is ViolationKind.LOST_ACKED  # FULL allows no loss at all
+
+
+def test_a_clean_recording_keeps_every_promise_in_every_state(tmp_path: pathlib.Path) -> None:
+    run = explore(recorded_run(tmp_path), tuple(M), budget=100_000, seed=1, jobs=2)
+    assert run.exit_code is ExitCode.OK
+    assert all(m.selection.exhaustive and m.checked == m.selection.total > 0 for m in run.models)
+    assert all(set(m.verdicts) == {"pass"} and m.broken == 0 for m in run.models), [m.verdicts for m in run.models]
+    assert run.stats.probes < run.states  # alike states shared a probe
+
+
+def test_a_disk_that_ignores_fsync_is_caught_and_reported(tmp_path: pathlib.Path) -> None:
+    trace = recorded_run(tmp_path, lying_fsync_from=6)
+    run = explore(trace, (M.SYNCED_ONLY, M.PREFIX), budget=100_000, seed=1, jobs=1)
+    assert run.exit_code is ExitCode.TRIAL_FAILED
+    synced = run.models[0]
+    assert synced.broken > 0 and synced.violations == {"lost-acked": synced.broken}
+    first = synced.first_violation
+    assert first is not None and first.lost == (7,) and first.kind is ViolationKind.LOST_ACKED
+    json_path, md_path, junit_path = write_all(tmp_path / "report", run)
+    data = json.loads(json_path.read_text())
+    assert data["result"]["exit_code"] == 1 and data["models"][0]["broken_promises"] == synced.broken
+    assert data["models"][0]["first_violation"]["state"] == f"synced-only:{first.index}"
+    assert f"--materialize synced-only:{first.index}" in md_path.read_text()
+    failures = ET.parse(junit_path).getroot().findall(".//failure")
+    assert len(failures) == 2 and "lost-acked" in failures[0].get("type", "")
+
+
+def test_states_that_share_a_probe_get_the_verdict_their_own_probe_gives(tmp_path: pathlib.Path) -> None:
+    trace = recorded_run(tmp_path, lying_fsync_from=8)
+    shared, alone = Checker(trace, tuple(M)), Checker(trace, tuple(M), images=False)
+    try:
+        stats = ChunkStats()
+        for model in M:
+            for index in range(shared.space.total(model)):
+                a, b = shared.check(model, index, stats), alone.check(model, index, stats)
+                assert (a.verdict, a.lost, a.reason) == (b.verdict, b.lost, b.reason), (model, index)
+    finally:
+        shared.close()
+        alone.close()
+
+
+def test_materialize_writes_the_same_state_every_time(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = recorded_run(tmp_path, lying_fsync_from=6)
+    outs = [tmp_path / "one", tmp_path / "two"]
+    for out in outs:
+        assert main(["explore", str(trace.path), "--materialize", "prefix:17", "--out", str(out)]) == 0
+    one, two = ({p.name: p.read_bytes() for p in out.iterdir()} for out in outs)
+    assert one == two and {"state.db", "state.db-wal", "state.json"} <= set(one)
+    about = json.loads(one["state.json"])
+    assert about["state"] == "prefix:17" and about["verdict"] in ("pass", "lost-acked")
+    assert "verdict:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["explore"], ("TRACE_DIR", "--record")),
+    (["explore", ".", "--record"], ("not both",)),
+    (["explore", "no/such/dir"], ("not a directory",)),
+    (["explore", "."], ("trace.jsonl",)),
+    (["explore", ".", "--models", "prefix,sorted"], ("unknown persistence model", "torn")),
+    (["explore", ".", "--budget", "0"], ("--budget",)),
+    (["explore", ".", "--materialize", "prefix:1"], ("--out",)),
+    (["explore", "--record", "--preset", "fast"], ("unknown preset",)),
+    (["explore", "--record", "--ops", "0"], ("--ops",)),
+])
+def test_bad_input_is_one_line_and_exit_2(argv: list[str], words: tuple[str, ...], tmp_path: pathlib.Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")  # nothing may reach an engine
+    assert main(argv) == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(w in err[0] for w in words), err
+
+
+def test_a_bad_state_id_is_bad_input(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = recorded_run(tmp_path, commits=3)
+    for state in ("prefix", "prefix:100000", "nope:1"):
+        assert main(["explore", str(trace.path), "--materialize", state, "--out", str(tmp_path / "o")]) == 2
+    assert "MODEL:INDEX" in capsys.readouterr().err
+
+
+def test_a_power_loss_trial_asks_for_its_trace_and_replays_with_it() -> None:
+    from repro.scenario import FaultSpec, Scenario, get_profile, scenario_from_dict, scenario_to_dict
+    from repro.workload.config import WorkloadConfig
+
+    scenario = Scenario(get_profile("fly-256"), (FaultSpec.parse("power-loss:record,lazy-dirs@acks=9"),), seed=3)
+    assert scenario.records and scenario.lossy_args == "--lazy-dirs"  # recording is the machine's, not a flag
+    assert scenario_from_dict(scenario_to_dict(scenario)).records
+    plain = Scenario(get_profile("fly-256"), (FaultSpec.parse("power-loss"),))
+    assert not plain.records
+    with pytest.raises(Exception, match="record"):
+        FaultSpec.parse("sigkill:record")
+    marked = WorkloadConfig.from_env({"LAB_MARK_SOCKET": "/run/lab/marks.sock"})
+    assert marked.mark_socket == "/run/lab/marks.sock" and WorkloadConfig.from_env({}).mark_socket == ""
+    assert WorkloadConfig.from_env(marked.to_env()) == marked
