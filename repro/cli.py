@@ -27,17 +27,27 @@ class _Parser(argparse.ArgumentParser):
         raise ScenarioError(message)
 
 
-def _store_args(p: argparse.ArgumentParser, many: bool) -> None:
+def _store_args(p: argparse.ArgumentParser, many: bool, releases: bool = True) -> None:
+    """The store options; ``releases``: also git refs, requirements and the starting disk (not for explore)."""
     if many:
-        p.add_argument("--presets", default="ns506", help="comma-separated: ns506, legacy, durable")
+        p.add_argument("--presets", default=None, help="comma-separated: ns506 (default), legacy, durable, own "
+                                                       "(no HERMES_STATE_* settings: a foreign store's default)")
         p.add_argument("--store-paths", default="",
-                       help="comma-separated directories holding other hermes_state versions (old,new)")
+                       help="comma-separated store directories (old,new), each holding a hermes_state package "
+                            "or a hermes_state.py module with what it imports")
+        p.add_argument("--store-refs", default="", metavar="REPO@OLD,REPO@NEW",
+                       help="comma-separated releases from git: a repository (path or URL) @ a tag, branch or commit")
         p.add_argument("--sqlites", default="system",
                        help="comma-separated SQLite libraries: system (the image's own) or versions the lab "
                             "builds, e.g. 3.51.2,3.53.2 (see `repro sqlite list`)")
     else:
-        p.add_argument("--preset", default="ns506", help="ns506 (default), legacy or durable")
-        p.add_argument("--store-path", default=None, help="a directory holding another hermes_state package")
+        p.add_argument("--preset", default=None, help="ns506 (default), legacy, durable or own (no HERMES_STATE_* "
+                                                      "settings: a foreign store's default)")
+        p.add_argument("--store-path", default=None, help="a store directory: a hermes_state package or a "
+                                                          "hermes_state.py module, and what it imports beside it")
+        if releases:
+            p.add_argument("--store-ref", default=None, metavar="REPO@REV",
+                           help="a release from git: a repository (path or URL) @ a tag, branch or commit")
         p.add_argument("--sqlite", default="system",
                        help="the SQLite the store loads: system (the image's own, default) or a version the lab "
                             "builds, e.g. 3.53.2 (see `repro sqlite list`)")
@@ -50,6 +60,24 @@ def _store_args(p: argparse.ArgumentParser, many: bool) -> None:
     p.add_argument("--synchronous", default=None, help="override: off, normal, full, extra")
     p.add_argument("--checkpoint-mode", default=None,
                    help="override the store's periodic WAL checkpoint: passive (default) or truncate")
+    if releases:
+        _release_args(p)
+
+
+def _release_args(p: argparse.ArgumentParser) -> None:
+    """Third-party requirements of a foreign store, and what the disk starts with."""
+    p.add_argument("--store-requirements", default=None, metavar="FILE|auto",
+                   help="third-party packages the store needs (a requirements file, or auto: the store's "
+                        "requirements.txt or pyproject.toml dependencies), downloaded on this host and installed "
+                        "into an image derived from the lab's")
+    p.add_argument("--from-db", default=None, metavar="PATH",
+                   help="start every trial from a copy of this database (with its -wal and -shm; read, never written)")
+    p.add_argument("--initial-size", default=None, metavar="SIZE",
+                   help="start every trial from a database the store grows to SIZE (e.g. 300m), made once per "
+                        "size, seed and store and cached")
+    p.add_argument("--disk-size", default=None, metavar="SIZE", help="the machine's data disk instead of the profile's")
+    p.add_argument("--disk-fill-to", type=int, default=None, metavar="PCT",
+                   help="fill the disk to PCT%% with a filler file before the workload starts")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -94,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default=DEFAULT_PROFILE, help=f"{DEFAULT_PROFILE} (default), fly-512, fly-1g")
     run.add_argument("--fault", action="append", default=None,
                      help="a fault; repeat to compose (disk-fill then sigterm). "
-                          "NAME[:OPTIONS][@acks=N|@random[=MS]|@in-write[=N]|@on-write[=N]]; "
+                          "NAME[:OPTIONS][@acks=N|@random[=MS]|@in-write[=N]|@on-write[=N]|@checkpoint[=N]]; "
                           "power-loss takes the options lazy-dirs,torn-writes,record (keep its trace for "
                           "`repro explore`)")
     _store_args(run, many=False)
@@ -129,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--record", action="store_true",
                          help="record a trace first: one machine, the workload for --ops operations, a clean stop")
     explore.add_argument("--profile", default=DEFAULT_PROFILE)
-    _store_args(explore, many=False)
+    _store_args(explore, many=False, releases=False)
     explore.add_argument("--ops", type=int, default=DEFAULT_OPS, help=f"operations to record (default {DEFAULT_OPS})")
     explore.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
     explore.add_argument("--mix", default="", help="workload op mix, e.g. append=80,tokens=8,search=6,create=3,end=3")

@@ -17,7 +17,7 @@ import shlex
 import shutil
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from repro.errors import EngineError, ExitCode, ScenarioError, shown
 from repro.upkeep import reap_dead_runs
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from repro.report.outdir import ReportDir
     from repro.report.records import FailOn
-    from repro.scenario import Scenario
+    from repro.scenario import Scenario, StoreSpec
 
 DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
     ("sigint",), ("sigterm",), ("sigkill",), ("oom",), ("disk-fill",), ("disk-fill", "sigterm"),
@@ -63,7 +63,8 @@ HUNT = HuntPlan()
 
 
 def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[type-arg]
-    from repro.scenario import FaultSpec, Hazard, StoreSpec, WorkloadSpec, expand, get_profile
+    from repro.prepare import prepare_run, size_option, store_spec, with_disk
+    from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, WorkloadSpec, expand, get_profile
 
     from repro.scenario import check_trial_count
 
@@ -73,34 +74,43 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
     if args.command == "run":
         profiles = [args.profile]
         combos = [tuple(args.fault)] if args.fault else list(DEFAULT_FAULTS) + _power_loss_if_possible()
-        stores = [StoreSpec(args.preset, args.journal_mode, args.synchronous, _absolute(args.store_path),
-                            args.checkpoint_mode, args.wal_autocheckpoint, args.sqlite.strip(), args.sqlite_assisted)]
+        if args.store_path and args.store_ref:
+            raise ScenarioError("--store-path and --store-ref both name the store: give one")
+        stores = [store_spec(args, args.preset, _absolute(args.store_path), args.store_ref, args.sqlite)]
     else:  # matrix, hunt
         profiles = _split(args.profiles)
         hunt = args.command == "hunt"
         combos = [(HUNT.fault(args.duration),)] if hunt else [tuple(c.split("+")) for c in _split(args.faults)]
-        paths: list[str | None] = [_absolute(p) for p in _split(args.store_paths)] or [None]
-        stores = [StoreSpec(p, args.journal_mode, args.synchronous, s, args.checkpoint_mode, args.wal_autocheckpoint,
-                            q, args.sqlite_assisted)
-                  for q in _split(args.sqlites) for s in paths for p in _split(args.presets)]
-        for option, values in (("--profiles", profiles), ("--faults", combos), ("--presets", _split(args.presets)),
+        sources = [(_absolute(p), None) for p in _split(args.store_paths)] + [(None, r) for r in _split(args.store_refs)]
+        presets: list[str | None] = list(_split(args.presets)) if args.presets is not None else [None]
+        stores = [store_spec(args, p, path, ref, q)
+                  for q in _split(args.sqlites) for path, ref in sources or [(None, None)] for p in presets]
+        for option, values in (("--profiles", profiles), ("--faults", combos), ("--presets", presets),
                                ("--sqlites", _split(args.sqlites))):
             if not values:
                 raise ScenarioError(f"{option} names nothing")
-    for name in profiles:
-        get_profile(name)
+    machines = [with_disk(get_profile(name), args.disk_size) for name in profiles]
     for combo in combos:
         for fault in combo:
             FaultSpec.parse(fault)
     hazards = tuple(Hazard.parse(h) for h in args.hazard or (HUNT.hazards if args.command == "hunt" else ()))
     workload = WorkloadSpec(args.rate, args.mix, args.message_size, hazards, args.linger)
+    start = StartSpec(from_db=_absolute(args.from_db), initial_size=size_option(args.initial_size, "--initial-size"),
+                      fill_pct=args.disk_fill_to)
     default_run = args.command == "run" and not args.fault and not hazards
     check_trial_count(args.trials, len(profiles) * (len(combos) + int(default_run)) * len(stores))
-    scenarios = expand(profiles, combos, stores, args.trials, seed, workload)
+    scenarios = expand(machines, combos, stores, args.trials, seed, workload)  # ids checked before any build
+    _sqlite_builds(stores)  # before any container: the import check and the grower below start machines
+    starts: dict[StoreSpec, StartSpec] = {}
+    if any(store.foreign for store in stores) or start.database or args.disk_size:
+        stores, starts = prepare_run(args, stores, machines, start, seed)  # a ref's label gains its commit
+        scenarios = expand(machines, combos, stores, args.trials, seed, workload)
     if default_run:  # the main job: the lock bug too
         faults, names = DEFAULT_HAZARD_SCENARIO
         with_hazards = dataclasses.replace(workload, hazards=tuple(Hazard.parse(n) for n in names))
-        scenarios += expand(profiles, [faults], stores, args.trials, seed, with_hazards)
+        scenarios += expand(machines, [faults], stores, args.trials, seed, with_hazards)
+    if start.active:
+        scenarios = [dataclasses.replace(s, start=starts.get(s.store, start)) for s in scenarios]
     if getattr(args, "trial_id", None):
         scenarios = [s for s in scenarios if s.trial_id == args.trial_id]
         if not scenarios:
@@ -150,15 +160,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         raise ScenarioError("--shard needs --seed: every shard must expand the same trials from the same seed")
     fail_on = _fail_on(args.fail_on)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
-    scenarios = _scenarios(args, seed)  # all input checked before any container starts
+    out = _output_paths(args)
+    deadline_overrides()  # a malformed HERMES_LAB_DEADLINES is bad input too
+    scenarios = _scenarios(args, seed)  # all input checked before any trial (foreign stores: in a throwaway machine)
     if FailOn.REGRESSION in fail_on and (args.command != "matrix" or len({s.store for s in scenarios}) != 2):
         raise ScenarioError("--fail-on regression needs `repro matrix` with exactly two stores "
-                            "(--presets OLD,NEW or --store-paths OLD,NEW)")
+                            "(--presets OLD,NEW, --store-paths OLD,NEW or --store-refs OLD,NEW)")
     planned = len(scenarios)
     if shard is not None:
         scenarios = shard.select(scenarios)
-    out = _output_paths(args)
-    deadline_overrides()  # a malformed HERMES_LAB_DEADLINES is bad input too
     code, _ = _run_scenarios(scenarios, seed=seed, out=out, argv=argv, image=args.image, jobs=args.jobs,
                              json_path=args.json, compare=args.command in ("matrix", "hunt"), fail_on=fail_on,
                              shard=str(shard) if shard else "", planned=planned)
@@ -176,11 +186,11 @@ def _fail_on(values: Sequence[str] | None) -> tuple[FailOn, ...]:
                             f"not {shown(', '.join(names))}") from None
 
 
-def _sqlite_builds(scenarios: Sequence[Scenario]) -> None:
-    """Every SQLite the trials ask for, built (or found cached) and loaded once here before any container starts."""
+def _sqlite_builds(stores: Iterable[StoreSpec]) -> None:
+    """Every SQLite the stores ask for, built (or found cached) and loaded once here before any container starts."""
     from repro import sqlite as lab_sqlite
 
-    for line in lab_sqlite.prepare((s.store.sqlite, s.store.sqlite_assisted) for s in scenarios):
+    for line in lab_sqlite.prepare((s.sqlite, s.sqlite_assisted) for s in stores):
         print(f"repro: {line}", file=sys.stderr)
 
 
@@ -188,8 +198,7 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
                    image: str | None, jobs: int, json_path: str | None, compare: bool,
                    fail_on: Sequence[FailOn] = (), shard: str = "", planned: int = 0) -> tuple[int, pathlib.Path]:
     """Run the trials (input already checked), print the table, write the reports; the run's exit code
-    and the report directory it used."""
-    _sqlite_builds(scenarios)
+    and the report directory it used (every SQLite they load already built: `_sqlite_builds`)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -315,6 +324,10 @@ def replay(args: argparse.Namespace, argv: list[str]) -> int:
     if record.scenario is None:
         raise ScenarioError(f"{path} was made by an older lab that did not store its scenarios; re-run it")
     scenario = scenario_from_dict(record.scenario)
+    from repro.prepare import prepare_replay
+
+    _sqlite_builds([scenario.store])
+    scenario = prepare_replay(scenario)
     if scenario.trial_id != record.id:
         raise ScenarioError(f"{path}: trial {shown(record.id)} stores the scenario of {shown(scenario.trial_id)}")
     from repro.machine.labels import RUN_ID

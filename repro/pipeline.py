@@ -39,6 +39,9 @@ from repro.report.records import TrialRecord, record_trial
 from repro.report.timeline import build_timeline
 from repro.scenario import HazardName, Scenario, replay_command, replay_script, scenario_to_dict, trial_seed
 from repro.sqlite import runtime as sqlite_runtime
+from repro.startdb.files import load as load_start
+from repro.startdb.files import start_rows
+from repro.startdb.restore import Restored, restore
 from repro.workload.checkpointer import checkpoint_count
 
 # What a lab failure looks like from here: our own errors (a ledger or probe line we cannot
@@ -89,11 +92,14 @@ class _Trial:
         self.restarted: Restart | None = None
         self.judgement: Judgement | None = None
         self.stamped: list[str] = []  # the machine's log with the engine's timestamps (the timeline)
+        self.restored: Restored | None = None  # the starting database and filler, when the trial has them
         self.sqlite_seen: dict[str, tuple[str, str]] = {}  # process -> (version, source id) it loaded
         self.checkpoints = 0  # the checkpointer hazard's count
 
     def boot(self) -> None:
         self.host.start()
+        if self.scenario.start.active:
+            self.restored = restore(self.host, self.scenario.start)
 
     def workload(self) -> None:
         spec = self.scenario.workload
@@ -114,7 +120,7 @@ class _Trial:
             self.host.stop()  # no fault ended the machine: Fly's ordinary stop ends the trial
 
     def restart(self) -> None:
-        self.restarted = restart(self.host)
+        self.restarted = restart(self.host, start_files=self.scenario.start.files)
         lines = self.host.output()
         if not any(Tag.BOOT.value in line for line in lines[:50]):  # the engine's log rotation dropped the start
             raise TrialError(f"the machine's log lost its beginning ({len(lines)} lines kept): the ledger is "
@@ -130,7 +136,8 @@ class _Trial:
             **self.sqlite_seen, "verifier": (facts.sqlite_version, facts.sqlite_source_id)})
         self.judgement = judge(self.ledger, self.restarted.facts, tuple(f.name.value for f in self.scenario.faults),
                                lazy_dirs="--lazy-dirs" in self.scenario.lossy_args,
-                               locks_dropped=self.scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0)
+                               locks_dropped=self.scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0,
+                               start=start_rows(self.scenario.start.files) if self.scenario.start.files else None)
 
     @property
     def story(self) -> str:
@@ -151,7 +158,8 @@ def phase_deadlines(scenario: Scenario, overrides: Mapping[Phase, float] | None 
     services = 1 + int(scenario.needs_fuse) + sum(1 for h in (HazardName.DASHBOARD, HazardName.CRON)
                                                   if workload.hazard_every(h))
     deadlines = {
-        Phase.BOOT: BOOT_TIMEOUT_S + 30 + MARGIN_S,
+        # restoring a starting database and filler: the disk's size at 20 MB/s at worst (measured: 300 MB/s)
+        Phase.BOOT: BOOT_TIMEOUT_S + 30 + MARGIN_S + (profile.disk / (20 << 20) if scenario.start.active else 0),
         Phase.WORKLOAD: services * (START_TIMEOUT_S + 10) + MARGIN_S,
         Phase.FAULTS: MARGIN_S + sum(AGENT_TIMEOUT_S + step.after_ms / 1000 + FAULT_WAIT_S + stop_s
                                      for step in scenario.schedule()),
@@ -190,8 +198,8 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
     limits = phase_deadlines(scenario, deadlines)
     watchdog = Watchdog(scenario.trial_id)
     with trial_scope(scenario.trial_id):  # every container of the trial carries its id, for the watchdog
-        host = ConstrainedHost(scenario.profile, store=scenario.store, image=image, fuse=scenario.needs_fuse,
-                               record=scenario.records)
+        host = ConstrainedHost(scenario.profile, store=scenario.store, image=scenario.store.image or image,
+                               fuse=scenario.needs_fuse, record=scenario.records)
         trial = _Trial(scenario, host)
         artifacts: str | None = None
         error: BaseException | None = None
@@ -237,7 +245,8 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
         replay=replay, scenario=scenario_to_dict(scenario),
         oom_killed=any(o.oom_killed for o in outcomes) if outcomes else None,
         exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
-        store=scenario.store.store_path or "default", hazards=scenario.workload.hazard_labels,
+        store=scenario.store.source, hazards=scenario.workload.hazard_labels,
+        start=_start_text(trial),
         sqlite=scenario.store.sqlite_label, sqlite_source_id=str(ready.get("sqlite_source_id", "")),
         checkpoints=trial.checkpoints,
     )
@@ -251,6 +260,17 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
                                sqlite_version=str(ready.get("sqlite_version", "")),
                                schedule=tuple(step.describe() for step in scenario.schedule()),
                                cpus=trial.host.pin.describe() if trial.host.pin else "")
+
+
+def _start_text(trial: _Trial) -> str:
+    """How the trial's disk started: the database it held and how long restoring it took ("" when empty)."""
+    start = trial.scenario.start
+    if not start.active:
+        return ""
+    files = load_start(start.files) if start.files else None
+    if trial.restored is None:
+        return start.describe() + (f": {files.describe()}" if files is not None else "")
+    return f"{start.describe()}: {trial.restored.describe(files)}"
 
 
 def _stamped_output(host: ConstrainedHost) -> list[str]:

@@ -12,6 +12,8 @@ filesystem) and goes through this module, so no other file matches string litera
     AGENT {"fired": true, "acks": 40}     the fault agent's report
     FINISH {"service": "...", ...}        an s6 service ended (docker/s6/*/finish)
     PROBE {...}                           the restarted machine's facts
+    STORE CHECK {"ok": true, ...}         a foreign store imported and opened (repro/verify/importcheck.py)
+    GROWN {"bytes": ..., ...}             a starting database grown to its size (repro/workload/grow.py)
     LOSSYFS READY {...}                   the power-loss filesystem (READY, CUT, STOPPED)
 
 A line is written with one ``write()``: s6 services share the machine's stdout, and a
@@ -40,6 +42,8 @@ class Tag(str, enum.Enum):
     FINISH = "FINISH"
     PROBE = "PROBE"
     LOSSYFS = "LOSSYFS"
+    STORE_CHECK = "STORE CHECK"
+    GROWN = "GROWN"
 
 
 class EventKind(str, enum.Enum):

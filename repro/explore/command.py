@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 def _record(args: argparse.Namespace, seed: int, out: pathlib.Path, command: str) -> TraceDir:
     from repro.machine import engine
     from repro.machine.labels import IMAGE, owner
-    from repro.scenario import StoreSpec, WorkloadSpec, get_profile
+    from repro.scenario import OWN_SETTINGS, StoreSpec, WorkloadSpec, get_profile
     from repro.explore.record import record
 
     profile = get_profile(args.profile)
@@ -73,9 +73,9 @@ def _record(args: argparse.Namespace, seed: int, out: pathlib.Path, command: str
         # would be judged by a different one
         raise ScenarioError("repro explore records with the image's own SQLite (--sqlite system): its states are "
                             "probed on this host, with the host's")
-    store = StoreSpec(args.preset, args.journal_mode, args.synchronous,
-                      os.path.abspath(args.store_path) if args.store_path else None, args.checkpoint_mode,
-                      args.wal_autocheckpoint)
+    store = StoreSpec(args.preset or (OWN_SETTINGS if args.store_path else "ns506"), args.journal_mode,
+                      args.synchronous, os.path.abspath(args.store_path) if args.store_path else None,
+                      args.checkpoint_mode, wal_autocheckpoint=args.wal_autocheckpoint)
     workload = WorkloadSpec(args.rate, args.mix, args.message_size)
     dest = out / "trace"
     if dest.exists() and any(dest.iterdir()):

@@ -80,8 +80,10 @@ def run_agent(host: "ConstrainedHost", action: Action, step: FaultStep | None = 
                  "--delay-us", str(step.delay_us)]
         if step.trigger in (Trigger.IN_WRITE, Trigger.ON_WRITE):
             argv.append("--in-write")
-        if step.trigger is Trigger.ON_WRITE:
+        if step.trigger in (Trigger.ON_WRITE, Trigger.CHECKPOINT):
             argv += ["--on-write", host.db_path.rsplit("/", 1)[0]]
+        if step.trigger is Trigger.CHECKPOINT:
+            argv.append("--database-file")
     result = host.get_wrapped_container().exec_run(argv, user="root")
     output = (result.output or b"").decode("utf-8", "replace")
     from repro.protocol import parse_all

@@ -11,6 +11,7 @@ import io
 import pathlib
 import shlex
 import tarfile
+from typing import Iterable
 
 from repro.machine import engine  # first: it sets the testcontainers environment
 
@@ -101,6 +102,27 @@ class DataDisk:
                     (dest / name).write_bytes(extracted.read())
                     copied.append(name)
         return copied
+
+    def put(self, path: str, tar: Iterable[bytes]) -> None:
+        """Unpack a tar stream into ``path`` on the disk through the engine (an upload into the holder's
+        volume mount: the engine writes the files, so their pages are not charged to any machine)."""
+        if self._holder is None:
+            raise LabError("the data disk has no holder to upload into")
+        try:
+            self._holder.get_wrapped_container().put_archive(path, tar)
+        except docker.errors.DockerException as exc:
+            raise LabError(f"cannot upload into the data disk: {engine._short(exc)}") from None
+
+    def usage(self) -> tuple[int, int]:
+        """(bytes used, bytes in all) of the disk, as its filesystem counts them."""
+        if self._holder is None:
+            return 0, self.size
+        result = self._holder.get_wrapped_container().exec_run(["stat", "-f", "-c", "%S %b %f", DATA_DIR])
+        try:
+            block, blocks, free = (int(x) for x in (result.output or b"").split())
+        except ValueError:
+            raise LabError(f"cannot read the data disk's usage: {(result.output or b'').decode()[:200]}") from None
+        return (blocks - free) * block, blocks * block
 
     def remove(self) -> None:
         if self._holder is not None:

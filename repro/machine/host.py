@@ -75,6 +75,7 @@ class ConstrainedHost(DockerContainer):
         fuse: bool = False,
         record: bool = False,
         role: str = "machine",
+        mounts: tuple[Mount, ...] = (),
         sqlite: str | lab_sqlite.SqliteBuild | None = None,
     ) -> None:
         super().__init__(image)
@@ -86,6 +87,7 @@ class ConstrainedHost(DockerContainer):
         self.fuse = fuse
         self.record = record  # the lossy filesystem records its trace to TRACE_DIR
         self.role = role
+        self.extra_mounts = mounts  # more read-only host directories (the restarted machine's baseline)
         self.disk = disk
         self._owns_disk = disk is None
         self._console: Console | None = None
@@ -133,6 +135,7 @@ class ConstrainedHost(DockerContainer):
     def _configure(self) -> None:
         """Called by testcontainers' start(): the container's limits, mounts and environment."""
         mounts = [self.disk.mount()] if self.disk else []
+        mounts += self.extra_mounts
         if self.record:
             mounts.append(Mount(target=TRACE_DIR, source=None, type="volume", labels=labels("trace")))
         if self.store.store_path:

@@ -10,14 +10,18 @@ from __future__ import annotations
 import pathlib
 from dataclasses import dataclass
 
+from docker.types import Mount
+
 from repro.machine.disk import SNAPSHOT_DIR
 from repro.machine.host import STORE_MOUNT, ConstrainedHost
+from repro.verify.baseline import BASELINE_FILE
 from repro.verify.facts import ProbeFacts, parse_probe_output
 
 # The files of the database, as a crash leaves them.
 DB_FILES = ("state.db", "state.db-wal", "state.db-shm", "state.db-journal")
 PROBE_MODULE = "repro.verify.probe"
 PROBE_TIMEOUT_S = 120.0
+START_MOUNT = "/opt/start"  # the starting database's baseline, for the probe
 
 
 @dataclass(frozen=True)
@@ -38,17 +42,22 @@ def keep_crash_state(host: ConstrainedHost) -> tuple[str, ...]:
     return tuple(host.disk.snapshot(host.disk_db_dir, DB_FILES))
 
 
-def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S) -> Restart:
+def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, start_files: str | None = None) -> Restart:
     """Bring the machine down if it is up, keep the crash state, then run the probe in a fresh
-    machine on the same disk with the same store: no capabilities, uid 1000."""
+    machine on the same disk with the same store: no capabilities, uid 1000. ``start_files``: the
+    starting database's directory in the cache, whose baseline the probe checks (mounted read-only)."""
     if host.is_running():
         host.kill()
     kept = keep_crash_state(host)
     argv = ["python3", "-m", PROBE_MODULE, f"{host.disk_db_dir}/state.db"]
     if host.store.store_path:
         argv += ["--store-path", STORE_MOUNT]
+    mounts: tuple[Mount, ...] = ()
+    if start_files:
+        mounts = (Mount(target=START_MOUNT, source=str(start_files), type="bind", read_only=True),)
+        argv += ["--baseline", f"{START_MOUNT}/{BASELINE_FILE}"]
     restarted = ConstrainedHost(host.profile, store=host.store, image=host.image, disk=host.disk, role="verify",
-                                sqlite=host.sqlite)  # the verifier opens the files with the same library
+                                mounts=mounts, sqlite=host.sqlite)  # the verifier opens the files with the same library
     restarted.with_entrypoint(argv, user="1000:1000")
     with restarted:
         code = int(restarted.get_wrapped_container().wait(timeout=timeout)["StatusCode"])

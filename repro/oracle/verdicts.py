@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from repro.ledger import Ledger
 from repro.oracle.promises import LossBound, OracleError, Promise, StoreConfig, crash_class_of, promise
+from repro.verify.baseline import SessionState
 from repro.verify.diff import Verification, diff
 from repro.verify.facts import ProbeFacts
 
@@ -66,6 +67,7 @@ def judge(
     lazy_dirs: bool = False,
     locks_dropped: bool = False,
     error: str | None = None,
+    start: Mapping[str, SessionState] | None = None,
 ) -> Judgement:
     """The verdict of one trial.
 
@@ -91,7 +93,7 @@ def judge(
     except OracleError as exc:
         return lab_error(str(exc))
     prom = promise(cfg, crash, lazy_dirs=lazy_dirs, locks_dropped=locks_dropped)
-    ver = diff(ledger, facts)
+    ver = diff(ledger, facts, start)
     verdict, reason = _verdict(ver, prom)
     return Judgement(verdict, is_expected(verdict, prom), prom.promised_safe, reason, prom, ver)
 
@@ -99,8 +101,14 @@ def judge(
 def _verdict(ver: Verification, prom: Promise) -> tuple[Verdict, str]:
     if ver.corrupt:
         return Verdict.CORRUPT, _summary(ver.problems())
+    old = ver.preexisting
+    if old is not None and old.lost:
+        # Rows that were there before the trial were durable long before it: no crash class allows
+        # losing them, so they count as acknowledged writes lost, never as the last commits.
+        return Verdict.LOST_ACKED, _summary(ver.problems())
+    kept = f"; the {old.rows} pre-existing rows intact" if old is not None else ""
     if ver.lost_acked == 0:
-        return Verdict.PASS, f"{ver.acked} acknowledged writes all present"
+        return Verdict.PASS, f"{ver.acked} acknowledged writes all present{kept}"
     count = f"{ver.lost_acked} of {ver.acked} acknowledged writes lost"
     if prom.loss is LossBound.LAST_COMMITS:
         if ver.loss_is_suffix:

@@ -19,7 +19,8 @@ from rich import box
 from rich.table import Table
 
 from repro.report.records import TrialRecord
-from repro.report.summary import VERDICTS, WRITES_LOST, GroupKey, GroupSummary, config_label, summarize
+from repro.scenario.stores import OWN_SETTINGS
+from repro.report.summary import VERDICTS, WRITES_LOST, GroupKey, GroupSummary, config_label, in_force, summarize
 
 ALPHA = 0.05
 
@@ -141,7 +142,15 @@ def comparison_of(records: Sequence[TrialRecord]) -> Comparison | None:
         return None
     old = [r for r in records if config_label(r) == sides[0]]
     new = [r for r in records if config_label(r) == sides[1]]
-    return compare_runs(old, new, sides[0], sides[1])
+    return compare_runs(old, new, _with_force(sides[0], old), _with_force(sides[1], new))
+
+
+def _with_force(label: str, side: Sequence[TrialRecord]) -> str:
+    """A foreign store's side named with the pragmas in force, ``/x/old own settings (wal/full)`` (a preset
+    of the lab's own store says what it asked for by its name)."""
+    forced = ", ".join(sorted({in_force(r) for r in side if not r.lab_error}))
+    foreign = any(r.store != "default" or r.preset == OWN_SETTINGS for r in side)
+    return f"{label} ({forced})" if forced and foreign else label
 
 
 def render_comparison(comparison: Comparison) -> Table:

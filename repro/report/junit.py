@@ -51,7 +51,9 @@ def _trial_case(suite: ET.Element, t: TrialRecord) -> None:
         ET.SubElement(case, "failure", message=f"{t.verdict.value}: {t.detail[:200]}", type=t.verdict.value).text = text
     ET.SubElement(case, "system-out").text = (
         f"verdict={t.verdict.value} expected={t.expected} store={config_label(t)} in_force={in_force(t)}"
-        f" seed={t.seed} acked={t.acked} {WRITES_LOST.replace(' ', '_')}={t.lost_acked}\nreplay: {t.replay}"
+        f" seed={t.seed} acked={t.acked} {WRITES_LOST.replace(' ', '_')}={t.lost_acked}"
+        + (f" preexisting={t.preexisting} lost_preexisting={t.lost_preexisting}\nstart: {t.start}" if t.start else "")
+        + f"\nreplay: {t.replay}"
     )
 
 

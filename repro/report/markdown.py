@@ -7,7 +7,7 @@ from repro.report.comparison import comparison_markdown
 from repro.report.outcome import RunOutcome, outcome
 from repro.report.records import RunResult, TrialRecord
 from repro.report.summary import HARMED_DATA, WRITES_LOST, blind_controls, columns, config_label, in_force, \
-    promise_text, table_rows, table_title
+    promise_text, start_labels, table_rows, table_title
 
 
 def _md(text: object) -> str:
@@ -28,6 +28,7 @@ def render_markdown(run: RunResult, result: RunOutcome | None = None) -> str:
         lines.append(f"- shard {meta.shard} of a run of {meta.planned} trials (`repro merge` combines the shards)")
     if meta.merged_from:
         lines.append(f"- merged from {len(meta.merged_from)} shards: {', '.join(meta.merged_from)}")
+    lines += [f"- start: {_md(label)}" for label in start_labels(trials)]
     if meta.sqlite_version or meta.lab_version:
         lines.append(f"- SQLite {meta.sqlite_version or '?'}, lab {meta.lab_version or '?'}")
     for gate in result.gates:
@@ -89,6 +90,9 @@ def _trial_md(t: TrialRecord) -> list[str]:
         f"- integrity: {_md(t.integrity)}; acked {t.acked}, {WRITES_LOST} {t.lost_acked}, phantom {t.phantom},"
         f" indeterminate {t.indeterminate}" + ("; OOM-killed" if t.oom_killed else ""),
     ]
+    if t.start:
+        out.append(f"- start: {_md(t.start)}; pre-existing rows {t.preexisting}, lost or rewritten "
+                   f"{t.lost_preexisting}")
     if t.artifacts_dir:
         out.append(f"- artifacts: `{t.artifacts_dir}` (database files as the crash left them, ledger, machine "
                    "log, probe output, replay.sh)")

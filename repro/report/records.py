@@ -63,6 +63,11 @@ class TrialRecord:
     schedule: tuple[str, ...] = ()  # the fault schedule resolved from the seed: a replay must match it
     hazards: tuple[str, ...] = ()  # what the application did wrong all run long (raw-open, dashboard)
     cpus: str = ""  # "pinned to CPU 1" or "unpinned: why" (repro/machine/cpus.py)
+    # A trial that started from a given database: the rows it held, how many of them were lost or
+    # rewritten (judged like acknowledged writes lost), and how the start was made ("" for an empty disk).
+    preexisting: int = 0
+    lost_preexisting: int = 0
+    start: str = ""
     # The scenario as repro.scenario.replay writes it: what `repro replay` rebuilds the trial from
     # (None in reports of older labs, which stored only a command line).
     scenario: Mapping[str, object] | None = field(default=None, hash=False)
@@ -146,6 +151,9 @@ class TrialRecord:
                 schedule=_strings(data.get("schedule", [])),
                 hazards=_strings(data.get("hazards", [])),
                 cpus=str(data.get("cpus", "")),
+                preexisting=_int(data.get("preexisting", 0)),
+                lost_preexisting=_int(data.get("lost_preexisting", 0)),
+                start=str(data.get("start", "")),
                 scenario=scenario,
                 timeline=None if timeline is None else Timeline.from_dict(timeline),
             )
@@ -185,6 +193,7 @@ def record_trial(
     store: str = "default",
     hazards: Sequence[str] = (),
     scenario: Mapping[str, object] | None = None,
+    start: str = "",
     sqlite: str = "system",
     sqlite_source_id: str = "",
     checkpoints: int = 0,
@@ -217,6 +226,9 @@ def record_trial(
         store=store,
         hazards=tuple(hazards),
         scenario=scenario,
+        preexisting=0 if ver is None or ver.preexisting is None else ver.preexisting.rows,
+        lost_preexisting=0 if ver is None else ver.lost_preexisting,
+        start=start,
         sqlite=sqlite,
         sqlite_source_id=sqlite_source_id,
         checkpoints=checkpoints,

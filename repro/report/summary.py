@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from repro.oracle.verdicts import Verdict
 from repro.report.records import TrialRecord, sqlite_text
+from repro.scenario.stores import OWN_SETTINGS
 
 VERDICTS: tuple[Verdict, ...] = tuple(Verdict)
 # SQLite's PRAGMA synchronous reads back as a number; the report says its name.
@@ -23,6 +24,7 @@ SYNCHRONOUS_NAMES = {"0": "off", "1": "normal", "2": "full", "3": "extra"}
 OVERRIDES = (("journal_mode", "journal_mode"), ("synchronous", "synchronous"), ("checkpoint_mode", "checkpoint"))
 
 WRITES_LOST = "writes lost"
+OWN_SETTINGS_LABEL = "own settings"  # a store given no HERMES_STATE_* settings: its own defaults ran
 HARMED_DATA = "harmed data"
 FAULTS = "faults"
 PROFILE_FAULTS = "profile, faults"
@@ -57,17 +59,22 @@ def in_force(record: TrialRecord) -> str:
 
 
 def config_label(record: TrialRecord) -> str:
-    """The store configuration asked for: the preset, every override by name, another store's directory."""
+    """The store configuration asked for: another store by its full source (path, or ref and short commit),
+    then the preset ("own settings": none passed), every override by name and the SQLite unless the system's."""
     store: Mapping[str, object] = {}
     if record.scenario is not None and isinstance(record.scenario.get("store"), Mapping):
         store = record.scenario["store"]  # type: ignore[assignment]
-    parts = [record.preset]
+    parts = [] if record.store == "default" else [record.store]
+    parts.append(OWN_SETTINGS_LABEL if record.preset == OWN_SETTINGS else record.preset)
     parts += [f"{name}={str(store[key]).lower()}" for key, name in OVERRIDES if store.get(key)]
-    if record.store != "default":
-        parts.append(f"store={record.store.rstrip('/').rsplit('/', 1)[-1]}")
     if record.sqlite != "system":
         parts.append(f"sqlite={record.sqlite}")
     return " ".join(parts)
+
+
+def start_labels(records: Iterable[TrialRecord]) -> list[str]:
+    """What the trials' disks started with, each distinct start once, without the timings (none when empty)."""
+    return list(dict.fromkeys(r.start.split("; restored in")[0] for r in records if r.start))
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class GroupSummary:
     failed: int
     writes_lost: int
     promised_safe: bool
+    preexisting_lost: int = 0  # rows the trials started with, lost or rewritten
     in_force: str = ""  # journal mode/synchronous the store read back, e.g. "wal/normal"
 
     def count(self, verdict: Verdict) -> int:
@@ -137,6 +145,7 @@ def summarize(records: Iterable[TrialRecord],
             trials=len(recs),
             failed=sum(1 for r in recs if r.failed),
             writes_lost=sum(r.lost_acked for r in recs),
+            preexisting_lost=sum(r.lost_preexisting for r in recs),
             promised_safe=all(r.promised_safe for r in recs if not r.lab_error),
             in_force=", ".join(sorted({in_force(r) for r in recs if not r.lab_error})),
         ))
@@ -151,8 +160,9 @@ def table_rows(records: Sequence[TrialRecord]) -> list[tuple[GroupSummary, dict[
     for g in summarize(records):
         config = f"{g.key.config} ({g.in_force})" if g.in_force else g.key.config
         harmed = f"{g.harmed} of {g.judged}" if g.judged else "-"
+        lost = f"{g.writes_lost} + {g.preexisting_lost} pre-existing" if g.preexisting_lost else str(g.writes_lost)
         first = f"{g.key.profile} {g.key.faults}" if names[0] == PROFILE_FAULTS else g.key.faults
-        rows.append((g, dict(zip(names, (first, config, g.verdict_text, str(g.writes_lost), harmed,
+        rows.append((g, dict(zip(names, (first, config, g.verdict_text, lost, harmed,
                                           "yes" if g.as_expected else "NO")))))
     return rows
 

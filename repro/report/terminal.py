@@ -17,8 +17,8 @@ from repro.oracle.verdicts import Verdict
 from repro.report.comparison import render_comparison
 from repro.report.outcome import RunOutcome
 from repro.report.records import TrialRecord
-from repro.report.summary import HARMED_DATA, VERDICTS, WRITES_LOST, blind_controls, columns, table_rows, \
-    table_title
+from repro.report.summary import HARMED_DATA, VERDICTS, WRITES_LOST, blind_controls, columns, start_labels, \
+    table_rows, table_title
 
 VERDICT_STYLE = {
     Verdict.PASS: "green",
@@ -90,6 +90,8 @@ def print_table(records: Sequence[TrialRecord], console: Console | None = None) 
     """The verdict table, then a warning for every positive control that never failed."""
     console = console or Console()
     console.print(render_table(records, width=console.width))
+    for label in start_labels(records):
+        console.print(f"start: {label}")
     for key in blind_controls(records):
         console.print(f"[yellow]warning:[/] {key.profile} {key.faults} {key.config}: nothing was promised, yet every "
                       "trial passed -- the lab may not see this bug class here (more trials, larger messages?)")

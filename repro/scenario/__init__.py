@@ -20,12 +20,14 @@ from repro.scenario.model import (
 )
 from repro.scenario.profiles import DEFAULT_PROFILE, PROFILES, MachineProfile, format_size, get_profile, parse_size
 from repro.scenario.replay import SCENARIO_FORMAT, replay_command, replay_script, scenario_from_dict, scenario_to_dict
-from repro.scenario.stores import CHECKPOINT_MODES, JOURNAL_MODES, PRESETS, SYNCHRONOUS, StoreSpec
+from repro.scenario.start import StartSpec
+from repro.scenario.stores import CHECKPOINT_MODES, JOURNAL_MODES, OWN_SETTINGS, PRESETS, SYNCHRONOUS, StoreSpec
 
 __all__ = [
     "CHECKPOINT_MODES", "DEFAULT_PROFILE", "HAZARD_DEFAULTS", "JOURNAL_MODES", "MAX_TRIALS", "MAX_TRIGGER_VALUE",
     "POWER_LOSS_OPTIONS", "PRESETS", "PROFILES", "SCENARIO_FORMAT", "SYNCHRONOUS",
-    "FaultName", "FaultSpec", "FaultStep", "Hazard", "HazardName", "MachineProfile", "Scenario", "StoreSpec",
+    "FaultName", "FaultSpec", "FaultStep", "Hazard", "HazardName", "MachineProfile", "OWN_SETTINGS", "Scenario",
+    "StartSpec", "StoreSpec",
     "Trigger", "WorkloadSpec",
     "check_trial_count", "default_trigger", "expand", "format_size", "get_profile", "parse_fault", "parse_size",
     "replay_command", "replay_script",

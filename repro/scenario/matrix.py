@@ -8,7 +8,7 @@ from typing import Sequence
 
 from repro.errors import ScenarioError
 from repro.scenario.model import FaultSpec, Scenario, WorkloadSpec, id_safe
-from repro.scenario.profiles import get_profile
+from repro.scenario.profiles import MachineProfile, get_profile
 from repro.scenario.stores import StoreSpec
 
 
@@ -38,7 +38,7 @@ def check_trial_count(trials: int, groups: int = 1) -> None:
                             f"{MAX_TRIALS:,} per run")
 
 
-def expand(profiles: Sequence[str], fault_combos: Sequence[tuple[str, ...]], stores: Sequence[StoreSpec],
+def expand(profiles: Sequence[str | MachineProfile], fault_combos: Sequence[tuple[str, ...]], stores: Sequence[StoreSpec],
            trials: int, seed: int, workload: WorkloadSpec | None = None) -> list[Scenario]:
     """The matrix: every (profile, fault combination, store) times ``trials``, with stable ids."""
     check_trial_count(trials, len(profiles) * len(fault_combos) * len(stores))  # before any list is made
@@ -47,7 +47,8 @@ def expand(profiles: Sequence[str], fault_combos: Sequence[tuple[str, ...]], sto
     for profile in profiles:
         for combo in fault_combos:
             for store in stores:
-                proto = Scenario(get_profile(profile), tuple(FaultSpec.parse(f) for f in combo), store, seed,
+                machine = get_profile(profile) if isinstance(profile, str) else profile
+                proto = Scenario(machine, tuple(FaultSpec.parse(f) for f in combo), store, seed,
                                  workload=workload)
                 scenarios += [dataclasses.replace(proto, trial_id=trial_id(proto, number))
                               for number in range(1, trials + 1)]
@@ -55,6 +56,6 @@ def expand(profiles: Sequence[str], fault_combos: Sequence[tuple[str, ...]], sto
     for scenario in scenarios:  # results, artifacts and comparisons are keyed by trial id
         if scenario.trial_id in seen:
             raise ScenarioError(f"two trials would share the id {scenario.trial_id!r}: the same profile, fault "
-                                "or store is listed twice, or two store paths end in the same directory name")
+                                "or store is listed twice")
         seen.add(scenario.trial_id)
     return scenarios

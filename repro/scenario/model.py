@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from repro.errors import ScenarioError, shown
 from repro.oracle.promises import CrashClass
 from repro.scenario.profiles import MachineProfile, format_size, parse_size
+from repro.scenario.start import StartSpec
 from repro.scenario.stores import SYSTEM_SQLITE, StoreSpec
 
 
@@ -41,6 +42,7 @@ class Trigger(str, enum.Enum):
     RANDOM = "random"  # at a seeded random moment, in milliseconds after readiness
     IN_WRITE = "in-write"  # while a write is in flight, after N acks, seeded delay in the call
     ON_WRITE = "on-write"  # at the store's next write to its database files after N acks (inotify)
+    CHECKPOINT = "checkpoint"  # at its next write to the database file itself (in WAL mode: a checkpoint)
 
 
 def default_trigger(name: FaultName) -> Trigger:
@@ -80,8 +82,8 @@ def parse_fault(text: str) -> tuple[FaultName, Trigger | None, int | None]:
     try:
         trigger = Trigger(kind)
     except ValueError:
-        raise ScenarioError(f"unknown trigger {shown(kind)} in {shown(text)}; use acks=N, random, in-write or "
-                            "on-write") from None
+        raise ScenarioError(f"unknown trigger {shown(kind)} in {shown(text)}; use acks=N, random, in-write, "
+                            "on-write or checkpoint") from None
     if sep and not value:
         raise ScenarioError(f"trigger {shown(text)} has '=' but no value: give a whole number or leave out '='")
     if value and not (value.isascii() and value.isdigit()):  # '²'.isdigit() is True, int('²') fails
@@ -237,7 +239,9 @@ class FaultStep:
         when = {Trigger.ACKS: f"after {self.after_acks} acks",
                 Trigger.RANDOM: f"{self.after_ms} ms after ready",
                 Trigger.IN_WRITE: f"in a write after {self.after_acks} acks, +{self.delay_us} us",
-                Trigger.ON_WRITE: f"at a database write after {self.after_acks} acks, +{self.delay_us} us"}[self.trigger]
+                Trigger.ON_WRITE: f"at a database write after {self.after_acks} acks, +{self.delay_us} us",
+                Trigger.CHECKPOINT: f"in a write to the database file (a checkpoint in WAL mode) after "
+                                    f"{self.after_acks} acks, +{self.delay_us} us"}[self.trigger]
         return f"{self.name.value} {when}"
 
 
@@ -257,6 +261,7 @@ class Scenario:
     seed: int = 0
     trial_id: str = "t0"
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+    start: StartSpec = field(default_factory=StartSpec)  # what the disk holds before the workload starts
 
     def __post_init__(self) -> None:
         if not self.faults:
@@ -322,7 +327,9 @@ class Scenario:
             trigger = spec.trigger or default_trigger(spec.name)
             acks = spec.value if spec.value is not None and trigger is not Trigger.RANDOM else rng.randint(40, 400)
             after_ms = spec.value if spec.value is not None and trigger is Trigger.RANDOM else rng.randint(200, 2000)
-            delay_us = {Trigger.IN_WRITE: rng.randint(0, 400), Trigger.ON_WRITE: rng.randint(0, 40)}.get(trigger, 0)
+            delays = {Trigger.IN_WRITE: rng.randint(0, 400), Trigger.ON_WRITE: rng.randint(0, 40)}
+            delays[Trigger.CHECKPOINT] = delays[Trigger.ON_WRITE]  # no draw of its own: older schedules stay
+            delay_us = delays.get(trigger, 0)
             if steps and spec.value is None:  # a later fault fires right after the one before it
                 acks = 0
             if trigger is Trigger.RANDOM and spec.value is not None:

@@ -19,15 +19,19 @@ from typing import TYPE_CHECKING, Any, Mapping, TypeVar
 from repro.errors import ScenarioError
 from repro.scenario.model import FaultSpec, Hazard, Scenario, WorkloadSpec
 from repro.scenario.profiles import MachineProfile
+from repro.scenario.start import StartSpec
 from repro.scenario.stores import StoreSpec
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-SCENARIO_FORMAT = 2
-# What format 2 added, with the value every format-1 trial ran with (so its replay runs the same).
-_ADDED_IN_2: dict[str, dict[str, object]] = {
-    "store": {"wal_autocheckpoint": None, "sqlite": "system", "sqlite_assisted": False},
+SCENARIO_FORMAT = 3
+# What each format added, with the value every older trial ran with (so its replay runs the same):
+# format 2 the SQLite a trial loads; format 3 a foreign store's ref and requirements, and the starting disk.
+_ADDED: dict[int, dict[str, dict[str, object]]] = {
+    2: {"store": {"wal_autocheckpoint": None, "sqlite": "system", "sqlite_assisted": False}},
+    3: {"store": {"store_ref": None, "store_commit": None, "requirements": None, "image": None},
+        "start": {"from_db": None, "initial_size": None, "fill_pct": None, "files": None}},
 }
 
 _T = TypeVar("_T", bound="DataclassInstance")
@@ -47,17 +51,14 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, object]:
         "faults": [str(fault) for fault in scenario.faults],
         "store": _flat(scenario.store),
         "workload": workload,
+        "start": _flat(scenario.start),
     }
 
 
 def scenario_from_dict(data: Mapping[str, object]) -> Scenario:
     """Rebuild and validate a scenario; anything malformed is a ScenarioError."""
-    if data.get("format") == 1:
-        data = _from_format_1(data)
-    if data.get("format") != SCENARIO_FORMAT:
-        raise ScenarioError(f"scenario format {data.get('format')!r} is not {SCENARIO_FORMAT}: "
-                            "made by another version of the lab; re-run it")
-    _exact_keys(data, {"format", "trial_id", "seed", "profile", "faults", "store", "workload"}, "scenario")
+    data = _upgraded(data)
+    _exact_keys(data, {"format", "trial_id", "seed", "profile", "faults", "store", "workload", "start"}, "scenario")
     trial_id, seed, faults = data["trial_id"], data["seed"], data["faults"]
     if not isinstance(trial_id, str) or not trial_id:
         raise ScenarioError(f"scenario: trial_id must be a non-empty string, not {trial_id!r}")
@@ -77,14 +78,21 @@ def scenario_from_dict(data: Mapping[str, object]) -> Scenario:
         trial_id=trial_id,
         workload=_build(WorkloadSpec, workload, "scenario workload",
                         given={"hazards": tuple(Hazard.parse(h) for h in hazards)}),
+        start=_build(StartSpec, _mapping(data["start"], "scenario start"), "scenario start"),
     )
 
 
-def _from_format_1(data: Mapping[str, object]) -> dict[str, object]:
-    """A format-1 scenario in format 2: the fields added since, at the values it ran with."""
+def _upgraded(data: Mapping[str, object]) -> Mapping[str, object]:
+    """An older scenario in the current format: the fields added since, at the values it ran with
+    (a field it already carries is kept as written)."""
+    version = data.get("format")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCENARIO_FORMAT:
+        raise ScenarioError(f"scenario format {version!r} is not {SCENARIO_FORMAT}: "
+                            "made by another version of the lab; re-run it")
     upgraded: dict[str, object] = {**data, "format": SCENARIO_FORMAT}
-    for part, added in _ADDED_IN_2.items():
-        upgraded[part] = {**added, **_mapping(data.get(part), f"scenario {part}")}
+    for newer in range(version + 1, SCENARIO_FORMAT + 1):
+        for part, added in _ADDED[newer].items():
+            upgraded[part] = {**added, **_mapping(upgraded.get(part, {}), f"scenario {part}")}
     return upgraded
 
 

@@ -1,13 +1,17 @@
-"""Which store runs under the faults and how it is configured: preset, pragmas, another package, SQLite build."""
+"""Which store runs under the faults and how it is configured: preset, pragmas, another release (a path or a git ref), SQLite build."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
 from repro.errors import ScenarioError, shown
 
-PRESETS = ("ns506", "legacy", "durable")
+# "own": pass no HERMES_STATE_* variable at all -- the store runs its own settings (a foreign store's
+# default, since it does not read the lab's variables; see repro/source/prepare.py for the rule).
+OWN_SETTINGS = "own"
+PRESETS = ("ns506", "legacy", "durable", OWN_SETTINGS)
 JOURNAL_MODES = ("wal", "delete", "truncate", "persist", "memory", "off")
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 CHECKPOINT_MODES = ("passive", "truncate")
@@ -21,8 +25,12 @@ class StoreSpec:
     preset: str = "ns506"
     journal_mode: str | None = None
     synchronous: str | None = None
-    store_path: str | None = None  # a directory holding another hermes_state package
+    store_path: str | None = None  # a directory holding another hermes_state (package or module)
     checkpoint_mode: str | None = None  # the store's periodic checkpoint: passive (default) or truncate
+    store_ref: str | None = None  # REPO@REV as the user typed it; store_path is then its checkout
+    store_commit: str | None = None  # the commit REV resolved to (the checkout's cache key)
+    requirements: str | None = None  # a requirements file (absolute) or "auto": installed into `image`
+    image: str | None = None  # the image derived from the lab's with those requirements installed
     wal_autocheckpoint: int | None = None  # PRAGMA wal_autocheckpoint in pages (None: SQLite's 1000)
     sqlite: str = SYSTEM_SQLITE  # the SQLite the store loads: "system" or a version the lab builds (repro/sqlite)
     sqlite_assisted: bool = False  # the lab's assisted build of that version (a delay in each checkpoint)
@@ -44,12 +52,37 @@ class StoreSpec:
             raise ScenarioError(f"unknown journal mode {shown(self.journal_mode)}; known: {', '.join(JOURNAL_MODES)}")
         if self.synchronous is not None and self.synchronous.lower() not in SYNCHRONOUS:
             raise ScenarioError(f"unknown synchronous {shown(self.synchronous)}; known: {', '.join(SYNCHRONOUS)}")
-        if self.store_path is not None:
-            if not os.path.isdir(os.path.join(self.store_path, "hermes_state")):
-                raise ScenarioError(f"store path {shown(self.store_path)} has no hermes_state package in it")
+        if self.store_path is not None and self.store_ref is None:  # a ref's checkout is (re)made by preparation
+            from repro.source.layout import store_layout
+
+            store_layout(self.store_path)
+        if self.requirements is not None and not (self.store_path or self.store_ref):
+            raise ScenarioError("--store-requirements needs --store-path or --store-ref: the lab's own store needs none")
+
+    @property
+    def foreign(self) -> bool:
+        """Not the lab's bundled store: a directory or a git ref the user named."""
+        return bool(self.store_path or self.store_ref)
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """The settings asked for beyond the preset, as options (a foreign store must read them to honour them)."""
+        return tuple(f"--{name.replace('_', '-')} {value}" for name, value in
+                     (("journal_mode", self.journal_mode), ("synchronous", self.synchronous),
+                      ("checkpoint_mode", self.checkpoint_mode), ("wal_autocheckpoint", self.wal_autocheckpoint))
+                     if value is not None)
+
+    @property
+    def source(self) -> str:
+        """Where the store comes from, in full (never cut: two stores never share it): the path, or the ref
+        as typed with the short commit id; "default" for the lab's own."""
+        if self.store_ref:
+            return f"{self.store_ref} ({self.store_commit[:7]})" if self.store_commit else self.store_ref
+        return self.store_path or "default"
 
     @property
     def label(self) -> str:
+        """Short and path-safe, for trial ids; distinct sources give distinct labels (a hash of the source)."""
         parts = [self.preset]
         if self.journal_mode:
             parts.append(f"jm={self.journal_mode.lower()}")
@@ -59,8 +92,13 @@ class StoreSpec:
             parts.append(f"ckpt={self.checkpoint_mode.lower()}")
         if self.wal_autocheckpoint is not None:
             parts.append(f"wac={self.wal_autocheckpoint}")
-        if self.store_path:
-            parts.append(f"store={os.path.basename(os.path.normpath(self.store_path))}")
+        if self.foreign:
+            tag = hashlib.sha256(self.source.encode()).hexdigest()[:6]
+            if self.store_ref:
+                name = self.store_ref.rpartition("@")[2] + (f"@{self.store_commit[:7]}" if self.store_commit else "")
+            else:
+                name = os.path.basename(os.path.normpath(str(self.store_path)))
+            parts.append(f"store={name}-{tag}")
         if self.sqlite != SYSTEM_SQLITE:
             parts.append(f"sqlite={self.sqlite_label}")
         return ",".join(parts)
@@ -71,7 +109,7 @@ class StoreSpec:
         return f"{self.sqlite}-assisted" if self.sqlite_assisted else self.sqlite
 
     def environment(self) -> dict[str, str]:
-        env = {"HERMES_STATE_PRESET": self.preset}
+        env = {} if self.preset == OWN_SETTINGS else {"HERMES_STATE_PRESET": self.preset}
         if self.journal_mode:
             env["HERMES_STATE_JOURNAL_MODE"] = self.journal_mode.lower()
         if self.synchronous:

@@ -17,9 +17,15 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Mapping
 
 from repro.ledger import Ledger, Operation, OpKind, Outcome
-from repro.verify.facts import CheckStatus, MessageRow, ProbeFacts, SessionRow
+from repro.verify.baseline import PreexistingLoss, SessionState, preexisting_loss
+from repro.verify.facts import MessageRow, ProbeFacts, SessionRow
+from repro.verify.health import Health, health
+
+__all__ = ["CounterMismatch", "Health", "LostWrite", "Phantom", "PhantomKind", "Resolution", "Verification", "diff",
+           "health", "loss_is_suffix"]
 
 
 class PhantomKind(str, enum.Enum):
@@ -70,25 +76,6 @@ class CounterMismatch:
 
 
 @dataclass(frozen=True)
-class Health:
-    """Physical and structural state of the file, and whether the restarted store came up.
-
-    ``problems`` lists every finding (integrity, foreign keys, FTS, read errors, orphans,
-    the store failing to open, repairing the file or failing its own health check); the
-    facts themselves stay in ProbeFacts."""
-
-    integrity: str
-    integrity_ok: bool
-    fk_violations: int | None
-    orphan_messages: int
-    problems: tuple[str, ...]
-
-    @property
-    def damaged(self) -> bool:
-        return bool(self.problems)
-
-
-@dataclass(frozen=True)
 class Verification:
     """The diff of one trial's ledger with what the restarted machine read."""
 
@@ -99,10 +86,16 @@ class Verification:
     mismatches: tuple[CounterMismatch, ...]
     health: Health
     loss_is_suffix: bool
+    preexisting: PreexistingLoss | None = None  # a trial that started from a given database
 
     @property
     def lost_acked(self) -> int:
         return len(self.lost)
+
+    @property
+    def lost_preexisting(self) -> int:
+        """Rows of the starting database deleted or rewritten: lost like acknowledged writes."""
+        return 0 if self.preexisting is None else self.preexisting.lost
 
     @property
     def phantom(self) -> int:
@@ -118,12 +111,14 @@ class Verification:
         lines = list(self.health.problems)
         lines += [f"phantom {p.kind.value} {p.key}: {p.detail}" for p in self.phantoms]
         lines += [f"session {m.session_id} {m.field}={m.recorded}, expected {m.expected}" for m in self.mismatches]
+        lines += [self.preexisting.problem] if self.preexisting is not None and self.preexisting.lost else []
         lines += [f"lost op {w.op_index} {w.kind.value}: {w.detail}" for w in self.lost]
         return tuple(lines)
 
 
-def diff(ledger: Ledger, facts: ProbeFacts) -> Verification:
-    """Diff every acknowledged and indeterminate write with the rows the probe read."""
+def diff(ledger: Ledger, facts: ProbeFacts, start: Mapping[str, SessionState] | None = None) -> Verification:
+    """Diff every acknowledged and indeterminate write with the rows the probe read, and the rows the trial
+    started with (``start``: the host's record of them, repro/verify/baseline.py) with what is left of them."""
     sessions = {s.id: s for s in facts.sessions}
     by_session: dict[str, list[MessageRow]] = defaultdict(list)
     for row in facts.messages:
@@ -152,6 +147,7 @@ def diff(ledger: Ledger, facts: ProbeFacts) -> Verification:
         mismatches=tuple(mismatches),
         health=health(facts),
         loss_is_suffix=loss_is_suffix(acked, lost, resolutions),
+        preexisting=None if facts.preexisting is None else preexisting_loss(facts.preexisting, start),
     )
 
 
@@ -169,53 +165,6 @@ def loss_is_suffix(acked: tuple[Operation, ...], lost: list[LostWrite], resoluti
     found = {op.index for op in acked if op.index not in lost_indices}
     found |= {r.op_index for r in resolutions if r.found is True}
     return not found or min(lost_indices) > max(found)
-
-
-def health(facts: ProbeFacts) -> Health:
-    """Summarise integrity, foreign keys, FTS, doctor, store start-up and read errors."""
-    problems: list[str] = []
-    empty = _empty_database(facts)
-    if not facts.exists:
-        integrity, integrity_ok = "missing", True  # a missing file is loss, not damage
-    elif empty:
-        integrity, integrity_ok = "ok (empty: no schema)", True  # likewise: loss, not damage
-    elif facts.integrity.status is CheckStatus.OK:
-        integrity, integrity_ok = "ok", True
-    else:
-        first = facts.integrity.messages[0] if facts.integrity.messages else facts.integrity.status.value
-        integrity, integrity_ok = f"{facts.integrity.status.value}: {first}", False
-        problems.append(f"integrity_check {integrity}")
-    if facts.fk_violations:
-        problems.append(f"foreign_key_check: {facts.fk_violations} violation(s)")
-    elif facts.exists and facts.foreign_keys.status is CheckStatus.ERROR:
-        problems.append(f"foreign_key_check error: {_first(facts.foreign_keys.messages)}")
-    if facts.fts.bad:
-        problems.append(f"FTS integrity {facts.fts.status.value}: {_first(_not_ok(facts.fts.messages))}")
-    read_errors = tuple(e for e in (facts.messages_error, facts.sessions_error) if e)
-    problems += [f"read error: {e}" for e in read_errors if facts.exists and not empty]
-    session_ids = {s.id for s in facts.sessions}
-    orphans = 0
-    if facts.sessions_error is None:
-        orphans = sum(1 for m in facts.messages if m.session_id not in session_ids)
-        if orphans:
-            problems.append(f"{orphans} message(s) whose session does not exist")
-    store = facts.store
-    if facts.exists and store.attempted and not store.opened and not store.import_failed:
-        problems.append(f"the restarted store cannot open the database: {store.error}")
-    if store.healed is not None:
-        problems.append(f"the restarted store had to repair the database: {store.healed}")
-    if store.doctor.status is CheckStatus.FAILED:
-        problems.append(f"store health check failed: {_first(store.doctor.messages)}")
-    return Health(integrity=integrity, integrity_ok=integrity_ok, fk_violations=facts.fk_violations,
-                  orphan_messages=orphans, problems=tuple(problems))
-
-
-def _empty_database(facts: ProbeFacts) -> bool:
-    """A sound database without the store's tables (a power cut can roll a WAL + NORMAL store back to
-    before its schema's commit): its rows are lost, as a missing file's, but it is not damage -- the
-    store creates the schema again. One table gone is damage: one transaction creates both."""
-    return (facts.exists and facts.integrity.status is CheckStatus.OK
-            and all(e is not None and "no such table" in e for e in (facts.messages_error, facts.sessions_error)))
 
 
 # -- per operation kind -----------------------------------------------------------------
@@ -389,12 +338,3 @@ def _ends(ledger: Ledger, sessions: dict[str, SessionRow], lost: list[LostWrite]
         if row.end_reason is not None and row.end_reason not in invoked.get(sid, set()):
             mismatches.append(CounterMismatch(sid, "end_reason", repr(row.end_reason),
                                               "one of " + repr(sorted(invoked.get(sid, set())))))
-
-
-def _first(messages: tuple[str, ...]) -> str:
-    return messages[0] if messages else "(no detail)"
-
-
-def _not_ok(messages: tuple[str, ...]) -> tuple[str, ...]:
-    bad = tuple(m for m in messages if not m.endswith(": ok"))
-    return bad or messages

@@ -116,6 +116,28 @@ NOT_TRIED = StoreFacts(opened=False, attempted=False)
 
 
 @dataclass(frozen=True)
+class ChangedSession(Row):
+    """A session of the starting database whose digest differs now: its row digest now ("" if gone)."""
+
+    id: str
+    row: str
+
+
+@dataclass(frozen=True)
+class Preexisting:
+    """The rows the trial started with, checked against the baseline (repro/verify/baseline.py).
+
+    ``checked``: sessions of the starting database; ``changed``: those whose row or messages
+    differ now; ``rows``: the messages of the changed sessions as they are now (the host counts
+    what went). Rows of the starting database are left out of ``ProbeFacts.messages``/``sessions``,
+    which hold only what the trial may have written."""
+
+    checked: int
+    changed: tuple[ChangedSession, ...] = ()
+    rows: tuple[MessageRow, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProbeFacts:
     """Everything the probe saw. ``probe_error`` is set when the probe itself broke."""
 
@@ -135,6 +157,7 @@ class ProbeFacts:
     sessions_error: str | None = None
     store: StoreFacts = NOT_TRIED
     probe_error: str | None = None
+    preexisting: Preexisting | None = None  # when the trial started from a given database
 
     def to_obj(self) -> dict[str, object]:
         fields = typing.cast(dict[str, object], encode(self))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import hashlib
 import os
 import pathlib
 import re
@@ -31,11 +30,14 @@ import sqlite3
 from typing import Any, Callable, Sequence, TypeVar
 
 from repro.protocol import Tag, write_line
+from repro.verify.baseline import NO_ROW, Baseline, content_sha256, session_rows, states
 from repro.verify.facts import (
+    ChangedSession,
     Check,
     CheckStatus,
     FileInfo,
     MessageRow,
+    Preexisting,
     ProbeFacts,
     SessionRow,
     capped,
@@ -49,19 +51,8 @@ _FETCH = 500
 _R = TypeVar("_R")
 
 
-def content_sha256(content: object) -> str:
-    """sha256 hex of a message's content: UTF-8 of the string, b"" for NULL, bytes as they are."""
-    if content is None:
-        data = b""
-    elif isinstance(content, bytes):
-        data = content
-    else:
-        data = str(content).encode("utf-8", "surrogatepass")
-    return hashlib.sha256(data).hexdigest()
-
-
 def collect(db_path: str | os.PathLike[str], store_path: str | None = None,
-            *, open_store: bool = True) -> ProbeFacts:
+            *, open_store: bool = True, baseline: Baseline | None = None) -> ProbeFacts:
     """Gather all facts about ``db_path``; never raises for a damaged file."""
     path = pathlib.Path(db_path)
     base = ProbeFacts(db_path=str(path), exists=path.is_file(), sqlite_version=sqlite3.sqlite_version,
@@ -74,7 +65,7 @@ def collect(db_path: str | os.PathLike[str], store_path: str | None = None,
             # every check would fail and look like corruption, so this is the lab's fault
             return dataclasses.replace(base, files=_files(path), probe_error=(
                 f"PermissionError: the probe (uid {os.getuid()}) cannot write {path} or its directory"))
-        facts = _raw_facts(base, path)
+        facts = _raw_facts(base, path, baseline)
         if open_store:
             facts = dataclasses.replace(facts, store=store_facts(path, store_path))
         return facts
@@ -104,7 +95,7 @@ def _files(path: pathlib.Path) -> tuple[FileInfo, ...]:
     return tuple(found)
 
 
-def _raw_facts(base: ProbeFacts, path: pathlib.Path) -> ProbeFacts:
+def _raw_facts(base: ProbeFacts, path: pathlib.Path, baseline: Baseline | None = None) -> ProbeFacts:
     files = _files(path)  # before the first connection: recovery may change the sidecars
     try:
         # mode=rw: never create a database that is not there
@@ -121,12 +112,34 @@ def _raw_facts(base: ProbeFacts, path: pathlib.Path) -> ProbeFacts:
         journal_mode = _pragma(conn, "journal_mode")
         messages, messages_error = _messages(conn)
         sessions, sessions_error = _sessions(conn)
+        preexisting = None
+        if baseline is not None:
+            preexisting, messages, sessions = _preexisting(conn, baseline, messages, sessions)
     finally:
         conn.close()
     return dataclasses.replace(base, files=files, integrity=integrity, foreign_keys=foreign_keys,
                                fk_violations=fk_violations, fts=fts, journal_mode=journal_mode,
                                messages=messages, messages_error=messages_error,
-                               sessions=sessions, sessions_error=sessions_error)
+                               sessions=sessions, sessions_error=sessions_error, preexisting=preexisting)
+
+
+def _preexisting(conn: sqlite3.Connection, baseline: Baseline, messages: tuple[MessageRow, ...],
+                 sessions: tuple[SessionRow, ...]) -> tuple[Preexisting, tuple[MessageRow, ...], tuple[SessionRow, ...]]:
+    """Split the rows of the starting database's sessions off: their digests against the baseline (the
+    changed ones with their messages as they are now), and the rest, which the trial may have written."""
+    old = baseline.sessions
+    try:
+        rows = session_rows(conn, baseline.columns, only=old)
+    except sqlite3.Error:
+        rows = {}  # an unreadable table: every old session reads as changed
+    now = states(rows, ((m.id, m.session_id, m.sha) for m in messages), only=old)
+    changed = tuple(ChangedSession(sid, now[sid].row if sid in now else NO_ROW)
+                    for sid in sorted(old) if sid not in now or now[sid].digest != old[sid])
+    changed_ids = {c.id for c in changed}
+    facts = Preexisting(checked=len(old), changed=changed,
+                        rows=tuple(m for m in messages if m.session_id in changed_ids))
+    return (facts, tuple(m for m in messages if str(m.session_id) not in old),
+            tuple(s for s in sessions if s.id not in old))
 
 
 def _integrity(conn: sqlite3.Connection) -> Check:
@@ -268,8 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("db_path")
     parser.add_argument("--store-path", default=None, help="directory prepended to sys.path for hermes_state")
     parser.add_argument("--no-store", action="store_true", help="raw checks only; do not open the store")
+    parser.add_argument("--baseline", default=None, help="the starting database's digests (repro/verify/baseline.py)")
     args = parser.parse_args(argv)
-    facts = collect(args.db_path, args.store_path, open_store=not args.no_store)
+    baseline = Baseline.from_json(pathlib.Path(args.baseline).read_text()) if args.baseline else None
+    facts = collect(args.db_path, args.store_path, open_store=not args.no_store, baseline=baseline)
     write_line(Tag.PROBE, facts.to_obj())
     return 0
 

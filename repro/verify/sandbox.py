@@ -9,11 +9,11 @@ import is undone afterwards, so the probe never keeps a store it did not ask for
 from __future__ import annotations
 
 import contextlib
-import importlib
 import pathlib
 import sys
 from typing import Callable, Iterator
 
+from repro.verify.importcheck import StoreImportError, import_store
 from repro.verify.facts import Check, CheckStatus, StoreFacts, capped, describe_error, int_or_none
 
 _DOCTOR_METHODS = ("health_check", "doctor", "check_health")
@@ -21,15 +21,12 @@ _DOCTOR_METHODS = ("health_check", "doctor", "check_health")
 
 @contextlib.contextmanager
 def _store_module(store_path: str | None) -> Iterator[object]:
-    """Import ``hermes_state`` with ``store_path`` first on sys.path; restore the import state after."""
+    """Import ``hermes_state`` with ``store_path`` first on sys.path (never another copy: see
+    repro/verify/importcheck.py); restore the import state after."""
     saved_path = list(sys.path)
     saved_mods = {k: v for k, v in sys.modules.items() if k == "hermes_state" or k.startswith("hermes_state.")}
-    if store_path is not None:
-        sys.path.insert(0, str(store_path))
-        for name in saved_mods:
-            del sys.modules[name]
     try:
-        yield importlib.import_module("hermes_state")
+        yield import_store(store_path)
     finally:
         if store_path is not None:
             sys.path[:] = saved_path
@@ -43,9 +40,6 @@ def store_facts(path: pathlib.Path, store_path: str | None) -> StoreFacts:
     try:
         with _store_module(store_path) as module:
             module_file = getattr(module, "__file__", None)
-            if store_path is not None and not _under(module_file, store_path):
-                return StoreFacts(opened=False, module=module_file,
-                                  error=f"ImportError: hermes_state came from {module_file}, not from {store_path}")
             try:
                 db = module.SessionDB(path)  # type: ignore[attr-defined]
             except Exception as exc:
@@ -69,14 +63,10 @@ def store_facts(path: pathlib.Path, store_path: str | None) -> StoreFacts:
                 doctor=doctor,
                 healed=None if healed is None else _describe_heal(healed),
             )
+    except StoreImportError as exc:  # not the store under test: a lab problem, never a verdict on a store
+        return StoreFacts(opened=False, error=f"ImportError: {exc}")
     except Exception as exc:  # ImportError and friends: the store could not even be loaded
         return StoreFacts(opened=False, error=describe_error(exc))
-
-
-def _under(module_file: str | None, directory: str) -> bool:
-    if module_file is None:
-        return False
-    return pathlib.Path(module_file).resolve().is_relative_to(pathlib.Path(directory).resolve())
 
 
 def _describe_heal(result: object) -> str:

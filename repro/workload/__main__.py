@@ -9,7 +9,6 @@ ours, an older release, the upstream module -- runs under the same workload.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import os
 import pathlib
@@ -22,6 +21,7 @@ from typing import Any, Callable
 
 from repro.ledger import OpKind
 from repro.protocol import EventKind, Tag, format_line
+from repro.verify.importcheck import import_store
 from repro.workload import content, sqlite_in_force
 from repro.workload.config import WorkloadConfig, WorkloadConfigError
 from repro.workload.status import (
@@ -287,8 +287,6 @@ def main() -> int:
     except WorkloadConfigError as exc:
         emit(Tag.EVENT, {"kind": EventKind.CONFIG_ERROR.value, "error": str(exc)})
         return 2
-    if cfg.store_path:
-        sys.path.insert(0, cfg.store_path)
     if cfg.ledger_file:
         _TEE.append(open(cfg.ledger_file, "a", encoding="utf-8"))
     board: StatusBoard | None = None
@@ -298,7 +296,7 @@ def main() -> int:
     except OSError:
         board = None  # outside a lab machine: no agent to talk to
     try:
-        store = importlib.import_module("hermes_state")
+        store = import_store(cfg.store_path or None)  # never the image's own when a store path is given
         workload = Workload(cfg, store, board)
     except Exception as exc:  # the store failed to start: say so on the ledger
         emit(Tag.EVENT, {"kind": EventKind.STORE_OPEN_FAILED.value, "error": f"{type(exc).__name__}: {exc}"})

@@ -55,9 +55,10 @@ _EVENT = struct.Struct("iIII")
 
 
 class WriteWatch:
-    """inotify on a directory: wait for the next write to a file whose name starts with a prefix."""
+    """inotify on a directory: wait for the next write to a file whose name starts with a prefix (or, ``exact``,
+    is the prefix: the database file itself, which in WAL mode only a checkpoint writes)."""
 
-    def __init__(self, directory: str, prefix: str = "state.db") -> None:
+    def __init__(self, directory: str, prefix: str = "state.db", exact: bool = False) -> None:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if self.fd < 0:
@@ -65,6 +66,7 @@ class WriteWatch:
         if libc.inotify_add_watch(self.fd, directory.encode(), IN_MODIFY) < 0:
             raise OSError(ctypes.get_errno(), f"inotify_add_watch {directory}")
         self.prefix = prefix.encode()
+        self.exact = exact
 
     def drain(self) -> None:
         try:
@@ -92,7 +94,7 @@ class WriteWatch:
                 _wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
                 name = data[offset + _EVENT.size: offset + _EVENT.size + length].rstrip(b"\0")
                 offset += _EVENT.size + length
-                if name.startswith(self.prefix):
+                if name == self.prefix or (not self.exact and name.startswith(self.prefix)):
                     return name.decode()
 
 
@@ -133,12 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--action", required=True, type=Action, choices=list(Action))
     parser.add_argument("--on-write", default="", metavar="DIR",
                         help="then wait for the next write to DIR/state.db* (inotify)")
+    parser.add_argument("--database-file", action="store_true",
+                        help="with --on-write: only a write to DIR/state.db itself (in WAL mode, a checkpoint)")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--status", default=STATUS_PATH)
     args = parser.parse_args(argv)
 
     board = StatusBoard(args.status)
-    watch = WriteWatch(args.on_write) if args.on_write else None
+    watch = WriteWatch(args.on_write, exact=args.database_file) if args.on_write else None
     if board.read().command == CMD_NONE:  # a held workload (LAB_HOLD) starts now that we are watching
         board.set_command(CMD_GO)
     written = ""

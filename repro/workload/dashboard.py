@@ -11,22 +11,20 @@ Standard library only. Prints ``EVENT`` lines (never ledger lines: it writes not
 
 from __future__ import annotations
 
-import importlib
 import os
 import pathlib
 import sys
 import time
 
 from repro.protocol import EventKind, emit_event
+from repro.verify.importcheck import import_store
 from repro.workload import sqlite_in_force
 
 
 def main() -> int:
     db_path = pathlib.Path(os.environ.get("LAB_DB_PATH", "/opt/data/state.db"))
     every_s = int(os.environ.get("LAB_DASHBOARD_EVERY_MS", "20")) / 1000.0
-    if os.environ.get("LAB_STORE_PATH"):
-        sys.path.insert(0, os.environ["LAB_STORE_PATH"])
-    store = importlib.import_module("hermes_state")
+    store = import_store(os.environ.get("LAB_STORE_PATH") or None)
     emit_event(EventKind.DASHBOARD_STARTED, every_ms=int(every_s * 1000), **sqlite_in_force())
     cycles = errors = 0
     while True:

@@ -81,6 +81,18 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["run", "--hazard", "cron=" + "9" * 5000], ("cron", "characters")),
         (["run", "--jobs", "100000"], ("--jobs",)),
         (["clean", "--run", "x", "--stale"], ("not allowed with",)),
+        # foreign stores and starting databases: checked before any machine starts
+        (["run", "--store-path", ".", "--store-ref", "r@v1"], ("give one",)),
+        (["matrix", "--store-refs", "r@v1,nowhere"], ("REPO@REV", "nowhere")),
+        (["run", "--store-requirements", "auto"], ("--store-requirements needs --store-path or --store-ref",)),
+        (["run", "--store-ref", "r@v1", "--store-requirements", "missing.txt"], ("missing.txt", "not a file")),
+        (["run", "--from-db", "missing.db"], ("--from-db", "not a file")),
+        (["run", "--from-db", "report.txt", "--initial-size", "10m"], ("give one",)),
+        (["run", "--initial-size", "3x"], ("--initial-size", "malformed size")),
+        (["run", "--initial-size", "4k"], ("--initial-size", "at least 1m")),
+        (["run", "--disk-fill-to", "100"], ("--disk-fill-to", "1 to 99")),
+        (["run", "--disk-size", "1g"], ("fly-256", "more than half its memory")),
+        (["run", "--profile", "fly-256", "--initial-size", "300m"], ("does not fit fly-256's 64m disk", "--disk-size")),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], words: tuple[str, ...],

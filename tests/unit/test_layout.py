@@ -19,7 +19,8 @@ MAX_LINES = 400
 # filesystem, the restarted machine's probe and the Compose judge.
 IN_MACHINE_ENTRY_POINTS = ("repro.workload", "repro.workload.__main__", "repro.workload.agent",
                            "repro.workload.dashboard", "repro.workload.npm_cache", "repro.lossyfs.__main__",
-                           "repro.verify.probe", "repro.oracle.__main__")
+                           "repro.verify.probe", "repro.oracle.__main__", "repro.verify.importcheck",
+                           "repro.workload.grow")
 # Besides the standard library and the store, the image has Debian's python3-pyfuse3 (and trio).
 IMAGE_THIRD_PARTY = {"pyfuse3", "trio"}
 

@@ -154,3 +154,29 @@ def test_record_trial_from_a_real_judgement(tmp_path: pathlib.Path) -> None:
     assert (r.verdict, r.acked, r.lost_acked, r.expected, r.duration_s) == (Verdict.LOST_ACKED, 18, 1, False, 1.235)
     assert run_of(r).exit_code is ExitCode.TRIAL_FAILED
     assert dataclasses.replace(r, verdict=Verdict.PASS, expected=True).failed is False
+
+
+def test_a_foreign_store_is_named_by_its_source_own_settings_and_the_pragmas_in_force(tmp_path: pathlib.Path) -> None:
+    """Two releases under directories with the same last name, and a ref: never one label, never a preset they
+    did not run; the same words in the terminal, report.md, JUnit and the comparison."""
+    old = dataclasses.replace(rec(1, Verdict.PASS, preset="own", store="/x/a/release"), synchronous="2")
+    new = dataclasses.replace(rec(2, Verdict.LOST_ACKED, expected=False, preset="own", store="/x/b/release"),
+                              synchronous="2", lost_acked=0, preexisting=1020, lost_preexisting=2,
+                              start="from-db /beta/state.db: 0.2 MB (20 sessions, 1,000 messages; a copy, read-only)"
+                                    "; restored in 0.05 s; disk 1% full at the start (0.3 of 64 MB)")
+    ref = dataclasses.replace(rec(3, Verdict.PASS, preset="legacy", store="/repo@v1 (0123abc)"), synchronous="2")
+    labels = [config_label(r) for r in (old, new, ref)]
+    assert labels == ["/x/a/release own settings", "/x/b/release own settings", "/repo@v1 (0123abc) legacy"]
+    console = Console(width=200, record=True)
+    print_table([old, new], console)
+    text = console.export_text()
+    assert "/x/a/release own settings (wal/full)" in text and "/x/b/release own settings (wal/full)" in text
+    assert "0 + 2 pre-existing" in text and "start: from-db /beta/state.db: 0.2 MB" in text
+    run = dataclasses.replace(run_of(old, new), meta=dataclasses.replace(run_of().meta, compare=True))
+    md = render_markdown(run)
+    assert "/x/a/release own settings (wal/full)" in md and "pre-existing rows 1020, lost or rewritten 2" in md
+    assert "between /x/a/release own settings (wal/full) and /x/b/release own settings (wal/full)" in md
+    write_all(tmp_path, run)
+    junit = (tmp_path / "junit.xml").read_text()
+    assert "store=/x/b/release own settings in_force=wal/full" in junit and "lost_preexisting=2" in junit
+    assert json.loads((tmp_path / "report.json").read_text())["trials"][1]["lost_preexisting"] == 2

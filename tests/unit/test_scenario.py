@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import pathlib
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from repro.scenario import (
     HazardName,
     MachineProfile,
     Scenario,
+    StartSpec,
     StoreSpec,
     Trigger,
     WorkloadSpec,
@@ -29,6 +31,7 @@ from repro.scenario import (
     scenario_from_dict,
     scenario_to_dict,
 )
+from repro.scenario.replay import _ADDED
 
 FLY256 = get_profile("fly-256")
 
@@ -167,14 +170,19 @@ def test_store_spec_rejects(kwargs: dict[str, object], match: str) -> None:
         StoreSpec(**kwargs)  # type: ignore[arg-type]
 
 
-def test_store_path_needs_a_hermes_state_package(tmp_path: pathlib.Path) -> None:
-    with pytest.raises(ScenarioError, match="no hermes_state"):
+def test_store_path_needs_a_hermes_state_package_or_module(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ScenarioError, match="no hermes_state package and no hermes_state.py module"):
         StoreSpec(store_path=str(tmp_path))
-    with pytest.raises(ScenarioError, match="no hermes_state"):
+    with pytest.raises(ScenarioError, match="not a directory"):
         StoreSpec(store_path=str(tmp_path / "missing"))
+    (tmp_path / "hermes_state.py").write_text("class SessionDB: pass\n")
+    assert StoreSpec(store_path=str(tmp_path)).foreign  # the module layout, as upstream ships it
     (tmp_path / "hermes_state").mkdir()
+    with pytest.raises(ScenarioError, match="both a hermes_state package and a hermes_state.py module"):
+        StoreSpec(store_path=str(tmp_path))
+    (tmp_path / "hermes_state.py").unlink()
     spec = StoreSpec(store_path=str(tmp_path))
-    assert spec.label.endswith(f"store={tmp_path.name}")
+    assert f"store={tmp_path.name}-" in spec.label
     assert spec.environment() == {"HERMES_STATE_PRESET": "ns506"}  # the path is mounted, not an env var
 
 
@@ -182,13 +190,16 @@ def _everything(tmp_path: pathlib.Path) -> Scenario:
     """A scenario with no field left at its default: a field the JSON form forgot cannot hide."""
     (tmp_path / "rel" / "hermes_state").mkdir(parents=True)
     store = StoreSpec("legacy", journal_mode="delete", synchronous="full", store_path=str(tmp_path / "rel"),
-                      checkpoint_mode="truncate", wal_autocheckpoint=8, sqlite="3.51.2", sqlite_assisted=True)
+                      checkpoint_mode="truncate", store_ref="/repo@v1", store_commit="ab" * 20, requirements="auto",
+                      image="hermes-lab-store:0123", wal_autocheckpoint=8, sqlite="3.51.2", sqlite_assisted=True)
     workload = WorkloadSpec(rate=12.5, mix="append=80,tokens=20", sizes="20k:200k",
                             hazards=(Hazard.parse("raw-open=5"), Hazard.parse("dashboard")), linger_ms=7000)
     faults = (FaultSpec.parse("disk-fill@acks=30"), FaultSpec.parse("power-loss:torn-writes,lazy-dirs@in-write=9"))
     profile = MachineProfile("odd", memory=300 << 20, cpus=0.5, pids_limit=99, disk=10 << 20, kill_signal="SIGTERM",
                              kill_timeout_s=30, network=True)
-    scenario = Scenario(profile, faults, store, seed=99, trial_id="odd.x.7", workload=workload)
+    (tmp_path / "state.db").write_bytes(b"")
+    start = StartSpec(from_db=str(tmp_path / "state.db"), fill_pct=94, files=str(tmp_path / "cache"))
+    scenario = Scenario(profile, faults, store, seed=99, trial_id="odd.x.7", workload=workload, start=start)
     fly256 = get_profile(DEFAULT_PROFILE)
     for spec, default in ((store, StoreSpec()), (workload, WorkloadSpec()), (profile, fly256),
                           (scenario, Scenario(fly256, (FaultSpec.parse("sigkill"),)))):
@@ -209,6 +220,15 @@ def test_a_scenario_survives_json_field_for_field(tmp_path: pathlib.Path) -> Non
     plain = Scenario(get_profile(DEFAULT_PROFILE), (FaultSpec.parse("sigkill"),), seed=3, trial_id="t1")
     back = scenario_from_dict(scenario_to_dict(plain))
     assert back == plain and back.faults[0].trigger is None
+    grown = dataclasses.replace(plain, start=StartSpec(initial_size=300 << 20))
+    assert scenario_from_dict(json.loads(json.dumps(scenario_to_dict(grown)))) == grown
+    older = scenario_to_dict(plain)  # a format-2 report: before starting databases and store refs
+    del older["start"]
+    for name in ("store_ref", "store_commit", "requirements", "image"):
+        del older["store"][name]  # type: ignore[attr-defined]
+    assert scenario_from_dict({**older, "format": 2}) == plain
+    with pytest.raises(ScenarioError, match="lacks start"):
+        scenario_from_dict(older)  # format 3 must carry them
     assert back.schedule()[0].trigger is default_trigger(FaultName.SIGKILL)
 
 
@@ -217,11 +237,18 @@ def test_a_format_1_scenario_replays_on_what_it_ran_with() -> None:
     plain = Scenario(get_profile(DEFAULT_PROFILE), (FaultSpec.parse("sigkill"),), seed=3, trial_id="t1")
     old = scenario_to_dict(plain)
     store = dict(old["store"])  # type: ignore[call-overload]
-    for added in ("sqlite", "sqlite_assisted", "wal_autocheckpoint"):
+    for added in ("sqlite", "sqlite_assisted", "wal_autocheckpoint", "store_ref", "store_commit", "requirements",
+                  "image"):
         del store[added]
-    assert scenario_from_dict({**old, "format": 1, "store": store}) == plain
-    with pytest.raises(ScenarioError, match="lacks sqlite"):
-        scenario_from_dict({**old, "store": store})  # format 2 must carry them
+    format_1 = {name: value for name, value in old.items() if name != "start"}
+    assert scenario_from_dict({**format_1, "format": 1, "store": store}) == plain
+    with pytest.raises(ScenarioError, match="lacks image, requirements, sqlite"):
+        scenario_from_dict({**old, "store": store})  # format 3 must carry them
+    # the values an older trial ran with are the defaults of today's fields
+    defaults = dataclasses.asdict(StoreSpec())
+    for added in (_ADDED[2]["store"], _ADDED[3]["store"]):
+        assert added == {name: defaults[name] for name in added}
+    assert _ADDED[3]["start"] == dataclasses.asdict(StartSpec())
 
 
 def test_every_trial_of_a_matrix_replays_from_its_stored_scenario(tmp_path: pathlib.Path) -> None:
@@ -233,7 +260,7 @@ def test_every_trial_of_a_matrix_replays_from_its_stored_scenario(tmp_path: path
                                   checkpoint_mode="truncate")], 7, seed=99,
                        workload=WorkloadSpec(hazards=hazards, linger_ms=7000))
     target = scenarios[-1]
-    assert target.trial_id.endswith("ckpt=truncate_store=rel.hz=raw-open=5+dashboard.7")
+    assert re.search(r"ckpt=truncate_store=rel-[0-9a-f]{6}\.hz=raw-open=5\+dashboard\.7$", target.trial_id)
     for scenario in scenarios:
         again = scenario_from_dict(json.loads(json.dumps(scenario_to_dict(scenario))))
         assert again == scenario and again.schedule() == scenario.schedule()
@@ -267,6 +294,8 @@ def test_every_trial_of_a_matrix_replays_from_its_stored_scenario(tmp_path: path
 ])
 def test_a_bad_stored_scenario_is_a_scenario_error(change: dict[str, object], match: str) -> None:
     good = scenario_to_dict(Scenario(get_profile(DEFAULT_PROFILE), (FaultSpec.parse("sigkill"),), trial_id="t1"))
+    if "store" in change:  # the fields a case does not name, as written
+        change = {**change, "store": {**good["store"], **change["store"]}}  # type: ignore[dict-item]
     with pytest.raises(ScenarioError, match=match):
         scenario_from_dict({**good, **change})
     bad_profile = {**good, "profile": {**good["profile"], "memory": True}}

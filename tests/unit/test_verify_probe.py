@@ -19,6 +19,9 @@ import pytest
 import repro.verify.probe as probe_module
 from repro.verify.facts import (
     PROBE_FORMAT,
+    ChangedSession,
+    MessageRow,
+    Preexisting,
     Check,
     CheckStatus,
     ProbeError,
@@ -217,7 +220,9 @@ def test_store_without_doctor_and_store_that_cannot_open(tmp_path: pathlib.Path)
     assert s.import_failed is False
     bad = write_store(tmp_path / "bad", "def (:\n")
     s2 = collect(db, str(bad)).store
-    assert s2.opened is False and s2.error is not None and s2.error.startswith("SyntaxError")
+    # a store that cannot even be imported is the lab's problem (the import check refuses it before any trial)
+    assert s2.opened is False and s2.error == "ImportError: syntax-error: hermes_state/__init__.py:1: invalid syntax"
+    assert s2.import_failed
 
 
 def test_import_failure_is_flagged_as_such(tmp_path: pathlib.Path) -> None:
@@ -267,7 +272,9 @@ def test_facts_round_trip_through_the_probe_line(tmp_path: pathlib.Path) -> None
                        doctor=Check(CheckStatus.FAILED, ("fts: corrupt",)), healed="rebuilt")
     full = dataclasses.replace(facts, fk_violations=3, journal_mode="delete", messages_error="partial read",
                                sessions_error="E: y", store=store, probe_error="E: z",
-                               sessions=facts.sessions + (SessionRow("s9", None, None, None, None),))
+                               sessions=facts.sessions + (SessionRow("s9", None, None, None, None),),
+                               preexisting=Preexisting(3, (ChangedSession("old-1", ""),),
+                                                       (MessageRow(7, "old-1", "ab" * 32),)))
     assert {f.name for f in dataclasses.fields(full) if getattr(full, f.name) == f.default} == set()
     assert parse_probe_output([full.to_line()]) == full
 

@@ -1,0 +1,110 @@
+"""What a run needs before its first trial, from its options: the stores (foreign ones checked out, installed and import-checked), the machines' disks, the starting database (copied or grown) -- and a check that it all fits.
+
+Everything here that is wrong with the input is exit 2 before any trial; machines that start
+here are throwaway ones (the store's import check, the database grower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+from repro.errors import ScenarioError, shown
+from repro.scenario import OWN_SETTINGS, MachineProfile, Scenario, StartSpec, StoreSpec, format_size, parse_size
+
+
+def store_spec(args: argparse.Namespace, preset: str | None, path: str | None, ref: str | None,
+               sqlite: str = "system") -> StoreSpec:
+    """A store configuration from the options (on the SQLite `sqlite`); a foreign store runs its own settings
+    unless a preset is named."""
+    from repro.source.refs import StoreRef
+
+    if ref is not None:
+        StoreRef.parse(ref)
+    requirements = args.store_requirements
+    if requirements not in (None, "auto"):
+        if not os.path.isfile(requirements):
+            raise ScenarioError(f"--store-requirements {shown(requirements)} is not a file (or say auto)")
+        requirements = os.path.abspath(requirements)
+    return StoreSpec(preset or (OWN_SETTINGS if path or ref else "ns506"), args.journal_mode, args.synchronous, path,
+                     args.checkpoint_mode, store_ref=ref, requirements=requirements,
+                     wal_autocheckpoint=args.wal_autocheckpoint, sqlite=sqlite.strip(),
+                     sqlite_assisted=args.sqlite_assisted)
+
+
+def size_option(text: str | None, option: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{option}: {exc}") from None
+
+
+def with_disk(profile: MachineProfile, disk: str | None) -> MachineProfile:
+    """The profile with ``--disk-size`` instead of its own disk (and a name that says so)."""
+    size = size_option(disk, "--disk-size")
+    if size is None:
+        return profile
+    return dataclasses.replace(profile, disk=size, name=f"{profile.name}+disk={format_size(size)}")
+
+
+def prepare_run(args: argparse.Namespace, stores: list[StoreSpec], machines: list[MachineProfile], start: StartSpec,
+                seed: int) -> tuple[list[StoreSpec], dict[StoreSpec, StartSpec]]:
+    """Foreign stores checked out, installed and import-checked; the start's database copied or grown; every
+    disk checked to fit (machines start here: throwaway ones, before any trial)."""
+    from repro.machine import engine
+    from repro.source.prepare import prepare_stores
+    from repro.startdb.prepare import check_fit, estimated_size, prepare_start
+
+    for machine in machines:  # before anything starts: with the size asked for
+        check_fit(machine, start, estimated_size(start))
+    cli = engine.client()
+    host_memory = int(cli.info().get("MemTotal", 0))
+    for machine in machines:
+        check_fit(machine, start, estimated_size(start), jobs=args.jobs, host_memory=host_memory)
+    image = _image(args.image)
+    stores = prepare_stores(stores, image=image, profile=machines[0])
+    starts = {store: prepare_start(start, store, seed=seed, image=image, note=_note) for store in dict.fromkeys(stores)}
+    for machine in machines:
+        for ready in starts.values():
+            check_fit(machine, ready, jobs=args.jobs, host_memory=host_memory)
+    return stores, starts
+
+
+def _note(text: str) -> None:
+    print(f"repro: note: {text}", file=sys.stderr, flush=True)
+
+
+def _image(given: str | None) -> str:
+    """The image trials run in: the lab's own (built when missing or stale), or one the user named that exists."""
+    from repro.machine import engine
+    from repro.machine.labels import IMAGE
+
+    cli = engine.client()
+    if given is None:
+        engine.ensure_image(cli, image=IMAGE)
+        return IMAGE
+    if not engine.image_present(cli, given):
+        raise ScenarioError(f"--image {shown(given)} is not on the engine: build or pull it, or leave out --image "
+                            "for the lab's own")
+    return given
+
+
+def prepare_replay(scenario: Scenario) -> Scenario:
+    """A stored scenario made ready again: its store's checkout, image and import check (cache hits, unless
+    the cache was cleared), and its starting database (made again if the cache lost it)."""
+    from repro.source.prepare import prepare_stores
+    from repro.startdb.files import load
+    from repro.startdb.prepare import prepare_start
+
+    if not (scenario.store.foreign or scenario.start.database):
+        return scenario
+    image = _image(None)
+    store = prepare_stores([scenario.store], image=image, profile=scenario.profile)[0]
+    start = scenario.start
+    if start.database and (start.files is None or load(start.files) is None):
+        start = prepare_start(dataclasses.replace(start, files=None), store, seed=scenario.seed, image=image)
+    return dataclasses.replace(scenario, store=store, start=start)

@@ -1,0 +1,1 @@
+"""The database a trial starts from: the beta tester's own (``--from-db``) or one the lab grows to a size (``--initial-size``), cached on the host with its baseline, and restored onto each trial's disk."""

@@ -1,0 +1,113 @@
+"""``--initial-size``: a starting database grown once per (size, seed, store) by the store under test itself, in a throwaway machine.
+
+The grower (repro/workload/grow.py) runs in the trial's image with the store mounted as in a
+trial, as uid 1000, without network, on a tmpfs of its own (fsyncs cost what they cost on the
+trial's disk), with the store's own settings; it copies the finished database to a host
+directory of the cache, where the baseline is taken (repro/startdb/files.py). A second run
+with the same size, seed and store finds it there and grows nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import shutil
+import tempfile
+import time
+
+from repro.errors import LabError, ScenarioError
+from repro.scenario import StoreSpec, format_size
+from repro.source.layout import content_hash
+from repro.startdb.files import StartFiles, finish, load
+
+GROW_MODULE = "repro.workload.grow"
+OUT_MOUNT = "/opt/out"
+GROW_RATE = 1 << 20  # bytes per second the deadline allows at least (measured: ~6 MB/s on one CPU)
+GROW_MARGIN_S = 300
+
+
+def store_fingerprint(store: StoreSpec) -> str:
+    """What identifies the store's code: the commit of a ref, the content of a directory, the bundled store's
+    files; and the image its requirements went into."""
+    if store.store_commit:
+        code = store.store_commit
+    elif store.store_path:
+        code = content_hash(store.store_path)
+    else:
+        from repro.machine import context
+
+        code = content_hash(context.find_sources().store_dir)
+    return f"{code}|{store.image or ''}"
+
+
+def grown_key(size: int, seed: int, store: StoreSpec) -> str:
+    return "grown-" + hashlib.sha256(f"{size}|{seed}|{store_fingerprint(store)}".encode()).hexdigest()[:24]
+
+
+def grow_database(size: int, seed: int, store: StoreSpec, *, image: str, cache: pathlib.Path) -> tuple[StartFiles, bool]:
+    """The cached database of that size, seed and store, grown now if there is none; (files, grown now)."""
+    target = cache / grown_key(size, seed, store)
+    found = load(target)
+    if found is not None:
+        return found, False
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = pathlib.Path(tempfile.mkdtemp(prefix="grown-", dir=cache))
+    try:
+        partial.chmod(0o777)  # the grower writes here as uid 1000
+        started = time.monotonic()
+        facts = _run_grower(size, seed, store, image=image, out=partial)
+        made = (f"grown by {store.source if store.foreign else 'the lab store'} from seed {seed} to "
+                f"{format_size(size)} in {time.monotonic() - started:.0f} s")
+        if not (partial / "state.db").is_file():
+            raise LabError(f"the grower printed {facts} but left no database")
+        return finish(partial, target, made), True
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _run_grower(size: int, seed: int, store: StoreSpec, *, image: str, out: pathlib.Path) -> dict[str, object]:
+    import docker.errors
+    import requests.exceptions
+    from docker.types import Mount
+
+    from repro.machine import engine
+    from repro.machine.host import STORE_MOUNT
+    from repro.machine.labels import labels
+    from repro.machine.limits import WRITABLE, read_only_root
+    from repro.protocol import Tag, parse_all
+
+    cli = engine.client()
+    mounts = [Mount(target=OUT_MOUNT, source=str(out), type="bind")]
+    env = {"LAB_STORE_PATH": ""}
+    if store.foreign:
+        mounts.append(Mount(target=STORE_MOUNT, source=str(store.store_path), type="bind", read_only=True))
+        env["LAB_STORE_PATH"] = STORE_MOUNT
+    disk = size + size // 2 + (64 << 20)  # the database, its WAL, and room
+    argv = ["python3", "-m", GROW_MODULE, "--size", str(size), "--seed", str(seed), "--out", OUT_MOUNT]
+    container = None
+    try:
+        container = cli.containers.create(
+            store.image or image, entrypoint=argv, user="1000:1000", environment=env, network_mode="none",
+            mounts=mounts, tmpfs={**WRITABLE, "/opt/data": f"rw,size={disk},uid=1000,gid=1000,mode=0755"},
+            mem_limit=disk + (512 << 20), memswap_limit=disk + (512 << 20), cap_drop=["ALL"],
+            security_opt=["no-new-privileges=true"], labels=labels("grow"), **read_only_root())
+        container.start()
+        code = int(container.wait(timeout=size / GROW_RATE + GROW_MARGIN_S)["StatusCode"])
+        output = container.logs().decode("utf-8", "replace")
+    except requests.exceptions.RequestException:
+        raise LabError(f"growing a {format_size(size)} starting database took more than "
+                       f"{size / GROW_RATE + GROW_MARGIN_S:.0f} s") from None
+    except docker.errors.DockerException as exc:
+        raise LabError(f"cannot grow the starting database: {engine._short(exc)}") from None
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True, v=True)
+            except docker.errors.DockerException:
+                pass
+    grown = [line.payload for line in parse_all(output.splitlines()) if line.tag is Tag.GROWN]
+    if code != 0 or not grown:
+        tail = " | ".join(output.strip().splitlines()[-3:])
+        raise ScenarioError(f"the store could not grow a starting database (exit {code}): {tail[-400:]}")
+    return dict(grown[-1])

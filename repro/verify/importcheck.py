@@ -1,0 +1,184 @@
+"""The store under test imported as the machine's user would import it, or the one reason it cannot be (stdlib only).
+
+Every in-machine import of a store from ``--store-path``/``--store-ref`` goes through
+``import_store`` (the workload, the dashboard, the grower, the probe's sandbox): the store's
+directory comes first on ``sys.path``, and a ``hermes_state`` found anywhere else -- the lab's
+bundled copy on PYTHONPATH, when the store's directory cannot be read -- is refused, never used.
+
+Run as ``python3 -m repro.verify.importcheck STORE_DIR`` in a throwaway machine before any
+trial (the trial's image, the store mounted read-only, uid 1000, no network), it prints one
+``STORE CHECK {json}`` line: the module it imported, whether it reads the lab's HERMES_STATE_*
+variables, and the pragmas in force when it opens a new database -- or the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import enum
+import importlib
+import os
+import pathlib
+import sys
+import tempfile
+import traceback
+from types import ModuleType, TracebackType
+from typing import Sequence
+
+from repro.errors import LabError
+from repro.protocol import Tag, write_line
+
+STORE_NAME = "hermes_state"
+# What the lab's own store calls its preset variable: a store exposing it reads the lab's settings.
+LAB_PRESET_VARIABLE = "HERMES_STATE_PRESET"
+_SCAN_LIMIT = 20_000  # entries looked at when naming an unreadable file
+
+
+class Problem(str, enum.Enum):
+    """Why a store cannot be used."""
+
+    UNREADABLE = "unreadable"        # a file or directory the machine's user cannot read
+    MISSING_MODULE = "missing-module"  # it imports a module the machine does not have
+    SYNTAX_ERROR = "syntax-error"
+    IMPORT_ERROR = "import-error"    # its import raised something else
+    NO_SESSION_DB = "no-session-db"
+    OPEN_FAILED = "open-failed"      # SessionDB cannot open a new database
+
+
+class StoreImportError(LabError):
+    """The store cannot be imported from its directory; ``problem`` says why, ``detail`` names the file."""
+
+    def __init__(self, problem: Problem, detail: str, module: str = "") -> None:
+        super().__init__(f"{problem.value}: {detail}")
+        self.problem = problem
+        self.detail = detail
+        self.module = module  # the missing module's name (MISSING_MODULE)
+
+
+def _drop_cached() -> None:
+    for name in [k for k in sys.modules if k == STORE_NAME or k.startswith(STORE_NAME + ".")]:
+        del sys.modules[name]
+
+
+def import_store(store_dir: str | None) -> ModuleType:
+    """``hermes_state`` from ``store_dir`` (first on sys.path), or the image's own when None."""
+    if store_dir is None:
+        return importlib.import_module(STORE_NAME)
+    sys.path[:] = [store_dir, *(p for p in sys.path if p != store_dir)]
+    _drop_cached()
+    try:
+        module = importlib.import_module(STORE_NAME)
+    except SyntaxError as exc:
+        where = f"{_rel(exc.filename, store_dir)}:{exc.lineno}" if exc.filename else "?"
+        raise StoreImportError(Problem.SYNTAX_ERROR, f"{where}: {exc.msg}") from None
+    except ModuleNotFoundError as exc:
+        unreadable = _unreadable(store_dir, exc.name or "")
+        if unreadable:
+            raise StoreImportError(Problem.UNREADABLE, unreadable) from None
+        name = exc.name or str(exc)
+        raise StoreImportError(Problem.MISSING_MODULE, f"no module named {name!r}{_where(exc.__traceback__, store_dir)}",
+                               module=name.split(".")[0]) from None
+    except PermissionError as exc:
+        raise StoreImportError(Problem.UNREADABLE, _rel(str(exc.filename), store_dir)) from None
+    except Exception as exc:  # anything else its module-level code raised
+        raise StoreImportError(Problem.IMPORT_ERROR, f"{type(exc).__name__}: {exc}"[:300]
+                               + _where(exc.__traceback__, store_dir)) from None
+    found = getattr(module, "__file__", None)
+    if not under(found, store_dir):
+        _drop_cached()
+        unreadable = _unreadable(store_dir, STORE_NAME)
+        if unreadable:
+            raise StoreImportError(Problem.UNREADABLE, unreadable)
+        raise StoreImportError(Problem.IMPORT_ERROR, f"{STORE_NAME} came from {found}, not from the store")
+    return module
+
+
+def under(path: str | None, directory: str) -> bool:
+    if path is None:
+        return False
+    return pathlib.Path(path).resolve().is_relative_to(pathlib.Path(directory).resolve())
+
+
+def _rel(path: str, store_dir: str) -> str:
+    """A path inside the store as relative to it (the host adds its own directory); others as they are."""
+    if path and under(path, store_dir):
+        return pathlib.Path(path).resolve().relative_to(pathlib.Path(store_dir).resolve()).as_posix() or "."
+    return path
+
+
+def _where(tb: TracebackType | None, store_dir: str) -> str:
+    """`` (at agent/memory.py:3)``: the deepest line of the store's own code in the traceback."""
+    frames = [f for f in traceback.extract_tb(tb) if under(f.filename, store_dir)]
+    return f" (at {_rel(frames[-1].filename, store_dir)}:{frames[-1].lineno})" if frames else ""
+
+
+def _readable(path: pathlib.Path) -> bool:
+    return os.access(path, os.R_OK | os.X_OK) if path.is_dir() else os.access(path, os.R_OK)
+
+
+def _unreadable(store_dir: str, module: str) -> str:
+    """The first file or directory on the way to ``module`` (then anywhere in the store) that this user
+    cannot read, relative to the store ("." for the store's directory itself); "" if there is none."""
+    root = pathlib.Path(store_dir)
+    if not _readable(root):
+        return "."
+    path = root
+    for part in module.split(".") if module else []:
+        for candidate in (path / part, path / f"{part}.py", path / part / "__init__.py"):
+            if candidate.exists() and not _readable(candidate):
+                return candidate.relative_to(root).as_posix()
+        path = path / part
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = pathlib.Path(dirpath)
+        for name in sorted(dirnames):
+            if not _readable(base / name):
+                return (base / name).relative_to(root).as_posix()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+        for name in sorted(filenames):
+            seen += 1
+            if name.endswith(".py") and not _readable(base / name):
+                return (base / name).relative_to(root).as_posix()
+        if seen > _SCAN_LIMIT:
+            break
+    return ""
+
+
+def check(store_dir: str | None, scratch: str | None = None) -> dict[str, object]:
+    """Import the store and open a new database with it; the facts, or the problem, as a JSON object."""
+    try:
+        module = import_store(store_dir)
+    except StoreImportError as exc:
+        return {"ok": False, "problem": exc.problem.value, "detail": exc.detail, "module": exc.module}
+    where = _rel(str(getattr(module, "__file__", "?")), store_dir) if store_dir else str(module.__file__)
+    facts: dict[str, object] = {"ok": True, "file": where,
+                                "reads_lab_settings": getattr(module, "ENV_PRESET", None) == LAB_PRESET_VARIABLE}
+    session_db = getattr(module, "SessionDB", None)
+    if not callable(session_db):
+        return {"ok": False, "problem": Problem.NO_SESSION_DB.value, "detail": f"{where} defines no SessionDB"}
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        try:
+            db = session_db(pathlib.Path(tmp) / "state.db")
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}"[:300] + (_where(exc.__traceback__, store_dir) if store_dir else "")
+            return {"ok": False, "problem": Problem.OPEN_FAILED.value, "detail": detail}
+        conn = getattr(db, "_conn", None)
+        for pragma in ("journal_mode", "synchronous"):
+            with contextlib.suppress(Exception):
+                facts[pragma] = conn.execute(f"PRAGMA {pragma}").fetchone()[0]  # type: ignore[union-attr]
+        with contextlib.suppress(Exception):
+            db.close()
+    return facts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m repro.verify.importcheck", description=__doc__.splitlines()[0])
+    parser.add_argument("store_dir", nargs="?", default=None, help="the store's directory (default: the image's own)")
+    parser.add_argument("--scratch", default="/tmp", help="where the new database is opened")
+    args = parser.parse_args(argv)
+    write_line(Tag.STORE_CHECK, check(args.store_dir, args.scratch))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

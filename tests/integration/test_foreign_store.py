@@ -1,0 +1,134 @@
+"""Stores as they ship: a module beside its siblings, releases by git ref, third-party requirements installed
+offline, and every store that cannot be imported refused in one line before any trial (nothing left behind)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from upstream_like import build_wheel, git_releases, offline_requirements, write_module_store
+
+pytestmark = pytest.mark.docker
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def repro(*argv: str, cache: pathlib.Path, run_id: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it, with a cache of its own (refs, wheels, starting databases) and a known run id."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HERMES_LAB_CACHE": str(cache),
+           "HERMES_LAB_RUN_ID": run_id or uuid.uuid4().hex[:10]}
+    return subprocess.run([sys.executable, "-m", "repro.cli", *argv], env=env, capture_output=True, text=True,
+                          timeout=1200)
+
+
+def trials(out: pathlib.Path) -> list[dict[str, object]]:
+    return list(json.loads((out / "report.json").read_text())["trials"])
+
+
+def leftovers(run_id: str) -> tuple[list[str], list[str]]:
+    from repro.machine import engine
+
+    return engine.leftovers(engine.client(), run_id)
+
+
+def test_a_module_store_with_a_sibling_module_and_package_passes_sigkill_trials(tmp_path: pathlib.Path,
+                                                                               lab_image: str) -> None:
+    store = write_module_store(tmp_path / "project")
+    out = tmp_path / "run"
+    proc = repro("run", "--fault", "sigkill", "--trials", "2", "--seed", "4", "--store-path", str(store),
+                 "--out", str(out), cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    found = trials(out)
+    assert [t["verdict"] for t in found] == ["pass", "pass"]
+    assert all(t["store"] == str(store) and t["preset"] == "own" for t in found)
+    assert all((t["journal_mode"], t["synchronous"]) == ("wal", "2") for t in found)  # its own settings, read back
+    # the honest label everywhere: the full path, "own settings", the pragmas in force by name
+    label = f"{store} own settings"
+    # ... and the SQLite in force (the image's own here)
+    assert re.search(rf"{re.escape(label)} \(wal/full [0-9.]+ \(system\)\)", (out / "report.md").read_text())
+    assert f"store={label} in_force=wal/full " in (out / "junit.xml").read_text()
+
+
+def test_two_releases_by_ref_are_named_by_ref_and_commit(tmp_path: pathlib.Path, lab_image: str) -> None:
+    repo = tmp_path / "hermes-agent"
+    old, new = git_releases(repo, [("v2026.6", {"release": "2026.6"}), ("v2026.11", {"release": "2026.11"})])
+    out = tmp_path / "run"
+    proc = repro("matrix", "--faults", "sigkill", "--trials", "1", "--seed", "5",
+                 "--store-refs", f"{repo}@v2026.6,{repo}@v2026.11", "--out", str(out), cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    names = [f"{repo}@v2026.6 ({old[:7]})", f"{repo}@v2026.11 ({new[:7]})"]
+    assert [t["store"] for t in trials(out)] == names
+    assert [t["verdict"] for t in trials(out)] == ["pass", "pass"]
+    report = (out / "report.md").read_text()
+    assert all(f"{n} own settings (wal/full" in report for n in names)  # the comparison's sides too
+    assert (tmp_path / "cache" / "stores" / old / "hermes_state.py").is_file()
+    first = str(trials(out)[0]["id"])
+    replayed = repro("replay", str(out), first, cache=tmp_path / "cache")  # from the stored ref and commit
+    assert replayed.returncode == 0, replayed.stderr + replayed.stdout
+    assert f"{repo}@v2026.6 ({old[:7]})" in (next((out / "replays").iterdir()) / "report.md").read_text()
+
+
+def test_a_third_party_package_is_installed_offline_into_a_derived_image(tmp_path: pathlib.Path,
+                                                                         lab_image: str) -> None:
+    store = write_module_store(tmp_path / "project", needs="tinydep")
+    proc = repro("run", "--fault", "sigkill", "--trials", "1", "--store-path", str(store), "--out",
+                 str(tmp_path / "without"), cache=tmp_path / "cache")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no module named 'tinydep'" in lines[0] and "--store-requirements" in lines[0]
+    reqs = offline_requirements(tmp_path / "requirements.txt", tmp_path / "wheels", "tinydep")
+    build_wheel(tmp_path / "wheels")
+    out = tmp_path / "with"
+    proc = repro("run", "--fault", "sigkill", "--trials", "1", "--store-path", str(store), "--store-requirements",
+                 str(reqs), "--out", str(out), cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert trials(out)[0]["verdict"] == "pass"
+    image = json.loads((out / "report.json").read_text())["trials"][0]["scenario"]["store"]["image"]
+    assert image.startswith("hermes-lab-store:")
+    from repro.machine import engine
+
+    assert engine.client().images.get(image).labels["org.hermes-lab"] == "store-image"
+
+
+def _unreadable(store: pathlib.Path) -> str:
+    (store / "agent" / "memory_manager.py").chmod(0o600)
+    return f"{store}/agent/memory_manager.py cannot be read by the machine's user (uid 1000)"
+
+
+def _unreadable_directory(store: pathlib.Path) -> str:
+    store.chmod(0o700)
+    return f"store {store}: {store} cannot be read by the machine's user (uid 1000)"
+
+
+def _no_session_db(store: pathlib.Path) -> str:
+    text = (store / "hermes_state.py").read_text().replace("class SessionDB:", "class SessionStore:")
+    (store / "hermes_state.py").write_text(text)
+    return f"{store}/hermes_state.py defines no SessionDB"
+
+
+def _syntax_error(store: pathlib.Path) -> str:
+    (store / "hermes_constants.py").write_text("def get_hermes_home(:\n")
+    return f"syntax error at {store}/hermes_constants.py:1"
+
+
+@pytest.mark.parametrize("breakage", [_unreadable, _unreadable_directory, _no_session_db, _syntax_error])
+def test_a_store_that_cannot_be_imported_is_one_line_and_no_trial(tmp_path: pathlib.Path, lab_image: str,
+                                                                  breakage) -> None:  # type: ignore[no-untyped-def]
+    store = write_module_store(tmp_path / "project")
+    words = breakage(store)
+    run_id = uuid.uuid4().hex[:10]
+    out = tmp_path / "run"
+    proc = repro("run", "--fault", "sigkill", "--trials", "2", "--store-path", str(store), "--out", str(out),
+                 cache=tmp_path / "cache", run_id=run_id)
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("repro: error: store ") and words in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and not (out / "report.json").exists()
+    assert leftovers(run_id) == ([], [])  # the throwaway machine and its disk are gone

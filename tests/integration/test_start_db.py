@@ -1,0 +1,93 @@
+"""The beta tester's database: trials that start from a copy of a given database, or from one the lab grows to a
+size (cached), keep every row that was there -- and a release that drops an old row on open is caught."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from integration.test_foreign_store import repro, trials
+from upstream_like import write_module_store
+
+pytestmark = pytest.mark.docker
+
+MESSAGES = 1000
+
+
+def beta_database(directory: pathlib.Path, store: pathlib.Path) -> pathlib.Path:
+    """A database of 1,000 messages in 20 sessions written by the store, left as a crash leaves it (its -wal
+    and -shm beside it), then made read-only: the user's files, which the lab must only read."""
+    directory.mkdir()
+    script = (f"import os, pathlib, sys\nsys.path.insert(0, {str(store)!r})\nimport hermes_state\n"
+              f"db = hermes_state.SessionDB(pathlib.Path({str(directory / 'state.db')!r}))\n"
+              "for s in range(20):\n"
+              "    db.create_session(f'beta-{s}', 'telegram', model='gpt-5')\n"
+              "    for m in range(50):\n"
+              "        db.append_message(f'beta-{s}', 'user', f'beta message {s}/{m} about the disk')\n"
+              "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert {p.name for p in directory.iterdir()} == {"state.db", "state.db-wal", "state.db-shm"}
+    for path in directory.iterdir():
+        path.chmod(0o444)
+    return directory / "state.db"
+
+
+def test_from_db_keeps_every_old_row_and_catches_a_release_that_drops_one(tmp_path: pathlib.Path,
+                                                                            lab_image: str) -> None:
+    good = write_module_store(tmp_path / "good")
+    dropper = write_module_store(tmp_path / "dropper", release="2026.12", drop_oldest_on_open=True)
+    db = beta_database(tmp_path / "beta", good)
+    before = {p.name: p.read_bytes() for p in db.parent.iterdir()}
+    out = tmp_path / "run"
+    proc = repro("matrix", "--faults", "sigkill", "--trials", "2", "--seed", "8", "--from-db", str(db),
+                 "--store-paths", f"{good},{dropper}", "--out", str(out), cache=tmp_path / "cache")
+    assert proc.returncode == 1, proc.stderr + proc.stdout  # the dropper broke the promise
+    found = trials(out)
+    kept = [t for t in found if t["store"] == str(good)]
+    dropped = [t for t in found if t["store"] == str(dropper)]
+    for t in kept:  # every old message and session row, and every acknowledged new write
+        assert t["verdict"] == "pass" and t["preexisting"] == MESSAGES + 20 and t["lost_preexisting"] == 0, t
+        assert t["lost_acked"] == 0 and int(str(t["acked"])) > 0
+    for t in dropped:  # one message gone (and its session's counter rewritten)
+        assert t["verdict"] == "lost-acked" and t["lost_preexisting"] == 2 and t["lost_acked"] == 0, t
+        assert "session beta-0: message(s) 1 missing or rewritten" in str(t["detail"])
+    assert {p.name: p.read_bytes() for p in db.parent.iterdir()} == before  # the user's files untouched
+    assert "pre-existing rows 1020, lost or rewritten 2" in (out / "report.md").read_text()
+
+
+def _disk_at_start(trial: dict[str, object]) -> tuple[float, float]:
+    match = re.search(r"\(([\d.]+) of (\d+) MB\)", str(trial["start"]))
+    assert match, trial["start"]
+    return float(match.group(1)), float(match.group(2))
+
+
+def test_initial_size_grows_once_and_restores_the_asked_size(tmp_path: pathlib.Path, lab_image: str) -> None:
+    cache = tmp_path / "cache"
+    first = tmp_path / "first"
+    proc = repro("run", "--fault", "sigkill", "--trials", "1", "--seed", "9", "--initial-size", "12m",
+                 "--out", str(first), cache=cache)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    grown = sorted((cache / "initial").iterdir())
+    assert len(grown) == 1 and grown[0].name.startswith("grown-")
+    meta = json.loads((grown[0] / "meta.json").read_text())
+    trial = trials(first)[0]
+    used, _ = _disk_at_start(trial)
+    assert abs(used - 12) <= 1.2, trial["start"]  # the database on the trial's disk: within 10% of 12m
+    assert abs(meta["bytes"] - (12 << 20)) <= (12 << 20) // 10
+    assert trial["verdict"] == "pass" and trial["preexisting"] == meta["sessions"] + meta["messages"]
+    mark = {p.name: p.stat().st_mtime_ns for p in grown[0].iterdir()}
+    second = tmp_path / "second"
+    proc = repro("run", "--fault", "sigkill", "--trials", "1", "--seed", "9", "--initial-size", "12m",
+                 "--disk-fill-to", "90", "--out", str(second), cache=cache)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert sorted((cache / "initial").iterdir()) == grown  # the cache was reused: nothing grown again
+    assert {p.name: p.stat().st_mtime_ns for p in grown[0].iterdir()} == mark
+    used, size = _disk_at_start(trials(second)[0])
+    assert abs(used / size - 0.90) <= 0.01  # filled to 90% before the workload started
+    assert os.path.isdir(second)
