@@ -11,7 +11,10 @@ import io
 import pathlib
 import shlex
 import tarfile
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
 
 from repro.machine import engine  # first: it sets the testcontainers environment
 
@@ -89,19 +92,7 @@ class DataDisk:
         dead) into ``dest``; returns the names copied (none if ``path`` does not exist)."""
         if self._holder is None:
             return []
-        try:
-            stream, _ = self._holder.get_wrapped_container().get_archive(path)
-        except docker.errors.NotFound:
-            return []
-        copied: list[str] = []
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            for member in tar.getmembers():
-                extracted = tar.extractfile(member) if member.isfile() else None
-                if extracted is not None:
-                    name = pathlib.PurePosixPath(member.name).name
-                    (dest / name).write_bytes(extracted.read())
-                    copied.append(name)
-        return copied
+        return copy_out(self._holder.get_wrapped_container(), path, dest)
 
     def put(self, path: str, tar: Iterable[bytes]) -> None:
         """Unpack a tar stream into ``path`` on the disk through the engine (an upload into the holder's
@@ -137,3 +128,22 @@ class DataDisk:
             except docker.errors.DockerException:
                 pass
             self.volume_name = ""
+
+
+def copy_out(container: "Container", path: str, dest: pathlib.Path) -> list[str]:
+    """Copy a file, or the files of a directory, out of a container (running or stopped) into ``dest``;
+    returns the names copied (none if ``path`` does not exist)."""
+    try:
+        stream, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        return []
+    dest.mkdir(parents=True, exist_ok=True)
+    copied: list[str] = []
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        for member in tar.getmembers():
+            extracted = tar.extractfile(member) if member.isfile() else None
+            if extracted is not None:
+                name = pathlib.PurePosixPath(member.name).name
+                (dest / name).write_bytes(extracted.read())
+                copied.append(name)
+    return copied

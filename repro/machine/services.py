@@ -9,14 +9,11 @@ that the service's run script sources.
 
 from __future__ import annotations
 
-import io
 import pathlib
-import tarfile
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
-import docker.errors
 
 from repro.errors import ScenarioError
 from repro.protocol import EventKind, Line, LossyKind, Tag
@@ -139,20 +136,9 @@ def fetch_trace(host: "ConstrainedHost", dest: pathlib.Path) -> list[str]:
     machine may be down, not removed. Returns the names copied."""
     from repro.machine.host import TRACE_DIR
 
-    try:
-        stream, _ = host.get_wrapped_container().get_archive(TRACE_DIR)
-    except docker.errors.NotFound:
-        return []
-    dest.mkdir(parents=True, exist_ok=True)
-    copied: list[str] = []
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        for member in tar.getmembers():
-            extracted = tar.extractfile(member) if member.isfile() else None
-            if extracted is not None:
-                name = pathlib.PurePosixPath(member.name).name
-                (dest / name).write_bytes(extracted.read())
-                copied.append(name)
-    return copied
+    from repro.machine.disk import copy_out
+
+    return copy_out(host.get_wrapped_container(), TRACE_DIR, dest)
 
 
 def _ready_or_failed(line: Line) -> bool:
