@@ -62,7 +62,7 @@ class HuntPlan:
 HUNT = HuntPlan()
 
 
-def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[type-arg]
+def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> list:  # type: ignore[type-arg]
     from repro.prepare import prepare_run, size_option, store_spec, with_disk
     from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, WorkloadSpec, expand, get_profile
 
@@ -100,7 +100,8 @@ def _scenarios(args: argparse.Namespace, seed: int) -> list:  # type: ignore[typ
     default_run = args.command == "run" and not args.fault and not hazards
     check_trial_count(args.trials, len(profiles) * (len(combos) + int(default_run)) * len(stores))
     scenarios = expand(machines, combos, stores, args.trials, seed, workload)  # ids checked before any build
-    _sqlite_builds(stores)  # before any container: the import check and the grower below start machines
+    if build:  # before any container: the import check and the grower below start machines
+        _sqlite_builds(stores)
     starts: dict[StoreSpec, StartSpec] = {}
     if any(store.foreign for store in stores) or start.database or args.disk_size:
         stores, starts = prepare_run(args, stores, machines, start, seed)  # a ref's label gains its commit

@@ -149,7 +149,7 @@ def _args(argv: list[str]) -> object:
 
 
 def test_the_hunt_gives_the_wal_reset_bug_its_conditions_on_each_sqlite() -> None:
-    scenarios = commands._scenarios(_args(["hunt", "--trials", "2", "--duration", "45"]), seed=7)
+    scenarios = commands._scenarios(_args(["hunt", "--trials", "2", "--duration", "45"]), seed=7, build=False)
     assert len(scenarios) == 6
     assert [s.store.sqlite for s in scenarios[::2]] == ["system", "3.51.2", "3.53.2"]
     for s in scenarios:
@@ -159,16 +159,18 @@ def test_the_hunt_gives_the_wal_reset_bug_its_conditions_on_each_sqlite() -> Non
         assert s.store.wal_autocheckpoint == 8 and s.store.environment()["HERMES_STATE_WAL_AUTOCHECKPOINT"] == "8"
         assert s.workload.sizes == "100:1k" and s.workload.rate == 0  # flat out
     assert scenarios[-1].trial_id.endswith("ns506_wac=8_sqlite=3.53.2.hz=cron=1+checkpointer.2")
-    assisted = commands._scenarios(_args(["hunt", "--sqlites", "3.51.2,3.53.2", "--sqlite-assisted"]), seed=7)
+    assisted = commands._scenarios(_args(["hunt", "--sqlites", "3.51.2,3.53.2", "--sqlite-assisted"]), seed=7,
+                                   build=False)
     assert {s.store.sqlite_label for s in assisted} == {"3.51.2-assisted", "3.53.2-assisted"}
     assert all("sqlite=3.5" in s.trial_id and s.trial_id.count("-assisted") == 1 for s in assisted)
 
 
 def test_the_hunt_is_the_matrix_line_the_readme_gives() -> None:
-    hunt = commands._scenarios(_args(["hunt", "--trials", "3", "--duration", "60"]), seed=9)
+    hunt = commands._scenarios(_args(["hunt", "--trials", "3", "--duration", "60"]), seed=9, build=False)
     matrix = commands._scenarios(_args(
         "matrix --profiles fly-1g --faults sigkill-machine@random=60000 --hazard cron=1 --hazard checkpointer=1 "
-        "--wal-autocheckpoint 8 --message-size 100:1k --sqlites system,3.51.2,3.53.2 --trials 3".split()), seed=9)
+        "--wal-autocheckpoint 8 --message-size 100:1k --sqlites system,3.51.2,3.53.2 --trials 3".split()), seed=9,
+        build=False)
     assert hunt == matrix
 
 
@@ -177,7 +179,7 @@ def test_trial_n_runs_the_same_seeds_on_every_sqlite(assisted: list[str]) -> Non
     """Same store, same faults, same seeds: only the library differs between the sides."""
     versions = "3.51.2,3.53.2" if assisted else "system,3.51.2,3.53.2"
     scenarios = commands._scenarios(_args(["matrix", "--faults", "sigkill@random,oom", "--sqlites", versions,
-                                           "--trials", "2", *assisted]), seed=5)
+                                           "--trials", "2", *assisted]), seed=5, build=False)
     groups: dict[tuple[str, str], list[Scenario]] = {}
     for s in scenarios:
         groups.setdefault((s.fault_label, s.trial_id.rsplit(".", 1)[1]), []).append(s)
@@ -191,10 +193,11 @@ def test_trial_n_runs_the_same_seeds_on_every_sqlite(assisted: list[str]) -> Non
 
 
 def test_run_and_matrix_carry_the_sqlite_into_each_store() -> None:
-    (one,) = commands._scenarios(_args(["run", "--fault", "sigkill", "--trials", "1", "--sqlite", "3.53.2"]), 1)
+    (one,) = commands._scenarios(_args(["run", "--fault", "sigkill", "--trials", "1", "--sqlite", "3.53.2"]), 1,
+                                 build=False)
     assert one.store.sqlite == "3.53.2" and not one.store.sqlite_assisted and one.store.wal_autocheckpoint is None
     both = commands._scenarios(_args(["matrix", "--faults", "sigkill", "--trials", "1", "--sqlites",
-                                      "3.51.2,3.53.2", "--wal-autocheckpoint", "4"]), 1)
+                                      "3.51.2,3.53.2", "--wal-autocheckpoint", "4"]), 1, build=False)
     assert [(s.store.sqlite, s.store.wal_autocheckpoint) for s in both] == [("3.51.2", 4), ("3.53.2", 4)]
 
 
