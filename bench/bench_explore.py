@@ -32,6 +32,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from repro.explore.models import CONFIGURATIONS as CONFIGS  # noqa: E402
 from repro.explore.materialize import Materializer  # noqa: E402
 from repro.explore.models import PersistenceModel  # noqa: E402
 from repro.explore.runner import explore  # noqa: E402
@@ -44,15 +45,6 @@ from repro.scenario import StoreSpec  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TARGET = 200.0
-CONFIGS = {
-    "wal-full": StoreSpec("durable"),
-    "wal-normal": StoreSpec("ns506"),
-    "delete-full": StoreSpec("legacy", journal_mode="delete"),
-    "delete-extra": StoreSpec("durable", journal_mode="delete"),
-    "wal-off": StoreSpec("ns506", synchronous="off"),
-    "delete-off": StoreSpec("ns506", journal_mode="delete", synchronous="off"),
-    "journal-off": StoreSpec("ns506", journal_mode="off"),
-}
 
 
 def workload(env: dict[str, str], db: pathlib.Path, ops: int, seed: int, offset: int = 0,

@@ -34,7 +34,7 @@ from repro.machine.restart import PROBE_TIMEOUT_S, Restart, fetch_database, rest
 from repro.machine.services import START_TIMEOUT_S
 from repro.machine.watchdog import Watchdog
 from repro.oracle.verdicts import Judgement, judge, lab_error
-from repro.protocol import Tag
+from repro.protocol import Line, ProtocolError, Tag, format_line, parse_line
 from repro.report.records import TrialRecord, record_trial
 from repro.report.timeline import build_timeline
 from repro.scenario import HazardName, Scenario, replay_command, replay_script, scenario_to_dict, trial_seed
@@ -92,6 +92,7 @@ class _Trial:
         self.restarted: Restart | None = None
         self.judgement: Judgement | None = None
         self.stamped: list[str] = []  # the machine's log with the engine's timestamps (the timeline)
+        self.lines: list[str] = []  # the same log without them: ledger, evidence
         self.restored: Restored | None = None  # the starting database and filler, when the trial has them
         self.sqlite_seen: dict[str, tuple[str, str]] = {}  # process -> (version, source id) it loaded
         self.checkpoints = 0  # the checkpointer hazard's count
@@ -121,12 +122,14 @@ class _Trial:
 
     def restart(self) -> None:
         self.restarted = restart(self.host, start_files=self.scenario.start.files)
-        lines = self.host.output()
+        # One fetch of the whole log (tens of MB at worst): the timeline needs the engine's timestamps,
+        # the ledger and the evidence the lines without them.
+        self.stamped = _stamped_output(self.host)
+        self.lines = lines = [line.partition(" ")[2] for line in self.stamped] if self.stamped else self.host.output()
         if not any(Tag.BOOT.value in line for line in lines[:50]):  # the engine's log rotation dropped the start
             raise TrialError(f"the machine's log lost its beginning ({len(lines)} lines kept): the ledger is "
                              "incomplete, so the trial cannot be judged (see the log cap in repro/machine/limits.py)")
         self.ledger = parse_lines(lines)
-        self.stamped = _stamped_output(self.host)
         self.checkpoints = checkpoint_count(lines)
 
     def judge(self) -> None:
@@ -282,6 +285,19 @@ def _stamped_output(host: ConstrainedHost) -> list[str]:
     return logs.decode("utf-8", "replace").splitlines()
 
 
+def _ledger_lines(lines: Sequence[str]) -> list[Line]:
+    """The ledger lines of a log, for the evidence (a line the lab cannot read is left out, not fatal here)."""
+    ledger: list[Line] = []
+    for text in lines:
+        try:
+            line = parse_line(text)
+        except ProtocolError:
+            continue
+        if line is not None and line.tag is Tag.LEDGER:
+            ledger.append(line)
+    return ledger
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
@@ -298,12 +314,15 @@ def keep_artifacts(trial: _Trial, out_dir: pathlib.Path, error: BaseException | 
         fetch_database(host, target, crash_state=True)
     except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
         pass
-    try:
-        lines = host.output()
-    except LAB_FAILURES:
-        lines = []
+    lines = trial.lines
+    if not lines:  # the trial ended before its restart fetched the log
+        try:
+            lines = host.output()
+        except LAB_FAILURES:
+            lines = []
     (target / "machine.log").write_text("\n".join(lines) + "\n")
-    (target / "ledger.jsonl").write_text("".join(l[l.find("LEDGER ") + 7:] + "\n" for l in lines if "LEDGER " in l))
+    (target / "ledger.jsonl").write_text("".join(format_line(Tag.LEDGER, p.payload).partition(" ")[2] + "\n"
+                                                 for p in _ledger_lines(lines)))
     if trial.restarted is not None:
         (target / "probe.log").write_text(trial.restarted.output)
     (target / "faults.json").write_text(json.dumps(
@@ -331,7 +350,8 @@ def keep_trace(trial: _Trial, out_dir: pathlib.Path) -> str | None:
         write_recording(target / "trace", Recording(
             store_env=scenario.store.environment(), store_path=scenario.store.store_path,
             locks_dropped=scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0,
-            source=f"trial {scenario.trial_id} of {out_dir}", scenario=scenario_to_dict(scenario)), host.output())
+            source=f"trial {scenario.trial_id} of {out_dir}", scenario=scenario_to_dict(scenario)),
+            trial.lines or host.output())
     except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
         return None
     return str(target)

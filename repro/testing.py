@@ -32,10 +32,10 @@ from repro.machine.disk import DataDisk
 from repro.machine.host import ConstrainedHost, StopReport
 from repro.machine.restart import restart
 from repro.oracle.verdicts import Judgement, judge
-from repro.scenario import DEFAULT_PROFILE, FaultSpec, Scenario
+from repro.scenario import DEFAULT_PROFILE, FaultSpec, FaultStep, Scenario
 from repro.verify.facts import ProbeFacts
 
-__all__ = ["ConstrainedHost", "DataDisk", "StopReport", "VerifyResult", "constrained_host", "inject",
+__all__ = ["ConstrainedHost", "DataDisk", "StopReport", "VerifyResult", "constrained_host", "fault_step", "inject",
            "lab_image", "verify"]
 
 
@@ -46,11 +46,15 @@ _fired: "weakref.WeakKeyDictionary[ConstrainedHost, list[str]]" = weakref.WeakKe
 def inject(host: ConstrainedHost, fault: str, *, seed: int = 0) -> FaultOutcome:
     """Fire a fault on a running machine, written as on the command line (``sigterm@acks=200``);
     its trigger is resolved from ``seed`` as a trial's is. Returns what it did."""
-    spec = FaultSpec.parse(fault)
-    scenario = Scenario(host.profile, (spec,), host.store, seed, "t1")
-    outcome = FAULTS[spec.name].inject(host, scenario.schedule()[0])
-    _fired.setdefault(host, []).append(spec.name.value)
+    step = fault_step(host, fault, seed=seed)
+    outcome = FAULTS[step.name].inject(host, step)
+    _fired.setdefault(host, []).append(step.name.value)
     return outcome
+
+
+def fault_step(host: ConstrainedHost, fault: str, *, seed: int = 0) -> FaultStep:
+    """A fault written as on the command line, its trigger resolved from ``seed`` as a trial's is."""
+    return Scenario(host.profile, (FaultSpec.parse(fault),), host.store, seed, "t1").schedule()[0]
 
 
 @dataclass(frozen=True)

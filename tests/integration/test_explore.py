@@ -12,6 +12,7 @@ from typing import Callable
 
 import pytest
 
+from repro.explore.models import CONFIGURATIONS as CONFIGS
 from repro.errors import ExitCode
 from repro.explore.check import ViolationKind
 from repro.explore.models import PersistenceModel as M
@@ -28,15 +29,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.skipif(_NO_FUSE, reason="recording
 SEED = 4242
 OPS = 60
 WORKLOAD = WorkloadSpec(sizes="200:2k")  # small messages: a few pages per commit, a small state space
-CONFIGS = {
-    "wal-full": StoreSpec("durable"),
-    "wal-normal": StoreSpec("ns506"),
-    "delete-full": StoreSpec("legacy", journal_mode="delete"),
-    "delete-extra": StoreSpec("durable", journal_mode="delete"),
-    "wal-off": StoreSpec("ns506", synchronous="off"),
-    "delete-off": StoreSpec("ns506", journal_mode="delete", synchronous="off"),
-    "journal-off": StoreSpec("ns506", journal_mode="off"),
-}
 IN_FORCE = {"wal-full": ("wal", 2), "wal-normal": ("wal", 1), "delete-full": ("delete", 2),
             "delete-extra": ("delete", 3), "wal-off": ("wal", 0), "delete-off": ("delete", 0),
             "journal-off": ("off", 2)}

@@ -9,7 +9,7 @@ import pytest
 from repro.errors import TrialError
 from repro.faults import run_agent
 from repro.machine.restart import fetch_database
-from repro.testing import ConstrainedHost, inject, verify
+from repro.testing import ConstrainedHost, fault_step, inject, verify
 from repro.workload.agent import Action
 
 pytestmark = pytest.mark.docker
@@ -51,11 +51,5 @@ def test_a_trigger_that_never_comes_is_a_lab_error_not_a_verdict(constrained_hos
     with host:
         host.start_workload(seed=3)
         with pytest.raises(TrialError, match="trigger never came"):
-            run_agent(host, Action.NONE, inject_step(host, "sigkill-machine@acks=1000000000"), timeout=1.0)
+            run_agent(host, Action.NONE, fault_step(host, "sigkill-machine@acks=1000000000"), timeout=1.0)
 
-
-def inject_step(host: ConstrainedHost, fault: str):  # type: ignore[no-untyped-def]
-    """The resolved step of a fault as a trial would fire it."""
-    from repro.scenario import FaultSpec, Scenario
-
-    return Scenario(host.profile, (FaultSpec.parse(fault),), host.store, 0, "t1").schedule()[0]

@@ -63,8 +63,9 @@ def _imports(name: str) -> set[str]:
     return found
 
 
-def test_the_image_holds_every_module_the_in_machine_code_imports() -> None:
-    image = _image_modules()
+def _image_problems(image: set[str]) -> tuple[list[str], set[str]]:
+    """Walk the imports of the in-machine entry points: what the image (the set of copied modules)
+    lacks, and every module reached."""
     seen: set[str] = set()
     todo = list(IN_MACHINE_ENTRY_POINTS)
     problems: list[str] = []
@@ -80,11 +81,15 @@ def test_the_image_holds_every_module_the_in_machine_code_imports() -> None:
             top = imported.split(".")[0]
             if top == "repro":
                 todo.append(imported)
-                for parent in _parents(imported):
-                    todo.append(parent)
+                todo.extend(_parents(imported))
             elif top not in sys.stdlib_module_names and top not in IMAGE_THIRD_PARTY and top != "hermes_state" \
                     and top != "__future__":
                 problems.append(f"{name} imports {imported}, which the image does not have")
+    return problems, seen
+
+
+def test_the_image_holds_every_module_the_in_machine_code_imports() -> None:
+    problems, seen = _image_problems(_image_modules())
     assert not problems, "\n".join(problems)
     assert "repro.verify.probe" in seen and "repro.workload.agent" in seen
 
@@ -94,12 +99,13 @@ def _parents(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(2, len(parts))]
 
 
-def test_the_import_check_catches_a_missing_module(tmp_path: pathlib.Path) -> None:
-    """The check above must be able to fail: a module the image lacks is named."""
-    modules = _image_modules()
-    assert "repro.workload.agent" in modules
-    assert "repro.machine.host" not in modules  # the host side never goes into the image
-    assert "repro.cli" not in modules
+def test_the_import_check_catches_a_missing_module() -> None:
+    """The check above must be able to fail: an image without protocol.py (which the workload, the
+    agent and the probe all import) is named as missing it."""
+    image = _image_modules()
+    assert "repro.machine.host" not in image and "repro.cli" not in image  # the host side never goes in
+    problems, _ = _image_problems(image - {"repro.protocol"})
+    assert "repro.protocol runs in the machine but the Dockerfile does not copy it" in problems
 
 
 def test_every_fault_the_runner_knows_is_known_to_the_oracle_and_back() -> None:
