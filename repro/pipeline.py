@@ -121,7 +121,7 @@ class _Trial:
             self.host.stop()  # no fault ended the machine: Fly's ordinary stop ends the trial
 
     def restart(self) -> None:
-        self.restarted = restart(self.host, start_files=self.scenario.start.files)
+        self.restarted = restart(self.host, baseline=bool(self.scenario.start.files))
         # One fetch of the whole log (tens of MB at worst): the timeline needs the engine's timestamps,
         # the ledger and the evidence the lines without them.
         self.stamped = _stamped_output(self.host)

@@ -1,8 +1,12 @@
-"""The machine's data disk: a size-capped tmpfs volume and the holder container that keeps it alive.
+"""The machine's data disk, its inputs, and the holder container that keeps them alive and restarts the machine.
 
 A tmpfs volume loses its contents when no container has it mounted; the holder keeps it
-mounted across the death of the machine, so the restarted machine (and the lab, when it
-collects evidence) sees exactly what the dead one left on disk.
+mounted across the death of the machine, so the lab sees exactly what the dead machine left
+on disk. The holder has the machine's own limits (repro/machine/limits.py: memory, CPUs,
+pids, no capability, uid 1000): it is the restarted machine, whose probe the lab executes in
+it once the machine is down (repro/machine/restart.py) -- one container per trial fewer than
+starting a third. The inputs volume carries what the machine needs from the lab's side
+(repro/machine/inputs.py), uploaded through the engine, so a remote engine works too.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import io
 import pathlib
 import shlex
+import shutil
 import tarfile
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -20,11 +25,12 @@ from repro.machine import engine  # first: it sets the testcontainers environmen
 
 import docker.errors  # noqa: E402
 from docker.types import Mount  # noqa: E402
-from testcontainers.core.container import DockerContainer  # noqa: E402
 
 from repro.errors import LabError  # noqa: E402
+from repro.machine.inputs import INPUTS_DIR  # noqa: E402
 from repro.machine.labels import IMAGE, labels  # noqa: E402
-from repro.machine.limits import read_only_root  # noqa: E402
+from repro.machine.limits import holder_settings  # noqa: E402
+from repro.scenario import MachineProfile  # noqa: E402
 from repro.scenario.profiles import format_size  # noqa: E402
 
 DATA_DIR = "/opt/data"
@@ -36,71 +42,66 @@ SNAPSHOT_DIR = f"{KEEP_DIR}/files"
 
 
 class DataDisk:
-    """A size-capped tmpfs volume and the holder container that keeps its contents alive."""
+    """A size-capped tmpfs volume, the inputs volume, and the holder container that keeps them alive."""
 
-    def __init__(self, size: int, *, image: str = IMAGE) -> None:
-        self.size = size
+    def __init__(self, profile: MachineProfile, *, image: str = IMAGE) -> None:
+        self.profile = profile
+        self.size = profile.disk
         self.image = image
         self.volume_name = ""
-        self._holder: DockerContainer | None = None
+        self.inputs_volume = ""
+        self._holder: Container | None = None
 
-    def create(self) -> "DataDisk":
+    def create(self, cpus: str = "") -> "DataDisk":
+        """Make the volumes and the holder (created, not started: see ``start``), pinned to ``cpus``."""
         cli = engine.client()
-        volume = cli.volumes.create(
-            driver="local",
-            driver_opts={"type": "tmpfs", "device": "tmpfs",
-                         "o": f"size={format_size(self.size)},uid=1000,gid=1000,mode=0755"},
-            labels=labels("disk"),
-        )
-        self.volume_name = volume.name
         try:
-            holder = DockerContainer(self.image)
-            holder.with_kwargs(
-                entrypoint=["sleep", "infinity"], network_mode="none", labels=labels("disk-holder"),
-                mounts=[Mount(target=DATA_DIR, source=self.volume_name, type="volume"),
-                        Mount(target=KEEP_DIR, source=None, type="volume", labels=labels("crash-state"))],
-                mem_limit="32m", cap_drop=["ALL"], user="1000:1000", pids_limit=16,
-                security_opt=["no-new-privileges=true"], **read_only_root(),
-            )
-            self._holder = holder.start()
+            self.volume_name = cli.volumes.create(
+                driver="local",
+                driver_opts={"type": "tmpfs", "device": "tmpfs",
+                             "o": f"size={format_size(self.size)},uid=1000,gid=1000,mode=0755"},
+                labels=labels("disk"),
+            ).name
+            self.inputs_volume = cli.volumes.create(driver="local", labels=labels("inputs")).name
+            mounts = [Mount(target=DATA_DIR, source=self.volume_name, type="volume"),
+                      Mount(target=INPUTS_DIR, source=self.inputs_volume, type="volume"),
+                      Mount(target=KEEP_DIR, source=None, type="volume", labels=labels("crash-state"))]
+            self._holder = cli.containers.create(self.image, **holder_settings(self.profile, mounts=mounts, cpus=cpus))
         except BaseException:
             self.remove()
             raise
         return self
 
+    def start(self, inputs: bytes = b"") -> "DataDisk":
+        """Start the holder and upload the inputs (a tar: repro/machine/inputs.py) into the inputs volume."""
+        holder = self.holder
+        try:
+            holder.start()
+        except docker.errors.DockerException as exc:
+            raise LabError(f"cannot start the data disk's holder: {engine._short(exc)}") from None
+        if inputs:
+            self.put(INPUTS_DIR, inputs)
+        return self
+
+    def mounts(self) -> list[Mount]:
+        """What a machine mounts: the data disk, and its inputs read-only."""
+        return [self.mount(), Mount(target=INPUTS_DIR, source=self.inputs_volume, type="volume", read_only=True)]
+
     def mount(self, read_only: bool = False) -> Mount:
         return Mount(target=DATA_DIR, source=self.volume_name, type="volume", read_only=read_only)
-
-    def snapshot(self, directory: str, names: tuple[str, ...]) -> list[str]:
-        """Copy those of ``names`` that exist in ``directory`` to SNAPSHOT_DIR in the holder's own
-        filesystem (the host's disk, not the size-capped data disk, which may be full): one exec,
-        a local copy, nothing sent to the lab unless it asks (``fetch``). Returns the names copied."""
-        if self._holder is None:
-            return []
-        listed = " ".join(shlex.quote(n) for n in names)
-        script = (f"rm -rf {SNAPSHOT_DIR} && mkdir -p {SNAPSHOT_DIR} && cd {shlex.quote(directory)} || exit 0; "
-                  f"for f in {listed}; do if [ -f \"$f\" ]; then cp -p \"$f\" {SNAPSHOT_DIR}/ || exit 1; "
-                  "echo \"$f\"; fi; done")
-        result = self._holder.get_wrapped_container().exec_run(["sh", "-c", script])
-        output = (result.output or b"").decode("utf-8", "replace")
-        if result.exit_code != 0:
-            raise LabError(f"snapshot of {directory} failed (exit {result.exit_code}): {output.strip()[-200:]}")
-        return [line for line in output.splitlines() if line in names]
 
     def fetch(self, path: str, dest: pathlib.Path) -> list[str]:
         """Copy a file, or the files of a directory, off the disk or the holder (the machine may be
         dead) into ``dest``; returns the names copied (none if ``path`` does not exist)."""
         if self._holder is None:
             return []
-        return copy_out(self._holder.get_wrapped_container(), path, dest)
+        return copy_out(self._holder, path, dest)
 
-    def put(self, path: str, tar: Iterable[bytes]) -> None:
+    def put(self, path: str, tar: bytes | Iterable[bytes]) -> None:
         """Unpack a tar stream into ``path`` on the disk through the engine (an upload into the holder's
         volume mount: the engine writes the files, so their pages are not charged to any machine)."""
-        if self._holder is None:
-            raise LabError("the data disk has no holder to upload into")
         try:
-            self._holder.get_wrapped_container().put_archive(path, tar)
+            self.holder.put_archive(path, tar)
         except docker.errors.DockerException as exc:
             raise LabError(f"cannot upload into the data disk: {engine._short(exc)}") from None
 
@@ -108,42 +109,89 @@ class DataDisk:
         """(bytes used, bytes in all) of the disk, as its filesystem counts them."""
         if self._holder is None:
             return 0, self.size
-        result = self._holder.get_wrapped_container().exec_run(["stat", "-f", "-c", "%S %b %f", DATA_DIR])
+        result = self._holder.exec_run(["stat", "-f", "-c", "%S %b %f", DATA_DIR])
         try:
             block, blocks, free = (int(x) for x in (result.output or b"").split())
         except ValueError:
             raise LabError(f"cannot read the data disk's usage: {(result.output or b'').decode()[:200]}") from None
         return (blocks - free) * block, blocks * block
 
+    def run(self, argv: list[str], environment: Mapping[str, str]) -> tuple[int, str]:
+        """Run a program in the holder -- the restarted machine -- as uid 1000; (exit code, output)."""
+        result = self.holder.exec_run(argv, environment=dict(environment), user="1000:1000")
+        return int(result.exit_code or 0), (result.output or b"").decode("utf-8", "replace")
+
     def remove(self) -> None:
+        """Remove the holder (and its crash-state volume), the data disk and the inputs."""
         if self._holder is not None:
             try:
-                self._holder.stop()
+                self._holder.remove(force=True, v=True)
             except docker.errors.DockerException:
                 pass
             self._holder = None
-        if self.volume_name:
-            try:
-                engine.client().volumes.get(self.volume_name).remove(force=True)
-            except docker.errors.DockerException:
-                pass
-            self.volume_name = ""
+        for name in (self.volume_name, self.inputs_volume):
+            if name:
+                try:
+                    engine.client().volumes.get(name).remove(force=True)
+                except docker.errors.DockerException:
+                    pass
+        self.volume_name = self.inputs_volume = ""
+
+    @property
+    def holder(self) -> "Container":
+        """The holder container (the restarted machine)."""
+        if self._holder is None:
+            raise LabError("the data disk has no holder (not created, or removed)")
+        return self._holder
+
+
+def snapshot_script(directory: str, names: tuple[str, ...]) -> str:
+    """A shell command for the holder that copies those of ``names`` that exist in ``directory`` to
+    SNAPSHOT_DIR (the host's disk, not the size-capped data disk, which may be full) and prints each
+    name it copied on a line of its own; it fails only if a copy fails."""
+    listed = " ".join(shlex.quote(n) for n in names)
+    return (f"(rm -rf {SNAPSHOT_DIR} && mkdir -p {SNAPSHOT_DIR} && cd {shlex.quote(directory)} || exit 0; "
+            f"for f in {listed}; do if [ -f \"$f\" ]; then cp -p \"$f\" {SNAPSHOT_DIR}/ || exit 1; "
+            "echo \"$f\"; fi; done)")
 
 
 def copy_out(container: "Container", path: str, dest: pathlib.Path) -> list[str]:
-    """Copy a file, or the files of a directory, out of a container (running or stopped) into ``dest``;
-    returns the names copied (none if ``path`` does not exist)."""
+    """Copy a file, or the files of a directory, out of a container (running or stopped) into ``dest``,
+    streamed (a grown database is hundreds of MB); returns the names copied (none if ``path`` does not exist)."""
     try:
         stream, _ = container.get_archive(path)
     except docker.errors.NotFound:
         return []
     dest.mkdir(parents=True, exist_ok=True)
     copied: list[str] = []
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        for member in tar.getmembers():
+    with tarfile.open(fileobj=_ChunkReader(stream), mode="r|") as tar:
+        for member in tar:
             extracted = tar.extractfile(member) if member.isfile() else None
             if extracted is not None:
                 name = pathlib.PurePosixPath(member.name).name
-                (dest / name).write_bytes(extracted.read())
+                with open(dest / name, "wb") as out:
+                    shutil.copyfileobj(extracted, out, 1 << 20)
                 copied.append(name)
     return copied
+
+
+class _ChunkReader(io.RawIOBase):
+    """The engine's archive stream (an iterator of byte chunks) as a file, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: "bytearray | memoryview") -> int:  # type: ignore[override]
+        while not self._left:
+            try:
+                self._left = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._left))
+        buffer[:size] = self._left[:size]
+        self._left = self._left[size:]
+        return size

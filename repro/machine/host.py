@@ -1,10 +1,12 @@
 """The constrained host: a Fly-like machine as a testcontainers container -- the one way the lab starts one.
 
 A machine is a container from the lab image with the profile's limits (repro/machine/limits.py),
-s6-svscan as PID 1, and the data disk: a size-capped tmpfs volume kept alive by a small holder
-container (repro/machine/disk.py), so that it survives the machine and the restarted machine
-(repro/machine/restart.py) sees the same files. This class configures, starts and stops the
-machine and offers the primitives faults are made of; it does not judge anything.
+s6-svscan as PID 1, and the data disk: a size-capped tmpfs volume kept alive by a holder
+container (repro/machine/disk.py), so that it survives the machine; the holder, which has the
+machine's limits, is the restarted machine (repro/machine/restart.py). What the machine needs
+from the lab's side (a store's code, a SQLite build) reaches it through the engine, never a
+bind mount (repro/machine/inputs.py). This class configures, starts and stops the machine and
+offers the primitives faults are made of; it does not judge anything.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from repro import sqlite as lab_sqlite
 
 from repro.machine.console import Console, LineWait
 from repro.machine.disk import DATA_DIR, DataDisk
+from repro.machine.inputs import Input, InputKind, archive, machine_path
 from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
 from repro.machine.services import WorkloadStart, start_workload
@@ -35,7 +38,6 @@ from testcontainers.core.container import DockerContainer  # noqa: E402
 DB_PATH = f"{DATA_DIR}/state.db"
 LOSSY_MOUNT = f"{DATA_DIR}/lossy"
 LOSSY_BACKING = f"{DATA_DIR}/backing"
-STORE_MOUNT = "/opt/store"
 # A recording machine's lossyfs trace (repro explore): a volume of its own, outside the disk under
 # test and the tmpfs /run (whose files die with the machine, and which the engine cannot copy
 # from), so the lab fetches it from the stopped machine; removed with the machine.
@@ -59,7 +61,7 @@ class StopReport:
 
 class ConstrainedHost(DockerContainer):
     """A Fly-like machine. ``stop(signal=...)`` is Fly's stop, not a removal: leaving the
-    ``with`` block (or ``remove()``) removes the machine and, if it made it, the disk."""
+    ``with`` block (or ``remove()``) removes the machine and its disk."""
 
     def __init__(
         self,
@@ -71,11 +73,9 @@ class ConstrainedHost(DockerContainer):
         store_path: str | None = None,
         store: StoreSpec | None = None,
         image: str = IMAGE,
-        disk: DataDisk | None = None,
         fuse: bool = False,
         record: bool = False,
         role: str = "machine",
-        mounts: tuple[Mount, ...] = (),
         sqlite: str | lab_sqlite.SqliteBuild | None = None,
     ) -> None:
         super().__init__(image)
@@ -87,9 +87,7 @@ class ConstrainedHost(DockerContainer):
         self.fuse = fuse
         self.record = record  # the lossy filesystem records its trace to TRACE_DIR
         self.role = role
-        self.extra_mounts = mounts  # more read-only host directories (the restarted machine's baseline)
-        self.disk = disk
-        self._owns_disk = disk is None
+        self.disk: DataDisk | None = None
         self._console: Console | None = None
         self._entrypoint: list[str] | None = None
         self._user: str | None = None
@@ -122,8 +120,25 @@ class ConstrainedHost(DockerContainer):
 
     @property
     def store_mount(self) -> str:
-        """Where the store under test is mounted ("" when the image's own store runs)."""
-        return STORE_MOUNT if self.store.store_path else ""
+        """Where the store under test is in the machine ("" when the image's own store runs)."""
+        return machine_path(InputKind.STORE) if self.store.store_path else ""
+
+    def inputs(self) -> tuple[Input, ...]:
+        """What the machine needs from the lab's side: the store's code, a SQLite build."""
+        found: list[Input] = []
+        if self.store.store_path:
+            found.append(Input(InputKind.STORE, pathlib.Path(self.store.store_path).resolve()))
+        lib = sqlite_runtime.library_dir(self.sqlite)
+        if lib is not None:
+            found.append(Input(InputKind.SQLITE, lib))
+        return tuple(found)
+
+    def environment(self) -> dict[str, str]:
+        """The store's settings and the SQLite to load, for every process of the machine (and the probe)."""
+        env = {**self.store.environment(), **sqlite_runtime.environment(self.sqlite)}
+        if self.store.store_path:
+            env["LAB_STORE_PATH"] = self.store_mount
+        return env
 
     @property
     def console(self) -> Console:
@@ -134,16 +149,9 @@ class ConstrainedHost(DockerContainer):
     # -- life cycle ------------------------------------------------------------------------
     def _configure(self) -> None:
         """Called by testcontainers' start(): the container's limits, mounts and environment."""
-        mounts = [self.disk.mount()] if self.disk else []
-        mounts += self.extra_mounts
+        mounts = self.disk.mounts() if self.disk else []
         if self.record:
             mounts.append(Mount(target=TRACE_DIR, source=None, type="volume", labels=labels("trace")))
-        if self.store.store_path:
-            mounts.append(Mount(target=STORE_MOUNT, source=str(pathlib.Path(self.store.store_path).resolve()),
-                                type="bind", read_only=True))
-        lib = sqlite_runtime.mount(self.sqlite)
-        if lib is not None:
-            mounts.append(Mount(target=lib[1], source=str(lib[0]), type="bind", read_only=True))
         settings = container_settings(self.profile, role=self.role, mounts=mounts, fuse=self.fuse,
                                       restarted=self._entrypoint is not None,
                                       cpus=self.pin.cpus if self.pin else "")
@@ -155,25 +163,26 @@ class ConstrainedHost(DockerContainer):
         self.with_kwargs(**settings)  # once: with_kwargs replaces earlier kwargs
         # LD_LIBRARY_PATH in the container's env: lab-init execs s6-svscan with it, every service and
         # `docker exec` inherit it, and the restarted machine's probe gets it too.
-        env = {"LAB_SERVICES": "", **self.store.environment(), **sqlite_runtime.environment(self.sqlite)}
-        if self.store.store_path:
-            env["LAB_STORE_PATH"] = STORE_MOUNT
+        env = {"LAB_SERVICES": "", **self.environment()}
         for key, value in env.items():
             self.with_env(key, value)
 
     def start(self) -> "ConstrainedHost":
-        """Make the disk (unless given), choose the CPUs, create and start the machine, wait for its boot line.
+        """Make the disk, choose the CPUs, start the disk's holder with the inputs, start the machine,
+        wait for its boot line.
 
-        The CPU choice is held (repro/machine/cpus.py) until the machine exists in the engine,
-        so that the next machine's choice, in any lab process, sees it; the boot wait is not."""
+        The CPU choice is held (repro/machine/cpus.py) until the holder exists in the engine, so
+        that the next machine's choice, in any lab process, sees it; the holder, pinned to the same
+        CPUs as the machine, keeps them for the whole trial (the probe runs there)."""
+        payload = archive(self.inputs())  # an unreadable input is bad input: raised before any container
         engine.ensure_image(image=self.image)  # first use builds it (missing or stale), never a registry pull
-        if self.disk is None:
-            self.disk = DataDisk(self.profile.disk, image=self.image).create()
         ready, self._wait_strategy = self._wait_strategy, None
         try:
             with cpus.claim(self.profile.cpus, engine.client()) as pin:
                 self.pin = pin
-                super().start()
+                self.disk = DataDisk(self.profile, image=self.image).create(cpus=pin.cpus)
+            self.disk.start(payload)
+            super().start()
             if ready is not None:
                 ready.wait_until_ready(self)
         except docker.errors.DockerException as exc:
@@ -187,14 +196,14 @@ class ConstrainedHost(DockerContainer):
         return self
 
     def remove(self) -> None:
-        """Remove the machine, and its disk if this host made it."""
+        """Remove the machine and its disk."""
         if self._container is not None:
             try:
                 self._container.remove(force=True, v=True)
             except docker.errors.DockerException:
                 pass
             self._container = None
-        if self._owns_disk and self.disk is not None:
+        if self.disk is not None:
             self.disk.remove()
             self.disk = None
 
@@ -241,13 +250,14 @@ class ConstrainedHost(DockerContainer):
             raise self.console.error(f"`{' '.join(argv)}` exited {result.exit_code}: {output.strip()[-300:]}")
         return output
 
-    def put_file(self, directory: str, name: str, text: str) -> None:
-        """Write a small file (root's, mode 0644) into the machine, atomically (a rename)."""
+    def put_file(self, directory: str, name: str, text: str, then: str = "") -> None:
+        """Write a small file (root's, mode 0644) into the machine, atomically (a rename); ``then``: a
+        shell command run after it in the same exec (one exec costs ~0.1 s of the engine's time)."""
         if len(text.encode()) > MAX_PUT_BYTES:
             raise LabError(f"{name}: {len(text.encode())} bytes is more than a machine's settings file may hold")
         path = f"{directory.rstrip('/')}/{name}"
         script = f'umask 022 && printf %s "$1" > {shlex.quote(path + ".tmp")} && mv {shlex.quote(path + ".tmp")} ' \
-                 f"{shlex.quote(path)}"
+                 f"{shlex.quote(path)}" + (f" && {then}" if then else "")
         self.exec_checked(["sh", "-c", script, "put-file", text])
 
     def stop(self, signal: str | None = None, timeout: float | None = None) -> StopReport:  # type: ignore[override]

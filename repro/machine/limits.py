@@ -1,8 +1,8 @@
 """What a Fly-like machine may use: memory without swap, a pinned CPU, pids, capabilities, no network, read-only root, logs.
 
 One function turns a profile into the engine's container settings, so every machine the
-lab starts -- the trial machine, the restarted machine -- is limited in the same place
-(the disk holder takes the same root and log settings: repro/machine/disk.py).
+lab starts -- the trial machine, and the disk holder in which the restarted machine's probe
+runs (repro/machine/disk.py) -- is limited in the same place.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def container_settings(profile: MachineProfile, *, role: str, mounts: list[Mount
     """docker-py ``containers.create`` keyword arguments for a machine of this profile, pinned to
     ``cpus`` (repro/machine/cpus.py; "" for none).
 
-    The restarted machine runs only the probe, as uid 1000: it needs no capability at all.
+    The restarted machine (the disk holder) runs only the probe, as uid 1000: it needs no capability at all.
     Only a power-loss machine gets the FUSE device, CAP_SYS_ADMIN and an unconfined AppArmor profile.
     """
     caps = [] if restarted else [*BASE_CAPS, *(["SYS_ADMIN"] if fuse else [])]
@@ -57,4 +57,13 @@ def container_settings(profile: MachineProfile, *, role: str, mounts: list[Mount
         settings["cpuset_cpus"] = cpus
     if fuse:
         settings["devices"] = ["/dev/fuse:/dev/fuse:rwm"]
+    return settings
+
+
+def holder_settings(profile: MachineProfile, *, mounts: list[Mount], cpus: str = "") -> dict[str, object]:
+    """The disk holder's settings: the restarted machine's limits (the profile's memory, CPU and
+    pids, no capability, no network, read-only root), uid 1000, and nothing running but a sleep
+    until the probe is executed in it. ``tmpfs``: /tmp only (SQLite's temporary files)."""
+    settings = container_settings(profile, role="disk-holder", mounts=mounts, fuse=False, restarted=True, cpus=cpus)
+    settings.update(entrypoint=["sleep", "infinity"], user="1000:1000", tmpfs={"/tmp": WRITABLE["/tmp"]})
     return settings

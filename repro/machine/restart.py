@@ -1,19 +1,21 @@
 """The restarted machine: the crash state kept as evidence, then the database reopened on the same disk.
 
-It returns facts (what the probe found) and never judges them: the oracle does that. The
-database files are copied first, as the crash left them, because opening them replays
-the WAL or rolls back a hot journal, and the store may repair the file.
+The disk's holder is the restarted machine (repro/machine/disk.py): it has the machine's
+limits, no capability, uid 1000, and the same store and SQLite. One program runs in it once
+the machine is down: the crash state is copied first, as the crash left it (opening the
+files replays the WAL or rolls back a hot journal, and the store may repair the file), then
+the probe gathers facts. It returns facts and never judges them: the oracle does that.
 """
 
 from __future__ import annotations
 
 import pathlib
+import shlex
 from dataclasses import dataclass
 
-from docker.types import Mount
-
-from repro.machine.disk import SNAPSHOT_DIR
-from repro.machine.host import STORE_MOUNT, ConstrainedHost
+from repro.machine.disk import SNAPSHOT_DIR, snapshot_script
+from repro.machine.host import ConstrainedHost
+from repro.machine.inputs import InputKind, machine_path
 from repro.verify.baseline import BASELINE_FILE
 from repro.verify.facts import ProbeFacts, parse_probe_output
 
@@ -21,7 +23,7 @@ from repro.verify.facts import ProbeFacts, parse_probe_output
 DB_FILES = ("state.db", "state.db-wal", "state.db-shm", "state.db-journal")
 PROBE_MODULE = "repro.verify.probe"
 PROBE_TIMEOUT_S = 120.0
-START_MOUNT = "/opt/start"  # the starting database's baseline, for the probe
+SNAPSHOT_FAILED = 97  # the exit code of a restart whose crash-state copy failed (the probe did not run)
 
 
 @dataclass(frozen=True)
@@ -34,34 +36,26 @@ class Restart:
     kept: tuple[str, ...]  # the crash-state files kept as evidence
 
 
-def keep_crash_state(host: ConstrainedHost) -> tuple[str, ...]:
-    """Copy the database files as they are now beside the disk, in its holder (fetch them with
-    ``fetch_database``). Returns the names kept."""
-    if host.disk is None:
-        return ()
-    return tuple(host.disk.snapshot(host.disk_db_dir, DB_FILES))
-
-
-def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, start_files: str | None = None) -> Restart:
-    """Bring the machine down if it is up, keep the crash state, then run the probe in a fresh
-    machine on the same disk with the same store: no capabilities, uid 1000. ``start_files``: the
-    starting database's directory in the cache, whose baseline the probe checks (mounted read-only)."""
+def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, baseline: bool = False) -> Restart:
+    """Bring the machine down if it is up, then in the restarted machine keep the crash state and
+    probe the database with the same store and SQLite. ``baseline``: the machine's inputs hold the
+    starting database's baseline (repro/startdb/restore.py), which the probe checks; the probe is
+    killed after ``timeout`` seconds."""
     if host.is_running():
         host.kill()
-    kept = keep_crash_state(host)
-    argv = ["python3", "-m", PROBE_MODULE, f"{host.disk_db_dir}/state.db"]
-    if host.store.store_path:
-        argv += ["--store-path", STORE_MOUNT]
-    mounts: tuple[Mount, ...] = ()
-    if start_files:
-        mounts = (Mount(target=START_MOUNT, source=str(start_files), type="bind", read_only=True),)
-        argv += ["--baseline", f"{START_MOUNT}/{BASELINE_FILE}"]
-    restarted = ConstrainedHost(host.profile, store=host.store, image=host.image, disk=host.disk, role="verify",
-                                mounts=mounts, sqlite=host.sqlite)  # the verifier opens the files with the same library
-    restarted.with_entrypoint(argv, user="1000:1000")
-    with restarted:
-        code = int(restarted.get_wrapped_container().wait(timeout=timeout)["StatusCode"])
-        output = restarted.get_wrapped_container().logs().decode("utf-8", "replace")
+    if host.disk is None:
+        raise host.console.error("the machine has no data disk to restart on")
+    argv = ["timeout", "-s", "KILL", f"{timeout:.0f}", "python3", "-m", PROBE_MODULE, f"{host.disk_db_dir}/state.db"]
+    if host.store_mount:
+        argv += ["--store-path", host.store_mount]
+    if baseline:
+        argv += ["--baseline", f"{machine_path(InputKind.START)}/{BASELINE_FILE}"]
+    script = (f"{snapshot_script(host.disk_db_dir, DB_FILES)} || exit {SNAPSHOT_FAILED}; "
+              f"exec {shlex.join(argv)}")
+    code, output = host.disk.run(["sh", "-c", script], environment=host.environment())
+    kept = tuple(line for line in output.splitlines() if line in DB_FILES)
+    if code == SNAPSHOT_FAILED:
+        raise host.console.error(f"the crash state could not be kept: {output.strip()[-300:]}")
     try:
         facts = parse_probe_output(output.splitlines())
     except ValueError as exc:

@@ -10,12 +10,12 @@ that the service's run script sources.
 from __future__ import annotations
 
 import pathlib
-import time
+import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
 
-from repro.errors import ScenarioError
+from repro.errors import LabError, ScenarioError
 from repro.protocol import EventKind, Line, LossyKind, Tag
 from repro.workload.config import WorkloadConfig
 
@@ -29,6 +29,7 @@ SETTINGS_DIR = "/run/lab"
 CRON_OP_OFFSET = 1_000_000_000
 CRON_MIX = "append=50,tokens=30,create=10,end=10"
 START_TIMEOUT_S = 30.0
+START_RETRY_S = 0.02
 # A recording machine (repro explore): the lossyfs trace goes to the machine's trace volume
 # (host.TRACE_DIR, fetched with ``fetch_trace`` once the machine is down), and the workload
 # marks it through the daemon's socket.
@@ -69,19 +70,17 @@ def env_text(settings: Mapping[str, str]) -> str:
 
 
 def start(host: "ConstrainedHost", service: str, settings: Mapping[str, str], timeout: float = 10.0) -> None:
-    """Write the service's settings and start it once its supervisor listens (s6-svscan spawns
-    the supervisors just after boot)."""
-    if settings:
-        host.put_file(SETTINGS_DIR, f"{service}.env", env_text(settings))
-    path = f"{SERVICES_DIR}/{service}"
-    deadline = time.monotonic() + timeout
-    while True:
-        result = host.get_wrapped_container().exec_run(["s6-svc", "-u", path], user="root")
-        if result.exit_code == 0:
-            return
-        if time.monotonic() > deadline:
-            raise host.console.error(f"s6 did not accept `s6-svc -u {path}`: {result.output.decode().strip()}")
-        time.sleep(0.02)
+    """Write the service's settings and start it, in one exec: ``s6-svc -u`` is retried in the machine
+    until the service's supervisor listens (s6-svscan spawns the supervisors just after boot)."""
+    path = shlex.quote(f"{SERVICES_DIR}/{service}")
+    tries = max(1, int(timeout / START_RETRY_S))
+    up = (f"i=0; until s6-svc -u {path} 2>/dev/null; do i=$((i+1)); "
+          f"if [ $i -ge {tries} ]; then s6-svc -u {path}; exit 1; fi; sleep {START_RETRY_S}; done")
+    try:
+        host.put_file(SETTINGS_DIR, f"{service}.env", env_text(settings), then=up)
+    except LabError as exc:
+        raise host.console.error(f"s6 did not accept `s6-svc -u {SERVICES_DIR}/{service}` within {timeout:.0f} s: "
+                                 f"{exc}") from None
 
 
 def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, object]:

@@ -5,7 +5,8 @@ otherwise block a trial forever: an exec's output stream and a container's log s
 no timeout. Removing the container ends both (the engine kills even a paused container), the
 phase fails, and the trial becomes an `error` naming the phase and its deadline; the run
 goes on. If the phase still has not returned GRACE_S later, the trial's disk holder and
-volume go too.
+volumes go too (the holder is the restarted machine: a probe that hangs there is first bounded
+by its own timeout inside the holder, repro/machine/restart.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Iterator
 from repro.errors import DeadlineError
 
 GRACE_S = 15.0
-MACHINE_ROLES = ("machine", "verify")
+MACHINE_ROLES = ("machine",)
 
 
 class Watchdog:

@@ -70,11 +70,11 @@ def check_store(store: StoreSpec, *, image: str, profile: MachineProfile) -> Sto
     import docker.errors
     import requests.exceptions
 
-    from repro.machine.host import STORE_MOUNT, ConstrainedHost
+    from repro.machine.host import ConstrainedHost
     from repro.protocol import Tag, parse_all
 
     host = ConstrainedHost(profile, store=store, image=store.image or image, role="store-check")
-    host.with_entrypoint(["python3", "-m", CHECK_MODULE, STORE_MOUNT], user="1000:1000")
+    host.with_entrypoint(["python3", "-m", CHECK_MODULE, host.store_mount], user="1000:1000")
     with host:  # entering starts it
         container = host.get_wrapped_container()
         try:

@@ -20,13 +20,14 @@ import sys
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from repro.errors import LabError
+from repro.machine.inputs import InputKind, machine_path
 from repro.protocol import EventKind, Tag, parse_all
 
 if TYPE_CHECKING:
     from repro.sqlite.build import SqliteBuild
 
 LIBRARY_PATH_ENV = "LD_LIBRARY_PATH"
-MACHINE_LIB_DIR = "/opt/hermes-lab/sqlite"  # where a machine mounts a build (read-only)
+MACHINE_LIB_DIR = machine_path(InputKind.SQLITE)  # where a build is in a machine (its inputs, read-only)
 
 PROBE_CODE = """
 import json, sqlite3
@@ -60,9 +61,9 @@ class LoadedSqlite:
     library: str  # the file the process mapped
 
 
-def mount(build: SqliteBuild | None) -> tuple[pathlib.Path, str] | None:
-    """(host directory, machine directory) to bind read-only, or None for the system library."""
-    return None if build is None else (build.lib_dir, MACHINE_LIB_DIR)
+def library_dir(build: SqliteBuild | None) -> pathlib.Path | None:
+    """The build's directory, sent into a machine's inputs (MACHINE_LIB_DIR); None for the system library."""
+    return None if build is None else build.lib_dir
 
 
 def environment(build: SqliteBuild | None, lib_dir: str = MACHINE_LIB_DIR) -> dict[str, str]:

@@ -1,9 +1,10 @@
 """``--initial-size``: a starting database grown once per (size, seed, store) by the store under test itself, in a throwaway machine.
 
-The grower (repro/workload/grow.py) runs in the trial's image with the store mounted as in a
-trial, as uid 1000, without network, on a tmpfs of its own (fsyncs cost what they cost on the
-trial's disk), with the store's own settings; it copies the finished database to a host
-directory of the cache, where the baseline is taken (repro/startdb/files.py). A second run
+The grower (repro/workload/grow.py) runs in the trial's image with the store and the SQLite the
+trials load (sent through the engine, as in a trial: repro/machine/inputs.py), as uid 1000,
+without network, on a tmpfs of its own (fsyncs cost what they cost on the trial's disk), with
+the store's own settings; it copies the finished database to a volume, from which the lab
+fetches it into the cache through the engine, and the baseline is taken (repro/startdb/files.py). A second run
 with the same size, seed and store finds it there and grows nothing.
 """
 
@@ -18,11 +19,12 @@ import time
 
 from repro.errors import LabError, ScenarioError
 from repro.scenario import StoreSpec, format_size
+from repro.scenario.stores import SYSTEM_SQLITE
 from repro.source.layout import content_hash
 from repro.startdb.files import StartFiles, finish, load
 
 GROW_MODULE = "repro.workload.grow"
-OUT_MOUNT = "/opt/out"
+OUT_MOUNT = "/opt/out"  # the image makes it uid 1000's, so a fresh volume mounted there is too
 GROW_RATE = 1 << 20  # bytes per second the deadline allows at least (measured: ~6 MB/s on one CPU)
 GROW_MARGIN_S = 300
 
@@ -38,7 +40,8 @@ def store_fingerprint(store: StoreSpec) -> str:
         from repro.machine import context
 
         code = content_hash(context.find_sources().store_dir)
-    return f"{code}|{store.image or ''}"
+    built = f"|sqlite={store.sqlite_label}" if store.sqlite_label != SYSTEM_SQLITE else ""  # the image's own: no suffix
+    return f"{code}|{store.image or ''}{built}"
 
 
 def grown_key(size: int, seed: int, store: StoreSpec) -> str:
@@ -71,30 +74,49 @@ def _run_grower(size: int, seed: int, store: StoreSpec, *, image: str, out: path
     import requests.exceptions
     from docker.types import Mount
 
+    from repro import sqlite as lab_sqlite
     from repro.machine import engine
-    from repro.machine.host import STORE_MOUNT
+    from repro.machine.disk import copy_out
+    from repro.machine.inputs import INPUTS_DIR, Input, InputKind, archive, machine_path
     from repro.machine.labels import labels
     from repro.machine.limits import WRITABLE, read_only_root
     from repro.protocol import Tag, parse_all
+    from repro.sqlite import runtime as sqlite_runtime
 
-    cli = engine.client()
-    mounts = [Mount(target=OUT_MOUNT, source=str(out), type="bind")]
-    env = {"LAB_STORE_PATH": ""}
+    _, build = lab_sqlite.for_store(store)  # grown with the library the trials load
+    inputs: list[Input] = []
+    env = {"LAB_STORE_PATH": "", **sqlite_runtime.environment(build)}
     if store.foreign:
-        mounts.append(Mount(target=STORE_MOUNT, source=str(store.store_path), type="bind", read_only=True))
-        env["LAB_STORE_PATH"] = STORE_MOUNT
+        inputs.append(Input(InputKind.STORE, pathlib.Path(str(store.store_path)).resolve()))
+        env["LAB_STORE_PATH"] = machine_path(InputKind.STORE)
+    lib = sqlite_runtime.library_dir(build)
+    if lib is not None:
+        inputs.append(Input(InputKind.SQLITE, lib))
+    payload = archive(tuple(inputs))
     disk = size + size // 2 + (64 << 20)  # the database, its WAL, and room
     argv = ["python3", "-m", GROW_MODULE, "--size", str(size), "--seed", str(seed), "--out", OUT_MOUNT]
+    cli = engine.client()
     container = None
+    volumes: list[str] = []
     try:
+        # Inputs in and the grown database out both travel through the engine (a remote one too):
+        # volumes of the grower's own, removed with it.
+        volumes = [cli.volumes.create(driver="local", labels=labels("grow-inputs")).name,
+                   cli.volumes.create(driver="local", labels=labels("grow-out")).name]
+        mounts = [Mount(target=INPUTS_DIR, source=volumes[0], type="volume"),
+                  Mount(target=OUT_MOUNT, source=volumes[1], type="volume")]
         container = cli.containers.create(
             store.image or image, entrypoint=argv, user="1000:1000", environment=env, network_mode="none",
             mounts=mounts, tmpfs={**WRITABLE, "/opt/data": f"rw,size={disk},uid=1000,gid=1000,mode=0755"},
             mem_limit=disk + (512 << 20), memswap_limit=disk + (512 << 20), cap_drop=["ALL"],
             security_opt=["no-new-privileges=true"], labels=labels("grow"), **read_only_root())
+        if payload:
+            container.put_archive(INPUTS_DIR, payload)
         container.start()
         code = int(container.wait(timeout=size / GROW_RATE + GROW_MARGIN_S)["StatusCode"])
         output = container.logs().decode("utf-8", "replace")
+        if code == 0:
+            copy_out(container, OUT_MOUNT, out)
     except requests.exceptions.RequestException:
         raise LabError(f"growing a {format_size(size)} starting database took more than "
                        f"{size / GROW_RATE + GROW_MARGIN_S:.0f} s") from None
@@ -104,6 +126,11 @@ def _run_grower(size: int, seed: int, store: StoreSpec, *, image: str, out: path
         if container is not None:
             try:
                 container.remove(force=True, v=True)
+            except docker.errors.DockerException:
+                pass
+        for name in volumes:
+            try:
+                cli.volumes.get(name).remove(force=True)
             except docker.errors.DockerException:
                 pass
     grown = [line.payload for line in parse_all(output.splitlines()) if line.tag is Tag.GROWN]

@@ -16,8 +16,10 @@ from typing import Iterator
 
 from repro.machine.disk import DATA_DIR
 from repro.machine.host import ConstrainedHost
+from repro.machine.inputs import INPUTS_DIR, Input, InputKind, archive
 from repro.scenario import StartSpec
 from repro.startdb.files import StartFiles, load
+from repro.verify.baseline import BASELINE_FILE
 
 FILLER = "lab-filler"
 BLOCK = 4096
@@ -90,9 +92,12 @@ def _stream(files: StartFiles | None, prefix: str, filler: int) -> Iterator[byte
 
 def restore(host: ConstrainedHost, start: StartSpec) -> Restored:
     """Upload the starting database (into the directory the workload opens it from: the lossy mount's
-    backing on a power-loss machine) and the filler, before the workload starts."""
+    backing on a power-loss machine) and the filler, before the workload starts; and the database's
+    baseline into the machine's inputs, for the probe (repro/machine/restart.py)."""
     assert host.disk is not None
     files = load(start.files) if start.files else None
+    if files is not None:
+        host.disk.put(INPUTS_DIR, archive((Input(InputKind.START, files.directory / BASELINE_FILE),)))
     database = files.bytes if files is not None else 0
     filler = filler_size(start, host.disk.size, database)
     prefix = host.disk_db_dir[len(DATA_DIR):].strip("/")

@@ -200,7 +200,7 @@ def test_two_concurrent_runs_never_pin_two_machines_to_one_cpu(lab_image: str, t
             taken: dict[int, str] = {}
             for run_id in ids:
                 for row in cli.api.containers(filters={"label": f"{RUN_LABEL}={run_id}"}):
-                    if (row.get("Labels") or {}).get("org.hermes-lab.role") not in ("machine", "verify"):
+                    if (row.get("Labels") or {}).get("org.hermes-lab.role") not in ("machine",):
                         continue
                     try:
                         cpuset = cli.api.inspect_container(row["Id"])["HostConfig"]["CpusetCpus"] or ""
@@ -266,7 +266,7 @@ def test_machines_have_read_only_roots_and_bounded_logs(constrained_host: Any) -
     host.start_workload(seed=3)
     host.wait_for_acks(50)
     cli = engine.client()
-    holder = host.disk._holder.get_wrapped_container()
+    holder = host.disk.holder
     for container in (host.get_wrapped_container(), holder):
         config = cli.api.inspect_container(container.id)["HostConfig"]
         assert config["ReadonlyRootfs"] is True

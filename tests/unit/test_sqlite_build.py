@@ -163,7 +163,7 @@ def test_an_assisted_build_is_patched_labelled_and_cached_apart(tmp_path: pathli
 
 def test_system_needs_no_build_and_cannot_be_assisted(tmp_path: pathlib.Path) -> None:
     assert lab_sqlite.resolve("system", root=tmp_path) is None
-    assert runtime.mount(None) is None and runtime.environment(None) == {}
+    assert runtime.library_dir(None) is None and runtime.environment(None) == {}
     with pytest.raises(SqliteVersionError, match="assisted"):
         lab_sqlite.resolve("system", assisted=True, root=tmp_path)
     assert not (tmp_path / "sqlite").exists()
@@ -178,7 +178,7 @@ def test_garbage_versions_fail_before_any_work(tmp_path: pathlib.Path, text: str
 
 def test_a_machine_mounts_the_build_directory_and_points_the_loader_at_it(tmp_path: pathlib.Path) -> None:
     b = build.SqliteBuild("3.53.2", tmp_path, "better-sqlite3@12.11.1", ("ENABLE_FTS5",), False, "id")
-    assert runtime.mount(b) == (tmp_path, runtime.MACHINE_LIB_DIR)
+    assert runtime.library_dir(b) == tmp_path
     assert runtime.environment(b) == {"LD_LIBRARY_PATH": runtime.MACHINE_LIB_DIR}
 
 

@@ -1,0 +1,113 @@
+"""What a machine needs from the lab's side -- the store's code, a SQLite build, a starting database's baseline -- as one tar stream for the engine.
+
+The lab never bind-mounts a path of its own filesystem into a machine: with a remote engine
+(``DOCKER_HOST=ssh://...``) that path does not exist where the machine runs. Instead each
+input travels through the engine's API (an archive upload, repro/machine/disk.py) into the
+trial's inputs volume, which the machine mounts read-only at INPUTS_DIR. Files arrive owned
+by root and readable by all, so the workload (uid 1000) can read but never change them.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import os
+import pathlib
+import tarfile
+from dataclasses import dataclass
+
+from repro.errors import ScenarioError
+
+INPUTS_DIR = "/opt/lab-inputs"
+# Never sent: byte-code a machine would not use (PYTHONDONTWRITEBYTECODE, and the image's Python
+# may differ), version-control metadata, editor and build litter.
+SKIPPED = frozenset({"__pycache__", ".git", ".hg", ".mypy_cache", ".pytest_cache", ".venv", "node_modules"})
+MAX_INPUT_BYTES = 256 << 20  # a store or build bigger than this is a mistake in the path given
+
+
+class InputError(ScenarioError):
+    """An input cannot be sent to the machine (missing, unreadable, or far too big): bad input, exit 2."""
+
+
+class InputKind(str, enum.Enum):
+    """The inputs a machine may get, each a directory of its own under INPUTS_DIR."""
+
+    STORE = "store"    # the store under test, when it is not the image's own
+    SQLITE = "sqlite"  # a SQLite build (libsqlite3.so.0), loaded through LD_LIBRARY_PATH
+    START = "start"    # the starting database's baseline, for the probe
+
+
+@dataclass(frozen=True)
+class Input:
+    """A file or directory of the lab's side, and where it appears in the machine."""
+
+    kind: InputKind
+    source: pathlib.Path
+
+    @property
+    def machine_path(self) -> str:
+        return machine_path(self.kind)
+
+
+def machine_path(kind: InputKind) -> str:
+    """Where an input of this kind appears in the machine (and in the disk holder)."""
+    return f"{INPUTS_DIR}/{kind.value}"
+
+
+def archive(inputs: tuple[Input, ...], limit: int = MAX_INPUT_BYTES) -> bytes:
+    """One tar of the inputs, each under its kind's directory, root-owned and world-readable
+    (b"" when there are none); InputError past ``limit`` bytes of files."""
+    if not inputs:
+        return b""
+    buffer = io.BytesIO()
+    total = 0
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for item in inputs:
+            if not item.source.exists():
+                raise InputError(f"{item.kind.value}: {item.source} does not exist")
+            tar.addfile(_member(item.kind.value, directory=True))
+            if item.source.is_file():  # a single file goes inside its kind's directory
+                entries = [(item.source, item.source.name)]
+            else:
+                entries = [(path, path.relative_to(item.source).as_posix()) for path in _walk(item.source)]
+            for path, rel in entries:
+                name = f"{item.kind.value}/{rel}"
+                if path.is_dir():
+                    tar.addfile(_member(name, directory=True))
+                    continue
+                data = _read(path)
+                total += len(data)
+                if total > limit:
+                    raise InputError(f"{item.kind.value}: {item.source} holds more than "
+                                     f"{limit >> 20} MB; is it the right directory?")
+                tar.addfile(_member(name, directory=False, size=len(data), executable=os.access(path, os.X_OK)),
+                            io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _walk(root: pathlib.Path) -> list[pathlib.Path]:
+    """The directories and regular files under ``root``, parents first, skipping SKIPPED and symlinks out."""
+    found: list[pathlib.Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED)
+        base = pathlib.Path(dirpath)
+        found += [base / d for d in dirnames]
+        found += [base / f for f in sorted(filenames) if (base / f).is_file() and not f.endswith((".pyc", ".pyo"))]
+    return found
+
+
+def _read(path: pathlib.Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _member(name: str, *, directory: bool, size: int = 0, executable: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    info.mode = 0o755 if directory or executable else 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.size = size
+    return info

@@ -1,0 +1,58 @@
+"""What the lab sends into a machine instead of bind-mounting its own paths (repro/machine/inputs.py)."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import tarfile
+
+import pytest
+
+from repro.errors import ScenarioError
+from repro.machine.inputs import INPUTS_DIR, Input, InputError, InputKind, archive, machine_path
+
+
+def _members(data: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def test_a_store_arrives_root_owned_readable_without_byte_code(tmp_path: pathlib.Path) -> None:
+    store = tmp_path / "project"
+    (store / "pkg" / "__pycache__").mkdir(parents=True)
+    (store / "hermes_state.py").write_text("class SessionDB: ...\n")
+    (store / "hermes_state.py").chmod(0o600)  # the user's mode is not the machine's
+    (store / "pkg" / "__init__.py").write_text("")
+    (store / "pkg" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    (store / ".git").mkdir()
+    (store / ".git" / "HEAD").write_text("ref: x\n")
+    lib = tmp_path / "build"
+    lib.mkdir()
+    (lib / "libsqlite3.so.0").write_bytes(b"\x7fELF")
+    members = _members(archive((Input(InputKind.STORE, store), Input(InputKind.SQLITE, lib))))
+    assert sorted(members) == ["sqlite", "sqlite/libsqlite3.so.0", "store", "store/hermes_state.py", "store/pkg",
+                               "store/pkg/__init__.py"]
+    assert all(m.uid == 0 and m.gid == 0 for m in members.values())
+    assert members["store/hermes_state.py"].mode == 0o644 and members["store/pkg"].mode == 0o755
+    assert machine_path(InputKind.STORE) == f"{INPUTS_DIR}/store"
+
+
+def test_a_single_file_goes_inside_its_kinds_directory(tmp_path: pathlib.Path) -> None:
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text("{}")
+    data = archive((Input(InputKind.START, baseline),))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        extracted = tar.extractfile("start/baseline.json")
+        assert extracted is not None and extracted.read() == b"{}"
+    assert archive(()) == b""
+
+
+def test_a_missing_or_oversized_input_is_bad_input(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        archive((Input(InputKind.STORE, tmp_path / "nowhere"),))
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "blob").write_bytes(bytes(3 << 20))
+    with pytest.raises(InputError, match="more than 2 MB"):
+        archive((Input(InputKind.STORE, big),), limit=2 << 20)
+    assert issubclass(InputError, ScenarioError)  # exit 2, before any container starts
