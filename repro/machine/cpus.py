@@ -98,11 +98,27 @@ def engine_cpusets(cli: "DockerClient") -> list[str]:
     return found
 
 
+_engine_cpus: dict[str, list[int]] = {}
+
+
+def engine_cpus(cli: "DockerClient") -> list[int]:
+    """The CPUs of the engine's host (a remote engine's are not this process's): 0..NCPU-1, asked once
+    per engine; this process's own affinity if the engine does not say."""
+    key = str(cli.api.base_url)
+    if key not in _engine_cpus:
+        try:
+            count = int(cli.info().get("NCPU") or 0)
+        except Exception:  # an engine that does not answer `info` fails at the next call anyway
+            count = 0
+        _engine_cpus[key] = list(range(count)) if count > 0 else sorted(os.sched_getaffinity(0))
+    return _engine_cpus[key]
+
+
 @contextlib.contextmanager
 def claim(want: float, cli: "DockerClient") -> Iterator[CpuPin]:
     """Choose CPUs for a machine; hold the choice (process lock + host-wide flock) until the
     caller has created the machine, so that the next choice sees it."""
-    available = sorted(os.sched_getaffinity(0))
+    available = engine_cpus(cli)
     with _local, _host_lock() as locked:
         if not locked:
             yield CpuPin("", f"another lab process held the CPU lock ({LOCK_PATH}) over {LOCK_WAIT_S:.0f} s")

@@ -44,7 +44,7 @@ def test_concurrent_claims_never_pick_the_same_cpu(monkeypatch: pytest.MonkeyPat
     """The choice is held until the machine exists: threads racing for CPUs each get their own."""
     engine = FakeEngine()
     monkeypatch.setattr(cpus, "engine_cpusets", lambda cli: list(engine.running))
-    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(cpus, "engine_cpus", lambda cli: [0, 1, 2, 3])
     got: list[str] = []
     barrier = threading.Barrier(6)
 
@@ -61,3 +61,26 @@ def test_concurrent_claims_never_pick_the_same_cpu(monkeypatch: pytest.MonkeyPat
         t.join()
     pinned = [c for c in got if c]
     assert sorted(pinned) == ["0", "1", "2", "3"] and got.count("") == 2
+
+
+class InfoEngine:
+    """An engine's `info` (NCPU) at a base URL, counting how often it is asked."""
+
+    def __init__(self, url: str, ncpu: int) -> None:
+        self.api = type("Api", (), {"base_url": url})()
+        self.ncpu = ncpu
+        self.asked = 0
+
+    def info(self) -> dict[str, object]:
+        self.asked += 1
+        return {"NCPU": self.ncpu}
+
+
+def test_the_cpus_are_the_engines_not_this_processs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote engine with 8 CPUs pins to 0..7 whatever this process may run on; asked once per engine."""
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {0})
+    remote = InfoEngine("http://remote-unit-test:2375", 8)
+    assert cpus.engine_cpus(remote) == list(range(8))  # type: ignore[arg-type]
+    assert cpus.engine_cpus(remote) == list(range(8)) and remote.asked == 1  # type: ignore[arg-type]
+    silent = InfoEngine("http://silent-unit-test:2375", 0)
+    assert cpus.engine_cpus(silent) == [0]  # type: ignore[arg-type]
