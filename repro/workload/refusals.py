@@ -1,4 +1,4 @@
-"""When the store under test has become unusable: the workload's rule, so a broken store is noted once, not logged flat out.
+"""When the store under test is unusable: the workload's rule, so a broken store is noted once, not logged flat out.
 
 A store that hit a malformed database and closed itself (this repository's store does, after
 its one repair) raises on every call at once; a workload that kept calling it flat out printed
