@@ -56,6 +56,8 @@ class EventKind(str, enum.Enum):
     STOP_SIGNAL = "stop-signal"
     LEAK_STARTED = "leak-started"
     CLOSED = "closed"
+    STORE_UNUSABLE = "store-unusable"  # the workload's store refused REFUSALS_LIMIT writes in a row: it probes now
+    STORE_RECOVERED = "store-recovered"  # an unusable store acknowledged a write again
     DASHBOARD_STARTED = "dashboard-started"
     DASHBOARD_ERROR = "dashboard-error"
     CHECKPOINTER_STARTED = "checkpointer-started"

@@ -38,7 +38,7 @@ OLD_COLOUR, NEW_COLOUR = "#8c8c8c", "#1f5fa8"
 SEVERITY = (Verdict.PASS, Verdict.EXPECTED_LOSS, Verdict.LOST_ACKED, Verdict.CORRUPT, Verdict.ERROR)
 MARK_COLOURS = {MarkKind.FAULT: "#b8212d", MarkKind.DISK_FULL: "#6b4f1d", MarkKind.DISK_CLEARED: "#8c8c8c",
                 MarkKind.STOP: "#1f5fa8", MarkKind.POWER_CUT: "#000000", MarkKind.LEAK: "#8e44ad",
-                MarkKind.END: "#555555"}
+                MarkKind.END: "#555555", MarkKind.STORE_UNUSABLE: "#d35400", MarkKind.STORE_RECOVERED: "#27ae60"}
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "font.family": "DejaVu Sans",
                      "svg.hashsalt": "hermes-lab"})  # the same input draws the same SVG

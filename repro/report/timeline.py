@@ -3,9 +3,9 @@
 The machine's lines carry no clock of their own; the engine stamps every line it keeps, so the
 timeline is read from the machine's log with those stamps (``docker logs --timestamps``): the
 acknowledged and failed writes as they came, the services' events (disk full, stop signal,
-power cut, the workload's end), the faults at the acknowledged write they fired after, and the
-acknowledgement time of every write the restarted machine found lost. Series are sampled down
-to at most MAX_POINTS points, so a passing trial costs a few hundred bytes.
+power cut, a writer's store unusable, the workload's end), the faults at the acknowledged write
+they fired after, and the acknowledgement time of every write the restarted machine found lost.
+Series are sampled down to at most MAX_POINTS points, so a passing trial costs a few hundred bytes.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ class MarkKind(str, enum.Enum):
     POWER_CUT = "power-cut"
     LEAK = "leak"
     END = "end"  # the workload ended (its s6 finish line)
+    STORE_UNUSABLE = "store-unusable"  # a writer's store refused every write: it only probes from here
+    STORE_RECOVERED = "store-recovered"  # ... and took a write again
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ _EVENT_MARKS = {EventKind.DISK_FULL.value: (MarkKind.DISK_FULL, "disk full"),
                 EventKind.DISK_CLEARED.value: (MarkKind.DISK_CLEARED, "disk cleared"),
                 EventKind.STOP_SIGNAL.value: (MarkKind.STOP, "stop signal"),
                 EventKind.LEAK_STARTED.value: (MarkKind.LEAK, "memory leak starts")}
+_STORE_MARKS = {EventKind.STORE_UNUSABLE.value: (MarkKind.STORE_UNUSABLE, "store unusable"),
+                EventKind.STORE_RECOVERED.value: (MarkKind.STORE_RECOVERED, "store usable again")}
 
 
 def build_timeline(stamped: Iterable[str], *, faults: Sequence[tuple[str, int]] = (),
@@ -154,6 +158,9 @@ def build_timeline(stamped: Iterable[str], *, faults: Sequence[tuple[str, int]] 
         elif line.tag is Tag.EVENT and line.kind in _EVENT_MARKS:
             kind_, label = _EVENT_MARKS[line.kind]
             marks.append(Mark(t, kind_, label))
+        elif line.tag is Tag.EVENT and line.kind in _STORE_MARKS:  # one per writer: say whose store
+            kind_, label = _STORE_MARKS[line.kind]
+            marks.append(Mark(t, kind_, f"{label} ({line.payload.get('role', 'gateway')})"))
         elif line.is_lossy(LossyKind.CUT):
             marks.append(Mark(t, MarkKind.POWER_CUT, "power cut"))
         elif line.is_finish("session-store"):

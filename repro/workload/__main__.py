@@ -24,6 +24,7 @@ from repro.protocol import EventKind, Tag, format_line
 from repro.verify.importcheck import import_store
 from repro.workload import content, sqlite_in_force
 from repro.workload.config import WorkloadConfig, WorkloadConfigError
+from repro.workload.refusals import PROBE_EVERY_S, Change, Refusals
 from repro.workload.status import (
     CMD_LEAK,
     CMD_NONE,
@@ -38,6 +39,9 @@ from repro.workload.status import (
 # Errors after which SQLite has certainly rolled the write back (a definite "fail").
 _DEFINITE = ("full", "locked", "busy", "constraint", "readonly", "read-only")
 
+
+# The longest the loop sleeps between looks at the stop signal and the leak command while it waits to probe.
+PAUSE_S = 0.05
 
 _TEE: list[Any] = []  # LAB_LEDGER_FILE: a second copy on another disk (Compose has no engine logs to read)
 
@@ -120,6 +124,8 @@ class Workload:
         weights = [weight for _, weight in cfg.mix]
         self._choose: Callable[[], str] = lambda: self.rng.choices(ops, weights)[0]
         self.marks = Marks(cfg.mark_socket)
+        self.refusals = Refusals()
+        self.next_probe = 0.0  # while the store is unusable: when the next call may be made
 
     # -- the ledger -------------------------------------------------------------
     def call(self, op: str, args: dict[str, object], fn: Callable[[], Any],
@@ -128,9 +134,10 @@ class Workload:
         self.index += 1
         index = self.index
         board = self.board
+        is_write = op != OpKind.SEARCH.value
         if board:
             board.set_invoked(index)
-            if op != "search_messages":  # a read: `--in-write` must not fire in it
+            if is_write:  # not a read: `--in-write` must not fire in it
                 board.set_in_write(IN_WRITE)
         emit(Tag.LEDGER, {"i": index, "t": "invoke", "op": op, "args": args})
         try:
@@ -141,6 +148,7 @@ class Workload:
             message = f"{type(exc).__name__}: {exc}"
             definite = any(word in str(exc).lower() for word in _DEFINITE)
             emit(Tag.LEDGER, {"i": index, "t": "fail" if definite else "info", "err": message})
+            self.noted(self.refusals.refused(index, is_write, exc, message), index)
             if "full" in str(exc).lower():
                 time.sleep(0.02)  # a gateway backs off when the disk is full
             return False
@@ -148,11 +156,25 @@ class Workload:
             board.set_in_write(IDLE)
         emit(Tag.LEDGER, {"i": index, "t": "ok", "result": result(value)})
         self.marks.send(f"ack {index}")
-        if op != "search_messages":
+        if is_write:
             self.acks += 1
             if board:
                 board.set_acks(self.acks)
+        self.noted(self.refusals.acknowledged(is_write), index)
         return True
+
+    def noted(self, change: Change | None, index: int) -> None:
+        """One EVENT line when the store becomes unusable or works again (repro/workload/refusals.py)."""
+        refusals = self.refusals
+        if change is Change.UNUSABLE:
+            emit(Tag.EVENT, {"kind": EventKind.STORE_UNUSABLE.value, "role": self.cfg.role, "i": index,
+                             "since": refusals.since, "refused": refusals.streak, "errors": list(refusals.errors),
+                             "acks": self.acks, "probe_every_s": PROBE_EVERY_S})
+        elif change is Change.RECOVERED:
+            emit(Tag.EVENT, {"kind": EventKind.STORE_RECOVERED.value, "role": self.cfg.role, "i": index,
+                             "probes": refusals.probes, "acks": self.acks})
+        if refusals.unusable:
+            self.next_probe = time.monotonic() + PROBE_EVERY_S
 
     # -- the operations -----------------------------------------------------------
     def create(self) -> None:
@@ -220,6 +242,10 @@ class Workload:
                 break
             if self.board and self.board.read().command == CMD_LEAK and not self.leak:
                 self.start_leak()
+            if self.refusals.unusable and now < self.next_probe:  # a bounded probe, not a flood
+                time.sleep(min(PAUSE_S, self.next_probe - now))
+                next_at = time.monotonic()  # no burst to catch up once the store works again
+                continue
             actions[self._choose()]()
             if self.cfg.raw_open_every and self.index % self.cfg.raw_open_every == 0:
                 self.raw_open()

@@ -73,3 +73,17 @@ def test_timeline_round_trips_in_the_record_and_stays_small() -> None:
     text = run_of(passing).to_json()
     assert RunResult.from_json(text) == run_of(passing)
     assert len(text) < 5000, len(text)  # a trial of 3,000 writes, record and timeline: under 5 KB of report.json
+
+
+def test_a_writer_s_unusable_store_is_a_mark_naming_the_writer() -> None:
+    lines = log(acks=10, failed=0)
+    lines.insert(-4, stamped(1.3, 'EVENT {"kind":"store-unusable","role":"cron","i":5,"since":3,"refused":50}'))
+    lines.insert(-4, stamped(1.35, 'EVENT {"kind":"store-recovered","role":"gateway","i":9,"probes":2}'))
+    tl = build_timeline(lines)
+    assert tl is not None
+    marks = {m.kind: m.label for m in tl.marks}
+    assert marks[MarkKind.STORE_UNUSABLE] == "store unusable (cron)"
+    assert marks[MarkKind.STORE_RECOVERED] == "store usable again (gateway)"
+    assert Timeline.from_dict(json.loads(json.dumps(tl.to_dict()))) == tl
+    from repro.report import figures  # matplotlib: only this test draws
+    assert "store unusable (cron)" in figures.timeline(tl, "trial")
