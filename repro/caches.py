@@ -44,19 +44,20 @@ class EntryKind(str, enum.Enum):
 
 
 _HEX = "[0-9a-f]"
+_TMP = "[a-z0-9_]{8}"  # what tempfile.mkdtemp adds to its prefix: a look-alike of the user's is not matched
 # (directory under the root, entry name pattern, kind); the first that matches decides.
 _LAYOUT: tuple[tuple[str, re.Pattern[str], EntryKind], ...] = (
     ("sqlite", re.compile(rf"\d+\.\d+\.\d+-{_HEX}{{12}}(-assisted)?"), EntryKind.SQLITE_BUILD),
-    ("sqlite", re.compile(r"\.build-.+"), EntryKind.PARTIAL),
+    ("sqlite", re.compile(rf"\.build-{_TMP}"), EntryKind.PARTIAL),
     ("sqlite/sources", re.compile(r"better-sqlite3-\d+\.\d+\.\d+.*"), EntryKind.SQLITE_SOURCE),
     ("initial", re.compile(rf"(db|grown)-{_HEX}{{24}}"), EntryKind.START_DB),
-    ("initial", re.compile(r"(from-db|grown|baseline)-.+"), EntryKind.PARTIAL),
+    ("initial", re.compile(rf"(from-db|grown|baseline)-{_TMP}"), EntryKind.PARTIAL),
     ("stores", re.compile(rf"{_HEX}{{40}}|{_HEX}{{64}}"), EntryKind.STORE_TREE),
-    ("stores", re.compile(rf"{_HEX}{{12}}-.+"), EntryKind.PARTIAL),
+    ("stores", re.compile(rf"{_HEX}{{12}}-{_TMP}"), EntryKind.PARTIAL),
     ("repos", re.compile(rf"{_HEX}{{20}}\.git"), EntryKind.STORE_MIRROR),
-    ("repos", re.compile(r"mirror-.+"), EntryKind.PARTIAL),
+    ("repos", re.compile(rf"mirror-{_TMP}"), EntryKind.PARTIAL),
     ("wheels", re.compile(rf"{_HEX}{{24}}"), EntryKind.WHEELS),
-    ("wheels", re.compile(rf"{_HEX}{{24}}-.+"), EntryKind.PARTIAL),
+    ("wheels", re.compile(rf"{_HEX}{{24}}-{_TMP}"), EntryKind.PARTIAL),
 )
 # Directories of the layout that hold entries (or other such directories), not entries themselves.
 _CONTAINERS = frozenset(d for d, _, _ in _LAYOUT) | {""}
