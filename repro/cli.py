@@ -184,11 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir")
 
     clean = sub.add_parser("clean", help="remove the lab's containers and volumes (refuses live runs of other "
-                                         "processes unless --force)")
+                                         "processes unless --force); --caches, --images: its caches and images")
     which = clean.add_mutually_exclusive_group()
     which.add_argument("--run", default=None, metavar="ID", help="only this run's (its id is in the run's first line)")
     which.add_argument("--stale", action="store_true", help="only runs whose owning process is gone")
     which.add_argument("--force", action="store_true", help="everything with the lab's label, live runs too")
+    clean.add_argument("--caches", action="store_true",
+                       help="instead: the cache entries under $HERMES_LAB_CACHE (SQLite builds, starting databases, "
+                            "store trees and mirrors, wheels) that no container uses")
+    clean.add_argument("--images", action="store_true",
+                       help="instead: the stores' derived images (and untagged lab images) that no container uses")
+    clean.add_argument("--all", action="store_true", help="with --images: the tagged lab images too, the current one "
+                                                         "among them (its build needs apt)")
+    clean.add_argument("--older-than", default=None, metavar="AGE",
+                       help="with --caches/--images: only what was last used (an image: made) more than AGE ago "
+                            "(7d, 12h, 30m)")
+    clean.add_argument("--dry-run", action="store_true", help="with --caches/--images: list, remove nothing")
     image = sub.add_parser("image", help="the lab image")
     image.add_argument("action", choices=["build"])
     sub.add_parser("doctor", help="what the lab needs and what is missing")

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from repro.errors import EngineError, ExitCode, ScenarioError, shown
+from repro.errors import EngineError, ExitCode, LabError, ScenarioError, shown
 from repro.upkeep import reap_dead_runs
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ HUNT = HuntPlan()
 
 def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> list:  # type: ignore[type-arg]
     from repro.prepare import prepare_run, size_option, store_spec, with_disk
+    from repro.source.prepare import resolve_refs
     from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, WorkloadSpec, expand, get_profile
 
     from repro.scenario import check_trial_count
@@ -99,17 +100,21 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
                       fill_pct=args.disk_fill_to)
     default_run = args.command == "run" and not args.fault and not hazards
     check_trial_count(args.trials, len(profiles) * (len(combos) + int(default_run)) * len(stores))
+    stores = resolve_refs(stores)  # a ref's label names its commit: the ids are final before the one expansion
     scenarios = expand(machines, combos, stores, args.trials, seed, workload)  # ids checked before any build
-    if build:  # before any container: the import check and the grower below start machines
-        _sqlite_builds(stores)
-    starts: dict[StoreSpec, StartSpec] = {}
-    if any(store.foreign for store in stores) or start.database or args.disk_size:
-        stores, starts = prepare_run(args, stores, machines, start, seed)  # a ref's label gains its commit
-        scenarios = expand(machines, combos, stores, args.trials, seed, workload)
     if default_run:  # the main job: the lock bug too
         faults, names = DEFAULT_HAZARD_SCENARIO
         with_hazards = dataclasses.replace(workload, hazards=tuple(Hazard.parse(n) for n in names))
         scenarios += expand(machines, [faults], stores, args.trials, seed, with_hazards)
+    if build:  # before any container: the import check and the grower below start machines
+        _sqlite_builds(stores)
+    starts: dict[StoreSpec, StartSpec] = {}
+    if any(store.foreign for store in stores) or start.database or args.disk_size:
+        prepared, starts = prepare_run(args, stores, machines, start, seed)
+        ready = dict(zip(stores, prepared))  # the same stores, checked out and installed: the same labels
+        if any(ready[s].label != s.label for s in stores):
+            raise LabError("preparing the stores changed their labels, and so the trial ids")
+        scenarios = [dataclasses.replace(s, store=ready[s.store]) for s in scenarios]
     if start.active:
         scenarios = [dataclasses.replace(s, start=starts.get(s.store, start)) for s in scenarios]
     if getattr(args, "trial_id", None):

@@ -1,11 +1,13 @@
-"""The lab's housekeeping commands: clean (by owner), image build, doctor, sqlite list -- and reaping dead runs."""
+"""The lab's housekeeping commands: clean (by owner; caches and images), image build, doctor, sqlite list -- and reaping dead runs."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
+import time
 from typing import TYPE_CHECKING
 
 from repro.errors import EngineError, ExitCode, ScenarioError, shown
@@ -23,6 +25,10 @@ def clean(args: argparse.Namespace) -> int:
     from repro.machine import engine, reaper
     from repro.machine.owner import HostView
 
+    if args.caches or args.images:
+        return evict(args)
+    if args.all or args.dry_run or args.older_than is not None:
+        raise ScenarioError("--all, --dry-run and --older-than go with --caches or --images")
     cli = engine.client()
     if args.run:
         result = engine.cleanup(cli, run_id=args.run)
@@ -44,6 +50,96 @@ def clean(args: argparse.Namespace) -> int:
     print(f"removed {containers} container(s) and {volumes} volume(s) of {len(plan.remove)} run(s) whose owner "
           f"is gone" + (f"; kept {len(plan.kept)} run(s) alive or of unknown owner" if plan.kept else ""))
     return ExitCode.OK
+
+
+_AGE = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_age(text: str) -> float:
+    """``--older-than``: 7d, 12h, 30m or 90s, in seconds."""
+    match = _AGE.fullmatch(text.strip())
+    if match is None:
+        raise ScenarioError(f"--older-than takes an age such as 7d, 12h, 30m or 90s, not {shown(text)}")
+    return float(int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _ago(seconds: float) -> str:
+    for unit, scale in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= scale:
+            return f"{int(seconds // scale)} {unit} ago"
+    return "just now"
+
+
+def _kept(kept: list[tuple[str, str]]) -> str:
+    """'; kept 3: 2 used recently, hermes-lab:latest (the current lab image: --all removes it)' from (name, reason)."""
+    if not kept:
+        return ""
+    reasons: dict[str, list[str]] = {}
+    for name, reason in kept:
+        reasons.setdefault(reason, []).append(name)
+    parts = [f"{names[0]} ({reason})" if len(names) == 1 else f"{len(names)} {reason}" for reason, names in reasons.items()]
+    return f"; kept {len(kept)}: " + ", ".join(parts)
+
+
+def evict(args: argparse.Namespace) -> int:
+    """--caches: the cache entries under the cache root; --images: the derived images (and, --all, the tagged
+    lab images); each unless a container uses it (or, --older-than, it is recent). Refused, like plain
+    clean, while a run of another process is alive: it may be about to use any of them."""
+    from repro import caches
+    from repro.machine import engine, images, reaper
+    from repro.machine.labels import IMAGE
+    from repro.machine.owner import HostView
+    from repro.sqlite.build import cache_root
+
+    if args.run or args.stale or args.force:
+        raise ScenarioError("--caches and --images remove no containers: give them without --run, --stale or --force")
+    if args.all and not args.images:
+        raise ScenarioError("--all goes with --images (it also removes the tagged lab images)")
+    older_than = parse_age(args.older_than) if args.older_than is not None else None
+    cli = engine.client()
+    refused = reaper.plan_clean(reaper.group_runs(reaper.lab_objects(cli), HostView.here())).refused
+    if refused and not args.dry_run:
+        listed = "; ".join(g.describe() for g in refused[:LISTED_RUNS])
+        raise ScenarioError(f"{len(refused)} run(s) of other processes are alive or cannot be told dead ({listed}); "
+                            "they may be about to use any cache entry or image: nothing removed (`--dry-run` lists "
+                            "what would go)")
+    now = time.time()
+    verb = "would remove" if args.dry_run else "removed"
+    failures = 0
+    if args.caches:
+        root = cache_root()
+        entries, foreign = caches.scan(root)
+        mounted = [m.get("Source", "") for c in cli.api.containers(all=True) for m in c.get("Mounts") or []]
+        plan = caches.plan_caches(entries, now=now, used=caches.in_use(entries, mounted), older_than=older_than,
+                                  foreign=foreign)
+        for entry in plan.remove:
+            print(f"  {entry.kind.value:<18} {entry.path.relative_to(root)!s:<50} {caches.human(entry.bytes):>9}  "
+                  f"used {_ago(now - entry.used)}")
+        failed = [] if args.dry_run else caches.remove(plan.remove)
+        for entry, why in failed:
+            print(f"  not removed: {entry.path}: {why}")
+        gone = [e for e in plan.remove if e not in {f for f, _ in failed}]
+        failures += len(failed)
+        print(f"{verb} {len(gone)} cache entr{'y' if len(gone) == 1 else 'ies'} "
+              f"({caches.human(sum(e.bytes for e in gone))}) under {root}"
+              + _kept([(str(k.entry.path.relative_to(root)), k.reason) for k in plan.kept])
+              + (f"; left alone {len(plan.foreign)} path(s) the lab did not make" if plan.foreign else ""))
+    if args.images:
+        image_plan = images.plan_images(images.lab_images(cli), current=IMAGE, everything=args.all, now=now,
+                                        older_than=older_than)
+        for image in image_plan.remove:
+            print(f"  {image.kind:<18} {image.name:<50} {caches.human(image.bytes):>9}  made {_ago(now - image.created)}")
+        refused_images = [] if args.dry_run else images.remove_images(cli, image_plan.remove)
+        for image, why in refused_images:
+            print(f"  not removed: {image.name}: {why}")
+        gone_images = [i for i in image_plan.remove if i not in {r for r, _ in refused_images}]
+        failures += len(refused_images)
+        print(f"{verb} {len(gone_images)} image(s) ({caches.human(sum(i.bytes for i in gone_images))})"
+              + _kept([(k.image.name, k.reason) for k in image_plan.kept]))
+    if refused and args.dry_run:
+        print(f"(a real run would refuse: {len(refused)} run(s) of other processes are alive or cannot be told dead)")
+    return ExitCode.LAB_FAILED if failures else ExitCode.OK
 
 
 def reap_dead_runs(cli: DockerClient) -> str:
@@ -68,8 +164,22 @@ def build_image() -> int:
 
 
 
+def cache_sizes() -> str:
+    """The cache root and what each kind of entry there takes: `repro doctor`'s line."""
+    from repro import caches
+    from repro.sqlite.build import cache_root
+
+    root = cache_root()
+    entries, _ = caches.scan(root)
+    kinds = ", ".join(f"{kind.value} {count} / {caches.human(size)}" for kind, (count, size)
+                      in sorted(caches.sizes(entries).items(), key=lambda kv: -kv[1][1]))
+    return (f"{root}: {caches.human(sum(e.bytes for e in entries))}" + (f" ({kinds})" if kinds else "")
+            + "; `repro clean --caches` removes the unused")
+
+
 def doctor() -> int:
-    from repro.machine import engine
+    from repro.caches import human
+    from repro.machine import engine, images
     from repro.machine.labels import IMAGE
 
     checks: list[tuple[str, bool, str, bool]] = []  # name, ok, detail, required
@@ -90,6 +200,10 @@ def doctor() -> int:
         checks.append(("image", fresh, f"{IMAGE} {state.value}" + ("" if fresh else
                        ": `repro run` builds it, or run `repro image build`"), False))
         sqlite_cli = cli if engine.image_present(cli, IMAGE) else None
+        derived = [i for i in images.lab_images(cli) if i.kind == images.STORE_IMAGE]
+        checks.append(("store images", True, f"{len(derived)} derived image(s) of stores' requirements, "
+                       f"{human(sum(i.bytes for i in derived))} of their own; `repro clean --images` removes "
+                       "the unused", False))
     except EngineError as exc:
         checks.append(("engine", False, str(exc), True))
     compose = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True) \
@@ -99,6 +213,7 @@ def doctor() -> int:
     from repro.sqlite.runtime import system_check
 
     checks.append(system_check(sqlite_cli, IMAGE))
+    checks.append(("caches", True, cache_sizes(), False))
     fuse = os.path.exists("/dev/fuse")
     checks.append(("/dev/fuse", fuse, "present (power-loss trials)" if fuse else "missing: no power-loss trials", False))
     missing = False

@@ -89,9 +89,23 @@ class TrialRecord:
         return self.verdict is Verdict.ERROR
 
     @property
+    def fault_labels(self) -> tuple[str, ...]:
+        """Each fault as reports name it (repro.scenario.FaultSpec.label: ``sigkill@checkpoint``, but ``sigkill``
+        for the default trigger), read from the trial's scenario; the bare names for a record without one."""
+        from repro.scenario import FaultSpec
+
+        typed = (self.scenario or {}).get("faults")
+        if isinstance(typed, list) and len(typed) == len(self.faults):
+            try:
+                return tuple(FaultSpec.parse(str(text)).label for text in typed)
+            except ScenarioError:
+                pass  # a report of a lab that spelled faults otherwise: the names it recorded
+        return self.faults
+
+    @property
     def faults_label(self) -> str:
-        """The faults, and the hazards they ran under: ``sigkill`` or ``sigkill with raw-open+dashboard``."""
-        label = "+".join(self.faults) or "none"
+        """The faults, and the hazards they ran under: ``sigkill@checkpoint`` or ``sigkill with raw-open+dashboard``."""
+        label = "+".join(self.fault_labels) or "none"
         return f"{label} with {'+'.join(self.hazards)}" if self.hazards else label
 
     @property

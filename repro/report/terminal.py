@@ -6,6 +6,7 @@ every cell folds instead of being cut (no ``pro…`` headers), and trial details
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from rich import box
@@ -41,21 +42,47 @@ def _verdicts(text: str) -> Text:
     return out
 
 
-def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, gap: int = 2) -> list[int] | None:
+def _longest_word(cells: Sequence[str], after_plus: bool = False) -> int:
+    """The longest word of these cells; ``after_plus``: a word may also end after a '+' (``disk-fill+``)."""
+    split = (lambda cell: re.findall(r"[^\s+]*\+|[^\s+]+", cell)) if after_plus else str.split
+    return max((len(word) for cell in cells for word in split(cell)), default=0)
+
+
+def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, gap: int = 2,
+               plus_breaks: Sequence[int] = ()) -> list[int] | None:
     """Column widths that fit ``width`` without cutting a word where that is possible: every column gets
     its longest word, the room left goes to the columns whose text would wrap, in proportion to
-    what they lack. None when the natural widths fit."""
+    what they lack. None when the natural widths fit. When the longest words do not fit, the columns
+    in ``plus_breaks`` (a fault combination) count their words as broken after each '+' (fold_plus)."""
     cells = [[h, *(row[i] for row in rows)] for i, h in enumerate(headers)]
     natural = [max(len(line) for cell in col for line in cell.splitlines() or [""]) for col in cells]
     room = width - gap * (len(headers) - 1)
     if sum(natural) <= room:
         return None
-    words = [max(len(word) for cell in col for word in cell.split() or [""]) for col in cells]
+    words = [_longest_word(col) for col in cells]
+    if sum(words) > room:
+        words = [_longest_word(col, after_plus=n in plus_breaks) for n, col in enumerate(cells)]
     spare = max(0, room - sum(words))
     lack = [n - w for n, w in zip(natural, words)]
     total = sum(lack) or 1
     widths = [w + spare * l // total for w, l in zip(words, lack)]
     return [max(1, w) for w in widths]
+
+
+def fold_plus(text: str, width: int) -> str:
+    """A fault combination wider than its column broken after a '+' (Rich breaks lines only at spaces), so
+    that no fault's own name is cut: ``disk-fill+`` / ``sigterm@acks=200``."""
+    words = []
+    for word in text.split(" "):
+        if len(word) > width and "+" in word:
+            lines = [""]
+            for part in re.findall(r"[^+]*\+|[^+]+", word):
+                if lines[-1] and len(lines[-1]) + len(part) > width:
+                    lines.append("")
+                lines[-1] += part
+            word = "\n".join(lines)
+        words.append(word)
+    return " ".join(words)
 
 
 def render_table(records: Sequence[TrialRecord], title: str | None = None, width: int | None = None) -> Table:
@@ -64,12 +91,14 @@ def render_table(records: Sequence[TrialRecord], title: str | None = None, width
                   collapse_padding=True)
     rows = table_rows(records)
     names = columns(records)
-    fitted = fit_widths(names, [list(cells.values()) for _, cells in rows], width) if width else None
+    fitted = fit_widths(names, [list(cells.values()) for _, cells in rows], width, plus_breaks=(0,)) if width else None
     for n, name in enumerate(names):
         table.add_column(name, overflow="fold", justify="right" if name == WRITES_LOST else "left",
                          width=fitted[n] if fitted else None)
     for group, cells in rows:
         styled: dict[str, Text | str] = dict(cells)
+        if fitted:
+            styled[names[0]] = fold_plus(cells[names[0]], fitted[0])
         styled["verdicts"] = _verdicts(cells["verdicts"])
         if group.harmed:
             styled[HARMED_DATA] = Text(cells[HARMED_DATA], style="bold")

@@ -120,6 +120,15 @@ class FaultSpec:
         return f"{text}@{self.trigger.value}" + (f"={self.value}" if self.value is not None else "")
 
     @property
+    def label(self) -> str:
+        """The fault as reports name it: as typed, but its trigger left out when it is the fault's default and
+        has no value (``sigkill`` for ``sigkill@acks``; ``sigkill@checkpoint``, ``sigterm@acks=200``). The
+        power-loss options are left out, as the reports always did."""
+        if self.trigger is None or (self.trigger is default_trigger(self.name) and self.value is None):
+            return self.name.value
+        return f"{self.name.value}@{self.trigger.value}" + (f"={self.value}" if self.value is not None else "")
+
+    @property
     def lossy_args(self) -> str:
         """Arguments for the power-loss filesystem daemon (recording is the machine's business: services.py)."""
         return " ".join(f"--{option}" for option in self.options if option != RECORD_OPTION)

@@ -21,6 +21,23 @@ from repro.source.refs import StoreRef, checkout
 from repro.source.wheels import derived_image, requirements_text, wheelhouse
 
 
+def resolve_refs(stores: Sequence[StoreSpec]) -> list[StoreSpec]:
+    """Each store given by git ref with the commit its REV names (``git rev-parse``, once per ref; no checkout,
+    no machine), so that its label -- and every trial id -- is final before the matrix is expanded."""
+    from repro.source.refs import resolve as resolve_ref
+    from repro.sqlite.build import cache_root
+
+    commits: dict[str, str] = {}
+    out = []
+    for store in stores:
+        if store.store_ref and not store.store_commit:
+            if store.store_ref not in commits:
+                commits[store.store_ref] = resolve_ref(StoreRef.parse(store.store_ref), cache_root())[1]
+            store = dataclasses.replace(store, store_commit=commits[store.store_ref])
+        out.append(store)
+    return out
+
+
 def resolve(store: StoreSpec, *, image: str) -> StoreSpec:
     """The store with its ref checked out (store_path, store_commit) and its requirements' image built."""
     from repro.machine import engine

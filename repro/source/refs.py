@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 
+from repro.caches import touch
 from repro.errors import ScenarioError, shown
 
 # A URL git fetches from (scheme://... or scp-like user@host:path); anything else must be a directory.
@@ -73,6 +74,7 @@ def git_dir(ref: StoreRef, cache: pathlib.Path) -> str:
         return path
     mirror = cache / "repos" / (hashlib.sha256(ref.repo.encode()).hexdigest()[:20] + ".git")
     if mirror.is_dir():
+        touch(mirror)
         _git(["--git-dir", str(mirror), "remote", "update", "--prune"], what=f"--store-ref {ref.text}")
     else:
         mirror.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +101,7 @@ def checkout(ref: StoreRef, cache: pathlib.Path, commit: str | None = None) -> t
     where, resolved = resolve(ref, cache) if commit is None else (git_dir(ref, cache), commit)
     target = cache / "stores" / resolved
     if target.is_dir():
+        touch(target)  # a use: `repro clean --caches --older-than` keeps it
         return resolved, target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = pathlib.Path(tempfile.mkdtemp(prefix=f"{resolved[:12]}-", dir=target.parent))

@@ -24,6 +24,7 @@ import tarfile
 import tempfile
 import tomllib
 
+from repro.caches import touch
 from repro.errors import ImageError, ScenarioError, shown
 
 AUTO = "auto"
@@ -93,6 +94,7 @@ def wheelhouse(text: str, cwd: pathlib.Path, cache: pathlib.Path, arch: str) -> 
     key = hashlib.sha256(f"{arch}\n{cwd}\n{text}".encode()).hexdigest()[:24]
     target = cache / "wheels" / key
     if target.is_dir():
+        touch(target)  # a use: `repro clean --caches --older-than` keeps it
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = pathlib.Path(tempfile.mkdtemp(prefix=f"{key}-", dir=target.parent))

@@ -29,6 +29,7 @@ import tempfile
 import time
 from typing import Iterator, Sequence
 
+from repro.caches import touch
 from repro.errors import LabError
 from repro.sqlite import options as opts
 from repro.sqlite.index import INDEX
@@ -218,6 +219,7 @@ def ensure_build(version: str, *, assisted: bool = False, assist_us: int = DEFAU
     hit = _read_build(final)
     if hit is not None:
         _readable_by_all(final)  # builds cached before the lab mounted them into machines
+        touch(final)
         return hit
     with _locked(base / f".{final.name}.lock"):
         hit = _read_build(final)  # another process may have built it while we waited

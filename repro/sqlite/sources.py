@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable, Protocol, Sequence
 
+from repro.caches import touch
 from repro.errors import LabError, ScenarioError
 
 PACKAGE = "better-sqlite3"
@@ -194,6 +195,7 @@ class SourceStore:
         path = self.dir / f"{PACKAGE}-{release.package_version}" / "sqlite3.c"
         if path.is_file():
             source = path.read_bytes()
+            touch(path.parent)  # a use: `repro clean --caches --older-than` keeps it
         else:
             data = self.registry.tarball(release.tarball)
             self.downloads += 1

@@ -15,6 +15,7 @@ import dataclasses
 import os
 from typing import Callable
 
+from repro.caches import touch
 from repro.errors import ScenarioError
 from repro.scenario import MachineProfile, StartSpec, StoreSpec, format_size
 from repro.startdb.files import copy_from_db, initial_cache, load
@@ -40,6 +41,7 @@ def prepare_start(start: StartSpec, store: StoreSpec, *, seed: int, image: str,
             note(f"growing a {format_size(start.initial_size)} starting database with "
                  f"{store.source if store.foreign else 'the lab store'} (seed {seed}), once: cached in {key}")
         files, _ = grow_database(start.initial_size, seed, store, image=store.image or image, cache=cache)
+    touch(files.directory)  # a use: `repro clean --caches --older-than` keeps it
     return dataclasses.replace(start, files=str(files.directory))
 
 

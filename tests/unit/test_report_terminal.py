@@ -8,8 +8,8 @@ from rich.console import Console
 
 from repro.oracle.verdicts import Verdict
 from repro.report.markdown import render_markdown
-from repro.report.summary import columns
-from repro.report.terminal import fit_widths, print_table, trial_line
+from repro.report.summary import columns, summarize
+from repro.report.terminal import fit_widths, fold_plus, print_table, trial_line
 from repro.scenario import FaultSpec, Scenario, StoreSpec, get_profile, scenario_to_dict
 from test_report import MIXED, rec, run_of
 
@@ -62,3 +62,39 @@ def test_fit_widths_gives_every_column_its_longest_word() -> None:
     widths = fit_widths(["a", "b"], [["x" * 30, "one two three " * 5]], 40)
     assert widths is not None and widths[0] == 30 and widths[1] >= 5
     assert fit_widths(["a"], [["short"]], 80) is None  # fits as it is
+    # Longest words too wide together: a fault combination's words end after each '+'.
+    assert fit_widths(["a", "b"], [["disk-fill+sigterm@acks=200", "y" * 20]], 40) == [26, 20]  # too wide: Rich folds
+    assert fit_widths(["a", "b"], [["disk-fill+sigterm@acks=200", "y" * 20]], 40, plus_breaks=(0,)) == [18, 20]
+    assert fold_plus("fly-256 disk-fill+sigterm@acks=200", 16) == "fly-256 disk-fill+\nsigterm@acks=200"
+    assert fold_plus("disk-fill+sigterm", 17) == "disk-fill+sigterm"
+
+
+def with_faults(record, *typed: str):  # type: ignore[no-untyped-def]
+    """The record as the pipeline makes it: fault names in ``faults``, the faults as typed in its scenario."""
+    specs = tuple(FaultSpec.parse(t) for t in typed)
+    scenario = Scenario(get_profile("fly-256"), specs, trial_id=record.id)
+    return dataclasses.replace(record, faults=tuple(s.name.value for s in specs), scenario=scenario_to_dict(scenario))
+
+
+def test_the_faults_column_names_a_trigger_that_is_not_the_default() -> None:
+    from repro.report.html import render_html
+
+    checkpoint = [with_faults(rec(i, Verdict.CORRUPT, promised_safe=False), "sigkill@checkpoint") for i in (1, 2)]
+    default = [with_faults(rec(3, Verdict.PASS), "sigkill"), with_faults(rec(4, Verdict.PASS), "sigkill@on-write")]
+    counted = [with_faults(rec(5, Verdict.PASS), "disk-fill", "sigterm@acks=200")]
+    records = checkpoint + default + counted + [rec(6, Verdict.PASS)]  # the last: an older report, no scenario
+    assert [r.faults_label for r in records] == ["sigkill@checkpoint"] * 2 + ["sigkill"] * 2 + [
+        "disk-fill+sigterm@acks=200", "sigkill"]
+    groups = {g.key.faults: g.trials for g in summarize(records)}
+    assert groups == {"sigkill@checkpoint": 2, "sigkill": 3, "disk-fill+sigterm@acks=200": 1}  # on-write is sigkill's own
+    text = rendered(records + WIDE, 80)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80 and "…" not in text
+    words = text.split()
+    assert "sigkill@checkpoint" in words, text
+    # Too wide for its column beside journal_mode=off: broken after the '+' (Rich would cut it anywhere), no name cut.
+    assert "disk-fill+" in words and "sigterm@acks=200" in words, text
+    assert "disk-fill+sigterm" in words  # a combination that fits stays whole
+    assert "sigkill@on-write" not in text
+    md = render_markdown(run_of(*records))
+    assert "| sigkill@checkpoint |" in md and "| disk-fill+sigterm@acks=200 |" in md
+    assert ">sigkill@checkpoint<" in render_html(run_of(*records))

@@ -354,3 +354,72 @@ def test_a_second_writer_cannot_be_judged_under_power_loss() -> None:
     with pytest.raises(ScenarioError, match="common commit order"):
         Scenario(get_profile("fly-256"), (FaultSpec.parse("power-loss"),), workload=cron)
     Scenario(get_profile("fly-256"), (FaultSpec.parse("sigkill"),), workload=cron)  # a process crash is fine
+
+
+# (argv, trials, first id, last id, digest of every (trial id, run seed, trial seed, schedule)) as the lab expanded
+# them before a git ref was resolved ahead of the expansion: pinned, so that change moved no id and no seed.
+PINNED = [
+    (["run", "--fault", "disk-fill", "--fault", "sigkill@checkpoint", "--trials", "3", "--hazard", "raw-open"], 3,
+     "fly-256.disk-fill+sigkill_checkpoint.ns506.hz=raw-open.1", "fly-256.disk-fill+sigkill_checkpoint.ns506.hz=raw-open.3",
+     "af35be77ca104052"),
+    (["matrix", "--profiles", "fly-256,fly-512", "--faults", "sigkill,disk-fill+sigterm,power-loss:lazy-dirs",
+      "--presets", "legacy,ns506", "--sqlites", "system,3.53.2", "--trials", "2", "--journal-mode", "delete"], 48,
+     "fly-256.sigkill.legacy_jm=delete.1", "fly-512.power-loss_lazy-dirs.ns506_jm=delete_sqlite=3.53.2.2",
+     "6f30b19206893b81"),
+    (["hunt", "--trials", "2", "--duration", "45"], 6, "fly-1g.sigkill-machine_random=45000.ns506_wac=8.hz=cron=1+checkpointer.1",
+     "fly-1g.sigkill-machine_random=45000.ns506_wac=8_sqlite=3.53.2.hz=cron=1+checkpointer.2", "2260895f8cb6b7b1"),
+]
+
+
+def _pinned(scenarios: list[Scenario]) -> tuple[int, str, str, str]:
+    import hashlib
+    import json
+
+    from repro.scenario import trial_seed
+
+    rows = [(s.trial_id, s.seed, trial_seed(s.seed, s.seed_id), [str(x) for x in s.schedule()]) for s in scenarios]
+    return len(rows), rows[0][0], rows[-1][0], hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(("argv", "trials", "first", "last", "digest"), PINNED)
+def test_trial_ids_and_seeds_are_pinned(argv: list[str], trials: int, first: str, last: str, digest: str) -> None:
+    from repro.cli import build_parser
+    from repro.commands import _scenarios
+
+    assert _pinned(_scenarios(build_parser().parse_args(argv), 7, build=False)) == (trials, first, last, digest)
+
+
+def test_the_default_run_keeps_its_ids_and_seeds_with_the_lock_bug_last() -> None:
+    from repro.cli import build_parser
+    from repro.commands import _scenarios
+
+    scenarios = [s for s in _scenarios(build_parser().parse_args(["run", "--trials", "2"]), 7, build=False)
+                 if s.faults[0].name is not FaultName.POWER_LOSS]  # power loss only where /dev/fuse is
+    assert _pinned(scenarios)[0] == 14 and _pinned(scenarios)[3] == "af001242c2df1ea9"
+    assert scenarios[-1].trial_id == "fly-256.sigkill.ns506.hz=raw-open+dashboard.2"
+
+
+def test_a_ref_is_resolved_to_its_commit_before_the_matrix_is_expanded(tmp_path: pathlib.Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ids name the commit from the one expansion; checking the ref out later changes no label."""
+    import dataclasses
+
+    from repro.scenario import expand
+    from repro.source.prepare import resolve_refs
+    from repro.source.refs import StoreRef, checkout
+    from upstream_like import git_releases
+
+    monkeypatch.setenv("HERMES_LAB_CACHE", str(tmp_path / "cache"))
+    repo = tmp_path / "project"
+    old, new = git_releases(repo, [("v1", {"release": "2026.6"}), ("v2", {"release": "2026.11"})])
+    asked = [StoreSpec("own", store_ref=f"{repo}@v1"), StoreSpec("own", store_ref=f"{repo}@v2"),
+             StoreSpec("ns506"), StoreSpec("legacy", store_ref=f"{repo}@v1")]
+    stores = resolve_refs(asked)
+    assert [s.store_commit for s in stores] == [old, new, None, old]
+    assert stores[2] is asked[2]  # the lab's own store is untouched
+    ids = [s.trial_id for s in expand(["fly-256"], [("sigkill",)], stores, 1, 7)]
+    assert ids[0] == f"fly-256.sigkill.own_store=v1_{old[:7]}-{stores[0].label.rpartition('-')[2]}.1"
+    assert f"v2_{new[:7]}" in ids[1] and ids[2] == "fly-256.sigkill.ns506.1"
+    commit, tree = checkout(StoreRef.parse(stores[0].store_ref or ""), tmp_path / "cache", stores[0].store_commit)
+    assert dataclasses.replace(stores[0], store_path=str(tree)).label == stores[0].label and commit == old
+    assert not (tmp_path / "cache" / "stores" / new).exists()  # resolving checked nothing out
