@@ -14,6 +14,7 @@ from __future__ import annotations
 import pathlib
 import shlex
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from repro.machine import engine  # sets the testcontainers environment before it is imported
@@ -181,8 +182,14 @@ class ConstrainedHost(DockerContainer):
             with cpus.claim(self.profile.cpus, engine.client()) as pin:
                 self.pin = pin
                 self.disk = DataDisk(self.profile, image=self.image).create(cpus=pin.cpus)
-            self.disk.start(payload)
-            super().start()
+            if self._entrypoint is not None:  # a program that reads the inputs as it starts: upload them first
+                self.disk.start(payload)
+                super().start()
+            else:  # the services read the inputs only once the lab starts them: start both at once
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="holder") as pool:
+                    holder = pool.submit(self.disk.start, payload)
+                    super().start()
+                    holder.result()
             if ready is not None:
                 ready.wait_until_ready(self)
         except docker.errors.DockerException as exc:
