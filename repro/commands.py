@@ -126,9 +126,11 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
 
 def _power_loss_if_possible() -> list[tuple[str, ...]]:
     """The default run includes power loss where the engine's host has FUSE."""
-    if os.path.exists("/dev/fuse"):
+    from repro.machine import engine
+
+    if engine.has_device("/dev/fuse"):
         return [("power-loss",)]
-    print("repro: note: no /dev/fuse here, the default run leaves out power-loss", file=sys.stderr)
+    print("repro: note: the engine's host has no /dev/fuse, the default run leaves out power-loss", file=sys.stderr)
     return []
 
 

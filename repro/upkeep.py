@@ -214,8 +214,12 @@ def doctor() -> int:
 
     checks.append(system_check(sqlite_cli, IMAGE))
     checks.append(("caches", True, cache_sizes(), False))
-    fuse = os.path.exists("/dev/fuse")
-    checks.append(("/dev/fuse", fuse, "present (power-loss trials)" if fuse else "missing: no power-loss trials", False))
+    try:
+        fuse = engine.has_device("/dev/fuse")
+    except EngineError:
+        fuse = False
+    checks.append(("/dev/fuse", fuse, "present on the engine's host (power-loss trials)" if fuse
+                   else "missing on the engine's host: no power-loss trials", False))
     missing = False
     for name, ok, detail, required in checks:
         mark = "ok  " if ok else ("MISS" if required else "warn")

@@ -169,6 +169,43 @@ def image_present(cli: DockerClient, image: str = IMAGE) -> bool:
         return False
 
 
+_devices: dict[tuple[str, str], bool] = {}
+
+
+def has_device(path: str, cli: DockerClient | None = None, image: str = IMAGE) -> bool:
+    """Whether the engine's host has the device ``path`` (``/dev/fuse`` for power loss): a remote
+    engine's devices are not this host's, so a throwaway container with the device asks the engine
+    itself (once per process and engine). Without the lab image yet, this host's own answer."""
+    cli = cli or client()
+    key = (str(cli.api.base_url), path)
+    if key in _devices:
+        return _devices[key]
+    if not image_present(cli, image):
+        return os.path.exists(path)
+    from repro.machine.labels import labels
+    from repro.machine.limits import read_only_root
+
+    found = False
+    try:
+        container = cli.containers.create(image, entrypoint=["true"], devices=[f"{path}:{path}:rwm"],
+                                          network_mode="none", cap_drop=["ALL"], labels=labels("device-check"),
+                                          **read_only_root())
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"cannot ask the engine whether it has {path}: {_short(exc)}") from None
+    try:
+        container.start()  # the engine gathers the device when it starts the container
+        found = True
+    except docker.errors.APIError:  # "error gathering device information ...: no such file or directory"
+        found = False
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.DockerException:
+            pass
+    _devices[key] = found
+    return found
+
+
 @dataclass(frozen=True)
 class CleanupResult:
     containers: int

@@ -133,7 +133,7 @@ def system_check(cli: object, image: str) -> tuple[str, bool, str, bool]:
     WAL-reset bug's range: (name, ok, detail, required)."""
     import sqlite3
 
-    from hermes_state.versions import in_wal_reset_bug_range
+    from repro.sqlite.bugs import in_wal_reset_bug_range
 
     from repro.machine.labels import labels
 

@@ -108,6 +108,17 @@ def test_the_import_check_catches_a_missing_module() -> None:
     assert "repro.protocol runs in the machine but the Dockerfile does not copy it" in problems
 
 
+def test_the_lab_never_imports_the_bundled_store_on_its_own_side() -> None:
+    """An installed lab has no top-level hermes_state (the wheel ships it as repro/_store, for the image
+    only): host-side modules -- everything the image does not copy -- must not import it."""
+    host_side = sorted(".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                       for f in (ROOT / "repro").rglob("*.py"))
+    image = _image_modules()
+    offenders = [name for name in host_side if name not in image
+                 and any(i.split(".")[0] == "hermes_state" for i in _imports(name))]
+    assert offenders == []
+
+
 def test_every_fault_the_runner_knows_is_known_to_the_oracle_and_back() -> None:
     from repro.faults import FAULTS
     from repro.oracle.promises import FAULT_CRASH_CLASSES
