@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
     ("sigint",), ("sigterm",), ("sigkill",), ("oom",), ("disk-fill",), ("disk-fill", "sigterm"),
 )
+POWER_LOSS = ("power-loss",)  # in the default run where the engine's host has FUSE
 DEFAULT_TRIALS = 3
 # The default run also shows the cause upstream traced corruption to: the gateway dropping its
 # own POSIX locks (raw open/close of state.db) while a dashboard process opens and closes it.
@@ -74,7 +75,7 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
         raise ScenarioError("--jobs must be from 1 to 64")
     if args.command == "run":
         profiles = [args.profile]
-        combos = [tuple(args.fault)] if args.fault else list(DEFAULT_FAULTS) + _power_loss_if_possible()
+        combos = [tuple(args.fault)] if args.fault else [*DEFAULT_FAULTS, POWER_LOSS]  # power loss: if FUSE, below
         if args.store_path and args.store_ref:
             raise ScenarioError("--store-path and --store-ref both name the store: give one")
         stores = [store_spec(args, args.preset, _absolute(args.store_path), args.store_ref, args.sqlite)]
@@ -106,6 +107,8 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
         faults, names = DEFAULT_HAZARD_SCENARIO
         with_hazards = dataclasses.replace(workload, hazards=tuple(Hazard.parse(n) for n in names))
         scenarios += expand(machines, [faults], stores, args.trials, seed, with_hazards)
+    if build and args.command == "run" and not args.fault and not _engine_has_fuse():  # input checked: may ask
+        scenarios = [s for s in scenarios if tuple(f.name.value for f in s.faults) != POWER_LOSS]
     if build:  # before any container: the import check and the grower below start machines
         _sqlite_builds(stores)
     starts: dict[StoreSpec, StartSpec] = {}
@@ -124,14 +127,17 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
     return scenarios
 
 
-def _power_loss_if_possible() -> list[tuple[str, ...]]:
-    """The default run includes power loss where the engine's host has FUSE."""
+def _engine_has_fuse() -> bool:
+    """Whether the engine's host has FUSE, which the default run's power-loss trials need (a note if not)."""
     from repro.machine import engine
 
-    if engine.has_device("/dev/fuse"):
-        return [("power-loss",)]
-    print("repro: note: the engine's host has no /dev/fuse, the default run leaves out power-loss", file=sys.stderr)
-    return []
+    try:
+        found = engine.has_device("/dev/fuse")
+    except EngineError:  # no engine: the run fails at its first machine, with the engine's own message
+        found = os.path.exists("/dev/fuse")
+    if not found:
+        print("repro: note: the engine's host has no /dev/fuse, the default run leaves out power-loss", file=sys.stderr)
+    return found
 
 
 def _absolute(path: str | None) -> str | None:
