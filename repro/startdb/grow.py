@@ -60,8 +60,9 @@ def grow_database(size: int, seed: int, store: StoreSpec, *, image: str, cache: 
         partial.chmod(0o777)  # the grower writes here as uid 1000
         started = time.monotonic()
         facts = _run_grower(size, seed, store, image=image, out=partial)
-        made = (f"grown by {store.source if store.foreign else 'the lab store'} from seed {seed} to "
-                f"{format_size(size)} in {time.monotonic() - started:.0f} s")
+        made = (f"grown by {store.source if store.foreign else 'the lab store'} on SQLite "
+                f"{facts.get('sqlite_version', '?')} from seed {seed} to {format_size(size)} in "
+                f"{time.monotonic() - started:.0f} s")
         if not (partial / "state.db").is_file():
             raise LabError(f"the grower printed {facts} but left no database")
         return finish(partial, target, made), True

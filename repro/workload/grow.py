@@ -71,7 +71,8 @@ def grow(db_path: pathlib.Path, size: int, seed: int, store_dir: str | None) -> 
     finally:
         raw.close()
     return {"bytes": db_path.stat().st_size, "sessions": sessions, "messages": messages,
-            "journal_mode": str(journal_mode), "seconds": round(time.monotonic() - started, 1)}
+            "journal_mode": str(journal_mode), "seconds": round(time.monotonic() - started, 1),
+            "sqlite_version": sqlite3.sqlite_version}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -108,3 +108,15 @@ def test_an_unknown_version_is_one_line_exit_2_and_starts_nothing(lab_image: str
     assert events == []  # not one container or volume of this run was ever created
     assert engine.leftovers(cli, run_id) == ([], [])
     assert not (tmp_path / "r").exists()
+
+
+def test_a_starting_database_is_grown_on_the_sqlite_the_trials_load(build_3532: lab_sqlite.SqliteBuild,
+                                                                     lab_image: str, tmp_path: pathlib.Path) -> None:
+    """--initial-size with --sqlite: the grower loads the build (sent through the engine) and says so; the system
+    library grows a cache entry of its own."""
+    from repro.startdb.grow import grow_database
+
+    built, grown = grow_database(2 << 20, 4, StoreSpec(sqlite="3.53.2"), image=lab_image, cache=tmp_path)
+    assert grown and "on SQLite 3.53.2 " in built.made and built.bytes >= 2 << 20, built
+    system, grown = grow_database(2 << 20, 4, StoreSpec(), image=lab_image, cache=tmp_path)
+    assert grown and f"on SQLite {DEBIAN_SQLITE} " in system.made and system.directory != built.directory

@@ -191,3 +191,19 @@ def test_the_baseline_digests_typed_values_and_missing_columns(tmp_path: pathlib
     assert rows["old-0"].messages[0] == (1, sha("old message 0/0"))
     assert json.loads((start / BASELINE_FILE).read_text())["sessions"] == dict(baseline.sessions)
     shutil.rmtree(start)
+
+
+def test_a_database_grown_with_another_sqlite_is_another_cache_entry(tmp_path: pathlib.Path) -> None:
+    """The grower loads the SQLite the trials load, so the build is part of the key; the image's own adds nothing."""
+    from repro.scenario import StoreSpec
+    from repro.startdb.grow import grown_key, store_fingerprint
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "hermes_state.py").write_text("class SessionDB: ...\n")
+    system = StoreSpec("ns506", store_path=str(store))
+    built = dataclasses.replace(system, sqlite="3.53.2")
+    assisted = dataclasses.replace(built, sqlite_assisted=True)
+    assert not store_fingerprint(system).endswith("3.40.1") and "sqlite=" not in store_fingerprint(system)
+    keys = {grown_key(1 << 20, 1, s) for s in (system, built, assisted)}
+    assert len(keys) == 3
