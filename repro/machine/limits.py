@@ -17,7 +17,9 @@ from repro.scenario import MachineProfile
 # fault agent's full 60 s (the longest a trigger is waited for) wrote 6.3 MB of json-file log with
 # the default 200 B-20 KB messages (13.9k acks), and 45 MB with 1-10 byte messages (112k acks, the
 # worst case). Rotation keeps at least (files - 1) x size = 50 MB and at most 75 MB on the host's
-# disk. A log that outgrew it anyway lost its first lines: the trial is an `error`, never a verdict.
+# disk. A store that refuses every write no longer floods it: the workload backs off to one call a
+# second once the store is unusable (repro/workload/refusals.py; a corrupt hunt trial went from 208 MB
+# to 118 KB). A log that outgrew the cap anyway lost its first lines: the trial is an `error`, never a verdict.
 LOG_MAX_SIZE = "25m"
 LOG_MAX_FILES = 3
 LOGS = LogConfig(type=LogConfig.types.JSON, config={"max-size": LOG_MAX_SIZE, "max-file": str(LOG_MAX_FILES)})

@@ -177,7 +177,8 @@ def _read_build(directory: pathlib.Path) -> SqliteBuild | None:
 
 
 def _readable_by_all(directory: pathlib.Path) -> None:
-    """A machine's services (uid 1000) read the bind-mounted build: mkdtemp made it 0700."""
+    """mkdtemp made the build's directory 0700: others on this host (another user's lab) may read the cache too.
+    (Machines get the build through the engine, root-owned and world-readable whatever its mode here.)"""
     if directory.stat().st_mode & 0o055 != 0o055:
         directory.chmod(0o755)
 
