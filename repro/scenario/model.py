@@ -121,12 +121,13 @@ class FaultSpec:
 
     @property
     def label(self) -> str:
-        """The fault as reports name it: as typed, but its trigger left out when it is the fault's default and
-        has no value (``sigkill`` for ``sigkill@acks``; ``sigkill@checkpoint``, ``sigterm@acks=200``). The
-        power-loss options are left out, as the reports always did."""
+        """The fault as reports name it: as typed, options included (``power-loss:lazy-dirs`` is another
+        configuration than ``power-loss``), but its trigger left out when it is the fault's default and has no
+        value (``sigkill`` for ``sigkill@acks``; ``sigkill@checkpoint``, ``sigterm@acks=200``)."""
+        name = self.name.value + (":" + ",".join(self.options) if self.options else "")
         if self.trigger is None or (self.trigger is default_trigger(self.name) and self.value is None):
-            return self.name.value
-        return f"{self.name.value}@{self.trigger.value}" + (f"={self.value}" if self.value is not None else "")
+            return name
+        return f"{name}@{self.trigger.value}" + (f"={self.value}" if self.value is not None else "")
 
     @property
     def lossy_args(self) -> str:

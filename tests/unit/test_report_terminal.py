@@ -98,3 +98,12 @@ def test_the_faults_column_names_a_trigger_that_is_not_the_default() -> None:
     md = render_markdown(run_of(*records))
     assert "| sigkill@checkpoint |" in md and "| disk-fill+sigterm@acks=200 |" in md
     assert ">sigkill@checkpoint<" in render_html(run_of(*records))
+
+
+def test_power_loss_options_are_their_own_row() -> None:
+    """power-loss:lazy-dirs is another configuration than power-loss: its own row, its own name."""
+    plain = [with_faults(rec(i, Verdict.PASS), "power-loss") for i in (1, 2)]
+    lazy = [with_faults(rec(3, Verdict.CORRUPT, promised_safe=False), "power-loss:lazy-dirs@acks=100")]
+    groups = {g.key.faults: g.trials for g in summarize(plain + lazy)}
+    assert groups == {"power-loss": 2, "power-loss:lazy-dirs@acks=100": 1}
+    assert "| power-loss:lazy-dirs@acks=100 |" in render_markdown(run_of(*plain, *lazy))
