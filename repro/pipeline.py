@@ -255,7 +255,7 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
     )
     ver = trial.judgement.verification
     timeline = build_timeline(
-        trial.stamped, faults=[(o.fault.value, o.acks_at_fire) for o in outcomes],
+        trial.stamped, faults=[(o.fault.value, o.acks_at_fire, o.fired_at) for o in outcomes],
         lost_ops=[w.op_index for w in ver.lost] if ver is not None else [],
         files=[(f.name, f.size) for f in trial.restarted.facts.files] if trial.restarted is not None else [])
     story = trial.story

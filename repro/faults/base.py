@@ -45,6 +45,13 @@ class FaultOutcome:
     graceful: bool | None = None  # a stop: did the machine exit within the kill timeout
     detail: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def fired_at(self) -> float | None:
+        """When the agent fired (POSIX seconds on the machine's clock), if it said."""
+        agent = self.detail.get("agent")
+        value = agent.get("fired_at") if isinstance(agent, dict) else None
+        return float(value) if isinstance(value, (int, float)) else None
+
     @classmethod
     def of(cls, fault: FaultName, agent: AgentReport, down: "StopReport | None", **detail: object) -> "FaultOutcome":
         return cls(fault=fault, acks_at_fire=agent.acks, in_write=agent.in_write, machine_down=down is not None,

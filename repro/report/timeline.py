@@ -119,10 +119,11 @@ _STORE_MARKS = {EventKind.STORE_UNUSABLE.value: (MarkKind.STORE_UNUSABLE, "store
                 EventKind.STORE_RECOVERED.value: (MarkKind.STORE_RECOVERED, "store usable again")}
 
 
-def build_timeline(stamped: Iterable[str], *, faults: Sequence[tuple[str, int]] = (),
+def build_timeline(stamped: Iterable[str], *, faults: Sequence[tuple[str, int, float | None]] = (),
                    lost_ops: Sequence[int] = (), files: Sequence[tuple[str, int]] = ()) -> Timeline | None:
-    """The timeline of one machine's timestamped log; ``faults`` are (name, acknowledged writes when
-    it fired), ``lost_ops`` the ledger indices of lost writes. None when the log has no stamps."""
+    """The timeline of one machine's timestamped log; ``faults`` are (name, acknowledged writes when it fired,
+    when it fired in POSIX seconds or None), ``lost_ops`` the ledger indices of lost writes. None when the log
+    has no stamps."""
     start: float | None = None
     writes: dict[int, bool] = {}  # ledger index -> is a write
     acked: list[tuple[float, int]] = []
@@ -169,8 +170,11 @@ def build_timeline(stamped: Iterable[str], *, faults: Sequence[tuple[str, int]] 
                               else f"workload exited {line.payload.get('exit')}"))
     if start is None:
         return None
-    for name, acks in faults:  # a fault fires after its trigger's acknowledged write
-        at = acked[min(acks, len(acked)) - 1][0] if acks > 0 and acked else 0.0
+    for name, acks, fired_at in faults:  # when the agent fired; else just after its trigger's acknowledged write
+        if fired_at is not None:
+            at = round(max(0.0, fired_at - start), 3)
+        else:
+            at = acked[min(acks, len(acked)) - 1][0] if acks > 0 and acked else 0.0
         marks.append(Mark(at, MarkKind.FAULT, f"{name} (fired after ack {acks})" if acks > 0 else name))
     lost = sorted(ack_time[i] for i in lost_ops if i in ack_time)
     return Timeline(acked=sample([(0.0, 0), *acked]), failed=sample(failed), marks=tuple(sorted(marks, key=lambda m: m.t)),

@@ -177,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if args.delay_us:
         busy_wait_us(args.delay_us)
+    fired_at = time.time()  # the host's clock, as the engine's log timestamps (the report's timeline)
     facts = fire(args.action, board)
     write_line(Tag.AGENT, {"fired": True, "action": args.action.value, "waited_s": round(time.monotonic() - start, 4),
+                           "fired_at": round(fired_at, 6),
                            "trigger_in_write": fired_in_write, "on_write": written, **facts})
     return 0
 

@@ -23,7 +23,7 @@ from test_timeline import log
 
 
 def with_timelines(run):  # type: ignore[no-untyped-def]
-    tl = build_timeline(log(acks=300, failed=20), faults=[("sigkill", 300)], lost_ops=[590, 598, 600],
+    tl = build_timeline(log(acks=300, failed=20), faults=[("sigkill", 300, None)], lost_ops=[590, 598, 600],
                         files=[("state.db", 40960), ("state.db-wal", 2 << 20)])
     return dataclasses.replace(run, trials=tuple(dataclasses.replace(t, timeline=tl) for t in run.trials))
 

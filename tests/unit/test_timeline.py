@@ -37,7 +37,7 @@ def log(acks: int = 100, failed: int = 5) -> list[str]:
 
 
 def test_writes_marks_and_lost_writes_come_from_the_stamps() -> None:
-    tl = build_timeline(log(), faults=[("sigterm", 100)], lost_ops=[198, 200],
+    tl = build_timeline(log(), faults=[("sigterm", 100, None)], lost_ops=[198, 200],
                         files=[("state.db", 4096), ("state.db-wal", 8192)])
     assert tl is not None
     assert tl.acked[0] == (0.0, 0) and tl.acked[-1][1] == 100  # searches are not writes
@@ -48,6 +48,19 @@ def test_writes_marks_and_lost_writes_come_from_the_stamps() -> None:
     assert fault.label == "sigterm (fired after ack 100)" and abs(fault.t - tl.acked[-1][0]) < 1e-9
     assert tl.lost_total == 2 and len(tl.lost) == 2 and tl.lost[0] < tl.lost[1] <= tl.acked[-1][0]
     assert abs(tl.duration - 1.31) < 0.02 and dict(tl.files)["state.db-wal"] == 8192
+
+
+def test_a_fault_is_placed_when_the_agent_fired_not_at_its_trigger_ack() -> None:
+    """sigkill-machine@random=MS fires after a wait whatever the store managed (here at ack 1): the mark goes where
+    the agent's clock says (0.5 s after READY), not at the first acknowledged write."""
+    ready = split_stamp(stamped(1.0, "x"))[0]
+    assert ready is not None
+    tl = build_timeline(log(), faults=[("sigkill-machine", 1, ready + 0.5), ("sigterm", 100, None)])
+    assert tl is not None
+    placed = {m.label: m.t for m in tl.marks if m.kind is MarkKind.FAULT}
+    assert placed["sigkill-machine (fired after ack 1)"] == 0.5 and abs(placed["sigkill-machine (fired after ack 1)"]
+                                                                          - tl.acked[1][0]) > 0.4
+    assert abs(placed["sigterm (fired after ack 100)"] - tl.acked[-1][0]) < 1e-9  # no time: after its ack
 
 
 def test_a_log_without_stamps_or_ready_line_has_no_timeline() -> None:
@@ -65,7 +78,7 @@ def test_sample_keeps_ends_and_limits_points() -> None:
 
 
 def test_timeline_round_trips_in_the_record_and_stays_small() -> None:
-    tl = build_timeline(log(acks=3000, failed=400), faults=[("disk-fill", 3000)], lost_ops=list(range(2, 800, 2)))
+    tl = build_timeline(log(acks=3000, failed=400), faults=[("disk-fill", 3000, None)], lost_ops=list(range(2, 800, 2)))
     assert tl is not None and Timeline.from_dict(json.loads(json.dumps(tl.to_dict()))) == tl
     record = dataclasses.replace(rec(1, Verdict.LOST_ACKED, expected=False), timeline=tl)
     assert TrialRecord.from_json(record.to_json()) == record
