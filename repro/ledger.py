@@ -26,10 +26,10 @@ import enum
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from repro.errors import MachineOutputError
-from repro.protocol import ProtocolError, Tag, parse_line
+from repro.protocol import Line, ProtocolError, Tag, parse_line
 
 LEDGER_TAG = "LEDGER "
 READY_TAG = "READY "
@@ -202,3 +202,16 @@ def _add(
         completions[index] = record
     else:
         raise LedgerError(f"unknown ledger record type {kind!r}")
+
+
+def ledger_lines(lines: Sequence[str]) -> list[Line]:
+    """The ledger lines of a log, for the evidence (a line the lab cannot read is left out, not fatal here)."""
+    ledger: list[Line] = []
+    for text in lines:
+        try:
+            line = parse_line(text)
+        except ProtocolError:
+            continue
+        if line is not None and line.tag is Tag.LEDGER:
+            ledger.append(line)
+    return ledger

@@ -27,9 +27,10 @@ import requests.exceptions
 from repro.errors import LabError, ScenarioError, TrialError, shown
 from repro.faults import FAULTS, FaultOutcome
 from repro.faults.base import AGENT_TIMEOUT_S
-from repro.ledger import Ledger, parse_lines
+from repro.ledger import Ledger, ledger_lines, parse_lines
 from repro.machine.host import BOOT_TIMEOUT_S, ConstrainedHost
 from repro.machine.labels import IMAGE, trial_scope
+from repro.machine.pool import DiskPool
 from repro.machine.restart import PROBE_TIMEOUT_S, Restart, fetch_database, restart
 from repro.machine.services import START_TIMEOUT_S
 from repro.machine.watchdog import Watchdog
@@ -194,16 +195,17 @@ def deadline_overrides(text: str | None = None) -> dict[Phase, float]:
 
 def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
               on_event: Callable[[TrialEvent], None] = lambda e: None,
-              deadlines: Mapping[Phase, float] | None = None) -> TrialRecord:
+              deadlines: Mapping[Phase, float] | None = None, pool: DiskPool | None = None) -> TrialRecord:
     """Run one trial. Lab failures, and phases past their deadline, become an `error` verdict naming
-    the phase; nothing is left running. ``deadlines`` override some phases' (seconds)."""
+    the phase; nothing is left running. ``deadlines`` override some phases' (seconds); ``pool``: disks
+    kept across a run's trials (a trial that ended with a verdict hands its disk back)."""
     started = time.monotonic()
     limits = phase_deadlines(scenario, deadlines)
-    watchdog = Watchdog(scenario.trial_id)
     with trial_scope(scenario.trial_id):  # every container of the trial carries its id, for the watchdog
         host = ConstrainedHost(scenario.profile, store=scenario.store, image=scenario.store.image or image,
-                               fuse=scenario.needs_fuse, record=scenario.records)
+                               fuse=scenario.needs_fuse, record=scenario.records, pool=pool)
         trial = _Trial(scenario, host)
+        watchdog = Watchdog(scenario.trial_id, disk=lambda: host.disk)
         artifacts: str | None = None
         error: BaseException | None = None
         phase = Phase.BOOT
@@ -229,7 +231,7 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
                     artifacts = keep_trace(trial, out_dir) or artifacts
         finally:
             try:
-                host.remove()
+                host.remove(keep_disk=trial.judgement is not None and trial.judgement.verdict.value != "error")
             except LAB_FAILURES:
                 pass
     return _record(trial, time.monotonic() - started, artifacts, replay_command(out_dir, scenario.trial_id))
@@ -285,19 +287,6 @@ def _stamped_output(host: ConstrainedHost) -> list[str]:
     return logs.decode("utf-8", "replace").splitlines()
 
 
-def _ledger_lines(lines: Sequence[str]) -> list[Line]:
-    """The ledger lines of a log, for the evidence (a line the lab cannot read is left out, not fatal here)."""
-    ledger: list[Line] = []
-    for text in lines:
-        try:
-            line = parse_line(text)
-        except ProtocolError:
-            continue
-        if line is not None and line.tag is Tag.LEDGER:
-            ledger.append(line)
-    return ledger
-
-
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
@@ -322,7 +311,7 @@ def keep_artifacts(trial: _Trial, out_dir: pathlib.Path, error: BaseException | 
             lines = []
     (target / "machine.log").write_text("\n".join(lines) + "\n")
     (target / "ledger.jsonl").write_text("".join(format_line(Tag.LEDGER, p.payload).partition(" ")[2] + "\n"
-                                                 for p in _ledger_lines(lines)))
+                                                 for p in ledger_lines(lines)))
     if trial.restarted is not None:
         (target / "probe.log").write_text(trial.restarted.output)
     (target / "faults.json").write_text(json.dumps(
@@ -368,13 +357,14 @@ def run_trials(scenarios: Sequence[Scenario], *, out_dir: pathlib.Path, jobs: in
         if stop.is_set():
             raise KeyboardInterrupt
         on_event(TrialEvent(Progress.START, scenario.trial_id))
-        record = run_trial(scenario, out_dir=out_dir, image=image, on_event=on_event)
+        record = run_trial(scenario, out_dir=out_dir, image=image, on_event=on_event, pool=disks)
         if stop.is_set():  # its machine was pulled down under it: no verdict to report
             raise KeyboardInterrupt
         on_event(TrialEvent(Progress.DONE, scenario.trial_id, record=record))
         return record
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="trial") as pool:
+    disks = DiskPool(max_idle=max(1, jobs))  # a trial starts its machine on the disk an earlier one used
+    with disks, ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="trial") as pool:
         futures = {pool.submit(one, s): s for s in scenarios}
         try:
             for future in as_completed(futures):

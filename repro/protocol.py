@@ -5,7 +5,7 @@ each service's output to the container runtime, which keeps it after the machine
 Every line the lab acts on is ``TAG {json}`` (``LOSSYFS KIND {json}`` for the power-loss
 filesystem) and goes through this module, so no other file matches string literals::
 
-    LAB BOOT {"services": "..."}          PID 1 started (docker/lab-init)
+    LAB BOOT {"services": "...", "disk_entries": N}   PID 1 started (docker/lab-init)
     READY {"journal_mode": "wal", ...}    the store is open; the pragmas in force
     LEDGER {"i": 17, "t": "ok", ...}      one operation event (repro/ledger.py)
     EVENT {"kind": "disk-full", ...}      something a service did (``kind`` names it)

@@ -27,6 +27,7 @@ import docker.errors  # noqa: E402
 from docker.types import Mount  # noqa: E402
 
 from repro.errors import LabError  # noqa: E402
+from repro.machine.cpus import CpuPin  # noqa: E402
 from repro.machine.inputs import INPUTS_DIR  # noqa: E402
 from repro.machine.labels import IMAGE, labels  # noqa: E402
 from repro.machine.limits import holder_settings  # noqa: E402
@@ -38,7 +39,7 @@ DATA_DIR = "/opt/data"
 # host's disk (not the size-capped data disk, which may be full; the holder's root is read-only),
 # removed with the holder.
 KEEP_DIR = "/var/lib/crash-state"
-SNAPSHOT_DIR = f"{KEEP_DIR}/files"
+SNAPSHOT_PREFIX = f"{KEEP_DIR}/files-"  # + the machine's id: a disk kept for the next trial never shows it this one's
 
 
 class DataDisk:
@@ -50,10 +51,13 @@ class DataDisk:
         self.image = image
         self.volume_name = ""
         self.inputs_volume = ""
+        self.pin = CpuPin("", "not made yet")  # the CPUs the holder, and so every machine on this disk, run on
         self._holder: Container | None = None
 
-    def create(self, cpus: str = "") -> "DataDisk":
-        """Make the volumes and the holder (created, not started: see ``start``), pinned to ``cpus``."""
+    def create(self, pin: CpuPin | None = None) -> "DataDisk":
+        """Make the volumes and the holder (created, not started: see ``start``), pinned as ``pin`` says."""
+        self.pin = pin or CpuPin("", "not pinned")
+        cpus = self.pin.cpus
         cli = engine.client()
         try:
             self.volume_name = cli.volumes.create(
@@ -123,19 +127,19 @@ class DataDisk:
 
     def remove(self) -> None:
         """Remove the holder (and its crash-state volume), the data disk and the inputs."""
-        if self._holder is not None:
+        # Taken before use: the watchdog's thread may remove a hung trial's disk while the trial's does.
+        holder, self._holder = self._holder, None
+        names, self.volume_name, self.inputs_volume = (self.volume_name, self.inputs_volume), "", ""
+        if holder is not None:
             try:
-                self._holder.remove(force=True, v=True)
+                holder.remove(force=True, v=True)
             except docker.errors.DockerException:
                 pass
-            self._holder = None
-        for name in (self.volume_name, self.inputs_volume):
-            if name:
-                try:
-                    engine.client().volumes.get(name).remove(force=True)
-                except docker.errors.DockerException:
-                    pass
-        self.volume_name = self.inputs_volume = ""
+        for name in filter(None, names):
+            try:
+                engine.client().volumes.get(name).remove(force=True)
+            except (docker.errors.DockerException, LabError):  # gone already, or no engine answers
+                pass
 
     @property
     def holder(self) -> "Container":
@@ -145,13 +149,19 @@ class DataDisk:
         return self._holder
 
 
-def snapshot_script(directory: str, names: tuple[str, ...]) -> str:
+def snapshot_dir(machine_id: str) -> str:
+    """Where the holder keeps the crash state of the machine ``machine_id``."""
+    return f"{SNAPSHOT_PREFIX}{machine_id[:12]}"
+
+
+def snapshot_script(directory: str, names: tuple[str, ...], target: str) -> str:
     """A shell command for the holder that copies those of ``names`` that exist in ``directory`` to
-    SNAPSHOT_DIR (the host's disk, not the size-capped data disk, which may be full) and prints each
-    name it copied on a line of its own; it fails only if a copy fails."""
+    ``target`` (on the host's disk, not the size-capped data disk, which may be full; an earlier
+    machine's copies are removed first) and prints each name it copied on a line of its own; it fails
+    only if a copy fails."""
     listed = " ".join(shlex.quote(n) for n in names)
-    return (f"(rm -rf {SNAPSHOT_DIR} && mkdir -p {SNAPSHOT_DIR} && cd {shlex.quote(directory)} || exit 0; "
-            f"for f in {listed}; do if [ -f \"$f\" ]; then cp -p \"$f\" {SNAPSHOT_DIR}/ || exit 1; "
+    return (f"(rm -rf {SNAPSHOT_PREFIX}* && mkdir -p {shlex.quote(target)} && cd {shlex.quote(directory)} || exit 0; "
+            f"for f in {listed}; do if [ -f \"$f\" ]; then cp -p \"$f\" {shlex.quote(target)}/ || exit 1; "
             "echo \"$f\"; fi; done)")
 
 

@@ -25,6 +25,7 @@ from repro import sqlite as lab_sqlite
 from repro.machine.console import Console, LineWait
 from repro.machine.disk import DATA_DIR, DataDisk
 from repro.machine.inputs import Input, InputKind, archive, machine_path
+from repro.machine.pool import WIPE_ENV, DiskKey, DiskPool, check_empty
 from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
 from repro.machine.services import WorkloadStart, start_workload
@@ -78,6 +79,7 @@ class ConstrainedHost(DockerContainer):
         record: bool = False,
         role: str = "machine",
         sqlite: str | lab_sqlite.SqliteBuild | None = None,
+        pool: DiskPool | None = None,
     ) -> None:
         super().__init__(image)
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
@@ -93,6 +95,9 @@ class ConstrainedHost(DockerContainer):
         self._entrypoint: list[str] | None = None
         self._user: str | None = None
         self.pin: cpus.CpuPin | None = None  # the host CPUs it runs on, once started
+        self.pool = pool  # disks kept across a run's trials (repro/machine/pool.py); None: a disk of its own
+        self._disk_key: DiskKey | None = None
+        self.reused_disk = False  # started on a disk an earlier trial of the run used (emptied at boot)
         self.waiting_for(LineWait(lambda line: line.tag is Tag.BOOT, "the machine to boot")
                          .with_startup_timeout(BOOT_TIMEOUT_S))
 
@@ -164,7 +169,7 @@ class ConstrainedHost(DockerContainer):
         self.with_kwargs(**settings)  # once: with_kwargs replaces earlier kwargs
         # LD_LIBRARY_PATH in the container's env: lab-init execs s6-svscan with it, every service and
         # `docker exec` inherit it, and the restarted machine's probe gets it too.
-        env = {"LAB_SERVICES": "", **self.environment()}
+        env = {"LAB_SERVICES": "", **self.environment(), **({WIPE_ENV: "1"} if self.reused_disk else {})}
         for key, value in env.items():
             self.with_env(key, value)
 
@@ -177,21 +182,19 @@ class ConstrainedHost(DockerContainer):
         CPUs as the machine, keeps them for the whole trial (the probe runs there)."""
         payload = archive(self.inputs())  # an unreadable input is bad input: raised before any container
         engine.ensure_image(image=self.image)  # first use builds it (missing or stale), never a registry pull
+        self._disk_key = DiskKey.of(self.profile, self.image, payload)
+        kept = self.pool.take(self._disk_key) if self.pool is not None and self._entrypoint is None else None
         ready, self._wait_strategy = self._wait_strategy, None
         try:
-            with cpus.claim(self.profile.cpus, engine.client()) as pin:
-                self.pin = pin
-                self.disk = DataDisk(self.profile, image=self.image).create(cpus=pin.cpus)
-            if self._entrypoint is not None:  # a program that reads the inputs as it starts: upload them first
-                self.disk.start(payload)
+            if kept is not None:  # its holder runs, holds the CPUs and the inputs; the machine empties the disk
+                self.disk, self.pin, self.reused_disk = kept, kept.pin, True
                 super().start()
-            else:  # the services read the inputs only once the lab starts them: start both at once
-                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="holder") as pool:
-                    holder = pool.submit(self.disk.start, payload)
-                    super().start()
-                    holder.result()
+            else:
+                self._start_on_new_disk(payload)
             if ready is not None:
                 ready.wait_until_ready(self)
+            if self.reused_disk:
+                check_empty(next((dict(line.payload) for line in self.console.parsed() if line.tag is Tag.BOOT), {}))
         except docker.errors.DockerException as exc:
             self.remove()
             raise EngineError(f"cannot start a {self.profile.name} machine: {engine._short(exc)}") from None
@@ -202,8 +205,23 @@ class ConstrainedHost(DockerContainer):
             self._wait_strategy = ready
         return self
 
-    def remove(self) -> None:
-        """Remove the machine and its disk."""
+    def _start_on_new_disk(self, payload: bytes) -> None:
+        """Make a disk pinned to CPUs chosen now, start its holder with the inputs, start the machine."""
+        with cpus.claim(self.profile.cpus, engine.client()) as pin:
+            self.pin = pin
+            self.disk = DataDisk(self.profile, image=self.image).create(pin)
+        if self._entrypoint is not None:  # a program that reads the inputs as it starts: upload them first
+            self.disk.start(payload)
+            super().start()
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="holder") as pool:  # the services read the
+            holder = pool.submit(self.disk.start, payload)  # inputs only once the lab starts them: start both
+            super().start()
+            holder.result()
+
+    def remove(self, keep_disk: bool = False) -> None:
+        """Remove the machine, and its disk -- or, with ``keep_disk`` and a pool, hand the disk back for a
+        later trial of the run."""
         if self._container is not None:
             try:
                 self._container.remove(force=True, v=True)
@@ -211,7 +229,10 @@ class ConstrainedHost(DockerContainer):
                 pass
             self._container = None
         if self.disk is not None:
-            self.disk.remove()
+            if keep_disk and self.pool is not None and self._disk_key is not None:
+                self.pool.give_back(self._disk_key, self.disk)
+            else:
+                self.disk.remove()
             self.disk = None
 
     def __exit__(self, *exc: object) -> None:

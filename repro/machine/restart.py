@@ -13,7 +13,7 @@ import pathlib
 import shlex
 from dataclasses import dataclass
 
-from repro.machine.disk import SNAPSHOT_DIR, snapshot_script
+from repro.machine.disk import snapshot_dir, snapshot_script
 from repro.machine.host import ConstrainedHost
 from repro.machine.inputs import InputKind, machine_path
 from repro.verify.baseline import BASELINE_FILE
@@ -50,7 +50,8 @@ def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, baseline: b
         argv += ["--store-path", host.store_mount]
     if baseline:
         argv += ["--baseline", f"{machine_path(InputKind.START)}/{BASELINE_FILE}"]
-    script = (f"{snapshot_script(host.disk_db_dir, DB_FILES)} || exit {SNAPSHOT_FAILED}; "
+    target = snapshot_dir(host.get_wrapped_container().id)
+    script = (f"{snapshot_script(host.disk_db_dir, DB_FILES, target)} || exit {SNAPSHOT_FAILED}; "
               f"exec {shlex.join(argv)}")
     code, output = host.disk.run(["sh", "-c", script], environment=host.environment())
     kept = tuple(line for line in output.splitlines() if line in DB_FILES)
@@ -70,8 +71,9 @@ def fetch_database(host: ConstrainedHost, dest: pathlib.Path, crash_state: bool 
     as they are on the disk now."""
     if host.disk is None:
         return []
-    if crash_state:
-        kept = host.disk.fetch(SNAPSHOT_DIR, dest)
+    machine = host.get_wrapped_container()
+    if crash_state and machine is not None:
+        kept = host.disk.fetch(snapshot_dir(machine.id), dest)
         if kept:
             return kept
     copied: list[str] = []

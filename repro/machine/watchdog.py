@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from repro.errors import DeadlineError
+
+if TYPE_CHECKING:
+    from repro.machine.disk import DataDisk
 
 GRACE_S = 15.0
 MACHINE_ROLES = ("machine",)
@@ -24,8 +27,9 @@ MACHINE_ROLES = ("machine",)
 class Watchdog:
     """Arms a timer per phase; on expiry removes this process's containers of one trial."""
 
-    def __init__(self, trial_id: str) -> None:
+    def __init__(self, trial_id: str, disk: Callable[[], "DataDisk | None"] = lambda: None) -> None:
         self.trial_id = trial_id
+        self._disk = disk  # the trial's data disk, which may be one an earlier trial made (repro/machine/pool.py)
         self.expired: DeadlineError | None = None
         self._lock = threading.Lock()
 
@@ -68,6 +72,9 @@ class Watchdog:
                 with contextlib.suppress(Exception):
                     cli.api.remove_container(row["Id"], force=True, v=True)
             if not machines_only:
+                disk = self._disk()
+                if disk is not None:  # a kept disk carries the label of the trial that made it
+                    disk.remove()
                 for volume in cli.volumes.list(filters={"label": label}):
                     with contextlib.suppress(Exception):
                         volume.remove(force=True)
