@@ -4,9 +4,10 @@ A tmpfs volume loses its contents when no container has it mounted; the holder k
 mounted across the death of the machine, so the lab sees exactly what the dead machine left
 on disk. The holder has the machine's own limits (repro/machine/limits.py: memory, CPUs,
 pids, no capability, uid 1000): it is the restarted machine, whose probe the lab executes in
-it once the machine is down (repro/machine/restart.py) -- one container per trial fewer than
-starting a third. The inputs volume carries what the machine needs from the lab's side
-(repro/machine/inputs.py), uploaded through the engine, so a remote engine works too.
+it once the machine is down (repro/machine/restart.py), instead of starting another container;
+a run keeps a disk for its next trial (repro/machine/pool.py). The inputs volume carries what
+the machine needs from the lab's side (repro/machine/inputs.py), uploaded through the engine,
+so a remote engine works too.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ DATA_DIR = "/opt/data"
 # host's disk (not the size-capped data disk, which may be full; the holder's root is read-only),
 # removed with the holder.
 KEEP_DIR = "/var/lib/crash-state"
-SNAPSHOT_PREFIX = f"{KEEP_DIR}/files-"  # + the machine's id: a disk kept for the next trial never shows it this one's
+SNAPSHOT_PREFIX = f"{KEEP_DIR}/files-"  # + the machine's id: a kept disk never shows a trial another's copies
 
 
 class DataDisk:
