@@ -107,8 +107,6 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
         faults, names = DEFAULT_HAZARD_SCENARIO
         with_hazards = dataclasses.replace(workload, hazards=tuple(Hazard.parse(n) for n in names))
         scenarios += expand(machines, [faults], stores, args.trials, seed, with_hazards)
-    if build and args.command == "run" and not args.fault and not _engine_has_fuse():  # input checked: may ask
-        scenarios = [s for s in scenarios if tuple(f.name.value for f in s.faults) != POWER_LOSS]
     if build:  # before any container: the import check and the grower below start machines
         _sqlite_builds(stores)
     starts: dict[StoreSpec, StartSpec] = {}
@@ -120,6 +118,8 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
         scenarios = [dataclasses.replace(s, store=ready[s.store]) for s in scenarios]
     if start.active:
         scenarios = [dataclasses.replace(s, start=starts.get(s.store, start)) for s in scenarios]
+    if build and args.command == "run" and not args.fault and not _engine_has_fuse(args.image):  # all else checked
+        scenarios = [s for s in scenarios if tuple(f.name.value for f in s.faults) != POWER_LOSS]
     if getattr(args, "trial_id", None):
         scenarios = [s for s in scenarios if s.trial_id == args.trial_id]
         if not scenarios:
@@ -127,12 +127,13 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
     return scenarios
 
 
-def _engine_has_fuse() -> bool:
+def _engine_has_fuse(image: str | None) -> bool:
     """Whether the engine's host has FUSE, which the default run's power-loss trials need (a note if not)."""
     from repro.machine import engine
+    from repro.machine.labels import IMAGE
 
     try:
-        found = engine.has_device("/dev/fuse")
+        found = engine.has_device("/dev/fuse", image=image or IMAGE)
     except EngineError:  # no engine: the run fails at its first machine, with the engine's own message
         found = os.path.exists("/dev/fuse")
     if not found:

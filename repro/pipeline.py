@@ -227,11 +227,15 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
                 except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
                     artifacts = str(out_dir / "trials" / scenario.trial_id)
             if scenario.records and phase is not Phase.BOOT:
-                with watchdog.phase(Phase.RECORD.value, limits[Phase.RECORD]):
-                    artifacts = keep_trace(trial, out_dir) or artifacts
+                try:
+                    with watchdog.phase(Phase.RECORD.value, limits[Phase.RECORD]):
+                        artifacts = keep_trace(trial, out_dir) or artifacts
+                except LAB_FAILURES:  # the trace is evidence too: best effort
+                    pass
         finally:
-            try:
-                host.remove(keep_disk=trial.judgement is not None and trial.judgement.verdict.value != "error")
+            try:  # a disk is kept for the next trial only after a verdict, and if no deadline pulled it down
+                host.remove(keep_disk=trial.judgement is not None and trial.judgement.verdict.value != "error"
+                            and watchdog.expired is None)
             except LAB_FAILURES:
                 pass
     return _record(trial, time.monotonic() - started, artifacts, replay_command(out_dir, scenario.trial_id))

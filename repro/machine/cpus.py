@@ -102,14 +102,17 @@ _engine_cpus: dict[str, list[int]] = {}
 
 
 def engine_cpus(cli: "DockerClient") -> list[int]:
-    """The CPUs of the engine's host (a remote engine's are not this process's): 0..NCPU-1, asked once
-    per engine; this process's own affinity if the engine does not say."""
+    """The CPUs machines may be pinned to: on an engine behind a local socket, this process's own (their
+    ids, which may not start at 0); on a remote engine (tcp://, ssh://), whose CPUs are not this host's,
+    0..NCPU-1 as its `info` says. Asked once per engine."""
     key = str(cli.api.base_url)
     if key not in _engine_cpus:
-        try:
-            count = int(cli.info().get("NCPU") or 0)
-        except Exception:  # an engine that does not answer `info` fails at the next call anyway
-            count = 0
+        count = 0
+        if not key.startswith("http+docker://"):  # docker-py's name for a unix socket or named pipe
+            try:
+                count = int(cli.info().get("NCPU") or 0)
+            except Exception:  # an engine that does not answer `info` fails at the next call anyway
+                count = 0
         _engine_cpus[key] = list(range(count)) if count > 0 else sorted(os.sched_getaffinity(0))
     return _engine_cpus[key]
 

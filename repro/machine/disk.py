@@ -92,15 +92,21 @@ class DataDisk:
         """What a machine mounts: the data disk, and its inputs read-only."""
         return [self.mount(), Mount(target=INPUTS_DIR, source=self.inputs_volume, type="volume", read_only=True)]
 
+    @property
+    def alive(self) -> bool:
+        """Made, and not removed (by its trial, or by a watchdog)."""
+        return self._holder is not None and bool(self.volume_name) and bool(self.inputs_volume)
+
     def mount(self, read_only: bool = False) -> Mount:
         return Mount(target=DATA_DIR, source=self.volume_name, type="volume", read_only=read_only)
 
     def fetch(self, path: str, dest: pathlib.Path) -> list[str]:
         """Copy a file, or the files of a directory, off the disk or the holder (the machine may be
         dead) into ``dest``; returns the names copied (none if ``path`` does not exist)."""
-        if self._holder is None:
+        holder = self._holder  # one reference: a watchdog may remove the disk meanwhile
+        if holder is None:
             return []
-        return copy_out(self._holder, path, dest)
+        return copy_out(holder, path, dest)
 
     def put(self, path: str, tar: bytes | Iterable[bytes]) -> None:
         """Unpack a tar stream into ``path`` on the disk through the engine (an upload into the holder's
@@ -112,9 +118,10 @@ class DataDisk:
 
     def usage(self) -> tuple[int, int]:
         """(bytes used, bytes in all) of the disk, as its filesystem counts them."""
-        if self._holder is None:
+        holder = self._holder
+        if holder is None:
             return 0, self.size
-        result = self._holder.exec_run(["stat", "-f", "-c", "%S %b %f", DATA_DIR])
+        result = holder.exec_run(["stat", "-f", "-c", "%S %b %f", DATA_DIR])
         try:
             block, blocks, free = (int(x) for x in (result.output or b"").split())
         except ValueError:
@@ -145,9 +152,10 @@ class DataDisk:
     @property
     def holder(self) -> "Container":
         """The holder container (the restarted machine)."""
-        if self._holder is None:
+        holder = self._holder  # one reference: a watchdog may remove the disk meanwhile
+        if holder is None:
             raise LabError("the data disk has no holder (not created, or removed)")
-        return self._holder
+        return holder
 
 
 def snapshot_dir(machine_id: str) -> str:

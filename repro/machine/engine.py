@@ -195,8 +195,10 @@ def has_device(path: str, cli: DockerClient | None = None, image: str = IMAGE) -
     try:
         container.start()  # the engine gathers the device when it starts the container
         found = True
-    except docker.errors.APIError:  # "error gathering device information ...: no such file or directory"
-        found = False
+    except docker.errors.APIError as exc:
+        if "device" not in _short(exc).lower():  # any other refusal is the engine failing, not a missing device
+            raise EngineError(f"cannot ask the engine whether it has {path}: {_short(exc)}") from None
+        found = False  # "error gathering device information while adding custom device ...: no such file"
     finally:
         try:
             container.remove(force=True)

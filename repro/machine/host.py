@@ -206,10 +206,14 @@ class ConstrainedHost(DockerContainer):
         return self
 
     def _start_on_new_disk(self, payload: bytes) -> None:
-        """Make a disk pinned to CPUs chosen now, start its holder with the inputs, start the machine."""
-        with cpus.claim(self.profile.cpus, engine.client()) as pin:
-            self.pin = pin
-            self.disk = DataDisk(self.profile, image=self.image).create(pin)
+        """Make a disk pinned to CPUs chosen now, start its holder with the inputs, start the machine.
+        When no CPU is free and the run keeps idle disks (which hold theirs), the oldest goes first."""
+        while self.disk is None:
+            with cpus.claim(self.profile.cpus, engine.client()) as pin:
+                if not pin.cpus and self.pool is not None and self.pool.evict_oldest():
+                    continue  # choose again, without the CPUs the idle disk held
+                self.pin = pin
+                self.disk = DataDisk(self.profile, image=self.image).create(pin)
         if self._entrypoint is not None:  # a program that reads the inputs as it starts: upload them first
             self.disk.start(payload)
             super().start()
@@ -226,7 +230,7 @@ class ConstrainedHost(DockerContainer):
             try:
                 self._container.remove(force=True, v=True)
             except docker.errors.DockerException:
-                pass
+                keep_disk = False  # the machine may still run on it: no later trial gets this disk
             self._container = None
         if self.disk is not None:
             if keep_disk and self.pool is not None and self._disk_key is not None:

@@ -21,7 +21,8 @@ from repro.errors import ScenarioError
 INPUTS_DIR = "/opt/lab-inputs"
 # Never sent: byte-code a machine would not use (PYTHONDONTWRITEBYTECODE, and the image's Python
 # may differ), version-control metadata, editor and build litter.
-SKIPPED = frozenset({"__pycache__", ".git", ".hg", ".mypy_cache", ".pytest_cache", ".venv", "node_modules"})
+SKIPPED = frozenset({"__pycache__", ".git", ".hg", ".mypy_cache", ".pytest_cache", ".tox", ".nox", ".venv", "venv",
+                     "node_modules"})
 MAX_INPUT_BYTES = 256 << 20  # a store or build bigger than this is a mistake in the path given
 
 
@@ -75,20 +76,28 @@ def archive(inputs: tuple[Input, ...], limit: int = MAX_INPUT_BYTES) -> bytes:
                 if path.is_dir():
                     tar.addfile(_member(name, directory=True))
                     continue
-                data = _read(path)
-                total += len(data)
+                total += path.stat().st_size  # before reading it: a stray multi-GB file is refused, not read
                 if total > limit:
                     raise InputError(f"{item.kind.value}: {item.source} holds more than "
                                      f"{limit >> 20} MB; is it the right directory?")
+                data = _read(path)
                 tar.addfile(_member(name, directory=False, size=len(data), executable=os.access(path, os.X_OK)),
                             io.BytesIO(data))
     return buffer.getvalue()
 
 
 def _walk(root: pathlib.Path) -> list[pathlib.Path]:
-    """The directories and regular files under ``root``, parents first, skipping SKIPPED and symlinks out."""
+    """The directories and regular files under ``root``, parents first, skipping SKIPPED. Symbolic links
+    are followed -- a machine gets what they point to, as the store's import would -- and a directory
+    reached twice (a link loop) is listed once."""
     found: list[pathlib.Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = os.stat(dirpath)
+        if (here.st_dev, here.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((here.st_dev, here.st_ino))
         dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED)
         base = pathlib.Path(dirpath)
         found += [base / d for d in dirnames]

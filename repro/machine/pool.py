@@ -6,8 +6,10 @@ with the same profile, image and inputs takes it. The next machine empties the d
 (docker/lab-init, LAB_WIPE_DISK) and reports how many entries the disk holds afterwards; a
 trial on a reused disk that is not empty is refused (``check_empty``), so every trial still
 starts on an empty disk. A disk stays pinned to the CPUs it was made with, and its machine
-takes the same ones. At most ``max_idle`` disks wait at once (the oldest goes first); the run
-removes the rest when it ends, and the owner labels and the reaper cover a run that dies.
+takes the same ones; only pinned disks are kept, and a trial that finds no free CPU removes
+an idle disk first (idle holders hold their CPUs). At most ``max_idle`` disks wait at once
+(the oldest goes first); the run removes the rest when it ends, and the owner labels and the
+reaper cover a run that dies.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class DiskPool:
         self.max_idle = max(0, max_idle)
         self._idle: OrderedDict[int, tuple[DiskKey, DataDisk]] = OrderedDict()
         self._lock = threading.Lock()
-        self.made = 0    # disks made for this pool's trials
+        self.made = 0    # takes that found no disk to reuse (the caller made one)
         self.reused = 0  # trials that took a kept disk
         self._closed = False
 
@@ -59,17 +61,27 @@ class DiskPool:
         """An idle disk of that key (the most recently returned), or None: the caller makes one."""
         with self._lock:
             for ident in reversed(self._idle):
-                if self._idle[ident][0] == key:
+                if self._idle[ident][0] == key and self._idle[ident][1].alive:
                     self.reused += 1
                     return self._idle.pop(ident)[1]
             self.made += 1
             return None
 
+    def evict_oldest(self) -> bool:
+        """Remove the oldest idle disk (to free the CPUs it holds); False if none waits."""
+        with self._lock:
+            if not self._idle:
+                return False
+            _, disk = self._idle.popitem(last=False)[1]
+        disk.remove()
+        return True
+
     def give_back(self, key: DiskKey, disk: DataDisk) -> None:
-        """Keep ``disk`` for a later trial; beyond ``max_idle`` the oldest idle disk is removed."""
+        """Keep ``disk`` for a later trial; beyond ``max_idle`` the oldest idle disk is removed. A disk whose
+        holder is gone, or that is not pinned (it would stay unpinned for every trial after), is removed."""
         evicted: list[DataDisk] = []
         with self._lock:
-            if self._closed:  # the run is over: nothing will take it
+            if self._closed or not disk.alive or not disk.pin.cpus:  # the run is over, or a disk not to reuse
                 evicted.append(disk)
             else:
                 self._idle[id(disk)] = (key, disk)

@@ -51,8 +51,9 @@ def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, baseline: b
     if baseline:
         argv += ["--baseline", f"{machine_path(InputKind.START)}/{BASELINE_FILE}"]
     target = snapshot_dir(host.get_wrapped_container().id)
+    # The holder may have served an earlier trial of the run: its /tmp (SQLite's temporary files) starts empty.
     script = (f"{snapshot_script(host.disk_db_dir, DB_FILES, target)} || exit {SNAPSHOT_FAILED}; "
-              f"exec {shlex.join(argv)}")
+              f"find /tmp -mindepth 1 -delete 2>/dev/null; exec {shlex.join(argv)}")
     code, output = host.disk.run(["sh", "-c", script], environment=host.environment())
     kept = tuple(line for line in output.splitlines() if line in DB_FILES)
     if code == SNAPSHOT_FAILED:

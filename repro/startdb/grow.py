@@ -102,8 +102,8 @@ def _run_grower(size: int, seed: int, store: StoreSpec, *, image: str, out: path
     try:
         # Inputs in and the grown database out both travel through the engine (a remote one too):
         # volumes of the grower's own, removed with it.
-        volumes = [cli.volumes.create(driver="local", labels=labels("grow-inputs")).name,
-                   cli.volumes.create(driver="local", labels=labels("grow-out")).name]
+        for role in ("grow-inputs", "grow-out"):  # one at a time: a failure leaves none unlisted
+            volumes.append(cli.volumes.create(driver="local", labels=labels(role)).name)
         mounts = [Mount(target=INPUTS_DIR, source=volumes[0], type="volume"),
                   Mount(target=OUT_MOUNT, source=volumes[1], type="volume")]
         container = cli.containers.create(

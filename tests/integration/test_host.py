@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+import pathlib
+import shutil
+
 import pytest
 
 from repro.machine.host import ConstrainedHost
@@ -94,12 +97,13 @@ def test_writes_fail_while_the_disk_is_full_and_resume_once_the_cache_is_cleared
         assert result.verdict == "pass" and result.lost_acked == 0
 
 
-def test_a_kept_disk_serves_the_next_trial_empty_on_the_same_cpus(constrained_host) -> None:
+def test_a_kept_disk_serves_the_next_trial_empty_on_the_same_cpus(constrained_host, tmp_path: pathlib.Path) -> None:
     """A run's pool hands the first machine's disk to the second: one container started instead of two, the
     disk emptied by the second machine as it boots (its boot line says 0 entries), the holder's CPUs kept."""
-    from repro.machine.pool import DiskPool
+    from repro.machine import engine
+    from repro.machine.pool import DiskKey, DiskPool
 
-    with DiskPool(max_idle=1) as pool:
+    with DiskPool(max_idle=2) as pool:
         first = constrained_host("fly-256", pool=pool).start()
         first.exec_checked(["sh", "-c", "echo before > /opt/data/marker && mkdir -p /opt/data/npm/x"], user="hermes")
         first.start_workload(seed=5)
@@ -107,9 +111,10 @@ def test_a_kept_disk_serves_the_next_trial_empty_on_the_same_cpus(constrained_ho
         assert verify(first, ("sigkill-machine",)).verdict == "pass"
         volume, holder, pin = first.disk.volume_name, first.disk.holder.id, first.pin
         first.remove(keep_disk=True)
+        assert pool.take(DiskKey.of(get_profile("fly-512"), first.image, b"")) is None  # another machine's limits
         second = constrained_host("fly-256", pool=pool).start()
         assert second.reused_disk and (second.disk.volume_name, second.disk.holder.id) == (volume, holder)
-        assert second.pin == pin and pool.made == 1 and pool.reused == 1
+        assert second.pin == pin and pool.made == 2 and pool.reused == 1
         boot = next(line.payload for line in second.console.parsed() if line.tag is Tag.BOOT)
         assert boot["disk_entries"] == 0
         assert second.exec_checked(["sh", "-c", "ls -A /opt/data | wc -l"]).strip() == "0"
@@ -118,8 +123,15 @@ def test_a_kept_disk_serves_the_next_trial_empty_on_the_same_cpus(constrained_ho
         result = verify(second, ("sigkill-machine",))  # the probe runs in the same holder, on this trial's files
         assert result.verdict == "pass" and result.facts.exists and result.lost_acked == 0
         second.remove(keep_disk=True)
-    from repro.machine import engine
-
+        store = tmp_path / "store"
+        shutil.copytree(pathlib.Path(__file__).resolve().parents[2] / "hermes_state", store / "hermes_state")
+        other = constrained_host("fly-256", pool=pool, store_path=str(store))  # other inputs: a disk of its own
+        other.start()
+        assert not other.reused_disk and other.disk.volume_name != volume
+        other.remove(keep_disk=True)
+        assert pool.evict_oldest()  # the oldest idle disk -- the first one -- goes, freeing its CPU
+        assert not [v for v in engine.client().volumes.list() if v.name == volume]
+        assert pool.take(DiskKey.of(first.profile, first.image, b"")) is None
     cli = engine.client()
     assert not [c for c in cli.containers.list(all=True) if c.id == holder]  # the pool removed it with the run
     assert not [v for v in cli.volumes.list() if v.name == volume]

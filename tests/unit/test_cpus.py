@@ -77,7 +77,11 @@ class InfoEngine:
 
 
 def test_the_cpus_are_the_engines_not_this_processs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A remote engine with 8 CPUs pins to 0..7 whatever this process may run on; asked once per engine."""
+    """A remote engine with 8 CPUs pins to 0..7 whatever this process may run on; asked once per engine. A local
+    socket's engine runs on this host: this process's CPU ids (a cpuset of 2-3 is not 0-1)."""
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {2, 3})
+    local = InfoEngine("http+docker://localhost-unit-test", 8)
+    assert cpus.engine_cpus(local) == [2, 3] and local.asked == 0  # type: ignore[arg-type]
     monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {0})
     remote = InfoEngine("http://remote-unit-test:2375", 8)
     assert cpus.engine_cpus(remote) == list(range(8))  # type: ignore[arg-type]

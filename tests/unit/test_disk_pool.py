@@ -1,10 +1,12 @@
-"""The disks a run keeps across its trials (repro/machine/pool.py): which trial takes which, what is evicted, and the empty-disk check."""
+"""The disks a run keeps across its trials (repro/machine/pool.py): which disk may serve which trial, which are never kept,
+and the empty-disk check. (Kept and reused disks in the engine: tests/integration/test_host.py.)"""
 
 from __future__ import annotations
 
 import pytest
 
 from repro.errors import TrialError
+from repro.machine.cpus import CpuPin
 from repro.machine.disk import DataDisk
 from repro.machine.pool import DiskKey, DiskPool, check_empty
 from repro.scenario import get_profile
@@ -13,33 +15,27 @@ FLY256, FLY512 = get_profile("fly-256"), get_profile("fly-512")
 
 
 def test_a_disk_serves_only_a_trial_with_the_same_limits_image_and_inputs() -> None:
+    key = DiskKey.of(FLY256, "hermes-lab:latest", b"store and sqlite")
+    assert key == DiskKey.of(FLY256, "hermes-lab:latest", b"store and sqlite")
+    for other in (DiskKey.of(FLY512, "hermes-lab:latest", b"store and sqlite"),
+                  DiskKey.of(FLY256, "hermes-lab:other", b"store and sqlite"),
+                  DiskKey.of(FLY256, "hermes-lab:latest", b"another store")):
+        assert other != key
+
+
+def test_a_removed_or_unpinned_disk_is_never_kept() -> None:
     pool = DiskPool(max_idle=4)
     key = DiskKey.of(FLY256, "hermes-lab:latest", b"")
-    disk = DataDisk(FLY256)  # not made in the engine: removing it asks nothing of it
+    removed = DataDisk(FLY256)  # never made, or removed by a watchdog: no holder, no volumes
+    removed.pin = CpuPin("0")
+    unpinned = DataDisk(FLY256)
+    unpinned.volume_name = "x-unit-test"  # removing it clears this (no engine needed: it is not asked twice)
+    assert not removed.alive and not unpinned.pin.cpus
     assert pool.take(key) is None and pool.made == 1
-    pool.give_back(key, disk)
-    for other in (DiskKey.of(FLY512, "hermes-lab:latest", b""), DiskKey.of(FLY256, "hermes-lab:other", b""),
-                  DiskKey.of(FLY256, "hermes-lab:latest", b"another store")):
-        assert pool.take(other) is None
-    assert pool.take(key) is disk and pool.reused == 1
-    assert pool.take(key) is None  # taken: one trial at a time
-
-
-def test_idle_disks_beyond_the_limit_and_after_the_run_are_removed() -> None:
-    pool = DiskPool(max_idle=1)
-    old, new = DataDisk(FLY256), DataDisk(FLY512)
-    old.volume_name, new.volume_name = "x-old", "x-new"  # what remove() clears (the engine is not asked: no holder)
-    keys = DiskKey.of(FLY256, "i", b""), DiskKey.of(FLY512, "i", b"")
-    pool.give_back(keys[0], old)
-    pool.give_back(keys[1], new)  # the oldest goes
-    assert old.volume_name == "" and pool.take(keys[0]) is None
-    with pool:
-        pass
-    assert new.volume_name == "" and pool.take(keys[1]) is None
-    late = DataDisk(FLY256)
-    late.volume_name = "x-late"
-    pool.give_back(keys[0], late)  # a trial that ends after the run closed its pool: removed, not kept
-    assert late.volume_name == ""
+    pool.give_back(key, removed)
+    pool.give_back(key, unpinned)
+    assert pool.take(key) is None and pool.reused == 0 and not pool.evict_oldest()
+    assert unpinned.volume_name == ""
 
 
 def test_a_reused_disk_must_be_empty_after_the_machine_booted() -> None:

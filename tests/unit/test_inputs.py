@@ -56,3 +56,17 @@ def test_a_missing_or_oversized_input_is_bad_input(tmp_path: pathlib.Path) -> No
     with pytest.raises(InputError, match="more than 2 MB"):
         archive((Input(InputKind.STORE, big),), limit=2 << 20)
     assert issubclass(InputError, ScenarioError)  # exit 2, before any container starts
+
+
+def test_symbolic_links_arrive_as_what_they_point_to(tmp_path: pathlib.Path) -> None:
+    """A package linked into the store's directory (a common checkout layout) arrives whole; a loop is listed once."""
+    real = tmp_path / "src" / "hermes_state"
+    real.mkdir(parents=True)
+    (real / "__init__.py").write_text("class SessionDB: ...\n")
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "hermes_state").symlink_to(real)
+    (real / "loop").symlink_to(real)
+    members = _members(archive((Input(InputKind.STORE, store),)))
+    assert "store/hermes_state/__init__.py" in members and members["store/hermes_state/__init__.py"].isfile()
+    assert sum(1 for name in members if name.endswith("__init__.py")) == 1  # the loop does not run away
