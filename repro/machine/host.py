@@ -11,7 +11,6 @@ offers the primitives faults are made of; it does not judge anything.
 
 from __future__ import annotations
 
-import pathlib
 import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from repro import sqlite as lab_sqlite
 
 from repro.machine.console import Console, LineWait
 from repro.machine.disk import DATA_DIR, DataDisk
-from repro.machine.inputs import Input, InputKind, archive, machine_path
+from repro.machine.inputs import Input, InputKind, archive, code_inputs, machine_path
 from repro.machine.pool import WIPE_ENV, DiskKey, DiskPool, check_empty
 from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
@@ -131,13 +130,7 @@ class ConstrainedHost(DockerContainer):
 
     def inputs(self) -> tuple[Input, ...]:
         """What the machine needs from the lab's side: the store's code, a SQLite build."""
-        found: list[Input] = []
-        if self.store.store_path:
-            found.append(Input(InputKind.STORE, pathlib.Path(self.store.store_path).resolve()))
-        lib = sqlite_runtime.library_dir(self.sqlite)
-        if lib is not None:
-            found.append(Input(InputKind.SQLITE, lib))
-        return tuple(found)
+        return code_inputs(self.store.store_path, sqlite_runtime.library_dir(self.sqlite))
 
     def environment(self) -> dict[str, str]:
         """The store's settings and the SQLite to load, for every process of the machine (and the probe)."""

@@ -45,27 +45,57 @@ class Input:
     kind: InputKind
     source: pathlib.Path
 
-    @property
-    def machine_path(self) -> str:
-        return machine_path(self.kind)
-
 
 def machine_path(kind: InputKind) -> str:
     """Where an input of this kind appears in the machine (and in the disk holder)."""
     return f"{INPUTS_DIR}/{kind.value}"
 
 
+def code_inputs(store_path: str | None, sqlite_dir: pathlib.Path | None) -> tuple[Input, ...]:
+    """What a machine running a store needs from the lab's side: the store's code (None: the image's own)
+    and a SQLite build's directory (None: the image's own library)."""
+    found: list[Input] = []
+    if store_path:
+        found.append(Input(InputKind.STORE, pathlib.Path(store_path).resolve()))
+    if sqlite_dir is not None:
+        found.append(Input(InputKind.SQLITE, sqlite_dir))
+    return tuple(found)
+
+
+# Archives already built, by their files' (path, size, mtime): a run's trials send the same store and build,
+# and reading and packing them again at every machine's start would be work on every trial's path.
+_built: dict[tuple[object, ...], bytes] = {}
+_BUILT_MAX = 8
+
+
 def archive(inputs: tuple[Input, ...], limit: int = MAX_INPUT_BYTES) -> bytes:
     """One tar of the inputs, each under its kind's directory, root-owned and world-readable
-    (b"" when there are none); InputError past ``limit`` bytes of files."""
+    (b"" when there are none); InputError past ``limit`` bytes of files. A file changed since the
+    last call (its size or mtime) makes a new archive."""
     if not inputs:
         return b""
+    key = (limit, *((item.kind, *_entries(item)) for item in inputs))
+    if key not in _built:
+        if len(_built) >= _BUILT_MAX:
+            _built.pop(next(iter(_built)))
+        _built[key] = _pack(inputs, limit)
+    return _built[key]
+
+
+def _entries(item: Input) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime) of what an input would send; InputError if it does not exist."""
+    if not item.source.exists():
+        raise InputError(f"{item.kind.value}: {item.source} does not exist")
+    paths = [item.source] if item.source.is_file() else _walk(item.source)
+    return tuple((str(p), *((s.st_size, s.st_mtime_ns) if p.is_file() else (0, 0))) for p in paths
+                 for s in (p.stat(),))
+
+
+def _pack(inputs: tuple[Input, ...], limit: int) -> bytes:
     buffer = io.BytesIO()
     total = 0
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for item in inputs:
-            if not item.source.exists():
-                raise InputError(f"{item.kind.value}: {item.source} does not exist")
             tar.addfile(_member(item.kind.value, directory=True))
             if item.source.is_file():  # a single file goes inside its kind's directory
                 entries = [(item.source, item.source.name)]

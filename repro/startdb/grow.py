@@ -78,22 +78,17 @@ def _run_grower(size: int, seed: int, store: StoreSpec, *, image: str, out: path
     from repro import sqlite as lab_sqlite
     from repro.machine import engine
     from repro.machine.disk import copy_out
-    from repro.machine.inputs import INPUTS_DIR, Input, InputKind, archive, machine_path
+    from repro.machine.inputs import INPUTS_DIR, InputKind, archive, code_inputs, machine_path
     from repro.machine.labels import labels
     from repro.machine.limits import WRITABLE, read_only_root
     from repro.protocol import Tag, parse_all
     from repro.sqlite import runtime as sqlite_runtime
 
     _, build = lab_sqlite.for_store(store)  # grown with the library the trials load
-    inputs: list[Input] = []
-    env = {"LAB_STORE_PATH": "", **sqlite_runtime.environment(build)}
-    if store.foreign:
-        inputs.append(Input(InputKind.STORE, pathlib.Path(str(store.store_path)).resolve()))
-        env["LAB_STORE_PATH"] = machine_path(InputKind.STORE)
-    lib = sqlite_runtime.library_dir(build)
-    if lib is not None:
-        inputs.append(Input(InputKind.SQLITE, lib))
-    payload = archive(tuple(inputs))
+    env = {"LAB_STORE_PATH": machine_path(InputKind.STORE) if store.foreign else "",
+           **sqlite_runtime.environment(build)}
+    inputs = code_inputs(str(store.store_path) if store.foreign else None, sqlite_runtime.library_dir(build))
+    payload = archive(inputs)
     disk = size + size // 2 + (64 << 20)  # the database, its WAL, and room
     argv = ["python3", "-m", GROW_MODULE, "--size", str(size), "--seed", str(seed), "--out", OUT_MOUNT]
     cli = engine.client()

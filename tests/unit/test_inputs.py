@@ -9,7 +9,7 @@ import tarfile
 import pytest
 
 from repro.errors import ScenarioError
-from repro.machine.inputs import INPUTS_DIR, Input, InputError, InputKind, archive, machine_path
+from repro.machine.inputs import INPUTS_DIR, Input, InputError, InputKind, archive, code_inputs, machine_path
 
 
 def _members(data: bytes) -> dict[str, tarfile.TarInfo]:
@@ -70,3 +70,18 @@ def test_symbolic_links_arrive_as_what_they_point_to(tmp_path: pathlib.Path) -> 
     members = _members(archive((Input(InputKind.STORE, store),)))
     assert "store/hermes_state/__init__.py" in members and members["store/hermes_state/__init__.py"].isfile()
     assert sum(1 for name in members if name.endswith("__init__.py")) == 1  # the loop does not run away
+
+
+def test_an_archive_is_built_again_only_when_a_file_changed(tmp_path: pathlib.Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "hermes_state.py").write_text("RELEASE = 1\n")
+    inputs = code_inputs(str(store), None)
+    first = archive(inputs)
+    assert archive(inputs) is first  # a run's next trial: nothing read or packed again
+    (store / "hermes_state.py").write_text("RELEASE = 22\n")  # another size (and mtime): a new archive
+    changed = archive(inputs)
+    assert changed is not first
+    with tarfile.open(fileobj=io.BytesIO(changed)) as tar:
+        extracted = tar.extractfile("store/hermes_state.py")
+        assert extracted is not None and extracted.read() == b"RELEASE = 22\n"
