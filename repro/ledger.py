@@ -1,39 +1,34 @@
-"""The Jepsen-style operation ledger the workload prints and the verifier reads back.
+"""The Jepsen-style operation ledger the workload writes and the verifier reads back.
 
-The workload runs inside the machine under test and prints one line per event to its
-stdout, which s6 hands to the container runtime: the ledger therefore survives the
-crash of the machine and never lives on the disk under test.
+The workload runs inside the machine under test and writes one record per event on its
+evidence channel (repro/channel.py), which s6 hands to the container runtime: the ledger
+therefore survives the crash of the machine, never lives on the disk under test, and never
+shares a descriptor with what the store prints. Records, each framed with its source and
+sequence number (repro/protocol.py)::
 
-Line format (one event per line, UTF-8, JSON after a fixed tag)::
-
-    LEDGER {"i": 17, "t": "invoke", "op": "append_message", "args": {...}}
-    LEDGER {"i": 17, "t": "ok", "result": {"id": 42}}
+    @gateway/3/78 LEDGER {"i": 17, "t": "invoke", "op": "append_message", "args": {...}}
+    @gateway/4/42 LEDGER {"i": 17, "t": "ok", "result": {"id": 42}}
     LEDGER {"i": 18, "t": "fail", "err": "DiskFullError: database or disk is full"}
     LEDGER {"i": 19, "t": "info", "err": "OperationalError: disk I/O error"}
     READY {"journal_mode": "wal", "synchronous": 1, ...}
     EVENT {"kind": "...", ...}
 
-An ``ok`` line is written and flushed only after the store call returned, so an ``ok``
-means the commit was acknowledged. An ``invoke`` with neither ``ok`` nor ``fail`` is
-indeterminate (Jepsen's ``info``): cut off by the crash, its effect is unknown until read
-back. The workload writes ``info`` itself when a call raised an error that does not
-prove the write was rolled back (an I/O error in the middle of a commit).
+An ``ok`` record is written only after the store call returned, so an ``ok`` means the
+commit was acknowledged. An ``invoke`` with neither ``ok`` nor ``fail`` is indeterminate
+(Jepsen's ``info``): cut off by the crash, its effect is unknown until read back. The
+workload writes ``info`` itself when a call raised an error that does not prove the write
+was rolled back (an I/O error in the middle of a commit). Whether the records are all there
+is checked before they are used (repro/verify/crosscheck.py).
 """
 
 from __future__ import annotations
 
 import enum
-import json
-import sys
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from repro.errors import MachineOutputError
-from repro.protocol import Line, ProtocolError, Tag, parse_line
-
-LEDGER_TAG = "LEDGER "
-READY_TAG = "READY "
-EVENT_TAG = "EVENT "
+from repro.protocol import Line, ProtocolError, Tag, format_line, frame, parse_line
 
 
 class OpKind(str, enum.Enum):
@@ -118,32 +113,23 @@ class LedgerError(MachineOutputError):
     """A ledger line that cannot be parsed (the lab's fault, not the store's)."""
 
 
-def encode(record: Mapping[str, object]) -> str:
-    """One ledger line (without newline) for a record."""
-    return LEDGER_TAG + json.dumps(record, separators=(",", ":"), sort_keys=True)
-
-
-def emit_event(kind: str, **fields: object) -> None:
-    """Print one ``EVENT {"kind": ...}`` line and flush it (the lab waits for these lines).
-
-    One write() for the whole line: s6 services share the machine's stdout, and print()'s
-    separate write of the newline lets another service's line land in the middle."""
-    sys.stdout.write(EVENT_TAG + json.dumps({"kind": kind, **fields}) + "\n")
-    sys.stdout.flush()
+def encode(record: Mapping[str, object], seq: int = 1, source: str = "gateway") -> str:
+    """One framed ledger record (without newline), as the workload writes it."""
+    return frame(source, seq, format_line(Tag.LEDGER, record))
 
 
 def parse_lines(lines: Iterable[str]) -> Ledger:
-    """Build a Ledger from the workload's stdout lines (repro.protocol); other lines are ignored.
+    """Build a Ledger from a machine's log (repro.protocol); other lines are ignored.
 
-    A line cut in half by the crash (only possible for the very last line) is ignored:
-    the operation it belonged to stays indeterminate.
+    Only framed records count. A record cut short by the crash is left out here: the operation
+    it belonged to stays indeterminate. That it was its source's last record, and that no other
+    record is missing, is for repro/verify/crosscheck.py to say before the ledger is used.
     """
     invokes: dict[int, dict[str, object]] = {}
     completions: dict[int, dict[str, object]] = {}
     ready: dict[str, object] = {}
     events: list[dict[str, object]] = []
     for raw in lines:
-        # docker may prefix nothing; s6 may interleave other services' lines
         try:
             line = parse_line(raw)
         except ProtocolError as exc:

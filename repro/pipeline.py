@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 import docker.errors
 import requests.exceptions
 
-from repro.errors import LabError, ScenarioError, TrialError, shown
+from repro.errors import LabError, ScenarioError, shown
 from repro.faults import FAULTS, FaultOutcome
 from repro.faults.base import AGENT_TIMEOUT_S
 from repro.ledger import Ledger, ledger_lines, parse_lines
@@ -35,7 +35,7 @@ from repro.machine.restart import PROBE_TIMEOUT_S, Restart, fetch_database, rest
 from repro.machine.services import START_TIMEOUT_S
 from repro.machine.watchdog import Watchdog
 from repro.oracle.verdicts import Judgement, judge, lab_error
-from repro.protocol import Line, ProtocolError, Tag, format_line, parse_line
+from repro.protocol import Tag, format_line, store_output
 from repro.report.records import TrialRecord, record_trial
 from repro.report.timeline import build_timeline
 from repro.scenario import HazardName, Scenario, replay_command, replay_script, scenario_to_dict, trial_seed
@@ -43,6 +43,7 @@ from repro.sqlite import runtime as sqlite_runtime
 from repro.startdb.files import load as load_start
 from repro.startdb.files import start_rows
 from repro.startdb.restore import Restored, restore
+from repro.verify import crosscheck
 from repro.workload.checkpointer import checkpoint_count
 
 # What a lab failure looks like from here: our own errors (a ledger or probe line we cannot
@@ -127,9 +128,7 @@ class _Trial:
         # the ledger and the evidence the lines without them.
         self.stamped = _stamped_output(self.host)
         self.lines = lines = [line.partition(" ")[2] for line in self.stamped] if self.stamped else self.host.output()
-        if not any(Tag.BOOT.value in line for line in lines[:50]):  # the engine's log rotation dropped the start
-            raise TrialError(f"the machine's log lost its beginning ({len(lines)} lines kept): the ledger is "
-                             "incomplete, so the trial cannot be judged (see the log cap in repro/machine/limits.py)")
+        crosscheck.require(crosscheck.channel_problems(lines))  # a gap, a repeat, a damaged record, a lost start
         self.ledger = parse_lines(lines)
         self.checkpoints = checkpoint_count(lines)
 
@@ -138,6 +137,10 @@ class _Trial:
         facts = self.restarted.facts
         sqlite_runtime.check_in_force(self.host.sqlite, {
             **self.sqlite_seen, "verifier": (facts.sqlite_version, facts.sqlite_source_id)})
+        assert self.ledger is not None
+        crosscheck.require(crosscheck.ledger_problems(self.ledger, crosscheck.Witnesses(  # before any verdict
+            tuple(o.acks_at_fire for o in self.outcomes if o.detail.get("agent")), facts,
+            self.scenario.needs_fuse, crosscheck.ready_sources(self.lines))))
         self.judgement = judge(self.ledger, self.restarted.facts, tuple(f.name.value for f in self.scenario.faults),
                                lazy_dirs="--lazy-dirs" in self.scenario.lossy_args,
                                locks_dropped=self.scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0,
@@ -314,6 +317,9 @@ def keep_artifacts(trial: _Trial, out_dir: pathlib.Path, error: BaseException | 
         except LAB_FAILURES:
             lines = []
     (target / "machine.log").write_text("\n".join(lines) + "\n")
+    printed = store_output(lines)
+    if printed:  # what the store printed: an ordinary artifact, never evidence
+        (target / "store.log").write_text(printed)
     (target / "ledger.jsonl").write_text("".join(format_line(Tag.LEDGER, p.payload).partition(" ")[2] + "\n"
                                                  for p in ledger_lines(lines)))
     if trial.restarted is not None:

@@ -1,32 +1,38 @@
-"""Every line a lab machine prints: its tag, how it is written and how it is parsed (stdlib only).
+"""Every record a lab machine writes: its tag, its frame, how it is written and how it is parsed (stdlib only).
 
-A machine's stdout is the lab's only channel out of it that survives a crash: s6 hands
-each service's output to the container runtime, which keeps it after the machine dies.
-Every line the lab acts on is ``TAG {json}`` (``LOSSYFS KIND {json}`` for the power-loss
-filesystem) and goes through this module, so no other file matches string literals::
+A machine's log is the lab's only channel out of it that survives a crash: s6 hands each
+service's output to the container runtime, which keeps it after the machine dies. The
+processes that import the store write their records on a descriptor of their own
+(repro/channel.py); what the store prints arrives only inside ``OUTPUT`` records. Every
+record is one line, framed with its source, its sequence number within that source and
+the length of its body::
 
-    LAB BOOT {"services": "...", "disk_entries": N}   PID 1 started (docker/lab-init)
+    @gateway/17/58 LEDGER {"i":9,"t":"ok",...}
+
+    LAB BOOT {"services": "...", "disk_entries": N}   PID 1 started (docker/lab-init; source "boot")
     READY {"journal_mode": "wal", ...}    the store is open; the pragmas in force
     LEDGER {"i": 17, "t": "ok", ...}      one operation event (repro/ledger.py)
     EVENT {"kind": "disk-full", ...}      something a service did (``kind`` names it)
+    OUTPUT {"text": "..."}                what the store printed (capped; repro/channel.py)
     AGENT {"fired": true, "acks": 40}     the fault agent's report
-    FINISH {"service": "...", ...}        an s6 service ended (docker/s6/*/finish)
+    FINISH {"service": "...", ...}        an s6 service ended (docker/s6/*/finish; source "finish-<service>")
     PROBE {...}                           the restarted machine's facts
     STORE CHECK {"ok": true, ...}         a foreign store imported and opened (repro/verify/importcheck.py)
     GROWN {"bytes": ..., ...}             a starting database grown to its size (repro/workload/grow.py)
     LOSSYFS READY {...}                   the power-loss filesystem (READY, CUT, STOPPED)
 
-A line is written with one ``write()``: s6 services share the machine's stdout, and a
-separate write of the newline lets another service's line land in the middle.
+A line counts only if its frame starts the line and its body is exactly as long as the
+frame says: bytes glued before or after a record make it damaged, never a different record,
+and the sequence numbers show which record is missing (repro/verify/crosscheck.py).
 """
 
 from __future__ import annotations
 
 import enum
 import json
-import sys
+import re
 from dataclasses import dataclass
-from typing import IO, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from repro.errors import MachineOutputError
 
@@ -44,6 +50,7 @@ class Tag(str, enum.Enum):
     LOSSYFS = "LOSSYFS"
     STORE_CHECK = "STORE CHECK"
     GROWN = "GROWN"
+    OUTPUT = "OUTPUT"
 
 
 class EventKind(str, enum.Enum):
@@ -77,16 +84,26 @@ class LossyKind(str, enum.Enum):
 
 
 class ProtocolError(MachineOutputError):
-    """A tagged line whose payload is not a JSON object (never a torn last line: that is None)."""
+    """A framed record whose payload is not a JSON object."""
+
+
+class Damage(str, enum.Enum):
+    """Why a line that starts with a frame is not a record."""
+
+    TORN = "torn"          # shorter than its frame says: cut by a crash (only ever a source's last)
+    LONGER = "longer"      # longer than its frame says: other bytes were glued on
+    UNREADABLE = "unreadable"  # the right length, but no tag and JSON object in it
 
 
 @dataclass(frozen=True)
 class Line:
-    """One parsed machine line."""
+    """One parsed machine record."""
 
     tag: Tag
     payload: Mapping[str, object]
     sub: str = ""  # LOSSYFS lines: READY, CUT or STOPPED
+    source: str = ""  # who wrote it (the frame's source)
+    seq: int = 0      # its number within that source, from 1
 
     @property
     def kind(self) -> str:
@@ -104,55 +121,85 @@ class Line:
 
 
 def format_line(tag: Tag, payload: Mapping[str, object], sub: str = "") -> str:
-    """The text of a line, without its newline (compact, key-sorted JSON)."""
+    """The body of a record, without frame or newline (compact, key-sorted JSON)."""
     head = f"{tag.value} {sub}" if sub else tag.value
     return f"{head} {json.dumps(payload, separators=(',', ':'), sort_keys=True)}"
 
 
-def write_line(tag: Tag, payload: Mapping[str, object], sub: str = "", stream: IO[str] | None = None) -> None:
-    """Print one line and flush it, in a single write."""
-    out = stream if stream is not None else sys.stdout
-    out.write(format_line(tag, payload, sub) + "\n")
-    out.flush()
+SOURCE = re.compile(r"[a-z][a-z0-9-]{0,39}")
+_FRAME = re.compile(r"@([a-z][a-z0-9-]{0,39})/([1-9][0-9]{0,11})/([0-9]{1,9}) ")
 
 
-def emit_event(kind: EventKind, **fields: object) -> None:
-    """Print one ``EVENT {"kind": ...}`` line (the lab waits for some of these)."""
-    write_line(Tag.EVENT, {"kind": kind.value, **fields})
+def frame(source: str, seq: int, body: str) -> str:
+    """``@source/seq/length body``: the length in bytes of the UTF-8 body."""
+    return f"@{source}/{seq}/{len(body.encode('utf-8'))} {body}"
 
 
-# Longest tags first, so that "LAB BOOT" is not mistaken for anything shorter.
-_TAGS = sorted(Tag, key=lambda t: -len(t.value))
+@dataclass(frozen=True)
+class Framed:
+    """What one line of a machine's log holds: a record, a damaged record, or nothing of the lab's."""
+
+    line: Line | None = None
+    source: str = ""
+    seq: int = 0
+    damage: Damage | None = None
 
 
-def parse_line(raw: str) -> Line | None:
-    """The tagged line in ``raw``, or None for any other output (or a line torn by a crash).
-
-    The tag may be preceded by other text (a service's output without a newline, just
-    before it); the first tag found, followed by a space, wins.
-    """
+def read_frame(raw: str) -> Framed:
+    """The frame at the start of ``raw`` and the record in it (``Framed()`` for a line that is not the lab's)."""
     text = raw.rstrip("\r\n")
-    best: tuple[int, Tag] | None = None
-    for tag in _TAGS:
-        pos = text.find(tag.value + " ")
-        if pos != -1 and (best is None or pos < best[0]):
-            best = (pos, tag)
-    if best is None:
+    match = _FRAME.match(text)
+    if match is None:
+        return Framed()
+    source, seq, length = match.group(1), int(match.group(2)), int(match.group(3))
+    body = text[match.end():].encode("utf-8", "surrogateescape")
+    if len(body) != length:
+        return Framed(source=source, seq=seq, damage=Damage.TORN if len(body) < length else Damage.LONGER)
+    line = _parse_body(body.decode("utf-8", "replace"), source, seq)
+    return Framed(line=line, source=source, seq=seq, damage=None if line is not None else Damage.UNREADABLE)
+
+
+_TAGS = sorted(Tag, key=lambda t: -len(t.value))  # longest first: "LAB BOOT" before anything shorter
+
+
+def _parse_body(body: str, source: str, seq: int) -> Line | None:
+    tag = next((t for t in _TAGS if body.startswith(t.value + " ")), None)
+    if tag is None:
         return None
-    pos, tag = best
-    rest = text[pos + len(tag.value) + 1:]
+    rest = body[len(tag.value) + 1:]
     sub = ""
     if tag is Tag.LOSSYFS:
         sub, _, rest = rest.partition(" ")
     try:
         payload = json.loads(rest)
-    except json.JSONDecodeError:
-        return None  # torn by the crash: only ever the last line
+    except (json.JSONDecodeError, RecursionError):
+        return None
     if not isinstance(payload, dict):
-        raise ProtocolError(f"{tag.value} line without a JSON object: {rest[:80]}")
-    return Line(tag, payload, sub)
+        raise ProtocolError(f"{tag.value} record without a JSON object: {rest[:80]}")
+    return Line(tag, payload, sub, source, seq)
+
+
+def parse_line(raw: str) -> Line | None:
+    """The record on ``raw``, or None: not the lab's, or damaged (repro/verify/crosscheck.py counts those)."""
+    return read_frame(raw).line
 
 
 def parse_all(lines: Iterable[str]) -> list[Line]:
     """Every tagged line of some output, in order."""
     return [line for line in map(parse_line, lines) if line is not None]
+
+
+def store_output(lines: Iterable[str]) -> str:
+    """What the store printed, from the OUTPUT records of a log: ``source: text`` per piece, and
+    where the cap was reached, how much was dropped (the artifact ``store.log``)."""
+    parts: list[str] = []
+    for line in parse_all(lines):
+        if line.tag is not Tag.OUTPUT:
+            continue
+        if "text" in line.payload:
+            parts.append(str(line.payload["text"]))
+        elif "capped" in line.payload:
+            parts.append(f"\n[{line.source}: output capped at {line.payload['capped']} bytes]\n")
+        elif "dropped" in line.payload:
+            parts.append(f"\n[{line.source}: {line.payload['dropped']} bytes dropped]\n")
+    return "".join(parts)

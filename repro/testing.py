@@ -31,8 +31,9 @@ from repro.ledger import Ledger, parse_lines
 from repro.machine.disk import DataDisk
 from repro.machine.host import ConstrainedHost, StopReport
 from repro.machine.restart import restart
-from repro.oracle.verdicts import Judgement, judge
+from repro.oracle.verdicts import Judgement, judge, lab_error
 from repro.scenario import DEFAULT_PROFILE, FaultSpec, FaultStep, Scenario
+from repro.verify import crosscheck
 from repro.verify.facts import ProbeFacts
 
 __all__ = ["ConstrainedHost", "DataDisk", "StopReport", "VerifyResult", "constrained_host", "fault_step", "inject",
@@ -96,9 +97,15 @@ def verify(host: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy
     """Reopen the database in a restarted machine and judge it against the ledger. ``faults``
     default to those ``inject`` fired (a machine still running is killed: sigkill-machine)."""
     restarted = restart(host)
-    ledger = parse_lines(host.output())
+    lines = host.output()
+    ledger = parse_lines(lines)
     names = faults if faults is not None else tuple(_fired.get(host, ())) or ("sigkill-machine",)
-    judgement = judge(ledger, restarted.facts, names, lazy_dirs=lazy_dirs, locks_dropped=locks_dropped)
+    problems = crosscheck.channel_problems(lines) + crosscheck.ledger_problems(ledger, crosscheck.Witnesses(
+        facts=restarted.facts, page_cache_lost="power-loss" in names, ready_sources=crosscheck.ready_sources(lines)))
+    if problems:  # as a trial: evidence that disagrees with itself is never judged
+        judgement = lab_error(crosscheck.disagreement(problems))
+    else:
+        judgement = judge(ledger, restarted.facts, names, lazy_dirs=lazy_dirs, locks_dropped=locks_dropped)
     return VerifyResult(ledger=ledger, facts=restarted.facts, judgement=judgement, probe_output=restarted.output)
 
 

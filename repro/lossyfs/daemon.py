@@ -51,7 +51,9 @@ from repro.lossyfs.errors import InvalidOptions, LossyFsError
 from repro.lossyfs.fuse_ops import LossyOperations
 from repro.lossyfs.model import CacheOptions, Kind
 from repro.lossyfs.trace import TraceWriter
-from repro.protocol import LossyKind, Tag, write_line
+from repro.channel import emit as write_record
+from repro.channel import open_channel
+from repro.protocol import LossyKind, Tag
 
 _CUT_FILE_POLL_S = 0.01
 _DRAIN_TIMEOUT_S = 30.0
@@ -67,7 +69,7 @@ while os.read(0, 1):
 
 
 def emit(kind: LossyKind, payload: dict[str, object]) -> None:
-    write_line(Tag.LOSSYFS, payload, sub=kind.value)
+    write_record(Tag.LOSSYFS, payload, sub=kind.value)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -264,6 +266,7 @@ class Daemon:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    open_channel("lossyfs", isolate=False)  # root, no store: its stdout stays the channel
     try:
         options = CacheOptions(seed=args.seed, page_size=args.page_size, torn_writes=args.torn_writes,
                                lazy_dirs=args.lazy_dirs, writeback_rate=args.writeback_rate)

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence, TypeVar
 
 from repro.errors import MachineOutputError
-from repro.protocol import ProtocolError, Tag, format_line, parse_line
+from repro.protocol import ProtocolError, Tag, format_line, frame, parse_line
 
 # Version 2: keys are the field names (version 1 had hand-picked ones).
 PROBE_FORMAT = 2
+PROBE_SOURCE = "probe"  # the frame source of the probe's record (repro/verify/probe.py opens its channel so)
 MAX_MESSAGES = 50  # per check: keep the PROBE line compact when a file is badly damaged
 
 
@@ -164,8 +165,8 @@ class ProbeFacts:
         return {"format": PROBE_FORMAT, **fields}
 
     def to_line(self) -> str:
-        """The one line the probe prints."""
-        return format_line(Tag.PROBE, self.to_obj())
+        """The one record the probe writes, framed."""
+        return frame(PROBE_SOURCE, 1, format_line(Tag.PROBE, self.to_obj()))
 
     @classmethod
     def from_obj(cls, obj: object) -> ProbeFacts:
@@ -177,18 +178,15 @@ class ProbeFacts:
 
 
 def parse_probe_output(lines: Iterable[str]) -> ProbeFacts:
-    """The facts from the probe's output (the last PROBE line wins); ProbeError if none."""
-    found = None
+    """The facts from the probe's output: its one PROBE record (source "probe"); ProbeError if none or several."""
     try:
-        for raw in lines:
-            line = parse_line(raw)
-            if line is not None and line.tag is Tag.PROBE:
-                found = line
+        found = [line for line in map(parse_line, lines)
+                 if line is not None and line.tag is Tag.PROBE and line.source == PROBE_SOURCE]
     except ProtocolError as exc:
         raise ProbeError(str(exc)) from exc
-    if found is None:
-        raise ProbeError("no PROBE line (or only a torn one) in the probe's output")
-    return ProbeFacts.from_obj(dict(found.payload))
+    if len(found) != 1:
+        raise ProbeError(f"{len(found)} PROBE records in the probe's output (one was expected; a torn one is none)")
+    return ProbeFacts.from_obj(dict(found[0].payload))
 
 
 # -- the field-driven codec ---------------------------------------------------------------

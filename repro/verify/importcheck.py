@@ -26,7 +26,9 @@ from types import ModuleType, TracebackType
 from typing import Sequence
 
 from repro.errors import LabError
-from repro.protocol import Tag, write_line
+from repro.channel import close_channel, open_channel
+from repro.channel import emit as write_record
+from repro.protocol import Tag
 
 STORE_NAME = "hermes_state"
 # What the lab's own store calls its preset variable: a store exposing it reads the lab's settings.
@@ -176,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("store_dir", nargs="?", default=None, help="the store's directory (default: the image's own)")
     parser.add_argument("--scratch", default="/tmp", help="where the new database is opened")
     args = parser.parse_args(argv)
-    write_line(Tag.STORE_CHECK, check(args.store_dir, args.scratch))
+    open_channel("store-check")  # before the store is imported: what it prints becomes OUTPUT records
+    write_record(Tag.STORE_CHECK, check(args.store_dir, args.scratch))
+    close_channel()
     return 0
 
 

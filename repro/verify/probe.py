@@ -29,12 +29,15 @@ import re
 import sqlite3
 from typing import Any, Callable, Sequence, TypeVar
 
-from repro.protocol import Tag, write_line
+from repro.channel import close_channel, open_channel
+from repro.channel import emit as write_record
+from repro.protocol import Tag
 from repro.verify.baseline import NO_ROW, Baseline, content_sha256, session_rows, states
 from repro.verify.facts import (
     ChangedSession,
     Check,
     CheckStatus,
+    PROBE_SOURCE,
     FileInfo,
     MessageRow,
     Preexisting,
@@ -283,9 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-store", action="store_true", help="raw checks only; do not open the store")
     parser.add_argument("--baseline", default=None, help="the starting database's digests (repro/verify/baseline.py)")
     args = parser.parse_args(argv)
+    open_channel(PROBE_SOURCE)  # before the store is imported: what it prints becomes OUTPUT records
     baseline = Baseline.from_json(pathlib.Path(args.baseline).read_text()) if args.baseline else None
     facts = collect(args.db_path, args.store_path, open_store=not args.no_store, baseline=baseline)
-    write_line(Tag.PROBE, facts.to_obj())
+    write_record(Tag.PROBE, facts.to_obj())
+    close_channel()
     return 0
 
 

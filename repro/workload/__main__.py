@@ -1,4 +1,4 @@
-"""The gateway-like workload: drives the store under test and prints the Jepsen ledger.
+"""The gateway-like workload: drives the store under test and writes the Jepsen ledger on the evidence channel.
 
 Run inside the machine by the s6 ``session-store`` service as the unprivileged user:
 ``python3 -m repro.workload`` with LAB_* settings in the environment (see config.py).
@@ -19,8 +19,9 @@ import threading
 import time
 from typing import Any, Callable
 
+from repro import channel
 from repro.ledger import OpKind
-from repro.protocol import EventKind, Tag, format_line
+from repro.protocol import EventKind, Tag
 from repro.verify.importcheck import import_store
 from repro.workload import content, sqlite_in_force
 from repro.workload.config import WorkloadConfig, WorkloadConfigError
@@ -43,17 +44,7 @@ _DEFINITE = ("full", "locked", "busy", "constraint", "readonly", "read-only")
 # The longest the loop sleeps between looks at the stop signal and the leak command while it waits to probe.
 PAUSE_S = 0.05
 
-_TEE: list[Any] = []  # LAB_LEDGER_FILE: a second copy on another disk (Compose has no engine logs to read)
-
-
-def emit(tag: Tag, payload: dict[str, object]) -> None:
-    """One protocol line on stdout (and the tee), each in a single write."""
-    line = format_line(tag, payload)
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-    for handle in _TEE:
-        handle.write(line + "\n")
-        handle.flush()
+emit = channel.emit  # one framed record on the evidence channel (repro/channel.py), never on stdout
 
 
 def sha(text: str | None) -> str:
@@ -308,13 +299,17 @@ def ready_facts(db: Any, cfg: WorkloadConfig, store_module: Any) -> dict[str, ob
 
 
 def main() -> int:
+    # Before anything of the store is imported: the records get a descriptor of their own, and the
+    # process's stdout and stderr (the store's) become OUTPUT records, capped.
+    role = os.environ.get("LAB_ROLE", "gateway")
+    channel.open_channel(role if role in ("gateway", "cron") else "workload")
     try:
         cfg = WorkloadConfig.from_env()
     except WorkloadConfigError as exc:
         emit(Tag.EVENT, {"kind": EventKind.CONFIG_ERROR.value, "error": str(exc)})
         return 2
     if cfg.ledger_file:
-        _TEE.append(open(cfg.ledger_file, "a", encoding="utf-8"))
+        channel.tee(cfg.ledger_file)
     board: StatusBoard | None = None
     try:
         board = StatusBoard(cfg.status_path, create=True)
@@ -344,6 +339,7 @@ def main() -> int:
     if board:
         board.set_phase(PHASE_DONE)
     emit(Tag.EVENT, {"kind": EventKind.CLOSED.value, "acks": workload.acks, "ops": workload.index})
+    channel.close_channel()
     return 0
 
 

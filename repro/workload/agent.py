@@ -31,7 +31,9 @@ import subprocess
 import sys
 import time
 
-from repro.protocol import Tag, write_line
+from repro.channel import emit as write_record
+from repro.channel import open_channel
+from repro.protocol import Tag
 from repro.workload.status import CMD_GO, CMD_LEAK, CMD_NONE, IN_WRITE, STATUS_PATH, StatusBoard
 
 
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--status", default=STATUS_PATH)
     args = parser.parse_args(argv)
+    open_channel("agent", isolate=False)  # root, no store; its output is its exec's, not the machine's log
 
     board = StatusBoard(args.status)
     watch = WriteWatch(args.on_write, exact=args.database_file) if args.on_write else None
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
             next_beat += HEARTBEAT_S
         if now > deadline:
-            write_line(Tag.AGENT, {"fired": False, "reason": "timeout", **_snap(board)})
+            write_record(Tag.AGENT, {"fired": False, "reason": "timeout", **_snap(board)})
             return 1
         snap = board.read()
         if snap.acks >= args.after_acks and now >= wait_until:
@@ -173,13 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         watch.drain()
         written = watch.wait(max(0.1, deadline - time.monotonic())) or ""
         if not written:
-            write_line(Tag.AGENT, {"fired": False, "reason": "no write seen", **_snap(board)})
+            write_record(Tag.AGENT, {"fired": False, "reason": "no write seen", **_snap(board)})
             return 1
     if args.delay_us:
         busy_wait_us(args.delay_us)
     fired_at = time.time()  # the host's clock, as the engine's log timestamps (the report's timeline)
     facts = fire(args.action, board)
-    write_line(Tag.AGENT, {"fired": True, "action": args.action.value, "waited_s": round(time.monotonic() - start, 4),
+    write_record(Tag.AGENT, {"fired": True, "action": args.action.value, "waited_s": round(time.monotonic() - start, 4),
                            "fired_at": round(fired_at, 6),
                            "trigger_in_write": fired_in_write, "on_write": written, **facts})
     return 0

@@ -21,7 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
-from repro.protocol import EventKind, emit_event, parse_all
+from repro.channel import emit_event, open_channel
+from repro.protocol import EventKind, parse_all
 from repro.workload import sqlite_in_force
 
 MODES = ("PASSIVE", "TRUNCATE")
@@ -64,6 +65,7 @@ def checkpoint_count(lines: Iterable[str]) -> int:
 def main() -> int:
     db_path = os.environ.get("LAB_DB_PATH", "/opt/data/state.db")
     every_s = int(os.environ.get("LAB_CHECKPOINT_EVERY_MS", "1")) / 1000.0
+    open_channel("checkpointer", isolate=False)  # SQLite only, no store: its stdout may stay the channel
     conn = sqlite3.connect(f"file:{db_path}?mode=rw", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S)
     counts = Counts()
     stopping = []

@@ -16,7 +16,8 @@ import pathlib
 import sys
 import time
 
-from repro.protocol import EventKind, emit_event
+from repro.channel import emit_event, open_channel
+from repro.protocol import EventKind
 from repro.verify.importcheck import import_store
 from repro.workload import sqlite_in_force
 
@@ -24,6 +25,7 @@ from repro.workload import sqlite_in_force
 def main() -> int:
     db_path = pathlib.Path(os.environ.get("LAB_DB_PATH", "/opt/data/state.db"))
     every_s = int(os.environ.get("LAB_DASHBOARD_EVERY_MS", "20")) / 1000.0
+    open_channel("dashboard")  # before the store is imported: what it prints becomes OUTPUT records
     store = import_store(os.environ.get("LAB_STORE_PATH") or None)
     emit_event(EventKind.DASHBOARD_STARTED, every_ms=int(every_s * 1000), **sqlite_in_force())
     cycles = errors = 0

@@ -21,7 +21,9 @@ import sqlite3
 import time
 from typing import Sequence
 
-from repro.protocol import Tag, write_line
+from repro.channel import close_channel, open_channel
+from repro.channel import emit as write_record
+from repro.protocol import Tag
 from repro.verify.importcheck import import_store
 from repro.workload import content
 
@@ -82,13 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--db", default="/opt/data/state.db")
     parser.add_argument("--out", required=True, help="directory the grown database is copied to")
     args = parser.parse_args(argv)
+    open_channel("grow")  # before the store is imported: what it prints becomes OUTPUT records
     db_path = pathlib.Path(args.db)
     facts = grow(db_path, args.size, args.seed, os.environ.get("LAB_STORE_PATH") or None)
     for name in ("state.db", "state.db-wal"):
         source = db_path.with_name(name)
         if source.is_file() and source.stat().st_size > 0:
             shutil.copyfile(source, pathlib.Path(args.out) / name)
-    write_line(Tag.GROWN, facts)
+    write_record(Tag.GROWN, facts)
+    close_channel()
     return 0
 
 

@@ -13,7 +13,8 @@ import shutil
 import sys
 import time
 
-from repro.protocol import EventKind, emit_event
+from repro.channel import emit_event, open_channel
+from repro.protocol import EventKind
 
 CHUNK = 1 << 20
 
@@ -50,6 +51,7 @@ def fill(cache_dir: str, limit_bytes: int = 0) -> int:
 
 
 def main() -> int:
+    open_channel("npm-cache", isolate=False)  # no store in this process
     data_dir = os.environ.get("LAB_DATA_DIR", "/opt/data")
     cache_dir = os.path.join(data_dir, "npm-cache")
     clear_after_ms = int(os.environ.get("LAB_NPM_CLEAR_AFTER_MS", "0"))

@@ -98,5 +98,5 @@ def recorded_run(root: pathlib.Path, commits: int = 12, *, lying_fsync_from: int
     w.close()
     rec.close()
     write_recording(out, Recording(source="test_explore_support.recorded_run"),
-                    w.lines + [format_line(Tag.READY, w.ready)])
+                    w.log())
     return TraceDir.open(out)

@@ -6,29 +6,38 @@ import json
 
 import pytest
 
-from repro.ledger import LedgerError, OpKind, Outcome, encode, parse_lines
+from framing import framed
 
-# What `docker logs` of a machine looks like: s6 noise, READY, EVENT, FINISH and ledger lines.
-MACHINE_OUTPUT = [
+from repro.ledger import LedgerError, OpKind, Outcome, encode, parse_lines
+from repro.protocol import Framed, Tag, format_line, frame, read_frame
+from repro.verify.crosscheck import channel_problems
+
+
+def body(record: dict[str, object]) -> str:
+    return format_line(Tag.LEDGER, record)
+
+# What `docker logs` of a machine looks like: s6 noise, READY, EVENT, FINISH and ledger records, framed.
+MACHINE_OUTPUT = framed([
     "s6-svscan: info: starting",
+    'LAB BOOT {"disk_entries":0,"services":"session-store"}',
     'READY {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 2000}',
-    encode({"i": 1, "t": "invoke", "op": "create_session",
-            "args": {"session_id": "s1", "source": "cli", "model": "m"}}),
-    encode({"i": 1, "t": "ok", "result": {}}),
-    encode({"i": 2, "t": "invoke", "op": "append_message",
-            "args": {"session_id": "s1", "role": "user", "sha": "ab", "length": 2, "tool_calls": False}}),
+    body({"i": 1, "t": "invoke", "op": "create_session", "args": {"session_id": "s1", "source": "cli", "model": "m"}}),
+    body({"i": 1, "t": "ok", "result": {}}),
+    body({"i": 2, "t": "invoke", "op": "append_message",
+          "args": {"session_id": "s1", "role": "user", "sha": "ab", "length": 2, "tool_calls": False}}),
     "s6-supervise npm-cache: warning: unable to spawn ./run - waiting 10 seconds",
     'EVENT {"kind": "disk-full", "written": 1048576}',
-    encode({"i": 2, "t": "ok", "result": {"id": 7}}) + "\r\n",
-    encode({"i": 3, "t": "invoke", "op": "append_message", "args": {"session_id": "s1"}}),
-    encode({"i": 3, "t": "fail", "err": "OperationalError: database or disk is full"}),
-    encode({"i": 4, "t": "invoke", "op": "update_token_counts", "args": {"session_id": "s1"}}),
-    encode({"i": 4, "t": "info", "err": "OperationalError: disk I/O error"}),
-    encode({"i": 5, "t": "invoke", "op": "search_messages", "args": {"query": "disk"}}),
-    encode({"i": 5, "t": "ok", "result": {"hits": 3}}),
-    encode({"i": 6, "t": "invoke", "op": "end_session", "args": {"session_id": "s1", "end_reason": "timeout"}}),
+    body({"i": 2, "t": "ok", "result": {"id": 7}}),
+    body({"i": 3, "t": "invoke", "op": "append_message", "args": {"session_id": "s1"}}),
+    body({"i": 3, "t": "fail", "err": "OperationalError: database or disk is full"}),
+    body({"i": 4, "t": "invoke", "op": "update_token_counts", "args": {"session_id": "s1"}}),
+    body({"i": 4, "t": "info", "err": "OperationalError: disk I/O error"}),
+    body({"i": 5, "t": "invoke", "op": "search_messages", "args": {"query": "disk"}}),
+    body({"i": 5, "t": "ok", "result": {"hits": 3}}),
+    body({"i": 6, "t": "invoke", "op": "end_session", "args": {"session_id": "s1", "end_reason": "timeout"}}),
     'FINISH {"service":"session-store","exit":256,"signal":9}',
-]
+])
+OK_6 = frame("gateway", 14, body({"i": 6, "t": "ok", "result": {}}))  # the gateway's next record
 
 
 def test_parse_lines_builds_every_outcome() -> None:
@@ -49,29 +58,52 @@ def test_parse_lines_builds_every_outcome() -> None:
     assert [op.index for op in ledger.failed] == [3]
 
 
-def test_prefixed_lines_are_read() -> None:
-    """The engine or s6 may put something before the tag (a timestamp, a service name)."""
-    lines = ["2024-05-01T10:00:00Z " + encode({"i": 1, "t": "invoke", "op": "create_session", "args": {}}),
-             "session-store | " + encode({"i": 1, "t": "ok", "result": {}})]
-    op, = parse_lines(lines).operations
-    assert op.outcome is Outcome.OK
+def test_the_evidence_of_an_honest_log_agrees_with_itself() -> None:
+    assert channel_problems(MACHINE_OUTPUT) == []
+    assert channel_problems([*MACHINE_OUTPUT, OK_6]) == []
 
 
-def test_torn_last_line_leaves_its_op_indeterminate() -> None:
-    ok_line = encode({"i": 6, "t": "ok", "result": {}})
-    for cut in (len("LEDGER ") + 1, len(ok_line) // 2, len(ok_line) - 1):
-        ledger = parse_lines([*MACHINE_OUTPUT[:-1], ok_line[:cut]])
-        op6 = ledger.operations[-1]
+def test_a_torn_last_record_leaves_its_op_indeterminate_and_is_allowed() -> None:
+    for cut in (len(OK_6) - 30, len(OK_6) // 2 + 10, len(OK_6) - 1):
+        lines = [*MACHINE_OUTPUT, OK_6[:cut]]
+        op6 = parse_lines(lines).operations[-1]
         assert op6.index == 6 and op6.outcome is Outcome.INFO, cut
-    # the same line whole completes it (the test above can fail)
-    assert parse_lines([*MACHINE_OUTPUT[:-1], ok_line]).operations[-1].outcome is Outcome.OK
+        assert channel_problems(lines) == [], cut  # the crash cut the source's last record
+    # the same record whole completes it (the test above can fail)
+    assert parse_lines([*MACHINE_OUTPUT, OK_6]).operations[-1].outcome is Outcome.OK
 
 
-def test_torn_line_glued_to_the_next_service_line() -> None:
-    """s6's finish script prints after the kill, on the same line as the torn ledger record."""
-    torn = encode({"i": 6, "t": "ok", "result": {}})[:20] + 'FINISH {"service":"session-store"}'
-    ledger = parse_lines([*MACHINE_OUTPUT[:-1], torn])
-    assert ledger.operations[-1].outcome is Outcome.INFO
+def test_stray_bytes_glued_to_a_record_make_it_damaged_never_silently_dropped() -> None:
+    """The swallowing store of issue 17: 7 bytes without a newline, and the next ledger record glued on.
+    The record is not read, and the check says which one is missing; so is a record glued in front."""
+    glued_front = "LEDGER " + MACHINE_OUTPUT[4]
+    lines = [*MACHINE_OUTPUT[:4], glued_front, *MACHINE_OUTPUT[5:]]
+    assert 1 not in {op.index for op in parse_lines(lines).acked}
+    assert any("gateway: record(s) 3 of" in p for p in channel_problems(lines))
+    glued_back = MACHINE_OUTPUT[4] + "LEDGER "
+    problems = channel_problems([*MACHINE_OUTPUT[:4], glued_back, *MACHINE_OUTPUT[5:]])
+    assert problems == ["gateway: record 3 is longer (other bytes were glued on)"]
+
+
+def test_a_torn_record_that_is_not_its_source_s_last_is_damage() -> None:
+    torn = MACHINE_OUTPUT[4][:-5]
+    assert channel_problems([*MACHINE_OUTPUT[:4], torn, *MACHINE_OUTPUT[5:]]) == ["gateway: record 3 is torn"]
+
+
+def test_a_log_that_lost_its_beginning_or_a_record_twice_is_flagged() -> None:
+    rotated = [line for line in MACHINE_OUTPUT if "LAB BOOT" not in line and '"i":1,' not in line]
+    problems = channel_problems(rotated)
+    assert "lost its beginning" in problems[0]
+    assert any("record(s) 2-3 of" in p for p in problems)
+    assert channel_problems([*MACHINE_OUTPUT, MACHINE_OUTPUT[5]]) == ["gateway: record(s) 4 appear more than once"]
+
+
+def test_a_record_outside_the_frame_is_not_the_lab_s() -> None:
+    """An unframed READY (what a store printing to the channel by hand would write) is never read."""
+    forged = 'READY {"journal_mode":"off","synchronous":0}'
+    ledger = parse_lines([*MACHINE_OUTPUT, forged, "x " + MACHINE_OUTPUT[2]])
+    assert ledger.ready["journal_mode"] == "wal"
+    assert read_frame(forged) == Framed()
 
 
 @pytest.mark.parametrize(
@@ -91,4 +123,4 @@ def test_bad_records_raise_ledger_error(record: dict[str, object]) -> None:
 
 def test_non_object_record_raises_ledger_error() -> None:
     with pytest.raises(LedgerError):
-        parse_lines(["LEDGER " + json.dumps([1, "ok"])])
+        parse_lines([frame("gateway", 1, "LEDGER " + json.dumps([1, "ok"]))])

@@ -233,7 +233,7 @@ def _compose_judge(tmp_path: pathlib.Path, ledger_file: pathlib.Path, db: pathli
 def test_compose_judge_exit_codes(tmp_path: pathlib.Path) -> None:
     w = standard_run(tmp_path / "state.db")
     ledger_file = tmp_path / "ledger.log"
-    ledger_file.write_text("\n".join(w.lines + [format_line(Tag.READY, w.ready)]) + "\n")
+    ledger_file.write_text("\n".join(w.log()) + "\n")
     w.sql("UPDATE sessions SET message_count = 99 WHERE id = 's1'")
     w.close()
     code, out = _compose_judge(tmp_path, ledger_file, w.path, "disk-fill", "sigterm")

@@ -17,11 +17,13 @@ import pytest
 from rich.console import Console
 
 import repro.sqlite as lab_sqlite
+from framing import framed
+
 from repro import commands
 from repro.cli import build_parser, main
 from repro.errors import ExitCode
 from repro.oracle.verdicts import Verdict
-from repro.protocol import EventKind, Tag, format_line
+from repro.protocol import EventKind, Tag, format_line, parse_line
 from repro.report.records import TrialRecord
 from repro.report.comparison import comparison_of
 from repro.report.junit import junit_element
@@ -52,11 +54,11 @@ def _no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
 def _machine_lines(version: str, source_id: str, checkpointer: tuple[str, str] | None = None) -> list[str]:
     ids = {"sqlite_version": version, "sqlite_source_id": source_id}
     other = dict(zip(("sqlite_version", "sqlite_source_id"), checkpointer)) if checkpointer else ids
-    return ["LAB BOOT {}", format_line(Tag.READY, {"journal_mode": "wal", **ids}),
+    return framed(["LAB BOOT {}", format_line(Tag.READY, {"journal_mode": "wal", **ids}),
             format_line(Tag.LEDGER, {"i": 1, "t": "invoke", "op": "create_session", "args": {}}),
             format_line(Tag.EVENT, {"kind": EventKind.WRITER_READY.value, "role": "cron", **ids}),
             format_line(Tag.EVENT, {"kind": EventKind.DASHBOARD_STARTED.value, "every_ms": 20, **ids}),
-            format_line(Tag.EVENT, {"kind": EventKind.CHECKPOINTER_STARTED.value, **other})]
+            format_line(Tag.EVENT, {"kind": EventKind.CHECKPOINTER_STARTED.value, **other})])
 
 
 def test_every_process_of_a_machine_reports_its_library() -> None:
@@ -295,9 +297,9 @@ def test_the_checkpointer_checkpoints_a_live_wal_database_and_counts(tmp_path: p
         out, _ = proc.communicate(timeout=10)
     lines = out.splitlines()
     assert proc.returncode == 0, out
-    started = json.loads(lines[0].split(" ", 1)[1])
+    started = dict(parse_line(lines[0]).payload)  # type: ignore[union-attr]
     assert started["kind"] == "checkpointer-started" and started["sqlite_version"] == sqlite3.sqlite_version
-    last = json.loads(lines[-1].split(" ", 1)[1])
+    last = dict(parse_line(lines[-1]).payload)  # type: ignore[union-attr]
     assert last["kind"] == "checkpoints" and last["checkpoints"] == checkpoint_count(lines) > 10
     assert last["passive"] + last["truncate"] == last["checkpoints"] and abs(last["passive"] - last["truncate"]) <= 1
     assert last["complete"] > 0 and last["errors"] == 0

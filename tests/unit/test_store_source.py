@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from repro.protocol import Tag, parse_line
 from repro.errors import ScenarioError
 from repro.scenario import StoreSpec
 from repro.source.check import StoreCheck, problem_line
@@ -125,8 +126,8 @@ def _check(store: pathlib.Path) -> dict[str, object]:
     the path too, as in the image)."""
     proc = subprocess.run([sys.executable, "-m", "repro.verify.importcheck", str(store), "--scratch", str(store.parent)],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("STORE CHECK "))
-    return json.loads(line[len("STORE CHECK "):])
+    line = next(p for p in map(parse_line, proc.stdout.splitlines()) if p is not None and p.tag is Tag.STORE_CHECK)
+    return dict(line.payload)
 
 
 def test_the_import_check_opens_a_module_store_from_its_own_directory(tmp_path: pathlib.Path) -> None:

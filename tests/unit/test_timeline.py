@@ -10,6 +10,9 @@ from repro.report.records import RunResult, TrialRecord
 from repro.report.timeline import MAX_POINTS, MarkKind, Timeline, build_timeline, sample, split_stamp
 from test_report import rec, run_of
 
+from framing import framed
+from repro.protocol import frame
+
 
 def stamped(seconds: float, text: str) -> str:
     whole = int(seconds)
@@ -32,8 +35,9 @@ def log(acks: int = 100, failed: int = 5) -> list[str]:
                   stamped(t + 0.021 + j * 0.01, f'LEDGER {{"i":{index},"t":"fail","err":"DiskFullError: full"}}')]
     lines += [stamped(t + 0.2, 'EVENT {"kind":"stop-signal","signal":15}'),
               stamped(t + 0.3, 'FINISH {"service":"session-store","exit":0,"signal":0}'),
-              "a line the engine did not stamp", stamped(t + 0.31, "LEDGER {torn by the cra")]
-    return lines
+              "a line the engine did not stamp"]
+    lines = framed(lines)
+    return [*lines, stamped(t + 0.31, frame("gateway", 10_000, 'LEDGER {"i":1,"t":"o')[:-3])]  # torn by the crash
 
 
 def test_writes_marks_and_lost_writes_come_from_the_stamps() -> None:
@@ -90,8 +94,8 @@ def test_timeline_round_trips_in_the_record_and_stays_small() -> None:
 
 def test_a_writer_s_unusable_store_is_a_mark_naming_the_writer() -> None:
     lines = log(acks=10, failed=0)
-    lines.insert(-4, stamped(1.3, 'EVENT {"kind":"store-unusable","role":"cron","i":5,"since":3,"refused":50}'))
-    lines.insert(-4, stamped(1.35, 'EVENT {"kind":"store-recovered","role":"gateway","i":9,"probes":2}'))
+    lines.insert(-4, stamped(1.3, frame("cron", 1, 'EVENT {"kind":"store-unusable","role":"cron","i":5,"since":3,"refused":50}')))
+    lines.insert(-4, stamped(1.35, frame("gateway", 999, 'EVENT {"kind":"store-recovered","role":"gateway","i":9,"probes":2}')))
     tl = build_timeline(lines)
     assert tl is not None
     marks = {m.kind: m.label for m in tl.marks}

@@ -17,6 +17,8 @@ import sys
 
 import pytest
 
+from framing import framed
+
 from repro.ledger import Ledger, encode, parse_lines
 from repro.oracle.verdicts import Judgement, Verdict, judge
 from repro.protocol import Tag, format_line
@@ -44,8 +46,8 @@ def store_run(db: pathlib.Path) -> Ledger:
     def call(op: str, args: dict[str, object], result: dict[str, object] | None = None) -> None:
         nonlocal index
         index += 1
-        lines.append(encode({"i": index, "t": "invoke", "op": op, "args": args}))
-        lines.append(encode({"i": index, "t": "ok", "result": result or {}}))
+        lines.append(format_line(Tag.LEDGER, {"i": index, "t": "invoke", "op": op, "args": args}))
+        lines.append(format_line(Tag.LEDGER, {"i": index, "t": "ok", "result": result or {}}))
 
     store = hermes_state.SessionDB(db)
     try:
@@ -66,7 +68,7 @@ def store_run(db: pathlib.Path) -> Ledger:
                  for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")}
     finally:
         store.close()
-    return parse_lines(lines + [format_line(Tag.READY, ready)])
+    return parse_lines(framed(lines + [format_line(Tag.READY, ready)]))
 
 
 def probe(db: pathlib.Path, *, open_store: bool = True) -> ProbeFacts:

@@ -17,6 +17,7 @@ import textwrap
 import pytest
 
 import repro.verify.probe as probe_module
+from repro.protocol import frame
 from repro.verify.facts import (
     PROBE_FORMAT,
     ChangedSession,
@@ -283,9 +284,14 @@ def test_parse_errors_are_typed() -> None:
     with pytest.raises(ProbeError):
         parse_probe_output(["nothing here"])
     with pytest.raises(ProbeError):
-        parse_probe_output(["PROBE {not json"])
+        parse_probe_output([frame("probe", 1, "PROBE {not json")])
     with pytest.raises(ProbeError):
-        parse_probe_output(['PROBE {"format": 99}'])
+        parse_probe_output([frame("probe", 1, 'PROBE {"format": 99}')])
+    line = ProbeFacts(db_path="state.db", exists=True).to_line()
+    with pytest.raises(ProbeError):  # a second PROBE record: which one is the probe's is not clear
+        parse_probe_output([line, line])
+    with pytest.raises(ProbeError):  # a PROBE record from another source is not the probe's
+        parse_probe_output([frame("gateway", 1, line.partition(" ")[2])])
     with pytest.raises(ProbeError):
         ProbeFacts.from_obj({"format": 1, "messages": [["x"]]})
     good = ProbeFacts(db_path="state.db", exists=True).to_obj()
@@ -318,7 +324,7 @@ def test_module_runs_under_debian_python_stdlib_only(tmp_path: pathlib.Path) -> 
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("PROBE ")
+    assert len(lines) == 1 and lines[0].startswith("@probe/1/")
     facts = parse_probe_output(lines)
     assert facts.integrity.ok and len(facts.messages) == 8 and facts.store.opened
 

@@ -12,7 +12,7 @@ import pathlib
 import sqlite3
 
 from repro.ledger import Ledger, encode, parse_lines
-from repro.protocol import Tag, format_line
+from repro.protocol import Tag, format_line, frame
 from repro.verify.probe import collect
 
 MIRROR_SCHEMA = """
@@ -63,20 +63,23 @@ class FakeWorkload:
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute(f"PRAGMA journal_mode={journal_mode}")
         self.schema = create_schema(self.conn)
-        self.lines: list[str] = []
+        self.lines: list[str] = []  # framed ledger records, as on the channel
         self.ready = {"journal_mode": journal_mode, "synchronous": synchronous}
         self._i = 0
 
+    def _record(self, record: dict[str, object]) -> None:
+        self.lines.append(encode(record, seq=len(self.lines) + 1))
+
     def _invoke(self, op: str, args: dict[str, object]) -> int:
         self._i += 1
-        self.lines.append(encode({"i": self._i, "t": "invoke", "op": op, "args": args}))
+        self._record({"i": self._i, "t": "invoke", "op": op, "args": args})
         return self._i
 
     def _finish(self, i: int, outcome: str, result: dict[str, object] | None = None) -> None:
         if outcome == "ok":
-            self.lines.append(encode({"i": i, "t": "ok", "result": result or {}}))
+            self._record({"i": i, "t": "ok", "result": result or {}})
         elif outcome == "fail":
-            self.lines.append(encode({"i": i, "t": "fail", "err": "DiskFullError: database or disk is full"}))
+            self._record({"i": i, "t": "fail", "err": "DiskFullError: database or disk is full"})
         # "info": cut off, no completion line
 
     def create_session(self, sid: str, outcome: str = "ok", *, applied: bool | None = None) -> None:
@@ -118,7 +121,11 @@ class FakeWorkload:
         self.conn.execute(statement, params)
 
     def ledger(self) -> Ledger:
-        return parse_lines(self.lines + [format_line(Tag.READY, self.ready)])
+        return parse_lines(self.log())
+
+    def log(self) -> list[str]:
+        """The ledger's records and the READY record, numbered as the workload numbers them."""
+        return self.lines + [frame("gateway", len(self.lines) + 1, format_line(Tag.READY, self.ready))]
 
     def close(self) -> None:
         self.conn.close()

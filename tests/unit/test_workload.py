@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from repro.ledger import EVENT_TAG, Ledger, parse_lines
+from repro.ledger import Ledger, parse_lines
 from repro.protocol import EventKind, Tag, parse_line
 from repro.verify.diff import Verification, diff
 from repro.verify.probe import collect
@@ -84,7 +84,7 @@ def test_same_seed_same_operations(tmp_path: pathlib.Path) -> None:
 def test_bad_mix_is_a_config_error(tmp_path: pathlib.Path, mix: str) -> None:
     proc = run_workload(tmp_path, LAB_OPS="10", LAB_MIX=mix)
     assert proc.returncode == 2
-    events = [json.loads(line[len(EVENT_TAG):]) for line in proc.stdout.splitlines() if line.startswith(EVENT_TAG)]
+    events = [dict(p.payload) for p in map(parse_line, proc.stdout.splitlines()) if p is not None and p.tag is Tag.EVENT]
     assert [e["kind"] for e in events] == ["config-error"]
     assert "mix" in events[0]["error"] and "int()" not in events[0]["error"]
     assert "Traceback" not in proc.stderr

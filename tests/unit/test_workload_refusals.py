@@ -10,6 +10,8 @@ import time
 import pytest
 
 import hermes_state
+from framing import framed
+
 from repro.ledger import Ledger, Outcome, parse_lines
 from repro.protocol import EventKind, Tag, parse_line
 from repro.verify.diff import diff
@@ -41,7 +43,7 @@ def events(out: str, kind: EventKind) -> list[dict[str, object]]:
 
 
 def ledger_lines(out: str) -> int:
-    return sum(1 for raw in out.splitlines() if raw.startswith(Tag.LEDGER.value + " "))
+    return sum(1 for line in map(parse_line, out.splitlines()) if line is not None and line.tag is Tag.LEDGER)
 
 
 def test_a_store_that_closed_itself_is_noted_once_and_probed_not_flooded(
@@ -201,6 +203,6 @@ def test_the_ledger_reads_the_new_events_as_events() -> None:
     lines = ['READY {"journal_mode":"wal"}', 'LEDGER {"i":1,"t":"invoke","op":"append_message","args":{}}',
              'LEDGER {"i":1,"t":"info","err":"StoreClosedError: closed"}',
              'EVENT {"kind":"store-unusable","role":"gateway","i":1,"since":1,"refused":1,"errors":[],"acks":0}']
-    ledger: Ledger = parse_lines(lines)
+    ledger: Ledger = parse_lines(framed(lines))
     assert [e["kind"] for e in ledger.events] == [EventKind.STORE_UNUSABLE.value]
     assert len(ledger.operations) == 1 and ledger.operations[0].outcome is Outcome.INFO
