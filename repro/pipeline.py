@@ -40,8 +40,7 @@ from repro.report.records import TrialRecord, record_trial
 from repro.report.timeline import build_timeline
 from repro.scenario import HazardName, Scenario, replay_command, replay_script, scenario_to_dict, trial_seed
 from repro.sqlite import runtime as sqlite_runtime
-from repro.startdb.files import load as load_start
-from repro.startdb.files import start_rows
+from repro.startdb.files import load as load_start, start_rows
 from repro.startdb.restore import Restored, restore
 from repro.verify import crosscheck
 from repro.workload.checkpointer import checkpoint_count
@@ -271,7 +270,8 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
     return dataclasses.replace(record, timeline=timeline, detail=f"{record.detail} [{story}]" if story else record.detail,
                                sqlite_version=str(ready.get("sqlite_version", "")),
                                schedule=tuple(step.describe() for step in scenario.schedule()),
-                               cpus=trial.host.pin.describe() if trial.host.pin else "")
+                               cpus=trial.host.pin.describe() if trial.host.pin else "",
+                               evidence=dict(trial.restarted.kept) if trial.restarted is not None else {})
 
 
 def _start_text(trial: _Trial) -> str:
@@ -306,10 +306,10 @@ def keep_artifacts(trial: _Trial, out_dir: pathlib.Path, error: BaseException | 
     scenario, host = trial.scenario, trial.host
     target = out_dir / "trials" / scenario.trial_id
     target.mkdir(parents=True, exist_ok=True)
-    try:  # as the crash left them if the restart got that far, else as they are now
-        fetch_database(host, target, crash_state=True)
-    except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
-        pass
+    try:  # as the crash left them if the restart got that far (checked against their hashes), else as they are now
+        fetch_database(host, target, kept=trial.restarted.kept if trial.restarted is not None else None)
+    except LAB_FAILURES as exc:  # evidence is best effort; the verdict stands without it, and says so
+        error = error or exc
     lines = trial.lines
     if not lines:  # the trial ended before its restart fetched the log
         try:

@@ -16,8 +16,8 @@ factory whose machines are removed after the test, whatever happens.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
 
 try:  # the test API (ConstrainedHost, inject, verify) needs no pytest; only the plugin's fixtures do
     from pytest import fixture
@@ -62,10 +62,11 @@ def fault_step(host: ConstrainedHost, fault: str, *, seed: int = 0) -> FaultStep
 class VerifyResult:
     """What the restarted machine found, and the oracle's verdict on it."""
 
-    ledger: Ledger
+    ledger: Ledger = field(repr=False)  # the whole ledger: repr would be hundreds of KB
     facts: ProbeFacts
     judgement: Judgement
-    probe_output: str
+    probe_output: str = field(repr=False)
+    kept: Mapping[str, str] = field(default_factory=dict)  # the crash state kept as evidence: name -> sha256
 
     @property
     def verdict(self) -> str:
@@ -106,7 +107,8 @@ def verify(host: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy
         judgement = lab_error(crosscheck.disagreement(problems))
     else:
         judgement = judge(ledger, restarted.facts, names, lazy_dirs=lazy_dirs, locks_dropped=locks_dropped)
-    return VerifyResult(ledger=ledger, facts=restarted.facts, judgement=judgement, probe_output=restarted.output)
+    return VerifyResult(ledger=ledger, facts=restarted.facts, judgement=judgement, probe_output=restarted.output,
+                        kept=restarted.kept)
 
 
 @fixture(scope="session")

@@ -54,6 +54,7 @@ class DataDisk:
         self.inputs_volume = ""
         self.pin = CpuPin("", "not made yet")  # the CPUs the holder, and so every machine on this disk, run on
         self._holder: Container | None = None
+        self.reusable = True  # False once a process of the store may have outlived its probe in the holder
 
     def create(self, pin: CpuPin | None = None) -> "DataDisk":
         """Make the volumes and the holder (created, not started: see ``start``), pinned as ``pin`` says."""
@@ -128,9 +129,10 @@ class DataDisk:
             raise LabError(f"cannot read the data disk's usage: {(result.output or b'').decode()[:200]}") from None
         return (blocks - free) * block, blocks * block
 
-    def run(self, argv: list[str], environment: Mapping[str, str]) -> tuple[int, str]:
-        """Run a program in the holder -- the restarted machine -- as uid 1000; (exit code, output)."""
-        result = self.holder.exec_run(argv, environment=dict(environment), user="1000:1000")
+    def run(self, argv: list[str], environment: Mapping[str, str], user: str = "1000:1000") -> tuple[int, str]:
+        """Run a program in the holder -- the restarted machine -- as uid 1000 (or ``user``: root keeps the
+        evidence, with no capability); (exit code, output)."""
+        result = self.holder.exec_run(argv, environment=dict(environment), user=user)
         return int(result.exit_code or 0), (result.output or b"").decode("utf-8", "replace")
 
     def remove(self) -> None:
@@ -164,14 +166,18 @@ def snapshot_dir(machine_id: str) -> str:
 
 
 def snapshot_script(directory: str, names: tuple[str, ...], target: str) -> str:
-    """A shell command for the holder that copies those of ``names`` that exist in ``directory`` to
-    ``target`` (on the host's disk, not the size-capped data disk, which may be full; an earlier
-    machine's copies are removed first) and prints each name it copied on a line of its own; it fails
-    only if a copy fails."""
+    """A shell command for the holder, run as root (with no capability), that copies those of ``names``
+    that exist in ``directory`` to ``target`` (on the host's disk, not the size-capped data disk, which may
+    be full; an earlier machine's copies are removed first), makes the copies read-only and root's --
+    out of reach of the store's user, uid 1000 -- and prints ``sha256  name`` for each; it fails only
+    if a copy fails."""
     listed = " ".join(shlex.quote(n) for n in names)
-    return (f"(rm -rf {SNAPSHOT_PREFIX}* && mkdir -p {shlex.quote(target)} && cd {shlex.quote(directory)} || exit 0; "
-            f"for f in {listed}; do if [ -f \"$f\" ]; then cp -p \"$f\" {shlex.quote(target)}/ || exit 1; "
-            "echo \"$f\"; fi; done)")
+    quoted = shlex.quote(target)
+    return (f"(chmod -R u+w {SNAPSHOT_PREFIX}* 2>/dev/null; rm -rf {SNAPSHOT_PREFIX}* && mkdir -p {quoted} "
+            f"&& cd {shlex.quote(directory)} || exit 0; "
+            f"for f in {listed}; do if [ -f \"$f\" ]; then cp \"$f\" {quoted}/ || exit 1; fi; done; "
+            f"chmod 0444 {quoted}/* 2>/dev/null; chmod 0555 {quoted}; cd {quoted} && for f in {listed}; do "
+            "if [ -f \"$f\" ]; then sha256sum \"$f\" || exit 1; fi; done)")
 
 
 def copy_out(container: "Container", path: str, dest: pathlib.Path) -> list[str]:

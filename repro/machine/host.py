@@ -226,7 +226,7 @@ class ConstrainedHost(DockerContainer):
                 keep_disk = False  # the machine may still run on it: no later trial gets this disk
             self._container = None
         if self.disk is not None:
-            if keep_disk and self.pool is not None and self._disk_key is not None:
+            if keep_disk and self.disk.reusable and self.pool is not None and self._disk_key is not None:
                 self.pool.give_back(self._disk_key, self.disk)
             else:
                 self.disk.remove()

@@ -1,18 +1,24 @@
 """The restarted machine: the crash state kept as evidence, then the database reopened on the same disk.
 
 The disk's holder is the restarted machine (repro/machine/disk.py): it has the machine's
-limits, no capability, uid 1000, and the same store and SQLite. One program runs in it once
-the machine is down: the crash state is copied first, as the crash left it (opening the
-files replays the WAL or rolls back a hot journal, and the store may repair the file), then
-the probe gathers facts. It returns facts and never judges them: the oracle does that.
+limits, no capability, uid 1000, and the same store and SQLite. Once the machine is down, the
+crash state is copied first, as the crash left it (opening the files replays the WAL or rolls
+back a hot journal, and the store may repair the file): by root, read-only and hashed, so the
+store's user can neither change the evidence nor go unnoticed if it could. Then the probe
+gathers facts as uid 1000, and every process of that user left in the holder (something the
+store forked) is killed before the holder may serve another trial; a holder that is not
+clean afterwards is not kept. It returns facts and never judges them: the oracle does that.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pathlib
 import shlex
 from dataclasses import dataclass
+from typing import Mapping
 
+from repro.errors import TrialError
 from repro.machine.disk import snapshot_dir, snapshot_script
 from repro.machine.host import ConstrainedHost
 from repro.machine.inputs import InputKind, machine_path
@@ -23,7 +29,7 @@ from repro.verify.facts import ProbeFacts, parse_probe_output
 DB_FILES = ("state.db", "state.db-wal", "state.db-shm", "state.db-journal")
 PROBE_MODULE = "repro.verify.probe"
 PROBE_TIMEOUT_S = 120.0
-SNAPSHOT_FAILED = 97  # the exit code of a restart whose crash-state copy failed (the probe did not run)
+LEFT_TAG = "holder processes left: "  # the probe's shell counts what the kill left in the holder
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class Restart:
     facts: ProbeFacts
     output: str
     exit_code: int
-    kept: tuple[str, ...]  # the crash-state files kept as evidence
+    kept: Mapping[str, str]  # the crash-state files kept as evidence: name -> sha256 when taken
 
 
 def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, baseline: bool = False) -> Restart:
@@ -51,13 +57,20 @@ def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, baseline: b
     if baseline:
         argv += ["--baseline", f"{machine_path(InputKind.START)}/{BASELINE_FILE}"]
     target = snapshot_dir(host.get_wrapped_container().id)
-    # The holder may have served an earlier trial of the run: its /tmp (SQLite's temporary files) starts empty.
-    script = (f"{snapshot_script(host.disk_db_dir, DB_FILES, target)} || exit {SNAPSHOT_FAILED}; "
-              f"find /tmp -mindepth 1 -delete 2>/dev/null; exec {shlex.join(argv)}")
+    code, taken = host.disk.run(["sh", "-c", snapshot_script(host.disk_db_dir, DB_FILES, target)], {}, user="0:0")
+    if code != 0:
+        raise host.console.error(f"the crash state could not be kept: {taken.strip()[-300:]}")
+    kept = {name: digest for digest, _, name in (line.partition("  ") for line in taken.splitlines()) if name in DB_FILES}
+    # The holder may have served an earlier trial of the run: its /tmp (SQLite's temporary files) starts
+    # empty. After the probe, every process of uid 1000 but the holder's own PID 1 and this shell is killed
+    # (kill -1 spares both), and whatever is still there is counted.
+    script = (f"find /tmp -mindepth 1 -delete 2>/dev/null; {shlex.join(argv)}; code=$?; kill -KILL -1 2>/dev/null; "
+              f"sleep 0.05; left=0; for p in /proc/[0-9]*; do n=${{p#/proc/}}; "
+              f"[ \"$n\" = 1 ] || [ \"$n\" = $$ ] || left=$((left+1)); done; echo \"{LEFT_TAG}$left\"; exit $code")
     code, output = host.disk.run(["sh", "-c", script], environment=host.environment())
-    kept = tuple(line for line in output.splitlines() if line in DB_FILES)
-    if code == SNAPSHOT_FAILED:
-        raise host.console.error(f"the crash state could not be kept: {output.strip()[-300:]}")
+    left = [line for line in output.splitlines() if line.startswith(LEFT_TAG)]
+    if left != [f"{LEFT_TAG}0"]:  # a process of the store outlived the probe: no later trial gets this holder
+        host.disk.reusable = False
     try:
         facts = parse_probe_output(output.splitlines())
     except ValueError as exc:
@@ -67,16 +80,21 @@ def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, baseline: b
     return Restart(facts=facts, output=output, exit_code=code, kept=kept)
 
 
-def fetch_database(host: ConstrainedHost, dest: pathlib.Path, crash_state: bool = True) -> list[str]:
-    """Copy the database files into ``dest``: as the crash left them (kept by ``restart``), or
-    as they are on the disk now."""
+def fetch_database(host: ConstrainedHost, dest: pathlib.Path, kept: Mapping[str, str] | None = None) -> list[str]:
+    """Copy the database files into ``dest``: as the crash left them, when ``restart`` kept them (``kept``:
+    their hashes when taken, checked again here; ``evidence.sha256`` beside them for ``sha256sum -c``),
+    or as they are on the disk now."""
     if host.disk is None:
         return []
     machine = host.get_wrapped_container()
-    if crash_state and machine is not None:
-        kept = host.disk.fetch(snapshot_dir(machine.id), dest)
-        if kept:
-            return kept
+    if kept and machine is not None:
+        taken = host.disk.fetch(snapshot_dir(machine.id), dest)
+        (dest / "evidence.sha256").write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(kept.items())))
+        changed = sorted(name for name in taken
+                         if hashlib.sha256((dest / name).read_bytes()).hexdigest() != kept.get(name))
+        if changed or set(taken) != set(kept):
+            raise TrialError(f"the kept crash state changed after it was taken: {', '.join(changed) or 'files'}")
+        return taken
     copied: list[str] = []
     for name in DB_FILES:
         copied += host.disk.fetch(f"{host.disk_db_dir}/{name}", dest)

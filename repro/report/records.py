@@ -68,6 +68,8 @@ class TrialRecord:
     preexisting: int = 0
     lost_preexisting: int = 0
     start: str = ""
+    # The crash-state files kept as evidence, each with its sha256 when it was taken (repro/machine/restart.py).
+    evidence: Mapping[str, str] = field(default_factory=dict, hash=False)
     # The scenario as repro.scenario.replay writes it: what `repro replay` rebuilds the trial from
     # (None in reports of older labs, which stored only a command line).
     scenario: Mapping[str, object] | None = field(default=None, hash=False)
@@ -121,6 +123,7 @@ class TrialRecord:
         out["hazards"] = list(self.hazards)
         out["verdict"] = self.verdict.value
         out["scenario"] = None if self.scenario is None else dict(self.scenario)
+        out["evidence"] = dict(self.evidence)
         out["timeline"] = None if self.timeline is None else self.timeline.to_dict()
         return out
 
@@ -168,6 +171,7 @@ class TrialRecord:
                 preexisting=_int(data.get("preexisting", 0)),
                 lost_preexisting=_int(data.get("lost_preexisting", 0)),
                 start=str(data.get("start", "")),
+                evidence=_digests(data.get("evidence", {})),
                 scenario=scenario,
                 timeline=None if timeline is None else Timeline.from_dict(timeline),
             )
@@ -371,6 +375,12 @@ def _strings(value: object) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
         raise ResultsError(f"expected a list, got {value!r}")
     return tuple(str(item) for item in value)
+
+
+def _digests(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ResultsError("evidence is not an object")
+    return {str(name): str(digest) for name, digest in value.items()}
 
 
 def _int(value: object) -> int:

@@ -40,9 +40,13 @@ def test_the_machine_fixture_and_a_kill_mid_write(constrained_host, tmp_path: pa
         crash, after = tmp_path / "crash", tmp_path / "after"
         crash.mkdir()
         after.mkdir()
-        assert "state.db-wal" in fetch_database(host, crash, crash_state=True)
+        assert "state.db-wal" in fetch_database(host, crash, kept=result.kept)
         assert (crash / "state.db-wal").stat().st_size > 0
-        assert "state.db" in fetch_database(host, after, crash_state=False)
+        assert (crash / "evidence.sha256").read_text().count("  state.db") == len(result.kept) >= 2
+        # the kept crash state is root's and read-only: the store's user (uid 1000) cannot change it
+        code, said = host.disk.run(["sh", "-c", "for f in /var/lib/crash-state/files-*/state.db; do echo TAMPERED >> $f; done"], {})
+        assert code != 0 and "ermission denied" in said
+        assert "state.db" in fetch_database(host, after)
         assert not (after / "state.db-wal").exists()
 
 
