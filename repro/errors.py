@@ -34,6 +34,11 @@ class ImageError(EngineError):
     """The lab image is missing and could not be built."""
 
 
+class CacheError(LabError):
+    """The lab's own cache cannot be written (full, read-only, not a directory): the lab's trouble, not the
+    user's input, so the message names the cache (exit 3)."""
+
+
 class TrialError(LabError):
     """A trial could not be carried out; its verdict is `error`, never the store's fault."""
 
