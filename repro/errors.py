@@ -48,6 +48,11 @@ class MachineOutputError(LabError, ValueError):
     the lab's fault, never the store's, so the trial is an `error`."""
 
 
+class MachineKilledError(TrialError):
+    """Someone outside the lab killed or removed a trial's machine (docker kill, docker stop, docker rm -f): its
+    end is not the fault's, so the trial is an `error` that says so (repro/machine/witness.py)."""
+
+
 class DeadlineError(TrialError):
     """A phase of a trial passed its deadline; the watchdog removed the trial's machines."""
 

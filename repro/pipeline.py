@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 import docker.errors
 import requests.exceptions
 
-from repro.errors import LabError, ScenarioError, TrialError, shown
+from repro.errors import DeadlineError, LabError, MachineKilledError, ScenarioError, TrialError, shown
 from repro.faults import FAULTS, FaultOutcome
 from repro.faults.base import AGENT_TIMEOUT_S
 from repro.ledger import Ledger, ledger_lines, parse_lines
@@ -215,9 +215,10 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
                     on_event(TrialEvent(Progress.PHASE, scenario.trial_id, phase))
                     with watchdog.phase(phase.value, limits[phase]):
                         getattr(trial, phase.value)()
-            except LAB_FAILURES as exc:  # the lab failed, not the store
-                error = exc
-                trial.judgement = lab_error(f"{phase.value}: {_one_line(exc)}")
+            except LAB_FAILURES as exc:  # the lab failed, not the store -- or someone else ended its machine
+                known = isinstance(exc, (DeadlineError, MachineKilledError))
+                error = exc if known else host.ended_from_outside() or exc
+                trial.judgement = lab_error(f"{phase.value}: {_one_line(error)}")
             on_event(TrialEvent(Progress.PHASE, scenario.trial_id, Phase.RECORD))
             assert trial.judgement is not None
             if trial.judgement.verdict.value != "pass" and phase is not Phase.BOOT:
