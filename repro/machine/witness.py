@@ -62,8 +62,8 @@ def acts_from_events(events: Iterable[Mapping[str, Any]], roles: Mapping[str, st
         action = str(event.get("Action") or event.get("status") or "")
         if role is None or action not in ("kill", "destroy"):
             continue
-        raw = (actor.get("Attributes") or {}).get("signal")
-        found.append(EngineAct(role, action, int(raw) if str(raw or "").isdigit() else None))
+        raw = str((actor.get("Attributes") or {}).get("signal") or "")
+        found.append(EngineAct(role, action, int(raw) if raw.isdigit() else None))
     return found
 
 
