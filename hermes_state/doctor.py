@@ -98,7 +98,7 @@ def _header_says_wal(path: Path) -> bool | None:
 
 def _examine(file: Path, label: str) -> tuple[PragmaState | None, HealthReport, bool | None]:
     header_wal = _header_says_wal(file)  # before any connection: a malformed file may hide its mode
-    conn = open_existing(file)
+    conn = open_existing(file, label=label)  # a working copy's path is gone once the doctor returns
     try:
         try:
             pragmas: PragmaState | None = read_pragmas(conn)

@@ -90,17 +90,19 @@ class HealthReport:
         }
 
 
-def open_existing(path: str | os.PathLike[str], *, timeout_s: float = 2.0) -> sqlite3.Connection:
+def open_existing(path: str | os.PathLike[str], *, timeout_s: float = 2.0, label: str | None = None) -> sqlite3.Connection:
     """Open an existing database read-write without creating it and without changing its pragmas.
 
     Raises DatabaseNotFoundError for a missing path, NotADatabaseError for a directory or
-    a file SQLite rejects.
+    a file SQLite rejects; their messages name *label* (default: *path*) -- the original of a
+    working copy, whose directory is gone by the time anyone reads them.
     """
     p = Path(path)
+    name = label if label is not None else str(p)
     if not p.exists():
-        raise DatabaseNotFoundError(f"no such file: {p}")
+        raise DatabaseNotFoundError(f"no such file: {name}")
     if not p.is_file():
-        raise NotADatabaseError(f"not a regular file: {p}")
+        raise NotADatabaseError(f"not a regular file: {name}")
     uri = f"file:{quote(str(p.resolve()))}?mode=rw"
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout_s, check_same_thread=False)
     try:
@@ -108,16 +110,16 @@ def open_existing(path: str | os.PathLike[str], *, timeout_s: float = 2.0) -> sq
     except sqlite3.DatabaseError as exc:
         if is_not_a_database_error(exc):
             conn.close()
-            raise NotADatabaseError(f"file is not a database: {p}") from exc
+            raise NotADatabaseError(f"file is not a database: {name}") from exc
         # A malformed schema still opens; the checks report it.
     return conn
 
 
-def check_health(path: str | os.PathLike[str]) -> HealthReport:
-    """Open *path* (never creating it), check it, close it."""
-    conn = open_existing(path)
+def check_health(path: str | os.PathLike[str], *, label: str | None = None) -> HealthReport:
+    """Open *path* (never creating it), check it, close it; the report and errors name *label* (default: *path*)."""
+    conn = open_existing(path, label=label)
     try:
-        return check_connection(conn, path=str(path))
+        return check_connection(conn, path=label if label is not None else str(path))
     finally:
         conn.close()
 

@@ -106,14 +106,15 @@ def repair_state_db(
         return RepairResult(str(db), outcome, copies, tuple(steps), before, after, rows_before, rows_after, error)
 
     with working_copy(db) as work:
+        original = str(db)  # what every message names: the copy's directory is removed on the way out
         try:
-            before = check_health(work)
+            before = check_health(work, label=original)
         except NotADatabaseError as exc:
             return result(RepairOutcome.FAILED, [], None, None, None, None, str(exc))
         rows_before = _row_counts(work)
         if before.structurally_ok:
             return result(RepairOutcome.HEALTHY, [], before, before, rows_before, rows_before, None)
-        steps, after = _climb(work, before)
+        steps, after = _climb(work, before, label=original)
         rows_after = _row_counts(work)
         problem = _problem(after, rows_before, rows_after)
         if problem is not None:
@@ -135,16 +136,17 @@ def repair_state_db(
     return result(RepairOutcome.REPAIRED, replayed, before, after, rows_before, rows_after, None)
 
 
-def _climb(db: Path, before: HealthReport) -> tuple[list[RepairStep], HealthReport]:
-    """Run the ladder on *db* until it is structurally sound; the steps taken and the last check."""
+def _climb(db: Path, before: HealthReport, *, label: str) -> tuple[list[RepairStep], HealthReport]:
+    """Run the ladder on *db* (a working copy of *label*) until it is structurally sound; the steps taken and
+    the last check."""
     steps: list[RepairStep] = []
     after = before
     for name, action in _LADDER:
         if name == "drop_derived_and_vacuum" and not _core_rows_readable(db):
             steps.append(RepairStep(name, False, "session/message rows are unreadable; refusing to rewrite the file"))
             break
-        steps.append(_run_step(db, name, action))
-        after = check_health(db)
+        steps.append(_run_step(db, name, action, label=label))
+        after = check_health(db, label=label)
         if after.structurally_ok:
             break
     return steps, after
@@ -160,16 +162,17 @@ def _problem(after: HealthReport, rows_before: RowCounts | None, rows_after: Row
     return f"still unhealthy: {problems}"
 
 
-def _run_step(db: Path, name: str, action: Callable[[sqlite3.Connection], None]) -> RepairStep:
+def _run_step(db: Path, name: str, action: Callable[[sqlite3.Connection], None], *,
+              label: str | None = None) -> RepairStep:
     try:
-        conn = open_existing(db, timeout_s=5.0)
+        conn = open_existing(db, timeout_s=5.0, label=label)
     except StateError as exc:
         return RepairStep(name, False, str(exc))
     try:
         action(conn)
         return RepairStep(name, True, None)
     except sqlite3.Error as exc:
-        logger.warning("hermes_state: repair step %s failed on %s: %s", name, db, exc)
+        logger.warning("hermes_state: repair step %s failed on %s: %s", name, label or db, exc)
         return RepairStep(name, False, str(exc))
     finally:
         if conn.in_transaction:

@@ -34,7 +34,7 @@ from urllib.parse import quote
 from .errors import OutputExistsError, SalvageError
 from .health import HealthReport, check_health
 from .schema import create_schema, fts5_available
-from .workcopy import fsync_dir, fsync_file, working_copy
+from .workcopy import as_original, fsync_dir, fsync_file, working_copy
 
 TABLES = ("sessions", "messages")
 STUB_SOURCE = "salvaged"
@@ -106,6 +106,7 @@ def salvage_state_db(
         raise OutputExistsError(f"{target} exists; salvage writes a new database and never overwrites one")
     with working_copy(db) as work:
         recovered, recover_error = _try_recover(work, shell)
+        recover_error = as_original(recover_error, work, db) if recover_error else recover_error
         method = SalvageMethod.RECOVER if recovered is not None else SalvageMethod.ROWS
         source = recovered if recovered is not None else work
         partial = Path(tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)[1])

@@ -87,6 +87,14 @@ def working_copy(db: Path) -> Iterator[Path]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def as_original(text: str, work: Path, db: Path) -> str:
+    """A message about the working copy *work* as one about *db*: the copy's directory is removed when the
+    work is done, so a path into it would send the reader to a file that no longer exists."""
+    for path in sorted({str(work.resolve()), str(work.absolute()), str(work)}, key=len, reverse=True):
+        text = text.replace(path, str(db))
+    return text
+
+
 def swap_in(work: Path, db: Path, *, expected: Fingerprint) -> None:
     """Atomically make the closed, verified database *work* the database at *db*.
 

@@ -20,12 +20,15 @@ directory's mtime, which the lab sets whenever a run uses the entry (``touch``).
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import pathlib
 import re
 import shutil
 from dataclasses import dataclass
 from typing import Iterable
+
+from repro.errors import CacheError
 
 # A partial directory younger than this may be a build in progress (growing 300 MB takes minutes).
 PARTIAL_AGE_S = 24 * 3600
@@ -86,6 +89,17 @@ class CachePlan:
     remove: tuple[CacheEntry, ...]
     kept: tuple[Kept, ...]
     foreign: tuple[pathlib.Path, ...]
+
+
+def cache_error(exc: OSError, cache: pathlib.Path | str, doing: str) -> CacheError:
+    """An OSError of writing into the lab's cache as the one line that names the cache (never the user's file
+    being copied into it) and what to do; ``doing``: what the lab was writing, e.g. "copying --from-db"."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CacheError(f"the lab's cache {cache} is full ({reason}) while {doing}: free space there "
+                          "(`repro clean --caches` removes the unused) or set HERMES_LAB_CACHE to a larger disk")
+    return CacheError(f"the lab's cache {cache} cannot be written ({reason}) while {doing}: "
+                      "set HERMES_LAB_CACHE to a writable directory")
 
 
 def touch(path: pathlib.Path | str) -> None:

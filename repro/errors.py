@@ -34,6 +34,11 @@ class ImageError(EngineError):
     """The lab image is missing and could not be built."""
 
 
+class CacheError(LabError):
+    """The lab's own cache cannot be written (full, read-only, not a directory): the lab's trouble, not the
+    user's input, so the message names the cache (exit 3)."""
+
+
 class TrialError(LabError):
     """A trial could not be carried out; its verdict is `error`, never the store's fault."""
 
@@ -41,6 +46,11 @@ class TrialError(LabError):
 class MachineOutputError(LabError, ValueError):
     """A machine printed something the lab cannot read (a ledger, probe or protocol line):
     the lab's fault, never the store's, so the trial is an `error`."""
+
+
+class MachineKilledError(TrialError):
+    """Someone outside the lab killed or removed a trial's machine (docker kill, docker stop, docker rm -f): its
+    end is not the fault's, so the trial is an `error` that says so (repro/machine/witness.py)."""
 
 
 class DeadlineError(TrialError):

@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 import docker.errors
 import requests.exceptions
 
-from repro.errors import LabError, ScenarioError, shown
+from repro.errors import DeadlineError, LabError, MachineKilledError, ScenarioError, shown
 from repro.faults import FAULTS, FaultOutcome
 from repro.faults.base import AGENT_TIMEOUT_S
 from repro.ledger import Ledger, ledger_lines, parse_lines
@@ -125,7 +125,7 @@ class _Trial:
         self.restarted = restart(self.host, baseline=bool(self.scenario.start.files))
         # One fetch of the whole log (tens of MB at worst): the timeline needs the engine's timestamps,
         # the ledger and the evidence the lines without them.
-        self.stamped = _stamped_output(self.host)
+        self.stamped = self.host.output(timestamps=True)
         self.lines = lines = [line.partition(" ")[2] for line in self.stamped] if self.stamped else self.host.output()
         crosscheck.require(crosscheck.channel_problems(lines))  # a gap, a repeat, a damaged record, a lost start
         self.ledger = parse_lines(lines)
@@ -217,9 +217,10 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
                     on_event(TrialEvent(Progress.PHASE, scenario.trial_id, phase))
                     with watchdog.phase(phase.value, limits[phase]):
                         getattr(trial, phase.value)()
-            except LAB_FAILURES as exc:  # the lab failed, not the store
-                error = exc
-                trial.judgement = lab_error(f"{phase.value}: {_one_line(exc)}")
+            except LAB_FAILURES as exc:  # the lab failed, not the store -- or someone else ended its machine
+                known = isinstance(exc, (DeadlineError, MachineKilledError))
+                error = exc if known else host.ended_from_outside() or exc
+                trial.judgement = lab_error(f"{phase.value}: {_one_line(error)}")
             on_event(TrialEvent(Progress.PHASE, scenario.trial_id, Phase.RECORD))
             assert trial.judgement is not None
             if trial.judgement.verdict.value != "pass" and phase is not Phase.BOOT:
@@ -283,15 +284,6 @@ def _start_text(trial: _Trial) -> str:
     if trial.restored is None:
         return start.describe() + (f": {files.describe()}" if files is not None else "")
     return f"{start.describe()}: {trial.restored.describe(files)}"
-
-
-def _stamped_output(host: ConstrainedHost) -> list[str]:
-    """The machine's log with the engine's timestamp on every line (for the report's timeline; best effort)."""
-    try:
-        logs = host.get_wrapped_container().logs(stdout=True, stderr=True, timestamps=True)
-    except LAB_FAILURES:
-        return []
-    return logs.decode("utf-8", "replace").splitlines()
 
 
 def _one_line(exc: BaseException) -> str:

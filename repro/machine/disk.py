@@ -152,6 +152,12 @@ class DataDisk:
                 pass
 
     @property
+    def holder_id(self) -> str:
+        """The holder container's id ("" when there is none)."""
+        holder = self._holder
+        return str(holder.id) if holder is not None else ""
+
+    @property
     def holder(self) -> "Container":
         """The holder container (the restarted machine)."""
         holder = self._holder  # one reference: a watchdog may remove the disk meanwhile

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from repro.machine import engine  # sets the testcontainers environment before it is imported
-from repro.errors import EngineError, LabError, ScenarioError
+from repro.errors import EngineError, LabError, MachineKilledError, ScenarioError
 from repro.machine import cpus
 from repro import sqlite as lab_sqlite
 
@@ -28,6 +28,7 @@ from repro.machine.pool import WIPE_ENV, DiskKey, DiskPool, check_empty
 from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
 from repro.machine.services import WorkloadStart, start_workload
+from repro.machine import witness
 from repro.protocol import Tag
 from repro.scenario import MachineProfile, StoreSpec, get_profile
 from repro.sqlite import runtime as sqlite_runtime
@@ -97,6 +98,8 @@ class ConstrainedHost(DockerContainer):
         self.pool = pool  # disks kept across a run's trials (repro/machine/pool.py); None: a disk of its own
         self._disk_key: DiskKey | None = None
         self.reused_disk = False  # started on a disk an earlier trial of the run used (emptied at boot)
+        self._since: float | None = None  # when start() began: the witness asks the engine from then on
+        self._asked: dict[str, list[int]] = {witness.MACHINE: [], witness.HOLDER: []}  # signals the lab sent
         self.waiting_for(LineWait(lambda line: line.tag is Tag.BOOT, "the machine to boot")
                          .with_startup_timeout(BOOT_TIMEOUT_S))
 
@@ -173,6 +176,7 @@ class ConstrainedHost(DockerContainer):
         The CPU choice is held (repro/machine/cpus.py) until the holder exists in the engine, so
         that the next machine's choice, in any lab process, sees it; the holder, pinned to the same
         CPUs as the machine, keeps them for the whole trial (the probe runs there)."""
+        self._since = time.time()
         payload = archive(self.inputs())  # an unreadable input is bad input: raised before any container
         engine.ensure_image(image=self.image)  # first use builds it (missing or stale), never a registry pull
         self._disk_key = DiskKey.of(self.profile, self.image, payload)
@@ -258,14 +262,16 @@ class ConstrainedHost(DockerContainer):
         """Everything the machine printed so far."""
         return self.console.lines()
 
-    def output(self) -> list[str]:
-        """Everything the machine printed, as the engine kept it (complete once it is down)."""
+    def output(self, timestamps: bool = False) -> list[str]:
+        """Everything the machine printed, as the engine kept it (complete once it is down); ``timestamps``:
+        each line after the engine's timestamp (the report's timeline), or none at all if the engine fails."""
         if self._container is not None:
             try:
-                return self._container.logs(stdout=True, stderr=True).decode("utf-8", "replace").splitlines()
+                logs = self._container.logs(stdout=True, stderr=True, timestamps=timestamps)
+                return logs.decode("utf-8", "replace").splitlines()
             except docker.errors.DockerException:
                 pass
-        return self.lines()
+        return [] if timestamps else self.lines()
 
     # -- primitives the faults are made of ----------------------------------------------------
     def exec_checked(self, argv: list[str], user: str = "root") -> str:
@@ -293,6 +299,7 @@ class ConstrainedHost(DockerContainer):
         grace = self.profile.kill_timeout_s if timeout is None else timeout
         container = self.get_wrapped_container()
         started = time.monotonic()
+        self._asked[witness.MACHINE].append(witness.signal_number(sig))
         try:
             container.kill(signal=sig)
         except docker.errors.APIError:
@@ -302,6 +309,7 @@ class ConstrainedHost(DockerContainer):
             container.wait(timeout=grace)
         except Exception:  # requests' ReadTimeout: the grace period is over
             graceful = False
+            self._asked[witness.MACHINE].append(witness.signal_number("SIGKILL"))
             try:
                 container.kill(signal="SIGKILL")
             except docker.errors.APIError:
@@ -313,6 +321,7 @@ class ConstrainedHost(DockerContainer):
         """The machine dies without warning (a VM hard stop, from the processes' view)."""
         started = time.monotonic()
         container = self.get_wrapped_container()
+        self._asked[witness.MACHINE].append(witness.signal_number(signal))
         try:
             container.kill(signal=signal)
         except docker.errors.APIError:
@@ -325,7 +334,26 @@ class ConstrainedHost(DockerContainer):
         container.reload()
         return container.status == "running"
 
+    def ended_from_outside(self) -> MachineKilledError | None:
+        """The error this trial must end with if the engine signalled or removed the machine or its disk's
+        holder without the lab asking (docker kill, docker stop, docker rm -f: repro/machine/witness.py);
+        None when nothing was, or the engine cannot say."""
+        roles = {}
+        if self._container is not None:
+            roles[str(self._container.id)] = witness.MACHINE
+        if self.disk is not None and self.disk.holder_id:
+            roles[self.disk.holder_id] = witness.HOLDER
+        if self._since is None or not roles:
+            return None
+        try:
+            return witness.ended_from_outside(engine.client(), roles, self._asked, self._since, time.time() + 0.1)
+        except Exception:  # the engine cannot say: the trial keeps the error it had  # noqa: BLE001
+            return None
+
     def _down_report(self, sig: str, graceful: bool, started: float) -> StopReport:
+        outside = self.ended_from_outside()  # a stop or kill that someone else's signal beat is not the fault's
+        if outside is not None:
+            raise outside
         state = self.get_wrapped_container().client.api.inspect_container(self.get_container_id())["State"]
         if self._console is not None:
             self._console.join(timeout=5)

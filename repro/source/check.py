@@ -58,6 +58,10 @@ def problem_line(store: StoreSpec, result: dict[str, object]) -> str:
         return f"store {name}: {os.path.join(here, detail.split(' ')[0])} defines no SessionDB"
     if problem == "open-failed":
         return f"store {name}: SessionDB cannot open a new database: {detail}"
+    if problem == "exited":
+        doing = "opening a new database" if result.get("stage") == "open" else "being imported"
+        how = detail or f"exit {result.get('exit', '?')}, without a word (os._exit, or a signal)"
+        return f"store {name}: the store exited while {doing}: {how}; a store must not end the process it runs in"
     return f"store {name} cannot be imported: {detail}"
 
 
@@ -87,7 +91,7 @@ def check_store(store: StoreSpec, *, image: str, profile: MachineProfile) -> Sto
     if not found:
         tail = " | ".join(output.strip().splitlines()[-3:])
         raise LabError(f"the store check printed no result (exit {code}): {tail[-400:]}")
-    result = dict(found[-1])
+    result = {**found[-1], "exit": code}  # the last line stands: earlier ones say what ends the process (importcheck)
     if not result.get("ok"):
         raise ScenarioError(problem_line(store, result))
     return StoreCheck(file=str(result.get("file", "")), reads_lab_settings=bool(result.get("reads_lab_settings")),

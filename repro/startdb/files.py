@@ -20,10 +20,12 @@ import tempfile
 from dataclasses import dataclass
 from typing import Mapping
 
+from repro.caches import cache_error
 from repro.errors import ScenarioError, shown
 from repro.verify.baseline import BASELINE_FILE, ROWS_FILE, SessionState, rows_from_json, rows_to_json, take
 
 DB_NAMES = ("state.db", "state.db-wal", "state.db-shm")
+JOURNAL = "state.db-journal"  # copied only to be rolled back in a sandbox (repro/startdb/recover.py), never kept
 META_FILE = "meta.json"
 CHUNK = 1 << 20
 
@@ -77,36 +79,77 @@ def start_rows(directory: str | os.PathLike[str]) -> Mapping[str, SessionState]:
     return _rows_cache[key]
 
 
-def copy_from_db(db: str, cache: pathlib.Path) -> StartFiles:
+def copy_from_db(db: str, cache: pathlib.Path, *, image: str | None = None) -> StartFiles:
     """The user's database (and its -wal and -shm when present) copied into the cache, keyed by their bytes.
-    The user's files are only ever opened for reading (``open(path, "rb")``)."""
+    The user's files are only ever opened for reading (``open(path, "rb")``). A non-empty ``-journal`` beside
+    it (a transaction cut off by a crash) is copied too and handed with the database to SQLite in a sandbox
+    of ``image``, which rolls it back as the user's next open would (repro/startdb/recover.py): uncommitted
+    pages never become the start."""
     source = pathlib.Path(db)
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = pathlib.Path(tempfile.mkdtemp(prefix="from-db-", dir=cache))
+    doing = f"copying --from-db {shown(str(source))}"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = pathlib.Path(tempfile.mkdtemp(prefix="from-db-", dir=cache))
+    except OSError as exc:
+        raise cache_error(exc, cache, doing) from None
     try:
         hasher = hashlib.sha256()
-        for suffix, name in zip(("", "-wal", "-shm"), DB_NAMES):
+        for suffix, name in zip(("", "-wal", "-shm", "-journal"), (*DB_NAMES, JOURNAL)):
             side = source.with_name(source.name + suffix)
-            if not side.is_file():
+            if not side.is_file() or (name == JOURNAL and side.stat().st_size == 0):  # an empty one is never hot
                 continue
             hasher.update(name.encode())
-            try:
-                with open(side, "rb") as src, open(partial / name, "wb") as dst:
-                    while chunk := src.read(CHUNK):
-                        hasher.update(chunk)
-                        dst.write(chunk)
-            except OSError as exc:
-                raise ScenarioError(f"--from-db: cannot read {shown(str(side))}: {exc.strerror or exc}") from None
+            _copy(side, partial / name, hasher, cache, doing)
         target = cache / f"db-{hasher.hexdigest()[:24]}"
         if load(target) is not None:
             return load(target)  # type: ignore[return-value]
-        return finish(partial, target, "a copy, read-only")
+        made = "a copy, read-only"
+        if (partial / JOURNAL).is_file():
+            if image is None:
+                raise ScenarioError(f"--from-db {shown(str(source))} has a rollback journal beside it (a transaction "
+                                    "cut off by a crash): the lab rolls it back in a sandbox, which needs the image")
+            from repro.startdb.recover import roll_back
+
+            made += "; " + roll_back(partial, image=image, source=str(source))
+        return finish(partial, target, made)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
 
 
+def _copy(side: pathlib.Path, dest: pathlib.Path, hasher: "hashlib._Hash", cache: pathlib.Path, doing: str) -> None:
+    """One of the user's files into the cache: a read error is the user's file's (ScenarioError), a write error
+    the cache's (CacheError, naming the cache)."""
+    try:
+        src = open(side, "rb")
+    except OSError as exc:
+        raise ScenarioError(f"--from-db: cannot read {shown(str(side))}: {exc.strerror or exc}") from None
+    with src:
+        try:
+            with open(dest, "wb") as dst:
+                while True:
+                    try:
+                        chunk = src.read(CHUNK)
+                    except OSError as exc:
+                        raise ScenarioError(f"--from-db: cannot read {shown(str(side))}: {exc.strerror or exc}") \
+                            from None
+                    if not chunk:
+                        break
+                    hasher.update(chunk)
+                    dst.write(chunk)
+        except OSError as exc:  # the cache's side: opening, writing or closing (flushing) the copy
+            raise cache_error(exc, cache, doing) from None
+
+
 def finish(partial: pathlib.Path, target: pathlib.Path, made: str) -> StartFiles:
-    """Take the baseline of the database files in ``partial`` (from a scratch copy) and move them to ``target``."""
+    """Take the baseline of the database files in ``partial`` (from a scratch copy) and move them to ``target``;
+    CacheError (naming the cache) when the cache cannot take them."""
+    try:
+        return _finish(partial, target, made)
+    except OSError as exc:
+        raise cache_error(exc, partial.parent, f"storing the starting database ({made})") from None
+
+
+def _finish(partial: pathlib.Path, target: pathlib.Path, made: str) -> StartFiles:
     with tempfile.TemporaryDirectory(prefix="baseline-", dir=partial.parent) as scratch:
         for name in DB_NAMES:
             if (partial / name).is_file():

@@ -33,7 +33,7 @@ def prepare_start(start: StartSpec, store: StoreSpec, *, seed: int, image: str,
         return start
     cache = initial_cache()
     if start.from_db:
-        files = copy_from_db(start.from_db, cache)
+        files = copy_from_db(start.from_db, cache, image=image)
     else:
         assert start.initial_size is not None
         key = cache / grown_key(start.initial_size, seed, store)

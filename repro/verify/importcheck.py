@@ -8,7 +8,9 @@ bundled copy on PYTHONPATH, when the store's directory cannot be read -- is refu
 Run as ``python3 -m repro.verify.importcheck STORE_DIR`` in a throwaway machine before any
 trial (the trial's image, the store mounted read-only, uid 1000, no network), it prints one
 ``STORE CHECK {json}`` line: the module it imported, whether it reads the lab's HERMES_STATE_*
-variables, and the pragmas in force when it opens a new database -- or the problem.
+variables, and the pragmas in force when it opens a new database -- or the problem. Before it
+imports the store and before it opens a database, it prints the result that stands if the store
+ends the process there (``os._exit`` runs no handler); the last line is the result.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 import tempfile
 import traceback
 from types import ModuleType, TracebackType
-from typing import Sequence
+from typing import Callable, Sequence
 
 from repro.errors import LabError
 from repro.channel import close_channel, open_channel
@@ -45,6 +47,14 @@ class Problem(str, enum.Enum):
     IMPORT_ERROR = "import-error"    # its import raised something else
     NO_SESSION_DB = "no-session-db"
     OPEN_FAILED = "open-failed"      # SessionDB cannot open a new database
+    EXITED = "exited"                # it ended the process (os._exit, sys.exit, a signal) before the check ended
+
+
+class Stage(str, enum.Enum):
+    """What the check was doing with the store when the process ended (an ``exited`` problem's ``stage``)."""
+
+    IMPORT = "import"
+    OPEN = "open"
 
 
 class StoreImportError(LabError):
@@ -82,6 +92,9 @@ def import_store(store_dir: str | None) -> ModuleType:
                                module=name.split(".")[0]) from None
     except PermissionError as exc:
         raise StoreImportError(Problem.UNREADABLE, _rel(str(exc.filename), store_dir)) from None
+    except SystemExit as exc:  # sys.exit() in its module-level code: the process would end here
+        raise StoreImportError(Problem.EXITED, f"sys.exit({exc.code!r}){_where(exc.__traceback__, store_dir)}") \
+            from None
     except Exception as exc:  # anything else its module-level code raised
         raise StoreImportError(Problem.IMPORT_ERROR, f"{type(exc).__name__}: {exc}"[:300]
                                + _where(exc.__traceback__, store_dir)) from None
@@ -146,11 +159,22 @@ def _unreadable(store_dir: str, module: str) -> str:
     return ""
 
 
-def check(store_dir: str | None, scratch: str | None = None) -> dict[str, object]:
-    """Import the store and open a new database with it; the facts, or the problem, as a JSON object."""
+def exited(stage: Stage, detail: str = "") -> dict[str, object]:
+    """The result that stands if the process ends during ``stage`` (``os._exit`` cannot be caught: this is
+    printed before the stage, and a later result replaces it)."""
+    return {"ok": False, "problem": Problem.EXITED.value, "stage": stage.value, "detail": detail}
+
+
+def check(store_dir: str | None, scratch: str | None = None,
+          before: Callable[[dict[str, object]], None] = lambda result: None) -> dict[str, object]:
+    """Import the store and open a new database with it; the facts, or the problem, as a JSON object.
+    ``before`` hears, before each stage, the result that stands if the store ends the process in it."""
+    before(exited(Stage.IMPORT))
     try:
         module = import_store(store_dir)
     except StoreImportError as exc:
+        if exc.problem is Problem.EXITED:
+            return exited(Stage.IMPORT, exc.detail)
         return {"ok": False, "problem": exc.problem.value, "detail": exc.detail, "module": exc.module}
     where = _rel(str(getattr(module, "__file__", "?")), store_dir) if store_dir else str(module.__file__)
     facts: dict[str, object] = {"ok": True, "file": where,
@@ -158,9 +182,12 @@ def check(store_dir: str | None, scratch: str | None = None) -> dict[str, object
     session_db = getattr(module, "SessionDB", None)
     if not callable(session_db):
         return {"ok": False, "problem": Problem.NO_SESSION_DB.value, "detail": f"{where} defines no SessionDB"}
+    before(exited(Stage.OPEN))
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         try:
             db = session_db(pathlib.Path(tmp) / "state.db")
+        except SystemExit as exc:
+            return exited(Stage.OPEN, f"sys.exit({exc.code!r})" + (_where(exc.__traceback__, store_dir) if store_dir else ""))
         except Exception as exc:
             detail = f"{type(exc).__name__}: {exc}"[:300] + (_where(exc.__traceback__, store_dir) if store_dir else "")
             return {"ok": False, "problem": Problem.OPEN_FAILED.value, "detail": detail}
@@ -179,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scratch", default="/tmp", help="where the new database is opened")
     args = parser.parse_args(argv)
     open_channel("store-check")  # before the store is imported: what it prints becomes OUTPUT records
-    write_record(Tag.STORE_CHECK, check(args.store_dir, args.scratch))
+    write_record(Tag.STORE_CHECK, check(args.store_dir, args.scratch,
+                                        before=lambda result: write_record(Tag.STORE_CHECK, result)))
     close_channel()
     return 0
 

@@ -108,7 +108,13 @@ def _syntax_error(store: pathlib.Path) -> str:
     return f"syntax error at {store}/hermes_constants.py:1"
 
 
-@pytest.mark.parametrize("breakage", [_no_session_db, _syntax_error])
+def _exits_at_import(store: pathlib.Path) -> str:
+    with open(store / "hermes_state.py", "a") as module:
+        module.write("\nimport os\nos._exit(0)\n")  # no handler runs, and exit 0 looks like success
+    return "the store exited while being imported"
+
+
+@pytest.mark.parametrize("breakage", [_no_session_db, _syntax_error, _exits_at_import])
 def test_a_store_that_cannot_be_imported_is_one_line_and_no_trial(tmp_path: pathlib.Path, lab_image: str,
                                                                   breakage) -> None:  # type: ignore[no-untyped-def]
     store = write_module_store(tmp_path / "project")

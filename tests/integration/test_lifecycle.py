@@ -279,3 +279,26 @@ def test_machines_have_read_only_roots_and_bounded_logs(constrained_host: Any) -
     inject(host, "sigterm")
     result = verify(host)  # the crash state kept by the read-only holder, the restarted machine's probe
     assert result.verdict == "pass" and result.integrity == "ok" and result.acked >= 50
+
+
+@pytest.mark.parametrize("how", ["kill", "rm"])
+def test_a_machine_killed_from_outside_reads_as_such(how: str, lab_image: str, tmp_path: pathlib.Path) -> None:
+    """`docker kill` or `docker rm -f` of the machine while the fault waits for its trigger: the trial is an
+    `error` that says the machine was killed from outside the lab -- not the fault's crash, nor a lab failure."""
+    run_id = f"outside-{how}-{os.getpid()}"
+    out = tmp_path / "r"
+    proc = _start(run_id, "--fault", "sigterm@acks=200", "--rate", "100", "--trials", "1", "--out", str(out))
+    cli = engine.client()
+    machine = _wait_until_writing(cli, run_id, proc)
+    time.sleep(0.5)  # the agent is waiting for its 200th ack (2 s at 100/s)
+    if how == "kill":
+        cli.api.kill(machine)
+    else:
+        cli.api.remove_container(machine, force=True)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    (trial,) = json.loads((out / "report.json").read_text())["trials"]
+    assert trial["verdict"] == "error", trial
+    assert "MachineKilledError: the machine was killed from outside the lab (SIGKILL through the engine" \
+        in trial["detail"], trial["detail"]
+    assert engine.leftovers(cli, run_id) == ([], [])

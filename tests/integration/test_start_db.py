@@ -91,3 +91,23 @@ def test_initial_size_grows_once_and_restores_the_asked_size(tmp_path: pathlib.P
     used, size = _disk_at_start(trials(second)[0])
     assert abs(used / size - 0.90) <= 0.01  # filled to 90% before the workload started
     assert os.path.isdir(second)
+
+
+def test_a_hot_journal_beside_from_db_is_rolled_back_in_a_sandbox(tmp_path: pathlib.Path, lab_image: str) -> None:
+    """A crash in the middle of a transaction (journal_mode=DELETE, SIGKILL before COMMIT) left uncommitted
+    pages in the database file and its hot journal beside it: the start is what SQLite's next open sees --
+    the committed rows -- rolled back in a sandbox, with the user's files left as they were."""
+    from crashed_db import COMMITTED, crashed, messages_without_the_journal
+    from repro.startdb.files import copy_from_db, start_rows
+
+    db = crashed(tmp_path / "beta")
+    assert messages_without_the_journal(db, tmp_path / "alone") != str(COMMITTED)  # copying the file alone is wrong
+    for path in db.parent.iterdir():
+        path.chmod(0o444)
+    before = {p.name: p.read_bytes() for p in db.parent.iterdir()}
+    files = copy_from_db(str(db), tmp_path / "cache", image=lab_image)
+    assert (files.sessions, files.messages) == (3, COMMITTED) and "uncommitted" not in start_rows(files.directory)
+    assert files.names == ("state.db",) and not (files.directory / "state.db-journal").exists()
+    assert "rollback journal by SQLite" in files.made and "in a sandbox" in files.made
+    assert {p.name: p.read_bytes() for p in db.parent.iterdir()} == before
+    assert copy_from_db(str(db), tmp_path / "cache", image=lab_image).directory == files.directory  # cached

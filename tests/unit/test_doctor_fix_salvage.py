@@ -286,3 +286,36 @@ def test_a_repair_that_loses_rows_is_refused(tmp_path: Path) -> None:
     assert _problem(sound, RowCounts(2, 3), RowCounts(2, 3)) is None
     assert "row counts changed" in (_problem(sound, RowCounts(2, 3), RowCounts(2, 2)) or "")
     assert "row counts changed" in (_problem(sound, RowCounts(2, 3), None) or "")
+
+
+@pytest.mark.parametrize("action", [["--fix"], ["--salvage"], ["--fix", "--json"], ["--salvage", "--json"]])
+def test_no_output_names_the_deleted_working_copy(tmp_path: Path, action: list[str]) -> None:
+    """--fix and --salvage work on a copy in a directory that is gone when they return: what they print
+    names the user's file."""
+    path = tmp_path / "state.db"
+    path.write_bytes(os.urandom(8192))  # not a database
+    proc = _doctor(str(path), *action)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"file is not a database: {path}" in proc.stderr and ".work-" not in proc.stdout + proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]
+
+
+def test_a_failed_recover_and_a_failed_repair_name_the_original(tmp_path: Path) -> None:
+    from hermes_state import repair_state_db
+
+    path = _truncated_with_wal(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shell = bin_dir / "sqlite3"  # fails as the real shell does, naming the file it was given
+    shell.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(f'Error: unable to open database \"{{sys.argv[1]}}\"')\n")
+    shell.chmod(0o755)
+    proc = _doctor(str(path), "--salvage", "--out", str(tmp_path / "saved.db"), "--json",
+                   path_env=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)["salvage"]
+    assert report["method"] == "row-by-row" and f'unable to open database "{path}"' in report["recover_error"]
+    assert ".work-" not in proc.stdout + proc.stderr
+    result = repair_state_db(path)
+    assert result.before is not None and result.after is not None
+    assert (result.before.path, result.after.path) == (str(path), str(path))
+    assert ".work-" not in json.dumps(result.to_dict(), default=str)

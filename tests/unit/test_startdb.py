@@ -207,3 +207,71 @@ def test_a_database_grown_with_another_sqlite_is_another_cache_entry(tmp_path: p
     assert not store_fingerprint(system).endswith("3.40.1") and "sqlite=" not in store_fingerprint(system)
     keys = {grown_key(1 << 20, 1, s) for s in (system, built, assisted)}
     assert len(keys) == 3
+
+
+def test_uncommitted_wal_frames_never_become_the_start(tmp_path: pathlib.Path) -> None:
+    """A -wal cut off mid-transaction is copied with the database: SQLite replays only committed frames, on the
+    host's scratch copy as in the machine (and rebuilds the -shm), so the start is the committed rows."""
+    from crashed_db import COMMITTED, crashed
+
+    db = crashed(tmp_path / "beta", journal_mode="wal")
+    files = copy_from_db(str(db), tmp_path / "cache")
+    assert "state.db-wal" in files.names and (files.sessions, files.messages) == (3, COMMITTED)
+    assert "uncommitted" not in start_rows(files.directory)
+
+
+def test_a_hot_journal_is_never_copied_as_if_it_were_the_start(tmp_path: pathlib.Path) -> None:
+    """Without an image to roll it back in (the CLI always has one: tests/integration/test_start_db.py), a
+    database with a hot journal is refused, never copied without it."""
+    from crashed_db import COMMITTED, crashed, messages_without_the_journal
+
+    db = crashed(tmp_path / "beta")
+    assert messages_without_the_journal(db, tmp_path / "alone") != str(COMMITTED)  # the file alone is wrong
+    with pytest.raises(ScenarioError, match="has a rollback journal beside it"):
+        copy_from_db(str(db), tmp_path / "cache")
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == []
+
+
+def test_an_empty_journal_is_not_hot_and_not_copied(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "beta").mkdir()
+    w = FakeWorkload(tmp_path / "beta" / "state.db")
+    _old_rows(w)
+    w.sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    w.close()
+    (tmp_path / "beta" / "state.db-journal").write_bytes(b"")  # what journal_mode=TRUNCATE leaves
+    files = copy_from_db(str(tmp_path / "beta" / "state.db"), tmp_path / "cache")
+    assert files.messages == 12 and "journal" not in " ".join(files.names) and files.made == "a copy, read-only"
+
+
+def test_a_full_cache_is_named_not_the_users_file(tmp_path: pathlib.Path) -> None:
+    """ENOSPC for real: the cache on a 64 KB tmpfs (mounted in a user and mount namespace of its own)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    import shutil as sh
+
+    from crashed_db import crashed
+
+    if sh.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("no unprivileged user and mount namespaces to mount a small tmpfs in")
+    db = crashed(tmp_path / "beta", journal_mode="wal")  # ~1 MB of database files
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    code = textwrap.dedent(f"""
+        from repro.errors import CacheError, ScenarioError
+        from repro.startdb.files import copy_from_db
+        try:
+            copy_from_db({str(db)!r}, __import__("pathlib").Path({str(cache)!r}) / "initial")
+        except (CacheError, ScenarioError) as exc:
+            print(type(exc).__name__, exc)
+    """)
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", f'mount -t tmpfs -o size=64k tmpfs "$1" && exec "$2" -c "$3"',
+                           "sh", str(cache), sys.executable, code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])})
+    kind, _, message = proc.stdout.strip().partition(" ")
+    assert kind == "CacheError", proc.stdout + proc.stderr
+    assert message.startswith(f"the lab's cache {cache}/initial is full (No space left on device) while copying "
+                              f"--from-db '{db}'"), message
+    assert "cannot read" not in message and "HERMES_LAB_CACHE" in message

@@ -126,8 +126,8 @@ def _check(store: pathlib.Path) -> dict[str, object]:
     the path too, as in the image)."""
     proc = subprocess.run([sys.executable, "-m", "repro.verify.importcheck", str(store), "--scratch", str(store.parent)],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
-    line = next(p for p in map(parse_line, proc.stdout.splitlines()) if p is not None and p.tag is Tag.STORE_CHECK)
-    return dict(line.payload)
+    found = [p for p in map(parse_line, proc.stdout.splitlines()) if p is not None and p.tag is Tag.STORE_CHECK]
+    return dict(found[-1].payload)  # the last stands, as on the host (repro/source/check.py)
 
 
 def test_the_import_check_opens_a_module_store_from_its_own_directory(tmp_path: pathlib.Path) -> None:
@@ -156,6 +156,23 @@ def test_the_import_check_names_the_problem(tmp_path: pathlib.Path, change, prob
     change(store)
     found = _check(store)
     assert found["ok"] is False and found["problem"] == problem and found["detail"] == detail
+
+
+@pytest.mark.parametrize(("code", "stage", "detail"), [
+    ("import os\nos._exit(3)\n", "import", ""),  # no handler runs: the line printed before the import stands
+    ("import sys\nsys.exit(4)\n", "import", "sys.exit(4) (at hermes_state.py:2)"),
+    ("import os\nclass SessionDB:\n    def __init__(self, p):\n        os._exit(0)\n", "open", ""),
+])
+def test_a_store_that_ends_the_process_is_named_as_such(tmp_path: pathlib.Path, code: str, stage: str,
+                                                        detail: str) -> None:
+    store = write_module_store(tmp_path / "s")
+    (store / "hermes_state.py").write_text(code)
+    found = _check(store)
+    assert found == {"ok": False, "problem": "exited", "stage": stage, "detail": detail}
+    line = problem_line(StoreSpec(store_path=str(store)), {**found, "exit": 3})
+    doing = "being imported" if stage == "import" else "opening a new database"
+    assert f"the store exited while {doing}: " in line
+    assert ("exit 3, without a word" in line) == (not detail)
 
 
 def test_the_bundled_store_is_never_a_fallback(tmp_path: pathlib.Path) -> None:
