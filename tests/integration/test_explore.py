@@ -12,7 +12,7 @@ from typing import Callable
 
 import pytest
 
-from repro.explore.models import CONFIGURATIONS as CONFIGS
+from repro.explore.configs import CONFIGURATIONS as CONFIGS
 from repro.errors import ExitCode
 from repro.explore.check import ViolationKind
 from repro.explore.models import PersistenceModel as M
