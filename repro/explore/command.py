@@ -17,6 +17,7 @@ import random
 import shlex
 import sys
 import tempfile
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from repro.errors import ExitCode, ScenarioError
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from repro.explore.space import Selection, StateSpace
     from repro.explore.tracedir import TraceDir
+    from repro.scenario import MachineProfile, StoreSpec, WorkloadSpec
 
 DEFAULT_OPS = 150
 DEFAULT_BUDGET = 2000
@@ -62,8 +64,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         return materialize(args.trace_dir, args.materialize, pathlib.Path(args.out), args.image)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
     command = shlex.join(["repro", *argv])
-    trace = None
-    if not args.record:
+    trace, recording = None, None
+    if args.record:
+        recording = _recording(args)
+    else:
         trace = TraceDir.open(args.trace_dir)
         store_dir(trace)  # a recording is data: the store it names must be a store directory
     target = outdir.plan(args.out, RUN_ID, force=args.force, prefix="explore-")
@@ -74,8 +78,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         image = _image(cli, args.image)
         out = outdir.claim(target, RUN_ID)
-        if trace is None:
-            trace = _record(args, seed, out, command, image)
+        if recording is not None:
+            trace = _record(recording, seed, out, command, image)
+        assert trace is not None
         return _explore(trace, models, args.budget, seed, args.jobs, out, image)
     finally:
         engine.cleanup(cli, owner=owner())
@@ -94,8 +99,17 @@ def _image(cli: DockerClient, name: str | None) -> str:
     return name
 
 
-def _record(args: argparse.Namespace, seed: int, out: pathlib.Path, command: str, image: str) -> TraceDir:
-    from repro.explore.record import record
+@dataclass(frozen=True)
+class _Recording:
+    """What --record will run, checked before any container starts."""
+
+    profile: MachineProfile
+    store: StoreSpec
+    workload: WorkloadSpec
+    ops: int
+
+
+def _recording(args: argparse.Namespace) -> _Recording:
     from repro.scenario import OWN_SETTINGS, StoreSpec, WorkloadSpec, get_profile
 
     profile = get_profile(args.profile)
@@ -107,13 +121,18 @@ def _record(args: argparse.Namespace, seed: int, out: pathlib.Path, command: str
     store = StoreSpec(args.preset or (OWN_SETTINGS if args.store_path else "ns506"), args.journal_mode,
                       args.synchronous, os.path.abspath(args.store_path) if args.store_path else None,
                       args.checkpoint_mode, wal_autocheckpoint=args.wal_autocheckpoint)
-    workload = WorkloadSpec(args.rate, args.mix, args.message_size)
+    return _Recording(profile, store, WorkloadSpec(args.rate, args.mix, args.message_size), args.ops)
+
+
+def _record(plan: _Recording, seed: int, out: pathlib.Path, command: str, image: str) -> TraceDir:
+    from repro.explore.record import record
+
     dest = out / "trace"
     dest.mkdir()  # the report directory is this run's (outdir.claim): its trace/ is new
-    print(f"recording {args.ops} operations on {profile.name} ({store.label}), seed {seed} into {dest}",
+    print(f"recording {plan.ops} operations on {plan.profile.name} ({plan.store.label}), seed {seed} into {dest}",
           file=sys.stderr)
-    return record(profile=profile, store=store, workload=workload, ops=args.ops, seed=seed, dest=dest,
-                  image=image, source=command)
+    return record(profile=plan.profile, store=plan.store, workload=plan.workload, ops=plan.ops, seed=seed,
+                  dest=dest, image=image, source=command)
 
 
 def _explore(trace: TraceDir, models: tuple[PersistenceModel, ...], budget: int, seed: int, jobs: int,
