@@ -199,9 +199,10 @@ def write_all(out_dir: pathlib.Path, run: Exploration) -> tuple[pathlib.Path, ..
     ET.indent(tree)
     junit = io.BytesIO()
     tree.write(junit, encoding="utf-8", xml_declaration=True)
-    for path, data in zip(paths, (json.dumps(to_dict(run), indent=2) + "\n", render_markdown(run),
-                                  junit.getvalue())):
-        _write(path, data.encode("utf-8") if isinstance(data, str) else data)
+    contents = ((json.dumps(to_dict(run), indent=2) + "\n").encode("utf-8"), render_markdown(run).encode("utf-8"),
+                junit.getvalue())
+    for path, data in zip(paths, contents):
+        _write(path, data)
     return paths
 
 

@@ -47,7 +47,8 @@ def _reader(data: bytes) -> Reader:
 def test_records_come_back_in_order_whatever_the_pieces() -> None:
     out = io.BytesIO()
     writer = Writer(out)
-    for payload in ({"ready": {"pid": 1}}, {"results": [], "stats": {}}, [1, "two"]):
+    payloads: list[object] = [{"ready": {"pid": 1}}, {"results": [], "stats": {}}, [1, "two"]]
+    for payload in payloads:
         writer.send(payload)
     reader = _reader(out.getvalue())
     assert [reader.next() for _ in range(3)] == [{"ready": {"pid": 1}}, {"results": [], "stats": {}}, [1, "two"]]
