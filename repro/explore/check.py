@@ -268,5 +268,6 @@ class Checker:
 
 
 def _fast_tmp() -> str | None:
-    """tmpfs when the host has one we may write (states are written and thrown away by the thousand)."""
+    """tmpfs when there is one we may write (states are written and thrown away by the thousand); the sandbox
+    passes its own (repro/explore/sandbox.py: SCRATCH_DIR)."""
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None

@@ -50,7 +50,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    from repro.explore.tracedir import TraceDir, store_dir
+    from repro.explore.sandbox import recorded_store
+    from repro.explore.tracedir import TraceDir
     from repro.machine.labels import RUN_ID
     from repro.report import outdir
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         recording = _recording(args)
     else:
         trace = TraceDir.open(args.trace_dir)
-        store_dir(trace)  # a recording is data: the store it names must be a store directory
+        recorded_store(trace)  # a recording is data: the store it names must be a store directory
     target = outdir.plan(args.out, RUN_ID, force=args.force, prefix="explore-")
     from repro.machine import engine
     from repro.machine.labels import owner
@@ -173,13 +174,14 @@ def materialize(trace_dir: str, state_id: str, out: pathlib.Path, image: str | N
     from repro.explore.runner import check_in_sandbox, describe_state
     from repro.explore.space import StateSpace, parse_state_id
     from repro.explore.timeline import Timeline
-    from repro.explore.tracedir import TraceDir, store_dir
+    from repro.explore.sandbox import recorded_store
+    from repro.explore.tracedir import TraceDir
     from repro.machine import engine
     from repro.machine.labels import owner
 
     model, index = parse_state_id(state_id)
     trace = TraceDir.open(trace_dir)
-    store_dir(trace)
+    recorded_store(trace)
     if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         raise ScenarioError(f"{out} exists and is not an empty directory")
     space = StateSpace(Timeline(trace.reader()), (model,))

@@ -17,6 +17,7 @@ for the error message if the worker fails.
 from __future__ import annotations
 
 import collections
+import pathlib
 import socket
 import struct
 import threading
@@ -31,11 +32,12 @@ from docker.types import Mount  # noqa: E402
 from repro.errors import LabError, ScenarioError, shown  # noqa: E402
 from repro.explore.check import ChunkStats, StateResult  # noqa: E402
 from repro.explore.models import PersistenceModel  # noqa: E402
-from repro.explore.tracedir import TraceDir, store_dir  # noqa: E402
+from repro.explore.tracedir import META_FILE, TraceDir  # noqa: E402
 from repro.explore.wire import ChannelClosed, Reader, WireError, frame, result_from_json, stats_from_json  # noqa: E402
 from repro.machine.inputs import INPUTS_DIR, Input, InputKind, archive, machine_path  # noqa: E402
 from repro.machine.labels import IMAGE, labels  # noqa: E402
 from repro.machine.limits import LOGS  # noqa: E402
+from repro.source.layout import store_layout  # noqa: E402
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -78,6 +80,23 @@ class Hello:
     pid: int
     uid: int
     sqlite_version: str
+
+
+def recorded_store(trace: TraceDir) -> pathlib.Path | None:
+    """The store a recording names (None: the image's own), checked to be one -- an absolute path to a
+    directory holding a ``hermes_state`` package or module, as --store-path must -- or ScenarioError.
+    It is only ever uploaded into the sandbox, never imported here."""
+    text = trace.recording.store_path
+    if text is None:
+        return None
+    where = f"{trace.path / META_FILE}: store_path"
+    if "\0" in text or not pathlib.PurePath(text).is_absolute():
+        raise ScenarioError(f"{where} {shown(text)} is not an absolute path")
+    try:
+        store_layout(text)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{where}: {exc}") from None
+    return pathlib.Path(text).resolve()
 
 
 class Worker:
@@ -183,7 +202,7 @@ class Sandbox:
     def __init__(self, trace: TraceDir, *, image: str = IMAGE) -> None:
         self.trace = trace
         self.image = image
-        self.store = store_dir(trace)  # checked before anything is made: a recording is data
+        self.store = recorded_store(trace)  # checked before anything is made: a recording is data
         self._container: Container | None = None
         self._volume = ""
         self._workers: list[Worker] = []

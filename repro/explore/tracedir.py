@@ -11,7 +11,7 @@ Layout of a trace directory (what `repro explore --record` and a recording trial
 Anything missing or unreadable is bad input (ScenarioError): exploration starts no machine.
 recording.json is data, never something to execute: its environment is cut down to the lab's
 HERMES_STATE_* settings (repro/explore/storeenv.py), and its store path is only ever uploaded into the
-explore sandbox (repro/explore/sandbox.py), after ``store_dir`` has checked that it names a store.
+explore sandbox (repro/explore/sandbox.py), after ``recorded_store`` there has checked that it names a store.
 """
 
 from __future__ import annotations
@@ -121,20 +121,3 @@ class TraceDir:
         """Names the trace in reports: sha256 of trace.jsonl, first 16 hex digits."""
         return hashlib.sha256(self.trace_path.read_bytes()).hexdigest()[:16]
 
-
-def store_dir(trace: TraceDir) -> pathlib.Path | None:
-    """The store a recording names, checked to be one: an absolute path to a directory holding a
-    ``hermes_state`` package or module (None: the image's own store). ScenarioError otherwise.
-    The directory is only ever uploaded into the explore sandbox, never imported here."""
-    text = trace.recording.store_path
-    if text is None:
-        return None
-    where = f"{trace.path / META_FILE}: store_path {shown(text)}"
-    path = pathlib.Path(text)
-    if "\0" in text or not path.is_absolute():
-        raise ScenarioError(f"{where} is not an absolute path")
-    if not path.is_dir():
-        raise ScenarioError(f"{where} is not a directory on this host (the store the trace was recorded with)")
-    if not ((path / "hermes_state" / "__init__.py").is_file() or (path / "hermes_state.py").is_file()):
-        raise ScenarioError(f"{where} holds no hermes_state package or hermes_state.py: not a store directory")
-    return path.resolve()

@@ -157,7 +157,7 @@ def test_a_tampered_recording_runs_its_store_only_in_the_sandbox(lab_image: str,
         data["store_path"] = "/etc"
         meta.write_text(json.dumps(data))
         refused = repro("explore", str(trace.path), "--out", str(tmp_path / "out2"), cwd=tmp_path)
-        assert refused.returncode == ExitCode.BAD_INPUT and "holds no hermes_state" in refused.stderr
+        assert refused.returncode == ExitCode.BAD_INPUT and "no hermes_state package" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
     finally:
         marker.unlink(missing_ok=True)

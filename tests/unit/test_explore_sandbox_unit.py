@@ -20,7 +20,8 @@ from repro.errors import ScenarioError
 from repro.explore.check import ChunkStats, StateResult
 from repro.explore.models import PersistenceModel as M
 from repro.explore.storeenv import STORE_ENV_NAMES, store_settings
-from repro.explore.tracedir import META_FILE, Recording, TraceDir, store_dir
+from repro.explore.sandbox import recorded_store
+from repro.explore.tracedir import META_FILE, Recording, TraceDir
 from repro.explore.wire import (
     ChannelClosed,
     Reader,
@@ -136,14 +137,14 @@ def _with_store_path(trace: TraceDir, value: str | None) -> TraceDir:
 
 def test_a_recorded_store_path_must_name_a_store(tmp_path: pathlib.Path) -> None:
     trace = recorded_run(tmp_path, commits=2)
-    assert store_dir(trace) is None  # the image's own store
+    assert recorded_store(trace) is None  # the image's own store
     (tmp_path / "empty").mkdir()
     for value, words in (("relative/store", "not an absolute path"), ("/no/such/dir", "not a directory"),
-                         (str(tmp_path / "empty"), "holds no hermes_state"), ("/etc", "holds no hermes_state")):
+                         (str(tmp_path / "empty"), "no hermes_state package"), ("/etc", "no hermes_state package")):
         with pytest.raises(ScenarioError, match=words):
-            store_dir(_with_store_path(trace, value))
+            recorded_store(_with_store_path(trace, value))
     store = shutil.copytree(HOST_MARKER, tmp_path / "store")
-    assert store_dir(_with_store_path(trace, str(store))) == store.resolve()
+    assert recorded_store(_with_store_path(trace, str(store))) == store.resolve()
 
 
 def test_the_host_marker_store_leaves_its_marker_where_it_is_imported(tmp_path: pathlib.Path) -> None:
