@@ -163,6 +163,24 @@ def test_a_tampered_recording_runs_its_store_only_in_the_sandbox(lab_image: str,
         marker.unlink(missing_ok=True)
 
 
+def test_a_store_that_kills_its_checker_is_a_lab_failure_never_a_verdict(lab_image: str,
+                                                                          tmp_path: pathlib.Path) -> None:
+    trace = recorded_run(tmp_path / "rec", commits=3)
+    store = shutil.copytree(ROOT / "tests" / "stores" / "exit_on_import", tmp_path / "store")
+    for path in [store, *store.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    meta = trace.path / META_FILE
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "store_path": str(store)}))
+    run_id = f"sbx{uuid.uuid4().hex[:8]}"
+    done = repro("explore", str(trace.path), "--out", str(tmp_path / "out"), "--image", lab_image, cwd=tmp_path,
+                 HERMES_LAB_RUN_ID=run_id)
+    assert done.returncode == ExitCode.LAB_FAILED, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("repro: lab failed: a worker in the explore sandbox ended (exit 7)"), lines[-3:]
+    assert not (tmp_path / "out" / "explore.json").exists()
+    assert engine.leftovers(engine.client(), run_id) == ([], [])
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_the_sandbox_goes_with_a_run_that_is_interrupted_or_killed(sig: signal.Signals, lab_image: str,
                                                                   tmp_path: pathlib.Path) -> None:
