@@ -153,7 +153,8 @@ def check_in_sandbox(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], 
     for batch in work:
         todo.put(batch)
     done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
-    sandbox = Sandbox(trace_dir, image=image or IMAGE)
+    workers = max(1, min(jobs, len(work)))
+    sandbox = Sandbox(trace_dir, image=image or IMAGE, jobs=workers)
 
     def serve() -> None:
         try:
@@ -171,7 +172,7 @@ def check_in_sandbox(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], 
 
     with sandbox:
         threads = [threading.Thread(target=serve, name=f"explore-worker-{n}", daemon=True)
-                   for n in range(max(1, min(jobs, len(work))))]
+                   for n in range(workers)]
         for thread in threads:
             thread.start()
         finished = 0

@@ -51,6 +51,7 @@ SCRATCH_DIR = "/tmp"  # the states, written and thrown away by the thousand: a t
 SCRATCH_SIZE = "1g"
 MEMORY = "3g"  # the scratch tmpfs is charged to the sandbox's memory, with the workers' own
 PIDS = 512
+CPU_SHARES = 1024  # one process's weight (the kernel's default for a group, and for a task of the root group)
 MAX_TRACE_BYTES = 2 << 30
 WORKER_MODULE = "repro.explore.worker"
 STDERR_TAIL = 4000  # characters of a worker's stderr kept for its error message
@@ -63,9 +64,14 @@ class SandboxError(LabError):
     """The sandbox or one of its workers failed: a lab error, never a verdict on a store."""
 
 
-def settings(mounts: list[Mount]) -> dict[str, Any]:
-    """docker-py ``containers.create`` keyword arguments of the sandbox (see the module docstring)."""
+def settings(mounts: list[Mount], jobs: int = 1) -> dict[str, Any]:
+    """docker-py ``containers.create`` keyword arguments of the sandbox (see the module docstring).
+
+    CPU: the weight of ``jobs`` processes. A container is one group to the kernel's scheduler,
+    weighed as one process of the host's (1024 shares under cgroup v1): on a busy machine its
+    ``jobs`` checkers would otherwise share the CPU time one process gets."""
     return dict(
+        cpu_shares=CPU_SHARES * max(1, jobs),
         entrypoint=["sleep", "infinity"], user="1000:1000", network_mode="none", read_only=True,
         cap_drop=["ALL"], security_opt=["no-new-privileges=true"], mem_limit=MEMORY, memswap_limit=MEMORY,
         pids_limit=PIDS, tmpfs={SCRATCH_DIR: f"rw,nosuid,nodev,size={SCRATCH_SIZE},mode=1777"},
@@ -199,9 +205,10 @@ class Worker:
 class Sandbox:
     """The sandbox of one exploration: made by ``open``, removed by ``close`` (or the run's cleanup)."""
 
-    def __init__(self, trace: TraceDir, *, image: str = IMAGE) -> None:
+    def __init__(self, trace: TraceDir, *, image: str = IMAGE, jobs: int = 1) -> None:
         self.trace = trace
         self.image = image
+        self.jobs = jobs
         self.store = recorded_store(trace)  # checked before anything is made: a recording is data
         self._container: Container | None = None
         self._volume = ""
@@ -232,7 +239,7 @@ class Sandbox:
             self._volume = cli.volumes.create(driver="local", labels=labels("explore-inputs")).name
             mounts = [Mount(target=UPLOAD_DIR, source=self._volume, type="volume"),
                       Mount(target=INPUTS_DIR, source=self._volume, type="volume", read_only=True)]
-            container = cli.containers.create(self.image, **settings(mounts))
+            container = cli.containers.create(self.image, **settings(mounts, self.jobs))
             self._container = container
             container.start()
             container.put_archive(UPLOAD_DIR, tar)

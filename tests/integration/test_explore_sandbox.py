@@ -57,13 +57,14 @@ def repro(*args: str, cwd: pathlib.Path, timeout: float = 300, **env: str) -> su
 def test_the_sandbox_has_no_network_no_socket_no_privilege_and_goes_when_closed(lab_image: str,
                                                                                 tmp_path: pathlib.Path) -> None:
     trace = recorded_run(tmp_path, commits=2)
-    sandbox = Sandbox(trace, image=lab_image).open()
+    sandbox = Sandbox(trace, image=lab_image, jobs=2).open()
     try:
         container = sandbox.container
         assert container is not None
         container.reload()
         host = container.attrs["HostConfig"]
         assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
+        assert host["CpuShares"] == 2 * 1024  # weighed as its two checkers would be on the host
         assert container.attrs["Config"]["User"] == "1000:1000"
         assert not any("docker.sock" in str(m.get("Source", "")) for m in container.attrs["Mounts"])
         labels = container.labels
