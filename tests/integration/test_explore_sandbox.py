@@ -31,7 +31,7 @@ from repro.explore.check import ViolationKind  # noqa: E402
 from repro.explore.models import PersistenceModel as M  # noqa: E402
 from repro.explore.report import write_all  # noqa: E402
 from repro.explore.runner import explore  # noqa: E402
-from repro.explore.sandbox import INPUTS_DIR, ROLE, Sandbox  # noqa: E402
+from repro.explore.sandbox import INPUTS_DIR, ROLE, UPLOAD_DIR, Sandbox  # noqa: E402
 from repro.explore.tracedir import META_FILE, TraceDir  # noqa: E402
 from repro.machine import engine  # noqa: E402
 from repro.machine.labels import ROLE_LABEL  # noqa: E402
@@ -71,7 +71,8 @@ def test_the_sandbox_has_no_network_no_socket_no_privilege_and_goes_when_closed(
         assert labels[ROLE_LABEL] == ROLE and labels[PID_LABEL] == str(os.getpid())
         probe = ("import os, socket, pathlib\n"
                  "print(os.getuid(), os.path.exists('/var/run/docker.sock'), sorted(os.listdir('/sys/class/net')))\n"
-                 f"for p in ('{INPUTS_DIR}/trace/x', '/opt/lab/x', '/var/run/x'):\n"
+                 f"for p in ('{INPUTS_DIR}/trace/x', '{UPLOAD_DIR}/x', '{UPLOAD_DIR}/trace/recording.json', "
+                 "'/opt/lab/x', '/var/run/x'):\n"
                  "    try:\n        open(p, 'w')\n        print('wrote', p)\n    except OSError:\n        pass\n"
                  "s = socket.socket()\ns.settimeout(2)\n"
                  "try:\n    s.connect(('1.1.1.1', 80))\n    print('network')\nexcept OSError:\n    pass\n")
