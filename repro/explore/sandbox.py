@@ -17,6 +17,7 @@ for the error message if the worker fails.
 from __future__ import annotations
 
 import collections
+import contextlib
 import pathlib
 import socket
 import struct
@@ -274,7 +275,12 @@ class Sandbox:
             sock = api.exec_start(exec_id, socket=True)
         except docker.errors.DockerException as exc:
             raise SandboxError(f"cannot start a worker in the explore sandbox: {engine._short(exc)}") from None
-        worker = Worker(api, exec_id, sock)
+        try:
+            worker = Worker(api, exec_id, sock)  # waits for its hello
+        except BaseException:
+            with contextlib.suppress(OSError):
+                getattr(sock, "_sock", sock).close()
+            raise
         with self._lock:
             self._workers.append(worker)
         return worker
