@@ -72,6 +72,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         trace = TraceDir.open(args.trace_dir)
         recorded_store(trace)  # a recording is data: the store it names must be a store directory
     target = outdir.plan(args.out, RUN_ID, force=args.force, prefix="explore-")
+    if trace is not None and target.explicit and trace.path.is_relative_to(target.path.resolve()):
+        raise ScenarioError(f"the trace {trace.path} is inside --out {target.path}: give another --out (the "
+                            "reports of an exploration never go where its trace is read from)")
     from repro.machine import engine
     from repro.machine.labels import owner
 

@@ -168,6 +168,10 @@ def test_the_cli_records_explores_and_materializes(lab_image: str, tmp_path: pat
     assert {"explore.json", "explore.md", "junit.xml", "trace"} <= {p.name for p in out.iterdir()}
     again = subprocess.run(argv, capture_output=True, text=True, env=_user_env(), cwd=tmp_path, timeout=600)
     assert again.returncode == ExitCode.BAD_INPUT and "not empty" in again.stderr  # no --force: refused
+    forced = subprocess.run([*argv, "--force", "--models", "prefix"], capture_output=True, text=True,
+                            env=_user_env(), cwd=tmp_path, timeout=600)
+    assert forced.returncode == 0, forced.stderr[-3000:]  # the earlier report and trace replaced
+    assert [m["model"] for m in json.loads((out / "explore.json").read_text())["models"]] == ["prefix"]
     dirs = [tmp_path / "a", tmp_path / "b"]
     for d in dirs:
         again = subprocess.run([str(REPRO), "explore", str(out / "trace"), "--materialize", "lazy-dirs:5", "--out",

@@ -169,3 +169,19 @@ def test_explore_force_never_goes_through_a_symbolic_link(tmp_path: pathlib.Path
     assert main(["explore", str(trace.path), "--out", str(link), "--force"]) == ExitCode.BAD_INPUT
     assert "is a symbolic link" in capsys.readouterr().err
     assert (real / "report.json").exists()
+
+
+def test_explore_never_writes_its_reports_where_its_trace_is_read_from(tmp_path: pathlib.Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`explore runs/x/trace --out runs/x --force` would have --force delete the trace it is about to read."""
+    run_dir = tmp_path / "runs" / "x"
+    trace = recorded_run(run_dir, commits=2)
+    (run_dir / "explore.json").write_text("{}")
+    (run_dir / ".repro-run").write_text("old 1\n")  # an earlier exploration's report directory
+    _no_engine(monkeypatch, tmp_path)
+    assert main(["explore", str(trace.path), "--out", str(run_dir), "--force"]) == ExitCode.BAD_INPUT
+    assert "is inside --out" in capsys.readouterr().err
+    assert (trace.path / "trace.jsonl").is_file()
+    assert main(["explore", str(trace.path), "--out", str(tmp_path / "elsewhere")]) == ExitCode.LAB_FAILED  # known good
+    assert "no Docker engine answers" in capsys.readouterr().err
