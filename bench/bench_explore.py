@@ -32,7 +32,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from repro.explore.models import CONFIGURATIONS as CONFIGS  # noqa: E402
+from repro.explore.configs import CONFIGURATIONS as CONFIGS  # noqa: E402
 from repro.explore.materialize import Materializer  # noqa: E402
 from repro.explore.models import PersistenceModel  # noqa: E402
 from repro.explore.runner import explore  # noqa: E402

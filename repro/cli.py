@@ -11,7 +11,7 @@ from typing import Sequence
 
 from repro import commands, upkeep
 from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS, HUNT
-from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS
+from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, MAX_OPS
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.scenario.profiles import DEFAULT_PROFILE
 
@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="record a trace first: one machine, the workload for --ops operations, a clean stop")
     explore.add_argument("--profile", default=DEFAULT_PROFILE)
     _store_args(explore, many=False, releases=False)
-    explore.add_argument("--ops", type=int, default=DEFAULT_OPS, help=f"operations to record (default {DEFAULT_OPS})")
+    explore.add_argument("--ops", type=int, default=DEFAULT_OPS,
+                         help=f"operations to record (default {DEFAULT_OPS}, at most {MAX_OPS:,})")
     explore.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
     explore.add_argument("--mix", default="", help="workload op mix, e.g. append=80,tokens=8,search=6,create=3,end=3")
     explore.add_argument("--message-size", default="", help="message sizes MIN:MAX (default 200:20k)")
@@ -168,10 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"states per model checked exhaustively; a larger model is sampled with --seed "
                               f"(default {DEFAULT_BUDGET})")
     explore.add_argument("--seed", type=int, default=None, help="the workload's and the sample's seed (printed)")
-    explore.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
-    explore.add_argument("--out", default=None, help="report directory (default runs/explore-<timestamp>); with "
-                                                     "--materialize, where the state's files go")
-    explore.add_argument("--image", default=None, help="the lab image for --record (default hermes-lab:latest)")
+    explore.add_argument("--jobs", type=int, default=2,
+                         help="checkers in the explore sandbox (default 2, at most 64)")
+    explore.add_argument("--out", default=None, help="report directory (default runs/explore-<timestamp>-<run id>); "
+                                                     "must be empty or new; with --materialize, where the state's "
+                                                     "files go")
+    explore.add_argument("--force", action="store_true",
+                         help="reuse a non-empty --out that holds an earlier lab report: its reports and trace/ are "
+                              "deleted")
+    explore.add_argument("--image", default=None, help="the lab image of the recording machine and of the sandbox "
+                                                       "that checks the states (default hermes-lab:latest)")
     explore.add_argument("--materialize", metavar="STATE", default=None,
                          help="write one state (MODEL:INDEX, as the report names it) to --out, and judge it")
 

@@ -68,11 +68,10 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
     from repro.source.prepare import resolve_refs
     from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, WorkloadSpec, expand, get_profile
 
-    from repro.scenario import check_trial_count
+    from repro.scenario import check_jobs, check_trial_count
 
     check_trial_count(args.trials)  # before anything is expanded
-    if not 1 <= args.jobs <= 64:
-        raise ScenarioError("--jobs must be from 1 to 64")
+    check_jobs(args.jobs)
     if args.command == "run":
         profiles = [args.profile]
         combos = [tuple(args.fault)] if args.fault else [*DEFAULT_FAULTS, POWER_LOSS]  # power loss: if FUSE, below

@@ -1,5 +1,6 @@
 """Each crash state judged as a trial is: the probe on its files, the diff against the ledger acknowledged
-before its crash point, the oracle for the configuration in force -- on the host, in worker processes.
+before its crash point, the oracle for the configuration in force -- in the explore sandbox's workers
+(repro/explore/worker.py), never in the lab's own process: the probe imports the store under test.
 
 The ledger at a crash point: operations whose ``ack`` mark precedes it keep their outcome;
 operations after the last ack up to the next acknowledged one were in flight (indeterminate,
@@ -23,7 +24,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
-import logging
 import os
 import shutil
 import tempfile
@@ -137,8 +137,9 @@ class Checker:
     """Materialises, probes and judges states of one trace; one per worker process."""
 
     def __init__(self, trace_dir: TraceDir, models: tuple[PersistenceModel, ...], scratch: str | None = None,
-                 *, images: bool = True) -> None:
+                 *, images: bool = True, store_path: str | None = None) -> None:
         self.trace_dir = trace_dir
+        self.store_path = store_path  # where the store is mounted in the sandbox (None: the image's own)
         self.timeline = Timeline(trace_dir.reader())
         self.space = StateSpace(self.timeline, models)
         self.ledger = trace_dir.ledger()
@@ -173,8 +174,7 @@ class Checker:
         state_dir = os.path.join(self.scratch, f"state-{self._serial}")  # a fresh path: the store heals once per path
         self.materializer.write(spec, state_dir)
         built = time.perf_counter()
-        rec = self.trace_dir.recording
-        facts = collect(os.path.join(state_dir, rec.db_name), rec.store_path)
+        facts = collect(os.path.join(state_dir, self.trace_dir.recording.db_name), self.store_path)
         probed = time.perf_counter()
         shutil.rmtree(state_dir, ignore_errors=True)
         for key in keys:
@@ -268,39 +268,6 @@ class Checker:
 
 
 def _fast_tmp() -> str | None:
-    """tmpfs when the host has one we may write (states are written and thrown away by the thousand)."""
+    """tmpfs when there is one we may write (states are written and thrown away by the thousand); the sandbox
+    passes its own (repro/explore/sandbox.py: SCRATCH_DIR)."""
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-
-
-# -- worker processes --------------------------------------------------------------------
-
-_checker: Checker | None = None
-
-
-def init_worker(trace_dir: str, models: tuple[str, ...], images: bool = True) -> None:
-    """Per process: the store's environment as the machine had it, one Checker, quiet store logs."""
-    global _checker
-    td = TraceDir.open(trace_dir)
-    os.environ.update(td.recording.store_env)
-    quiet = logging.getLogger("hermes_state")
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
-    _checker = Checker(td, tuple(PersistenceModel(m) for m in models), images=images)
-    import atexit
-
-    atexit.register(_checker.close)
-
-
-def run_chunk(refs: list[tuple[str, int]]) -> tuple[list[StateResult], ChunkStats]:
-    """Check a batch of states (sorted by crash point, so the work directory only moves forward)."""
-    assert _checker is not None, "init_worker first"
-    stats = ChunkStats()
-    cpu = time.process_time()
-    before = dataclasses.replace(_checker.materializer.stats)
-    results = [_checker.check(PersistenceModel(model), index, stats) for model, index in refs]
-    after = _checker.materializer.stats
-    stats.cloned_bytes = after.cloned_bytes - before.cloned_bytes
-    stats.patched_bytes = after.patched_bytes - before.patched_bytes
-    stats.advanced_bytes = after.advanced_bytes - before.advanced_bytes
-    stats.cpu_s = time.process_time() - cpu
-    return results, stats

@@ -2,102 +2,145 @@
 
 Every input is checked before any container starts (bad input is exit 2); the exit code is the
 exploration's: 0 the configuration kept its promises, 1 a state broke one, 3 the lab failed.
+The states are checked in the explore sandbox (repro/explore/sandbox.py), never in this process:
+the store under test is imported only there.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
+import math
 import os
 import pathlib
 import random
 import shlex
 import sys
+import tempfile
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from repro.errors import ExitCode, ScenarioError
 from repro.explore.models import PersistenceModel
+from repro.scenario.matrix import check_jobs
 
 if TYPE_CHECKING:
+    from docker.client import DockerClient
+
     from repro.explore.space import Selection, StateSpace
     from repro.explore.tracedir import TraceDir
+    from repro.scenario import MachineProfile, StoreSpec, WorkloadSpec
 
 DEFAULT_OPS = 150
 DEFAULT_BUDGET = 2000
+MAX_OPS = 10_000  # a recording's machine is given 60 s + 0.5 s per operation; its states grow with it
+MAX_RATE = 10_000.0  # operations per second: past what any machine here does (0 is flat out)
 
 
-def _out_dir(text: str | None, default: str) -> pathlib.Path:
-    out = pathlib.Path(text or default)
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ScenarioError(f"cannot make {out}: {existing} is not a writable directory")
-    return out
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The numeric options, before anything is read or any container starts."""
+    check_jobs(args.jobs)
+    if args.budget < 1:
+        raise ScenarioError("--budget must be at least 1")
+    if not 1 <= args.ops <= MAX_OPS:
+        raise ScenarioError(f"--ops must be from 1 to {MAX_OPS:,}")
+    if not (math.isfinite(args.rate) and 0 <= args.rate <= MAX_RATE):
+        raise ScenarioError(f"--rate must be from 0 (flat out) to {MAX_RATE:,.0f} operations per second, "
+                            f"not {args.rate}")
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
+    from repro.explore.sandbox import recorded_store
+    from repro.explore.tracedir import TraceDir
+    from repro.machine.labels import RUN_ID
+    from repro.report import outdir
+
     if bool(args.record) == bool(args.trace_dir):
         raise ScenarioError("give a TRACE_DIR to explore, or --record to record one first (not both)")
     models = PersistenceModel.parse_list(args.models)
-    for name, value in (("--budget", args.budget), ("--jobs", args.jobs), ("--ops", args.ops)):
-        if value < 1:
-            raise ScenarioError(f"{name} must be at least 1")
+    _check_numbers(args)
     if args.materialize:
         if not args.trace_dir or not args.out:
             raise ScenarioError("--materialize needs a TRACE_DIR and --out DIR")
-        return materialize(args.trace_dir, args.materialize, pathlib.Path(args.out))
+        return materialize(args.trace_dir, args.materialize, pathlib.Path(args.out), args.image)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = _out_dir(args.out, f"runs/explore-{stamp}")
     command = shlex.join(["repro", *argv])
+    trace, recording = None, None
     if args.record:
-        trace = _record(args, seed, out, command)
+        recording = _recording(args)
     else:
-        from repro.explore.tracedir import TraceDir
-
         trace = TraceDir.open(args.trace_dir)
-    return _explore(trace, models, args.budget, seed, args.jobs, out)
-
-
-def _record(args: argparse.Namespace, seed: int, out: pathlib.Path, command: str) -> TraceDir:
+        recorded_store(trace)  # a recording is data: the store it names must be a store directory
+    target = outdir.plan(args.out, RUN_ID, force=args.force, prefix="explore-")
+    if trace is not None and target.explicit and trace.path.is_relative_to(target.path.resolve()):
+        raise ScenarioError(f"the trace {trace.path} is inside --out {target.path}: give another --out (the "
+                            "reports of an exploration never go where its trace is read from)")
     from repro.machine import engine
-    from repro.machine.labels import IMAGE, owner
-    from repro.scenario import OWN_SETTINGS, StoreSpec, WorkloadSpec, get_profile
-    from repro.explore.record import record
+    from repro.machine.labels import owner
 
-    profile = get_profile(args.profile)
-    if args.sqlite != "system" or args.sqlite_assisted:
-        # the states are probed on this host, with its own SQLite: a recording on another library
-        # would be judged by a different one
-        raise ScenarioError("repro explore records with the image's own SQLite (--sqlite system): its states are "
-                            "probed on this host, with the host's")
-    store = StoreSpec(args.preset or (OWN_SETTINGS if args.store_path else "ns506"), args.journal_mode,
-                      args.synchronous, os.path.abspath(args.store_path) if args.store_path else None,
-                      args.checkpoint_mode, wal_autocheckpoint=args.wal_autocheckpoint)
-    workload = WorkloadSpec(args.rate, args.mix, args.message_size)
-    dest = out / "trace"
-    if dest.exists() and any(dest.iterdir()):
-        raise ScenarioError(f"{dest} is not empty: choose another --out")
-    image = args.image or IMAGE
     cli = engine.client()
-    if args.image is None:  # the lab's own image: built only if missing or stale
-        engine.ensure_image(cli, image=image)
-    elif not engine.image_present(cli, image):  # the user named it: bad input, not the lab failing
-        raise ScenarioError(f"--image {image} is not on the engine: build or pull it, or leave out --image")
-    dest.mkdir(parents=True, exist_ok=True)
-    print(f"recording {args.ops} operations on {profile.name} ({store.label}), seed {seed} into {dest}",
-          file=sys.stderr)
     try:
-        return record(profile=profile, store=store, workload=workload, ops=args.ops, seed=seed, dest=dest,
-                      image=image, source=command)
+        image = _image(cli, args.image)
+        out = outdir.claim(target, RUN_ID)
+        if recording is not None:
+            trace = _record(recording, seed, out, command, image)
+        assert trace is not None
+        return _explore(trace, models, args.budget, seed, args.jobs, out, image)
     finally:
         engine.cleanup(cli, owner=owner())
 
 
+def _image(cli: DockerClient, name: str | None) -> str:
+    """The image of the recording machine and of the sandbox: the lab's own (built if missing or stale),
+    or the one named, which must be on the engine."""
+    from repro.machine import engine
+    from repro.machine.labels import IMAGE
+
+    if name is None:
+        return engine.ensure_image(cli, image=IMAGE).image
+    if not engine.image_present(cli, name):  # the user named it: bad input, not the lab failing
+        raise ScenarioError(f"--image {name} is not on the engine: build or pull it, or leave out --image")
+    return name
+
+
+@dataclass(frozen=True)
+class _Recording:
+    """What --record will run, checked before any container starts."""
+
+    profile: MachineProfile
+    store: StoreSpec
+    workload: WorkloadSpec
+    ops: int
+
+
+def _recording(args: argparse.Namespace) -> _Recording:
+    from repro.scenario import OWN_SETTINGS, StoreSpec, WorkloadSpec, get_profile
+
+    profile = get_profile(args.profile)
+    if args.sqlite != "system" or args.sqlite_assisted:
+        # the states are checked in a sandbox of the same image, with its SQLite: a recording on
+        # another library would be judged by a different one
+        raise ScenarioError("repro explore records with the image's own SQLite (--sqlite system): its states are "
+                            "checked in a sandbox of the same image, with the image's")
+    store = StoreSpec(args.preset or (OWN_SETTINGS if args.store_path else "ns506"), args.journal_mode,
+                      args.synchronous, os.path.abspath(args.store_path) if args.store_path else None,
+                      args.checkpoint_mode, wal_autocheckpoint=args.wal_autocheckpoint)
+    return _Recording(profile, store, WorkloadSpec(args.rate, args.mix, args.message_size), args.ops)
+
+
+def _record(plan: _Recording, seed: int, out: pathlib.Path, command: str, image: str) -> TraceDir:
+    from repro.explore.record import record
+
+    dest = out / "trace"
+    dest.mkdir()  # the report directory is this run's (outdir.claim): its trace/ is new
+    print(f"recording {plan.ops} operations on {plan.profile.name} ({plan.store.label}), seed {seed} into {dest}",
+          file=sys.stderr)
+    return record(profile=plan.profile, store=plan.store, workload=plan.workload, ops=plan.ops, seed=seed,
+                  dest=dest, image=image, source=command)
+
+
 def _explore(trace: TraceDir, models: tuple[PersistenceModel, ...], budget: int, seed: int, jobs: int,
-             out: pathlib.Path) -> int:
+             out: pathlib.Path, image: str) -> int:
     from rich.console import Console
 
     from repro.explore.report import print_report, write_all
@@ -117,7 +160,8 @@ def _explore(trace: TraceDir, models: tuple[PersistenceModel, ...], budget: int,
         if done == total or done % 500 < 50:
             err.print(f"  checked {done}/{total}", end="\r")
 
-    run = explore(trace, models, budget=budget, seed=seed, jobs=jobs, on_start=on_start, on_progress=on_progress)
+    run = explore(trace, models, budget=budget, seed=seed, jobs=jobs, image=image, on_start=on_start,
+                  on_progress=on_progress)
     err.print()
     print_report(run, Console(width=None if sys.stdout.isatty() else 160))
     written = write_all(out, run)
@@ -126,33 +170,39 @@ def _explore(trace: TraceDir, models: tuple[PersistenceModel, ...], budget: int,
     return run.exit_code
 
 
-def materialize(trace_dir: str, state_id: str, out: pathlib.Path) -> int:
-    """Write the state's files to ``out`` (which must be empty or new), with state.json saying what it is."""
-    from repro.explore.check import Checker, judge_state
-    from repro.explore.runner import describe_state
-    from repro.explore.space import parse_state_id
+def materialize(trace_dir: str, state_id: str, out: pathlib.Path, image: str | None = None) -> int:
+    """Write the state's files to ``out`` (which must be empty or new), with state.json saying what it is.
+    The files are built here (no store runs for that); the verdict comes from the sandbox."""
+    from repro.explore.materialize import Materializer
+    from repro.explore.runner import check_in_sandbox, describe_state
+    from repro.explore.space import StateSpace, parse_state_id
+    from repro.explore.timeline import Timeline
+    from repro.explore.sandbox import recorded_store
     from repro.explore.tracedir import TraceDir
+    from repro.machine import engine
+    from repro.machine.labels import owner
 
     model, index = parse_state_id(state_id)
     trace = TraceDir.open(trace_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    recorded_store(trace)
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         raise ScenarioError(f"{out} exists and is not an empty directory")
-    os.environ.update(trace.recording.store_env)  # the probe opens the store as the machine did
-    checker = Checker(trace, (model,))
+    space = StateSpace(Timeline(trace.reader()), (model,))
+    spec = space.spec(model, index)  # a bad index is bad input, before any container starts
+    cli = engine.client()
     try:
-        spec = checker.space.spec(model, index)
-        checker.materializer.write(spec, out)
-        facts, _, _, _ = checker.facts(spec)  # on a copy of its own: the files in `out` stay as the crash left them
-        result = judge_state(spec, facts, checker.ledger, checker.config, trace.recording.locks_dropped,
-                             checker.timeline.ops[spec.point.last_op].seq, True)
-        about = {**describe_state(checker.space, spec), "trace": str(trace.path), "digest": trace.digest(),
-                 "verdict": result.verdict.value, "broken_promise": result.kind.value if result.kind else None,
-                 "reason": result.reason, "lost": list(result.lost)}
+        chosen = _image(cli, image)
+        with tempfile.TemporaryDirectory(prefix="repro-materialize-") as scratch:
+            Materializer(space.timeline, scratch).write(spec, out)
+        results, _ = check_in_sandbox(trace, (model,), [[(model.value, index)]], jobs=1, image=chosen)
     finally:
-        checker.close()
+        engine.cleanup(cli, owner=owner())
+    result = results[0]
+    about = {**describe_state(space, spec), "trace": str(trace.path), "digest": trace.digest(),
+             "verdict": result.verdict.value, "broken_promise": result.kind.value if result.kind else None,
+             "reason": result.reason, "lost": list(result.lost)}
     (out / "state.json").write_text(json.dumps(about, indent=2) + "\n", encoding="utf-8")
     for key, value in about.items():
         print(f"{key}: {value}")
     print(f"files: {', '.join(sorted(p.name for p in out.iterdir() if p.name != 'state.json'))} in {out}")
     return ExitCode.OK
-

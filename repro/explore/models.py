@@ -41,7 +41,6 @@ from __future__ import annotations
 import enum
 
 from repro.errors import ScenarioError
-from repro.scenario.stores import StoreSpec
 
 SECTOR_SIZE = 512
 # Files whose content no check can see after a crash (see above): their writes are not enumerated.
@@ -82,15 +81,3 @@ class PersistenceModel(str, enum.Enum):
             raise ScenarioError("--models names no persistence model")
         return tuple(models)
 
-
-# The store configurations exploration is shown on (the tests and bench/bench_explore.py), by name:
-# journal mode and synchronous as the lab's presets and overrides set them.
-CONFIGURATIONS: dict[str, StoreSpec] = {
-    "wal-full": StoreSpec("durable"),
-    "wal-normal": StoreSpec("ns506"),
-    "delete-full": StoreSpec("legacy", journal_mode="delete"),
-    "delete-extra": StoreSpec("durable", journal_mode="delete"),
-    "wal-off": StoreSpec("ns506", synchronous="off"),
-    "delete-off": StoreSpec("ns506", journal_mode="delete", synchronous="off"),
-    "journal-off": StoreSpec("ns506", journal_mode="off"),
-}

@@ -9,7 +9,10 @@ promised, the first corrupt or lossy state) the command that writes that exact s
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
 import json
+import os
 import pathlib
 import sqlite3
 import xml.etree.ElementTree as ET
@@ -17,7 +20,7 @@ import xml.etree.ElementTree as ET
 from rich.console import Console
 from rich.table import Table
 
-from repro.errors import ExitCode
+from repro.errors import ExitCode, ScenarioError, shown
 from repro.explore.check import StateResult, ViolationKind
 from repro.explore.runner import Exploration, ModelSummary, describe_state
 from repro.oracle.verdicts import Verdict
@@ -189,12 +192,28 @@ def junit_element(run: Exploration) -> ET.Element:
 
 
 def write_all(out_dir: pathlib.Path, run: Exploration) -> tuple[pathlib.Path, ...]:
-    """explore.json, explore.md and junit.xml under ``out_dir``."""
+    """explore.json, explore.md and junit.xml under ``out_dir`` (never through a symbolic link)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = (out_dir / "explore.json", out_dir / "explore.md", out_dir / "junit.xml")
-    paths[0].write_text(json.dumps(to_dict(run), indent=2) + "\n", encoding="utf-8")
-    paths[1].write_text(render_markdown(run), encoding="utf-8")
     tree = ET.ElementTree(junit_element(run))
     ET.indent(tree)
-    tree.write(paths[2], encoding="utf-8", xml_declaration=True)
+    junit = io.BytesIO()
+    tree.write(junit, encoding="utf-8", xml_declaration=True)
+    contents = ((json.dumps(to_dict(run), indent=2) + "\n").encode("utf-8"), render_markdown(run).encode("utf-8"),
+                junit.getvalue())
+    for path, data in zip(paths, contents):
+        _write(path, data)
     return paths
+
+
+def _write(path: pathlib.Path, data: bytes) -> None:
+    """Write a report file; a symbolic link in its place is refused, never followed."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ScenarioError(f"{shown(str(path), quote=False)} is a symbolic link: the lab writes no report "
+                                "through one") from None
+        raise ScenarioError(f"cannot write {shown(str(path), quote=False)}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)

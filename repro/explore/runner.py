@@ -1,5 +1,5 @@
 """An exploration: size the state space, choose the states (all, or a seeded sample), check them in
-worker processes, and sum up per persistence model.
+the explore sandbox's workers (repro/explore/sandbox.py), and sum up per persistence model.
 
 The states of every model are checked together, sorted by crash point and cut into batches of
 neighbouring crash points: each worker's work directory then only moves forward within a batch,
@@ -9,14 +9,15 @@ the same worker's cache of the probe's facts.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Union
 
 from repro.errors import ExitCode, ScenarioError
-from repro.explore.check import ChunkStats, StateResult, ViolationKind, init_worker, run_chunk
+from repro.explore.check import ChunkStats, StateResult, ViolationKind
 from repro.explore.models import PersistenceModel
 from repro.explore.space import Selection, StateSpace, StateSpec
 from repro.explore.timeline import Timeline
@@ -69,7 +70,7 @@ class Exploration:
     seconds: float
     stats: ChunkStats
     space: StateSpace = field(repr=False)
-    machine_sqlite: str = "?"  # the SQLite the recording machine's store ran (READY); the probe runs the host's
+    machine_sqlite: str = "?"  # the SQLite the recording machine's store ran (READY); the sandbox runs the image's
     results: tuple[StateResult, ...] = field(repr=False, default=())
 
     @property
@@ -108,9 +109,11 @@ def batches(space: StateSpace, selections: Sequence[Selection], jobs: int) -> li
 
 
 def explore(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], *, budget: int, seed: int, jobs: int = 2,
+            image: str | None = None,
             on_start: Callable[[StateSpace, list[Selection]], None] = lambda s, sel: None,
             on_progress: Callable[[int, int], None] = lambda done, total: None) -> Exploration:
-    """Check the chosen states of every model; ``on_start`` sees the space before any state is checked."""
+    """Check the chosen states of every model in one sandbox of ``image`` (default: the lab's) with ``jobs``
+    workers; ``on_start`` sees the space before any state is checked. The time includes the sandbox's start."""
     timeline = Timeline(trace_dir.reader())
     ledger = trace_dir.ledger()
     config = StoreConfig.from_ready(ledger.ready)
@@ -118,19 +121,8 @@ def explore(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], *, budget
     selections = plan(space, budget, seed)
     on_start(space, selections)
     work = batches(space, selections, jobs)
-    total = sum(len(b) for b in work)
-    results: list[StateResult] = []
-    stats = ChunkStats()
     started = time.perf_counter()
-    if work:
-        with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=init_worker,
-                                 initargs=(str(trace_dir.path), tuple(m.value for m in models))) as pool:
-            futures = [pool.submit(run_chunk, batch) for batch in work]
-            for future in as_completed(futures):
-                chunk, chunk_stats = future.result()
-                results.extend(chunk)
-                stats.add(chunk_stats)
-                on_progress(len(results), total)
+    results, stats = check_in_sandbox(trace_dir, models, work, jobs=jobs, image=image, on_progress=on_progress)
     seconds = time.perf_counter() - started
     results.sort(key=lambda r: (models.index(r.model), r.index))
     summaries = tuple(summarize(sel, [r for r in results if r.model is sel.model], config,
@@ -138,6 +130,71 @@ def explore(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], *, budget
     return Exploration(trace_dir, trace_dir.digest(), config, len(timeline.ops), len(timeline.points), budget, seed,
                        jobs, summaries, seconds, stats, space, str(ledger.ready.get("sqlite_version", "?")),
                        tuple(results))
+
+
+_Done = Union[tuple[list[StateResult], ChunkStats], BaseException, None]
+
+
+def check_in_sandbox(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], work: list[list[tuple[str, int]]],
+                     *, jobs: int, image: str | None = None,
+                     on_progress: Callable[[int, int], None] = lambda done, total: None,
+                     ) -> tuple[list[StateResult], ChunkStats]:
+    """Check the batches in one sandbox, ``jobs`` workers taking batches as they finish the last; the
+    first failure of any worker ends them all (the sandbox is removed) and is raised here."""
+    from repro.explore.sandbox import Sandbox
+    from repro.machine.labels import IMAGE
+
+    results: list[StateResult] = []
+    stats = ChunkStats()
+    total = sum(len(b) for b in work)
+    if not work:
+        return results, stats
+    todo: queue.SimpleQueue[list[tuple[str, int]]] = queue.SimpleQueue()
+    for batch in work:
+        todo.put(batch)
+    done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
+    workers = max(1, min(jobs, len(work)))
+    sandbox = Sandbox(trace_dir, image=image or IMAGE, jobs=workers)
+
+    def serve() -> None:
+        try:
+            worker = sandbox.worker(models)
+            while True:
+                try:
+                    batch = todo.get_nowait()
+                except queue.Empty:
+                    break
+                done.put(worker.check(batch))
+        except BaseException as exc:  # handed to the main thread, which raises it
+            done.put(exc)
+        finally:
+            done.put(None)
+
+    with sandbox:
+        threads = [threading.Thread(target=serve, name=f"explore-worker-{n}", daemon=True)
+                   for n in range(workers)]
+        for thread in threads:
+            thread.start()
+        finished = 0
+        while finished < len(threads):
+            try:
+                item = done.get(timeout=0.5)  # a timeout: Ctrl-C reaches this thread
+            except queue.Empty:
+                continue
+            if item is None:
+                finished += 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                chunk, chunk_stats = item
+                results.extend(chunk)
+                stats.add(chunk_stats)
+                on_progress(len(results), total)
+    if len(results) != total:
+        from repro.explore.sandbox import SandboxError
+
+        raise SandboxError(f"the explore sandbox checked {len(results)} of {total} states")
+    return results, stats
 
 
 def summarize(selection: Selection, results: list[StateResult], config: StoreConfig,

@@ -9,6 +9,9 @@ Layout of a trace directory (what `repro explore --record` and a recording trial
                          environment, store path, database name) and where the trace came from
 
 Anything missing or unreadable is bad input (ScenarioError): exploration starts no machine.
+recording.json is data, never something to execute: its environment is cut down to the lab's
+HERMES_STATE_* settings (repro/explore/storeenv.py), and its store path is only ever uploaded into the
+explore sandbox (repro/explore/sandbox.py), after ``recorded_store`` there has checked that it names a store.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import pathlib
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
-from repro.errors import MachineOutputError, ScenarioError
+from repro.errors import MachineOutputError, ScenarioError, shown
 from repro.ledger import Ledger, parse_lines
 from repro.lossyfs.trace import TraceError, TraceReader
+from repro.explore.storeenv import store_settings
 
 TRACE_FILE = "trace.jsonl"
 LOG_FILE = "machine.log"
@@ -32,7 +36,7 @@ META_FILE = "recording.json"
 class Recording:
     """How a trace was recorded, as far as checking its states needs to know."""
 
-    store_env: Mapping[str, str] = field(default_factory=dict)  # HERMES_STATE_* of the machine
+    store_env: Mapping[str, str] = field(default_factory=dict)  # the machine's HERMES_STATE_* (only those)
     store_path: str | None = None  # another hermes_state release, if the machine ran one
     db_name: str = "state.db"  # the database, relative to the recorded mount
     locks_dropped: bool = False  # the raw-open hazard ran: SQLite promised nothing
@@ -50,11 +54,19 @@ class Recording:
         env = obj.get("store_env", {})
         if not isinstance(env, dict):
             raise ValueError("store_env is not an object")
-        return cls(store_env={str(k): str(v) for k, v in env.items()},
+        return cls(store_env=store_settings(env),
                    store_path=None if obj.get("store_path") is None else str(obj["store_path"]),
-                   db_name=str(obj.get("db_name", "state.db")), locks_dropped=bool(obj.get("locks_dropped", False)),
+                   db_name=_db_name(obj.get("db_name", "state.db")), locks_dropped=bool(obj.get("locks_dropped", False)),
                    source=str(obj.get("source", "")),
                    scenario=obj.get("scenario") if isinstance(obj.get("scenario"), dict) else None)
+
+
+def _db_name(value: object) -> str:
+    """The database's name in the recorded directory: a plain file name, nothing that leads elsewhere."""
+    name = str(value)
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise ValueError(f"db_name {shown(name)} is not a file name")
+    return name
 
 
 def write_recording(directory: pathlib.Path, recording: Recording, log_lines: list[str]) -> None:
@@ -108,3 +120,4 @@ class TraceDir:
     def digest(self) -> str:
         """Names the trace in reports: sha256 of trace.jsonl, first 16 hex digits."""
         return hashlib.sha256(self.trace_path.read_bytes()).hexdigest()[:16]
+

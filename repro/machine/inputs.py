@@ -36,6 +36,7 @@ class InputKind(str, enum.Enum):
     STORE = "store"    # the store under test, when it is not the image's own
     SQLITE = "sqlite"  # a SQLite build (libsqlite3.so.0), loaded through LD_LIBRARY_PATH
     START = "start"    # the starting database's baseline, for the probe
+    TRACE = "trace"    # a recorded trace, for the explore sandbox's checkers (repro/explore/sandbox.py)
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from repro.errors import ScenarioError, shown
 
-# What the lab writes into a report directory (and so what --force may delete).
-LAB_FILES = ("report.json", "report.md", "junit.xml")
-LAB_DIRS = ("trials", "replays")
+# What the lab writes into a report directory (and so what --force may delete): `repro run`'s and
+# `repro explore`'s.
+LAB_FILES = ("report.json", "report.md", "junit.xml", "explore.json", "explore.md")
+LAB_DIRS = ("trials", "replays", "trace")
 MARKER = ".repro-run"
 
 
@@ -35,10 +36,12 @@ class ReportDir:
 
 
 def plan(out: str | None, run_id: str, *, force: bool = False, base: pathlib.Path = pathlib.Path("runs"),
-         now: dt.datetime | None = None) -> ReportDir:
-    """Check a report directory up front (ScenarioError when it cannot be used); nothing is made."""
+         now: dt.datetime | None = None, prefix: str = "") -> ReportDir:
+    """Check a report directory up front (ScenarioError when it cannot be used); nothing is made. The
+    default is ``base/<prefix><timestamp>-<run id>``."""
     stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    target = ReportDir(pathlib.Path(out), True, force) if out else ReportDir(base / f"{stamp}-{run_id}", False)
+    target = ReportDir(pathlib.Path(out), True, force) if out else \
+        ReportDir(base / f"{prefix}{stamp}-{run_id}", False)
     existing = target.path
     while not existing.exists() and existing != existing.parent:  # the part of the path that exists
         existing = existing.parent
@@ -78,11 +81,15 @@ def looks_like_lab_report(path: pathlib.Path) -> bool:
 
 
 def clear(path: pathlib.Path) -> None:
-    """Delete an earlier run's reports: only the lab's own files and directories, nothing else."""
+    """Delete an earlier run's reports: only the lab's own files and directories, nothing else. A
+    symbolic link under one of their names is removed itself, never followed: the new reports are
+    then written into the directory, not through the link."""
     for name in (*LAB_FILES, MARKER):
         (path / name).unlink(missing_ok=True)
     for name in LAB_DIRS:
-        if (path / name).is_dir() and not (path / name).is_symlink():
+        if (path / name).is_symlink() or ((path / name).exists() and not (path / name).is_dir()):
+            (path / name).unlink()
+        elif (path / name).is_dir():
             shutil.rmtree(path / name)
 
 
@@ -90,6 +97,9 @@ def _check_reusable(path: pathlib.Path, force: bool) -> None:
     if not force:
         raise ScenarioError(f"--out {shown(path, quote=False)} is not empty (an earlier run's reports?): give a new "
                             "directory, or --force to replace the lab report in it")
+    if path.is_symlink():
+        raise ScenarioError(f"--out {shown(path, quote=False)} is a symbolic link: --force replaces nothing "
+                            "through one; give the directory itself")
     if not looks_like_lab_report(path):
         raise ScenarioError(f"--out {shown(path, quote=False)} is not empty and holds no lab report (report.json): "
                             "refusing to delete anything in it, even with --force")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from repro.scenario.matrix import MAX_TRIALS, check_trial_count, expand, trial_id, trial_seed
+from repro.scenario.matrix import MAX_JOBS, MAX_TRIALS, check_jobs, check_trial_count, expand, trial_id, trial_seed
 from repro.scenario.model import (
     HAZARD_DEFAULTS,
     MAX_TRIGGER_VALUE,
@@ -29,7 +29,7 @@ __all__ = [
     "FaultName", "FaultSpec", "FaultStep", "Hazard", "HazardName", "MachineProfile", "OWN_SETTINGS", "Scenario",
     "StartSpec", "StoreSpec",
     "Trigger", "WorkloadSpec",
-    "check_trial_count", "default_trigger", "expand", "format_size", "get_profile", "parse_fault", "parse_size",
+    "MAX_JOBS", "check_jobs", "check_trial_count", "default_trigger", "expand", "format_size", "get_profile", "parse_fault", "parse_size",
     "replay_command", "replay_script",
     "scenario_from_dict", "scenario_to_dict", "trial_id", "trial_seed",
 ]

@@ -29,6 +29,15 @@ def trial_id(scenario: Scenario, number: int) -> str:
 MAX_TRIALS = 100_000
 
 
+MAX_JOBS = 64
+
+
+def check_jobs(jobs: int) -> None:
+    """ScenarioError unless ``jobs`` (trials run at once, or explore's workers) is from 1 to MAX_JOBS."""
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ScenarioError(f"--jobs must be from 1 to {MAX_JOBS}")
+
+
 def check_trial_count(trials: int, groups: int = 1) -> None:
     """ScenarioError unless ``trials`` per group, times ``groups``, is between 1 and MAX_TRIALS."""
     if trials < 1:

@@ -3,16 +3,18 @@ all of them are checked (one small recording per configuration per session)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import uuid
 from typing import Callable
 
 import pytest
 
-from repro.explore.models import CONFIGURATIONS as CONFIGS
+from repro.explore.configs import CONFIGURATIONS as CONFIGS
 from repro.errors import ExitCode
 from repro.explore.check import ViolationKind
 from repro.explore.models import PersistenceModel as M
@@ -26,6 +28,7 @@ from repro.scenario import FaultSpec, Scenario, StoreSpec, WorkloadSpec, get_pro
 
 _NO_FUSE = not pathlib.Path("/dev/fuse").exists() and not os.environ.get("CI")
 pytestmark = [pytest.mark.docker, pytest.mark.skipif(_NO_FUSE, reason="recording needs /dev/fuse on the engine's host")]
+REPRO = pathlib.Path(sys.executable).with_name("repro")  # the console script, as a user runs it
 SEED = 4242
 OPS = 60
 WORKLOAD = WorkloadSpec(sizes="200:2k")  # small messages: a few pages per commit, a small state space
@@ -52,7 +55,7 @@ def recorded(lab_image: str, tmp_path_factory: pytest.TempPathFactory) -> Callab
 
 def checked(recorded: Callable[[str], TraceDir], name: str, models: tuple[M, ...] = tuple(M),
             budget: int = 100_000) -> Exploration:
-    run = explore(recorded(name), models, budget=budget, seed=SEED, jobs=2)
+    run = explore(recorded(name), models, budget=budget, seed=SEED, jobs=2)  # the image: lab_image's (HERMES_LAB_IMAGE)
     cfg = run.config
     assert (cfg.journal_mode.value, int(cfg.synchronous)) == IN_FORCE[name], "the configuration was not in force"
     assert not any(m.verdicts.get(Verdict.ERROR.value) for m in run.models), [m.first_violation for m in run.models]
@@ -135,22 +138,74 @@ def test_journal_off_leaves_corrupt_states(recorded: Callable[[str], TraceDir]) 
     assert all(m.broken == 0 for m in run.models)  # journal_mode=OFF promises nothing
 
 
+def _user_env() -> dict[str, str]:
+    """What a user's shell gives `repro`: no PYTHONPATH (the lab must find everything it needs itself)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def test_the_documented_command_runs_as_written_from_any_folder(lab_image: str, tmp_path: pathlib.Path) -> None:
+    """README: `.venv/bin/repro explore --record --preset durable --ops 60 --seed 3`, run as written (the
+    console script, a folder outside the checkout, no PYTHONPATH; the image is the session's, by
+    HERMES_LAB_IMAGE, as the user's is by default)."""
+    env = {**_user_env(), "HERMES_LAB_IMAGE": lab_image}
+    done = subprocess.run([str(REPRO), "explore", "--record", "--preset", "durable", "--ops", "60", "--seed", "3"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "No module named" not in done.stderr
+    (out,) = (tmp_path / "runs").iterdir()
+    report = json.loads((out / "explore.json").read_text())
+    assert all(m["verdicts"].get("error", 0) == 0 and m["checked"] > 0 for m in report["models"]), report["models"]
+
+
 def test_the_cli_records_explores_and_materializes(lab_image: str, tmp_path: pathlib.Path) -> None:
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])}
-    argv = [sys.executable, "-m", "repro.cli", "explore", "--record", "--preset", "durable", "--journal-mode",
+    argv = [str(REPRO), "explore", "--record", "--preset", "durable", "--journal-mode",
             "delete", "--ops", "40", "--seed", "7", "--message-size", "200:2k", "--models", "lazy-dirs,prefix",
             "--budget", "300", "--image", lab_image, "--out", str(out)]
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(argv, capture_output=True, text=True, env=_user_env(), cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "lazy-dirs" in done.stderr and "states: checking" in done.stderr
     assert {"explore.json", "explore.md", "junit.xml", "trace"} <= {p.name for p in out.iterdir()}
+    again = subprocess.run(argv, capture_output=True, text=True, env=_user_env(), cwd=tmp_path, timeout=600)
+    assert again.returncode == ExitCode.BAD_INPUT and "not empty" in again.stderr  # no --force: refused
+    forced = subprocess.run([*argv, "--force", "--models", "prefix"], capture_output=True, text=True,
+                            env=_user_env(), cwd=tmp_path, timeout=600)
+    assert forced.returncode == 0, forced.stderr[-3000:]  # the earlier report and trace replaced
+    assert [m["model"] for m in json.loads((out / "explore.json").read_text())["models"]] == ["prefix"]
     dirs = [tmp_path / "a", tmp_path / "b"]
     for d in dirs:
-        again = subprocess.run([sys.executable, "-m", "repro.cli", "explore", str(out / "trace"), "--materialize",
-                                "lazy-dirs:5", "--out", str(d)], capture_output=True, text=True, env=env, timeout=120)
+        again = subprocess.run([str(REPRO), "explore", str(out / "trace"), "--materialize", "lazy-dirs:5", "--out",
+                                str(d), "--image", lab_image], capture_output=True, text=True, env=_user_env(),
+                               cwd=tmp_path, timeout=300)
         assert again.returncode == 0, again.stderr
     assert [p.read_bytes() for p in sorted(dirs[0].iterdir())] == [p.read_bytes() for p in sorted(dirs[1].iterdir())]
+
+
+def test_a_store_given_to_record_runs_in_machines_and_the_sandbox_never_on_the_host(
+        lab_image: str, tmp_path: pathlib.Path) -> None:
+    """The host-marker store (tests/stores/host_marker) leaves a marker wherever it is imported and opens
+    nothing as root or beside the Docker socket: recorded and explored, every state passes, and the host
+    has no marker."""
+    token = uuid.uuid4().hex
+    store = shutil.copytree(pathlib.Path(__file__).resolve().parents[1] / "stores" / "host_marker",
+                            tmp_path / "store")
+    (store / "MARKER_TOKEN").write_text(token)
+    for path in [store, *store.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    marker = pathlib.Path(f"/tmp/HOST-MARKER-{token}")
+    try:
+        done = subprocess.run([str(REPRO), "explore", "--record", "--store-path", str(store), "--preset", "durable",
+                               "--ops", "30", "--seed", "5", "--message-size", "200:2k", "--budget", "200",
+                               "--image", lab_image, "--out", str(tmp_path / "out")],
+                              capture_output=True, text=True, env=_user_env(), cwd=tmp_path, timeout=600)
+        assert not marker.exists(), marker.read_text()
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads((tmp_path / "out" / "explore.json").read_text())
+        assert all(m["verdicts"]["pass"] == m["checked"] > 0 for m in report["models"]), report["models"]
+        recording = json.loads((tmp_path / "out" / "trace" / "recording.json").read_text())
+        assert recording["store_path"] == str(store)
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def test_a_power_loss_trial_records_its_trace_for_explore(lab_image: str, tmp_path: pathlib.Path) -> None:

@@ -3,6 +3,7 @@ out like upstream (a `hermes_state.py` of its own), far from this checkout."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
@@ -15,6 +16,9 @@ import pytest
 
 from repro.machine import engine
 from repro.machine.labels import RUN_ID
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "unit"))  # the unit tests' trace helpers
+from test_explore_support import recorded_run  # noqa: E402
 
 pytestmark = pytest.mark.docker
 
@@ -70,6 +74,15 @@ def test_the_installed_wheel_builds_its_image_runs_a_trial_and_never_shadows_the
         assert f"image {tag}" in built.stdout and "context" in built.stdout
         labels = engine.image_labels(cli, tag)
         assert labels is not None and labels.get("org.hermes-lab.context")
+        # explore from the installed lab, in the user's project (whose hermes_state.py has no SessionDB): the
+        # states are checked in the sandbox with the image's store, so nothing here imports one by name
+        trace = recorded_run(tmp_path / "rec", commits=4)
+        explored = run(str(env_dir / "bin" / "repro"), "explore", str(trace.path), "--budget", "50",
+                       "--out", str(tmp_path / "explored"))
+        assert explored.returncode == 0, explored.stderr[-3000:]
+        assert "No module named" not in explored.stderr
+        report = json.loads((tmp_path / "explored" / "explore.json").read_text())
+        assert all(m["verdicts"]["pass"] == m["checked"] > 0 for m in report["models"]), report["models"]
     finally:
         try:
             cli.images.remove(tag, force=True)

@@ -3,9 +3,7 @@ that lies about fsync is caught, a state is reproduced exactly, reports and bad 
 
 from __future__ import annotations
 
-import json
 import pathlib
-import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -13,8 +11,6 @@ from repro.cli import main
 from repro.errors import ExitCode
 from repro.explore.check import Checker, ChunkStats, ViolationKind, judge_state, ledger_at
 from repro.explore.models import PersistenceModel as M
-from repro.explore.report import write_all
-from repro.explore.runner import explore
 from repro.explore.space import StateSpec
 from repro.explore.timeline import CrashPoint
 from repro.ledger import Outcome
@@ -72,31 +68,6 @@ def test_a_loss_before_the_last_wal_sync_breaks_the_promise(tmp_path: pathlib.Pa
     assert full.kind is ViolationKind.LOST_ACKED  # FULL allows no loss at all
 
 
-def test_a_clean_recording_keeps_every_promise_in_every_state(tmp_path: pathlib.Path) -> None:
-    run = explore(recorded_run(tmp_path), tuple(M), budget=100_000, seed=1, jobs=2)
-    assert run.exit_code is ExitCode.OK
-    assert all(m.selection.exhaustive and m.checked == m.selection.total > 0 for m in run.models)
-    assert all(set(m.verdicts) == {"pass"} and m.broken == 0 for m in run.models), [m.verdicts for m in run.models]
-    assert run.stats.probes < run.states  # alike states shared a probe
-
-
-def test_a_disk_that_ignores_fsync_is_caught_and_reported(tmp_path: pathlib.Path) -> None:
-    trace = recorded_run(tmp_path, lying_fsync_from=6)
-    run = explore(trace, (M.SYNCED_ONLY, M.PREFIX), budget=100_000, seed=1, jobs=1)
-    assert run.exit_code is ExitCode.TRIAL_FAILED
-    synced = run.models[0]
-    assert synced.broken > 0 and synced.violations == {"lost-acked": synced.broken}
-    first = synced.first_violation
-    assert first is not None and first.lost == (7,) and first.kind is ViolationKind.LOST_ACKED
-    json_path, md_path, junit_path = write_all(tmp_path / "report", run)
-    data = json.loads(json_path.read_text())
-    assert data["result"]["exit_code"] == 1 and data["models"][0]["broken_promises"] == synced.broken
-    assert data["models"][0]["first_violation"]["state"] == f"synced-only:{first.index}"
-    assert f"--materialize synced-only:{first.index}" in md_path.read_text()
-    failures = ET.parse(junit_path).getroot().findall(".//failure")
-    assert len(failures) == 2 and "lost-acked" in failures[0].get("type", "")
-
-
 def test_states_that_share_a_probe_get_the_verdict_their_own_probe_gives(tmp_path: pathlib.Path) -> None:
     trace = recorded_run(tmp_path, lying_fsync_from=8)
     shared, alone = Checker(trace, tuple(M)), Checker(trace, tuple(M), images=False)
@@ -111,18 +82,6 @@ def test_states_that_share_a_probe_get_the_verdict_their_own_probe_gives(tmp_pat
         alone.close()
 
 
-def test_materialize_writes_the_same_state_every_time(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    trace = recorded_run(tmp_path, lying_fsync_from=6)
-    outs = [tmp_path / "one", tmp_path / "two"]
-    for out in outs:
-        assert main(["explore", str(trace.path), "--materialize", "prefix:17", "--out", str(out)]) == 0
-    one, two = ({p.name: p.read_bytes() for p in out.iterdir()} for out in outs)
-    assert one == two and {"state.db", "state.db-wal", "state.json"} <= set(one)
-    about = json.loads(one["state.json"])
-    assert about["state"] == "prefix:17" and about["verdict"] in ("pass", "lost-acked")
-    assert "verdict:" in capsys.readouterr().out
-
-
 @pytest.mark.parametrize(("argv", "words"), [
     (["explore"], ("TRACE_DIR", "--record")),
     (["explore", ".", "--record"], ("not both",)),
@@ -133,6 +92,12 @@ def test_materialize_writes_the_same_state_every_time(tmp_path: pathlib.Path, ca
     (["explore", ".", "--materialize", "prefix:1"], ("--out",)),
     (["explore", "--record", "--preset", "fast"], ("unknown preset",)),
     (["explore", "--record", "--ops", "0"], ("--ops",)),
+    (["explore", "--record", "--ops", "10001"], ("--ops must be from 1 to 10,000",)),
+    (["explore", "--record", "--rate", "-1"], ("--rate must be from 0",)),
+    (["explore", "--record", "--rate", "nan"], ("--rate must be from 0",)),
+    (["explore", "--record", "--rate", "1e9"], ("--rate must be from 0",)),
+    (["explore", "--record", "--jobs", "65"], ("--jobs must be from 1 to 64",)),
+    (["explore", "--record", "--jobs", "0"], ("--jobs must be from 1 to 64",)),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], words: tuple[str, ...], tmp_path: pathlib.Path,
                                           monkeypatch: pytest.MonkeyPatch,
@@ -165,3 +130,58 @@ def test_a_power_loss_trial_asks_for_its_trace_and_replays_with_it() -> None:
     marked = WorkloadConfig.from_env({"LAB_MARK_SOCKET": "/run/lab/marks.sock"})
     assert marked.mark_socket == "/run/lab/marks.sock" and WorkloadConfig.from_env({}).mark_socket == ""
     assert WorkloadConfig.from_env(marked.to_env()) == marked
+
+
+def _no_engine(monkeypatch: pytest.MonkeyPatch, where: pathlib.Path) -> None:
+    monkeypatch.chdir(where)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")  # nothing may reach an engine
+
+
+def test_explore_refuses_a_used_out_without_force_before_any_engine(tmp_path: pathlib.Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    trace = recorded_run(tmp_path / "rec", commits=2)
+    _no_engine(monkeypatch, tmp_path)
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    assert main(["explore", str(trace.path), "--out", str(used)]) == ExitCode.BAD_INPUT
+    assert "is not empty" in capsys.readouterr().err
+    assert main(["explore", str(trace.path), "--out", str(used), "--force"]) == ExitCode.BAD_INPUT
+    assert "holds no lab report" in capsys.readouterr().err  # --force deletes only the lab's own reports
+    assert (used / "notes.txt").read_text() == "mine"
+    # known bad for the refusals above: an empty --out passes them and only then needs the engine
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["explore", str(trace.path), "--out", str(empty)]) == ExitCode.LAB_FAILED
+    assert "no Docker engine answers" in capsys.readouterr().err
+
+
+def test_explore_force_never_goes_through_a_symbolic_link(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    trace = recorded_run(tmp_path / "rec", commits=2)
+    _no_engine(monkeypatch, tmp_path)
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "report.json").write_text('{"run": 1, "trials": [], "format": 1}')
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    assert main(["explore", str(trace.path), "--out", str(link), "--force"]) == ExitCode.BAD_INPUT
+    assert "is a symbolic link" in capsys.readouterr().err
+    assert (real / "report.json").exists()
+
+
+def test_explore_never_writes_its_reports_where_its_trace_is_read_from(tmp_path: pathlib.Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`explore runs/x/trace --out runs/x --force` would have --force delete the trace it is about to read."""
+    run_dir = tmp_path / "runs" / "x"
+    trace = recorded_run(run_dir, commits=2)
+    (run_dir / "explore.json").write_text("{}")
+    (run_dir / ".repro-run").write_text("old 1\n")  # an earlier exploration's report directory
+    _no_engine(monkeypatch, tmp_path)
+    assert main(["explore", str(trace.path), "--out", str(run_dir), "--force"]) == ExitCode.BAD_INPUT
+    assert "is inside --out" in capsys.readouterr().err
+    assert (trace.path / "trace.jsonl").is_file()
+    assert main(["explore", str(trace.path), "--out", str(tmp_path / "elsewhere")]) == ExitCode.LAB_FAILED  # known good
+    assert "no Docker engine answers" in capsys.readouterr().err

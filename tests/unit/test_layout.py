@@ -16,11 +16,11 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MAX_LINES = 400
 # What runs inside a machine: the workload and its services, the fault agent, the power-loss
-# filesystem, the restarted machine's probe and the Compose judge.
+# filesystem, the restarted machine's probe, the Compose judge and the explore sandbox's checker.
 IN_MACHINE_ENTRY_POINTS = ("repro.workload", "repro.workload.__main__", "repro.workload.agent",
                            "repro.workload.dashboard", "repro.workload.npm_cache", "repro.lossyfs.__main__",
                            "repro.verify.probe", "repro.oracle.__main__", "repro.verify.importcheck",
-                           "repro.workload.grow")
+                           "repro.workload.grow", "repro.explore.worker")
 # Besides the standard library and the store, the image has Debian's python3-pyfuse3 (and trio).
 IMAGE_THIRD_PARTY = {"pyfuse3", "trio"}
 

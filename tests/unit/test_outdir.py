@@ -86,3 +86,36 @@ def test_two_runs_claiming_one_out_at_once_cannot_both_take_it(tmp_path: pathlib
     outdir.claim(target, "a")
     with pytest.raises(ScenarioError):
         outdir.claim(outdir.ReportDir(out, True, False), "b")
+
+
+def test_force_removes_a_link_in_the_place_of_a_lab_file_or_directory_and_never_follows_it(
+        tmp_path: pathlib.Path) -> None:
+    """A link named trials/ or trace/ (or explore.json) in an old report is removed, not followed: the new
+    reports go into the directory, and what the links pointed to is untouched."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    out = tmp_path / "r"
+    out.mkdir()
+    _old_run(out)
+    import shutil
+
+    shutil.rmtree(out / "trials")
+    for name in ("trials", "trace"):
+        (out / name).symlink_to(victim, target_is_directory=True)
+    (out / "explore.json").symlink_to(victim / "keep.txt")
+    path = outdir.claim(outdir.plan(str(out), "new", force=True), "new")
+    assert sorted(p.name for p in path.iterdir()) == [outdir.MARKER, "notes.txt"]
+    (path / "trials").mkdir()  # what the run does next: a directory of its own
+    assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
+    assert (victim / "keep.txt").read_text() == "precious"
+
+
+def test_force_refuses_an_out_that_is_itself_a_link(tmp_path: pathlib.Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    _old_run(real)
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    with pytest.raises(ScenarioError, match="symbolic link"):
+        outdir.plan(str(tmp_path / "link"), "new", force=True)
+    assert (real / "report.md").read_text() == "old"

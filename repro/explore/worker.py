@@ -1,0 +1,96 @@
+"""One checker of crash states, run inside the explore sandbox: batches in on stdin, verdicts out on a channel of its own (stdlib only).
+
+Run as ``python3 -m repro.explore.worker TRACE_DIR --models prefix,torn [--store-path DIR]
+[--no-images]`` by ``docker exec`` in the sandbox (repro/explore/sandbox.py): the store under
+test is imported here, as uid 1000 in a container with no network and no Docker socket, never in
+the lab's own process. Before anything of the store can run, the worker moves its record channel
+(repro/explore/wire.py) to a private descriptor and points descriptor 1 at stderr, so what the
+store prints (or a process it forks inherits as stdout) cannot reach the channel by accident.
+
+Records: one hello ``{"ready": {...}}`` once the trace is loaded; then for each request
+``{"batch": [[model, index], ...]}`` one reply ``{"results": [...], "stats": {...}}``. The worker
+ends at the end of its stdin. A failure of the worker itself is a reply ``{"error": "..."}``
+and exit status 3; the lab turns it into a lab error, never a verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+import traceback
+from typing import Sequence
+
+EXIT_FAILED = 3
+
+
+def _private_channel() -> int:
+    """A descriptor that is the original stdout; descriptor 1 (and sys.stdout) become stderr."""
+    channel = os.dup(1)  # not inheritable: a program the store executes does not get it
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return channel
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    channel = _private_channel()
+    parser = argparse.ArgumentParser(prog="python3 -m repro.explore.worker")
+    parser.add_argument("trace_dir")
+    parser.add_argument("--models", required=True)
+    parser.add_argument("--store-path", default=None)
+    parser.add_argument("--no-images", action="store_true")
+    parser.add_argument("--scratch", default=None)
+    args = parser.parse_args(argv)
+
+    from repro.explore.wire import ChannelClosed, Reader, Writer, result_to_json, stats_to_json
+
+    out = Writer(os.fdopen(channel, "wb", buffering=0))
+    try:
+        from repro.explore.check import Checker, ChunkStats
+        from repro.explore.models import PersistenceModel
+        from repro.explore.tracedir import TraceDir
+
+        quiet = logging.getLogger("hermes_state")
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+        models = tuple(PersistenceModel(m) for m in args.models.split(","))
+        checker = Checker(TraceDir.open(args.trace_dir), models, args.scratch, images=not args.no_images,
+                          store_path=args.store_path)
+    except Exception as exc:
+        out.send({"error": f"the checker could not start: {type(exc).__name__}: {exc}"[:2000]})
+        traceback.print_exc()
+        return EXIT_FAILED
+    import sqlite3
+
+    out.send({"ready": {"pid": os.getpid(), "uid": os.getuid(), "sqlite_version": sqlite3.sqlite_version}})
+    requests = Reader(lambda n: os.read(0, n))
+    try:
+        while True:
+            try:
+                request = requests.next()
+            except ChannelClosed:  # the end of stdin: the lab is done
+                return 0
+            refs = [(PersistenceModel(model), int(index)) for model, index in request["batch"]]
+            stats = ChunkStats()
+            cpu = time.process_time()
+            before = dataclasses.replace(checker.materializer.stats)
+            results = [checker.check(model, index, stats) for model, index in refs]
+            after = checker.materializer.stats
+            stats.cloned_bytes = after.cloned_bytes - before.cloned_bytes
+            stats.patched_bytes = after.patched_bytes - before.patched_bytes
+            stats.advanced_bytes = after.advanced_bytes - before.advanced_bytes
+            stats.cpu_s = time.process_time() - cpu
+            out.send({"results": [result_to_json(r) for r in results], "stats": stats_to_json(stats)})
+    except Exception as exc:
+        traceback.print_exc()
+        out.send({"error": f"the checker failed: {type(exc).__name__}: {exc}"[:2000]})
+        return EXIT_FAILED
+    finally:
+        checker.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
