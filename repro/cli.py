@@ -187,7 +187,8 @@ def _fail_on(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="repro", description="Reproduce SQLite crash and corruption reports on Fly-like machines.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
+                                help="what to do; `repro COMMAND --help` for its options")
 
     run = sub.add_parser("run", help="trials of one scenario (no arguments: the NS-506 reproduction)",
                          description="Trials of one scenario (no arguments: the NS-506 reproduction).")
