@@ -9,6 +9,7 @@ comments right above a block (no blank line between) say how the suite runs it:
 - ``<!-- not run in CI: REASON -->``: never run, with the reason (a registry, a second host, ...);
 - ``<!-- xfail: REASON -->``: expected to fail for now (strict=False: a pass is fine);
 - ``<!-- exit: N -->``: the exit status the doc promises (default 0);
+- ``<!-- output: TEXT -->``: what the doc promises the command prints (stdout or stderr);
 - ``<!-- wheel -->``: also run from an installed wheel, outside the checkout.
 
 Commands run in document order, each with ``bash -c`` exactly as written, from the root of the checkout.
@@ -27,7 +28,7 @@ TIMEOUT_S = 900
 SHELLS = ("sh", "bash", "shell")
 MARKS = {"docker", "slow", "fuse"}
 _FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
-_DIRECTIVE = re.compile(r"^\s*<!--\s*(test|not run in CI|xfail|exit|wheel)\s*(?::\s*(.*?))?\s*-->\s*$")
+_DIRECTIVE = re.compile(r"^\s*<!--\s*(test|not run in CI|xfail|exit|output|wheel)\s*(?::\s*(.*?))?\s*-->\s*$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class DocCommand:
     xfail: str | None = None
     exit: int = 0
     wheel: bool = False
+    output: str | None = None
 
     @property
     def id(self) -> str:
@@ -57,9 +59,9 @@ def _directives(comments: list[str], where: str) -> dict[str, str]:
     for comment in comments:
         match = _DIRECTIVE.match(comment)
         if match is None:  # a misspelt directive must not silently run (or skip) a block
-            raise ValueError(f"{where}: {comment.strip()!r} is no directive (test, not run in CI, xfail, exit, wheel)")
+            raise ValueError(f"{where}: {comment.strip()!r} is no directive (test, not run in CI, xfail, exit, output, wheel)")
         key, value = match[1], (match[2] or "").strip()
-        if key in ("not run in CI", "xfail") and not value:
+        if key in ("not run in CI", "xfail", "output") and not value:
             raise ValueError(f"{where}: <!-- {key}: ... --> needs a reason")
         if key == "test" and not set(value.split()) <= MARKS:
             raise ValueError(f"{where}: unknown marks {sorted(set(value.split()) - MARKS)} (known {sorted(MARKS)})")
@@ -93,7 +95,8 @@ def collect(path: pathlib.Path, root: pathlib.Path = ROOT) -> list[DocCommand]:
                 if not text.endswith("\\"):
                     commands.append(DocCommand(doc, start, "\n".join(pending), tuple(found.get("test", "").split()),
                                                found.get("not run in CI"), found.get("xfail"),
-                                               int(found.get("exit", "0") or 0), "wheel" in found))
+                                               int(found.get("exit", "0") or 0), "wheel" in found,
+                                               found.get("output")))
                     pending = []
             i += 1
         i += 1
@@ -120,3 +123,7 @@ def check(command: DocCommand, cwd: os.PathLike[str] | str, env: dict[str, str])
     assert proc.returncode == command.exit, (
         f"{command.id}: `{command.text}` exited {proc.returncode}, the doc says {command.exit}\n"
         f"--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}")
+    if command.output is not None:
+        assert command.output in proc.stdout + proc.stderr, (
+            f"{command.id}: `{command.text}` did not print {command.output!r}\n--- stdout\n{proc.stdout[-3000:]}\n"
+            f"--- stderr\n{proc.stderr[-3000:]}")

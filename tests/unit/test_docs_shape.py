@@ -68,13 +68,13 @@ def test_every_block_is_run_or_says_why_not() -> None:
 
 def test_the_collector_reads_directives_and_refuses_a_misspelt_one(tmp_path: pathlib.Path) -> None:
     doc = tmp_path / "doc.md"
-    doc.write_text("text\n\n<!-- test: docker slow -->\n<!-- exit: 2 -->\n```sh\n# a comment\n"
+    doc.write_text("text\n\n<!-- test: docker slow -->\n<!-- exit: 2 -->\n<!-- output: repro: error -->\n```sh\n# a comment\n"
                    ".venv/bin/repro run \\\n    --trials 2\n\n.venv/bin/repro doctor\n```\n\n"
                    "<!-- not run in CI: needs a second host -->\n```bash\n.venv/bin/repro clean\n```\n\n"
                    "```python\nprint('not a shell')\n```\n\n<!-- wheel -->\n\n```sh\n.venv/bin/repro --help\n```\n")
     first, second, third, fourth = collect(doc, tmp_path)
-    assert (first.text, first.line, first.marks, first.exit) == (
-        ".venv/bin/repro run \\\n    --trials 2", 7, ("docker", "slow"), 2)
+    assert (first.text, first.line, first.marks, first.exit, first.output) == (
+        ".venv/bin/repro run \\\n    --trials 2", 8, ("docker", "slow"), 2, "repro: error")
     assert second.text == ".venv/bin/repro doctor" and second.marks == ("docker", "slow")
     assert third.not_run == "needs a second host" and not third.marks
     assert not fourth.wheel  # a blank line parts a directive from its block
