@@ -120,6 +120,9 @@ def regenerate(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     root = pathlib.Path(__file__).resolve().parents[1]
+    if not (root / "docs").is_dir():
+        print(f"no docs/ beside {root / 'repro'}: run this from a checkout of the lab", file=sys.stderr)
+        return 2
     stale = []
     for path in documents(root):
         text = path.read_text()
