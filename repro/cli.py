@@ -7,13 +7,31 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from repro import commands, upkeep
 from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS, HUNT
-from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, MAX_OPS
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
-from repro.scenario.profiles import DEFAULT_PROFILE
+from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, MAX_OPS
+from repro.explore.models import PersistenceModel
+from repro.faults import FAULTS
+from repro.report.records import FailOn
+from repro.scenario import (
+    CHECKPOINT_MODES,
+    DEFAULT_PROFILE,
+    HAZARD_DEFAULTS,
+    JOURNAL_MODES,
+    OWN_SETTINGS,
+    POWER_LOSS_OPTIONS,
+    PRESETS,
+    PROFILES,
+    HazardName,
+    SYNCHRONOUS,
+    StoreSpec,
+    Trigger,
+)
+from repro.scenario.stores import SYSTEM_SQLITE
+from repro.workload.config import DEFAULT_MIX, OPS, WorkloadConfig
 
 # An error line is one line of reasonable length, whatever the user typed (what it echoes is
 # capped where it is made: repro.errors.shown); this is the last guard.
@@ -27,39 +45,79 @@ class _Parser(argparse.ArgumentParser):
         raise ScenarioError(message)
 
 
+# Help that names what the code knows is built from the code's registries, never typed by hand: a
+# preset, profile, fault, trigger, hazard, persistence model or mix word added there shows here.
+def _listed(names: Iterable[str], default: str | None = None) -> str:
+    """``a (default), b, c``: the registry's names, the default marked."""
+    return ", ".join(f"{n} (default)" if n == default else n for n in names)
+
+
+_HAZARD_HELP = {
+    HazardName.RAW_OPEN: "the gateway opens and closes its live db file every N writes, dropping its POSIX locks",
+    HazardName.DASHBOARD: "a second process opens, reads and closes the store every MS ms",
+    HazardName.CRON: "a second process writes one operation every MS ms through its own store instance",
+    HazardName.CHECKPOINTER: "a third process checkpoints the WAL, PASSIVE and TRUNCATE alternately, every MS ms",
+}
+_HAZARD_UNIT = {HazardName.RAW_OPEN: "N"}
+
+
+def _hazards_help() -> str:
+    return "; ".join(f"{h.value}[={_HAZARD_UNIT.get(h, 'MS')}] ({_HAZARD_HELP[h]}, default {HAZARD_DEFAULTS[h]})"
+                     for h in HazardName)
+
+
+_TRIGGER_FORM = {Trigger.ACKS: "@acks=N", Trigger.RANDOM: "@random[=MS]"}  # the rest: @NAME[=N]
+
+
+def _fault_help() -> str:
+    triggers = "|".join(_TRIGGER_FORM.get(t, f"@{t.value}[=N]") for t in Trigger)
+    faults = ", ".join(f"{f.value} (@{fault.default_trigger.value})" for f, fault in FAULTS.items())
+    return (f"a fault, NAME[:OPTIONS][{triggers}]; repeat to compose (disk-fill then sigterm). Faults, with "
+            f"their default trigger: {faults}. power-loss takes the options {','.join(POWER_LOSS_OPTIONS)} "
+            "(record: keep its trace for `repro explore`)")
+
+
+def _profile_arg(p: argparse.ArgumentParser, many: bool, default: str = DEFAULT_PROFILE) -> None:
+    names = _listed(PROFILES, default)
+    if many:
+        p.add_argument("--profiles", default=default, help=f"comma-separated machine profiles: {names}")
+    else:
+        p.add_argument("--profile", default=default, help=f"the machine profile: {names}")
+
+
 def _store_args(p: argparse.ArgumentParser, many: bool, releases: bool = True) -> None:
     """The store options; ``releases``: also git refs, requirements and the starting disk (not for explore)."""
+    presets = (f"{_listed(PRESETS, StoreSpec().preset)} ({OWN_SETTINGS}: no HERMES_STATE_* settings, "
+               "a foreign store's default)")
     if many:
-        p.add_argument("--presets", default=None, help="comma-separated: ns506 (default), legacy, durable, own "
-                                                       "(no HERMES_STATE_* settings: a foreign store's default)")
+        p.add_argument("--presets", default=None, help=f"comma-separated store presets: {presets}")
         p.add_argument("--store-paths", default="",
                        help="comma-separated store directories (old,new), each holding a hermes_state package "
                             "or a hermes_state.py module with what it imports")
         p.add_argument("--store-refs", default="", metavar="REPO@OLD,REPO@NEW",
                        help="comma-separated releases from git: a repository (path or URL) @ a tag, branch or commit")
-        p.add_argument("--sqlites", default="system",
-                       help="comma-separated SQLite libraries: system (the image's own) or versions the lab "
-                            "builds, e.g. 3.51.2,3.53.2 (see `repro sqlite list`)")
+        p.add_argument("--sqlites", default=SYSTEM_SQLITE,
+                       help=f"comma-separated SQLite libraries: {SYSTEM_SQLITE} (the image's own) or versions the "
+                            "lab builds, e.g. 3.51.2,3.53.2 (see `repro sqlite list`)")
     else:
-        p.add_argument("--preset", default=None, help="ns506 (default), legacy, durable or own (no HERMES_STATE_* "
-                                                      "settings: a foreign store's default)")
+        p.add_argument("--preset", default=None, help=f"the store preset: {presets}")
         p.add_argument("--store-path", default=None, help="a store directory: a hermes_state package or a "
                                                           "hermes_state.py module, and what it imports beside it")
         if releases:
             p.add_argument("--store-ref", default=None, metavar="REPO@REV",
                            help="a release from git: a repository (path or URL) @ a tag, branch or commit")
-        p.add_argument("--sqlite", default="system",
-                       help="the SQLite the store loads: system (the image's own, default) or a version the lab "
-                            "builds, e.g. 3.53.2 (see `repro sqlite list`)")
+        p.add_argument("--sqlite", default=SYSTEM_SQLITE,
+                       help=f"the SQLite the store loads: {SYSTEM_SQLITE} (the image's own, default) or a version "
+                            "the lab builds, e.g. 3.53.2 (see `repro sqlite list`)")
     p.add_argument("--sqlite-assisted", action="store_true",
                    help="the lab's assisted build of each version: a short sleep in every WAL checkpoint, "
                         "once it has read the WAL header, widens the WAL-reset race (labelled 'assisted'; never the default)")
     p.add_argument("--wal-autocheckpoint", type=int, default=None, metavar="PAGES",
                    help="override the store's PRAGMA wal_autocheckpoint (SQLite's default: 1000 pages)")
-    p.add_argument("--journal-mode", default=None, help="override: wal, delete, truncate, persist, memory, off")
-    p.add_argument("--synchronous", default=None, help="override: off, normal, full, extra")
+    p.add_argument("--journal-mode", default=None, help=f"override: {_listed(JOURNAL_MODES)}")
+    p.add_argument("--synchronous", default=None, help=f"override: {_listed(SYNCHRONOUS)}")
     p.add_argument("--checkpoint-mode", default=None,
-                   help="override the store's periodic WAL checkpoint: passive (default) or truncate")
+                   help=f"override the store's periodic WAL checkpoint: {_listed(CHECKPOINT_MODES, 'passive')}")
     if releases:
         _release_args(p)
 
@@ -80,66 +138,78 @@ def _release_args(p: argparse.ArgumentParser) -> None:
                    help="fill the disk to PCT%% with a filler file before the workload starts")
 
 
+def _workload_args(p: argparse.ArgumentParser) -> None:
+    """How the gateway-like workload drives the store (run, matrix, hunt and explore's recording)."""
+    defaults = WorkloadConfig()
+    p.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
+    p.add_argument("--mix", default="", metavar="OP=WEIGHT,...",
+                   help=f"workload op mix over {_listed(OPS)} (default {DEFAULT_MIX})")
+    p.add_argument("--message-size", default="", metavar="MIN:MAX",
+                   help=f"message sizes in bytes, k or m (default {defaults.min_size}:{defaults.max_size})")
+
+
+def _image_arg(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--image", default=None, help=f"the lab image{what} (default: $HERMES_LAB_IMAGE, else hermes-lab:latest)")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help="trials per scenario")
+    p.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help=f"trials per scenario (default {DEFAULT_TRIALS})")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (printed; default: random)")
-    p.add_argument("--jobs", type=int, default=1, help="trials run at once")
+    p.add_argument("--jobs", type=int, default=1, help="trials run at once (default 1)")
     p.add_argument("--out", default=None, help="report directory (default runs/<timestamp>-<run id>); "
                                                 "must be empty or new")
     p.add_argument("--force", action="store_true",
                    help="reuse a non-empty --out that holds an earlier lab report: its reports and trials/ are deleted")
-    p.add_argument("--json", default=None, help="also write the JSON report to this file")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the JSON report to this file")
     _fail_on(p)
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="run only the K-th of N deterministic parts (needs --seed; `repro merge` combines them)")
-    p.add_argument("--image", default=None, help="the lab image (default hermes-lab:latest)")
-    p.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
-    p.add_argument("--mix", default="", help="workload op mix, e.g. append=80,tokens=8,search=6,create=3,end=3")
-    p.add_argument("--message-size", default="", help="message sizes MIN:MAX (default 200:20k)")
+    _image_arg(p)
+    _workload_args(p)
     p.add_argument("--linger", type=int, default=0, metavar="MS",
                    help="a slow shutdown: after the stop signal the workload writes on for MS ms before "
                         "closing; past the profile's kill timeout (Fly: 5 s) the machine is SIGKILLed")
-    p.add_argument("--hazard", action="append", default=None,
-                   help="what the application does wrong, all run long; repeat to combine: "
-                        "raw-open[=N] (the gateway opens and closes its live db file every N writes, "
-                        "dropping its POSIX locks), dashboard[=MS] (a second process opens, reads and "
-                        "closes the store every MS ms), cron[=MS] (a second process writes one operation "
-                        "every MS ms through its own store instance), checkpointer[=MS] (a third process "
-                        "checkpoints the WAL, PASSIVE and TRUNCATE alternately, every MS ms, default 1)")
+    p.add_argument("--hazard", action="append", default=None, metavar="NAME[=VALUE]",
+                   help=f"what the application does wrong, all run long; repeat to combine: {_hazards_help()}")
+
+
+_FAIL_ON_HELP = {
+    FailOn.REGRESSION: "a matrix of two stores: the new one harms data significantly more often",
+    FailOn.REPRODUCED: "a bug hunt: no trial harmed data",
+}
 
 
 def _fail_on(p: argparse.ArgumentParser) -> None:
+    conditions = "; ".join(f"{c.value} ({_FAIL_ON_HELP[c]})" for c in FailOn)
     p.add_argument("--fail-on", action="append", default=None, metavar="CONDITION",
-                   help="also exit 1 when: regression (matrix of two stores: the new one harms data significantly "
-                        "more often), reproduced (a bug hunt: fails when no trial harmed data); repeatable")
+                   help=f"also exit 1 when a condition holds; repeatable: {conditions}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="repro", description="Reproduce SQLite crash and corruption reports on Fly-like machines.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
+                                help="what to do; `repro COMMAND --help` for its options")
 
-    run = sub.add_parser("run", help="trials of one scenario (no arguments: the NS-506 reproduction)")
-    run.add_argument("--profile", default=DEFAULT_PROFILE, help=f"{DEFAULT_PROFILE} (default), fly-512, fly-1g")
-    run.add_argument("--fault", action="append", default=None,
-                     help="a fault; repeat to compose (disk-fill then sigterm). "
-                          "NAME[:OPTIONS][@acks=N|@random[=MS]|@in-write[=N]|@on-write[=N]|@checkpoint[=N]]; "
-                          "power-loss takes the options lazy-dirs,torn-writes,record (keep its trace for "
-                          "`repro explore`)")
+    run = sub.add_parser("run", help="trials of one scenario (no arguments: the NS-506 reproduction)",
+                         description="Trials of one scenario (no arguments: the NS-506 reproduction).")
+    _profile_arg(run, many=False)
+    run.add_argument("--fault", action="append", default=None, metavar="FAULT", help=_fault_help())
     _store_args(run, many=False)
     _common(run)
     run.add_argument("--trial-id", default=None, help="run only this trial id (replay)")
 
-    matrix = sub.add_parser("matrix", help="profiles x faults x stores, side by side")
-    matrix.add_argument("--profiles", default=DEFAULT_PROFILE)
+    matrix = sub.add_parser("matrix", help="profiles x faults x stores, side by side",
+                            description="Profiles x faults x stores, side by side; two stores end with a comparison.")
+    _profile_arg(matrix, many=True)
     matrix.add_argument("--faults", default=",".join("+".join(c) for c in DEFAULT_FAULTS),
-                        help="comma-separated fault combinations, + composes (disk-fill+sigterm)")
+                        help="comma-separated fault combinations, + composes (disk-fill+sigterm); each as --fault "
+                             "takes it")
     _store_args(matrix, many=True)
     _common(matrix)
 
     hunt = sub.add_parser("hunt", help="the WAL-reset hunt: writers and a checkpointer flat out on each SQLite, "
                                        "the machine killed after --duration, the database judged")
-    hunt.add_argument("--profiles", default=HUNT.profile, help=f"default {HUNT.profile} (its 256 MB disk holds "
-                                                                 "minutes of writing flat out)")
+    _profile_arg(hunt, many=True, default=HUNT.profile)
     hunt.add_argument("--duration", type=int, default=HUNT.duration_s, metavar="S",
                       help=f"seconds of writing and checkpointing before the machine is killed "
                            f"(default {HUNT.duration_s})")
@@ -149,22 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
                       message_size=HUNT.message_size)
 
     replay = sub.add_parser("replay", help="run one trial of an earlier run again, with its seed")
-    replay.add_argument("run_dir")
-    replay.add_argument("trial_id")
+    replay.add_argument("run_dir", help="the earlier run's report directory (it holds report.json)")
+    replay.add_argument("trial_id", help="the trial's id, as the run's report names it")
 
     explore = sub.add_parser("explore", help="check every crash state of a recorded trace (or record one first)")
     explore.add_argument("trace_dir", nargs="?", help="a trace directory (trace.jsonl, machine.log, recording.json)")
     explore.add_argument("--record", action="store_true",
                          help="record a trace first: one machine, the workload for --ops operations, a clean stop")
-    explore.add_argument("--profile", default=DEFAULT_PROFILE)
+    _profile_arg(explore, many=False)
     _store_args(explore, many=False, releases=False)
     explore.add_argument("--ops", type=int, default=DEFAULT_OPS,
                          help=f"operations to record (default {DEFAULT_OPS}, at most {MAX_OPS:,})")
-    explore.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
-    explore.add_argument("--mix", default="", help="workload op mix, e.g. append=80,tokens=8,search=6,create=3,end=3")
-    explore.add_argument("--message-size", default="", help="message sizes MIN:MAX (default 200:20k)")
-    explore.add_argument("--models", default="all", help="comma-separated persistence models: synced-only, prefix, "
-                                                         "reorder-one, torn, lazy-dirs (default all)")
+    _workload_args(explore)
+    explore.add_argument("--models", default="all",
+                         help=f"comma-separated persistence models: {_listed(m.value for m in PersistenceModel)} "
+                              "(default all)")
     explore.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                          help=f"states per model checked exhaustively; a larger model is sampled with --seed "
                               f"(default {DEFAULT_BUDGET})")
@@ -177,18 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--force", action="store_true",
                          help="reuse a non-empty --out that holds an earlier lab report: its reports and trace/ are "
                               "deleted")
-    explore.add_argument("--image", default=None, help="the lab image of the recording machine and of the sandbox "
-                                                       "that checks the states (default hermes-lab:latest)")
+    _image_arg(explore, " of the recording machine and of the sandbox that checks the states")
     explore.add_argument("--materialize", metavar="STATE", default=None,
                          help="write one state (MODEL:INDEX, as the report names it) to --out, and judge it")
 
     merge = sub.add_parser("merge", help="combine the reports of a run's shards (--shard K/N) into one")
-    merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="the shards' report directories, each once")
     merge.add_argument("--out", required=True, help="the merged report directory")
     _fail_on(merge)
 
     report = sub.add_parser("report", help="re-render report.md, junit.xml and report.html from report.json")
-    report.add_argument("run_dir")
+    report.add_argument("run_dir", help="a run's report directory (it holds report.json)")
 
     clean = sub.add_parser("clean", help="remove the lab's containers and volumes (refuses live runs of other "
                                          "processes unless --force); --caches, --images: its caches and images")
@@ -208,10 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "(7d, 12h, 30m)")
     clean.add_argument("--dry-run", action="store_true", help="with --caches/--images: list, remove nothing")
     image = sub.add_parser("image", help="the lab image")
-    image.add_argument("action", choices=["build"])
+    image.add_argument("action", choices=["build"], help="build: build the image (run builds it when missing or stale)")
     sub.add_parser("doctor", help="what the lab needs and what is missing")
     sqlite = sub.add_parser("sqlite", help="the SQLite builds: versions available and built")
-    sqlite.add_argument("action", choices=["list"])
+    sqlite.add_argument("action", choices=["list"], help="list: the versions available and built")
     return parser
 
 

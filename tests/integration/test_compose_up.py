@@ -1,4 +1,4 @@
-"""The README's Compose reproduction, run for real: disk fill, writes into the full disk, Fly's stop, the verdict."""
+"""The Compose reproduction of docs/how-to/compose.md, run for real: disk fill, writes into the full disk, Fly's stop, the verdict."""
 
 from __future__ import annotations
 

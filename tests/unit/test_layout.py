@@ -157,13 +157,14 @@ def test_no_module_is_longer_than_a_newcomer_can_read(package: str) -> None:
     assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"
 
 
-def test_the_readme_layout_matches_the_tree() -> None:
-    """README's layout names every package and top-level module of repro/, and nothing else."""
-    layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1].split("```")[1]
+def test_the_code_map_matches_the_tree() -> None:
+    """docs/architecture.md's map of the code names every package and top-level module of repro/, and
+    nothing else."""
+    layout = (ROOT / "docs" / "architecture.md").read_text().split("## Map of the code", 1)[1].split("```")[1]
     named = {line.split()[0].rstrip("/") for line in layout.splitlines() if line.startswith("  ") and line.split()
              and not line.startswith("   ")}
     actual = {p.name for p in (ROOT / "repro").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     actual |= {p.stem + ".py" for p in (ROOT / "repro").glob("*.py") if p.stem != "__init__"}
-    assert named == actual, f"README only: {sorted(named - actual)}; tree only: {sorted(actual - named)}"
+    assert named == actual, f"map only: {sorted(named - actual)}; tree only: {sorted(actual - named)}"
     for top in ("hermes_state/", "docker/", "docs/", "tests/", "bench/"):
         assert top in layout and (ROOT / top).is_dir()

@@ -25,7 +25,7 @@ def power_loss(i: int, preset: str, verdict: Verdict) -> TrialRecord:
                                id=f"fly-256.power-loss.{preset}.{i}")
 
 
-# What README reports: legacy pass 12 of 12, ns506 expected-loss 11 of 12 -- a regression (p < 0.001)
+# What docs/findings.md reports: legacy pass 12 of 12, ns506 expected-loss 11 of 12 -- a regression (p < 0.001)
 REGRESSION = tuple([power_loss(i, "legacy", Verdict.PASS) for i in range(1, 13)]
                    + [power_loss(i, "ns506", Verdict.EXPECTED_LOSS) for i in range(1, 12)]
                    + [power_loss(12, "ns506", Verdict.PASS)])
