@@ -137,10 +137,13 @@ def test_a_run_whose_reaper_died_too_is_reaped_by_clean_run_or_the_next_run(lab_
     assert engine.leftovers(cli, first) == ([], [])
     assert engine.leftovers(cli, second) == left_second  # exactly that run's
     started = time.monotonic()
+    # Another lab run on the same engine may start first and reap the orphans itself: then this run has
+    # nothing to say about them (its own start would have removed them the same way).
+    reaped_already = engine.leftovers(cli, second) == ([], [])
     nxt = subprocess.run([*REPRO, "run", "--fault", "sigterm@acks=20", "--trials", "1", "--out", str(tmp_path / "n")],
                          env=_env(f"next-{os.getpid()}"), capture_output=True, text=True, timeout=180)
     assert nxt.returncode == 0, nxt.stderr
-    assert second in nxt.stderr and "dead run" in nxt.stderr
+    assert reaped_already or (second in nxt.stderr and "dead run" in nxt.stderr), nxt.stderr[-2000:]
     assert engine.leftovers(cli, second) == ([], [])
     print(f"orphans {left_second} reaped by the next run's start (its whole run took "
           f"{time.monotonic() - started:.1f} s)")
