@@ -35,6 +35,11 @@ figure { margin: 0.4em 0; } figure svg { max-width: 100%; height: auto; }
 details { margin: 0.3em 0; } summary { cursor: pointer; }
 .no { color: #b8212d; font-weight: bold; }
 """
+# A figure takes matplotlib ~0.1 s: a run of 20,000 trials would take minutes and make a page of
+# hundreds of MB. The page draws the first MAX_TIMELINES harmed trials' timelines and the first
+# MAX_OVERLAY trials of each group's overlay, and says so; report.json keeps every timeline.
+MAX_TIMELINES = 40
+MAX_OVERLAY = 100
 
 
 def _e(text: object) -> str:
@@ -92,15 +97,20 @@ def _comparison(comparison: Comparison) -> str:
             "trials that corrupted or lost acknowledged data).</p>")
 
 
-def _trial(t: TrialRecord, report_dir: pathlib.Path | None, picture: bool) -> str:
-    """One trial: what the oracle made of it, its evidence, and (``picture``) its own timeline."""
+def _trial(t: TrialRecord, report_dir: pathlib.Path | None, picture: bool, drawn: bool = True) -> str:
+    """One trial: what the oracle made of it, its evidence, and (``picture``) its own timeline (``drawn``:
+    among the first MAX_TIMELINES, else a line saying it was not drawn)."""
     promise = f"<span class='no'>{_e(promise_text(t))}</span>" if t.failed else _e(promise_text(t))
     facts = (f"{_e(t.profile)}, {_e(t.faults_label)}, store {_e(config_label(t))}, in force {_e(in_force(t))}, "
              f"seed {t.seed}; acked {t.acked}, {WRITES_LOST} {t.lost_acked}, integrity {_e(t.integrity)}")
     figure = ""
-    if picture:
-        figure = (f"<figure>{figures.timeline(t.timeline, f'{t.id}: {t.verdict.value}')}</figure>"
-                  if t.timeline is not None else "<p>no timeline recorded for this trial</p>")
+    if picture and t.timeline is None:
+        figure = "<p>no timeline recorded for this trial</p>"
+    elif picture and not drawn:
+        figure = (f"<p>timeline not drawn: the page draws the first {MAX_TIMELINES} of these trials "
+                  "(report.json holds every trial's)</p>")
+    elif picture and t.timeline is not None:
+        figure = f"<figure>{figures.timeline(t.timeline, f'{t.id}: {t.verdict.value}')}</figure>"
     body = (f"<p>{promise}. {facts}</p><p>{_e(t.detail)}</p><p>{_artifact_links(t, report_dir)}</p>"
             f"<pre>{_e(t.replay)}</pre>{figure}")
     anchor = _e("trial-" + t.id)
@@ -119,7 +129,9 @@ def _passing(trials: list[TrialRecord], report_dir: pathlib.Path | None) -> list
         parts.append(f"<h3>{_e(first.profile)} {_e(first.faults_label)}, {_e(config_label(first))}</h3>")
         drawn = [(t.id, t.timeline) for t in members if t.timeline is not None]
         if drawn:
-            parts.append(f"<figure>{figures.overlay(drawn, 'every trial that harmed nothing')}</figure>")
+            title = ("every trial that harmed nothing" if len(drawn) <= MAX_OVERLAY else
+                     f"the first {MAX_OVERLAY} of the {len(drawn)} trials that harmed nothing")
+            parts.append(f"<figure>{figures.overlay(drawn[:MAX_OVERLAY], title)}</figure>")
         parts += [_trial(t, report_dir, picture=False) for t in members]
     return parts
 
@@ -150,7 +162,8 @@ def render_html(run: RunResult, report_dir: pathlib.Path | None = None, result: 
     if result.comparison is not None:
         parts += ["<h2>Old vs new</h2>", _comparison(result.comparison)]
     parts.append(f"<h2>Trials that harmed data or could not be judged ({len(harmed)})</h2>")
-    parts += [_trial(t, report_dir, picture=True) for t in harmed] or ["<p>None.</p>"]
+    parts += [_trial(t, report_dir, picture=True, drawn=n < MAX_TIMELINES) for n, t in enumerate(harmed)] \
+        or ["<p>None.</p>"]
     others = [t for t in trials if not (t.harmed or t.lab_error)]
     if others:
         parts.append(f"<h2>Every other trial ({len(others)})</h2>")
