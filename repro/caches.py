@@ -15,18 +15,28 @@ directory is left behind only by a process that died building it. Only names of 
 are ever removed: anything else under the root is not the lab's and is left alone, as are the
 lock files of the SQLite builds and the registry's probe record. An entry's last use is its
 directory's mtime, which the lab sets whenever a run uses the entry (``touch``).
+
+A cache the lab cannot write is never a traceback: a root that is a file, or a directory it may not
+write into, is the setting's fault (CacheSettingError, exit 2: a read-only cache still serves the
+entries it holds); a full disk or an I/O error is the lab's (CacheError, exit 3).
 """
 
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import pathlib
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Iterable
 
+from repro.errors import LabError, ScenarioError, shown
+
+# What makes a cache unwritable by its setting (a file in the way, no permission, a read-only mount).
+_SETTING_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS})
 # A partial directory younger than this may be a build in progress (growing 300 MB takes minutes).
 PARTIAL_AGE_S = 24 * 3600
 
@@ -61,6 +71,36 @@ _LAYOUT: tuple[tuple[str, re.Pattern[str], EntryKind], ...] = (
 )
 # Directories of the layout that hold entries (or other such directories), not entries themselves.
 _CONTAINERS = frozenset(d for d, _, _ in _LAYOUT) | {""}
+
+
+class CacheSettingError(ScenarioError):
+    """The cache root ($HERMES_LAB_CACHE) is a file, or a directory the lab may not write into (exit 2)."""
+
+
+class CacheError(LabError):
+    """The lab could not write its cache: a full disk or an I/O error (exit 3)."""
+
+
+def cache_failure(exc: OSError, path: pathlib.Path) -> LabError:
+    """An OSError met while writing under the cache, as the typed error the CLI prints in one line."""
+    why = exc.strerror or str(exc)
+    if exc.errno in _SETTING_ERRNOS:
+        return CacheSettingError(f"the lab's cache cannot be written at {shown(path, quote=False)}: {why} "
+                                 "(set HERMES_LAB_CACHE to a writable directory)")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CacheError(f"the lab's cache at {shown(path, quote=False)} is full ({why}): free space, or "
+                          "`repro clean --caches` removes the entries no run uses")
+    return CacheError(f"cannot write the lab's cache at {shown(path, quote=False)}: {why}")
+
+
+def make_partial(parent: pathlib.Path, prefix: str) -> pathlib.Path:
+    """A new temporary directory under ``parent`` (made if missing) to build an entry in, renamed into
+    place once complete; CacheSettingError or CacheError, never an OSError."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError as exc:
+        raise cache_failure(exc, parent) from None
 
 
 @dataclass(frozen=True)

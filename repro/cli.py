@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     merge = sub.add_parser("merge", help="combine the reports of a run's shards (--shard K/N) into one")
     merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     merge.add_argument("--out", required=True, help="the merged report directory")
+    merge.add_argument("--force", action="store_true",
+                       help="reuse a non-empty --out that holds an earlier lab report, as `repro run --force` does")
     _fail_on(merge)
 
     report = sub.add_parser("report", help="re-render report.md, junit.xml and report.html from report.json")

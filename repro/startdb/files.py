@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Mapping
 
+from repro.caches import make_partial
 from repro.errors import ScenarioError, shown
 from repro.verify.baseline import BASELINE_FILE, ROWS_FILE, SessionState, rows_from_json, rows_to_json, take
 
@@ -81,8 +82,7 @@ def copy_from_db(db: str, cache: pathlib.Path) -> StartFiles:
     """The user's database (and its -wal and -shm when present) copied into the cache, keyed by their bytes.
     The user's files are only ever opened for reading (``open(path, "rb")``)."""
     source = pathlib.Path(db)
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = pathlib.Path(tempfile.mkdtemp(prefix="from-db-", dir=cache))
+    partial = make_partial(cache, "from-db-")
     try:
         hasher = hashlib.sha256()
         for suffix, name in zip(("", "-wal", "-shm"), DB_NAMES):
