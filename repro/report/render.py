@@ -46,3 +46,7 @@ def read_run(run_dir: pathlib.Path) -> RunResult:
         return RunResult.from_json(path.read_text(encoding="utf-8"))
     except ResultsError as exc:
         raise ResultsError(f"{path} is not a lab report: {exc}") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path} is not a lab report: not UTF-8 text") from None
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {exc.strerror or exc}") from None

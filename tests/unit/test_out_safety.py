@@ -237,6 +237,16 @@ def test_a_deeply_nested_report_json_is_one_line_and_exit_2(command: list[str], 
     assert sorted(p.name for p in run_dir.iterdir()) == ["notes.txt", "report.json"]
 
 
+@pytest.mark.parametrize("content", [b"\xff\xfe{", b'{"format": 1, "run": {}, "trials": [{"id": 1}]}'])
+def test_an_undecodable_or_incomplete_report_json_is_one_line_and_exit_2(content: bytes,
+                                                                         capsys: pytest.CaptureFixture[str],
+                                                                         tmp_path: pathlib.Path) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "report.json").write_bytes(content)
+    assert main(["report", str(tmp_path / "r")]) == ExitCode.BAD_INPUT
+    assert "is not a lab report" in one_error_line(capsys)
+
+
 def test_replace_file_never_follows_a_link(tmp_path: pathlib.Path) -> None:
     target = tmp_path / "target"
     target.write_text("keep")
