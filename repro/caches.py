@@ -15,6 +15,10 @@ directory is left behind only by a process that died building it. Only names of 
 are ever removed: anything else under the root is not the lab's and is left alone, as are the
 lock files of the SQLite builds and the registry's probe record. An entry's last use is its
 directory's mtime, which the lab sets whenever a run uses the entry (``touch``).
+
+A cache the lab cannot write is never a traceback: a root that is a file, or a directory it may not
+write into, is the setting's fault (CacheSettingError, exit 2: a read-only cache still serves the
+entries it holds); a full disk or an I/O error is the lab's (CacheError, exit 3).
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ import os
 import pathlib
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Iterable
 
-from repro.errors import CacheError
+from repro.errors import CacheError, LabError, ScenarioError, shown
 
+# What makes a cache unwritable by its setting (a file in the way, no permission, a read-only mount).
+_SETTING_ERRNOS = frozenset({errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS})
 # A partial directory younger than this may be a build in progress (growing 300 MB takes minutes).
 PARTIAL_AGE_S = 24 * 3600
 
@@ -66,6 +73,37 @@ _LAYOUT: tuple[tuple[str, re.Pattern[str], EntryKind], ...] = (
 _CONTAINERS = frozenset(d for d, _, _ in _LAYOUT) | {""}
 
 
+class CacheSettingError(ScenarioError):
+    """The cache root ($HERMES_LAB_CACHE) is a file, or a directory the lab may not write into (exit 2)."""
+
+
+def cache_failure(exc: OSError, path: pathlib.Path | str, doing: str = "") -> LabError:
+    """An OSError met while writing under the cache, as the typed error the CLI prints in one line: it names
+    the cache (never the user's file being copied into it) and what to do; ``doing``: what the lab was
+    writing, e.g. "copying --from-db". A cache the setting makes unwritable is CacheSettingError (exit 2);
+    a full disk or an I/O error is CacheError (exit 3)."""
+    why = exc.strerror or str(exc)
+    where = f"the lab's cache at {shown(pathlib.Path(path), quote=False)}"
+    during = f" while {doing}" if doing else ""
+    if exc.errno in _SETTING_ERRNOS:
+        return CacheSettingError(f"{where} cannot be written{during}: {why} "
+                                 "(set HERMES_LAB_CACHE to a writable directory)")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CacheError(f"{where} is full ({why}){during}: free space there (`repro clean --caches` removes "
+                          "the entries no run uses) or set HERMES_LAB_CACHE to a larger disk")
+    return CacheError(f"cannot write {where}{during}: {why}")
+
+
+def make_partial(parent: pathlib.Path, prefix: str) -> pathlib.Path:
+    """A new temporary directory under ``parent`` (made if missing) to build an entry in, renamed into
+    place once complete; CacheSettingError or CacheError, never an OSError."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError as exc:
+        raise cache_failure(exc, parent) from None
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     """One directory of a cache: what it is, how many bytes it holds, when it was last used."""
@@ -89,17 +127,6 @@ class CachePlan:
     remove: tuple[CacheEntry, ...]
     kept: tuple[Kept, ...]
     foreign: tuple[pathlib.Path, ...]
-
-
-def cache_error(exc: OSError, cache: pathlib.Path | str, doing: str) -> CacheError:
-    """An OSError of writing into the lab's cache as the one line that names the cache (never the user's file
-    being copied into it) and what to do; ``doing``: what the lab was writing, e.g. "copying --from-db"."""
-    reason = exc.strerror or str(exc)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return CacheError(f"the lab's cache {cache} is full ({reason}) while {doing}: free space there "
-                          "(`repro clean --caches` removes the unused) or set HERMES_LAB_CACHE to a larger disk")
-    return CacheError(f"the lab's cache {cache} cannot be written ({reason}) while {doing}: "
-                      "set HERMES_LAB_CACHE to a writable directory")
 
 
 def touch(path: pathlib.Path | str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 import threading
@@ -253,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     merge = sub.add_parser("merge", help="combine the reports of a run's shards (--shard K/N) into one")
     merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="the shards' report directories, each once")
     merge.add_argument("--out", required=True, help="the merged report directory")
+    merge.add_argument("--force", action="store_true",
+                       help="reuse a non-empty --out that holds an earlier lab report, as `repro run --force` does")
     _fail_on(merge)
 
     report = sub.add_parser("report", help="re-render report.md, junit.xml and report.html from report.json")
@@ -287,8 +291,29 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (what `timeout`, a CI cancel or systemd send): the same orderly end as Ctrl-C."""
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
+class _Interrupts:
+    """SIGINT and SIGTERM: the first raises (KeyboardInterrupt, Terminated) for an orderly end -- queued trials
+    dropped, running machines removed, then the run's containers and volumes; a second one ends the process
+    at once (the orderly end can wait seconds on trials and the engine). Nothing is left behind either way:
+    the run's reaper (repro/machine/reaper.py) sees this process die and removes whatever it owned."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count > 1:
+            _exit_now(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _exit_now(signum: int) -> None:
+    """End the process now, without unwinding or joining threads (os._exit), with one line on stderr."""
+    restore = "\x1b[?25h" if sys.stderr.isatty() else ""  # a progress display may have hidden the cursor
+    with contextlib.suppress(OSError):
+        os.write(2, f"{restore}\nrepro: interrupted again: exiting now; the run's reaper removes its containers "
+                    "and volumes\n".encode())
+    os._exit(128 + signum)
 
 
 def _say(prefix: str, text: str) -> None:
@@ -301,7 +326,8 @@ def _say(prefix: str, text: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    interrupts = _Interrupts()
+    previous = {sig: signal.signal(sig, interrupts) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     try:
         args = build_parser().parse_args(args_list)
         return int(_dispatch(args, args_list))
@@ -324,8 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"repro: {kind}; the run's containers and volumes were removed", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        if not interrupts.count:  # else a further signal still ends the process at once (threads joined at exit)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:

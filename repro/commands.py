@@ -268,7 +268,10 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     print_outcome(result, stdout)
     written = write_all(path, run)
     if json_path:
-        shutil.copyfile(path / "report.json", json_path)
+        try:
+            shutil.copyfile(path / "report.json", json_path)
+        except OSError as exc:
+            raise outdir.write_error(pathlib.Path(json_path), exc) from None
     console.print(f"reports: {', '.join(str(p) for p in written)}; seed {seed}; exit {int(result.code)}")
     return result.code, path
 
@@ -277,22 +280,25 @@ def merge(args: argparse.Namespace) -> int:
     """Shards' reports -> one report directory, tables and comparison recomputed; the merged run's exit code."""
     from rich.console import Console
 
+    from repro.machine.labels import RUN_ID
+    from repro.report import outdir
     from repro.report.records import ResultsError
     from repro.report.render import read_run, write_all
     from repro.report.outcome import outcome
     from repro.report.terminal import print_outcome, print_table
-    from repro.shards import merge_runs
+    from repro.shards import check_shards, merge_runs
 
-    out = pathlib.Path(args.out)
     dirs = [pathlib.Path(d) for d in args.run_dirs]
-    if any(d.resolve() == out.resolve() for d in dirs):
+    if any(d.resolve() == pathlib.Path(args.out).resolve() for d in dirs):
         raise ScenarioError("--out must be a new directory, not one of the shards")
+    target = outdir.plan(args.out, RUN_ID, force=args.force)  # the rule `repro run --out` follows
     try:
         runs = [(d, read_run(d)) for d in dirs]
     except ResultsError as exc:
         raise ScenarioError(str(exc)) from None
     fail_on = _fail_on(args.fail_on) if args.fail_on else None
-    out.mkdir(parents=True, exist_ok=True)
+    check_shards(runs)  # every input checked before --out is made or cleared
+    out = outdir.claim(target, RUN_ID)
     merged = merge_runs(runs, out, fail_on)
     result = outcome(merged)
     stdout = Console(width=None if sys.stdout.isatty() else 140)

@@ -227,13 +227,13 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
                 try:
                     with watchdog.phase(Phase.RECORD.value, limits[Phase.RECORD]):
                         artifacts = keep_artifacts(trial, out_dir, error)
-                except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
+                except (*LAB_FAILURES, OSError):  # evidence is best effort (a full --out too); the verdict stands
                     artifacts = str(out_dir / "trials" / scenario.trial_id)
             if scenario.records and phase is not Phase.BOOT:
                 try:
                     with watchdog.phase(Phase.RECORD.value, limits[Phase.RECORD]):
                         artifacts = keep_trace(trial, out_dir) or artifacts
-                except LAB_FAILURES:  # the trace is evidence too: best effort
+                except (*LAB_FAILURES, OSError):  # the trace is evidence too: best effort
                     pass
         finally:
             try:  # a disk is kept for the next trial only after a verdict, and if no deadline pulled it down

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Sequence, TypeVar
 
 from repro.errors import ScenarioError
+from repro.report.outdir import write_error
 from repro.report.records import FailOn, RunMeta, RunResult, TrialRecord
 from repro.scenario import replay_command
 
@@ -75,10 +76,9 @@ def run_options(command: str) -> list[str]:
     return out
 
 
-def merge_runs(runs: Sequence[tuple[pathlib.Path, RunResult]], out: pathlib.Path,
-               fail_on: Sequence[FailOn] | None = None) -> RunResult:
-    """One RunResult from every shard of a run (each exactly once), trials in the unsharded order, their
-    artifacts copied under ``out/trials`` and their replay commands pointing there."""
+def check_shards(runs: Sequence[tuple[pathlib.Path, RunResult]]) -> list[tuple[Shard, tuple[pathlib.Path, RunResult]]]:
+    """The shards of one whole run, each exactly once, in shard order (ScenarioError if they are not):
+    checked before `repro merge` touches its --out."""
     if not runs:
         raise ScenarioError("repro merge needs at least one report directory")
     metas = [run.meta for _, run in runs]
@@ -105,10 +105,24 @@ def merge_runs(runs: Sequence[tuple[pathlib.Path, RunResult]], out: pathlib.Path
         if len(run.trials) != expected:
             raise ScenarioError(f"{path}: shard {shard} has {len(run.trials)} trials, not {expected} "
                                 "(interrupted? run it again)")
-    trials = interleave([[_moved(rec, path, out) for rec in run.trials] for _, (path, run) in ordered])
-    ids = [t.id for t in trials]
+    ids = [t.id for _, (_, run) in ordered for t in run.trials]
     if len(set(ids)) != len(ids):
         raise ScenarioError("two shards hold the same trial id")
+    return ordered
+
+
+def merge_runs(runs: Sequence[tuple[pathlib.Path, RunResult]], out: pathlib.Path,
+               fail_on: Sequence[FailOn] | None = None) -> RunResult:
+    """One RunResult from every shard of a run (each exactly once), trials in the unsharded order, their
+    artifacts copied under ``out/trials`` and their replay commands pointing there (ReportWriteError
+    if the disk refuses)."""
+    ordered = check_shards(runs)
+    metas = [run.meta for _, run in runs]
+    first = metas[0]
+    try:
+        trials = interleave([[_moved(rec, path, out) for rec in run.trials] for _, (path, run) in ordered])
+    except OSError as exc:
+        raise write_error(out, exc) from None
     started = min(m.started_at for m in metas)
     meta = RunMeta(
         run_id=f"merged-{dt.datetime.now().strftime('%Y%m%d%H%M%S')}", seed=first.seed, started_at=started,

@@ -6,24 +6,34 @@ that exists), so two runs started in the same second never share one. A director
 but only files the lab writes, and only in a directory that looks like a lab report's. A
 marker file, made exclusively, says which run writes there now, so two runs given the same
 ``--out`` at once cannot both take it.
+
+Nothing is written through a symbolic link. An ``--out`` that is itself a link is refused (what
+was checked could be re-pointed before the run writes, and the replay commands would name the
+link); a lab file or directory inside it that is a link (report.md -> ~/.bashrc, trials -> /etc)
+is the lab's name, so the link itself is removed or replaced, never what it points to: reports
+are written to a temporary file beside them and renamed over the name (``replace_file``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import pathlib
 import shutil
 from dataclasses import dataclass
 
-from repro.errors import ScenarioError, shown
+from repro.errors import LabError, ScenarioError, shown
+from repro.report.records import load_json
 
 # What the lab writes into a report directory (and so what --force may delete): `repro run`'s and
 # `repro explore`'s.
-LAB_FILES = ("report.json", "report.md", "junit.xml", "explore.json", "explore.md")
+LAB_FILES = ("report.json", "report.md", "junit.xml", "report.html", "explore.json", "explore.md")
 LAB_DIRS = ("trials", "replays", "trace")
 MARKER = ".repro-run"
+
+
+class ReportWriteError(LabError):
+    """The reports or the evidence could not be written (a full or read-only disk): exit 3."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,9 @@ def plan(out: str | None, run_id: str, *, force: bool = False, base: pathlib.Pat
     stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     target = ReportDir(pathlib.Path(out), True, force) if out else \
         ReportDir(base / f"{prefix}{stamp}-{run_id}", False)
+    if target.explicit and target.path.is_symlink():
+        raise ScenarioError(f"--out {shown(target.path, quote=False)} is a symbolic link: give the directory "
+                            "itself (the lab never writes through a link)")
     existing = target.path
     while not existing.exists() and existing != existing.parent:  # the part of the path that exists
         existing = existing.parent
@@ -64,9 +77,33 @@ def claim(target: ReportDir, run_id: str) -> pathlib.Path:
     except OSError as exc:
         raise ScenarioError(f"cannot make the report directory {shown(target.path, quote=False)}: "
                             f"{exc.strerror}") from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"{run_id} {os.getpid()}\n")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{run_id} {os.getpid()}\n")
+    except OSError as exc:
+        raise write_error(path, exc) from None
     return path
+
+
+def write_error(path: pathlib.Path, exc: OSError) -> ReportWriteError:
+    """An OSError met while writing reports or evidence under ``path``, as the one line the CLI prints."""
+    return ReportWriteError(f"cannot write {shown(path, quote=False)}: {exc.strerror or exc}")
+
+
+def replace_file(path: pathlib.Path, data: str | bytes) -> None:
+    """Write ``path`` whole, never through a link: a temporary file beside it (O_EXCL, O_NOFOLLOW), renamed
+    over the name, so a link there is replaced and a full disk leaves the old file (OSError is raised;
+    the temporary file is removed)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)  # left by a run that died here (its own name: a link there is only unlinked)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)  # the umask decides, as before
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def looks_like_lab_report(path: pathlib.Path) -> bool:
@@ -74,8 +111,8 @@ def looks_like_lab_report(path: pathlib.Path) -> bool:
     if (path / MARKER).is_file():
         return True
     try:
-        data = json.loads((path / "report.json").read_text())
-    except (OSError, ValueError):
+        data = load_json((path / "report.json").read_text(), "report.json")
+    except (OSError, ValueError):  # ResultsError (not JSON, too deep) and undecodable text included
         return False
     return isinstance(data, dict) and "run" in data and "trials" in data and "format" in data
 
@@ -85,7 +122,7 @@ def clear(path: pathlib.Path) -> None:
     symbolic link under one of their names is removed itself, never followed: the new reports are
     then written into the directory, not through the link."""
     for name in (*LAB_FILES, MARKER):
-        (path / name).unlink(missing_ok=True)
+        (path / name).unlink(missing_ok=True)  # a link: the link itself
     for name in LAB_DIRS:
         if (path / name).is_symlink() or ((path / name).exists() and not (path / name).is_dir()):
             (path / name).unlink()

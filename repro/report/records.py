@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import enum
 import json
-import json.encoder
-import math
 from dataclasses import dataclass, field, fields
 from typing import Iterable, Mapping, Sequence
 
 from repro.errors import ExitCode, ScenarioError
 from repro.oracle.verdicts import Judgement, Verdict
+from repro.report.jsonfile import ResultsError, indented, load_json
 from repro.report.timeline import Timeline
 
 RESULTS_FORMAT = 1
-_encode_string = json.encoder.encode_basestring_ascii  # what json.dumps uses for a str (C)
 # Verdicts of a trial that damaged or lost data, whatever the configuration promised.
 HARMED = (Verdict.CORRUPT, Verdict.LOST_ACKED, Verdict.EXPECTED_LOSS)
 
@@ -24,10 +22,6 @@ class FailOn(str, enum.Enum):
 
     REGRESSION = "regression"  # the new store harms data significantly more often than the old one
     REPRODUCED = "reproduced"  # a bug hunt: fails when no trial harmed data
-
-
-class ResultsError(ScenarioError):
-    """A report.json or trial record that cannot be read back (user input, like a bad scenario)."""
 
 
 @dataclass(frozen=True)
@@ -184,10 +178,7 @@ class TrialRecord:
 
     @classmethod
     def from_json(cls, text: str) -> TrialRecord:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ResultsError(f"trial record is not JSON: {exc}") from exc
+        data = load_json(text, "trial record")
         if not isinstance(data, dict):
             raise ResultsError("trial record is not a JSON object")
         return cls.from_dict(data)
@@ -323,14 +314,11 @@ class RunResult:
 
     def to_json(self) -> str:
         """Indented, with short lists of numbers (a timeline's points) kept on one line."""
-        return _indented(self.to_dict(), "")
+        return indented(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ResultsError(f"report is not JSON: {exc}") from exc
+        data = load_json(text, "report")
         if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
             raise ResultsError("not a report.json of this format")
         run, trials = data.get("run"), data.get("trials")
@@ -389,45 +377,3 @@ def _int(value: object) -> int:
         return value
     return int(str(value))
 
-
-def _indented(value: object, indent: str) -> str:
-    """``json.dumps(value, indent=2, sort_keys=True)``, except that a list of plain numbers or of strings
-    without brackets or quotes stays on one line. Written out here because the pure-Python encoder
-    that ``indent`` selects took 15 s for a run of 20,000 trials (this: a few)."""
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        inner = indent + "  "
-        items = ",\n".join(f"{inner}{_scalar(str(k))}: {_indented(value[k], inner)}" for k in sorted(value))
-        return f"{{\n{items}\n{indent}}}"
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return "[]"
-        if all(_flat_item(item) for item in value):
-            return "[" + ", ".join(map(_scalar, value)) + "]"
-        inner = indent + "  "
-        items = ",\n".join(inner + _indented(item, inner) for item in value)
-        return f"[\n{items}\n{indent}]"
-    return _scalar(value)
-
-
-def _scalar(value: object) -> str:
-    """One JSON leaf as ``json.dumps`` writes it (anything else: json.dumps itself)."""
-    if isinstance(value, str):
-        return _encode_string(value)
-    if value is None or isinstance(value, bool):
-        return "null" if value is None else "true" if value else "false"
-    if isinstance(value, int):
-        return int.__repr__(value)
-    if isinstance(value, float) and math.isfinite(value):
-        return float.__repr__(value)
-    return json.dumps(value)
-
-
-def _flat_item(item: object) -> bool:
-    """What a one-line list may hold: finite numbers, and strings without brackets or quotes."""
-    if isinstance(item, bool):
-        return False
-    if isinstance(item, (int, float)):
-        return math.isfinite(item)
-    return isinstance(item, str) and not any(c in item for c in '[]"')

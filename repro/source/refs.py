@@ -16,10 +16,9 @@ import re
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from dataclasses import dataclass
 
-from repro.caches import touch
+from repro.caches import make_partial, touch
 from repro.errors import ScenarioError, shown
 
 # A URL git fetches from (scheme://... or scp-like user@host:path); anything else must be a directory.
@@ -77,8 +76,7 @@ def git_dir(ref: StoreRef, cache: pathlib.Path) -> str:
         touch(mirror)
         _git(["--git-dir", str(mirror), "remote", "update", "--prune"], what=f"--store-ref {ref.text}")
     else:
-        mirror.parent.mkdir(parents=True, exist_ok=True)
-        partial = pathlib.Path(tempfile.mkdtemp(prefix="mirror-", dir=mirror.parent))
+        partial = make_partial(mirror.parent, "mirror-")
         try:
             _git(["clone", "--quiet", "--mirror", ref.repo, str(partial / "git")], what=f"--store-ref {ref.text}")
             os.replace(partial / "git", mirror)
@@ -103,8 +101,7 @@ def checkout(ref: StoreRef, cache: pathlib.Path, commit: str | None = None) -> t
     if target.is_dir():
         touch(target)  # a use: `repro clean --caches --older-than` keeps it
         return resolved, target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = pathlib.Path(tempfile.mkdtemp(prefix=f"{resolved[:12]}-", dir=target.parent))
+    partial = make_partial(target.parent, f"{resolved[:12]}-")
     try:
         tree = partial / "tree"
         tree.mkdir()

@@ -21,10 +21,9 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import tomllib
 
-from repro.caches import touch
+from repro.caches import make_partial, touch
 from repro.errors import ImageError, ScenarioError, shown
 
 AUTO = "auto"
@@ -96,8 +95,7 @@ def wheelhouse(text: str, cwd: pathlib.Path, cache: pathlib.Path, arch: str) -> 
     if target.is_dir():
         touch(target)  # a use: `repro clean --caches --older-than` keeps it
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = pathlib.Path(tempfile.mkdtemp(prefix=f"{key}-", dir=target.parent))
+    partial = make_partial(target.parent, f"{key}-")
     try:
         reqs = partial / "requirements.txt"
         reqs.write_text(text, encoding="utf-8")

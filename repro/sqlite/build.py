@@ -29,7 +29,7 @@ import tempfile
 import time
 from typing import Iterator, Sequence
 
-from repro.caches import touch
+from repro.caches import cache_failure, touch
 from repro.errors import LabError
 from repro.sqlite import options as opts
 from repro.sqlite.index import INDEX
@@ -219,9 +219,20 @@ def ensure_build(version: str, *, assisted: bool = False, assist_us: int = DEFAU
     final = base / build_dir_name(version, system, assisted, assist_us)
     hit = _read_build(final)
     if hit is not None:
-        _readable_by_all(final)  # builds cached before the lab mounted them into machines
+        with contextlib.suppress(OSError):  # a read-only cache still serves its builds
+            _readable_by_all(final)  # builds cached before the lab mounted them into machines
         touch(final)
         return hit
+    try:
+        return _build(version, final, base, system, assist, assisted, assist_us, store, index)
+    except OSError as exc:  # the cache, not the compiler or the registry (those raise their own errors)
+        raise cache_failure(exc, base) from None
+
+
+def _build(version: str, final: pathlib.Path, base: pathlib.Path, system: tuple[str, ...],
+           assist: tuple[str, ...], assisted: bool, assist_us: int, store: SourceStore | None,
+           index: Sequence[SourceRelease] | None) -> SqliteBuild:
+    """Build ``version`` into the cache entry ``final``, one builder per entry (ensure_build found none)."""
     with _locked(base / f".{final.name}.lock"):
         hit = _read_build(final)  # another process may have built it while we waited
         if hit is not None:

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Mapping
 
-from repro.caches import cache_error
+from repro.caches import cache_failure
 from repro.errors import ScenarioError, shown
 from repro.verify.baseline import BASELINE_FILE, ROWS_FILE, SessionState, rows_from_json, rows_to_json, take
 
@@ -91,7 +91,7 @@ def copy_from_db(db: str, cache: pathlib.Path, *, image: str | None = None) -> S
         cache.mkdir(parents=True, exist_ok=True)
         partial = pathlib.Path(tempfile.mkdtemp(prefix="from-db-", dir=cache))
     except OSError as exc:
-        raise cache_error(exc, cache, doing) from None
+        raise cache_failure(exc, cache, doing) from None
     try:
         hasher = hashlib.sha256()
         for suffix, name in zip(("", "-wal", "-shm", "-journal"), (*DB_NAMES, JOURNAL)):
@@ -137,7 +137,7 @@ def _copy(side: pathlib.Path, dest: pathlib.Path, hasher: "hashlib._Hash", cache
                     hasher.update(chunk)
                     dst.write(chunk)
         except OSError as exc:  # the cache's side: opening, writing or closing (flushing) the copy
-            raise cache_error(exc, cache, doing) from None
+            raise cache_failure(exc, cache, doing) from None
 
 
 def finish(partial: pathlib.Path, target: pathlib.Path, made: str) -> StartFiles:
@@ -146,7 +146,7 @@ def finish(partial: pathlib.Path, target: pathlib.Path, made: str) -> StartFiles
     try:
         return _finish(partial, target, made)
     except OSError as exc:
-        raise cache_error(exc, partial.parent, f"storing the starting database ({made})") from None
+        raise cache_failure(exc, partial.parent, f"storing the starting database ({made})") from None
 
 
 def _finish(partial: pathlib.Path, target: pathlib.Path, made: str) -> StartFiles:

@@ -14,9 +14,9 @@ import hashlib
 import os
 import pathlib
 import shutil
-import tempfile
 import time
 
+from repro.caches import make_partial
 from repro.errors import LabError, ScenarioError
 from repro.scenario import StoreSpec, format_size
 from repro.scenario.stores import SYSTEM_SQLITE
@@ -54,8 +54,7 @@ def grow_database(size: int, seed: int, store: StoreSpec, *, image: str, cache: 
     found = load(target)
     if found is not None:
         return found, False
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = pathlib.Path(tempfile.mkdtemp(prefix="grown-", dir=cache))
+    partial = make_partial(cache, "grown-")
     try:
         partial.chmod(0o777)  # the grower writes here as uid 1000
         started = time.monotonic()

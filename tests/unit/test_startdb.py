@@ -272,6 +272,6 @@ def test_a_full_cache_is_named_not_the_users_file(tmp_path: pathlib.Path) -> Non
                           env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])})
     kind, _, message = proc.stdout.strip().partition(" ")
     assert kind == "CacheError", proc.stdout + proc.stderr
-    assert message.startswith(f"the lab's cache {cache}/initial is full (No space left on device) while copying "
+    assert message.startswith(f"the lab's cache at {cache}/initial is full (No space left on device) while copying "
                               f"--from-db '{db}'"), message
     assert "cannot read" not in message and "HERMES_LAB_CACHE" in message
