@@ -5,7 +5,7 @@ a plain ``docker compose up`` has no such channel, so the workload also appends 
 ledger to a separate volume and this module, run in the restarted machine, judges it:
 ``python3 -m repro.oracle --ledger FILE --db PATH --fault NAME [--fault NAME]``.
 It prints one JSON object with the verdict and exits 0 (as the oracle expects), 1 (not
-as expected) or 3 (no ledger to judge).
+as expected) or 3 (no ledger to judge, or one that disagrees with itself: repro/verify/crosscheck.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 from repro.errors import ExitCode
 from repro.ledger import parse_lines
 from repro.oracle.verdicts import judge
+from repro.verify import crosscheck
 from repro.verify.probe import collect
 
 
@@ -29,11 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with open(args.ledger, encoding="utf-8") as handle:
-            ledger = parse_lines(handle)
+            lines = handle.read().splitlines()
     except OSError as exc:
         print(json.dumps({"verdict": "error", "reason": f"no ledger: {exc}"}))
         return ExitCode.LAB_FAILED
+    ledger = parse_lines(lines)
     facts = collect(args.db, args.store_path)
+    problems = crosscheck.channel_problems(lines, boot=False) + crosscheck.ledger_problems(
+        ledger, crosscheck.Witnesses(facts=facts, ready_sources=crosscheck.ready_sources(lines)))
+    if problems:  # as a trial: evidence that disagrees with itself is never judged
+        print(json.dumps({"verdict": "error", "reason": crosscheck.disagreement(problems)}))
+        return ExitCode.LAB_FAILED
     judgement = judge(ledger, facts, args.fault or ["sigterm"])
     ver = judgement.verification
     print(json.dumps({

@@ -75,12 +75,13 @@ def channel_records(lines: Iterable[str]) -> dict[str, SourceRecords]:
     return {s: SourceRecords(s, tuple(seqs), tuple(damaged.get(s, ()))) for s, seqs in whole.items()}
 
 
-def channel_problems(lines: Sequence[str]) -> list[str]:
-    """What is wrong with a machine log's records as a whole: gaps, repeats, damage, a lost beginning."""
+def channel_problems(lines: Sequence[str], *, boot: bool = True) -> list[str]:
+    """What is wrong with a machine log's records as a whole: gaps, repeats, damage, and (``boot``: the
+    log is the machine's, not a ledger file of the workload's own) a lost beginning."""
     records = channel_records(lines)
     found = [p for source in sorted(records) for p in records[source].problems()]
-    boot = records.get(BOOT_SOURCE)
-    if boot is None or 1 not in boot.whole:
+    first = records.get(BOOT_SOURCE)
+    if boot and (first is None or 1 not in first.whole):
         found.insert(0, f"the machine's first record (LAB BOOT) is not in its log ({len(lines)} lines kept): "
                         "the log lost its beginning")
     return found
