@@ -141,7 +141,7 @@ class _Trial:
             tuple(o.acks_at_fire for o in self.outcomes if o.detail.get("agent")), facts,
             self.scenario.needs_fuse, crosscheck.ready_sources(self.lines))))
         self.judgement = judge(self.ledger, self.restarted.facts, tuple(f.name.value for f in self.scenario.faults),
-                               lazy_dirs="--lazy-dirs" in self.scenario.lossy_args,
+                               lazy_dirs=self.scenario.lazy_dirs,
                                locks_dropped=self.scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0,
                                start=start_rows(self.scenario.start.files) if self.scenario.start.files else None)
 

@@ -55,7 +55,7 @@ def default_trigger(name: FaultName) -> Trigger:
 # Options of the power-loss filesystem that a fault may ask for (power-loss:lazy-dirs,torn-writes);
 # "record" keeps its trace with the trial's artifacts, for `repro explore`.
 POWER_LOSS_OPTIONS = ("lazy-dirs", "torn-writes", "record")
-RECORD_OPTION = "record"
+LAZY_DIRS_OPTION, RECORD_OPTION = "lazy-dirs", "record"
 
 
 def id_safe(text: str) -> str:
@@ -323,6 +323,11 @@ class Scenario:
     @property
     def lossy_args(self) -> str:
         return " ".join(f.lossy_args for f in self.faults if f.name is FaultName.POWER_LOSS)
+
+    @property
+    def lazy_dirs(self) -> bool:
+        """Directory entries durable only at a directory fsync (``power-loss:lazy-dirs``): what the oracle judges by."""
+        return any(LAZY_DIRS_OPTION in f.options for f in self.faults if f.name is FaultName.POWER_LOSS)
 
     @property
     def records(self) -> bool:

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import pytest
+from upstream_like import write_module_store
 
 from repro.machine import engine
 from repro.machine.cpus import parse_cpuset
@@ -169,6 +170,42 @@ def test_a_paused_machine_ends_as_error_within_its_deadline(lab_image: str, tmp_
     assert second["verdict"] == "pass", second["detail"]  # the run went on
     print(f"paused machine: error after {first['duration_s']:.1f} s; run ended {time.monotonic() - paused:.1f} s "
           "after the pause")
+    assert engine.leftovers(cli, run_id) == ([], [])
+
+
+def test_a_paused_restarted_machine_ends_as_error_within_its_deadline(lab_image: str, tmp_path: pathlib.Path) -> None:
+    """`docker pause` of the disk's holder -- the restarted machine -- while the probe runs in it freezes the
+    verify step; the watchdog ends the trial within the restart phase's deadline and the run goes on. (The
+    store lingers 3 s when the probe imports it, so that the pause lands inside the probe.)"""
+    store = write_module_store(tmp_path / "store")
+    module = store / "hermes_state.py"
+    module.write_text(module.read_text() + "\nimport sys, time\nif sys.argv[0].endswith('probe.py'):\n"
+                      "    time.sleep(3)\n")
+    os.chmod(tmp_path, 0o755)
+    run_id = f"pause-holder-{os.getpid()}"
+    out = tmp_path / "r"
+    proc = _start(run_id, "--fault", "sigkill@acks=50", "--trials", "2", "--store-path", str(store), "--out", str(out),
+                  HERMES_LAB_DEADLINES="restart=12")
+    cli = engine.client()
+    deadline = time.monotonic() + 120
+    paused = None
+    while paused is None and time.monotonic() < deadline and proc.poll() is None:
+        for row in cli.api.containers(filters={"label": [f"{RUN_LABEL}={run_id}", "org.hermes-lab.role=disk-holder"]}):
+            try:
+                if any("repro.verify.probe" in " ".join(p) for p in cli.api.top(row["Id"])["Processes"]):
+                    cli.api.pause(row["Id"])
+                    paused = time.monotonic()
+                    break
+            except Exception:  # not running (yet), or removed meanwhile
+                continue
+        time.sleep(0.05)
+    assert paused is not None, "the probe was never seen running"
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    first, second = json.loads((out / "report.json").read_text())["trials"]
+    assert first["verdict"] == "error"
+    assert first["detail"].startswith("restart: DeadlineError: the restart phase passed its 12 s deadline"), first
+    assert second["verdict"] == "pass", second["detail"]  # the run went on
     assert engine.leftovers(cli, run_id) == ([], [])
 
 

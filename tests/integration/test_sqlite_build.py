@@ -25,6 +25,8 @@ from repro.sqlite.sources import SourceStore, SqliteSourceError, SqliteVersionEr
 if shutil.which("gcc") is None and not os.environ.get("CI"):
     pytest.skip("no gcc on this host", allow_module_level=True)
 
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
 ASSIST_US = 200_000  # long enough to see in a checkpoint's duration
 
 

@@ -16,6 +16,7 @@ from repro.machine.labels import CONTEXT_LABEL, LAB_LABEL
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_the_wheel_has_no_top_level_store_and_carries_the_build_context(lab_wheel: pathlib.Path,
                                                                         tmp_path: pathlib.Path) -> None:
     with zipfile.ZipFile(lab_wheel) as wheel:

@@ -86,6 +86,7 @@ def test_the_console_check_sees_a_broken_page(tmp_path: pathlib.Path) -> None:
     assert any("notDefined" in m for m in messages), messages
 
 
+@pytest.mark.slow
 def test_the_page_renders_in_headless_chromium_without_console_errors(tmp_path: pathlib.Path) -> None:
     page = written(tmp_path)
     assert console_messages(page.as_uri(), tmp_path) == []

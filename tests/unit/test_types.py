@@ -13,6 +13,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_mypy_accepts_the_code() -> None:
     if shutil.which("mypy", path=str(pathlib.Path(sys.executable).parent)) is None and not os.environ.get("CI"):
         pytest.skip("mypy is not installed (pip install -e '.[test]')")  # in CI: a failure, below
