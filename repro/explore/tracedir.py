@@ -24,6 +24,7 @@ from typing import Mapping
 
 from repro.errors import MachineOutputError, ScenarioError, shown
 from repro.ledger import Ledger, parse_lines
+from repro.verify import crosscheck
 from repro.lossyfs.trace import TraceError, TraceReader
 from repro.explore.storeenv import store_settings
 
@@ -114,7 +115,14 @@ class TraceDir:
         except (MachineOutputError, OSError) as exc:
             raise ScenarioError(f"{self.path / LOG_FILE}: {exc}") from None
         if not ledger.ready:
-            raise ScenarioError(f"{self.path / LOG_FILE}: the workload never printed READY")
+            older = any(line.startswith(("READY ", "LEDGER ")) for line in lines)  # unframed: before the channel
+            raise ScenarioError(f"{self.path / LOG_FILE}: " + (
+                "recorded by an older lab, before its records were framed: record the trace again" if older
+                else "the workload never reported READY"))
+        problems = crosscheck.channel_problems(lines) + crosscheck.ledger_problems(
+            ledger, crosscheck.Witnesses(ready_sources=crosscheck.ready_sources(lines)))
+        if problems:  # a trace is evidence too: one that disagrees with itself is never explored
+            raise ScenarioError(f"{self.path / LOG_FILE}: {crosscheck.disagreement(problems)}")
         return ledger
 
     def digest(self) -> str:

@@ -8,7 +8,7 @@ import pathlib
 import pytest
 
 from repro.cli import main
-from repro.errors import ExitCode
+from repro.errors import ExitCode, ScenarioError
 from repro.explore.check import Checker, ChunkStats, ViolationKind, judge_state, ledger_at
 from repro.explore.models import PersistenceModel as M
 from repro.explore.space import StateSpec
@@ -185,3 +185,18 @@ def test_explore_never_writes_its_reports_where_its_trace_is_read_from(tmp_path:
     assert (trace.path / "trace.jsonl").is_file()
     assert main(["explore", str(trace.path), "--out", str(tmp_path / "elsewhere")]) == ExitCode.LAB_FAILED  # known good
     assert "no Docker engine answers" in capsys.readouterr().err
+
+
+def test_a_trace_whose_log_disagrees_with_itself_or_predates_the_frames_is_refused(tmp_path: pathlib.Path) -> None:
+    """A trace's machine.log is evidence too: a missing record, or a log of a lab before its records were
+    framed, is a clear error -- never states judged against a partial ledger."""
+    trace = recorded_run(tmp_path / "a", commits=3)
+    assert trace.ledger().acked  # the known-good case
+    log = trace.path / "machine.log"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(lines[:3] + lines[4:]) + "\n")  # one gateway record gone
+    with pytest.raises(ScenarioError, match=r"disagrees with itself: gateway: record\(s\) 3 of"):
+        trace.ledger()
+    log.write_text("\n".join(line.partition(" ")[2] for line in lines) + "\n")  # the frames stripped
+    with pytest.raises(ScenarioError, match="older lab"):
+        trace.ledger()

@@ -247,7 +247,7 @@ def test_compose_judge_exit_codes(tmp_path: pathlib.Path) -> None:
     code, out = _compose_judge(tmp_path, tmp_path / "no-ledger.log", w.path)
     assert (code, out["verdict"]) == (3, "error")
     gapped = tmp_path / "gapped.log"  # a ledger record went missing: never judged
-    gapped.write_text("\n".join(w.log()[:3] + w.log()[4:]) + "\n")
+    gapped.write_text("\n".join(w.log()[:4] + w.log()[5:]) + "\n")
     code, out = _compose_judge(tmp_path, gapped, w.path, "sigkill")
     assert (code, out["verdict"]) == (3, "error") and "gateway: record(s) 4 of" in out["reason"]
 

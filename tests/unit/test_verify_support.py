@@ -124,8 +124,9 @@ class FakeWorkload:
         return parse_lines(self.log())
 
     def log(self) -> list[str]:
-        """The ledger's records and the READY record, numbered as the workload numbers them."""
-        return self.lines + [frame("gateway", len(self.lines) + 1, format_line(Tag.READY, self.ready))]
+        """A machine's log: its boot record, then the ledger's records and READY, numbered as the workload numbers them."""
+        boot = frame("boot", 1, format_line(Tag.BOOT, {"disk_entries": 0, "services": "session-store"}))
+        return [boot, *self.lines, frame("gateway", len(self.lines) + 1, format_line(Tag.READY, self.ready))]
 
     def close(self) -> None:
         self.conn.close()
