@@ -11,6 +11,7 @@ import urllib.parse
 from repro.report import figures
 from repro.report.comparison import Comparison
 from repro.report.outcome import RunOutcome, outcome
+from repro.report.provenance import provenance_lines
 from repro.report.records import RunResult, TrialRecord
 from repro.report.summary import HARMED_DATA, WRITES_LOST, columns, config_label, group_key, in_force, \
     promise_text, summarize, table_rows, table_title
@@ -146,6 +147,7 @@ def render_html(run: RunResult, report_dir: pathlib.Path | None = None, result: 
         meta_items.append(f"shard {_e(meta.shard)} of a run of {meta.planned} trials")
     if meta.merged_from:
         meta_items.append(f"merged from {len(meta.merged_from)} shards: {_e(', '.join(meta.merged_from))}")
+    meta_items += [f"store: <code>{_e(line)}</code>" for line in provenance_lines(meta.stores)]
     meta_items += [f"<code>--fail-on {_e(g.condition.value)}</code>: {'FAILED' if g.failed else 'ok'}, {_e(g.reason)}"
                    for g in result.gates]
     harmed = [t for t in trials if t.harmed or t.lab_error]
