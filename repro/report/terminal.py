@@ -122,7 +122,7 @@ def print_table(records: Sequence[TrialRecord], console: Console | None = None,
     console = console or Console()
     console.print(render_table(records, width=console.width))
     for line in provenance_lines(tuple(stores)):
-        console.print(Text(f"store: {line}"))
+        console.print(Text(f"store: {line}"), soft_wrap=True)  # one line to grep: the terminal wraps it
     for label in start_labels(records):
         console.print(f"start: {label}")
     for key in blind_controls(records):
