@@ -9,7 +9,7 @@ import pathlib
 import urllib.parse
 
 from repro.report import figures
-from repro.report.comparison import Comparison
+from repro.report.comparison import DETECTABLE_LIMIT, Comparison
 from repro.report.outcome import RunOutcome, outcome
 from repro.report.provenance import provenance_lines
 from repro.report.records import RunResult, TrialRecord
@@ -95,7 +95,8 @@ def _comparison(comparison: Comparison) -> str:
             f"<table><tr><th>profile</th><th>faults</th><th>{_e(comparison.old_label)}: {HARMED_DATA}</th>"
             f"<th>{_e(comparison.new_label)}: {HARMED_DATA}</th><th>change</th><th>p (Fisher)</th></tr>{rows}</table>"
             "<p>A change is better or worse only at p &lt; 0.05 (Fisher's exact test, two-sided, on the share of "
-            "trials that corrupted or lost acknowledged data).</p>")
+            "trials that corrupted or lost acknowledged data). No change seen is inconclusive when these counts "
+            f"could not have detected a difference of {DETECTABLE_LIMIT:.0%} of trials.</p>")
 
 
 def _trial(t: TrialRecord, report_dir: pathlib.Path | None, picture: bool, drawn: bool = True) -> str:
