@@ -9,8 +9,9 @@ trials is called better/worse only when Fisher's exact test says it is unlikely 
 shown one: each compared group states the smallest difference Fisher's test could have detected
 at its counts (``detectable``), and when that exceeds DETECTABLE_LIMIT (or no difference at all
 was detectable, as with 0 of 3 against 0 of 3) the comparison says "inconclusive at this trial
-count" instead of "no difference". Broken promises (corruption or loss where SQLite promised none)
-are listed per side whatever the statistics: one is already a bug shown.
+count" instead of "no difference". Broken promises (corruption or loss where the configuration in
+force promised none) are listed per side whatever the statistics: one is already a bug shown; they
+are called SQLite's only when the lab can tell (repro/report/summary.py: sqlite_at_fault).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from rich.table import Table
 
 from repro.report.records import TrialRecord
 from repro.scenario.stores import OWN_SETTINGS
-from repro.report.summary import VERDICTS, WRITES_LOST, GroupKey, GroupSummary, config_label, in_force, summarize
+from repro.report.summary import VERDICTS, WRITES_LOST, GroupKey, GroupSummary, config_label, in_force, \
+    sqlite_at_fault, summarize
 
 ALPHA = 0.05
 # "No difference" needs counts that could have shown a difference of this share of trials (one trial in four).
@@ -161,11 +163,18 @@ class ComparisonRow:
         return f"{self.change} (p<0.001)" if p < 0.001 else f"{self.change} (p={p:.3f})"
 
 
+# A side whose failures the lab can, or cannot, lay at SQLite's door (repro/report/summary.py: sqlite_at_fault).
+_BLAMED = "broke SQLite's promise"
+_NOT_BLAMED = "lost or corrupted data where its configuration promised none"
+
+
 @dataclass(frozen=True)
 class Comparison:
     old_label: str
     new_label: str
     rows: tuple[ComparisonRow, ...]
+    old_sqlite_blamed: bool = True  # every failed trial of that side broke SQLite's promise, as far as the lab
+    new_sqlite_blamed: bool = True  # can tell (the lab's own store, no pre-existing row lost)
 
     def _groups(self, change: str) -> list[str]:
         return [f"{r.profile}/{r.faults}" for r in self.rows if r.change == change]
@@ -180,7 +189,7 @@ class Comparison:
         return "; ".join(f"{text} ({', '.join(groups)})" for text, groups in weak.items())
 
     def broken_promises(self, side: str) -> list[str]:
-        """Groups where that side corrupted or lost data although SQLite promised it would not."""
+        """Groups where that side corrupted or lost data although its configuration promised it would not."""
         return [f"{r.profile}/{r.faults} ({g.failed})" for r in self.rows
                 if (g := (r.old if side == "old" else r.new)) is not None and g.failed]
 
@@ -206,9 +215,10 @@ class Comparison:
             text = f"no difference between {self.old_label} and {self.new_label}"
         if (better or worse or unsure) and (weak := self._underpowered()):
             text += f"; inconclusive at this trial count: {weak}"
-        broken = [f"{label} broke SQLite's promise in {', '.join(groups)}"
-                  for label, groups in ((self.old_label, self.broken_promises("old")),
-                                        (self.new_label, self.broken_promises("new"))) if groups]
+        broken = [f"{label} {_BLAMED if blamed else _NOT_BLAMED} in {', '.join(groups)}"
+                  for label, groups, blamed in ((self.old_label, self.broken_promises("old"), self.old_sqlite_blamed),
+                                                (self.new_label, self.broken_promises("new"), self.new_sqlite_blamed))
+                  if groups]
         return "; ".join([text, *broken])
 
 
@@ -223,7 +233,8 @@ def compare_runs(old: Sequence[TrialRecord], new: Sequence[TrialRecord],
     olds, news = pooled(old), pooled(new)
     keys = list(dict.fromkeys(list(olds) + list(news)))
     rows = tuple(ComparisonRow(p, f, olds.get((p, f)), news.get((p, f))) for p, f in keys)
-    return Comparison(old_label, new_label, rows)
+    return Comparison(old_label, new_label, rows, all(sqlite_at_fault(r) for r in old if r.failed),
+                      all(sqlite_at_fault(r) for r in new if r.failed))
 
 
 def comparison_of(records: Sequence[TrialRecord]) -> Comparison | None:

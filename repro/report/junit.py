@@ -1,8 +1,8 @@
 """junit.xml for CI: one suite per store configuration (names stable across runs: no run id in them), a
 testcase per trial, the old-vs-new comparison and every --fail-on condition as testcases of their own.
 
-A trial's testcase fails when it broke SQLite's promise and errors when the lab could not judge
-it; a comparison row fails when it is a significant regression and the run gates on
+A trial's testcase fails when it harmed data where its configuration promised it would not, and
+errors when the lab could not judge it; a comparison row fails when it is a significant regression and the run gates on
 ``--fail-on regression``; a --fail-on testcase fails when its condition holds. So a CI that
 reads only junit.xml sees what the exit code says.
 """

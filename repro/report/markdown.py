@@ -60,7 +60,8 @@ def render_markdown(run: RunResult, result: RunOutcome | None = None) -> str:
         lines.append("None: no trial corrupted the database or lost an acknowledged write.")
     else:
         unexpected = sum(1 for t in harmed if t.failed)
-        lines += [f"{len(harmed)} trial(s), {unexpected} of them where SQLite promised no loss.", ""]
+        lines += [f"{len(harmed)} trial(s), {unexpected} of them where the configuration in force promised no "
+                  "loss.", ""]
     for t in harmed:
         lines += _trial_md(t)
     errors = [t for t in trials if t.lab_error]
