@@ -175,6 +175,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     fail_on = _fail_on(args.fail_on)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
     out = _output_paths(args)
+    _bundled_notice(args)
     deadline_overrides()  # a malformed HERMES_LAB_DEADLINES is bad input too
     scenarios = _scenarios(args, seed)  # all input checked before any trial (foreign stores: in a throwaway machine)
     if FailOn.REGRESSION in fail_on and (args.command != "matrix" or len({s.store for s in scenarios}) != 2):
@@ -187,6 +188,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                              json_path=args.json, compare=args.command in ("matrix", "hunt"), fail_on=fail_on,
                              shard=str(shard) if shard else "", planned=planned)
     return code
+
+
+def _bundled_notice(args: argparse.Namespace) -> None:
+    """First: a run of the lab's own store, started in a directory that holds a store of its own, says so."""
+    from repro.source.provenance import bundled_notice
+
+    if args.command == "run":
+        named, option = args.store_path or getattr(args, "store_ref", None), "--store-path"
+        preset = args.preset or "ns506"
+    else:
+        named, option = args.store_paths or getattr(args, "store_refs", ""), "--store-paths"
+        preset = args.presets or "ns506"
+    notice = "" if named else bundled_notice(os.getcwd(), preset, option)
+    if notice:
+        print(f"repro: note: {notice}", file=sys.stderr, flush=True)
 
 
 def _fail_on(values: Sequence[str] | None) -> tuple[FailOn, ...]:
@@ -225,6 +241,7 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     from repro.report.records import RunMeta, RunResult
     from repro.report.render import write_all
     from repro.report.terminal import print_outcome, print_table, trial_line
+    from repro.source.prepare import provenance
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     lab_image = image is None
@@ -239,6 +256,7 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     if reaped:
         console.print(f"repro: note: {reaped}")
     path = outdir.claim(out, RUN_ID)
+    stores = provenance(s.store for s in scenarios)  # before any trial: the code as it was when the trials began
     part = f" (shard {shard} of {planned})" if shard else ""
     console.print(f"[bold]repro[/] run {RUN_ID}: {len(scenarios)} trial(s){part}, seed [bold]{seed}[/], out {path}")
     started = dt.datetime.now(dt.timezone.utc)
@@ -260,11 +278,12 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
                    duration_s=round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
                    lab_version="0.1.0",
                    sqlite_version=", ".join(sorted({r.sqlite_version for r in records if r.sqlite_version})),
-                   compare=compare, fail_on=tuple(fail_on), shard=shard, planned=planned or len(records))
+                   compare=compare, fail_on=tuple(fail_on), shard=shard, planned=planned or len(records),
+                   stores=stores)
     run = RunResult(meta, tuple(records))
     result = outcome(run)
     stdout = Console(width=None if sys.stdout.isatty() else 140)
-    print_table(records, stdout)
+    print_table(records, stdout, stores=meta.stores)
     print_outcome(result, stdout)
     written = write_all(path, run)
     if json_path:
@@ -302,7 +321,7 @@ def merge(args: argparse.Namespace) -> int:
     merged = merge_runs(runs, out, fail_on)
     result = outcome(merged)
     stdout = Console(width=None if sys.stdout.isatty() else 140)
-    print_table(merged.trials, stdout)
+    print_table(merged.trials, stdout, stores=merged.meta.stores)
     print_outcome(result, stdout)
     written = write_all(out, merged)
     print(f"reports: {', '.join(str(p) for p in written)}; exit {int(result.code)}", file=sys.stderr)

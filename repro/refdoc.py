@@ -90,11 +90,13 @@ def _fields(cls: type) -> list[str]:
 
 def report_fields() -> str:
     """report.json's keys: the run (RunMeta) and each trial (TrialRecord)."""
+    from repro.report.provenance import StoreProvenance
     from repro.report.records import RESULTS_FORMAT, RunMeta, TrialRecord
 
     head = ["| key | type | note |", "|---|---|---|"]
     return (f"Top level: `format` ({RESULTS_FORMAT}), `exit_code`, `run`, `trials`.\n\n"
-            "`run`:\n\n" + "\n".join(head + _fields(RunMeta)) + "\n\nEach of `trials`:\n\n"
+            "`run`:\n\n" + "\n".join(head + _fields(RunMeta)) + "\n\nEach of `run.stores`:\n\n"
+            + "\n".join(head + _fields(StoreProvenance)) + "\n\nEach of `trials`:\n\n"
             + "\n".join(head + _fields(TrialRecord)) + "\n")
 
 

@@ -130,7 +130,8 @@ def merge_runs(runs: Sequence[tuple[pathlib.Path, RunResult]], out: pathlib.Path
         lab_version=first.lab_version,
         sqlite_version=", ".join(sorted({v for m in metas for v in m.sqlite_version.split(", ") if v})),
         compare=first.compare, fail_on=tuple(fail_on) if fail_on is not None else first.fail_on,
-        planned=first.planned, merged_from=tuple(run.meta.run_id for _, (_, run) in ordered))
+        planned=first.planned, merged_from=tuple(run.meta.run_id for _, (_, run) in ordered),
+        stores=tuple(dict.fromkeys(s for m in metas for s in m.stores)))  # shards that ran other code: both lines
     return RunResult(meta, tuple(trials))
 
 

@@ -5,8 +5,13 @@ database or lost acknowledged writes, whatever the configuration promised: compa
 presets, data lost is data lost. Lab errors are left out. A difference in the share of harmed
 trials is called better/worse only when Fisher's exact test says it is unlikely to be chance
 (two-sided p < ALPHA); otherwise it is "inconclusive", with the p-value, so that 1 of 3 against
-0 of 3 is never sold as a fix. Broken promises (corruption or loss where SQLite promised none)
-are listed per side whatever the statistics: one is already a bug shown.
+0 of 3 is never sold as a fix. Equal shares are "no difference" only when the counts could have
+shown one: each compared group states the smallest difference Fisher's test could have detected
+at its counts (``detectable``), and when that exceeds DETECTABLE_LIMIT (or no difference at all
+was detectable, as with 0 of 3 against 0 of 3) the comparison says "inconclusive at this trial
+count" instead of "no difference". Broken promises (corruption or loss where the configuration in
+force promised none) are listed per side whatever the statistics: one is already a bug shown; they
+are called SQLite's only when the lab can tell (repro/report/summary.py: sqlite_at_fault).
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ from rich.table import Table
 
 from repro.report.records import TrialRecord
 from repro.scenario.stores import OWN_SETTINGS
-from repro.report.summary import VERDICTS, WRITES_LOST, GroupKey, GroupSummary, config_label, in_force, summarize
+from repro.report.summary import VERDICTS, WRITES_LOST, GroupKey, GroupSummary, config_label, in_force, \
+    sqlite_at_fault, summarize
 
 ALPHA = 0.05
+# "No difference" needs counts that could have shown a difference of this share of trials (one trial in four).
+DETECTABLE_LIMIT = 0.25
 _RELATIVE_TOLERANCE = math.log1p(1e-7)  # tables this close to the one seen count as equally likely
 
 
@@ -50,6 +58,34 @@ def fisher_exact(harmed_a: int, n_a: int, harmed_b: int, n_b: int) -> float:
     seen = log_prob(harmed_a) + _RELATIVE_TOLERANCE
     low, high = max(0, harmed - n_b), min(harmed, n_a)
     return min(1.0, math.fsum(math.exp(lp) for k in range(low, high + 1) if (lp := log_prob(k)) <= seen))
+
+
+@functools.lru_cache(maxsize=1024)
+def detectable(harmed_old: int, n_old: int, n_new: int) -> float | None:
+    """The smallest difference in the share of harmed trials that Fisher's test (p < ALPHA) could have
+    detected with ``n_new`` new trials against the old side as seen; None when no outcome could (0 of 3
+    against even 3 of 3 is p = 0.1)."""
+    if n_old <= 0 or n_new <= 0:
+        return None
+    found = [abs(k / n_new - harmed_old / n_old) for k in range(n_new + 1)
+             if fisher_exact(harmed_old, n_old, k, n_new) < ALPHA]
+    return min(found) if found else None
+
+
+@functools.lru_cache(maxsize=1024)
+def could_detect(harmed_old: int, n_old: int, n_new: int, limit: float = DETECTABLE_LIMIT) -> bool:
+    """Whether some difference of at most ``limit`` was detectable (``detectable(...) <= limit``), in two tests
+    for large counts: the most extreme outcomes within the limit, and the full search only when neither
+    is significant (linear in the trials, where the full search is quadratic)."""
+    if n_old <= 0 or n_new <= 0:
+        return False
+    rate = harmed_old / n_old
+    edges = {k for k in (math.floor((rate + limit) * n_new + 1e-9), math.ceil((rate - limit) * n_new - 1e-9))
+             if 0 <= k <= n_new}
+    if any(fisher_exact(harmed_old, n_old, k, n_new) < ALPHA for k in edges):
+        return True
+    found = detectable(harmed_old, n_old, n_new)
+    return found is not None and found <= limit + 1e-12
 
 
 @dataclass(frozen=True)
@@ -89,11 +125,47 @@ class ComparisonRow:
         return "better" if new_rate < old_rate else "worse"
 
     @property
+    def detectable(self) -> float | None:
+        """The smallest difference these counts could have detected (see ``detectable``); None if none."""
+        if not self.compared:
+            return None
+        assert self.old is not None and self.new is not None
+        return detectable(self.old.harmed, self.old.judged, self.new.judged)
+
+    @property
+    def underpowered(self) -> bool:
+        """No difference was seen (same, or inconclusive) and these counts could not have shown a large one."""
+        if self.change not in ("same", "inconclusive"):
+            return False
+        assert self.old is not None and self.new is not None
+        return not could_detect(self.old.harmed, self.old.judged, self.new.judged)
+
+    @property
+    def power_text(self) -> str:
+        """``3 trials per side could not detect a difference below 100%`` (what an underpowered row lacks)."""
+        assert self.old is not None and self.new is not None
+        n_old, n_new = self.old.judged, self.new.judged
+        trials = f"{n_old} trials per side" if n_old == n_new else f"{n_old} (old) and {n_new} (new) trials"
+        found = self.detectable
+        if found is None:
+            return f"{trials} could not detect any difference, not even 100%"
+        return f"{trials} could not detect a difference below {math.floor(found * 100 + 1e-9)}%"
+
+    @property
     def change_text(self) -> str:
         p = self.p_value
-        if p is None or self.change == "same":
+        if p is None:
+            return self.change
+        if self.underpowered:
+            return f"inconclusive at this trial count: {self.power_text}"
+        if self.change == "same":
             return self.change
         return f"{self.change} (p<0.001)" if p < 0.001 else f"{self.change} (p={p:.3f})"
+
+
+# A side whose failures the lab can, or cannot, lay at SQLite's door (repro/report/summary.py: sqlite_at_fault).
+_BLAMED = "broke SQLite's promise"
+_NOT_BLAMED = "lost or corrupted data where its configuration promised none"
 
 
 @dataclass(frozen=True)
@@ -101,12 +173,23 @@ class Comparison:
     old_label: str
     new_label: str
     rows: tuple[ComparisonRow, ...]
+    old_sqlite_blamed: bool = True  # every failed trial of that side broke SQLite's promise, as far as the lab
+    new_sqlite_blamed: bool = True  # can tell (the lab's own store, no pre-existing row lost)
 
     def _groups(self, change: str) -> list[str]:
         return [f"{r.profile}/{r.faults}" for r in self.rows if r.change == change]
 
+    def _underpowered(self) -> str:
+        """``3 trials per side could not detect a difference below 100% (fly-256/sigkill)``, one per weak group
+        (those with the same text joined); "" when every group that saw no difference could have seen one."""
+        weak: dict[str, list[str]] = {}
+        for r in self.rows:
+            if r.compared and r.underpowered:
+                weak.setdefault(r.power_text, []).append(f"{r.profile}/{r.faults}")
+        return "; ".join(f"{text} ({', '.join(groups)})" for text, groups in weak.items())
+
     def broken_promises(self, side: str) -> list[str]:
-        """Groups where that side corrupted or lost data although SQLite promised it would not."""
+        """Groups where that side corrupted or lost data although its configuration promised it would not."""
         return [f"{r.profile}/{r.faults} ({g.failed})" for r in self.rows
                 if (g := (r.old if side == "old" else r.new)) is not None and g.failed]
 
@@ -125,11 +208,17 @@ class Comparison:
         elif unsure:
             text = (f"no significant difference between {self.old_label} and {self.new_label}; "
                     f"inconclusive in {', '.join(unsure)} (p >= {ALPHA}: run more trials)")
+        elif weak := self._underpowered():
+            text = (f"inconclusive at this trial count: no difference seen between {self.old_label} and "
+                    f"{self.new_label}, but {weak}")
         else:
             text = f"no difference between {self.old_label} and {self.new_label}"
-        broken = [f"{label} broke SQLite's promise in {', '.join(groups)}"
-                  for label, groups in ((self.old_label, self.broken_promises("old")),
-                                        (self.new_label, self.broken_promises("new"))) if groups]
+        if (better or worse or unsure) and (weak := self._underpowered()):
+            text += f"; inconclusive at this trial count: {weak}"
+        broken = [f"{label} {_BLAMED if blamed else _NOT_BLAMED} in {', '.join(groups)}"
+                  for label, groups, blamed in ((self.old_label, self.broken_promises("old"), self.old_sqlite_blamed),
+                                                (self.new_label, self.broken_promises("new"), self.new_sqlite_blamed))
+                  if groups]
         return "; ".join([text, *broken])
 
 
@@ -144,7 +233,8 @@ def compare_runs(old: Sequence[TrialRecord], new: Sequence[TrialRecord],
     olds, news = pooled(old), pooled(new)
     keys = list(dict.fromkeys(list(olds) + list(news)))
     rows = tuple(ComparisonRow(p, f, olds.get((p, f)), news.get((p, f))) for p, f in keys)
-    return Comparison(old_label, new_label, rows)
+    return Comparison(old_label, new_label, rows, all(sqlite_at_fault(r) for r in old if r.failed),
+                      all(sqlite_at_fault(r) for r in new if r.failed))
 
 
 def comparison_of(records: Sequence[TrialRecord]) -> Comparison | None:
@@ -184,7 +274,9 @@ def comparison_markdown(comparison: Comparison) -> str:
     for row in comparison.rows:
         lines.append(f"| {row.profile} | {row.faults} | {_counts(row.old)} | {_counts(row.new)} | {row.change_text} |")
     lines += ["", f"A change is better/worse only at p < {ALPHA} (Fisher's exact test on the share of trials "
-                  f"that corrupted or lost acknowledged data); `{WRITES_LOST} N` counts the acknowledged writes lost."]
+                  f"that corrupted or lost acknowledged data); `{WRITES_LOST} N` counts the acknowledged writes lost. "
+                  "No change seen is inconclusive when these counts could not have detected a difference of "
+                  f"{DETECTABLE_LIMIT:.0%} of trials."]
     return "\n".join(lines) + "\n"
 
 
@@ -196,8 +288,8 @@ def _counts(g: GroupSummary | None) -> str:
     return ", ".join(parts) + lost + f" (n={g.trials})"
 
 
-__all__ = ["ALPHA", "REPLAY_FIGURES", "Comparison", "ComparisonRow", "compare_runs", "comparison_markdown",
-           "comparison_of", "fisher_exact", "render_comparison", "replay_lines"]
+__all__ = ["ALPHA", "DETECTABLE_LIMIT", "REPLAY_FIGURES", "Comparison", "ComparisonRow", "compare_runs", "comparison_markdown",
+           "comparison_of", "could_detect", "detectable", "fisher_exact", "render_comparison", "replay_lines"]
 
 
 # What `repro replay` compares between a trial and its replay.

@@ -9,8 +9,9 @@ import pathlib
 import urllib.parse
 
 from repro.report import figures
-from repro.report.comparison import Comparison
+from repro.report.comparison import DETECTABLE_LIMIT, Comparison
 from repro.report.outcome import RunOutcome, outcome
+from repro.report.provenance import provenance_lines
 from repro.report.records import RunResult, TrialRecord
 from repro.report.summary import HARMED_DATA, WRITES_LOST, columns, config_label, group_key, in_force, \
     promise_text, summarize, table_rows, table_title
@@ -94,7 +95,8 @@ def _comparison(comparison: Comparison) -> str:
             f"<table><tr><th>profile</th><th>faults</th><th>{_e(comparison.old_label)}: {HARMED_DATA}</th>"
             f"<th>{_e(comparison.new_label)}: {HARMED_DATA}</th><th>change</th><th>p (Fisher)</th></tr>{rows}</table>"
             "<p>A change is better or worse only at p &lt; 0.05 (Fisher's exact test, two-sided, on the share of "
-            "trials that corrupted or lost acknowledged data).</p>")
+            "trials that corrupted or lost acknowledged data). No change seen is inconclusive when these counts "
+            f"could not have detected a difference of {DETECTABLE_LIMIT:.0%} of trials.</p>")
 
 
 def _trial(t: TrialRecord, report_dir: pathlib.Path | None, picture: bool, drawn: bool = True) -> str:
@@ -146,6 +148,7 @@ def render_html(run: RunResult, report_dir: pathlib.Path | None = None, result: 
         meta_items.append(f"shard {_e(meta.shard)} of a run of {meta.planned} trials")
     if meta.merged_from:
         meta_items.append(f"merged from {len(meta.merged_from)} shards: {_e(', '.join(meta.merged_from))}")
+    meta_items += [f"store: <code>{_e(line)}</code>" for line in provenance_lines(meta.stores)]
     meta_items += [f"<code>--fail-on {_e(g.condition.value)}</code>: {'FAILED' if g.failed else 'ok'}, {_e(g.reason)}"
                    for g in result.gates]
     harmed = [t for t in trials if t.harmed or t.lab_error]

@@ -1,8 +1,8 @@
 """junit.xml for CI: one suite per store configuration (names stable across runs: no run id in them), a
 testcase per trial, the old-vs-new comparison and every --fail-on condition as testcases of their own.
 
-A trial's testcase fails when it broke SQLite's promise and errors when the lab could not judge
-it; a comparison row fails when it is a significant regression and the run gates on
+A trial's testcase fails when it harmed data where its configuration promised it would not, and
+errors when the lab could not judge it; a comparison row fails when it is a significant regression and the run gates on
 ``--fail-on regression``; a --fail-on testcase fails when its condition holds. So a CI that
 reads only junit.xml sees what the exit code says.
 """
@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from repro.report.outcome import RunOutcome, outcome
 from repro.report.records import FailOn, RunResult, TrialRecord
 from repro.report.summary import WRITES_LOST, config_label, in_force
+from repro.scenario.stores import ref_name
 
 PREFIX = "hermes-lab"
 
@@ -22,6 +23,16 @@ PREFIX = "hermes-lab"
 def slug(text: str) -> str:
     """A name safe in a JUnit class name (dots separate its levels, so none inside one level)."""
     return re.sub(r"[^A-Za-z0-9_=+-]+", "_", text).strip("_") or "none"
+
+
+def suite_label(t: TrialRecord, label: str) -> str:
+    """The configuration label with a ref's store named by its resolved commit (``REPO@v2026.6@1a2b3c4``, or
+    ``REPO@03fbf6e`` for ``REPO@9aba95b05^``): made safe, the typed rev alone would read as another commit."""
+    store = (t.scenario or {}).get("store")
+    if not isinstance(store, dict) or not store.get("store_ref") or not store.get("store_commit"):
+        return label
+    repo, _, rev = str(store["store_ref"]).rpartition("@")
+    return label.replace(t.store, f"{repo}@{ref_name(rev, str(store['store_commit']))}", 1)
 
 
 def _suite(parent: ET.Element, name: str) -> ET.Element:
@@ -64,7 +75,7 @@ def junit_element(run: RunResult, result: RunOutcome | None = None) -> ET.Elemen
     for t in run.trials:
         label = config_label(t)
         if label not in by_config:
-            suite = by_config[label] = _suite(suites, f"{PREFIX}.{slug(label)}")
+            suite = by_config[label] = _suite(suites, f"{PREFIX}.{slug(suite_label(t, label))}")
             props = ET.SubElement(suite, "properties")
             ET.SubElement(props, "property", name="store_configuration", value=label)
             ET.SubElement(props, "property", name="seed", value=str(run.meta.seed))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from repro.report.comparison import comparison_markdown
 from repro.report.outcome import RunOutcome, outcome
+from repro.report.provenance import provenance_lines
 from repro.report.records import RunResult, TrialRecord
 from repro.report.summary import HARMED_DATA, WRITES_LOST, blind_controls, columns, config_label, in_force, \
     promise_text, start_labels, table_rows, table_title
@@ -28,6 +29,7 @@ def render_markdown(run: RunResult, result: RunOutcome | None = None) -> str:
         lines.append(f"- shard {meta.shard} of a run of {meta.planned} trials (`repro merge` combines the shards)")
     if meta.merged_from:
         lines.append(f"- merged from {len(meta.merged_from)} shards: {', '.join(meta.merged_from)}")
+    lines += [f"- store: {_md(line)}" for line in provenance_lines(meta.stores)]
     lines += [f"- start: {_md(label)}" for label in start_labels(trials)]
     if meta.sqlite_version or meta.lab_version:
         lines.append(f"- SQLite {meta.sqlite_version or '?'}, lab {meta.lab_version or '?'}")
@@ -58,7 +60,8 @@ def render_markdown(run: RunResult, result: RunOutcome | None = None) -> str:
         lines.append("None: no trial corrupted the database or lost an acknowledged write.")
     else:
         unexpected = sum(1 for t in harmed if t.failed)
-        lines += [f"{len(harmed)} trial(s), {unexpected} of them where SQLite promised no loss.", ""]
+        lines += [f"{len(harmed)} trial(s), {unexpected} of them where the configuration in force promised no "
+                  "loss.", ""]
     for t in harmed:
         lines += _trial_md(t)
     errors = [t for t in trials if t.lab_error]

@@ -1,7 +1,8 @@
 """A run's outcome for CI: its exit code, the --fail-on conditions checked, and the line that leads every report.
 
 Exit codes (repro/errors.py): 3 when a trial could not be judged (the run cannot vouch for
-anything); else 1 when a trial broke SQLite's promise, or a ``--fail-on`` condition holds
+anything); else 1 when a trial harmed data where the configuration in force promised it would not
+(SQLite's promise broken, when the lab can tell: repro/report/summary.py), or a ``--fail-on`` condition holds
 (``regression``: the new store harmed data significantly more often than the old one in some
 (profile, faults) group; ``reproduced``: a bug hunt in which no trial harmed data); else 0.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from repro.errors import ExitCode
 from repro.report.comparison import Comparison, comparison_of
 from repro.report.records import FailOn, RunResult, exit_code
+from repro.report.summary import sqlite_at_fault
 
 _EXIT_TEXT = {
     ExitCode.OK: "every trial as the oracle expects",
@@ -37,16 +39,23 @@ class RunOutcome:
     trials_code: ExitCode  # what the trials alone say (no --fail-on)
     gates: tuple[Gate, ...]
     comparison: Comparison | None
+    # Whether every failed trial broke SQLite's promise as far as the lab can tell (summary.sqlite_at_fault);
+    # if not, the result names the configuration's promise, not SQLite, as the one broken.
+    sqlite_blamed: bool = True
 
     @property
     def result(self) -> str:
         """One sentence: why the run exits as it does."""
         failed = "; ".join(f"--fail-on {g.condition.value}: {g.reason}" for g in self.gates if g.failed)
+        text = _EXIT_TEXT[self.code]
+        if self.code is ExitCode.TRIAL_FAILED and self.trials_code is ExitCode.TRIAL_FAILED and not self.sqlite_blamed:
+            text = ("a trial failed: corruption or lost acknowledged writes where the configuration in force "
+                    "promised none (not laid at SQLite's door: the store's own doing cannot be ruled out)")
         if self.code is ExitCode.LAB_FAILED or not failed:
-            return _EXIT_TEXT[self.code]
+            return text
         if self.trials_code is ExitCode.OK:
             return f"every trial as the oracle expects, but {failed}"
-        return f"{_EXIT_TEXT[self.code]}; {failed}"
+        return f"{text}; {failed}"
 
     @property
     def headline(self) -> str:
@@ -61,7 +70,8 @@ def outcome(run: RunResult) -> RunOutcome:
     code = trials_code
     if code is ExitCode.OK and any(g.failed for g in gates):
         code = ExitCode.TRIAL_FAILED
-    return RunOutcome(code, trials_code, gates, comparison)
+    blamed = all(sqlite_at_fault(t) for t in run.trials if t.failed)
+    return RunOutcome(code, trials_code, gates, comparison, sqlite_blamed=blamed)
 
 
 def _check(condition: FailOn, run: RunResult, comparison: Comparison | None) -> Gate:

@@ -10,6 +10,7 @@ from typing import Iterable, Mapping, Sequence
 from repro.errors import ExitCode, ScenarioError
 from repro.oracle.verdicts import Judgement, Verdict
 from repro.report.jsonfile import ResultsError, indented, load_json
+from repro.report.provenance import StoreProvenance
 from repro.report.timeline import Timeline
 
 RESULTS_FORMAT = 1
@@ -260,11 +261,13 @@ class RunMeta:
     shard: str = ""  # "K/N" when this run is one shard of a larger one
     planned: int = 0  # trials in the whole run (all shards); 0: as many as ran
     merged_from: tuple[str, ...] = ()  # run ids of the shards `repro merge` combined
+    stores: tuple[StoreProvenance, ...] = ()  # which code each store was (repro/report/provenance.py)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["fail_on"] = [f.value for f in self.fail_on]
         out["merged_from"] = list(self.merged_from)
+        out["stores"] = [store.to_dict() for store in self.stores]
         return out
 
     @classmethod
@@ -283,6 +286,7 @@ class RunMeta:
                 shard=str(data.get("shard", "")),
                 planned=_int(data.get("planned", 0)),
                 merged_from=_strings(data.get("merged_from", [])),
+                stores=tuple(StoreProvenance.from_dict(item) for item in _list(data.get("stores", []))),
             )
         except KeyError as exc:
             raise ResultsError(f"run metadata lacks {exc.args[0]!r}") from exc
@@ -362,6 +366,12 @@ def _strings(value: object) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
         raise ResultsError(f"expected a list, got {value!r}")
     return tuple(str(item) for item in value)
+
+
+def _list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise ResultsError(f"expected a list, got {value!r}")
+    return value
 
 
 def _digests(value: object) -> dict[str, str]:

@@ -17,6 +17,7 @@ from rich.text import Text
 from repro.oracle.verdicts import Verdict
 from repro.report.comparison import render_comparison
 from repro.report.outcome import RunOutcome
+from repro.report.provenance import StoreProvenance, provenance_lines
 from repro.report.records import TrialRecord
 from repro.report.summary import HARMED_DATA, VERDICTS, WRITES_LOST, blind_controls, columns, start_labels, \
     table_rows, table_title
@@ -115,10 +116,13 @@ def trial_line(record: TrialRecord) -> Text:
     return text
 
 
-def print_table(records: Sequence[TrialRecord], console: Console | None = None) -> None:
-    """The verdict table, then a warning for every positive control that never failed."""
+def print_table(records: Sequence[TrialRecord], console: Console | None = None,
+                stores: Sequence[StoreProvenance] = ()) -> None:
+    """The verdict table, which code each store was, then a warning for every positive control that never failed."""
     console = console or Console()
     console.print(render_table(records, width=console.width))
+    for line in provenance_lines(tuple(stores)):
+        console.print(Text(f"store: {line}"), soft_wrap=True)  # one line to grep: the terminal wraps it
     for label in start_labels(records):
         console.print(f"start: {label}")
     for key in blind_controls(records):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 
 from repro.errors import ScenarioError, shown
@@ -95,7 +96,7 @@ class StoreSpec:
         if self.foreign:
             tag = hashlib.sha256(self.source.encode()).hexdigest()[:6]
             if self.store_ref:
-                name = self.store_ref.rpartition("@")[2] + (f"@{self.store_commit[:7]}" if self.store_commit else "")
+                name = ref_name(self.store_ref.rpartition("@")[2], self.store_commit)
             else:
                 name = os.path.basename(os.path.normpath(str(self.store_path)))
             parts.append(f"store={name}-{tag}")
@@ -119,3 +120,14 @@ class StoreSpec:
         if self.wal_autocheckpoint is not None:
             env["HERMES_STATE_WAL_AUTOCHECKPOINT"] = str(self.wal_autocheckpoint)
         return env
+
+
+def ref_name(rev: str, commit: str | None) -> str:
+    """A ref's short name for ids and JUnit suites: ``v2026.6@1a2b3c4`` for a tag or branch, the resolved
+    commit alone for anything else (``9aba95b05^`` made path-safe would read as the child's hash)."""
+    if not commit:
+        return rev
+    plain = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", rev) and ".." not in rev
+    if not plain or re.fullmatch(r"[0-9a-fA-F]{4,40}", rev):
+        return commit[:7]
+    return f"{rev}@{commit[:7]}"

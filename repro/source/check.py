@@ -27,6 +27,7 @@ class StoreCheck:
     reads_lab_settings: bool
     journal_mode: str
     synchronous: str
+    imported: tuple[str, ...] = ()  # the store's files loaded as modules, relative to its directory, sorted
 
     @property
     def in_force(self) -> str:
@@ -95,4 +96,16 @@ def check_store(store: StoreSpec, *, image: str, profile: MachineProfile) -> Sto
     if not result.get("ok"):
         raise ScenarioError(problem_line(store, result))
     return StoreCheck(file=str(result.get("file", "")), reads_lab_settings=bool(result.get("reads_lab_settings")),
-                      journal_mode=str(result.get("journal_mode", "?")), synchronous=str(result.get("synchronous", "?")))
+                      journal_mode=str(result.get("journal_mode", "?")), synchronous=str(result.get("synchronous", "?")),
+                      imported=imported_list(result.get("imported")))
+
+
+def imported_list(value: object) -> tuple[str, ...]:
+    """The check's ``imported`` list, kept only if it names relative paths inside the store (the store's own
+    code wrote nothing into it, but a path that climbs out must never be hashed from the host)."""
+    if not isinstance(value, list):
+        return ()
+    paths = [str(item) for item in value]
+    if any(os.path.isabs(p) or ".." in p.split("/") for p in paths):
+        raise LabError(f"the store check named files outside the store: {paths[:3]}")
+    return tuple(sorted(set(paths)))

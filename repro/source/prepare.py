@@ -11,12 +11,14 @@ that would ignore it, rather than reported as a configuration that never ran.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from repro.errors import ScenarioError, shown
+from repro.report.provenance import StoreProvenance
 from repro.scenario import OWN_SETTINGS, MachineProfile, StoreSpec
 from repro.source.check import StoreCheck, check_store
 from repro.source.layout import store_layout
+from repro.source.provenance import store_provenance
 from repro.source.refs import StoreRef, checkout
 from repro.source.wheels import derived_image, requirements_text, wheelhouse
 
@@ -77,6 +79,19 @@ def prepare_stores(stores: Sequence[StoreSpec], *, image: str, profile: MachineP
             continue
         engine.ensure_image(image=image)
         ready = resolve(store, image=image)
-        settings_rule(ready, check_store(ready, image=image, profile=profile))
+        check = check_store(ready, image=image, profile=profile)
+        settings_rule(ready, check)
+        _FOUND[ready] = store_provenance(ready, check.imported)  # now: the files as the check imported them
         prepared[store] = ready
     return [prepared[s] for s in stores]
+
+
+# What preparation found about each foreign store in this process (its import check's files, hashed when the
+# check ran), for the run's report: the trials' scenarios carry the stores, not what their checks saw.
+_FOUND: dict[StoreSpec, StoreProvenance] = {}
+
+
+def provenance(stores: Iterable[StoreSpec]) -> tuple[StoreProvenance, ...]:
+    """Each distinct store's provenance, in order: as its preparation found it, else found now (the lab's
+    bundled store; a foreign store this process did not prepare records no imported files)."""
+    return tuple(_FOUND.get(store) or store_provenance(store) for store in dict.fromkeys(stores))

@@ -71,7 +71,7 @@ def git_dir(ref: StoreRef, cache: pathlib.Path) -> str:
             raise ScenarioError(f"--store-ref {shown(ref.text)}: {shown(ref.repo)} is neither a directory nor a "
                                 "URL git can fetch")
         return path
-    mirror = cache / "repos" / (hashlib.sha256(ref.repo.encode()).hexdigest()[:20] + ".git")
+    mirror = _mirror(ref, cache)
     if mirror.is_dir():
         touch(mirror)
         _git(["--git-dir", str(mirror), "remote", "update", "--prune"], what=f"--store-ref {ref.text}")
@@ -83,6 +83,20 @@ def git_dir(ref: StoreRef, cache: pathlib.Path) -> str:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
     return str(mirror)
+
+
+def local_git_dir(ref: StoreRef, cache: pathlib.Path) -> str | None:
+    """Where ``ref``'s commits can be read without fetching (the user's repository, or the cache's mirror
+    of a URL when there is one); None if neither is there."""
+    if not ref.is_url:
+        path = os.path.abspath(ref.repo)
+        return path if os.path.isdir(path) else None
+    mirror = _mirror(ref, cache)
+    return str(mirror) if mirror.is_dir() else None
+
+
+def _mirror(ref: StoreRef, cache: pathlib.Path) -> pathlib.Path:
+    return cache / "repos" / (hashlib.sha256(ref.repo.encode()).hexdigest()[:20] + ".git")
 
 
 def resolve(ref: StoreRef, cache: pathlib.Path) -> tuple[str, str]:

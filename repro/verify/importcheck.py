@@ -8,7 +8,8 @@ bundled copy on PYTHONPATH, when the store's directory cannot be read -- is refu
 Run as ``python3 -m repro.verify.importcheck STORE_DIR`` in a throwaway machine before any
 trial (the trial's image, the store mounted read-only, uid 1000, no network), it prints one
 ``STORE CHECK {json}`` line: the module it imported, whether it reads the lab's HERMES_STATE_*
-variables, and the pragmas in force when it opens a new database -- or the problem. Before it
+variables, the pragmas in force when it opens a new database and the store's files it imported
+(``imported``) -- or the problem. Before it
 imports the store and before it opens a database, it prints the result that stands if the store
 ends the process there (``os._exit`` runs no handler); the last line is the result.
 """
@@ -197,7 +198,20 @@ def check(store_dir: str | None, scratch: str | None = None,
                 facts[pragma] = conn.execute(f"PRAGMA {pragma}").fetchone()[0]  # type: ignore[union-attr]
         with contextlib.suppress(Exception):
             db.close()
+    if store_dir:
+        facts["imported"] = imported_files(store_dir)
     return facts
+
+
+def imported_files(store_dir: str) -> list[str]:
+    """Every file of the store's directory that is loaded as a module now (relative, sorted): what the
+    host hashes as the code that ran (repro/source/provenance.py)."""
+    found = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and under(path, store_dir):
+            found.add(_rel(path, store_dir))
+    return sorted(found)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,6 +56,26 @@ def test_a_module_store_with_a_sibling_module_and_package_passes_sigkill_trials(
     assert f"store={label} in_force=wal/full " in (out / "junit.xml").read_text()
 
 
+def test_a_dirty_working_tree_is_recorded_with_its_commit_and_the_files_imported(tmp_path: pathlib.Path,
+                                                                                 lab_image: str) -> None:
+    repo = tmp_path / "project"
+    (commit,) = git_releases(repo, [("v1", {})])
+    (repo / "hermes_constants.py").write_text((repo / "hermes_constants.py").read_text() + "# local fix\n")
+    (repo / "notes.py").write_text("never imported\n")
+    out = tmp_path / "run"
+    proc = repro("run", "--fault", "sigkill", "--trials", "1", "--seed", "4", "--store-path", str(repo),
+                 "--out", str(out), cache=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    (store,) = json.loads((out / "report.json").read_text())["run"]["stores"]
+    files = ["agent/__init__.py", "agent/memory_manager.py", "hermes_constants.py", "hermes_state.py"]
+    assert (store["kind"], store["commit"], store["dirty"], store["imported"]) == ("path", commit, True, files)
+    assert len(store["diff_sha256"]) == 64 and len(store["content_sha256"]) == 64
+    line = (f"{repo}: git {commit[:7]} (dirty, diff {store['diff_sha256'][:12]}), 4 files imported, "
+            f"sha256 {store['content_sha256'][:16]}")
+    assert f"store: {line}" in proc.stdout.splitlines()
+    assert line in (out / "report.md").read_text()
+
+
 def test_two_releases_by_ref_are_named_by_ref_and_commit(tmp_path: pathlib.Path, lab_image: str) -> None:
     repo = tmp_path / "hermes-agent"
     old, new = git_releases(repo, [("v2026.6", {"release": "2026.6"}), ("v2026.11", {"release": "2026.11"})])
@@ -69,6 +89,10 @@ def test_two_releases_by_ref_are_named_by_ref_and_commit(tmp_path: pathlib.Path,
     report = (out / "report.md").read_text()
     assert all(f"{n} own settings (wal/full" in report for n in names)  # the comparison's sides too
     assert (tmp_path / "cache" / "stores" / old / "hermes_state.py").is_file()
+    stores = json.loads((out / "report.json").read_text())["run"]["stores"]
+    assert [(s["kind"], s["commit"], s["subject"]) for s in stores] == \
+        [("ref", old, "release v2026.6"), ("ref", new, "release v2026.11")]
+    assert all("hermes_state.py" in s["imported"] and len(s["content_sha256"]) == 64 for s in stores)
     first = str(trials(out)[0]["id"])
     replayed = repro("replay", str(out), first, cache=tmp_path / "cache")  # from the stored ref and commit
     assert replayed.returncode == 0, replayed.stderr + replayed.stdout

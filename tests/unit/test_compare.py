@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import math
 
 import pytest
 from rich.console import Console
 
-from repro.report.comparison import compare_runs, comparison_markdown, fisher_exact, render_comparison
+from repro.report.comparison import DETECTABLE_LIMIT, compare_runs, comparison_markdown, detectable, fisher_exact, \
+    render_comparison
 from repro.oracle.verdicts import Verdict
 from test_report import rec
 
@@ -53,7 +55,39 @@ def test_enough_trials_make_a_fix_and_the_reverse_a_regression() -> None:
     assert [r.change for r in fixed.rows] == ["better", "same"]
     worse = compare_runs(new, old, "v2", "v1")
     assert worse.headline.startswith("regression: v1 harms data more often than v2 in fly-256/sigkill")
-    assert compare_runs(old, old, "v1", "v2").headline.startswith("no difference between v1 and v2")
+    assert compare_runs(old, old, "v1", "v2").headline.startswith(  # 6/6 vs 6/6: 5 of 6 fewer would show
+        "inconclusive at this trial count: no difference seen between v1 and v2, but 6 trials per side could "
+        "not detect a difference below 83% (fly-256/sigkill)")
+    assert "inconclusive at this trial count: 2 trials per side could not detect any difference, not even 100% " \
+           "(fly-256/oom)" in fixed.headline  # the fix stands; the group beside it is not called safe
+    plenty = many(Verdict.PASS, 40, start=100)
+    assert compare_runs(plenty, plenty, "v1", "v2").headline == "no difference between v1 and v2"
+
+
+def test_no_difference_at_three_trials_a_side_is_inconclusive_everywhere() -> None:
+    old = many(Verdict.PASS, 3)
+    new = many(Verdict.PASS, 3, store="new", start=10)
+    comparison = compare_runs(old, new, "v1", "v2")
+    (row,) = comparison.rows
+    assert row.detectable is None and row.underpowered
+    weak = "inconclusive at this trial count: 3 trials per side could not detect any difference, not even 100%"
+    assert comparison.headline == ("inconclusive at this trial count: no difference seen between v1 and v2, but "
+                                   "3 trials per side could not detect any difference, not even 100% "
+                                   "(fly-256/sigkill)")
+    assert row.change_text == weak
+    assert weak in comparison_markdown(comparison)
+    console = Console(record=True, width=300)
+    console.print(render_comparison(comparison))
+    assert weak in console.export_text()
+    from repro.report.html import _comparison
+    assert html.escape(weak) in _comparison(comparison)
+
+
+def test_the_detectable_difference_shrinks_with_more_trials() -> None:
+    assert detectable(0, 3, 3) is None
+    assert detectable(0, 10, 10) == pytest.approx(0.5)  # 0/10 vs 5/10: p = 0.033; 4/10: p = 0.087
+    assert detectable(0, 30, 30) == pytest.approx(0.2)
+    assert detectable(0, 100, 100) is not None and detectable(0, 100, 100) < DETECTABLE_LIMIT  # type: ignore[operator]
 
 
 def test_expected_loss_is_still_data_lost_between_presets() -> None:
@@ -71,3 +105,13 @@ def test_expected_loss_is_still_data_lost_between_presets() -> None:
 def test_errors_are_not_compared() -> None:
     only_errors = many(Verdict.ERROR, 2, expected=False)
     assert compare_runs(only_errors, many(Verdict.PASS, 2, store="new")).headline.startswith("nothing to compare")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 10, 13, 20, 30])
+def test_the_quick_power_test_agrees_with_the_full_search(n: int) -> None:
+    from repro.report.comparison import could_detect
+
+    for harmed in range(n + 1):
+        for n_new in (n, n + 3):
+            found = detectable(harmed, n, n_new)
+            assert could_detect(harmed, n, n_new) == (found is not None and found <= DETECTABLE_LIMIT + 1e-12)

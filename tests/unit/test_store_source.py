@@ -133,7 +133,8 @@ def _check(store: pathlib.Path) -> dict[str, object]:
 def test_the_import_check_opens_a_module_store_from_its_own_directory(tmp_path: pathlib.Path) -> None:
     found = _check(write_module_store(tmp_path / "s"))
     assert found == {"ok": True, "file": "hermes_state.py", "reads_lab_settings": False, "journal_mode": "wal",
-                     "synchronous": 2}
+                     "synchronous": 2, "imported": ["agent/__init__.py", "agent/memory_manager.py",
+                                                    "hermes_constants.py", "hermes_state.py"]}
     lab = _check(REPO)  # the lab's own package reads HERMES_STATE_*
     assert lab["ok"] and lab["file"] == "hermes_state/__init__.py" and lab["reads_lab_settings"] is True
 
