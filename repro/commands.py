@@ -344,7 +344,10 @@ def replay(args: argparse.Namespace, argv: list[str]) -> int:
     if record.scenario is None:
         raise ScenarioError(f"{path} was made by an older lab that did not store its scenarios; re-run it")
     scenario = scenario_from_dict(record.scenario)
-    from repro.prepare import prepare_replay
+    from repro.prepare import check_store_path, prepare_replay
+
+    if scenario.store.store_path is not None and scenario.store.store_ref is None:
+        check_store_path(scenario.store.store_path)
 
     _sqlite_builds([scenario.store])
     scenario = prepare_replay(scenario)

@@ -39,7 +39,7 @@ from repro.protocol import Tag, format_line, store_output
 from repro.report.records import TrialRecord, record_trial
 from repro.report.timeline import build_timeline
 from repro.scenario import HazardName, Scenario, replay_command, replay_script, scenario_to_dict, trial_seed
-from repro.sqlite import runtime as sqlite_runtime
+from repro.sqlite import for_store, runtime as sqlite_runtime
 from repro.startdb.files import load as load_start, start_rows
 from repro.startdb.restore import Restored, restore
 from repro.verify import crosscheck
@@ -204,8 +204,9 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
     started = time.monotonic()
     limits = phase_deadlines(scenario, deadlines)
     with trial_scope(scenario.trial_id):  # every container of the trial carries its id, for the watchdog
-        host = ConstrainedHost(scenario.profile, store=scenario.store, image=scenario.store.image or image,
-                               fuse=scenario.needs_fuse, record=scenario.records, pool=pool)
+        host = ConstrainedHost(scenario.profile, store=scenario.store, sqlite=for_store(scenario.store)[1],
+                               image=scenario.store.image or image, fuse=scenario.needs_fuse,
+                               record=scenario.records, pool=pool)
         trial = _Trial(scenario, host)
         watchdog = Watchdog(scenario.trial_id, disk=lambda: host.disk)
         artifacts: str | None = None

@@ -23,6 +23,8 @@ def store_spec(args: argparse.Namespace, preset: str | None, path: str | None, r
 
     if ref is not None:
         StoreRef.parse(ref)
+    if path is not None and ref is None:
+        check_store_path(path)
     requirements = args.store_requirements
     if requirements not in (None, "auto"):
         if not os.path.isfile(requirements):
@@ -32,6 +34,14 @@ def store_spec(args: argparse.Namespace, preset: str | None, path: str | None, r
                      args.checkpoint_mode, store_ref=ref, requirements=requirements,
                      wal_autocheckpoint=args.wal_autocheckpoint, sqlite=sqlite.strip(),
                      sqlite_assisted=args.sqlite_assisted)
+
+
+def check_store_path(path: str) -> None:
+    """A --store-path holds exactly one hermes_state package or module (a ref's checkout is made, and
+    checked, by preparation): bad input before anything starts."""
+    from repro.source.layout import store_layout
+
+    store_layout(path)
 
 
 def size_option(text: str | None, option: str) -> int | None:

@@ -122,6 +122,10 @@ def _recording(args: argparse.Namespace) -> _Recording:
         # another library would be judged by a different one
         raise ScenarioError("repro explore records with the image's own SQLite (--sqlite system): its states are "
                             "checked in a sandbox of the same image, with the image's")
+    if args.store_path:
+        from repro.prepare import check_store_path
+
+        check_store_path(args.store_path)
     store = StoreSpec(args.preset or (OWN_SETTINGS if args.store_path else "ns506"), args.journal_mode,
                       args.synchronous, os.path.abspath(args.store_path) if args.store_path else None,
                       args.checkpoint_mode, wal_autocheckpoint=args.wal_autocheckpoint)

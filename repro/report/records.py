@@ -297,24 +297,18 @@ class RunResult:
     meta: RunMeta
     trials: tuple[TrialRecord, ...]
 
-    @property
-    def exit_code(self) -> ExitCode:
-        """The trials' exit code, and the run's --fail-on conditions (repro/report/outcome.py)."""
-        from repro.report.outcome import outcome
-
-        return outcome(self).code
-
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self, exit_code: ExitCode) -> dict[str, object]:
+        """report.json's content; `exit_code` is the run's, --fail-on included (repro/report/outcome.py)."""
         return {
             "format": RESULTS_FORMAT,
             "run": self.meta.to_dict(),
-            "exit_code": int(self.exit_code),
+            "exit_code": int(exit_code),
             "trials": [t.to_dict() for t in self.trials],
         }
 
-    def to_json(self) -> str:
+    def to_json(self, exit_code: ExitCode) -> str:
         """Indented, with short lists of numbers (a timeline's points) kept on one line."""
-        return indented(self.to_dict())
+        return indented(self.to_dict(exit_code))
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:
