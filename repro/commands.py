@@ -129,10 +129,9 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
 def _engine_has_fuse(image: str | None) -> bool:
     """Whether the engine's host has FUSE, which the default run's power-loss trials need (a note if not)."""
     from repro.machine import engine
-    from repro.machine.labels import IMAGE
 
     try:
-        found = engine.has_device("/dev/fuse", image=image or IMAGE)
+        found = engine.has_device("/dev/fuse", image=engine.image_name(image))
     except EngineError:  # no engine: the run fails at its first machine, with the engine's own message
         found = os.path.exists("/dev/fuse")
     if not found:
@@ -217,7 +216,7 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from repro.machine import engine
-    from repro.machine.labels import IMAGE, RUN_ID, owner
+    from repro.machine.labels import RUN_ID, owner
     from repro.pipeline import TrialEvent, run_trials
     from repro.report import outdir
     from repro.pipeline import Progress as TrialProgress
@@ -227,14 +226,8 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     from repro.report.terminal import print_outcome, print_table, trial_line
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-    lab_image = image is None
-    image = image or IMAGE
     cli = engine.client()
-    if lab_image:  # the lab's own image: built only if missing or stale (its context hash label differs)
-        engine.ensure_image(cli, image=image)
-    elif not engine.image_present(cli, image):  # the user named it: bad input, not the lab failing
-        raise ScenarioError(f"--image {shown(image)} is not on the engine: build or pull it, or leave out --image "
-                            "for the lab's own")
+    chosen = engine.trial_image(cli, image)
     reaped = reap_dead_runs(cli)
     if reaped:
         console.print(f"repro: note: {reaped}")
@@ -252,7 +245,7 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
                 progress.console.print(trial_line(event.record))
 
         try:
-            records = run_trials(scenarios, out_dir=path, jobs=jobs, image=image, on_event=on_event)
+            records = run_trials(scenarios, out_dir=path, jobs=jobs, image=chosen, on_event=on_event)
         finally:
             engine.cleanup(cli, owner=owner())
     meta = RunMeta(run_id=RUN_ID, seed=seed, started_at=started.isoformat(timespec="seconds"),

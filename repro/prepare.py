@@ -89,18 +89,10 @@ def _note(text: str) -> None:
 
 
 def _image(given: str | None) -> str:
-    """The image trials run in: the lab's own (built when missing or stale), or one the user named that exists."""
+    """The image trials run in (decided in one place: repro.machine.engine.trial_image)."""
     from repro.machine import engine
-    from repro.machine.labels import IMAGE
 
-    cli = engine.client()
-    if given is None:
-        engine.ensure_image(cli, image=IMAGE)
-        return IMAGE
-    if not engine.image_present(cli, given):
-        raise ScenarioError(f"--image {shown(given)} is not on the engine: build or pull it, or leave out --image "
-                            "for the lab's own")
-    return given
+    return engine.trial_image(engine.client(), given)
 
 
 def prepare_replay(scenario: Scenario) -> Scenario:

@@ -91,16 +91,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _image(cli: DockerClient, name: str | None) -> str:
-    """The image of the recording machine and of the sandbox: the lab's own (built if missing or stale),
-    or the one named, which must be on the engine."""
+    """The image of the recording machine and of the sandbox (decided in one place: engine.trial_image)."""
     from repro.machine import engine
-    from repro.machine.labels import IMAGE
 
-    if name is None:
-        return engine.ensure_image(cli, image=IMAGE).image
-    if not engine.image_present(cli, name):  # the user named it: bad input, not the lab failing
-        raise ScenarioError(f"--image {name} is not on the engine: build or pull it, or leave out --image")
-    return name
+    return engine.trial_image(cli, name)
 
 
 @dataclass(frozen=True)
