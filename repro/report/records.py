@@ -25,6 +25,22 @@ class FailOn(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class PhaseCall:
+    """One phase of a trial as it ran (like pytest's CallInfo): its name, how long it took, and the
+    error that ended it ("" when it finished)."""
+
+    name: str
+    seconds: float
+    error: str = ""
+
+    @classmethod
+    def from_dict(cls, data: object) -> PhaseCall:
+        if not isinstance(data, dict):
+            raise ResultsError("a phase is not an object")
+        return cls(str(data["name"]), float(str(data["seconds"])), str(data.get("error", "")))
+
+
+@dataclass(frozen=True)
 class TrialRecord:
     """Everything the report says about one trial."""
 
@@ -69,6 +85,7 @@ class TrialRecord:
     scenario: Mapping[str, object] | None = field(default=None, hash=False)
     # What happened over time (acknowledged writes, the fault, the disk filling, what was lost), compact.
     timeline: Timeline | None = field(default=None, hash=False)
+    phases: tuple[PhaseCall, ...] = ()  # the phases that ran, in order, each with its time and error
 
     @property
     def harmed(self) -> bool:
@@ -119,6 +136,7 @@ class TrialRecord:
         out["scenario"] = None if self.scenario is None else dict(self.scenario)
         out["evidence"] = dict(self.evidence)
         out["timeline"] = None if self.timeline is None else self.timeline.to_dict()
+        out["phases"] = [{"name": p.name, "seconds": p.seconds, "error": p.error} for p in self.phases]
         return out
 
     def to_json(self) -> str:
@@ -168,6 +186,7 @@ class TrialRecord:
                 evidence=_digests(data.get("evidence", {})),
                 scenario=scenario,
                 timeline=None if timeline is None else Timeline.from_dict(timeline),
+                phases=tuple(PhaseCall.from_dict(p) for p in _list(data.get("phases", []))),
             )
         except KeyError as exc:
             raise ResultsError(f"trial record lacks {exc.args[0]!r}") from exc
@@ -350,6 +369,12 @@ def exit_code(records: Iterable[TrialRecord]) -> ExitCode:
     if any(r.failed for r in records):
         return ExitCode.TRIAL_FAILED
     return ExitCode.OK
+
+
+def _list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise ResultsError("phases is not a list")
+    return value
 
 
 def _strings(value: object) -> tuple[str, ...]:
