@@ -25,7 +25,7 @@ from repro.oracle.verdicts import Verdict  # noqa: E402
 from repro.report.html import render_html  # noqa: E402
 from repro.report.junit import junit_element  # noqa: E402
 from repro.report.markdown import render_markdown  # noqa: E402
-from repro.report.outcome import outcome  # noqa: E402
+from repro.report.outcome import outcome, report_json  # noqa: E402
 from repro.report.records import RunMeta, RunResult, TrialRecord  # noqa: E402
 from repro.report.render import write_all  # noqa: E402
 from repro.report.terminal import print_outcome, print_table  # noqa: E402
@@ -71,7 +71,7 @@ def renderers(out: pathlib.Path) -> dict[str, Callable[[RunResult], object]]:
 
     return {
         "terminal": terminal,
-        "json": lambda run: run.to_json(),
+        "json": report_json,
         "markdown": lambda run: render_markdown(run, outcome(run)),
         "junit": lambda run: junit_element(run, outcome(run)),
         "html": lambda run: render_html(run, out, outcome(run)),

@@ -129,10 +129,9 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
 def _engine_has_fuse(image: str | None) -> bool:
     """Whether the engine's host has FUSE, which the default run's power-loss trials need (a note if not)."""
     from repro.machine import engine
-    from repro.machine.labels import IMAGE
 
     try:
-        found = engine.has_device("/dev/fuse", image=image or IMAGE)
+        found = engine.has_device("/dev/fuse", image=engine.image_name(image))
     except EngineError:  # no engine: the run fails at its first machine, with the engine's own message
         found = os.path.exists("/dev/fuse")
     if not found:
@@ -233,7 +232,7 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from repro.machine import engine
-    from repro.machine.labels import IMAGE, RUN_ID, owner
+    from repro.machine.labels import RUN_ID, owner
     from repro.pipeline import TrialEvent, run_trials
     from repro.report import outdir
     from repro.pipeline import Progress as TrialProgress
@@ -244,14 +243,8 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     from repro.source.prepare import provenance
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-    lab_image = image is None
-    image = image or IMAGE
     cli = engine.client()
-    if lab_image:  # the lab's own image: built only if missing or stale (its context hash label differs)
-        engine.ensure_image(cli, image=image)
-    elif not engine.image_present(cli, image):  # the user named it: bad input, not the lab failing
-        raise ScenarioError(f"--image {shown(image)} is not on the engine: build or pull it, or leave out --image "
-                            "for the lab's own")
+    chosen = engine.trial_image(cli, image)
     reaped = reap_dead_runs(cli)
     if reaped:
         console.print(f"repro: note: {reaped}")
@@ -270,7 +263,7 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
                 progress.console.print(trial_line(event.record))
 
         try:
-            records = run_trials(scenarios, out_dir=path, jobs=jobs, image=image, on_event=on_event)
+            records = run_trials(scenarios, out_dir=path, jobs=jobs, image=chosen, on_event=on_event)
         finally:
             engine.cleanup(cli, owner=owner())
     meta = RunMeta(run_id=RUN_ID, seed=seed, started_at=started.isoformat(timespec="seconds"),
@@ -363,7 +356,10 @@ def replay(args: argparse.Namespace, argv: list[str]) -> int:
     if record.scenario is None:
         raise ScenarioError(f"{path} was made by an older lab that did not store its scenarios; re-run it")
     scenario = scenario_from_dict(record.scenario)
-    from repro.prepare import prepare_replay
+    from repro.prepare import check_store_path, prepare_replay
+
+    if scenario.store.store_path is not None and scenario.store.store_ref is None:
+        check_store_path(scenario.store.store_path)
 
     _sqlite_builds([scenario.store])
     scenario = prepare_replay(scenario)

@@ -1,6 +1,6 @@
 """A trial as named phases -- boot, workload, faults, stop, restart, judge, record -- and a run of many.
 
-Each phase is one method of ``_Trial``; the runner announces every phase as an event (so
+Each phase is one method of ``_Trial``, run from the table ``PHASE_STEPS`` and recorded (time, error); the runner announces every phase as an event (so
 a display can say "fault fired" or "verifying") and, when the lab fails, names the phase
 in the `error` verdict. Every phase runs under a deadline (``phase_deadlines``) that a
 watchdog enforces by removing the trial's machines (repro/machine/watchdog.py), so a frozen
@@ -9,37 +9,35 @@ machine ends as an `error` and the run goes on. The runner itself prints nothing
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import json
-import math
-import os
 import pathlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import docker.errors
 import requests.exceptions
 
-from repro.errors import DeadlineError, LabError, MachineKilledError, ScenarioError, shown
+from repro.errors import DeadlineError, LabError, MachineKilledError
 from repro.faults import FAULTS, FaultOutcome
-from repro.faults.base import AGENT_TIMEOUT_S
 from repro.ledger import Ledger, ledger_lines, parse_lines
-from repro.machine.host import BOOT_TIMEOUT_S, ConstrainedHost
+from repro.machine.host import ConstrainedHost
 from repro.machine.labels import IMAGE, trial_scope
 from repro.machine.pool import DiskPool
-from repro.machine.restart import PROBE_TIMEOUT_S, Restart, fetch_database, restart
-from repro.machine.services import START_TIMEOUT_S
+from repro.machine.restart import Restart, fetch_database, restart
 from repro.machine.watchdog import Watchdog
 from repro.oracle.verdicts import Judgement, judge, lab_error
+from repro.phases import Phase, deadline_overrides, phase_deadlines
 from repro.protocol import Tag, format_line, store_output
-from repro.report.records import TrialRecord, record_trial
+from repro.report.records import PhaseCall, TrialRecord, record_trial
 from repro.report.timeline import build_timeline
 from repro.scenario import HazardName, Scenario, replay_command, replay_script, scenario_to_dict, trial_seed
-from repro.sqlite import runtime as sqlite_runtime
+from repro.sqlite import for_store, runtime as sqlite_runtime
 from repro.startdb.files import load as load_start, start_rows
 from repro.startdb.restore import Restored, restore
 from repro.verify import crosscheck
@@ -50,18 +48,6 @@ from repro.workload.checkpointer import checkpoint_count
 # something that is not JSON. Any of them makes the trial an `error` verdict; the run goes on.
 LAB_FAILURES = (LabError, docker.errors.DockerException, requests.exceptions.RequestException,
                 json.JSONDecodeError)
-
-
-class Phase(str, enum.Enum):
-    """The steps of one trial, in order."""
-
-    BOOT = "boot"          # the machine and its disk start
-    WORKLOAD = "workload"  # the store opens and the workload (and hazards) start
-    FAULTS = "faults"      # each fault fires at its trigger
-    STOP = "stop"          # Fly's ordinary stop, when no fault ended the machine
-    RESTART = "restart"    # the crash state is kept; the restarted machine probes the database
-    JUDGE = "judge"        # the oracle compares facts and ledger with what SQLite promises
-    RECORD = "record"      # the record, and the evidence of a trial that did not pass
 
 
 class Progress(str, enum.Enum):
@@ -97,6 +83,7 @@ class _Trial:
         self.restored: Restored | None = None  # the starting database and filler, when the trial has them
         self.sqlite_seen: dict[str, tuple[str, str]] = {}  # process -> (version, source id) it loaded
         self.checkpoints = 0  # the checkpointer hazard's count
+        self.calls: list[PhaseCall] = []  # each phase that ran: its time and the error that ended it
 
     def boot(self) -> None:
         self.host.start()
@@ -150,49 +137,24 @@ class _Trial:
         return "; ".join(FAULTS[o.fault].describe(o) for o in self.outcomes)
 
 
-PHASES = (Phase.BOOT, Phase.WORKLOAD, Phase.FAULTS, Phase.STOP, Phase.RESTART, Phase.JUDGE)
-# HERMES_LAB_DEADLINES="faults=10,restart=60" overrides phases' deadlines (seconds).
-DEADLINES_ENV = "HERMES_LAB_DEADLINES"
-MARGIN_S = 15.0
-FAULT_WAIT_S = 60.0  # the longest a fault waits for its effect (an OOM kill, a full disk)
+# The phases of a trial, in order, and the step each runs (RECORD runs after them, whatever happened).
+PHASE_STEPS: tuple[tuple[Phase, Callable[[_Trial], None]], ...] = (
+    (Phase.BOOT, _Trial.boot), (Phase.WORKLOAD, _Trial.workload), (Phase.FAULTS, _Trial.faults),
+    (Phase.STOP, _Trial.stop), (Phase.RESTART, _Trial.restart), (Phase.JUDGE, _Trial.judge))
+PHASES = tuple(phase for phase, _ in PHASE_STEPS)
 
 
-def phase_deadlines(scenario: Scenario, overrides: Mapping[Phase, float] | None = None) -> dict[Phase, float]:
-    """How long each phase may take: the sum of the waits inside it (each with its own timeout), plus a margin."""
-    profile, workload = scenario.profile, scenario.workload
-    stop_s = profile.kill_timeout_s + workload.linger_ms / 1000 + 30  # the kill timeout, then SIGKILL and a wait
-    services = 1 + int(scenario.needs_fuse) + sum(1 for h in (HazardName.DASHBOARD, HazardName.CRON)
-                                                  if workload.hazard_every(h))
-    deadlines = {
-        # restoring a starting database and filler: the disk's size at 20 MB/s at worst (measured: 300 MB/s)
-        Phase.BOOT: BOOT_TIMEOUT_S + 30 + MARGIN_S + (profile.disk / (20 << 20) if scenario.start.active else 0),
-        Phase.WORKLOAD: services * (START_TIMEOUT_S + 10) + MARGIN_S,
-        Phase.FAULTS: MARGIN_S + sum(AGENT_TIMEOUT_S + step.after_ms / 1000 + FAULT_WAIT_S + stop_s
-                                     for step in scenario.schedule()),
-        Phase.STOP: stop_s + MARGIN_S,
-        Phase.RESTART: 30 + BOOT_TIMEOUT_S + PROBE_TIMEOUT_S + MARGIN_S,
-        Phase.JUDGE: 60.0,
-        Phase.RECORD: 120.0,
-    }
-    deadlines.update(overrides if overrides is not None else deadline_overrides())
-    return deadlines
-
-
-def deadline_overrides(text: str | None = None) -> dict[Phase, float]:
-    """``faults=10,restart=60`` (default: $HERMES_LAB_DEADLINES) -> {Phase: seconds}; ScenarioError if malformed."""
-    text = os.environ.get(DEADLINES_ENV, "") if text is None else text
-    found: dict[Phase, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, value = part.partition("=")
-        try:
-            phase, seconds = Phase(name.strip()), float(value)
-        except ValueError:
-            raise ScenarioError(f"{DEADLINES_ENV}: {shown(part)} is not PHASE=SECONDS with PHASE one of "
-                                f"{', '.join(p.value for p in Phase)}") from None
-        if not (math.isfinite(seconds) and 0 < seconds <= 86400):
-            raise ScenarioError(f"{DEADLINES_ENV}: {shown(part)}: seconds must be in (0, 86400]")
-        found[phase] = seconds
-    return found
+@contextlib.contextmanager
+def _called(phase: Phase, calls: list[PhaseCall]) -> Iterator[None]:
+    """Record the phase's duration and the error that ended it (then raised on), like pytest's CallInfo."""
+    started, error = time.monotonic(), ""
+    try:
+        yield
+    except BaseException as exc:
+        error = _one_line(exc)
+        raise
+    finally:
+        calls.append(PhaseCall(phase.value, round(time.monotonic() - started, 3), error))
 
 
 def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
@@ -204,8 +166,9 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
     started = time.monotonic()
     limits = phase_deadlines(scenario, deadlines)
     with trial_scope(scenario.trial_id):  # every container of the trial carries its id, for the watchdog
-        host = ConstrainedHost(scenario.profile, store=scenario.store, image=scenario.store.image or image,
-                               fuse=scenario.needs_fuse, record=scenario.records, pool=pool)
+        host = ConstrainedHost(scenario.profile, store=scenario.store, sqlite=for_store(scenario.store)[1],
+                               image=scenario.store.image or image, fuse=scenario.needs_fuse,
+                               record=scenario.records, pool=pool)
         trial = _Trial(scenario, host)
         watchdog = Watchdog(scenario.trial_id, disk=lambda: host.disk)
         artifacts: str | None = None
@@ -213,10 +176,10 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
         phase = Phase.BOOT
         try:
             try:
-                for phase in PHASES:
+                for phase, step in PHASE_STEPS:
                     on_event(TrialEvent(Progress.PHASE, scenario.trial_id, phase))
-                    with watchdog.phase(phase.value, limits[phase]):
-                        getattr(trial, phase.value)()
+                    with _called(phase, trial.calls), watchdog.phase(phase.value, limits[phase]):
+                        step(trial)
             except LAB_FAILURES as exc:  # the lab failed, not the store -- or someone else ended its machine
                 known = isinstance(exc, (DeadlineError, MachineKilledError))
                 error = exc if known else host.ended_from_outside() or exc
@@ -271,7 +234,7 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
     return dataclasses.replace(record, timeline=timeline, detail=f"{record.detail} [{story}]" if story else record.detail,
                                sqlite_version=str(ready.get("sqlite_version", "")),
                                schedule=tuple(step.describe() for step in scenario.schedule()),
-                               cpus=trial.host.pin.describe() if trial.host.pin else "",
+                               cpus=trial.host.pin.describe() if trial.host.pin else "", phases=tuple(trial.calls),
                                evidence=dict(trial.restarted.kept) if trial.restarted is not None else {})
 
 

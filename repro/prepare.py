@@ -23,6 +23,8 @@ def store_spec(args: argparse.Namespace, preset: str | None, path: str | None, r
 
     if ref is not None:
         StoreRef.parse(ref)
+    if path is not None and ref is None:
+        check_store_path(path)
     requirements = args.store_requirements
     if requirements not in (None, "auto"):
         if not os.path.isfile(requirements):
@@ -32,6 +34,14 @@ def store_spec(args: argparse.Namespace, preset: str | None, path: str | None, r
                      args.checkpoint_mode, store_ref=ref, requirements=requirements,
                      wal_autocheckpoint=args.wal_autocheckpoint, sqlite=sqlite.strip(),
                      sqlite_assisted=args.sqlite_assisted)
+
+
+def check_store_path(path: str) -> None:
+    """A --store-path holds exactly one hermes_state package or module (a ref's checkout is made, and
+    checked, by preparation): bad input before anything starts."""
+    from repro.source.layout import store_layout
+
+    store_layout(path)
 
 
 def size_option(text: str | None, option: str) -> int | None:
@@ -79,18 +89,10 @@ def _note(text: str) -> None:
 
 
 def _image(given: str | None) -> str:
-    """The image trials run in: the lab's own (built when missing or stale), or one the user named that exists."""
+    """The image trials run in (decided in one place: repro.machine.engine.trial_image)."""
     from repro.machine import engine
-    from repro.machine.labels import IMAGE
 
-    cli = engine.client()
-    if given is None:
-        engine.ensure_image(cli, image=IMAGE)
-        return IMAGE
-    if not engine.image_present(cli, given):
-        raise ScenarioError(f"--image {shown(given)} is not on the engine: build or pull it, or leave out --image "
-                            "for the lab's own")
-    return given
+    return engine.trial_image(engine.client(), given)
 
 
 def prepare_replay(scenario: Scenario) -> Scenario:

@@ -91,16 +91,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _image(cli: DockerClient, name: str | None) -> str:
-    """The image of the recording machine and of the sandbox: the lab's own (built if missing or stale),
-    or the one named, which must be on the engine."""
+    """The image of the recording machine and of the sandbox (decided in one place: engine.trial_image)."""
     from repro.machine import engine
-    from repro.machine.labels import IMAGE
 
-    if name is None:
-        return engine.ensure_image(cli, image=IMAGE).image
-    if not engine.image_present(cli, name):  # the user named it: bad input, not the lab failing
-        raise ScenarioError(f"--image {name} is not on the engine: build or pull it, or leave out --image")
-    return name
+    return engine.trial_image(cli, name)
 
 
 @dataclass(frozen=True)
@@ -122,6 +116,10 @@ def _recording(args: argparse.Namespace) -> _Recording:
         # another library would be judged by a different one
         raise ScenarioError("repro explore records with the image's own SQLite (--sqlite system): its states are "
                             "checked in a sandbox of the same image, with the image's")
+    if args.store_path:
+        from repro.prepare import check_store_path
+
+        check_store_path(args.store_path)
     store = StoreSpec(args.preset or (OWN_SETTINGS if args.store_path else "ns506"), args.journal_mode,
                       args.synchronous, os.path.abspath(args.store_path) if args.store_path else None,
                       args.checkpoint_mode, wal_autocheckpoint=args.wal_autocheckpoint)

@@ -142,7 +142,7 @@ def check_in_sandbox(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], 
     """Check the batches in one sandbox, ``jobs`` workers taking batches as they finish the last; the
     first failure of any worker ends them all (the sandbox is removed) and is raised here."""
     from repro.explore.sandbox import Sandbox
-    from repro.machine.labels import IMAGE
+    from repro.machine.engine import image_name
 
     results: list[StateResult] = []
     stats = ChunkStats()
@@ -154,7 +154,7 @@ def check_in_sandbox(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], 
         todo.put(batch)
     done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
     workers = max(1, min(jobs, len(work)))
-    sandbox = Sandbox(trace_dir, image=image or IMAGE, jobs=workers)
+    sandbox = Sandbox(trace_dir, image=image_name(image), jobs=workers)
 
     def serve() -> None:
         try:

@@ -1,8 +1,9 @@
 """What a fault is: its name, default trigger, crash class, whether it ends the machine, and how it fires.
 
-Adding a fault is one subclass of ``Fault`` in this package, listed in ``FAULTS``
-(repro/faults/__init__.py), plus its tests; the scenario, the runner and the report ask
-the fault itself. The oracle keeps its own stdlib-only table of crash classes (the
+Adding a fault is its name and traits in repro/scenario/model.py (FaultName, FAULT_TRAITS: data,
+which the scenario reads without importing this package) and one subclass of ``Fault`` in this
+package, listed in ``FAULTS`` (repro/faults/__init__.py), plus its tests; the runner and the report
+ask the fault itself. The oracle keeps its own stdlib-only table of crash classes (the
 Compose judge needs it), and a unit test fails when the two disagree.
 """
 
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from repro.oracle.promises import CrashClass
 from repro.protocol import Tag
-from repro.scenario import FaultName, FaultStep, Trigger
+from repro.scenario import FAULT_TRAITS, FaultName, FaultStep, Trigger
 from repro.workload.agent import Action
 
 if TYPE_CHECKING:
@@ -65,10 +66,20 @@ class Fault(abc.ABC):
     until the machine is down); ``describe`` says in one clause what it did."""
 
     name: ClassVar[FaultName]
-    default_trigger: ClassVar[Trigger]
-    crash_class: ClassVar[CrashClass] = CrashClass.PROCESS
-    ends_machine: ClassVar[bool] = True
     summary: ClassVar[str]
+
+    # What the fault is as data lives with its name (repro/scenario: FAULT_TRAITS); the class adds how it fires.
+    @property
+    def default_trigger(self) -> Trigger:
+        return FAULT_TRAITS[self.name].default_trigger
+
+    @property
+    def crash_class(self) -> CrashClass:
+        return FAULT_TRAITS[self.name].crash_class
+
+    @property
+    def ends_machine(self) -> bool:
+        return FAULT_TRAITS[self.name].ends_machine
 
     @abc.abstractmethod
     def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome: ...

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 from repro.faults.base import Fault, FaultOutcome, run_agent
 from repro.machine import services
 from repro.protocol import EventKind
-from repro.scenario import FaultName, FaultStep, Trigger
+from repro.scenario import FaultName, FaultStep
 from repro.workload.agent import Action
 
 if TYPE_CHECKING:
@@ -25,8 +25,6 @@ FILL_TIMEOUT_S = 60.0
 
 class DiskFill(Fault):
     name = FaultName.DISK_FILL
-    default_trigger = Trigger.ACKS
-    ends_machine = False
     summary = "an npm-like cache fills the data disk; the workload writes on into it"
     clear: ClassVar[bool] = False
 

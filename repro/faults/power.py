@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from repro.faults.base import Fault, FaultOutcome, run_agent
-from repro.oracle.promises import CrashClass
-from repro.scenario import FaultName, FaultStep, Trigger
+from repro.scenario import FaultName, FaultStep
 from repro.workload.agent import Action
 
 if TYPE_CHECKING:
@@ -19,8 +18,6 @@ if TYPE_CHECKING:
 
 class PowerLoss(Fault):
     name = FaultName.POWER_LOSS
-    default_trigger = Trigger.IN_WRITE
-    crash_class = CrashClass.POWER_LOSS
     summary = "the power is cut: what was not fsynced is gone (options: lazy-dirs, torn-writes, record)"
 
     def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from repro.faults.base import Fault, FaultOutcome, run_agent
 from repro.protocol import Line, Tag
-from repro.scenario import FaultName, FaultStep, Trigger
+from repro.scenario import FaultName, FaultStep
 from repro.workload.agent import Action
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ class FlyStop(Fault):
     """Fly's stop: the signal to PID 1, s6 stops the services, SIGKILL after the kill timeout."""
 
     signal: ClassVar[str]
-    default_trigger = Trigger.ACKS
 
     def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
         # The agent only marks the moment; the signal goes through the engine, as Fly's does.
@@ -60,7 +59,6 @@ class SigKill(Fault):
     """The workload killed without warning, from inside the machine so that it can land mid-write."""
 
     name = FaultName.SIGKILL
-    default_trigger = Trigger.ON_WRITE
     summary = "SIGKILL to the workload (by default at its next database write)"
 
     def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
@@ -74,7 +72,6 @@ class SigKillMachine(Fault):
     """The whole machine killed (a VM hard stop from the processes' view; its page cache lives on)."""
 
     name = FaultName.SIGKILL_MACHINE
-    default_trigger = Trigger.ACKS
     summary = "SIGKILL to every process of the machine at once"
 
     def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
@@ -86,7 +83,6 @@ class OutOfMemory(Fault):
     """The workload leaks until the kernel's cgroup OOM killer kills it, as after the beta's leak."""
 
     name = FaultName.OOM
-    default_trigger = Trigger.ACKS
     summary = "the workload leaks until the kernel OOM killer kills it"
 
     def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome:

@@ -10,7 +10,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
-from repro.errors import EngineError, ImageError
+from repro.errors import EngineError, ImageError, ScenarioError, shown
 from repro.machine import context
 from repro.machine.labels import BASE_IMAGE, CONTEXT_LABEL, IMAGE, LAB_LABEL, RUN_LABEL
 from repro.machine.owner import PID_LABEL, START_LABEL, Owner
@@ -159,6 +159,25 @@ def ensure_image(cli: DockerClient | None = None, *, image: str = IMAGE, base: s
         _current.add((image, context_hash))
         return BuildResult(image=image, image_id=cli.images.get(image).short_id, base=base,
                            base_origin="local", state=state, context=context_hash)
+
+
+def image_name(given: str | None) -> str:
+    """The image a command's machines run: the user's --image, else the lab's own (HERMES_LAB_IMAGE or
+    hermes-lab:latest)."""
+    return IMAGE if given is None else given
+
+
+def trial_image(cli: DockerClient, given: str | None) -> str:
+    """The image decided once per command (run, matrix, hunt, replay, explore, the store check): the lab's
+    own, built when missing or stale (its context hash label differs), or the user's --image, which must
+    already be on the engine -- bad input, not the lab failing, when it is not."""
+    image = image_name(given)
+    if given is None:
+        ensure_image(cli, image=image)
+    elif not image_present(cli, image):
+        raise ScenarioError(f"--image {shown(image)} is not on the engine: build or pull it, or leave out --image "
+                            "for the lab's own")
+    return image
 
 
 def image_present(cli: DockerClient, image: str = IMAGE) -> bool:

@@ -11,6 +11,7 @@ offers the primitives faults are made of; it does not judge anything.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,11 +20,10 @@ from dataclasses import dataclass
 from repro.machine import engine  # sets the testcontainers environment before it is imported
 from repro.errors import EngineError, LabError, MachineKilledError, ScenarioError
 from repro.machine import cpus
-from repro import sqlite as lab_sqlite
 
 from repro.machine.console import Console, LineWait
 from repro.machine.disk import DATA_DIR, DataDisk
-from repro.machine.inputs import Input, InputKind, archive, code_inputs, machine_path
+from repro.machine.inputs import Input, InputKind, SqliteLibrary, archive, code_inputs, library_environment, machine_path
 from repro.machine.pool import WIPE_ENV, DiskKey, DiskPool, check_empty
 from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
@@ -31,7 +31,7 @@ from repro.machine.services import WorkloadStart, start_workload
 from repro.machine import witness
 from repro.protocol import Tag
 from repro.scenario import MachineProfile, StoreSpec, get_profile
-from repro.sqlite import runtime as sqlite_runtime
+from repro.scenario.stores import SYSTEM_SQLITE
 
 import docker.errors  # noqa: E402
 from docker.types import Mount  # noqa: E402
@@ -61,6 +61,17 @@ class StopReport:
     seconds: float
 
 
+def machine_store(store: StoreSpec, sqlite: SqliteLibrary | None) -> StoreSpec:
+    """The store as the machine runs it, naming the SQLite build it was given already resolved
+    (repro.sqlite.for_store, before any container starts; None: the image's own library)."""
+    if sqlite is not None:
+        return dataclasses.replace(store, sqlite=sqlite.version, sqlite_assisted=sqlite.assisted)
+    if store.sqlite != SYSTEM_SQLITE:
+        raise LabError(f"the machine was given SQLite {store.sqlite_label} unresolved: pass the build "
+                       "(repro.sqlite.for_store(store)) as sqlite=")
+    return store
+
+
 class ConstrainedHost(DockerContainer):
     """A Fly-like machine. ``stop(signal=...)`` is Fly's stop, not a removal: leaving the
     ``with`` block (or ``remove()``) removes the machine and its disk."""
@@ -78,15 +89,14 @@ class ConstrainedHost(DockerContainer):
         fuse: bool = False,
         record: bool = False,
         role: str = "machine",
-        sqlite: str | lab_sqlite.SqliteBuild | None = None,
+        sqlite: SqliteLibrary | None = None,
         pool: DiskPool | None = None,
     ) -> None:
+        self.store = machine_store(store or StoreSpec(preset=preset, journal_mode=journal_mode,
+                                                      synchronous=synchronous, store_path=store_path), sqlite)
+        self.sqlite = sqlite
         super().__init__(image)
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
-        # The SQLite build (None: the image's own) is resolved here, before any container starts.
-        self.store, self.sqlite = lab_sqlite.for_store(
-            store or StoreSpec(preset=preset, journal_mode=journal_mode, synchronous=synchronous,
-                               store_path=store_path), sqlite)
         self.fuse = fuse
         self.record = record  # the lossy filesystem records its trace to TRACE_DIR
         self.role = role
@@ -133,11 +143,11 @@ class ConstrainedHost(DockerContainer):
 
     def inputs(self) -> tuple[Input, ...]:
         """What the machine needs from the lab's side: the store's code, a SQLite build."""
-        return code_inputs(self.store.store_path, sqlite_runtime.library_dir(self.sqlite))
+        return code_inputs(self.store.store_path, None if self.sqlite is None else self.sqlite.lib_dir)
 
     def environment(self) -> dict[str, str]:
         """The store's settings and the SQLite to load, for every process of the machine (and the probe)."""
-        env = {**self.store.environment(), **sqlite_runtime.environment(self.sqlite)}
+        env = {**self.store.environment(), **library_environment(self.sqlite)}
         if self.store.store_path:
             env["LAB_STORE_PATH"] = self.store_mount
         return env

@@ -15,6 +15,7 @@ import os
 import pathlib
 import tarfile
 from dataclasses import dataclass
+from typing import Protocol
 
 from repro.errors import ScenarioError
 
@@ -50,6 +51,35 @@ class Input:
 def machine_path(kind: InputKind) -> str:
     """Where an input of this kind appears in the machine (and in the disk holder)."""
     return f"{INPUTS_DIR}/{kind.value}"
+
+
+# Python's _sqlite3 links libsqlite3.so.0 by name: a build's directory first on LD_LIBRARY_PATH loads it.
+LIBRARY_PATH_ENV = "LD_LIBRARY_PATH"
+
+
+class SqliteLibrary(Protocol):
+    """A SQLite build as the machine needs it, already resolved by preparation (repro/sqlite: SqliteBuild)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def assisted(self) -> bool: ...
+
+    @property
+    def lib_dir(self) -> pathlib.Path: ...
+
+    @property
+    def source_id(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+
+def library_environment(build: SqliteLibrary | None, lib_dir: str | None = None) -> dict[str, str]:
+    """The variables a process needs to load `build` from `lib_dir` (default: where the machine's inputs
+    put it); none for the image's own library."""
+    return {} if build is None else {LIBRARY_PATH_ENV: lib_dir or machine_path(InputKind.SQLITE)}
 
 
 def code_inputs(store_path: str | None, sqlite_dir: pathlib.Path | None) -> tuple[Input, ...]:

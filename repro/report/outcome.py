@@ -74,6 +74,11 @@ def outcome(run: RunResult) -> RunOutcome:
     return RunOutcome(code, trials_code, gates, comparison, sqlite_blamed=blamed)
 
 
+def report_json(run: RunResult) -> str:
+    """report.json: the run, with its exit code (the trials' and the --fail-on gates')."""
+    return run.to_json(outcome(run).code)
+
+
 def _check(condition: FailOn, run: RunResult, comparison: Comparison | None) -> Gate:
     if condition is FailOn.REGRESSION:
         if comparison is None:

@@ -26,6 +26,22 @@ class FailOn(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class PhaseCall:
+    """One phase of a trial as it ran (like pytest's CallInfo): its name, how long it took, and the
+    error that ended it ("" when it finished)."""
+
+    name: str
+    seconds: float
+    error: str = ""
+
+    @classmethod
+    def from_dict(cls, data: object) -> PhaseCall:
+        if not isinstance(data, dict):
+            raise ResultsError("a phase is not an object")
+        return cls(str(data["name"]), float(str(data["seconds"])), str(data.get("error", "")))
+
+
+@dataclass(frozen=True)
 class TrialRecord:
     """Everything the report says about one trial."""
 
@@ -70,6 +86,7 @@ class TrialRecord:
     scenario: Mapping[str, object] | None = field(default=None, hash=False)
     # What happened over time (acknowledged writes, the fault, the disk filling, what was lost), compact.
     timeline: Timeline | None = field(default=None, hash=False)
+    phases: tuple[PhaseCall, ...] = ()  # the phases that ran, in order, each with its time and error
 
     @property
     def harmed(self) -> bool:
@@ -120,6 +137,7 @@ class TrialRecord:
         out["scenario"] = None if self.scenario is None else dict(self.scenario)
         out["evidence"] = dict(self.evidence)
         out["timeline"] = None if self.timeline is None else self.timeline.to_dict()
+        out["phases"] = [{"name": p.name, "seconds": p.seconds, "error": p.error} for p in self.phases]
         return out
 
     def to_json(self) -> str:
@@ -169,6 +187,7 @@ class TrialRecord:
                 evidence=_digests(data.get("evidence", {})),
                 scenario=scenario,
                 timeline=None if timeline is None else Timeline.from_dict(timeline),
+                phases=tuple(PhaseCall.from_dict(p) for p in _list(data.get("phases", []))),
             )
         except KeyError as exc:
             raise ResultsError(f"trial record lacks {exc.args[0]!r}") from exc
@@ -301,24 +320,18 @@ class RunResult:
     meta: RunMeta
     trials: tuple[TrialRecord, ...]
 
-    @property
-    def exit_code(self) -> ExitCode:
-        """The trials' exit code, and the run's --fail-on conditions (repro/report/outcome.py)."""
-        from repro.report.outcome import outcome
-
-        return outcome(self).code
-
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self, exit_code: ExitCode) -> dict[str, object]:
+        """report.json's content; `exit_code` is the run's, --fail-on included (repro/report/outcome.py)."""
         return {
             "format": RESULTS_FORMAT,
             "run": self.meta.to_dict(),
-            "exit_code": int(self.exit_code),
+            "exit_code": int(exit_code),
             "trials": [t.to_dict() for t in self.trials],
         }
 
-    def to_json(self) -> str:
+    def to_json(self, exit_code: ExitCode) -> str:
         """Indented, with short lists of numbers (a timeline's points) kept on one line."""
-        return indented(self.to_dict())
+        return indented(self.to_dict(exit_code))
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:
@@ -360,6 +373,12 @@ def exit_code(records: Iterable[TrialRecord]) -> ExitCode:
     if any(r.failed for r in records):
         return ExitCode.TRIAL_FAILED
     return ExitCode.OK
+
+
+def _list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise ResultsError("phases is not a list")
+    return value
 
 
 def _strings(value: object) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ def write_all(out_dir: pathlib.Path, run: RunResult) -> tuple[pathlib.Path, ...]
     junit = io.BytesIO()
     tree.write(junit, encoding="utf-8", xml_declaration=True)
     files: dict[str, str | bytes] = {
-        REPORT_JSON: run.to_json() + "\n", "report.md": render_markdown(run, result),
+        REPORT_JSON: run.to_json(result.code) + "\n", "report.md": render_markdown(run, result),
         "junit.xml": junit.getvalue(), "report.html": render_html(run, out_dir, result)}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

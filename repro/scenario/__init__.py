@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from repro.scenario.matrix import MAX_JOBS, MAX_TRIALS, check_jobs, check_trial_count, expand, trial_id, trial_seed
 from repro.scenario.model import (
+    FAULT_TRAITS,
     HAZARD_DEFAULTS,
     MAX_TRIGGER_VALUE,
     POWER_LOSS_OPTIONS,
     FaultName,
+    FaultTraits,
     FaultSpec,
     FaultStep,
     Hazard,
@@ -24,7 +26,7 @@ from repro.scenario.start import StartSpec
 from repro.scenario.stores import CHECKPOINT_MODES, JOURNAL_MODES, OWN_SETTINGS, PRESETS, SYNCHRONOUS, StoreSpec
 
 __all__ = [
-    "CHECKPOINT_MODES", "DEFAULT_PROFILE", "HAZARD_DEFAULTS", "JOURNAL_MODES", "MAX_TRIALS", "MAX_TRIGGER_VALUE",
+    "CHECKPOINT_MODES", "DEFAULT_PROFILE", "FAULT_TRAITS", "FaultTraits", "HAZARD_DEFAULTS", "JOURNAL_MODES", "MAX_TRIALS", "MAX_TRIGGER_VALUE",
     "POWER_LOSS_OPTIONS", "PRESETS", "PROFILES", "SCENARIO_FORMAT", "SYNCHRONOUS",
     "FaultName", "FaultSpec", "FaultStep", "Hazard", "HazardName", "MachineProfile", "OWN_SETTINGS", "Scenario",
     "StartSpec", "StoreSpec",

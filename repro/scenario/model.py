@@ -29,10 +29,8 @@ class FaultName(str, enum.Enum):
 
     @property
     def ends_trial(self) -> bool:
-        """Whether the fault ends the machine: its fault class says (repro/faults)."""
-        from repro.faults import FAULTS
-
-        return FAULTS[self].ends_machine
+        """Whether the fault ends the machine (FAULT_TRAITS)."""
+        return FAULT_TRAITS[self].ends_machine
 
 
 class Trigger(str, enum.Enum):
@@ -45,11 +43,32 @@ class Trigger(str, enum.Enum):
     CHECKPOINT = "checkpoint"  # at its next write to the database file itself (in WAL mode: a checkpoint)
 
 
-def default_trigger(name: FaultName) -> Trigger:
-    """When a fault fires if the user did not say: its fault class says (repro/faults)."""
-    from repro.faults import FAULTS
+@dataclass(frozen=True)
+class FaultTraits:
+    """What a fault is as data -- when it fires unless told, what crash it is, whether the machine
+    survives it -- read by the scenario, the oracle's table check and the fault classes (repro/faults),
+    which add how it fires."""
 
-    return FAULTS[name].default_trigger
+    default_trigger: Trigger
+    crash_class: CrashClass = CrashClass.PROCESS
+    ends_machine: bool = True
+
+
+FAULT_TRAITS: dict[FaultName, FaultTraits] = {
+    FaultName.SIGINT: FaultTraits(Trigger.ACKS),
+    FaultName.SIGTERM: FaultTraits(Trigger.ACKS),
+    FaultName.SIGKILL: FaultTraits(Trigger.ON_WRITE),
+    FaultName.SIGKILL_MACHINE: FaultTraits(Trigger.ACKS),
+    FaultName.OOM: FaultTraits(Trigger.ACKS),
+    FaultName.DISK_FILL: FaultTraits(Trigger.ACKS, ends_machine=False),
+    FaultName.DISK_FILL_CLEAR: FaultTraits(Trigger.ACKS, ends_machine=False),
+    FaultName.POWER_LOSS: FaultTraits(Trigger.IN_WRITE, CrashClass.POWER_LOSS),
+}
+
+
+def default_trigger(name: FaultName) -> Trigger:
+    """When a fault fires if the user did not say (FAULT_TRAITS)."""
+    return FAULT_TRAITS[name].default_trigger
 
 
 # Options of the power-loss filesystem that a fault may ask for (power-loss:lazy-dirs,torn-writes);
@@ -310,9 +329,7 @@ class Scenario:
     @property
     def crash_class(self) -> CrashClass:
         """The strongest crash class among the faults (a power cut beats a process crash)."""
-        from repro.faults import FAULTS
-
-        classes = {FAULTS[f.name].crash_class for f in self.faults}
+        classes = {FAULT_TRAITS[f.name].crash_class for f in self.faults}
         return CrashClass.POWER_LOSS if CrashClass.POWER_LOSS in classes else CrashClass.PROCESS
 
     @property

@@ -17,6 +17,20 @@ JOURNAL_MODES = ("wal", "delete", "truncate", "persist", "memory", "off")
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 CHECKPOINT_MODES = ("passive", "truncate")
 SYSTEM_SQLITE = "system"  # the image's own libsqlite3 (Debian bookworm's 3.40.1)
+VERSION_FORM = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+class SqliteVersionError(ScenarioError):
+    """The user asked for a SQLite version the lab cannot name or find a source for (exit 2)."""
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """'3.53.2' -> (3, 53, 2); anything else is bad input (whether a registry ships it: repro/sqlite)."""
+    match = VERSION_FORM.fullmatch(text.strip())
+    if match is None:
+        raise SqliteVersionError(f"SQLite version {text!r} is not 'system' or a version like 3.53.2")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
 
 
 @dataclass(frozen=True)
@@ -37,8 +51,6 @@ class StoreSpec:
     sqlite_assisted: bool = False  # the lab's assisted build of that version (a delay in each checkpoint)
 
     def __post_init__(self) -> None:
-        from repro.sqlite.sources import parse_version
-
         if self.sqlite != SYSTEM_SQLITE:
             parse_version(self.sqlite)  # the form only: whether a registry ships it is known when it is built
         elif self.sqlite_assisted:
@@ -53,10 +65,6 @@ class StoreSpec:
             raise ScenarioError(f"unknown journal mode {shown(self.journal_mode)}; known: {', '.join(JOURNAL_MODES)}")
         if self.synchronous is not None and self.synchronous.lower() not in SYNCHRONOUS:
             raise ScenarioError(f"unknown synchronous {shown(self.synchronous)}; known: {', '.join(SYNCHRONOUS)}")
-        if self.store_path is not None and self.store_ref is None:  # a ref's checkout is (re)made by preparation
-            from repro.source.layout import store_layout
-
-            store_layout(self.store_path)
         if self.requirements is not None and not (self.store_path or self.store_ref):
             raise ScenarioError("--store-requirements needs --store-path or --store-ref: the lab's own store needs none")
 

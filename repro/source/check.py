@@ -78,7 +78,10 @@ def check_store(store: StoreSpec, *, image: str, profile: MachineProfile) -> Sto
     from repro.machine.host import ConstrainedHost
     from repro.protocol import Tag, parse_all
 
-    host = ConstrainedHost(profile, store=store, image=store.image or image, role="store-check")
+    from repro.sqlite import for_store
+
+    host = ConstrainedHost(profile, store=store, sqlite=for_store(store)[1], image=store.image or image,
+                           role="store-check")
     host.with_entrypoint(["python3", "-m", CHECK_MODULE, host.store_mount], user="1000:1000")
     with host:  # entering starts it
         container = host.get_wrapped_container()

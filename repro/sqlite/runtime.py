@@ -20,13 +20,12 @@ import sys
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from repro.errors import LabError
-from repro.machine.inputs import InputKind, machine_path
+from repro.machine.inputs import LIBRARY_PATH_ENV, InputKind, SqliteLibrary, library_environment, machine_path
 from repro.protocol import EventKind, Tag, parse_all
 
 if TYPE_CHECKING:
     from repro.sqlite.build import SqliteBuild
 
-LIBRARY_PATH_ENV = "LD_LIBRARY_PATH"
 MACHINE_LIB_DIR = machine_path(InputKind.SQLITE)  # where a build is in a machine (its inputs, read-only)
 
 PROBE_CODE = """
@@ -68,7 +67,7 @@ def library_dir(build: SqliteBuild | None) -> pathlib.Path | None:
 
 def environment(build: SqliteBuild | None, lib_dir: str = MACHINE_LIB_DIR) -> dict[str, str]:
     """The variables a process needs to load `build` from `lib_dir` (none for the system library)."""
-    return {} if build is None else {LIBRARY_PATH_ENV: lib_dir}
+    return library_environment(build, lib_dir)
 
 
 def probe(build: SqliteBuild | None, python: str = sys.executable) -> LoadedSqlite:
@@ -109,7 +108,7 @@ def machine_reports(lines: Iterable[str]) -> dict[str, tuple[str, str]]:
     return found
 
 
-def check_in_force(build: SqliteBuild | None, reports: Mapping[str, tuple[str, str]]) -> None:
+def check_in_force(build: SqliteLibrary | None, reports: Mapping[str, tuple[str, str]]) -> None:
     """Raise SqliteLoadError unless every process ran the library asked for: a build's version and
     source id, or -- for the system library -- one and the same library in every process."""
     if not reports:

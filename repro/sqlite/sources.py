@@ -25,32 +25,20 @@ import urllib.request
 from typing import Any, Callable, Protocol, Sequence
 
 from repro.caches import touch
-from repro.errors import LabError, ScenarioError
+from repro.errors import LabError
+from repro.scenario.stores import VERSION_FORM as _VERSION
+from repro.scenario.stores import SqliteVersionError, parse_version
 
 PACKAGE = "better-sqlite3"
 REGISTRY_URL = "https://registry.npmjs.org"
 AMALGAMATION_MEMBER = "package/deps/sqlite3/sqlite3.c"
-_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 _DEFINE = re.compile(rb'^#define SQLITE_VERSION\s+"(\d+\.\d+\.\d+)"', re.M)
 _SOURCE_ID = re.compile(rb'^#define SQLITE_SOURCE_ID\s+"([^"]+)"', re.M)
 _TIMEOUT_S = 60.0
 
 
-class SqliteVersionError(ScenarioError):
-    """The user asked for a SQLite version the lab cannot name or find a source for (exit 2)."""
-
-
 class SqliteSourceError(LabError):
     """The registry could not be reached, or served something that fails its integrity check."""
-
-
-def parse_version(text: str) -> tuple[int, int, int]:
-    """'3.53.2' -> (3, 53, 2); anything else is bad input."""
-    match = _VERSION.fullmatch(text.strip())
-    if match is None:
-        raise SqliteVersionError(f"SQLite version {text!r} is not 'system' or a version like 3.53.2")
-    major, minor, patch = (int(part) for part in match.groups())
-    return major, minor, patch
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,7 +66,7 @@ def test_a_trial_records_the_sqlite_in_force_in_every_process_and_the_verifier(
 @pytest.mark.parametrize("asked", ["system", "3.53.2"])
 def test_the_testcontainers_api_runs_the_store_and_the_verifier_on_the_library_asked_for(
         asked: str, lab_image: str, request: pytest.FixtureRequest) -> None:
-    sqlite: str | lab_sqlite.SqliteBuild = request.getfixturevalue("build_3532") if asked != "system" else "system"
+    sqlite: lab_sqlite.SqliteBuild | None = request.getfixturevalue("build_3532") if asked != "system" else None
     with ConstrainedHost("fly-256", image=lab_image, sqlite=sqlite) as host:
         ready = host.start_workload(seed=3)
         host.wait_for_acks(100)

@@ -8,6 +8,7 @@ import shlex
 
 import pytest
 
+from repro.report.outcome import report_json
 from repro import cli, commands
 from repro.cli import build_parser, main
 from repro.errors import ExitCode
@@ -185,7 +186,7 @@ def test_replay_of_a_run_dir_without_a_lab_report_is_exit_2(capsys: pytest.Captu
 def _report_with(run_dir: pathlib.Path, *records: TrialRecord) -> None:
     run_dir.mkdir(parents=True)
     meta = RunMeta(run_id="r", seed=99, started_at="2026-07-01T10:00:00Z", command="repro matrix")
-    (run_dir / "report.json").write_text(RunResult(meta, records).to_json())
+    (run_dir / "report.json").write_text(report_json(RunResult(meta, records)))
 
 
 def test_replay_runs_exactly_the_stored_trial(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:

@@ -13,7 +13,8 @@ import pytest
 from repro.errors import DeadlineError, ScenarioError
 from repro.machine.watchdog import Watchdog
 from repro.oracle.verdicts import Verdict
-from repro.pipeline import PHASES, Phase, deadline_overrides, phase_deadlines
+from repro.phases import Phase, deadline_overrides, phase_deadlines
+from repro.pipeline import PHASES
 from repro.report.comparison import replay_lines
 from repro.scenario import FaultSpec, Scenario, WorkloadSpec, get_profile, replay_script
 from test_report import rec
@@ -84,3 +85,28 @@ def test_replay_sh_runs_from_its_own_directory_without_repro_on_path(tmp_path: p
     proc = subprocess.run(["sh", "replay.sh"], cwd=trial, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("repro: error: ") and "report.json does not exist" in proc.stderr
+
+
+def test_each_phase_is_recorded_with_its_time_and_the_error_that_ended_it() -> None:
+    """Phases run from a table; each records (name, seconds, error) like pytest's CallInfo, and the
+    record carries them through report.json."""
+    import dataclasses
+
+    from repro.pipeline import PHASE_STEPS, _called
+    from repro.report.records import PhaseCall, TrialRecord
+    from test_report import rec
+
+    assert [p for p, _ in PHASE_STEPS] == list(PHASES) and all(callable(step) for _, step in PHASE_STEPS)
+    calls: list[PhaseCall] = []
+    with _called(Phase.BOOT, calls):
+        pass
+    with pytest.raises(ValueError), _called(Phase.WORKLOAD, calls):
+        raise ValueError("no READY line\nmore")
+    assert [(c.name, c.error) for c in calls] == [("boot", ""), ("workload", "ValueError: no READY line")]
+    assert all(c.seconds >= 0 for c in calls)
+    from repro.oracle.verdicts import Verdict
+
+    record = dataclasses.replace(rec(1, Verdict.ERROR), phases=tuple(calls))
+    assert TrialRecord.from_json(record.to_json()).phases == tuple(calls)
+    assert record.to_dict()["phases"][1] == {"name": "workload", "seconds": calls[1].seconds,  # type: ignore[index]
+                                             "error": "ValueError: no READY line"}

@@ -40,15 +40,16 @@ def _image_modules() -> set[str]:
     return copied
 
 
-def _module_file(name: str) -> pathlib.Path:
-    base = ROOT.joinpath(*name.split("."))
+def _module_file(name: str, root: pathlib.Path = ROOT) -> pathlib.Path:
+    base = root.joinpath(*name.split("."))
     return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
-def _imports(name: str) -> set[str]:
+def _imports(name: str, root: pathlib.Path = ROOT) -> set[str]:
     """Absolute names of every module ``name`` imports (at any level, also inside functions)."""
-    tree = ast.parse(_module_file(name).read_text())
-    package = name if _module_file(name).name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(_module_file(name, root).read_text())
+    package = name if _module_file(name, root).name == "__init__.py" else name.rpartition(".")[0]
+    top = name.split(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -59,7 +60,7 @@ def _imports(name: str) -> set[str]:
                 base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
             for alias in node.names:  # "from repro.x import y" may import the module repro.x.y
                 candidate = f"{base}.{alias.name}"
-                found.add(candidate if candidate.startswith("repro") and _module_file(candidate).exists() else base)
+                found.add(candidate if candidate.startswith(top) and _module_file(candidate, root).exists() else base)
     return found
 
 
@@ -122,9 +123,10 @@ def test_the_lab_never_imports_the_bundled_store_on_its_own_side() -> None:
 def test_every_fault_the_runner_knows_is_known_to_the_oracle_and_back() -> None:
     from repro.faults import FAULTS
     from repro.oracle.promises import FAULT_CRASH_CLASSES
-    from repro.scenario import FaultName
+    from repro.scenario import FAULT_TRAITS, FaultName
 
     assert set(FAULTS) == set(FaultName), "a fault name without a fault class, or the reverse"
+    assert set(FAULT_TRAITS) == set(FaultName), "a fault name without its traits, or the reverse"
     assert {name.value for name in FAULTS} == set(FAULT_CRASH_CLASSES), "the oracle's table and the runner disagree"
     for name, fault in FAULTS.items():
         assert fault.name is name
@@ -168,3 +170,121 @@ def test_the_code_map_matches_the_tree() -> None:
     assert named == actual, f"map only: {sorted(named - actual)}; tree only: {sorted(actual - named)}"
     for top in ("hermes_state/", "docker/", "docs/", "tests/", "bench/"):
         assert top in layout and (ROOT / top).is_dir()
+
+
+# -- layer order: no import circles -------------------------------------------------------------
+# A unit is a top-level module of repro or one of its packages: units must not import each other in a
+# circle, and neither may the modules inside one package. Circles not broken yet, each named by its
+# modules; the list may only shrink (a test below fails when an entry is no longer a circle).
+KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset({
+    # labels start the process's reaper, which asks the engine, which labels what it starts
+    frozenset({"repro.machine.engine", "repro.machine.labels", "repro.machine.limits", "repro.machine.reaper"}),
+    frozenset({"repro.machine.host", "repro.machine.services"}),  # services type their host (TYPE_CHECKING)
+    frozenset({"repro.startdb.files", "repro.startdb.recover"}),  # a cached start rolls back a hot journal
+})
+
+
+def _modules(root: pathlib.Path, package: str) -> list[str]:
+    return sorted(".".join(f.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+                  for f in (root / package).rglob("*.py"))
+
+
+def _unit(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def _import_graphs(root: pathlib.Path, package: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """(unit -> units it imports, module -> modules of its own package it imports), every import counted:
+    top-level, inside functions and under TYPE_CHECKING (a circle of annotations is still a circle)."""
+    modules = _modules(root, package)
+    units: dict[str, set[str]] = {}
+    inner: dict[str, set[str]] = {}
+    for module in modules:
+        for imported in _imports(module, root):
+            if imported.split(".")[0] != package:
+                continue
+            while imported not in modules and "." in imported:  # "from repro.x import name": the module repro.x
+                imported = imported.rpartition(".")[0]
+            if _unit(module) != _unit(imported):
+                units.setdefault(_unit(module), set()).add(_unit(imported))
+            elif module != imported and module.count(".") > 1:  # within one package
+                inner.setdefault(module, set()).add(imported)
+    return units, inner
+
+
+def _circles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components of more than one node (Tarjan), each a circle of imports."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[frozenset[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(frozenset(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _all_circles(root: pathlib.Path, package: str) -> list[frozenset[str]]:
+    units, inner = _import_graphs(root, package)
+    return _circles(units) + _circles(inner)
+
+
+def _described(circle: frozenset[str], root: pathlib.Path, package: str) -> str:
+    units, inner = _import_graphs(root, package)
+    edges = [f"{a} -> {b}" for a in sorted(circle) for b in sorted({**units, **inner}.get(a, ())) if b in circle]
+    return "; ".join(edges)
+
+
+def test_no_import_runs_in_a_circle() -> None:
+    """Imports only go down (docs/architecture.md): a circle between repro's packages and top-level
+    modules, or between the modules of one package, fails -- naming every import in it."""
+    new = [c for c in _all_circles(ROOT, "repro") if c not in KNOWN_CIRCLES]
+    assert not new, "import circles:\n" + "\n".join(_described(c, ROOT, "repro") for c in new)
+
+
+def test_every_known_circle_is_still_one() -> None:
+    """The list of circles not broken yet only shrinks: a broken one must leave it."""
+    gone = KNOWN_CIRCLES - set(_all_circles(ROOT, "repro"))
+    assert not gone, f"no longer circles, remove from KNOWN_CIRCLES: {sorted(sorted(c) for c in gone)}"
+
+
+def test_the_circle_rule_catches_a_constructed_circle(tmp_path: pathlib.Path) -> None:
+    """The known-bad case: a data package importing, inside a function, the package that imports it
+    (the shape of scenario -> faults -> scenario), and two modules of one package importing each other."""
+    files = {
+        "lab/__init__.py": "",
+        "lab/data/__init__.py": "from lab.data.model import Spec\n",
+        "lab/data/model.py": "class Spec:\n    def ends(self):\n        from lab.faults import FAULTS\n        return FAULTS\n",
+        "lab/faults/__init__.py": "from lab.data import Spec\nFAULTS = {}\n",
+        "lab/report/__init__.py": "",
+        "lab/report/records.py": "from .outcome import outcome\n",
+        "lab/report/outcome.py": "from lab.report import records\n",
+        "lab/cli.py": "import lab.faults\nfrom lab.report.records import outcome\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    circles = _all_circles(tmp_path, "lab")
+    assert set(circles) == {frozenset({"lab.data", "lab.faults"}),
+                            frozenset({"lab.report.records", "lab.report.outcome"})}
+    assert "lab.data -> lab.faults" in _described(frozenset({"lab.data", "lab.faults"}), tmp_path, "lab")

@@ -13,6 +13,7 @@ from rich.console import Console
 from repro.errors import ExitCode
 from repro.oracle.verdicts import Verdict, judge
 from repro.report.records import ResultsError, RunMeta, RunResult, TrialRecord, record_trial
+from repro.report.outcome import outcome
 from repro.report.markdown import render_markdown
 from repro.report.render import write_all
 from repro.report.summary import blind_controls, config_label, summarize
@@ -152,7 +153,7 @@ def test_record_trial_from_a_real_judgement(tmp_path: pathlib.Path) -> None:
     r = record_trial(id="t1", profile="fly-256", faults=["sigkill"], preset="ns506", journal_mode="wal",
                      synchronous="1", seed=7, judgement=j, duration_s=1.23456, replay="repro replay x t1")
     assert (r.verdict, r.acked, r.lost_acked, r.expected, r.duration_s) == (Verdict.LOST_ACKED, 18, 1, False, 1.235)
-    assert run_of(r).exit_code is ExitCode.TRIAL_FAILED
+    assert outcome(run_of(r)).code is ExitCode.TRIAL_FAILED
     assert dataclasses.replace(r, verdict=Verdict.PASS, expected=True).failed is False
 
 

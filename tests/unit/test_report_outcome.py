@@ -45,7 +45,7 @@ def test_a_measured_regression_passes_without_fail_on_and_fails_with_it() -> Non
     assert result.comparison is not None and result.comparison.headline.startswith("regression: ns506")
     (gate,) = result.gates
     assert gate.failed and "fly-256/power-loss (worse (p<0.001))" in gate.reason
-    assert matrix(REGRESSION, FailOn.REGRESSION).exit_code is ExitCode.TRIAL_FAILED
+    assert outcome(matrix(REGRESSION, FailOn.REGRESSION)).code is ExitCode.TRIAL_FAILED
 
 
 def test_no_regression_when_the_new_store_is_as_good() -> None:

@@ -171,16 +171,21 @@ def test_store_spec_rejects(kwargs: dict[str, object], match: str) -> None:
 
 
 def test_store_path_needs_a_hermes_state_package_or_module(tmp_path: pathlib.Path) -> None:
+    """Preparation checks the directory (the scenario is data: it never looks at the filesystem)."""
+    from repro.prepare import check_store_path
+
+    assert StoreSpec(store_path=str(tmp_path / "missing")).foreign  # data only
     with pytest.raises(ScenarioError, match="no hermes_state package and no hermes_state.py module"):
-        StoreSpec(store_path=str(tmp_path))
+        check_store_path(str(tmp_path))
     with pytest.raises(ScenarioError, match="not a directory"):
-        StoreSpec(store_path=str(tmp_path / "missing"))
+        check_store_path(str(tmp_path / "missing"))
     (tmp_path / "hermes_state.py").write_text("class SessionDB: pass\n")
-    assert StoreSpec(store_path=str(tmp_path)).foreign  # the module layout, as upstream ships it
+    check_store_path(str(tmp_path))  # the module layout, as upstream ships it
     (tmp_path / "hermes_state").mkdir()
     with pytest.raises(ScenarioError, match="both a hermes_state package and a hermes_state.py module"):
-        StoreSpec(store_path=str(tmp_path))
+        check_store_path(str(tmp_path))
     (tmp_path / "hermes_state.py").unlink()
+    check_store_path(str(tmp_path))
     spec = StoreSpec(store_path=str(tmp_path))
     assert f"store={tmp_path.name}-" in spec.label
     assert spec.environment() == {"HERMES_STATE_PRESET": "ns506"}  # the path is mounted, not an env var

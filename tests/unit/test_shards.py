@@ -10,6 +10,7 @@ import pytest
 from repro.errors import ScenarioError
 from repro.oracle.verdicts import Verdict
 from repro.report.records import RunMeta, RunResult, TrialRecord
+from repro.report.outcome import outcome
 from repro.report.render import read_run, write_all
 from repro.scenario import FaultSpec, StoreSpec, WorkloadSpec, expand, replay_command
 from repro.shards import Shard, interleave, merge_runs, run_options
@@ -89,7 +90,7 @@ def test_merge_of_shards_equals_the_unsharded_run(tmp_path: pathlib.Path) -> Non
     assert (meta.seed, meta.planned, meta.shard, meta.compare) == (9, 12, "", True)
     assert meta.merged_from == ("run-1", "run-2", "run-3") and meta.duration_s == 13.0
     assert meta.command == COMMAND and meta.started_at == "2026-11-29T10:01:00Z"
-    assert merged.exit_code == 1  # the broken promise, recomputed from the merged trials
+    assert outcome(merged).code == 1  # the broken promise, recomputed from the merged trials
 
 
 def test_merge_refuses_what_is_not_one_whole_run(tmp_path: pathlib.Path) -> None:

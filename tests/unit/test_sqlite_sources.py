@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from repro.errors import ScenarioError
 from repro.sqlite import sources
 from repro.sqlite.index import INDEX
 from repro.sqlite.sources import (SourceRelease, SourceStore, SqliteSourceError, SqliteVersionError,
@@ -91,7 +92,7 @@ def test_garbage_is_one_line_of_bad_input_without_network(text: str, tmp_path: p
     with pytest.raises(SqliteVersionError) as info:
         SourceStore(tmp_path, registry).amalgamation(text, INDEX)
     assert "\n" not in str(info.value) and registry.documents == 0 and not registry.fetched
-    assert isinstance(info.value, sources.ScenarioError)
+    assert isinstance(info.value, ScenarioError)
 
 
 def test_an_indexed_version_needs_no_registry_document_and_is_kept(tmp_path: pathlib.Path) -> None:

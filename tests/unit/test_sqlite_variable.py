@@ -100,6 +100,23 @@ def test_a_host_takes_a_version_or_a_build_and_the_store_spec_names_it(tmp_path:
         lab_sqlite.for_store(StoreSpec(), "3.x")
 
 
+def test_a_machine_takes_a_resolved_build_and_never_resolves_one_itself(tmp_path: pathlib.Path) -> None:
+    """Preparation resolves the SQLite (repro.sqlite.for_store); the machine only mounts what it is given,
+    and a version it would have to look up is a lab error, not a silent fall-back to the system library."""
+    from repro.errors import LabError
+    from repro.machine.host import ConstrainedHost, machine_store
+    from repro.machine.inputs import InputKind, code_inputs, library_environment
+
+    store = machine_store(StoreSpec("legacy"), B3532)
+    assert (store.sqlite, store.sqlite_assisted, store.preset) == ("3.53.2", False, "legacy")
+    assert machine_store(StoreSpec("legacy"), None) == StoreSpec("legacy")
+    assert library_environment(B3532) == {"LD_LIBRARY_PATH": runtime.MACHINE_LIB_DIR}
+    assert library_environment(None) == {} and runtime.environment(None) == {}
+    assert code_inputs(None, B3532.lib_dir)[0].kind is InputKind.SQLITE
+    with pytest.raises(LabError, match="unresolved"):
+        ConstrainedHost("fly-256", store=StoreSpec(sqlite="3.53.2"))  # refused before any engine is asked
+
+
 # -- the CLI ------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from repro.report.outcome import report_json
 from repro.oracle.verdicts import Verdict
 from repro.report.records import RunResult, TrialRecord
 from repro.report.timeline import MAX_POINTS, MarkKind, Timeline, build_timeline, sample, split_stamp
@@ -87,7 +88,7 @@ def test_timeline_round_trips_in_the_record_and_stays_small() -> None:
     record = dataclasses.replace(rec(1, Verdict.LOST_ACKED, expected=False), timeline=tl)
     assert TrialRecord.from_json(record.to_json()) == record
     passing = dataclasses.replace(rec(2, Verdict.PASS), timeline=dataclasses.replace(tl, lost=(), lost_total=0))
-    text = run_of(passing).to_json()
+    text = report_json(run_of(passing))
     assert RunResult.from_json(text) == run_of(passing)
     assert len(text) < 5000, len(text)  # a trial of 3,000 writes, record and timeline: under 5 KB of report.json
 
