@@ -77,3 +77,32 @@ def _flat_item(item: object) -> bool:
     if isinstance(item, (int, float)):
         return math.isfinite(item)
     return isinstance(item, str) and not any(c in item for c in '[]"')
+
+
+# -- reading report.json's values back: a wrong type is a ResultsError (user input), never a traceback --
+
+
+def as_strings(value: object) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ResultsError(f"expected a list, got {value!r}")
+    return tuple(str(item) for item in value)
+
+
+def as_list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise ResultsError(f"expected a list, got {value!r}")
+    return value
+
+
+def as_digests(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ResultsError(f"expected an object of names and digests, got {value!r}")
+    return {str(name): str(digest) for name, digest in value.items()}
+
+
+def as_int(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    return int(str(value))

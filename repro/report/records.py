@@ -9,7 +9,7 @@ from typing import Iterable, Mapping, Sequence
 
 from repro.errors import ExitCode, ScenarioError
 from repro.oracle.verdicts import Judgement, Verdict
-from repro.report.jsonfile import ResultsError, indented, load_json
+from repro.report.jsonfile import ResultsError, as_digests, as_int, as_list, as_strings, indented, load_json
 from repro.report.provenance import StoreProvenance
 from repro.report.timeline import Timeline
 
@@ -158,15 +158,15 @@ class TrialRecord:
                 preset=str(data["preset"]),
                 journal_mode=str(data["journal_mode"]),
                 synchronous=str(data["synchronous"]),
-                seed=_int(data["seed"]),
+                seed=as_int(data["seed"]),
                 verdict=Verdict(str(data["verdict"])),
                 integrity=str(data["integrity"]),
-                acked=_int(data["acked"]),
-                lost_acked=_int(data["lost_acked"]),
-                phantom=_int(data["phantom"]),
-                indeterminate=_int(data["indeterminate"]),
+                acked=as_int(data["acked"]),
+                lost_acked=as_int(data["lost_acked"]),
+                phantom=as_int(data["phantom"]),
+                indeterminate=as_int(data["indeterminate"]),
                 oom_killed=None if data.get("oom_killed") is None else bool(data["oom_killed"]),
-                exit_code=None if data.get("exit_code") is None else _int(data["exit_code"]),
+                exit_code=None if data.get("exit_code") is None else as_int(data["exit_code"]),
                 duration_s=float(str(data["duration_s"])),
                 expected=bool(data["expected"]),
                 promised_safe=bool(data["promised_safe"]),
@@ -177,17 +177,17 @@ class TrialRecord:
                 sqlite_version=str(data.get("sqlite_version", "")),
                 sqlite=str(data.get("sqlite", "system")),
                 sqlite_source_id=str(data.get("sqlite_source_id", "")),
-                checkpoints=_int(data.get("checkpoints", 0)),
-                schedule=_strings(data.get("schedule", [])),
-                hazards=_strings(data.get("hazards", [])),
+                checkpoints=as_int(data.get("checkpoints", 0)),
+                schedule=as_strings(data.get("schedule", [])),
+                hazards=as_strings(data.get("hazards", [])),
                 cpus=str(data.get("cpus", "")),
-                preexisting=_int(data.get("preexisting", 0)),
-                lost_preexisting=_int(data.get("lost_preexisting", 0)),
+                preexisting=as_int(data.get("preexisting", 0)),
+                lost_preexisting=as_int(data.get("lost_preexisting", 0)),
                 start=str(data.get("start", "")),
-                evidence=_digests(data.get("evidence", {})),
+                evidence=as_digests(data.get("evidence", {})),
                 scenario=scenario,
                 timeline=None if timeline is None else Timeline.from_dict(timeline),
-                phases=tuple(PhaseCall.from_dict(p) for p in _list(data.get("phases", []))),
+                phases=tuple(PhaseCall.from_dict(p) for p in as_list(data.get("phases", []))),
             )
         except KeyError as exc:
             raise ResultsError(f"trial record lacks {exc.args[0]!r}") from exc
@@ -294,18 +294,18 @@ class RunMeta:
         try:
             return cls(
                 run_id=str(data["run_id"]),
-                seed=_int(data["seed"]),
+                seed=as_int(data["seed"]),
                 started_at=str(data["started_at"]),
                 command=str(data["command"]),
                 duration_s=float(str(data.get("duration_s", 0.0))),
                 lab_version=str(data.get("lab_version", "")),
                 sqlite_version=str(data.get("sqlite_version", "")),
                 compare=bool(data.get("compare", False)),
-                fail_on=tuple(FailOn(f) for f in _strings(data.get("fail_on", []))),
+                fail_on=tuple(FailOn(f) for f in as_strings(data.get("fail_on", []))),
                 shard=str(data.get("shard", "")),
-                planned=_int(data.get("planned", 0)),
-                merged_from=_strings(data.get("merged_from", [])),
-                stores=tuple(StoreProvenance.from_dict(item) for item in _list(data.get("stores", []))),
+                planned=as_int(data.get("planned", 0)),
+                merged_from=as_strings(data.get("merged_from", [])),
+                stores=tuple(StoreProvenance.from_dict(item) for item in as_list(data.get("stores", []))),
             )
         except KeyError as exc:
             raise ResultsError(f"run metadata lacks {exc.args[0]!r}") from exc
@@ -373,36 +373,3 @@ def exit_code(records: Iterable[TrialRecord]) -> ExitCode:
     if any(r.failed for r in records):
         return ExitCode.TRIAL_FAILED
     return ExitCode.OK
-
-
-def _list(value: object) -> list[object]:
-    if not isinstance(value, list):
-        raise ResultsError("phases is not a list")
-    return value
-
-
-def _strings(value: object) -> tuple[str, ...]:
-    if not isinstance(value, (list, tuple)):
-        raise ResultsError(f"expected a list, got {value!r}")
-    return tuple(str(item) for item in value)
-
-
-def _list(value: object) -> list[object]:
-    if not isinstance(value, list):
-        raise ResultsError(f"expected a list, got {value!r}")
-    return value
-
-
-def _digests(value: object) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise ResultsError("evidence is not an object")
-    return {str(name): str(digest) for name, digest in value.items()}
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    return int(str(value))
-

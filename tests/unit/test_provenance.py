@@ -12,6 +12,7 @@ from rich.console import Console
 from repro.oracle.verdicts import Verdict
 from repro.report.html import render_html
 from repro.report.markdown import render_markdown
+from repro.report.outcome import report_json
 from repro.report.provenance import StoreProvenance
 from repro.report.records import RunResult
 from repro.report.terminal import print_table
@@ -102,7 +103,7 @@ def test_provenance_travels_in_report_json_and_shows_in_every_report(tmp_path: p
                             content_sha256="abcd" * 16)
     run = run_of(rec(1, Verdict.PASS, store="/src/app"))
     run = RunResult(dataclasses.replace(run.meta, stores=(found,)), run.trials)
-    back = RunResult.from_json(run.to_json())
+    back = RunResult.from_json(report_json(run))
     assert back.meta.stores == (found,)
     line = "/src/app: git 1a2b3c4 (dirty, diff 9f8e9f8e9f8e), 2 files imported, sha256 abcdabcdabcdabcd"
     assert found.line == line
