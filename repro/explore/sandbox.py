@@ -112,6 +112,9 @@ class Worker:
     def __init__(self, api: Any, exec_id: str, sock: Any) -> None:
         self._api = api
         self.exec_id = exec_id
+        # docker-py's SocketIO holds the HTTP response, which (a reference cycle) the cyclic garbage collector
+        # may collect at any moment, closing the socket under a read (EBADF mid-batch): keep it until close().
+        self._io = sock
         self._sock = getattr(sock, "_sock", sock)  # the socket under docker-py's SocketIO
         self._stdout = b""
         self._stderr: collections.deque[str] = collections.deque(maxlen=64)
@@ -127,6 +130,8 @@ class Worker:
             except socket.timeout:
                 raise SandboxError("a worker in the explore sandbox stopped answering (a batch ran past its "
                                    f"deadline){self._tail()}") from None
+            except OSError as exc:  # the engine's connection broke (or the sandbox was removed under it)
+                raise SandboxError(f"lost a worker in the explore sandbox: {exc}{self._tail()}") from None
             if not chunk:
                 return data
             data += chunk
@@ -197,10 +202,11 @@ class Worker:
             self._sock.shutdown(socket.SHUT_WR)  # the end of its stdin: the worker exits
         except OSError:
             pass
-        try:
-            self._sock.close()
-        except OSError:
-            pass
+        for closable in (self._sock, self._io):
+            try:
+                closable.close()
+            except OSError:
+                pass
 
 
 class Sandbox:
@@ -214,6 +220,7 @@ class Sandbox:
         self._container: Container | None = None
         self._volume = ""
         self._workers: list[Worker] = []
+        self._starting = threading.Lock()
         self._lock = threading.Lock()
 
     def __enter__(self) -> Sandbox:
@@ -269,10 +276,13 @@ class Sandbox:
             argv.append("--no-images")
         api = container.client.api
         try:
-            exec_id = api.exec_create(container.id, argv, stdin=True, stdout=True, stderr=True, tty=False,
-                                      environment=dict(self.environment()), user="1000:1000",
-                                      workdir=SCRATCH_DIR)["Id"]
-            sock = api.exec_start(exec_id, socket=True)
+            # One start at a time: an exec's stream is a connection taken out of the engine client's pool,
+            # and two threads starting workers at once raced for the same one (EBADF in a worker later).
+            with self._starting:
+                exec_id = api.exec_create(container.id, argv, stdin=True, stdout=True, stderr=True, tty=False,
+                                          environment=dict(self.environment()), user="1000:1000",
+                                          workdir=SCRATCH_DIR)["Id"]
+                sock = api.exec_start(exec_id, socket=True)
         except docker.errors.DockerException as exc:
             raise SandboxError(f"cannot start a worker in the explore sandbox: {engine._short(exc)}") from None
         try:

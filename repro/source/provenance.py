@@ -88,6 +88,21 @@ def bundled_provenance(store: StoreSpec) -> StoreProvenance:
                            content_sha256=files_hash(root, files), preset=store.preset)
 
 
+def _is_bundled(package: pathlib.Path) -> bool:
+    """Whether a ``hermes_state`` package is the lab's bundled store: the same directory, or the same files."""
+    from repro.machine.context import find_sources
+
+    root = find_sources().store_dir
+
+    def python_files(base: pathlib.Path) -> list[str]:
+        return sorted(p.relative_to(base).as_posix() for p in base.rglob("*.py") if "__pycache__" not in p.parts)
+
+    if package.resolve() == root.resolve():
+        return True
+    mine, theirs = python_files(package), python_files(root)
+    return mine == theirs and files_hash(package, mine) == files_hash(root, theirs)
+
+
 def store_provenance(store: StoreSpec, imported: Sequence[str] = ()) -> StoreProvenance:
     """A prepared store's provenance (its ref checked out: ``store_path`` and ``store_commit`` set)."""
     if not store.foreign or store.store_path is None:
@@ -110,9 +125,12 @@ def store_provenance(store: StoreSpec, imported: Sequence[str] = ()) -> StorePro
 
 def bundled_notice(directory: str, preset: str, option: str = "--store-path") -> str:
     """The line that says a run tests the lab's bundled store although ``directory`` holds a store of its own
-    (``hermes_state.py`` or a ``hermes_state`` package); "" when it holds none."""
+    (``hermes_state.py`` or a ``hermes_state`` package); "" when it holds none, or when its package is the
+    bundled store itself (the lab's own checkout: the same files)."""
     for name in ("hermes_state.py", os.path.join("hermes_state", "__init__.py")):
         if os.path.isfile(os.path.join(directory, name)):
+            if name != "hermes_state.py" and _is_bundled(pathlib.Path(directory, "hermes_state")):
+                return ""
             shown = "./" + name.replace(os.sep, "/").removesuffix("/__init__.py") + ("/" if "__init__" in name else "")
             return (f"testing the lab's bundled store {preset} -- not {shown}; use {option} . to test yours")
     return ""

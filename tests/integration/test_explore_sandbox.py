@@ -10,6 +10,7 @@ Python, from a folder outside the checkout, with no PYTHONPATH.
 from __future__ import annotations
 
 import json
+import gc
 import os
 import pathlib
 import shutil
@@ -81,7 +82,16 @@ def test_the_sandbox_has_no_network_no_socket_no_privilege_and_goes_when_closed(
         assert output.decode().split("\n")[0] == "1000 False ['lo']", output
         wrote = [line for line in output.decode().splitlines() if line.startswith("wrote")]
         assert wrote == ["wrote /tmp/ok"] and b"network" not in output, output  # only its scratch tmpfs
-        assert sandbox.worker((M.PREFIX,)).hello.uid == 1000
+        worker = sandbox.worker((M.PREFIX,))
+        assert worker.hello.uid == 1000
+        # A worker's exec stream is a hijacked connection of the engine client's pool: if docker-py's wrapper
+        # of it was collected, the connection went back to the pool, the next API call (a second worker's
+        # start) took it, and the first worker's reads failed with EBADF mid-exploration.
+        gc.collect()
+        second = sandbox.worker((M.PREFIX,))
+        for each in (worker, second):
+            results, _ = each.check([(M.PREFIX.value, 0)])
+            assert [(r.model, r.index) for r in results] == [(M.PREFIX, 0)]
     finally:
         sandbox.close()
     cli = engine.client()

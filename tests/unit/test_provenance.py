@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import shutil
 import subprocess
 
 import pytest
@@ -138,3 +139,17 @@ def test_the_notice_is_the_first_thing_a_bare_run_prints(tmp_path: pathlib.Path,
                                    "use --store-path . to test yours")
     assert main(["run", "--trials", "0", "--store-path", ".", "--out", str(tmp_path / "out2")]) == 2
     assert "bundled" not in capsys.readouterr().err
+
+
+def test_the_lab_s_own_checkout_is_not_told_it_tests_another_store(tmp_path: pathlib.Path) -> None:
+    """In the lab's checkout ./hermes_state/ is the bundled store: no notice. A copy of it is the same store;
+    a copy with one byte changed is another."""
+    from repro.machine.context import find_sources
+
+    bundled = find_sources().store_dir
+    assert bundled_notice(str(bundled.parent), "ns506") == ""
+    shutil.copytree(bundled, tmp_path / "hermes_state", ignore=shutil.ignore_patterns("__pycache__"))
+    assert bundled_notice(str(tmp_path), "ns506") == ""
+    init = tmp_path / "hermes_state" / "__init__.py"
+    init.write_text(init.read_text() + "\n# changed\n")
+    assert "-- not ./hermes_state/" in bundled_notice(str(tmp_path), "ns506")
