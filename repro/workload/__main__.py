@@ -317,7 +317,7 @@ def main() -> int:
     except OSError:
         board = None  # outside a lab machine: no agent to talk to
     try:
-        store = import_store(cfg.store_path or None)  # never the image's own when a store path is given
+        store = import_store(cfg.store_mount or None)  # never the image's own when a store is mounted
         workload = Workload(cfg, store, board)
     except Exception as exc:  # the store failed to start: say so on the ledger
         emit(Tag.EVENT, {"kind": EventKind.STORE_OPEN_FAILED.value, "error": f"{type(exc).__name__}: {exc}"})

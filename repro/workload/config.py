@@ -29,7 +29,7 @@ class WorkloadConfig:
 
     seed: int = 0
     db_path: str = "/opt/data/state.db"
-    store_path: str = ""
+    store_mount: str = ""
     max_ops: int = 0  # 0: until stopped
     rate: float = 0.0  # operations per second; 0: as fast as the store allows
     mix: tuple[tuple[str, int], ...] = ()
@@ -60,7 +60,7 @@ class WorkloadConfig:
             cfg = cls(
                 seed=int(env.get("LAB_SEED", "0")),
                 db_path=env.get("LAB_DB_PATH", "/opt/data/state.db"),
-                store_path=env.get("LAB_STORE_PATH", ""),
+                store_mount=env.get("LAB_STORE_MOUNT", ""),
                 max_ops=int(env.get("LAB_OPS", "0")),
                 rate=float(env.get("LAB_RATE", "0")),
                 mix=parse_mix(env.get("LAB_MIX", DEFAULT_MIX)),
@@ -87,7 +87,7 @@ class WorkloadConfig:
     def to_env(self) -> dict[str, str]:
         """The LAB_* variables that ``from_env`` reads back into an equal config."""
         return {
-            "LAB_SEED": str(self.seed), "LAB_DB_PATH": self.db_path, "LAB_STORE_PATH": self.store_path,
+            "LAB_SEED": str(self.seed), "LAB_DB_PATH": self.db_path, "LAB_STORE_MOUNT": self.store_mount,
             "LAB_OPS": str(self.max_ops), "LAB_RATE": repr(float(self.rate)),
             "LAB_MIX": ",".join(f"{op}={weight}" for op, weight in self.mix) or DEFAULT_MIX,
             "LAB_MIN_SIZE": str(self.min_size), "LAB_MAX_SIZE": str(self.max_size),
