@@ -17,6 +17,7 @@ from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, MAX_OPS
 from repro.explore.models import PersistenceModel
 from repro.faults import FAULTS
+from repro.ledger import SHORT_MIX_WORDS
 from repro.report.records import FailOn
 from repro.scenario import (
     CHECKPOINT_MODES,
@@ -145,7 +146,9 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     defaults = WorkloadConfig()
     p.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
     p.add_argument("--mix", default="", metavar="OP=WEIGHT,...",
-                   help=f"workload op mix over {_listed(OPS)} (default {DEFAULT_MIX})")
+                   help=f"workload op mix over the store's operations {_listed(OPS)} (default "
+                        f"{DEFAULT_MIX.replace(',', ', ')}; "
+                        f"the short words {', '.join(SHORT_MIX_WORDS)} are accepted too)")
     p.add_argument("--message-size", default="", metavar="MIN:MAX",
                    help=f"message sizes in bytes, k or m (default {defaults.min_size}:{defaults.max_size})")
 

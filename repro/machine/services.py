@@ -27,7 +27,7 @@ SETTINGS_DIR = "/run/lab"
 # The cron hazard's writer: its ledger indices start here (the gateway's stay far below), and
 # it does what a cron job does to sessions.
 CRON_OP_OFFSET = 1_000_000_000
-CRON_MIX = "append=50,tokens=30,create=10,end=10"
+CRON_MIX = "append_message=50,update_token_counts=30,create_session=10,end_session=10"
 START_TIMEOUT_S = 30.0
 START_RETRY_S = 0.02
 # A recording machine (repro explore): the lossyfs trace goes to the machine's trace volume

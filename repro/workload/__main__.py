@@ -222,7 +222,7 @@ class Workload:
     def run(self) -> None:
         by_kind = {OpKind.APPEND_MESSAGE: self.append, OpKind.UPDATE_TOKENS: self.tokens, OpKind.SEARCH: self.search,
                    OpKind.CREATE_SESSION: self.create, OpKind.END_SESSION: self.end}
-        actions = {kind.mix_name: action for kind, action in by_kind.items()}
+        actions = {kind.value: action for kind, action in by_kind.items()}
         period = 1.0 / self.cfg.rate if self.cfg.rate > 0 else 0.0
         next_at = time.monotonic()
         while True:
