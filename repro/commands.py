@@ -66,7 +66,7 @@ HUNT = HuntPlan()
 def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # type: ignore[type-arg]
     from repro.prepare import prepare_run, size_option, store_spec, with_disk
     from repro.source.prepare import resolve_refs
-    from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, WorkloadSpec, expand, get_profile
+    from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, expand, get_profile
 
     from repro.scenario import check_jobs, check_trial_count
 
@@ -95,7 +95,7 @@ def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # t
         for fault in combo:
             FaultSpec.parse(fault)
     hazards = tuple(Hazard.parse(h) for h in args.hazard or (HUNT.hazards if args.command == "hunt" else ()))
-    workload = WorkloadSpec(args.workload.rate, args.workload.mix, args.workload.message_size, hazards, args.linger)
+    workload = args.workload.spec(hazards, args.linger)
     start = StartSpec(from_db=_absolute(args.start.from_db),
                       initial_size=size_option(args.start.initial_size, "--initial-size"), fill_pct=args.start.disk_fill_to)
     default_run = args.command == "run" and not args.fault and not hazards

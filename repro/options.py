@@ -11,7 +11,10 @@ import argparse
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
+
+if TYPE_CHECKING:
+    from repro.scenario import Hazard, WorkloadSpec
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,13 @@ class WorkloadOptions:
     rate: float = 0.0
     mix: str = ""
     message_size: str = ""
+
+    def spec(self, hazards: tuple[Hazard, ...] = (), linger_ms: int = 0) -> WorkloadSpec:
+        """The scenario's workload (checked), with the hazards and slow shutdown a run adds: the one place
+        these options become one, for run, matrix, hunt and explore's recording alike."""
+        from repro.scenario import WorkloadSpec
+
+        return WorkloadSpec(self.rate, self.mix, self.message_size, hazards, linger_ms)
 
 
 @dataclass(frozen=True)

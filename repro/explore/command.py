@@ -109,7 +109,7 @@ class _Recording:
 
 
 def _recording(opts: ExploreOptions) -> _Recording:
-    from repro.scenario import OWN_SETTINGS, StoreSpec, WorkloadSpec, get_profile
+    from repro.scenario import OWN_SETTINGS, StoreSpec, get_profile
 
     profile = get_profile(opts.profile)
     if opts.sqlite != "system" or opts.store.sqlite_assisted:
@@ -125,8 +125,7 @@ def _recording(opts: ExploreOptions) -> _Recording:
     store = StoreSpec(opts.preset or (OWN_SETTINGS if opts.store_path else "ns506"), settings.journal_mode,
                       settings.synchronous, os.path.abspath(opts.store_path) if opts.store_path else None,
                       settings.checkpoint_mode, wal_autocheckpoint=settings.wal_autocheckpoint)
-    workload = opts.workload
-    return _Recording(profile, store, WorkloadSpec(workload.rate, workload.mix, workload.message_size), opts.ops)
+    return _Recording(profile, store, opts.workload.spec(), opts.ops)
 
 
 def _record(plan: _Recording, seed: int, out: pathlib.Path, command: str, image: str) -> TraceDir:
