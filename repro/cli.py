@@ -11,12 +11,13 @@ import threading
 from types import FrameType
 from typing import Iterable, Sequence
 
-from repro import commands, upkeep
+from repro import commands, options, upkeep
 from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS, HUNT
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, MAX_OPS
 from repro.explore.models import PersistenceModel
 from repro.faults import FAULTS
+from repro.ledger import SHORT_MIX_WORDS
 from repro.report.records import FailOn
 from repro.scenario import (
     CHECKPOINT_MODES,
@@ -145,7 +146,9 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     defaults = WorkloadConfig()
     p.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
     p.add_argument("--mix", default="", metavar="OP=WEIGHT,...",
-                   help=f"workload op mix over {_listed(OPS)} (default {DEFAULT_MIX})")
+                   help=f"workload op mix over the store's operations {_listed(OPS)} (default "
+                        f"{DEFAULT_MIX.replace(',', ', ')}; "
+                        f"the short words {', '.join(SHORT_MIX_WORDS)} are accepted too)")
     p.add_argument("--message-size", default="", metavar="MIN:MAX",
                    help=f"message sizes in bytes, k or m (default {defaults.min_size}:{defaults.max_size})")
 
@@ -329,8 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupts = _Interrupts()
     previous = {sig: signal.signal(sig, interrupts) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     try:
-        args = build_parser().parse_args(args_list)
-        return int(_dispatch(args, args_list))
+        return int(_dispatch(parse(args_list), args_list))
     except ScenarioError as exc:
         _say("error: ", str(exc))
         return ExitCode.BAD_INPUT
@@ -355,24 +357,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                 signal.signal(sig, handler)
 
 
-def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
-    if args.command == "clean":
-        return upkeep.clean(args)
-    if args.command == "image":
+def parse(argv: Sequence[str]) -> options.Options:
+    """argv -> the command's typed, frozen options (the one place a Namespace becomes them)."""
+    return options.from_namespace(build_parser().parse_args(list(argv)))
+
+
+def _dispatch(opts: options.Options, argv: list[str]) -> int:
+    if isinstance(opts, options.CleanOptions):
+        return upkeep.clean(opts)
+    if isinstance(opts, options.ReplayOptions):
+        return commands.replay(opts, argv)
+    if isinstance(opts, options.ExploreOptions):
+        return commands.explore(opts, argv)
+    if isinstance(opts, options.MergeOptions):
+        return commands.merge(opts)
+    if isinstance(opts, options.ReportOptions):
+        return commands.report(opts)
+    if isinstance(opts, options.RunOptions):
+        return commands.run(opts, argv)
+    if opts.command == "image":
         return upkeep.build_image()
-    if args.command == "doctor":
+    if opts.command == "doctor":
         return upkeep.doctor()
-    if args.command == "sqlite":
-        return upkeep.sqlite_list()
-    if args.command == "replay":
-        return commands.replay(args, argv)
-    if args.command == "explore":
-        return commands.explore(args, argv)
-    if args.command == "merge":
-        return commands.merge(args)
-    if args.command == "report":
-        return commands.report(args)
-    return commands.run(args, argv)
+    return upkeep.sqlite_list()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ them through the pipeline and writes the reports.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import os
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
 
     from repro.report.outdir import ReportDir
     from repro.report.records import FailOn
+    from repro.options import ExploreOptions, MergeOptions, ReplayOptions, ReportOptions, RunOptions
     from repro.scenario import Scenario, StoreSpec
 
 DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
@@ -63,10 +63,10 @@ class HuntPlan:
 HUNT = HuntPlan()
 
 
-def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> list:  # type: ignore[type-arg]
+def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # type: ignore[type-arg]
     from repro.prepare import prepare_run, size_option, store_spec, with_disk
     from repro.source.prepare import resolve_refs
-    from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, WorkloadSpec, expand, get_profile
+    from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, expand, get_profile
 
     from repro.scenario import check_jobs, check_trial_count
 
@@ -77,27 +77,27 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
         combos = [tuple(args.fault)] if args.fault else [*DEFAULT_FAULTS, POWER_LOSS]  # power loss: if FUSE, below
         if args.store_path and args.store_ref:
             raise ScenarioError("--store-path and --store-ref both name the store: give one")
-        stores = [store_spec(args, args.preset, _absolute(args.store_path), args.store_ref, args.sqlite)]
+        stores = [store_spec(args.store, args.preset, _absolute(args.store_path), args.store_ref, args.sqlite)]
     else:  # matrix, hunt
         profiles = _split(args.profiles)
         hunt = args.command == "hunt"
         combos = [(HUNT.fault(args.duration),)] if hunt else [tuple(c.split("+")) for c in _split(args.faults)]
         sources = [(_absolute(p), None) for p in _split(args.store_paths)] + [(None, r) for r in _split(args.store_refs)]
         presets: list[str | None] = list(_split(args.presets)) if args.presets is not None else [None]
-        stores = [store_spec(args, p, path, ref, q)
+        stores = [store_spec(args.store, p, path, ref, q)
                   for q in _split(args.sqlites) for path, ref in sources or [(None, None)] for p in presets]
         for option, values in (("--profiles", profiles), ("--faults", combos), ("--presets", presets),
                                ("--sqlites", _split(args.sqlites))):
             if not values:
                 raise ScenarioError(f"{option} names nothing")
-    machines = [with_disk(get_profile(name), args.disk_size) for name in profiles]
+    machines = [with_disk(get_profile(name), args.start.disk_size) for name in profiles]
     for combo in combos:
         for fault in combo:
             FaultSpec.parse(fault)
     hazards = tuple(Hazard.parse(h) for h in args.hazard or (HUNT.hazards if args.command == "hunt" else ()))
-    workload = WorkloadSpec(args.rate, args.mix, args.message_size, hazards, args.linger)
-    start = StartSpec(from_db=_absolute(args.from_db), initial_size=size_option(args.initial_size, "--initial-size"),
-                      fill_pct=args.disk_fill_to)
+    workload = args.workload.spec(hazards, args.linger)
+    start = StartSpec(from_db=_absolute(args.start.from_db),
+                      initial_size=size_option(args.start.initial_size, "--initial-size"), fill_pct=args.start.disk_fill_to)
     default_run = args.command == "run" and not args.fault and not hazards
     check_trial_count(args.trials, len(profiles) * (len(combos) + int(default_run)) * len(stores))
     stores = resolve_refs(stores)  # a ref's label names its commit: the ids are final before the one expansion
@@ -109,8 +109,8 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
     if build:  # before any container: the import check and the grower below start machines
         _sqlite_builds(stores)
     starts: dict[StoreSpec, StartSpec] = {}
-    if any(store.foreign for store in stores) or start.database or args.disk_size:
-        prepared, starts = prepare_run(args, stores, machines, start, seed)
+    if any(store.foreign for store in stores) or start.database or args.start.disk_size:
+        prepared, starts = prepare_run(stores, machines, start, seed, jobs=args.jobs, image=args.image)
         ready = dict(zip(stores, prepared))  # the same stores, checked out and installed: the same labels
         if any(ready[s].label != s.label for s in stores):
             raise LabError("preparing the stores changed their labels, and so the trial ids")
@@ -119,7 +119,7 @@ def _scenarios(args: argparse.Namespace, seed: int, *, build: bool = True) -> li
         scenarios = [dataclasses.replace(s, start=starts.get(s.store, start)) for s in scenarios]
     if build and args.command == "run" and not args.fault and not _engine_has_fuse(args.image):  # all else checked
         scenarios = [s for s in scenarios if tuple(f.name.value for f in s.faults) != POWER_LOSS]
-    if getattr(args, "trial_id", None):
+    if args.trial_id:
         scenarios = [s for s in scenarios if s.trial_id == args.trial_id]
         if not scenarios:
             raise ScenarioError(f"no trial {shown(args.trial_id)} in this scenario")
@@ -144,7 +144,7 @@ def _absolute(path: str | None) -> str | None:
     return os.path.abspath(path) if path else None
 
 
-def _output_paths(args: argparse.Namespace) -> ReportDir:
+def _output_paths(args: RunOptions) -> ReportDir:
     """The report directory and --json, checked before anything is made or any machine starts."""
     from repro.machine.labels import RUN_ID
     from repro.report import outdir
@@ -161,7 +161,7 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> int:
+def run(args: RunOptions, argv: list[str]) -> int:
     import random
 
     from repro.pipeline import deadline_overrides
@@ -189,15 +189,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     return code
 
 
-def _bundled_notice(args: argparse.Namespace) -> None:
+def _bundled_notice(args: RunOptions) -> None:
     """First: a run of the lab's own store, started in a directory that holds a store of its own, says so."""
     from repro.source.provenance import bundled_notice
 
     if args.command == "run":
-        named, option = args.store_path or getattr(args, "store_ref", None), "--store-path"
+        named, option = args.store_path or args.store_ref, "--store-path"
         preset = args.preset or "ns506"
     else:
-        named, option = args.store_paths or getattr(args, "store_refs", ""), "--store-paths"
+        named, option = args.store_paths or args.store_refs, "--store-paths"
         preset = args.presets or "ns506"
     notice = "" if named else bundled_notice(os.getcwd(), preset, option)
     if notice:
@@ -288,7 +288,7 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     return result.code, path
 
 
-def merge(args: argparse.Namespace) -> int:
+def merge(args: MergeOptions) -> int:
     """Shards' reports -> one report directory, tables and comparison recomputed; the merged run's exit code."""
     from rich.console import Console
 
@@ -321,7 +321,7 @@ def merge(args: argparse.Namespace) -> int:
     return result.code
 
 
-def report(args: argparse.Namespace) -> int:
+def report(args: ReportOptions) -> int:
     """Re-render report.md, junit.xml and report.html of a run directory from its report.json."""
     from repro.report.records import ResultsError
     from repro.report.render import read_run, write_all
@@ -336,7 +336,7 @@ def report(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def replay(args: argparse.Namespace, argv: list[str]) -> int:
+def replay(args: ReplayOptions, argv: list[str]) -> int:
     """Run one trial of an earlier run again: the Scenario stored in its report.json, nothing else."""
     from repro.report.records import ResultsError, RunResult
     from repro.report.render import read_run
@@ -382,7 +382,7 @@ def replay(args: argparse.Namespace, argv: list[str]) -> int:
     return code
 
 
-def explore(args: argparse.Namespace, argv: list[str]) -> int:
+def explore(args: ExploreOptions, argv: list[str]) -> int:
     """`repro explore`: repro/explore/command.py."""
     from repro.explore import command
 

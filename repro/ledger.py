@@ -40,14 +40,20 @@ class OpKind(str, enum.Enum):
     END_SESSION = "end_session"
     SEARCH = "search_messages"
 
-    @property
-    def mix_name(self) -> str:
-        """The word ``--mix`` uses for this operation (append=80,tokens=8,...)."""
-        return _MIX_NAMES[self]
+    @classmethod
+    def from_mix_word(cls, word: str) -> OpKind | None:
+        """The operation a ``--mix`` word names: its own name (append_message=80,...), or the short word
+        earlier labs used (append=80,...; still accepted); None if neither."""
+        try:
+            return cls(SHORT_MIX_WORDS.get(word, word))
+        except ValueError:
+            return None
 
 
-_MIX_NAMES = {OpKind.CREATE_SESSION: "create", OpKind.APPEND_MESSAGE: "append", OpKind.UPDATE_TOKENS: "tokens",
-              OpKind.END_SESSION: "end", OpKind.SEARCH: "search"}
+# The short --mix words of earlier labs, still accepted: each operation's own name is the word now.
+SHORT_MIX_WORDS = {"create": OpKind.CREATE_SESSION.value, "append": OpKind.APPEND_MESSAGE.value,
+                   "tokens": OpKind.UPDATE_TOKENS.value, "end": OpKind.END_SESSION.value,
+                   "search": OpKind.SEARCH.value}
 
 
 class Outcome(str, enum.Enum):

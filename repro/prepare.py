@@ -6,34 +6,37 @@ here are throwaway ones (the store's import check, the database grower).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from repro.errors import ScenarioError, shown
 from repro.scenario import OWN_SETTINGS, MachineProfile, Scenario, StartSpec, StoreSpec, format_size, parse_size
 
+if TYPE_CHECKING:
+    from repro.options import StoreOptions
 
-def store_spec(args: argparse.Namespace, preset: str | None, path: str | None, ref: str | None,
+
+def store_spec(options: StoreOptions, preset: str | None, path: str | None, ref: str | None,
                sqlite: str = "system") -> StoreSpec:
-    """A store configuration from the options (on the SQLite `sqlite`); a foreign store runs its own settings
-    unless a preset is named."""
+    """A store configuration from the options every store shares and this store's preset, source and SQLite;
+    a foreign store runs its own settings unless a preset is named."""
     from repro.source.refs import StoreRef
 
     if ref is not None:
         StoreRef.parse(ref)
     if path is not None and ref is None:
         check_store_path(path)
-    requirements = args.store_requirements
+    requirements = options.store_requirements
     if requirements not in (None, "auto"):
         if not os.path.isfile(requirements):
             raise ScenarioError(f"--store-requirements {shown(requirements)} is not a file (or say auto)")
         requirements = os.path.abspath(requirements)
-    return StoreSpec(preset or (OWN_SETTINGS if path or ref else "ns506"), args.journal_mode, args.synchronous, path,
-                     args.checkpoint_mode, store_ref=ref, requirements=requirements,
-                     wal_autocheckpoint=args.wal_autocheckpoint, sqlite=sqlite.strip(),
-                     sqlite_assisted=args.sqlite_assisted)
+    return StoreSpec(preset or (OWN_SETTINGS if path or ref else "ns506"), options.journal_mode, options.synchronous,
+                     path, options.checkpoint_mode, store_ref=ref, requirements=requirements,
+                     wal_autocheckpoint=options.wal_autocheckpoint, sqlite=sqlite.strip(),
+                     sqlite_assisted=options.sqlite_assisted)
 
 
 def check_store_path(path: str) -> None:
@@ -61,10 +64,11 @@ def with_disk(profile: MachineProfile, disk: str | None) -> MachineProfile:
     return dataclasses.replace(profile, disk=size, name=f"{profile.name}+disk={format_size(size)}")
 
 
-def prepare_run(args: argparse.Namespace, stores: list[StoreSpec], machines: list[MachineProfile], start: StartSpec,
-                seed: int) -> tuple[list[StoreSpec], dict[StoreSpec, StartSpec]]:
+def prepare_run(stores: list[StoreSpec], machines: list[MachineProfile], start: StartSpec, seed: int, *,
+                jobs: int, image: str | None) -> tuple[list[StoreSpec], dict[StoreSpec, StartSpec]]:
     """Foreign stores checked out, installed and import-checked; the start's database copied or grown; every
-    disk checked to fit (machines start here: throwaway ones, before any trial)."""
+    disk checked to fit with ``jobs`` machines at once (machines start here: throwaway ones, before any trial),
+    in the ``image`` asked for (None: the lab's)."""
     from repro.machine import engine
     from repro.source.prepare import prepare_stores
     from repro.startdb.prepare import check_fit, estimated_size, prepare_start
@@ -74,13 +78,14 @@ def prepare_run(args: argparse.Namespace, stores: list[StoreSpec], machines: lis
     cli = engine.client()
     host_memory = int(cli.info().get("MemTotal", 0))
     for machine in machines:
-        check_fit(machine, start, estimated_size(start), jobs=args.jobs, host_memory=host_memory)
-    image = _image(args.image)
-    stores = prepare_stores(stores, image=image, profile=machines[0])
-    starts = {store: prepare_start(start, store, seed=seed, image=image, note=_note) for store in dict.fromkeys(stores)}
+        check_fit(machine, start, estimated_size(start), jobs=jobs, host_memory=host_memory)
+    chosen = _image(image)
+    stores = prepare_stores(stores, image=chosen, profile=machines[0])
+    starts = {store: prepare_start(start, store, seed=seed, image=chosen, note=_note)
+              for store in dict.fromkeys(stores)}
     for machine in machines:
         for ready in starts.values():
-            check_fit(machine, ready, jobs=args.jobs, host_memory=host_memory)
+            check_fit(machine, ready, jobs=jobs, host_memory=host_memory)
     return stores, starts
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -15,27 +14,29 @@ from repro.errors import EngineError, ExitCode, ScenarioError, shown
 if TYPE_CHECKING:
     from docker.client import DockerClient
 
+    from repro.options import CleanOptions
+
 # How many runs a refusal of `repro clean` names before "and N more".
 LISTED_RUNS = 5
 
 
-def clean(args: argparse.Namespace) -> int:
+def clean(opts: CleanOptions) -> int:
     """--run ID: that run's objects; --stale: runs whose owner is gone; --force: everything; plain:
     everything, unless a run of another process is (or may be) alive -- then nothing, exit 2."""
     from repro.machine import engine, reaper
     from repro.machine.owner import HostView
 
-    if args.caches or args.images:
-        return evict(args)
-    if args.all or args.dry_run or args.older_than is not None:
+    if opts.caches or opts.images:
+        return evict(opts)
+    if opts.all or opts.dry_run or opts.older_than is not None:
         raise ScenarioError("--all, --dry-run and --older-than go with --caches or --images")
     cli = engine.client()
-    if args.run:
-        result = engine.cleanup(cli, run_id=args.run)
-        print(f"removed {result.containers} container(s) and {result.volumes} volume(s) of run {shown(args.run)}")
+    if opts.run:
+        result = engine.cleanup(cli, run_id=opts.run)
+        print(f"removed {result.containers} container(s) and {result.volumes} volume(s) of run {shown(opts.run)}")
         return ExitCode.OK
     plan = reaper.plan_clean(reaper.group_runs(reaper.lab_objects(cli), HostView.here()),
-                             stale_only=args.stale, force=args.force)
+                             stale_only=opts.stale, force=opts.force)
     if plan.refused:
         listed = "; ".join(g.describe() for g in plan.refused[:LISTED_RUNS])
         more = f"; and {len(plan.refused) - LISTED_RUNS} more" if len(plan.refused) > LISTED_RUNS else ""
@@ -82,7 +83,7 @@ def _kept(kept: list[tuple[str, str]]) -> str:
     return f"; kept {len(kept)}: " + ", ".join(parts)
 
 
-def evict(args: argparse.Namespace) -> int:
+def evict(opts: CleanOptions) -> int:
     """--caches: the cache entries under the cache root; --images: the derived images (and, --all, the tagged
     lab images); each unless a container uses it (or, --older-than, it is recent). Refused, like plain
     clean, while a run of another process is alive: it may be about to use any of them."""
@@ -92,22 +93,22 @@ def evict(args: argparse.Namespace) -> int:
     from repro.machine.owner import HostView
     from repro.sqlite.build import cache_root
 
-    if args.run or args.stale or args.force:
+    if opts.run or opts.stale or opts.force:
         raise ScenarioError("--caches and --images remove no containers: give them without --run, --stale or --force")
-    if args.all and not args.images:
+    if opts.all and not opts.images:
         raise ScenarioError("--all goes with --images (it also removes the tagged lab images)")
-    older_than = parse_age(args.older_than) if args.older_than is not None else None
+    older_than = parse_age(opts.older_than) if opts.older_than is not None else None
     cli = engine.client()
     refused = reaper.plan_clean(reaper.group_runs(reaper.lab_objects(cli), HostView.here())).refused
-    if refused and not args.dry_run:
+    if refused and not opts.dry_run:
         listed = "; ".join(g.describe() for g in refused[:LISTED_RUNS])
         raise ScenarioError(f"{len(refused)} run(s) of other processes are alive or cannot be told dead ({listed}); "
                             "they may be about to use any cache entry or image: nothing removed (`--dry-run` lists "
                             "what would go)")
     now = time.time()
-    verb = "would remove" if args.dry_run else "removed"
+    verb = "would remove" if opts.dry_run else "removed"
     failures = 0
-    if args.caches:
+    if opts.caches:
         root = cache_root()
         entries, foreign = caches.scan(root)
         mounted = [m.get("Source", "") for c in cli.api.containers(all=True) for m in c.get("Mounts") or []]
@@ -116,7 +117,7 @@ def evict(args: argparse.Namespace) -> int:
         for entry in plan.remove:
             print(f"  {entry.kind.value:<18} {entry.path.relative_to(root)!s:<50} {caches.human(entry.bytes):>9}  "
                   f"used {_ago(now - entry.used)}")
-        failed = [] if args.dry_run else caches.remove(plan.remove)
+        failed = [] if opts.dry_run else caches.remove(plan.remove)
         for entry, why in failed:
             print(f"  not removed: {entry.path}: {why}")
         gone = [e for e in plan.remove if e not in {f for f, _ in failed}]
@@ -125,19 +126,19 @@ def evict(args: argparse.Namespace) -> int:
               f"({caches.human(sum(e.bytes for e in gone))}) under {root}"
               + _kept([(str(k.entry.path.relative_to(root)), k.reason) for k in plan.kept])
               + (f"; left alone {len(plan.foreign)} path(s) the lab did not make" if plan.foreign else ""))
-    if args.images:
-        image_plan = images.plan_images(images.lab_images(cli), current=IMAGE, everything=args.all, now=now,
+    if opts.images:
+        image_plan = images.plan_images(images.lab_images(cli), current=IMAGE, everything=opts.all, now=now,
                                         older_than=older_than)
         for image in image_plan.remove:
             print(f"  {image.kind:<18} {image.name:<50} {caches.human(image.bytes):>9}  made {_ago(now - image.created)}")
-        refused_images = [] if args.dry_run else images.remove_images(cli, image_plan.remove)
+        refused_images = [] if opts.dry_run else images.remove_images(cli, image_plan.remove)
         for image, why in refused_images:
             print(f"  not removed: {image.name}: {why}")
         gone_images = [i for i in image_plan.remove if i not in {r for r, _ in refused_images}]
         failures += len(refused_images)
         print(f"{verb} {len(gone_images)} image(s) ({caches.human(sum(i.bytes for i in gone_images))})"
               + _kept([(k.image.name, k.reason) for k in image_plan.kept]))
-    if refused and args.dry_run:
+    if refused and opts.dry_run:
         print(f"(a real run would refuse: {len(refused)} run(s) of other processes are alive or cannot be told dead)")
     return ExitCode.LAB_FAILED if failures else ExitCode.OK
 

@@ -137,9 +137,9 @@ class Checker:
     """Materialises, probes and judges states of one trace; one per worker process."""
 
     def __init__(self, trace_dir: TraceDir, models: tuple[PersistenceModel, ...], scratch: str | None = None,
-                 *, images: bool = True, store_path: str | None = None) -> None:
+                 *, images: bool = True, store_mount: str | None = None) -> None:
         self.trace_dir = trace_dir
-        self.store_path = store_path  # where the store is mounted in the sandbox (None: the image's own)
+        self.store_mount = store_mount  # where the store is mounted in the sandbox (None: the image's own)
         self.timeline = Timeline(trace_dir.reader())
         self.space = StateSpace(self.timeline, models)
         self.ledger = trace_dir.ledger()
@@ -174,7 +174,7 @@ class Checker:
         state_dir = os.path.join(self.scratch, f"state-{self._serial}")  # a fresh path: the store heals once per path
         self.materializer.write(spec, state_dir)
         built = time.perf_counter()
-        facts = collect(os.path.join(state_dir, self.trace_dir.recording.db_name), self.store_path)
+        facts = collect(os.path.join(state_dir, self.trace_dir.recording.db_name), self.store_mount)
         probed = time.perf_counter()
         shutil.rmtree(state_dir, ignore_errors=True)
         for key in keys:

@@ -8,7 +8,6 @@ the store under test is imported only there.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
 
     from repro.explore.space import Selection, StateSpace
     from repro.explore.tracedir import TraceDir
+    from repro.options import ExploreOptions
     from repro.scenario import MachineProfile, StoreSpec, WorkloadSpec
 
 DEFAULT_OPS = 150
@@ -37,41 +37,42 @@ MAX_OPS = 10_000  # a recording's machine is given 60 s + 0.5 s per operation; i
 MAX_RATE = 10_000.0  # operations per second: past what any machine here does (0 is flat out)
 
 
-def _check_numbers(args: argparse.Namespace) -> None:
+def _check_numbers(opts: ExploreOptions) -> None:
     """The numeric options, before anything is read or any container starts."""
-    check_jobs(args.jobs)
-    if args.budget < 1:
+    check_jobs(opts.jobs)
+    if opts.budget < 1:
         raise ScenarioError("--budget must be at least 1")
-    if not 1 <= args.ops <= MAX_OPS:
+    if not 1 <= opts.ops <= MAX_OPS:
         raise ScenarioError(f"--ops must be from 1 to {MAX_OPS:,}")
-    if not (math.isfinite(args.rate) and 0 <= args.rate <= MAX_RATE):
+    rate = opts.workload.rate
+    if not (math.isfinite(rate) and 0 <= rate <= MAX_RATE):
         raise ScenarioError(f"--rate must be from 0 (flat out) to {MAX_RATE:,.0f} operations per second, "
-                            f"not {args.rate}")
+                            f"not {rate}")
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> int:
+def run(opts: ExploreOptions, argv: list[str]) -> int:
     from repro.explore.sandbox import recorded_store
     from repro.explore.tracedir import TraceDir
     from repro.machine.labels import RUN_ID
     from repro.report import outdir
 
-    if bool(args.record) == bool(args.trace_dir):
+    if bool(opts.record) == bool(opts.trace_dir):
         raise ScenarioError("give a TRACE_DIR to explore, or --record to record one first (not both)")
-    models = PersistenceModel.parse_list(args.models)
-    _check_numbers(args)
-    if args.materialize:
-        if not args.trace_dir or not args.out:
+    models = PersistenceModel.parse_list(opts.models)
+    _check_numbers(opts)
+    if opts.materialize:
+        if not opts.trace_dir or not opts.out:
             raise ScenarioError("--materialize needs a TRACE_DIR and --out DIR")
-        return materialize(args.trace_dir, args.materialize, pathlib.Path(args.out), args.image)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
+        return materialize(opts.trace_dir, opts.materialize, pathlib.Path(opts.out), opts.image)
+    seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1, 2**31)
     command = shlex.join(["repro", *argv])
     trace, recording = None, None
-    if args.record:
-        recording = _recording(args)
+    if not opts.trace_dir:  # --record (checked above: one of the two)
+        recording = _recording(opts)
     else:
-        trace = TraceDir.open(args.trace_dir)
+        trace = TraceDir.open(opts.trace_dir)
         recorded_store(trace)  # a recording is data: the store it names must be a store directory
-    target = outdir.plan(args.out, RUN_ID, force=args.force, prefix="explore-")
+    target = outdir.plan(opts.out, RUN_ID, force=opts.force, prefix="explore-")
     if trace is not None and target.explicit and trace.path.is_relative_to(target.path.resolve()):
         raise ScenarioError(f"the trace {trace.path} is inside --out {target.path}: give another --out (the "
                             "reports of an exploration never go where its trace is read from)")
@@ -80,12 +81,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     cli = engine.client()
     try:
-        image = _image(cli, args.image)
+        image = _image(cli, opts.image)
         out = outdir.claim(target, RUN_ID)
         if recording is not None:
             trace = _record(recording, seed, out, command, image)
         assert trace is not None
-        return _explore(trace, models, args.budget, seed, args.jobs, out, image)
+        return _explore(trace, models, opts.budget, seed, opts.jobs, out, image)
     finally:
         engine.cleanup(cli, owner=owner())
 
@@ -107,23 +108,24 @@ class _Recording:
     ops: int
 
 
-def _recording(args: argparse.Namespace) -> _Recording:
-    from repro.scenario import OWN_SETTINGS, StoreSpec, WorkloadSpec, get_profile
+def _recording(opts: ExploreOptions) -> _Recording:
+    from repro.scenario import OWN_SETTINGS, StoreSpec, get_profile
 
-    profile = get_profile(args.profile)
-    if args.sqlite != "system" or args.sqlite_assisted:
+    profile = get_profile(opts.profile)
+    if opts.sqlite != "system" or opts.store.sqlite_assisted:
         # the states are checked in a sandbox of the same image, with its SQLite: a recording on
         # another library would be judged by a different one
         raise ScenarioError("repro explore records with the image's own SQLite (--sqlite system): its states are "
                             "checked in a sandbox of the same image, with the image's")
-    if args.store_path:
+    if opts.store_path:
         from repro.prepare import check_store_path
 
-        check_store_path(args.store_path)
-    store = StoreSpec(args.preset or (OWN_SETTINGS if args.store_path else "ns506"), args.journal_mode,
-                      args.synchronous, os.path.abspath(args.store_path) if args.store_path else None,
-                      args.checkpoint_mode, wal_autocheckpoint=args.wal_autocheckpoint)
-    return _Recording(profile, store, WorkloadSpec(args.rate, args.mix, args.message_size), args.ops)
+        check_store_path(opts.store_path)
+    settings = opts.store
+    store = StoreSpec(opts.preset or (OWN_SETTINGS if opts.store_path else "ns506"), settings.journal_mode,
+                      settings.synchronous, os.path.abspath(opts.store_path) if opts.store_path else None,
+                      settings.checkpoint_mode, wal_autocheckpoint=settings.wal_autocheckpoint)
+    return _Recording(profile, store, opts.workload.spec(), opts.ops)
 
 
 def _record(plan: _Recording, seed: int, out: pathlib.Path, command: str, image: str) -> TraceDir:

@@ -271,7 +271,7 @@ class Sandbox:
         argv = ["python3", "-m", WORKER_MODULE, self.trace_mount, "--models", ",".join(m.value for m in models),
                 "--scratch", SCRATCH_DIR]
         if self.store_mount is not None:
-            argv += ["--store-path", self.store_mount]
+            argv += ["--store-mount", self.store_mount]
         if not images:
             argv.append("--no-images")
         api = container.client.api

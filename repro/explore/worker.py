@@ -1,6 +1,6 @@
 """One checker of crash states, run inside the explore sandbox: batches in on stdin, verdicts out on a channel of its own (stdlib only).
 
-Run as ``python3 -m repro.explore.worker TRACE_DIR --models prefix,torn [--store-path DIR]
+Run as ``python3 -m repro.explore.worker TRACE_DIR --models prefix,torn [--store-mount DIR]
 [--no-images]`` by ``docker exec`` in the sandbox (repro/explore/sandbox.py): the store under
 test is imported here, as uid 1000 in a container with no network and no Docker socket, never in
 the lab's own process. Before anything of the store can run, the worker moves its record channel
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m repro.explore.worker")
     parser.add_argument("trace_dir")
     parser.add_argument("--models", required=True)
-    parser.add_argument("--store-path", default=None)
+    parser.add_argument("--store-mount", default=None)
     parser.add_argument("--no-images", action="store_true")
     parser.add_argument("--scratch", default=None)
     args = parser.parse_args(argv)
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet.propagate = False
         models = tuple(PersistenceModel(m) for m in args.models.split(","))
         checker = Checker(TraceDir.open(args.trace_dir), models, args.scratch, images=not args.no_images,
-                          store_path=args.store_path)
+                          store_mount=args.store_mount)
     except Exception as exc:
         out.send({"error": f"the checker could not start: {type(exc).__name__}: {exc}"[:2000]})
         traceback.print_exc()

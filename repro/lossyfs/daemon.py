@@ -72,7 +72,24 @@ def emit(kind: LossyKind, payload: dict[str, object]) -> None:
     write_record(Tag.LOSSYFS, payload, sub=kind.value)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+@dataclasses.dataclass(frozen=True)
+class DaemonOptions:
+    """The daemon's command line, typed (its own program's edge: nothing below sees argparse)."""
+
+    backing: str
+    mount: str
+    seed: int = 0
+    writeback_interval_ms: int = 100
+    writeback_rate: float = 0.5
+    page_size: int = 4096
+    torn_writes: bool = False
+    lazy_dirs: bool = False
+    cut_file: str | None = None
+    record: str | None = None
+    mark_socket: str | None = None
+
+
+def parse_args(argv: list[str] | None) -> DaemonOptions:
     p = argparse.ArgumentParser(prog="python3 -m repro.lossyfs", description=__doc__.splitlines()[0])
     p.add_argument("--backing", required=True, help="directory holding what survives (the disk)")
     p.add_argument("--mount", required=True, help="directory to mount the lossy view over")
@@ -86,7 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cut-file", help="cut the power as soon as this path exists")
     p.add_argument("--record", metavar="PATH", help="record a trace to PATH and PATH.blobs (outside the mount)")
     p.add_argument("--mark-socket", metavar="SOCK", help="with --record: accept labelled marks on this socket")
-    return p.parse_args(argv)
+    return DaemonOptions(**vars(p.parse_args(argv)))
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -94,7 +111,7 @@ def _inside(path: str, directory: str) -> bool:
     return os.path.commonpath([path, directory]) == directory
 
 
-def open_trace(args: argparse.Namespace, disk: VolatileDisk) -> TraceWriter | None:
+def open_trace(args: DaemonOptions, disk: VolatileDisk) -> TraceWriter | None:
     """The trace writer for --record, the backing directory's files already in it; None if not recording."""
     if args.mark_socket and not args.record:
         raise InvalidOptions("--mark-socket needs --record")
@@ -121,7 +138,7 @@ def open_trace(args: argparse.Namespace, disk: VolatileDisk) -> TraceWriter | No
 class Daemon:
     """Owns the disk and the trio tasks around pyfuse3.main."""
 
-    def __init__(self, disk: VolatileDisk, ops: LossyOperations, args: argparse.Namespace,
+    def __init__(self, disk: VolatileDisk, ops: LossyOperations, args: DaemonOptions,
                  trace: TraceWriter | None) -> None:
         self._disk = disk
         self._ops = ops
@@ -229,11 +246,13 @@ class Daemon:
 
     async def _serve_marks(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept mark connections; each line read is recorded as a mark, then answered with K."""
+        sock = self._args.mark_socket
+        assert sock is not None  # started only with --mark-socket
         listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if os.path.exists(self._args.mark_socket):
-            os.unlink(self._args.mark_socket)
-        await listener.bind(self._args.mark_socket)
-        os.chmod(self._args.mark_socket, 0o666)  # the workload runs as another user
+        if os.path.exists(sock):
+            os.unlink(sock)
+        await listener.bind(sock)
+        os.chmod(sock, 0o666)  # the workload runs as another user
         listener.listen()
         task_status.started()
         with listener:
@@ -257,8 +276,10 @@ class Daemon:
                     await conn.send(b"K")
 
     async def _watch_cut_file(self) -> None:
+        cut_file = self._args.cut_file
+        assert cut_file is not None  # started only with --cut-file
         while not self._disk.is_cut:
-            if os.path.exists(self._args.cut_file):
+            if os.path.exists(cut_file):
                 self.cut("cut-file")
                 return
             await trio.sleep(_CUT_FILE_POLL_S)

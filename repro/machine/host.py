@@ -149,7 +149,7 @@ class ConstrainedHost(DockerContainer):
         """The store's settings and the SQLite to load, for every process of the machine (and the probe)."""
         env = {**self.store.environment(), **library_environment(self.sqlite)}
         if self.store.store_path:
-            env["LAB_STORE_PATH"] = self.store_mount
+            env["LAB_STORE_MOUNT"] = self.store_mount
         return env
 
     @property

@@ -53,7 +53,7 @@ def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, baseline: b
         raise host.console.error("the machine has no data disk to restart on")
     argv = ["timeout", "-s", "KILL", f"{timeout:.0f}", "python3", "-m", PROBE_MODULE, f"{host.disk_db_dir}/state.db"]
     if host.store_mount:
-        argv += ["--store-path", host.store_mount]
+        argv += ["--store-mount", host.store_mount]
     if baseline:
         argv += ["--baseline", f"{machine_path(InputKind.START)}/{BASELINE_FILE}"]
     target = snapshot_dir(host.get_wrapped_container().id)

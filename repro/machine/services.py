@@ -27,7 +27,7 @@ SETTINGS_DIR = "/run/lab"
 # The cron hazard's writer: its ledger indices start here (the gateway's stay far below), and
 # it does what a cron job does to sessions.
 CRON_OP_OFFSET = 1_000_000_000
-CRON_MIX = "append=50,tokens=30,create=10,end=10"
+CRON_MIX = "append_message=50,update_token_counts=30,create_session=10,end_session=10"
 START_TIMEOUT_S = 30.0
 START_RETRY_S = 0.02
 # A recording machine (repro explore): the lossyfs trace goes to the machine's trace volume
@@ -94,7 +94,7 @@ def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, obj
     config = WorkloadConfig.from_env({
         "LAB_SEED": str(run.seed), "LAB_DB_PATH": host.db_path, "LAB_OPS": str(run.ops),
         "LAB_RATE": str(run.rate), "LAB_LINGER_MS": str(run.linger_ms), "LAB_HOLD": "1" if run.hold else "0",
-        "LAB_RAW_OPEN_EVERY": str(run.raw_open_every), "LAB_STORE_PATH": host.store_mount, **marks, **run.env})
+        "LAB_RAW_OPEN_EVERY": str(run.raw_open_every), "LAB_STORE_MOUNT": host.store_mount, **marks, **run.env})
     start(host, "session-store", {**config.to_env(), **host.store.environment()})
     line = host.console.wait_for(_ready_or_failed, START_TIMEOUT_S, "the workload to be ready")
     if line.tag is not Tag.READY:
@@ -107,7 +107,7 @@ def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, obj
         cron = WorkloadConfig.from_env({
             "LAB_ROLE": "cron", "LAB_SEED": str(run.seed + 1), "LAB_OP_OFFSET": str(CRON_OP_OFFSET),
             "LAB_STATUS_PATH": "/run/lab/status-cron", "LAB_RATE": str(1000 / run.cron_ms),
-            "LAB_MIX": CRON_MIX, "LAB_DB_PATH": host.db_path, "LAB_STORE_PATH": host.store_mount})
+            "LAB_MIX": CRON_MIX, "LAB_DB_PATH": host.db_path, "LAB_STORE_MOUNT": host.store_mount})
         start(host, "cron", cron.to_env())
         host.console.wait_for(lambda l: l.is_event(EventKind.WRITER_READY), START_TIMEOUT_S,
                               "the cron writer to start")

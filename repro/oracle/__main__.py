@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ledger", required=True)
     parser.add_argument("--db", required=True)
     parser.add_argument("--fault", action="append", default=[])
-    parser.add_argument("--store-path", default=None)
+    parser.add_argument("--store-mount", default=None)
     args = parser.parse_args(argv)
     try:
         with open(args.ledger, encoding="utf-8") as handle:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"verdict": "error", "reason": f"no ledger: {exc}"}))
         return ExitCode.LAB_FAILED
     ledger = parse_lines(lines)
-    facts = collect(args.db, args.store_path)
+    facts = collect(args.db, args.store_mount)
     problems = crosscheck.channel_problems(lines, boot=False) + crosscheck.ledger_problems(
         ledger, crosscheck.Witnesses(facts=facts, ready_sources=crosscheck.ready_sources(lines)))
     if problems:  # as a trial: evidence that disagrees with itself is never judged

@@ -202,7 +202,7 @@ class WorkloadSpec:
     """How hard the workload drives the store: operations per second (0: flat out) and the op mix."""
 
     rate: float = 0.0
-    mix: str = ""  # e.g. "append=80,tokens=8,search=6,create=3,end=3"; empty: the workload's default
+    mix: str = ""  # e.g. "append_message=80,search_messages=20" (as given: short words too); empty: the default
     sizes: str = ""  # message sizes "MIN:MAX" (e.g. 20k:200k); empty: the workload's 200 B to 20 KB
     hazards: tuple[Hazard, ...] = ()
     linger_ms: int = 0  # a slow shutdown: after the stop signal the workload writes on this long

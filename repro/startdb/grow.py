@@ -84,7 +84,7 @@ def _run_grower(size: int, seed: int, store: StoreSpec, *, image: str, out: path
     from repro.sqlite import runtime as sqlite_runtime
 
     _, build = lab_sqlite.for_store(store)  # grown with the library the trials load
-    env = {"LAB_STORE_PATH": machine_path(InputKind.STORE) if store.foreign else "",
+    env = {"LAB_STORE_MOUNT": machine_path(InputKind.STORE) if store.foreign else "",
            **sqlite_runtime.environment(build)}
     inputs = code_inputs(str(store.store_path) if store.foreign else None, sqlite_runtime.library_dir(build))
     payload = archive(inputs)

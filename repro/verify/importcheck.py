@@ -73,36 +73,36 @@ def _drop_cached() -> None:
         del sys.modules[name]
 
 
-def import_store(store_dir: str | None) -> ModuleType:
-    """``hermes_state`` from ``store_dir`` (first on sys.path), or the image's own when None."""
-    if store_dir is None:
+def import_store(store_mount: str | None) -> ModuleType:
+    """``hermes_state`` from ``store_mount`` (first on sys.path), or the image's own when None."""
+    if store_mount is None:
         return importlib.import_module(STORE_NAME)
-    sys.path[:] = [store_dir, *(p for p in sys.path if p != store_dir)]
+    sys.path[:] = [store_mount, *(p for p in sys.path if p != store_mount)]
     _drop_cached()
     try:
         module = importlib.import_module(STORE_NAME)
     except SyntaxError as exc:
-        where = f"{_rel(exc.filename, store_dir)}:{exc.lineno}" if exc.filename else "?"
+        where = f"{_rel(exc.filename, store_mount)}:{exc.lineno}" if exc.filename else "?"
         raise StoreImportError(Problem.SYNTAX_ERROR, f"{where}: {exc.msg}") from None
     except ModuleNotFoundError as exc:
-        unreadable = _unreadable(store_dir, exc.name or "")
+        unreadable = _unreadable(store_mount, exc.name or "")
         if unreadable:
             raise StoreImportError(Problem.UNREADABLE, unreadable) from None
         name = exc.name or str(exc)
-        raise StoreImportError(Problem.MISSING_MODULE, f"no module named {name!r}{_where(exc.__traceback__, store_dir)}",
+        raise StoreImportError(Problem.MISSING_MODULE, f"no module named {name!r}{_where(exc.__traceback__, store_mount)}",
                                module=name.split(".")[0]) from None
     except PermissionError as exc:
-        raise StoreImportError(Problem.UNREADABLE, _rel(str(exc.filename), store_dir)) from None
+        raise StoreImportError(Problem.UNREADABLE, _rel(str(exc.filename), store_mount)) from None
     except SystemExit as exc:  # sys.exit() in its module-level code: the process would end here
-        raise StoreImportError(Problem.EXITED, f"sys.exit({exc.code!r}){_where(exc.__traceback__, store_dir)}") \
+        raise StoreImportError(Problem.EXITED, f"sys.exit({exc.code!r}){_where(exc.__traceback__, store_mount)}") \
             from None
     except Exception as exc:  # anything else its module-level code raised
         raise StoreImportError(Problem.IMPORT_ERROR, f"{type(exc).__name__}: {exc}"[:300]
-                               + _where(exc.__traceback__, store_dir)) from None
+                               + _where(exc.__traceback__, store_mount)) from None
     found = getattr(module, "__file__", None)
-    if not under(found, store_dir):
+    if not under(found, store_mount):
         _drop_cached()
-        unreadable = _unreadable(store_dir, STORE_NAME)
+        unreadable = _unreadable(store_mount, STORE_NAME)
         if unreadable:
             raise StoreImportError(Problem.UNREADABLE, unreadable)
         raise StoreImportError(Problem.IMPORT_ERROR, f"{STORE_NAME} came from {found}, not from the store")
@@ -115,27 +115,27 @@ def under(path: str | None, directory: str) -> bool:
     return pathlib.Path(path).resolve().is_relative_to(pathlib.Path(directory).resolve())
 
 
-def _rel(path: str, store_dir: str) -> str:
+def _rel(path: str, store_mount: str) -> str:
     """A path inside the store as relative to it (the host adds its own directory); others as they are."""
-    if path and under(path, store_dir):
-        return pathlib.Path(path).resolve().relative_to(pathlib.Path(store_dir).resolve()).as_posix() or "."
+    if path and under(path, store_mount):
+        return pathlib.Path(path).resolve().relative_to(pathlib.Path(store_mount).resolve()).as_posix() or "."
     return path
 
 
-def _where(tb: TracebackType | None, store_dir: str) -> str:
+def _where(tb: TracebackType | None, store_mount: str) -> str:
     """`` (at agent/memory.py:3)``: the deepest line of the store's own code in the traceback."""
-    frames = [f for f in traceback.extract_tb(tb) if under(f.filename, store_dir)]
-    return f" (at {_rel(frames[-1].filename, store_dir)}:{frames[-1].lineno})" if frames else ""
+    frames = [f for f in traceback.extract_tb(tb) if under(f.filename, store_mount)]
+    return f" (at {_rel(frames[-1].filename, store_mount)}:{frames[-1].lineno})" if frames else ""
 
 
 def _readable(path: pathlib.Path) -> bool:
     return os.access(path, os.R_OK | os.X_OK) if path.is_dir() else os.access(path, os.R_OK)
 
 
-def _unreadable(store_dir: str, module: str) -> str:
+def _unreadable(store_mount: str, module: str) -> str:
     """The first file or directory on the way to ``module`` (then anywhere in the store) that this user
     cannot read, relative to the store ("." for the store's directory itself); "" if there is none."""
-    root = pathlib.Path(store_dir)
+    root = pathlib.Path(store_mount)
     if not _readable(root):
         return "."
     path = root
@@ -166,18 +166,18 @@ def exited(stage: Stage, detail: str = "") -> dict[str, object]:
     return {"ok": False, "problem": Problem.EXITED.value, "stage": stage.value, "detail": detail}
 
 
-def check(store_dir: str | None, scratch: str | None = None,
+def check(store_mount: str | None, scratch: str | None = None,
           before: Callable[[dict[str, object]], None] = lambda result: None) -> dict[str, object]:
     """Import the store and open a new database with it; the facts, or the problem, as a JSON object.
     ``before`` hears, before each stage, the result that stands if the store ends the process in it."""
     before(exited(Stage.IMPORT))
     try:
-        module = import_store(store_dir)
+        module = import_store(store_mount)
     except StoreImportError as exc:
         if exc.problem is Problem.EXITED:
             return exited(Stage.IMPORT, exc.detail)
         return {"ok": False, "problem": exc.problem.value, "detail": exc.detail, "module": exc.module}
-    where = _rel(str(getattr(module, "__file__", "?")), store_dir) if store_dir else str(module.__file__)
+    where = _rel(str(getattr(module, "__file__", "?")), store_mount) if store_mount else str(module.__file__)
     facts: dict[str, object] = {"ok": True, "file": where,
                                 "reads_lab_settings": getattr(module, "ENV_PRESET", None) == LAB_PRESET_VARIABLE}
     session_db = getattr(module, "SessionDB", None)
@@ -188,9 +188,9 @@ def check(store_dir: str | None, scratch: str | None = None,
         try:
             db = session_db(pathlib.Path(tmp) / "state.db")
         except SystemExit as exc:
-            return exited(Stage.OPEN, f"sys.exit({exc.code!r})" + (_where(exc.__traceback__, store_dir) if store_dir else ""))
+            return exited(Stage.OPEN, f"sys.exit({exc.code!r})" + (_where(exc.__traceback__, store_mount) if store_mount else ""))
         except Exception as exc:
-            detail = f"{type(exc).__name__}: {exc}"[:300] + (_where(exc.__traceback__, store_dir) if store_dir else "")
+            detail = f"{type(exc).__name__}: {exc}"[:300] + (_where(exc.__traceback__, store_mount) if store_mount else "")
             return {"ok": False, "problem": Problem.OPEN_FAILED.value, "detail": detail}
         conn = getattr(db, "_conn", None)
         for pragma in ("journal_mode", "synchronous"):
@@ -198,29 +198,29 @@ def check(store_dir: str | None, scratch: str | None = None,
                 facts[pragma] = conn.execute(f"PRAGMA {pragma}").fetchone()[0]  # type: ignore[union-attr]
         with contextlib.suppress(Exception):
             db.close()
-    if store_dir:
-        facts["imported"] = imported_files(store_dir)
+    if store_mount:
+        facts["imported"] = imported_files(store_mount)
     return facts
 
 
-def imported_files(store_dir: str) -> list[str]:
+def imported_files(store_mount: str) -> list[str]:
     """Every file of the store's directory that is loaded as a module now (relative, sorted): what the
     host hashes as the code that ran (repro/source/provenance.py)."""
     found = set()
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if isinstance(path, str) and under(path, store_dir):
-            found.add(_rel(path, store_dir))
+        if isinstance(path, str) and under(path, store_mount):
+            found.add(_rel(path, store_mount))
     return sorted(found)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m repro.verify.importcheck", description=__doc__.splitlines()[0])
-    parser.add_argument("store_dir", nargs="?", default=None, help="the store's directory (default: the image's own)")
+    parser.add_argument("store_mount", nargs="?", default=None, help="the store's directory (default: the image's own)")
     parser.add_argument("--scratch", default="/tmp", help="where the new database is opened")
     args = parser.parse_args(argv)
     open_channel("store-check")  # before the store is imported: what it prints becomes OUTPUT records
-    write_record(Tag.STORE_CHECK, check(args.store_dir, args.scratch,
+    write_record(Tag.STORE_CHECK, check(args.store_mount, args.scratch,
                                         before=lambda result: write_record(Tag.STORE_CHECK, result)))
     close_channel()
     return 0

@@ -1,6 +1,6 @@
 """The probe: facts about a database after the crash, gathered inside the restarted machine (stdlib only).
 
-Run as ``python3 -m repro.verify.probe DB_PATH [--store-path DIR]``; prints one line
+Run as ``python3 -m repro.verify.probe DB_PATH [--store-mount DIR]``; prints one line
 ``PROBE {json}`` (repro.protocol). The host parses it back with
 :func:`repro.verify.facts.parse_probe_output`.
 
@@ -54,7 +54,7 @@ _FETCH = 500
 _R = TypeVar("_R")
 
 
-def collect(db_path: str | os.PathLike[str], store_path: str | None = None,
+def collect(db_path: str | os.PathLike[str], store_mount: str | None = None,
             *, open_store: bool = True, baseline: Baseline | None = None) -> ProbeFacts:
     """Gather all facts about ``db_path``; never raises for a damaged file."""
     path = pathlib.Path(db_path)
@@ -70,7 +70,7 @@ def collect(db_path: str | os.PathLike[str], store_path: str | None = None,
                 f"PermissionError: the probe (uid {os.getuid()}) cannot write {path} or its directory"))
         facts = _raw_facts(base, path, baseline)
         if open_store:
-            facts = dataclasses.replace(facts, store=store_facts(path, store_path))
+            facts = dataclasses.replace(facts, store=store_facts(path, store_mount))
         return facts
     except Exception as exc:  # the probe itself broke: report it, the host calls it a lab error
         return dataclasses.replace(base, probe_error=describe_error(exc))
@@ -282,13 +282,13 @@ def _sessions(conn: sqlite3.Connection) -> tuple[tuple[SessionRow, ...], str | N
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m repro.verify.probe", description=__doc__.splitlines()[0])
     parser.add_argument("db_path")
-    parser.add_argument("--store-path", default=None, help="directory prepended to sys.path for hermes_state")
+    parser.add_argument("--store-mount", default=None, help="directory prepended to sys.path for hermes_state")
     parser.add_argument("--no-store", action="store_true", help="raw checks only; do not open the store")
     parser.add_argument("--baseline", default=None, help="the starting database's digests (repro/verify/baseline.py)")
     args = parser.parse_args(argv)
     open_channel(PROBE_SOURCE)  # before the store is imported: what it prints becomes OUTPUT records
     baseline = Baseline.from_json(pathlib.Path(args.baseline).read_text()) if args.baseline else None
-    facts = collect(args.db_path, args.store_path, open_store=not args.no_store, baseline=baseline)
+    facts = collect(args.db_path, args.store_mount, open_store=not args.no_store, baseline=baseline)
     write_record(Tag.PROBE, facts.to_obj())
     close_channel()
     return 0

@@ -1,6 +1,6 @@
 """The store under test, imported and opened inside the restarted machine: can it start, what does it say (stdlib only).
 
-The probe imports ``hermes_state`` from ``--store-path`` (the store's source mounted into
+The probe imports ``hermes_state`` from ``--store-mount`` (the store's source mounted into
 the machine), opens the database with it as the restarted service would, reads the
 pragmas in force on its connection and runs its own health check if it has one. The
 import is undone afterwards, so the probe never keeps a store it did not ask for.
@@ -20,25 +20,25 @@ _DOCTOR_METHODS = ("health_check", "doctor", "check_health")
 
 
 @contextlib.contextmanager
-def _store_module(store_path: str | None) -> Iterator[object]:
-    """Import ``hermes_state`` with ``store_path`` first on sys.path (never another copy: see
+def _store_module(store_mount: str | None) -> Iterator[object]:
+    """Import ``hermes_state`` with ``store_mount`` first on sys.path (never another copy: see
     repro/verify/importcheck.py); restore the import state after."""
     saved_path = list(sys.path)
     saved_mods = {k: v for k, v in sys.modules.items() if k == "hermes_state" or k.startswith("hermes_state.")}
     try:
-        yield import_store(store_path)
+        yield import_store(store_mount)
     finally:
-        if store_path is not None:
+        if store_mount is not None:
             sys.path[:] = saved_path
             for name in [k for k in sys.modules if k == "hermes_state" or k.startswith("hermes_state.")]:
                 del sys.modules[name]
             sys.modules.update(saved_mods)
 
 
-def store_facts(path: pathlib.Path, store_path: str | None) -> StoreFacts:
-    """Open ``path`` with the store imported from ``store_path``; never raises."""
+def store_facts(path: pathlib.Path, store_mount: str | None) -> StoreFacts:
+    """Open ``path`` with the store imported from ``store_mount``; never raises."""
     try:
-        with _store_module(store_path) as module:
+        with _store_module(store_mount) as module:
             module_file = getattr(module, "__file__", None)
             try:
                 db = module.SessionDB(path)  # type: ignore[attr-defined]

@@ -222,7 +222,7 @@ class Workload:
     def run(self) -> None:
         by_kind = {OpKind.APPEND_MESSAGE: self.append, OpKind.UPDATE_TOKENS: self.tokens, OpKind.SEARCH: self.search,
                    OpKind.CREATE_SESSION: self.create, OpKind.END_SESSION: self.end}
-        actions = {kind.mix_name: action for kind, action in by_kind.items()}
+        actions = {kind.value: action for kind, action in by_kind.items()}
         period = 1.0 / self.cfg.rate if self.cfg.rate > 0 else 0.0
         next_at = time.monotonic()
         while True:
@@ -317,7 +317,7 @@ def main() -> int:
     except OSError:
         board = None  # outside a lab machine: no agent to talk to
     try:
-        store = import_store(cfg.store_path or None)  # never the image's own when a store path is given
+        store = import_store(cfg.store_mount or None)  # never the image's own when a store is mounted
         workload = Workload(cfg, store, board)
     except Exception as exc:  # the store failed to start: say so on the ledger
         emit(Tag.EVENT, {"kind": EventKind.STORE_OPEN_FAILED.value, "error": f"{type(exc).__name__}: {exc}"})

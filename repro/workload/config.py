@@ -12,11 +12,12 @@ from typing import Mapping
 
 
 from repro.errors import ScenarioError, shown
-from repro.ledger import OpKind
+from repro.ledger import SHORT_MIX_WORDS, OpKind
 
-DEFAULT_MIX = "append=80,tokens=8,search=6,create=3,end=3"
-# The mix names each store operation by its short word, defined beside the operation (repro/ledger.py).
-OPS = tuple(kind.mix_name for kind in OpKind)
+DEFAULT_MIX = "append_message=80,update_token_counts=8,search_messages=6,create_session=3,end_session=3"
+# The mix names each store operation by its own name (repro/ledger.py); the short words of earlier labs
+# (append, tokens, ...) are still accepted and read as those names.
+OPS = tuple(kind.value for kind in OpKind)
 
 
 class WorkloadConfigError(ScenarioError):
@@ -29,7 +30,7 @@ class WorkloadConfig:
 
     seed: int = 0
     db_path: str = "/opt/data/state.db"
-    store_path: str = ""
+    store_mount: str = ""
     max_ops: int = 0  # 0: until stopped
     rate: float = 0.0  # operations per second; 0: as fast as the store allows
     mix: tuple[tuple[str, int], ...] = ()
@@ -60,7 +61,7 @@ class WorkloadConfig:
             cfg = cls(
                 seed=int(env.get("LAB_SEED", "0")),
                 db_path=env.get("LAB_DB_PATH", "/opt/data/state.db"),
-                store_path=env.get("LAB_STORE_PATH", ""),
+                store_mount=env.get("LAB_STORE_MOUNT", ""),
                 max_ops=int(env.get("LAB_OPS", "0")),
                 rate=float(env.get("LAB_RATE", "0")),
                 mix=parse_mix(env.get("LAB_MIX", DEFAULT_MIX)),
@@ -87,7 +88,7 @@ class WorkloadConfig:
     def to_env(self) -> dict[str, str]:
         """The LAB_* variables that ``from_env`` reads back into an equal config."""
         return {
-            "LAB_SEED": str(self.seed), "LAB_DB_PATH": self.db_path, "LAB_STORE_PATH": self.store_path,
+            "LAB_SEED": str(self.seed), "LAB_DB_PATH": self.db_path, "LAB_STORE_MOUNT": self.store_mount,
             "LAB_OPS": str(self.max_ops), "LAB_RATE": repr(float(self.rate)),
             "LAB_MIX": ",".join(f"{op}={weight}" for op, weight in self.mix) or DEFAULT_MIX,
             "LAB_MIN_SIZE": str(self.min_size), "LAB_MAX_SIZE": str(self.max_size),
@@ -99,21 +100,24 @@ class WorkloadConfig:
 
 
 def parse_mix(text: str) -> tuple[tuple[str, int], ...]:
-    """``append=80,tokens=10`` -> (("append", 80), ("tokens", 10)); unknown ops are errors."""
+    """``append_message=80,update_token_counts=10`` -> (("append_message", 80), ("update_token_counts", 10));
+    a short word (append=80) reads as the operation's name; unknown ops are errors."""
     mix: list[tuple[str, int]] = []
     for part in text.split(","):
         part = part.strip()
         if not part:
             continue
-        name, sep, weight = part.partition("=")
-        if not sep or name not in OPS:
-            raise WorkloadConfigError(f"bad mix entry {shown(part)}; ops are {', '.join(OPS)}")
+        word, sep, weight = part.partition("=")
+        kind = OpKind.from_mix_word(word)
+        if not sep or kind is None:
+            raise WorkloadConfigError(f"bad mix entry {shown(part)}; ops are {', '.join(OPS)} "
+                                      f"(or {', '.join(SHORT_MIX_WORDS)})")
         weight = weight.strip()
         if not (weight.isascii() and weight.isdigit() and len(weight) <= 9):
             raise WorkloadConfigError(f"mix entry {shown(part)}: the weight must be a whole number from 0 to "
                                       "999999999")
         value = int(weight)
-        mix.append((name, value))
-    if not any(w for _, w in mix) or dict(mix).get("append", 0) == 0:
-        raise WorkloadConfigError("the mix needs a positive append weight")
+        mix.append((kind.value, value))
+    if not any(w for _, w in mix) or dict(mix).get(OpKind.APPEND_MESSAGE.value, 0) == 0:
+        raise WorkloadConfigError(f"the mix needs a positive {OpKind.APPEND_MESSAGE.value} weight")
     return tuple(mix)

@@ -5,7 +5,7 @@ its own (docs/FACTS.md section 2). Each open/close cycle is what matters: the la
 to close checkpoints the WAL and deletes it, and it decides it is the last by taking an
 exclusive lock on the database file -- which it gets if the gateway's locks were dropped (the
 raw-open hazard). Run by the s6 ``dashboard`` service as the unprivileged user, with the
-same store as the workload (LAB_STORE_PATH) and the same settings (HERMES_STATE_*).
+same store as the workload (LAB_STORE_MOUNT) and the same settings (HERMES_STATE_*).
 Standard library only. Prints ``EVENT`` lines (never ledger lines: it writes nothing).
 """
 
@@ -26,7 +26,7 @@ def main() -> int:
     db_path = pathlib.Path(os.environ.get("LAB_DB_PATH", "/opt/data/state.db"))
     every_s = int(os.environ.get("LAB_DASHBOARD_EVERY_MS", "20")) / 1000.0
     open_channel("dashboard")  # before the store is imported: what it prints becomes OUTPUT records
-    store = import_store(os.environ.get("LAB_STORE_PATH") or None)
+    store = import_store(os.environ.get("LAB_STORE_MOUNT") or None)
     emit_event(EventKind.DASHBOARD_STARTED, every_ms=int(every_s * 1000), **sqlite_in_force())
     cycles = errors = 0
     while True:

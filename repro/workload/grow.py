@@ -1,7 +1,7 @@
 """Grows a starting database to a given size through the store's own API: realistic sessions and messages, FTS and all (stdlib only).
 
 Run in a throwaway machine as ``python3 -m repro.workload.grow --size BYTES --seed N --db PATH
---out DIR`` with LAB_STORE_PATH naming the store (none: the image's own) and no HERMES_STATE_*
+--out DIR`` with LAB_STORE_MOUNT naming the store (none: the image's own) and no HERMES_STATE_*
 settings (the store's own defaults: the database does not depend on which trial asked for it).
 Sessions are created, filled with 10-120 messages of 200 B to 8 KB (one transaction each,
 the store's FTS triggers firing), given token counts and mostly ended, until the database's
@@ -38,8 +38,8 @@ def logical_size(reader: sqlite3.Connection) -> int:
     return int(pages) * int(reader.execute("PRAGMA page_size").fetchone()[0])
 
 
-def grow(db_path: pathlib.Path, size: int, seed: int, store_dir: str | None) -> dict[str, object]:
-    store = import_store(store_dir)
+def grow(db_path: pathlib.Path, size: int, seed: int, store_mount: str | None) -> dict[str, object]:
+    store = import_store(store_mount)
     rng = random.Random(f"initial:{seed}")
     started = time.monotonic()
     db = store.SessionDB(db_path)
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     open_channel("grow")  # before the store is imported: what it prints becomes OUTPUT records
     db_path = pathlib.Path(args.db)
-    facts = grow(db_path, args.size, args.seed, os.environ.get("LAB_STORE_PATH") or None)
+    facts = grow(db_path, args.size, args.seed, os.environ.get("LAB_STORE_MOUNT") or None)
     for name in ("state.db", "state.db-wal"):
         source = db_path.with_name(name)
         if source.is_file() and source.stat().st_size > 0:

@@ -288,3 +288,28 @@ def test_the_circle_rule_catches_a_constructed_circle(tmp_path: pathlib.Path) ->
     assert set(circles) == {frozenset({"lab.data", "lab.faults"}),
                             frozenset({"lab.report.records", "lab.report.outcome"})}
     assert "lab.data -> lab.faults" in _described(frozenset({"lab.data", "lab.faults"}), tmp_path, "lab")
+
+
+# Where argparse's Namespace may appear: the CLI's edge, which turns it into the typed options
+# (repro/options.py). Everything below takes those; a separate program (the lossyfs daemon) types
+# its own command line the same way.
+NAMESPACE_ALLOWED = {"repro/cli.py", "repro/commands.py", "repro/options.py"}
+_NAMESPACE = re.compile(r"argparse\.Namespace|from\s+argparse\s+import[^\n]*\bNamespace\b")
+
+
+def _namespace_users(root: pathlib.Path, package: str) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in (root / package).rglob("*.py")
+                  if str(p.relative_to(root)) not in NAMESPACE_ALLOWED and _NAMESPACE.search(p.read_text()))
+
+
+def test_no_namespace_travels_below_the_cli() -> None:
+    """Only the CLI's edge sees argparse's Namespace; below it, the frozen options of repro/options.py."""
+    assert _namespace_users(ROOT, "repro") == []
+
+
+def test_the_namespace_rule_catches_a_module_that_takes_one(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "repro" / "explore").mkdir(parents=True)
+    (tmp_path / "repro" / "cli.py").write_text("def _dispatch(args: argparse.Namespace) -> int: ...\n")
+    (tmp_path / "repro" / "explore" / "command.py").write_text("def run(args: argparse.Namespace) -> int: ...\n")
+    (tmp_path / "repro" / "prepare.py").write_text("from argparse import ArgumentParser, Namespace\n")
+    assert _namespace_users(tmp_path, "repro") == ["repro/explore/command.py", "repro/prepare.py"]

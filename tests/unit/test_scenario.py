@@ -341,17 +341,17 @@ def test_checkpoint_mode_and_linger_reach_the_store_and_the_workload() -> None:
 
 
 def test_the_main_job_covers_the_beta_faults_and_the_lock_bug() -> None:
-    from repro.cli import build_parser
+    from repro.cli import parse
     from repro.commands import _scenarios
 
-    scenarios = _scenarios(build_parser().parse_args(["run"]), 1)
+    scenarios = _scenarios(parse(["run"]), 1)
     labels = {(s.fault_label, s.workload.hazard_labels) for s in scenarios}
     for faults in ("sigint", "sigterm", "sigkill", "oom", "disk-fill", "disk-fill+sigterm"):
         assert (faults, ()) in labels
     assert ("sigkill", ("raw-open", "dashboard")) in labels
     assert len({s.trial_id for s in scenarios}) == len(scenarios)
     # asking for a fault (or a hazard) runs just that
-    assert {s.workload.hazard_labels for s in _scenarios(build_parser().parse_args(["run", "--fault", "oom"]), 1)} == {()}
+    assert {s.workload.hazard_labels for s in _scenarios(parse(["run", "--fault", "oom"]), 1)} == {()}
 
 
 def test_a_second_writer_cannot_be_judged_under_power_loss() -> None:
@@ -388,17 +388,17 @@ def _pinned(scenarios: list[Scenario]) -> tuple[int, str, str, str]:
 
 @pytest.mark.parametrize(("argv", "trials", "first", "last", "digest"), PINNED)
 def test_trial_ids_and_seeds_are_pinned(argv: list[str], trials: int, first: str, last: str, digest: str) -> None:
-    from repro.cli import build_parser
+    from repro.cli import parse
     from repro.commands import _scenarios
 
-    assert _pinned(_scenarios(build_parser().parse_args(argv), 7, build=False)) == (trials, first, last, digest)
+    assert _pinned(_scenarios(parse(argv), 7, build=False)) == (trials, first, last, digest)
 
 
 def test_the_default_run_keeps_its_ids_and_seeds_with_the_lock_bug_last() -> None:
-    from repro.cli import build_parser
+    from repro.cli import parse
     from repro.commands import _scenarios
 
-    scenarios = [s for s in _scenarios(build_parser().parse_args(["run", "--trials", "2"]), 7, build=False)
+    scenarios = [s for s in _scenarios(parse(["run", "--trials", "2"]), 7, build=False)
                  if s.faults[0].name is not FaultName.POWER_LOSS]  # power loss only where /dev/fuse is
     assert _pinned(scenarios)[0] == 14 and _pinned(scenarios)[3] == "af001242c2df1ea9"
     assert scenarios[-1].trial_id == "fly-256.sigkill.ns506.hz=raw-open+dashboard.2"

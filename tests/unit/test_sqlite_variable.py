@@ -20,7 +20,8 @@ import repro.sqlite as lab_sqlite
 from framing import framed
 
 from repro import commands
-from repro.cli import build_parser, main
+from repro.cli import main, parse
+from repro.options import RunOptions
 from repro.errors import ExitCode
 from repro.oracle.verdicts import Verdict
 from repro.protocol import EventKind, Tag, format_line, parse_line
@@ -163,8 +164,10 @@ def test_every_version_is_built_before_the_engine_is_asked_for_anything(
     assert list(tmp_path.iterdir()) == []  # no report directory either
 
 
-def _args(argv: list[str]) -> object:
-    return build_parser().parse_args(argv)
+def _args(argv: list[str]) -> RunOptions:
+    options = parse(argv)
+    assert isinstance(options, RunOptions)
+    return options
 
 
 def test_the_hunt_gives_the_wal_reset_bug_its_conditions_on_each_sqlite() -> None:

@@ -74,7 +74,7 @@ def store_run(db: pathlib.Path) -> Ledger:
 def probe(db: pathlib.Path, *, open_store: bool = True) -> ProbeFacts:
     """The real probe in its own process, as the restarted machine runs it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_STATE_")}
-    cmd = [sys.executable, "-m", "repro.verify.probe", str(db), "--store-path", str(REPO)]
+    cmd = [sys.executable, "-m", "repro.verify.probe", str(db), "--store-mount", str(REPO)]
     proc = subprocess.run(cmd + ([] if open_store else ["--no-store"]), cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

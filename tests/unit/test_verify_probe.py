@@ -320,7 +320,7 @@ def test_module_runs_under_debian_python_stdlib_only(tmp_path: pathlib.Path) -> 
             def close(self):
                 self._conn.close()
     """)
-    proc = subprocess.run([str(debian), "-s", "-E", "-m", "repro.verify.probe", str(db), "--store-path", str(store)],
+    proc = subprocess.run([str(debian), "-s", "-E", "-m", "repro.verify.probe", str(db), "--store-mount", str(store)],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()

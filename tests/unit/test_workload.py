@@ -313,3 +313,15 @@ def test_a_cron_writer_shares_the_database_and_the_merged_ledger_accounts_for_ev
     assert v.acked > 500 and v.lost_acked == 0 and v.phantom == 0 and not v.mismatches, v.problems()
     # and a row the cron writer wrote is a phantom to the gateway's ledger alone: the merge matters
     assert verify(parse_lines(out_gateway.splitlines()), tmp_path / "state.db").phantom > 0
+
+
+def test_the_mix_names_each_operation_by_its_own_name_and_still_reads_the_short_words() -> None:
+    """--mix append_message=80 is the operation's name; append=80 (earlier labs) reads as the same mix."""
+    from repro.ledger import OpKind
+    from repro.workload.config import DEFAULT_MIX, OPS, parse_mix
+
+    assert OPS == tuple(kind.value for kind in OpKind)
+    assert parse_mix("append=80,tokens=8,search=6,create=3,end=3") == parse_mix(DEFAULT_MIX)
+    assert parse_mix("append=5,update_token_counts=2") == (("append_message", 5), ("update_token_counts", 2))
+    assert [name for name, _ in parse_mix(DEFAULT_MIX)] == ["append_message", "update_token_counts",
+                                                            "search_messages", "create_session", "end_session"]
