@@ -26,6 +26,7 @@ except ModuleNotFoundError:  # pragma: no cover - an installation without the `t
         """Without pytest the fixtures stay plain functions (``@fixture`` or ``@fixture(...)``)."""
         return args[0] if args and callable(args[0]) else (lambda function: function)
 
+from repro.errors import LabError
 from repro.faults import FAULTS, FaultOutcome
 from repro.ledger import Ledger, parse_lines
 from repro.machine.disk import DataDisk
@@ -33,6 +34,7 @@ from repro.machine.host import ConstrainedHost, StopReport
 from repro.machine.restart import restart
 from repro.oracle.verdicts import Judgement, judge, lab_error
 from repro.scenario import DEFAULT_PROFILE, FaultSpec, FaultStep, Scenario
+from repro.sqlite import runtime as sqlite_runtime
 from repro.verify import crosscheck
 from repro.verify.facts import ProbeFacts
 
@@ -101,8 +103,14 @@ def verify(host: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy
     lines = host.output()
     ledger = parse_lines(lines)
     names = faults if faults is not None else tuple(_fired.get(host, ())) or ("sigkill-machine",)
+    facts = restarted.facts
     problems = crosscheck.channel_problems(lines) + crosscheck.ledger_problems(ledger, crosscheck.Witnesses(
-        facts=restarted.facts, page_cache_lost="power-loss" in names, ready_sources=crosscheck.ready_sources(lines)))
+        facts=facts, page_cache_lost="power-loss" in names, ready_sources=crosscheck.ready_sources(lines)))
+    try:  # as the pipeline's judge phase: the SQLite asked for must be the one every process ran
+        sqlite_runtime.check_in_force(host.sqlite, {**sqlite_runtime.machine_reports(lines),
+                                                    "verifier": (facts.sqlite_version, facts.sqlite_source_id)})
+    except LabError as exc:
+        problems.append(str(exc))
     if problems:  # as a trial: evidence that disagrees with itself is never judged
         judgement = lab_error(crosscheck.disagreement(problems))
     else:
