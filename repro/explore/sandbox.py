@@ -306,16 +306,7 @@ class Sandbox:
             worker.close()
         container, self._container = self._container, None
         volume, self._volume = self._volume, ""
-        if container is not None:
-            try:
-                container.remove(force=True, v=True)
-            except docker.errors.DockerException:
-                pass
-        if volume:
-            try:
-                engine.client().volumes.get(volume).remove(force=True)
-            except (docker.errors.DockerException, LabError):
-                pass
+        engine.discard(container, [volume])
 
     @property
     def container(self) -> "Container | None":

@@ -140,16 +140,7 @@ class DataDisk:
         # Taken before use: the watchdog's thread may remove a hung trial's disk while the trial's does.
         holder, self._holder = self._holder, None
         names, self.volume_name, self.inputs_volume = (self.volume_name, self.inputs_volume), "", ""
-        if holder is not None:
-            try:
-                holder.remove(force=True, v=True)
-            except docker.errors.DockerException:
-                pass
-        for name in filter(None, names):
-            try:
-                engine.client().volumes.get(name).remove(force=True)
-            except (docker.errors.DockerException, LabError):  # gone already, or no engine answers
-                pass
+        engine.discard(holder, names)
 
     @property
     def holder_id(self) -> str:

@@ -9,8 +9,9 @@ import os
 import subprocess
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
 
-from repro.errors import EngineError, ImageError, ScenarioError, shown
+from repro.errors import EngineError, ImageError, LabError, ScenarioError, shown
 from repro.machine import context
 from repro.machine.labels import BASE_IMAGE, CONTEXT_LABEL, IMAGE, LAB_LABEL, RUN_LABEL
 from repro.machine.owner import PID_LABEL, START_LABEL, Owner
@@ -22,6 +23,9 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 import docker  # noqa: E402  (after the environment default above)
 import docker.errors  # noqa: E402
 from docker.client import DockerClient  # noqa: E402
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
 
 
 def client() -> DockerClient:
@@ -239,6 +243,21 @@ def selector(*, run_id: str | None = None, owner: Owner | None = None) -> list[s
     if owner is not None:
         return [f"{RUN_LABEL}={owner.run_id}", f"{PID_LABEL}={owner.pid}", f"{START_LABEL}={owner.start}"]
     return [f"{RUN_LABEL}={run_id}"] if run_id else [LAB_LABEL]
+
+
+def discard(container: Container | None, volumes: Iterable[str] = ()) -> None:
+    """Remove one container of the lab's (with its anonymous volumes) and then named volumes, quietly:
+    what is gone already, or cannot be removed because no engine answers, is left to the run's cleanup."""
+    if container is not None:
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.DockerException:
+            pass
+    for name in filter(None, volumes):
+        try:
+            client().volumes.get(name).remove(force=True)
+        except (docker.errors.DockerException, LabError):
+            pass
 
 
 def cleanup(cli: DockerClient | None = None, *, run_id: str | None = None, owner: Owner | None = None,

@@ -118,16 +118,7 @@ def _run_grower(size: int, seed: int, store: StoreSpec, *, image: str, out: path
     except docker.errors.DockerException as exc:
         raise LabError(f"cannot grow the starting database: {engine._short(exc)}") from None
     finally:
-        if container is not None:
-            try:
-                container.remove(force=True, v=True)
-            except docker.errors.DockerException:
-                pass
-        for name in volumes:
-            try:
-                cli.volumes.get(name).remove(force=True)
-            except docker.errors.DockerException:
-                pass
+        engine.discard(container, volumes)
     grown = [line.payload for line in parse_all(output.splitlines()) if line.tag is Tag.GROWN]
     if code != 0 or not grown:
         tail = " | ".join(output.strip().splitlines()[-3:])

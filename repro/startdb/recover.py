@@ -94,16 +94,7 @@ def roll_back(directory: pathlib.Path, *, image: str, source: str) -> str:
     except docker.errors.DockerException as exc:
         raise LabError(f"cannot roll back the hot journal of --from-db in a sandbox: {engine._short(exc)}") from None
     finally:
-        if container is not None:
-            try:
-                container.remove(force=True, v=True)
-            except docker.errors.DockerException:
-                pass
-        if volume is not None:
-            try:
-                cli.volumes.get(volume).remove(force=True)
-            except docker.errors.DockerException:
-                pass
+        engine.discard(container, [volume] if volume else [])
     found = [line[len(RESULT):] for line in output.splitlines() if line.startswith(RESULT)]
     if code != 0 or not found:
         tail = " | ".join(output.strip().splitlines()[-3:])

@@ -17,7 +17,7 @@ import pytest
 from repro.machine import engine
 
 pytestmark = pytest.mark.docker
-REPRO = [sys.executable, "-m", "repro.cli"]
+REPRO = [str(pathlib.Path(sys.executable).with_name("repro"))]  # the console script, as a user runs it
 
 
 def test_run_writes_reports_and_keeps_artifacts_of_a_positive_control(lab_image: str, tmp_path: pathlib.Path) -> None:

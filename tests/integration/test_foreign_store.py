@@ -17,14 +17,13 @@ from upstream_like import build_wheel, git_releases, offline_requirements, write
 
 pytestmark = pytest.mark.docker
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def repro(*argv: str, cache: pathlib.Path, run_id: str | None = None) -> subprocess.CompletedProcess[str]:
     """The CLI as a user runs it, with a cache of its own (refs, wheels, starting databases) and a known run id."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HERMES_LAB_CACHE": str(cache),
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "HERMES_LAB_CACHE": str(cache),
            "HERMES_LAB_RUN_ID": run_id or uuid.uuid4().hex[:10]}
-    return subprocess.run([sys.executable, "-m", "repro.cli", *argv], env=env, capture_output=True, text=True,
+    return subprocess.run([str(pathlib.Path(sys.executable).with_name("repro")), *argv], env=env, capture_output=True, text=True,
                           timeout=1200)
 
 

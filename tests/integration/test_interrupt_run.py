@@ -14,7 +14,7 @@ import pytest
 from repro.machine import engine
 
 pytestmark = pytest.mark.docker
-REPRO = [sys.executable, "-m", "repro.cli"]
+REPRO = [str(pathlib.Path(sys.executable).with_name("repro"))]  # the console script, as a user runs it
 REAPED_WITHIN_S = 30.0  # the reaper wakes at once; removing two machines and their disks takes seconds
 
 

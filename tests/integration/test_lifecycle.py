@@ -24,12 +24,12 @@ from repro.machine.cpus import parse_cpuset
 from repro.machine.labels import RUN_LABEL
 
 pytestmark = pytest.mark.docker
-REPRO = [sys.executable, "-m", "repro.cli"]
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+REPRO = [str(pathlib.Path(sys.executable).with_name("repro"))]  # the console script, as a user runs it
 
 
 def _env(run_id: str, **extra: str) -> dict[str, str]:
-    return {**os.environ, "HERMES_LAB_RUN_ID": run_id, "PYTHONPATH": str(ROOT), **extra}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # what a user's shell gives `repro`
+    return {**env, "HERMES_LAB_RUN_ID": run_id, **extra}
 
 
 def _start(run_id: str, *args: str, cwd: pathlib.Path | None = None, **extra: str) -> subprocess.Popen[str]:

@@ -25,7 +25,6 @@ from upstream_like import write_module_store
 
 pytestmark = pytest.mark.docker
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 # Runs its arguments in a private mount namespace after putting a tmpfs over $1 and copying $2 into it.
 PRIVATE = ('mount -t tmpfs -o size=128m tmpfs "$1" && cp -a "$2"/. "$1"/ && shift 2 && exec "$@"')
 
@@ -35,7 +34,7 @@ def _private(where: pathlib.Path, source: pathlib.Path, *argv: str, run_id: str)
         if os.environ.get("CI"):
             pytest.fail("this test needs root and util-linux's unshare (a private mount namespace)")
         pytest.skip("needs root and util-linux's unshare")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HERMES_LAB_CACHE": str(where / "cache"),
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "HERMES_LAB_CACHE": str(where / "cache"),
            "HERMES_LAB_RUN_ID": run_id}
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", PRIVATE, "private",
                            str(where), str(source), *argv], env=env, capture_output=True, text=True, timeout=900)
@@ -55,7 +54,7 @@ def test_store_and_databases_reach_an_engine_that_cannot_see_the_lab_files(tmp_p
     # the host's side of that path has at most the empty directory the engine made for the bind mount
     assert (store / "hermes_state.py").is_file() and not any((where / "project").iterdir())
 
-    repro = [sys.executable, "-m", "repro.cli", "run", "--fault", "sigkill", "--trials", "1", "--seed", "5",
+    repro = [str(pathlib.Path(sys.executable).with_name("repro")), "run", "--fault", "sigkill", "--trials", "1", "--seed", "5",
              "--store-path", str(where / "project")]
     from_db = _private(where, source, *repro, "--from-db", str(where / "beta" / "state.db"),
                        "--out", str(tmp_path / "from-db"), run_id=run_id)

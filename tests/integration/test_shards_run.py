@@ -10,7 +10,7 @@ import sys
 import pytest
 
 pytestmark = pytest.mark.docker
-REPRO = [sys.executable, "-m", "repro.cli"]
+REPRO = [str(pathlib.Path(sys.executable).with_name("repro"))]  # the console script, as a user runs it
 RUN = ["run", "--fault", "sigkill", "--trials", "4", "--rate", "200", "--seed", "23"]
 
 

@@ -94,7 +94,7 @@ def test_an_unknown_version_is_one_line_exit_2_and_starts_nothing(lab_image: str
     run_id = f"badsqlite-{os.getpid()}"
     cli = engine.client()
     since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
-    proc = subprocess.run([sys.executable, "-m", "repro.cli", "run", "--sqlite", "3.99.0", "--fault", "sigkill",
+    proc = subprocess.run([str(pathlib.Path(sys.executable).with_name("repro")), "run", "--sqlite", "3.99.0", "--fault", "sigkill",
                            "--trials", "1", "--out", str(tmp_path / "r")],
                           env={**os.environ, "HERMES_LAB_RUN_ID": run_id}, capture_output=True, text=True, timeout=600)
     until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)

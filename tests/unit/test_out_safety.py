@@ -14,23 +14,8 @@ import pytest
 from repro.cli import main
 from repro.errors import ExitCode
 from repro.report import outdir
+from test_cli import _no_engine, one_error_line  # noqa: F401 (an autouse fixture: no engine, an empty cwd)
 from test_shards import shard_dirs, trials
-
-
-@pytest.fixture(autouse=True)
-def _no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
-    """No engine and an empty directory: nothing here may start a machine."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
-    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
-
-
-def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err + captured.out
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    return lines[0]
 
 
 def shards(tmp_path: pathlib.Path) -> list[str]:
