@@ -124,9 +124,9 @@ class _Trial:
         sqlite_runtime.check_in_force(self.host.sqlite, {
             **self.sqlite_seen, "verifier": (facts.sqlite_version, facts.sqlite_source_id)})
         assert self.ledger is not None
-        crosscheck.require(crosscheck.ledger_problems(self.ledger, crosscheck.Witnesses(  # before any verdict
-            tuple(o.acks_at_fire for o in self.outcomes if o.detail.get("agent")), facts,
-            self.scenario.needs_fuse, crosscheck.ready_sources(self.lines))))
+        crosscheck.require(crosscheck.ledger_problems(self.ledger, self.lines, crosscheck.Witnesses(  # before any verdict
+            agent_acks=tuple(o.acks_at_fire for o in self.outcomes if o.detail.get("agent")), facts=facts,
+            page_cache_lost=self.scenario.needs_fuse)))
         self.judgement = judge(self.ledger, self.restarted.facts, tuple(f.name.value for f in self.scenario.faults),
                                lazy_dirs=self.scenario.lazy_dirs,
                                locks_dropped=self.scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0,

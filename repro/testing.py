@@ -104,8 +104,8 @@ def verify(host: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy
     ledger = parse_lines(lines)
     names = faults if faults is not None else tuple(_fired.get(host, ())) or ("sigkill-machine",)
     facts = restarted.facts
-    problems = crosscheck.channel_problems(lines) + crosscheck.ledger_problems(ledger, crosscheck.Witnesses(
-        facts=facts, page_cache_lost="power-loss" in names, ready_sources=crosscheck.ready_sources(lines)))
+    problems = crosscheck.channel_problems(lines) + crosscheck.ledger_problems(ledger, lines, crosscheck.Witnesses(
+        facts=facts, page_cache_lost="power-loss" in names))
     try:  # as the pipeline's judge phase: the SQLite asked for must be the one every process ran
         sqlite_runtime.check_in_force(host.sqlite, {**sqlite_runtime.machine_reports(lines),
                                                     "verifier": (facts.sqlite_version, facts.sqlite_source_id)})

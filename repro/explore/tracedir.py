@@ -119,8 +119,7 @@ class TraceDir:
             raise ScenarioError(f"{self.path / LOG_FILE}: " + (
                 "recorded by an older lab, before its records were framed: record the trace again" if older
                 else "the workload never reported READY"))
-        problems = crosscheck.channel_problems(lines) + crosscheck.ledger_problems(
-            ledger, crosscheck.Witnesses(ready_sources=crosscheck.ready_sources(lines)))
+        problems = crosscheck.channel_problems(lines) + crosscheck.ledger_problems(ledger, lines)
         if problems:  # a trace is evidence too: one that disagrees with itself is never explored
             raise ScenarioError(f"{self.path / LOG_FILE}: {crosscheck.disagreement(problems)}")
         return ledger

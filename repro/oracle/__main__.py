@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ledger = parse_lines(lines)
     facts = collect(args.db, args.store_mount)
     problems = crosscheck.channel_problems(lines, boot=False) + crosscheck.ledger_problems(
-        ledger, crosscheck.Witnesses(facts=facts, ready_sources=crosscheck.ready_sources(lines)))
+        ledger, lines, crosscheck.Witnesses(facts=facts))
     if problems:  # as a trial: evidence that disagrees with itself is never judged
         print(json.dumps({"verdict": "error", "reason": crosscheck.disagreement(problems)}))
         return ExitCode.LAB_FAILED

@@ -21,7 +21,7 @@ verdict. Stdlib only.
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from repro.errors import TrialError
@@ -94,19 +94,13 @@ class Witnesses:
     agent_acks: tuple[int, ...] = ()  # each fault agent's count of acknowledged writes when it fired
     facts: ProbeFacts | None = None
     page_cache_lost: bool = False  # a power cut: the header may legitimately lag READY
-    ready_sources: tuple[str, ...] = field(default=())  # the source of every READY record
 
 
-def ready_sources(lines: Iterable[str]) -> tuple[str, ...]:
-    """The source of each READY record, in order."""
-    return tuple(framed.source for framed in map(read_frame, lines)
-                 if framed.line is not None and framed.line.tag is Tag.READY)
-
-
-def ledger_problems(ledger: Ledger, seen: Witnesses) -> list[str]:
-    """Where the ledger disagrees with the other witnesses."""
+def ledger_problems(ledger: Ledger, lines: Iterable[str], seen: Witnesses = Witnesses()) -> list[str]:
+    """Where the ledger read from ``lines`` disagrees with itself and with the other witnesses."""
     found: list[str] = []
-    readies = seen.ready_sources
+    readies = [framed.source for framed in map(read_frame, lines)
+               if framed.line is not None and framed.line.tag is Tag.READY]
     if len(readies) > 1:
         found.append(f"{len(readies)} READY records ({', '.join(readies)}): the store's settings are ambiguous")
     elif readies and readies[0] != GATEWAY_SOURCE:

@@ -10,7 +10,8 @@ from framing import framed
 
 from repro.ledger import LedgerError, OpKind, Outcome, encode, parse_lines
 from repro.protocol import Framed, Tag, format_line, frame, read_frame
-from repro.verify.crosscheck import channel_problems
+from repro.verify.crosscheck import Witnesses, channel_problems, ledger_problems
+from repro.verify.facts import ProbeFacts
 
 
 def body(record: dict[str, object]) -> str:
@@ -124,3 +125,27 @@ def test_bad_records_raise_ledger_error(record: dict[str, object]) -> None:
 def test_non_object_record_raises_ledger_error() -> None:
     with pytest.raises(LedgerError):
         parse_lines([frame("gateway", 1, "LEDGER " + json.dumps([1, "ok"]))])
+
+
+def _facts(journal_mode: str | None) -> ProbeFacts:
+    return ProbeFacts(db_path="state.db", exists=True, journal_mode=journal_mode)
+
+
+def test_the_ledger_agrees_with_its_witnesses_and_each_disagreement_is_named() -> None:
+    ledger = parse_lines(MACHINE_OUTPUT)  # READY says wal; 2 acknowledged writes (ops 1 and 2)
+    honest = Witnesses(agent_acks=(2,), facts=_facts("wal"))
+    assert ledger_problems(ledger, MACHINE_OUTPUT, honest) == []  # the known-good case
+    second_ready = frame("gateway", 14, 'READY {"journal_mode":"off","synchronous":0}')
+    assert ledger_problems(ledger, [*MACHINE_OUTPUT, second_ready], honest) == [
+        "2 READY records (gateway, gateway): the store's settings are ambiguous"]
+    elsewhere = [line.replace("@gateway/1/", "@cron/1/") if " READY " in line else line for line in MACHINE_OUTPUT]
+    assert ledger_problems(ledger, elsewhere, honest) == ["READY came from 'cron', not the gateway"]
+    no_ready = [line for line in MACHINE_OUTPUT if " READY " not in line]
+    assert ledger_problems(parse_lines(no_ready), no_ready, honest)[0].endswith("the settings in force are unknown")
+    more_acks = ledger_problems(ledger, MACHINE_OUTPUT, Witnesses(agent_acks=(3,), facts=_facts("wal")))
+    assert more_acks == ["the fault agent counted 3 acknowledged writes when it fired, the ledger holds 2: "
+                         "acknowledgements are missing from the ledger"]
+    header = ledger_problems(ledger, MACHINE_OUTPUT, Witnesses(facts=_facts("delete")))
+    assert header == ["READY said journal_mode=wal, the database file's header says delete"]
+    # after a power cut the header may lag READY (the WAL switch was never synced): not a disagreement
+    assert ledger_problems(ledger, MACHINE_OUTPUT, Witnesses(facts=_facts("delete"), page_cache_lost=True)) == []
