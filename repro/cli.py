@@ -15,7 +15,9 @@ from repro import commands, options, upkeep
 from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS, HUNT
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, MAX_OPS
+from repro.explore.blockspace import BlockModel
 from repro.explore.models import PersistenceModel
+from repro.filesystems import FsKind
 from repro.faults import FAULTS
 from repro.ledger import SHORT_MIX_WORDS
 from repro.report.records import FailOn
@@ -236,9 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--ops", type=int, default=DEFAULT_OPS,
                          help=f"operations to record (default {DEFAULT_OPS}, at most {MAX_OPS:,})")
     _workload_args(explore)
+    explore.add_argument("--fs", default=None, metavar="KIND[:OPTION,...]",
+                         help=f"record below a kernel filesystem ({_listed(k.value for k in FsKind)}; options "
+                              "data=ordered|journal|writeback for ext4, nobarrier) made on a loop device over the "
+                              "recording lossy mount: its crash states are block-level and the kernel recovers each")
     explore.add_argument("--models", default="all",
-                         help=f"comma-separated persistence models: {_listed(m.value for m in PersistenceModel)} "
-                              "(default all)")
+                         help=f"comma-separated persistence models: {_listed(m.value for m in PersistenceModel)}; "
+                              f"for a trace recorded with --fs: {_listed(m.value for m in BlockModel)} (default all)")
     explore.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                          help=f"states per model checked exhaustively; a larger model is sampled with --seed "
                               f"(default {DEFAULT_BUDGET})")

@@ -115,6 +115,7 @@ class ExploreOptions:
     force: bool = False
     image: str | None = None
     materialize: str | None = None
+    fs: str | None = None
 
 
 @dataclass(frozen=True)

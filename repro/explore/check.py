@@ -30,6 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from repro.explore.blockspace import BlockModel, BlockState
 from repro.explore.image import WAL_HEADER, Frame, FrameChecker, WalHeader, image_key, read_frames, read_header
 from repro.explore.materialize import Materializer
 from repro.explore.models import PersistenceModel
@@ -59,7 +60,7 @@ class ViolationKind(str, enum.Enum):
 class StateResult:
     """One state's verdict, compact enough to send back from a worker."""
 
-    model: PersistenceModel
+    model: PersistenceModel | BlockModel
     index: int
     point: int
     seq: int  # the operation the crash follows
@@ -96,7 +97,7 @@ def ledger_at(ledger: Ledger, point: CrashPoint) -> Ledger:
     return Ledger(tuple(ops), ledger.ready, ledger.events)
 
 
-def judge_state(spec: StateSpec, facts: ProbeFacts, ledger: Ledger, config: StoreConfig, locks_dropped: bool,
+def judge_state(spec: StateSpec | BlockState, facts: ProbeFacts, ledger: Ledger, config: StoreConfig, locks_dropped: bool,
                 seq: int, probed: bool) -> StateResult:
     """One state's verdict; ``seq`` names the operation its crash point follows."""
     prefix = ledger_at(ledger, spec.point)

@@ -26,8 +26,10 @@ from repro.scenario.matrix import check_jobs
 if TYPE_CHECKING:
     from docker.client import DockerClient
 
-    from repro.explore.space import Selection, StateSpace
+    from repro.explore.runner import AnyModel, AnySpace
+    from repro.explore.space import Selection
     from repro.explore.tracedir import TraceDir
+    from repro.filesystems import FsSpec
     from repro.options import ExploreOptions
     from repro.scenario import MachineProfile, StoreSpec, WorkloadSpec
 
@@ -58,7 +60,8 @@ def run(opts: ExploreOptions, argv: list[str]) -> int:
 
     if bool(opts.record) == bool(opts.trace_dir):
         raise ScenarioError("give a TRACE_DIR to explore, or --record to record one first (not both)")
-    models = PersistenceModel.parse_list(opts.models)
+    if opts.fs and not opts.record:
+        raise ScenarioError("--fs is how a trace is recorded: give it with --record (a recorded trace says its own)")
     _check_numbers(opts)
     if opts.materialize:
         if not opts.trace_dir or not opts.out:
@@ -69,9 +72,15 @@ def run(opts: ExploreOptions, argv: list[str]) -> int:
     trace, recording = None, None
     if not opts.trace_dir:  # --record (checked above: one of the two)
         recording = _recording(opts)
+        models = parse_models(opts.models, block_level=recording.fs is not None)
     else:
         trace = TraceDir.open(opts.trace_dir)
         recorded_store(trace)  # a recording is data: the store it names must be a store directory
+        models = parse_models(opts.models, block_level=trace.recording.block_level)
+        if trace.recording.block_level:
+            from repro.explore.runner import require_devices
+
+            require_devices(1)
     target = outdir.plan(opts.out, RUN_ID, force=opts.force, prefix="explore-")
     if trace is not None and target.explicit and trace.path.is_relative_to(target.path.resolve()):
         raise ScenarioError(f"the trace {trace.path} is inside --out {target.path}: give another --out (the "
@@ -98,6 +107,18 @@ def _image(cli: DockerClient, name: str | None) -> str:
     return engine.trial_image(cli, name)
 
 
+def parse_models(text: str, *, block_level: bool) -> tuple[AnyModel, ...]:
+    """--models for a trace: the file-level models, or for one recorded with --fs the block-level ones."""
+    from repro.explore.blockspace import BlockModel
+
+    if block_level:
+        return BlockModel.parse_list(text)
+    if any(part.strip().startswith("block-") for part in text.split(",")):
+        raise ScenarioError("the block-level models explore a trace recorded with --fs; this one was recorded on "
+                            "the lossy filesystem directly")
+    return PersistenceModel.parse_list(text)
+
+
 @dataclass(frozen=True)
 class _Recording:
     """What --record will run, checked before any container starts."""
@@ -106,6 +127,21 @@ class _Recording:
     store: StoreSpec
     workload: WorkloadSpec
     ops: int
+    fs: FsSpec | None = None
+    loops: tuple[str, ...] = ()
+
+
+def _filesystem(text: str, profile: MachineProfile) -> tuple[FsSpec, tuple[str, ...]]:
+    """--fs, checked before any container starts: known, in this kernel, fits the disk, a free loop device."""
+    from repro.filesystems import parse
+    from repro.machine import engine, loops
+
+    fs = parse(text)
+    if not loops.kernel_has(fs.kind.value):
+        raise ScenarioError(f"this machine's kernel has no {fs.kind.value} (not in /proc/filesystems): load its module "
+                            f"(modprobe {fs.kind.value}) or choose another --fs")
+    fs.check_size(profile.disk)
+    return fs, loops.require_devices(str(engine.client().api.base_url), 1)
 
 
 def _recording(opts: ExploreOptions) -> _Recording:
@@ -125,7 +161,8 @@ def _recording(opts: ExploreOptions) -> _Recording:
     store = StoreSpec(opts.preset or (OWN_SETTINGS if opts.store_path else "ns506"), settings.journal_mode,
                       settings.synchronous, os.path.abspath(opts.store_path) if opts.store_path else None,
                       settings.checkpoint_mode, wal_autocheckpoint=settings.wal_autocheckpoint)
-    return _Recording(profile, store, opts.workload.spec(), opts.ops)
+    fs, devices = _filesystem(opts.fs, profile) if opts.fs else (None, ())
+    return _Recording(profile, store, opts.workload.spec(), opts.ops, fs, devices)
 
 
 def _record(plan: _Recording, seed: int, out: pathlib.Path, command: str, image: str) -> TraceDir:
@@ -133,13 +170,14 @@ def _record(plan: _Recording, seed: int, out: pathlib.Path, command: str, image:
 
     dest = out / "trace"
     dest.mkdir()  # the report directory is this run's (outdir.claim): its trace/ is new
-    print(f"recording {plan.ops} operations on {plan.profile.name} ({plan.store.label}), seed {seed} into {dest}",
-          file=sys.stderr)
+    where = f" below {plan.fs.label}" if plan.fs is not None else ""
+    print(f"recording {plan.ops} operations on {plan.profile.name}{where} ({plan.store.label}), seed {seed} into "
+          f"{dest}", file=sys.stderr)
     return record(profile=plan.profile, store=plan.store, workload=plan.workload, ops=plan.ops, seed=seed,
-                  dest=dest, image=image, source=command)
+                  dest=dest, image=image, source=command, fs=plan.fs, loops=plan.loops)
 
 
-def _explore(trace: TraceDir, models: tuple[PersistenceModel, ...], budget: int, seed: int, jobs: int,
+def _explore(trace: TraceDir, models: tuple[AnyModel, ...], budget: int, seed: int, jobs: int,
              out: pathlib.Path, image: str) -> int:
     from rich.console import Console
 
@@ -148,7 +186,7 @@ def _explore(trace: TraceDir, models: tuple[PersistenceModel, ...], budget: int,
 
     err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
-    def on_start(space: StateSpace, selections: list[Selection]) -> None:
+    def on_start(space: AnySpace, selections: list[Selection]) -> None:
         timeline = space.timeline
         err.print(f"[bold]repro explore[/] {trace.path}: {len(timeline.ops)} operations, "
                   f"{len(timeline.points)} crash points; seed [bold]{seed}[/], budget {budget} per model")
@@ -182,8 +220,11 @@ def materialize(trace_dir: str, state_id: str, out: pathlib.Path, image: str | N
     from repro.machine import engine
     from repro.machine.labels import owner
 
-    model, index = parse_state_id(state_id)
     trace = TraceDir.open(trace_dir)
+    if trace.recording.block_level:
+        raise ScenarioError("--materialize writes file-level states; a block-level state (a trace recorded with --fs) "
+                            "is recovered only in the explore sandbox")
+    model, index = parse_state_id(state_id)
     recorded_store(trace)
     if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         raise ScenarioError(f"{out} exists and is not an empty directory")

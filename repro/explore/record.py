@@ -15,7 +15,8 @@ import pathlib
 from repro.errors import TrialError
 from repro.explore.tracedir import TRACE_FILE, Recording, TraceDir, write_recording
 from repro.machine.host import ConstrainedHost
-from repro.machine.services import fetch_trace
+from repro.filesystems import FsSpec
+from repro.machine.services import fetch_trace, stop_blockfs
 from repro.protocol import EventKind, Line, LossyKind
 from repro.scenario import MachineProfile, StoreSpec, WorkloadSpec
 
@@ -29,9 +30,12 @@ def _done(line: Line) -> bool:
 
 
 def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec, ops: int, seed: int,
-           dest: pathlib.Path, image: str, source: str) -> TraceDir:
-    """Run the workload for ``ops`` operations on a recording machine; the trace directory it left."""
-    host = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True)
+           dest: pathlib.Path, image: str, source: str, fs: FsSpec | None = None,
+           loops: tuple[str, ...] = ()) -> TraceDir:
+    """Run the workload for ``ops`` operations on a recording machine; the trace directory it left.
+    ``fs``: the store's directory is that kernel filesystem, on an image on the recording lossy mount
+    (through one of ``loops``): the trace is then what the filesystem sent its block device."""
+    host = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True, fs=fs, loops=loops)
     try:
         host.start()
         host.start_workload(seed=seed, ops=ops, rate=workload.rate, hold=False, record=True,
@@ -39,6 +43,8 @@ def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec,
         end = host.console.wait_for(_done, _BASE_TIMEOUT_S + ops * _PER_OP_TIMEOUT_S, f"{ops} operations")
         if not end.is_event(EventKind.CLOSED):
             raise host.console.error(f"the workload ended without closing the store: {dict(end.payload)}")
+        if fs is not None:
+            stop_blockfs(host)  # the filesystem's last writes and flush reach lossyfs while it still records
         host.stop()
         stopped = [line for line in host.console.parsed() if line.is_lossy(LossyKind.STOPPED)]
         if not stopped or stopped[-1].payload.get("synced") is not True:
@@ -46,7 +52,7 @@ def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec,
         if TRACE_FILE not in fetch_trace(host, dest):
             raise TrialError(f"the machine left no trace in {dest}")
         write_recording(dest, Recording(store_env=store.environment(), store_path=store.store_path,
-                                        source=source), host.output())
+                                        source=source, fs=fs), host.output())
     finally:
         host.remove()
     return TraceDir.open(dest)

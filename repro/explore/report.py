@@ -49,7 +49,7 @@ def _state(run: Exploration, result: StateResult | None) -> dict[str, object] | 
     return {"state": state_id, "verdict": result.verdict.value, "kind": result.kind.value if result.kind else None,
             "reason": result.reason, "acked": result.acked, "lost": list(result.lost),
             "lost_beyond_sync": list(result.beyond_sync),
-            "description": describe_state(run.space, run.space.spec(result.model, result.index)),
+            "description": describe_state(run.space, run.space.spec(result.model, result.index)),  # type: ignore[arg-type]
             "materialize": run.materialize_command(state_id)}
 
 

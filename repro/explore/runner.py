@@ -9,6 +9,7 @@ the same worker's cache of the probe's facts.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence, Union
 
 from repro.errors import ExitCode, ScenarioError
+from repro.explore.blockspace import BlockModel, BlockSpace, BlockState
 from repro.explore.check import ChunkStats, StateResult, ViolationKind
 from repro.explore.models import PersistenceModel
 from repro.explore.space import Selection, StateSpace, StateSpec
@@ -26,11 +28,15 @@ from repro.oracle.promises import CrashClass, StoreConfig, promise
 from repro.oracle.verdicts import Verdict
 
 
+AnySpace = Union[StateSpace, BlockSpace]
+AnyModel = Union[PersistenceModel, BlockModel]
+
+
 @dataclass(frozen=True)
 class ModelSummary:
     """What checking one model's states found."""
 
-    model: PersistenceModel
+    model: AnyModel
     selection: Selection
     verdicts: dict[str, int]
     violations: dict[str, int]  # ViolationKind value -> states
@@ -69,7 +75,7 @@ class Exploration:
     models: tuple[ModelSummary, ...]
     seconds: float
     stats: ChunkStats
-    space: StateSpace = field(repr=False)
+    space: AnySpace = field(repr=False)
     machine_sqlite: str = "?"  # the SQLite the recording machine's store ran (READY); the sandbox runs the image's
     results: tuple[StateResult, ...] = field(repr=False, default=())
 
@@ -93,31 +99,32 @@ class Exploration:
         return f"repro explore {self.trace_dir.path} --materialize {state_id} --out DIR"
 
 
-def plan(space: StateSpace, budget: int, seed: int) -> list[Selection]:
+def plan(space: AnySpace, budget: int, seed: int) -> list[Selection]:
     if budget < 1:
         raise ScenarioError("--budget must be at least 1")
-    return [space.select(model, budget, seed) for model in space.models]
+    return [space.select(model, budget, seed) for model in space.models]  # type: ignore[arg-type]
 
 
-def batches(space: StateSpace, selections: Sequence[Selection], jobs: int) -> list[list[tuple[str, int]]]:
+def batches(space: AnySpace, selections: Sequence[Selection], jobs: int) -> list[list[tuple[str, int]]]:
     """Every chosen state as (model, index), sorted by crash point, cut into contiguous batches."""
     order = {m: n for n, m in enumerate(space.models)}
-    refs = sorted(((space.spec(s.model, i).point.index, order[s.model], i, s.model.value)
+    spec: Callable[[AnyModel, int], StateSpec | BlockState] = space.spec  # type: ignore[assignment]
+    refs = sorted(((spec(s.model, i).point.index, order[s.model], i, s.model.value)  # type: ignore[index]
                    for s in selections for i in s.indices))
     size = max(16, min(400, len(refs) // max(1, jobs * 8) or 1))
     return [[(model, i) for _, _, i, model in refs[k:k + size]] for k in range(0, len(refs), size)]
 
 
-def explore(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], *, budget: int, seed: int, jobs: int = 2,
+def explore(trace_dir: TraceDir, models: tuple[AnyModel, ...], *, budget: int, seed: int, jobs: int = 2,
             image: str | None = None,
-            on_start: Callable[[StateSpace, list[Selection]], None] = lambda s, sel: None,
+            on_start: Callable[[AnySpace, list[Selection]], None] = lambda s, sel: None,
             on_progress: Callable[[int, int], None] = lambda done, total: None) -> Exploration:
     """Check the chosen states of every model in one sandbox of ``image`` (default: the lab's) with ``jobs``
     workers; ``on_start`` sees the space before any state is checked. The time includes the sandbox's start."""
     timeline = Timeline(trace_dir.reader())
     ledger = trace_dir.ledger()
     config = StoreConfig.from_ready(ledger.ready)
-    space = StateSpace(timeline, models)
+    space: AnySpace = BlockSpace(timeline, models) if trace_dir.recording.block_level else StateSpace(timeline, models)  # type: ignore[arg-type]
     selections = plan(space, budget, seed)
     on_start(space, selections)
     work = batches(space, selections, jobs)
@@ -135,13 +142,13 @@ def explore(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], *, budget
 _Done = Union[tuple[list[StateResult], ChunkStats], BaseException, None]
 
 
-def check_in_sandbox(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], work: list[list[tuple[str, int]]],
+def check_in_sandbox(trace_dir: TraceDir, models: tuple[AnyModel, ...], work: list[list[tuple[str, int]]],
                      *, jobs: int, image: str | None = None,
                      on_progress: Callable[[int, int], None] = lambda done, total: None,
                      ) -> tuple[list[StateResult], ChunkStats]:
     """Check the batches in one sandbox, ``jobs`` workers taking batches as they finish the last; the
     first failure of any worker ends them all (the sandbox is removed) and is raised here."""
-    from repro.explore.sandbox import Sandbox
+    from repro.explore.sandbox import RECOVERED_DIR, Sandbox
     from repro.machine.engine import image_name
 
     results: list[StateResult] = []
@@ -154,17 +161,25 @@ def check_in_sandbox(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], 
         todo.put(batch)
     done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
     workers = max(1, min(jobs, len(work)))
-    sandbox = Sandbox(trace_dir, image=image_name(image), jobs=workers)
+    blocks = trace_dir.recording.block_level
+    loops = require_devices(workers) if blocks else ()
+    sandbox = Sandbox(trace_dir, image=image_name(image), jobs=workers, loops=loops)
+    serial = itertools.count()
 
     def serve() -> None:
         try:
-            worker = sandbox.worker(models)
+            if blocks:  # a root recoverer mounts each state; the uid-1000 checker probes what it left
+                out = f"{RECOVERED_DIR}-{next(serial)}"
+                recoverer = sandbox.recoverer(models, out)  # type: ignore[arg-type]
+                worker = sandbox.worker(models, recovered=out)
+            else:
+                recoverer, worker = None, sandbox.worker(models)
             while True:
                 try:
                     batch = todo.get_nowait()
                 except queue.Empty:
                     break
-                done.put(worker.check(batch))
+                done.put(worker.check(batch, recoverer.recover(batch) if recoverer is not None else None))
         except BaseException as exc:  # handed to the main thread, which raises it
             done.put(exc)
         finally:
@@ -217,8 +232,18 @@ def summarize(selection: Selection, results: list[StateResult], config: StoreCon
         probes=sum(r.probed for r in results), promise=prom.reason, promise_safe=prom.promised_safe)
 
 
-def describe_state(space: StateSpace, spec: StateSpec, limit: int = 8) -> dict[str, object]:
+def require_devices(count: int) -> tuple[str, ...]:
+    """The engine host's free loop devices for ``count`` recoverers (ScenarioError when there are too few)."""
+    from repro.machine import engine, loops
+
+    return loops.require_devices(str(engine.client().api.base_url), count)
+
+
+def describe_state(space: AnySpace, spec: StateSpec | BlockState, limit: int = 8) -> dict[str, object]:
     """A state in words: where the crash is, what was acknowledged, what was dropped or torn."""
+    if isinstance(space, BlockSpace):
+        return space.describe(spec, limit)  # type: ignore[arg-type]
+    assert isinstance(spec, StateSpec)
     timeline = space.timeline
     point = spec.point
     dropped = [timeline.describe(p) for p in spec.dropped]

@@ -27,6 +27,7 @@ from repro.ledger import Ledger, parse_lines
 from repro.verify import crosscheck
 from repro.lossyfs.trace import TraceError, TraceReader
 from repro.explore.storeenv import store_settings
+from repro.filesystems import FsSpec
 
 TRACE_FILE = "trace.jsonl"
 LOG_FILE = "machine.log"
@@ -43,9 +44,16 @@ class Recording:
     locks_dropped: bool = False  # the raw-open hazard ran: SQLite promised nothing
     source: str = ""  # e.g. "repro explore --record ..." or "trial t3 of runs/..."
     scenario: Mapping[str, object] | None = None
+    fs: FsSpec | None = None  # recorded below a kernel filesystem (--fs): the trace is the block device's
+
+    @property
+    def block_level(self) -> bool:
+        return self.fs is not None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True, default=dict)
+        obj = asdict(self)
+        obj["fs"] = self.fs.to_json() if self.fs is not None else None
+        return json.dumps(obj, indent=2, sort_keys=True, default=dict)
 
     @classmethod
     def from_json(cls, text: str) -> Recording:
@@ -59,7 +67,15 @@ class Recording:
                    store_path=None if obj.get("store_path") is None else str(obj["store_path"]),
                    db_name=_db_name(obj.get("db_name", "state.db")), locks_dropped=bool(obj.get("locks_dropped", False)),
                    source=str(obj.get("source", "")),
-                   scenario=obj.get("scenario") if isinstance(obj.get("scenario"), dict) else None)
+                   scenario=obj.get("scenario") if isinstance(obj.get("scenario"), dict) else None,
+                   fs=None if obj.get("fs") is None else _fs(obj["fs"]))
+
+
+def _fs(value: object) -> FsSpec:
+    try:
+        return FsSpec.from_json(value)
+    except ScenarioError as exc:
+        raise ValueError(f"fs: {exc}") from None
 
 
 def _db_name(value: object) -> str:

@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, Callable, Mapping
 from repro.errors import LabError
 from repro.explore.check import ChunkStats, StateResult
 from repro.explore.models import PersistenceModel
+from repro.explore.blockspace import BlockModel
 from repro.oracle.verdicts import Verdict
 
 MAGIC = b"EXPL"
@@ -98,6 +99,14 @@ class Writer:
         self.seq += 1
 
 
+def model_named(name: str) -> PersistenceModel | BlockModel:
+    """A file-level or a block-level persistence model by its name (ValueError for neither)."""
+    try:
+        return PersistenceModel(name)
+    except ValueError:
+        return BlockModel(name)
+
+
 def result_to_json(result: StateResult) -> dict[str, object]:
     out: dict[str, object] = {f.name: getattr(result, f.name) for f in fields(result)}
     out["model"], out["verdict"] = result.model.value, result.verdict.value
@@ -109,7 +118,7 @@ def result_from_json(data: Mapping[str, Any]) -> StateResult:
     """A result as the worker sent it; WireError for anything not shaped like one."""
     try:
         return StateResult(
-            model=PersistenceModel(data["model"]), index=int(data["index"]), point=int(data["point"]),
+            model=model_named(str(data["model"])), index=int(data["index"]), point=int(data["point"]),
             seq=int(data["seq"]), verdict=Verdict(data["verdict"]), expected=bool(data["expected"]),
             acked=int(data["acked"]), lost=tuple(int(i) for i in data["lost"]),
             beyond_sync=tuple(int(i) for i in data["beyond_sync"]), reason=str(data["reason"]),

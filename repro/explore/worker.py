@@ -22,7 +22,11 @@ import os
 import sys
 import time
 import traceback
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from repro.explore.blockcheck import BlockChecker
+    from repro.explore.wire import Writer
 
 EXIT_FAILED = 3
 
@@ -43,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--store-mount", default=None)
     parser.add_argument("--no-images", action="store_true")
     parser.add_argument("--scratch", default=None)
+    parser.add_argument("--recovered", default=None, help="block-level states: where the recoverer left their files")
     args = parser.parse_args(argv)
 
     from repro.explore.wire import ChannelClosed, Reader, Writer, result_to_json, stats_to_json
@@ -56,6 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet = logging.getLogger("hermes_state")
         quiet.addHandler(logging.NullHandler())
         quiet.propagate = False
+        if args.recovered:
+            from repro.explore.blockcheck import BlockChecker
+            from repro.explore.blockspace import BlockModel
+
+            blocks = BlockChecker(TraceDir.open(args.trace_dir), tuple(BlockModel(m) for m in args.models.split(",")),
+                                  args.recovered, args.scratch, store_mount=args.store_mount)
+            return _serve_blocks(out, blocks)
         models = tuple(PersistenceModel(m) for m in args.models.split(","))
         checker = Checker(TraceDir.open(args.trace_dir), models, args.scratch, images=not args.no_images,
                           store_mount=args.store_mount)
@@ -82,6 +94,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             stats.cloned_bytes = after.cloned_bytes - before.cloned_bytes
             stats.patched_bytes = after.patched_bytes - before.patched_bytes
             stats.advanced_bytes = after.advanced_bytes - before.advanced_bytes
+            stats.cpu_s = time.process_time() - cpu
+            out.send({"results": [result_to_json(r) for r in results], "stats": stats_to_json(stats)})
+    except Exception as exc:
+        traceback.print_exc()
+        out.send({"error": f"the checker failed: {type(exc).__name__}: {exc}"[:2000]})
+        return EXIT_FAILED
+    finally:
+        checker.close()
+
+
+def _serve_blocks(out: "Writer", checker: "BlockChecker") -> int:
+    """The block-level worker: each batch comes with what the recoverer made of each state."""
+    import sqlite3
+
+    from repro.explore.blockspace import BlockModel
+    from repro.explore.check import ChunkStats
+    from repro.explore.wire import ChannelClosed, Reader, result_to_json, stats_to_json
+
+    out.send({"ready": {"pid": os.getpid(), "uid": os.getuid(), "sqlite_version": sqlite3.sqlite_version}})
+    requests = Reader(lambda n: os.read(0, n))
+    try:
+        while True:
+            try:
+                request = requests.next()
+            except ChannelClosed:
+                return 0
+            stats = ChunkStats()
+            cpu = time.process_time()
+            results = [checker.check(BlockModel(model), int(index), bool(got["mounted"]), str(got["error"]), stats)
+                       for (model, index), got in zip(request["batch"], request["recovered"], strict=True)]
             stats.cpu_s = time.process_time() - cpu
             out.send({"results": [result_to_json(r) for r in results], "stats": stats_to_json(stats)})
     except Exception as exc:

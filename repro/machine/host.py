@@ -30,6 +30,7 @@ from repro.machine.limits import WRITABLE, container_settings
 from repro.machine.services import WorkloadStart, start_workload
 from repro.machine import witness
 from repro.protocol import Tag
+from repro.filesystems import FsSpec
 from repro.scenario import MachineProfile, StoreSpec, get_profile
 from repro.scenario.stores import SYSTEM_SQLITE
 
@@ -44,6 +45,10 @@ LOSSY_BACKING = f"{DATA_DIR}/backing"
 # test and the tmpfs /run (whose files die with the machine, and which the engine cannot copy
 # from), so the lab fetches it from the stopped machine; removed with the machine.
 TRACE_DIR = "/var/lib/lab-trace"
+# --fs: the kernel filesystem's image on the lossy mount, and where it is mounted (a tmpfs of the machine's:
+# the mount point must not lie on the disk whose image it mounts)
+BLOCKFS_IMAGE = f"{LOSSY_MOUNT}/fs.img"
+BLOCKFS_MOUNT = "/run/lab-fs"
 BOOT_TIMEOUT_S = 30
 # Files the lab writes into a machine travel as an argument of one exec (the root is read-only,
 # and the engine's archive upload cannot write into a tmpfs): settings files, a few hundred bytes.
@@ -91,6 +96,8 @@ class ConstrainedHost(DockerContainer):
         role: str = "machine",
         sqlite: SqliteLibrary | None = None,
         pool: DiskPool | None = None,
+        fs: FsSpec | None = None,
+        loops: tuple[str, ...] = (),
     ) -> None:
         self.store = machine_store(store or StoreSpec(preset=preset, journal_mode=journal_mode,
                                                       synchronous=synchronous, store_path=store_path), sqlite)
@@ -99,6 +106,10 @@ class ConstrainedHost(DockerContainer):
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.fuse = fuse
         self.record = record  # the lossy filesystem records its trace to TRACE_DIR
+        if fs is not None and not (fuse and loops):
+            raise ScenarioError("a machine with --fs needs fuse=True and candidate loop devices (repro/machine/loops.py)")
+        self.fs = fs  # the store's directory is this kernel filesystem, on an image on the lossy mount
+        self.loops = loops
         self.role = role
         self.disk: DataDisk | None = None
         self._console: Console | None = None
@@ -128,7 +139,10 @@ class ConstrainedHost(DockerContainer):
 
     @property
     def db_path(self) -> str:
-        """The database as the workload sees it: behind the lossy mount on a power-loss machine."""
+        """The database as the workload sees it: behind the lossy mount on a power-loss machine, on the
+        kernel filesystem mounted over an image there with ``--fs``."""
+        if self.fs is not None:
+            return f"{BLOCKFS_MOUNT}/state.db"
         return f"{LOSSY_MOUNT}/state.db" if self.fuse else DB_PATH
 
     @property
@@ -166,7 +180,7 @@ class ConstrainedHost(DockerContainer):
             mounts.append(Mount(target=TRACE_DIR, source=None, type="volume", labels=labels("trace")))
         settings = container_settings(self.profile, role=self.role, mounts=mounts, fuse=self.fuse,
                                       restarted=self._entrypoint is not None,
-                                      cpus=self.pin.cpus if self.pin else "")
+                                      cpus=self.pin.cpus if self.pin else "", loops=self.loops)
         self.tmpfs.update(WRITABLE)  # testcontainers passes its own tmpfs argument: not in the kwargs
         if self._entrypoint is not None:
             settings["entrypoint"] = self._entrypoint

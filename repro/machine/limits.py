@@ -40,12 +40,14 @@ def read_only_root() -> dict[str, object]:
 BASE_CAPS = ("CHOWN", "SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER")
 
 def container_settings(profile: MachineProfile, *, role: str, mounts: list[Mount], fuse: bool,
-                       restarted: bool, cpus: str = "") -> dict[str, object]:
+                       restarted: bool, cpus: str = "", loops: tuple[str, ...] = ()) -> dict[str, object]:
     """docker-py ``containers.create`` keyword arguments for a machine of this profile, pinned to
     ``cpus`` (repro/machine/cpus.py; "" for none).
 
     The restarted machine (the disk holder) runs only the probe, as uid 1000: it needs no capability at all.
-    Only a power-loss machine gets the FUSE device, CAP_SYS_ADMIN and an unconfined AppArmor profile.
+    Only a power-loss machine gets the FUSE device, CAP_SYS_ADMIN and an unconfined AppArmor profile;
+    with ``--fs`` also ``loops``, the candidate loop devices (repro/machine/loops.py), for root's
+    lab-blockfs alone (the device nodes are root's: the workload's uid 1000 cannot open them).
     """
     caps = [] if restarted else [*BASE_CAPS, *(["SYS_ADMIN"] if fuse else [])]
     security = ["no-new-privileges=true", *(["apparmor=unconfined"] if fuse else [])]
@@ -58,7 +60,7 @@ def container_settings(profile: MachineProfile, *, role: str, mounts: list[Mount
     if cpus:
         settings["cpuset_cpus"] = cpus
     if fuse:
-        settings["devices"] = ["/dev/fuse:/dev/fuse:rwm"]
+        settings["devices"] = ["/dev/fuse:/dev/fuse:rwm", *(f"{d}:{d}:rwm" for d in loops)]
     return settings
 
 

@@ -90,6 +90,8 @@ def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, obj
         raise ScenarioError("recording a trace needs a machine made with fuse=True and record=True")
     if host.fuse:
         start_lossyfs(host, run.seed, run.lossy_args, record=run.record)
+    if host.fs is not None:
+        start_blockfs(host)
     marks = {"LAB_MARK_SOCKET": MARK_SOCKET} if run.record else {}
     config = WorkloadConfig.from_env({
         "LAB_SEED": str(run.seed), "LAB_DB_PATH": host.db_path, "LAB_OPS": str(run.ops),
@@ -128,6 +130,30 @@ def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "", *, record:
     start(host, "lossyfs", {"LAB_SEED": str(seed), "LAB_LOSSY_BACKING": LOSSY_BACKING,
                             "LAB_LOSSY_MOUNT": LOSSY_MOUNT, "LAB_LOSSY_ARGS": args})
     host.console.wait_for(lambda l: l.is_lossy(LossyKind.READY), START_TIMEOUT_S, "the lossy filesystem")
+
+
+def start_blockfs(host: "ConstrainedHost") -> str:
+    """Make and mount the ``--fs`` filesystem over an image on the lossy mount (docker/lab-blockfs), as
+    root, before the workload opens anything; the loop device it got."""
+    from repro.machine.host import BLOCKFS_IMAGE, BLOCKFS_MOUNT
+
+    fs = host.fs
+    assert fs is not None
+    argv = ["lab-blockfs", "up", BLOCKFS_IMAGE, str(host.profile.disk), BLOCKFS_MOUNT, "hermes:hermes",
+            " ".join(fs.kind.mkfs), ",".join(fs.mount_options), *host.loops]
+    out = host.exec_checked(argv)
+    device = next((line.split()[-1] for line in out.splitlines() if line.startswith("LAB BLOCKFS ")), "")
+    if not device:
+        raise host.console.error(f"lab-blockfs mounted no filesystem: {out.strip()[-300:]}")
+    return device
+
+
+def stop_blockfs(host: "ConstrainedHost") -> None:
+    """Unmount the ``--fs`` filesystem (its loop device detaches): its last writes and flush reach lossyfs
+    before the machine's stop ends the lossy filesystem."""
+    from repro.machine.host import BLOCKFS_MOUNT
+
+    host.exec_checked(["lab-blockfs", "down", BLOCKFS_MOUNT])
 
 
 def fetch_trace(host: "ConstrainedHost", dest: pathlib.Path) -> list[str]:

@@ -1,0 +1,221 @@
+"""The kernel recovers block-level crash states: each state's image mounted through a loop device (the journal replays), its files copied out (stdlib only).
+
+Run as root by ``docker exec`` in the explore sandbox (repro/explore/sandbox.py) -- the only
+process there with CAP_SYS_ADMIN -- as ``python3 -m repro.explore.recover TRACE_DIR --models ...
+--out DIR --devices /dev/loopN,...``. It never imports the store under test: it builds images and
+mounts them; the uid-1000 checkers (repro/explore/worker.py) probe the files it leaves in ``DIR``.
+
+For each state: the image durable at the state's last flush is kept in a work file and moved
+forward flush by flush (repro/explore/materialize.py), never rebuilt from the start; the state's
+image is a copy of only its allocated extents (SEEK_DATA/SEEK_HOLE: a 32 MB ext4 image with a
+small store holds about 3 MB) with the state's blocks written over it. It is bound to the first
+free loop device of those given with LO_FLAGS_AUTOCLEAR, mounted read-write so the filesystem's own
+recovery runs (ext4's jbd2 replay, XFS's log recovery, Btrfs's log tree), its files are copied to
+``DIR/<model>-<index>/`` (root's, readable by all), and it is unmounted -- which detaches the
+device -- before the next state. Nothing is left mounted between states; the image lives on the
+sandbox's tmpfs, never on a FUSE mount, so no I/O of a mount can wait on a process that died.
+
+Records (repro/explore/wire.py): a hello ``{"ready": {...}}``; for each ``{"batch": [[model, index],
+...]}`` a reply ``{"recovered": [{"mounted": bool, "error": str, "files": int}, ...]}`` after the
+previous batch's directories were removed; ``{"error": ...}`` and exit 3 when the recoverer itself fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import os
+import shutil
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import traceback
+from typing import Sequence
+
+LOOP_CONFIGURE = 0x4C0A
+LO_FLAGS_AUTOCLEAR = 4
+MOUNT_TIMEOUT_S = 60.0
+MAX_COPY_BYTES = 1 << 30
+EXIT_FAILED = 3
+
+
+class Unmountable(Exception):
+    """The kernel refused to mount the state's filesystem: the state itself is damaged beyond its recovery."""
+
+
+def sparse_copy(src: str, dst: str) -> int:
+    """Copy only the allocated extents of ``src`` into a new sparse ``dst`` of the same size; bytes copied."""
+    copied = 0
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        fout.truncate(size)
+        offset = 0
+        while offset < size:
+            try:
+                offset = os.lseek(fin.fileno(), offset, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # no data after offset
+                    break
+                raise
+            end = os.lseek(fin.fileno(), offset, os.SEEK_HOLE)
+            while offset < end:
+                n = os.copy_file_range(fin.fileno(), fout.fileno(), end - offset, offset, offset)
+                if n == 0:
+                    break
+                offset += n
+                copied += n
+    return copied
+
+
+def loop_config(backing_fd: int) -> bytes:
+    """struct loop_config for LOOP_CONFIGURE: the backing fd, the default block size, and a loop_info64 with
+    only LO_FLAGS_AUTOCLEAR set (linux/loop.h: 5 u64, 4 u32, 64+64+32 bytes of names and key, 2 u64)."""
+    info = struct.pack("=5Q4I64s64s32s2Q", 0, 0, 0, 0, 0, 0, 0, 0, LO_FLAGS_AUTOCLEAR, b"", b"", b"", 0, 0)
+    return struct.pack("=II", backing_fd, 0) + info + bytes(64)
+
+
+def attach(image: str, devices: Sequence[str]) -> tuple[str, int]:
+    """Bind ``image`` to the first free device of ``devices`` with autoclear; (device, its open fd).
+    The caller closes the fd once the filesystem is mounted (or not): then the device detaches on umount."""
+    backing = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for device in devices:
+            fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.ioctl(fd, LOOP_CONFIGURE, loop_config(backing))
+                return device, fd
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno != errno.EBUSY:
+                    raise
+        raise OSError(errno.EBUSY, f"no free loop device among {', '.join(devices)}")
+    finally:
+        os.close(backing)  # the loop device holds its own reference to the file
+
+
+def copy_tree(root: str, dest: str) -> int:
+    """Every regular file and directory under a mounted filesystem (lost+found aside) into ``dest``; files copied."""
+    files = total = 0
+    for base, dirs, names in os.walk(root):
+        rel = os.path.relpath(base, root)
+        if rel == ".":
+            dirs[:] = [d for d in dirs if d != "lost+found"]
+        target = dest if rel == "." else os.path.join(dest, rel)
+        os.makedirs(target, mode=0o755, exist_ok=True)
+        for name in names:
+            path = os.path.join(base, name)
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            total += st.st_size
+            if total > MAX_COPY_BYTES:
+                raise OSError(errno.EFBIG, f"the recovered files exceed {MAX_COPY_BYTES >> 20} MB")
+            shutil.copyfile(path, os.path.join(target, name))
+            os.chmod(os.path.join(target, name), 0o644)
+            files += 1
+    return files
+
+
+def recover(image: str, devices: Sequence[str], fs: str, mountpoint: str, dest: str) -> int:
+    """Mount the image (its recovery runs), copy its files to ``dest``, unmount; files copied, or Unmountable."""
+    device, fd = attach(image, devices)
+    try:
+        done = subprocess.run(["mount", "-t", fs, device, mountpoint], capture_output=True, text=True,
+                              timeout=MOUNT_TIMEOUT_S)
+    finally:
+        os.close(fd)  # mounted: the filesystem holds the device; not mounted: autoclear detaches it now
+    if done.returncode != 0:
+        raise Unmountable((done.stderr or done.stdout).strip()[-300:] or f"mount exited {done.returncode}")
+    try:
+        return copy_tree(mountpoint, dest)
+    finally:
+        subprocess.run(["umount", mountpoint], check=True, capture_output=True, timeout=MOUNT_TIMEOUT_S)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    channel = os.dup(1)  # the records; anything printed goes to stderr
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    parser = argparse.ArgumentParser(prog="python3 -m repro.explore.recover")
+    parser.add_argument("trace_dir")
+    parser.add_argument("--models", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--devices", required=True)
+    parser.add_argument("--fs", required=True)
+    parser.add_argument("--scratch", default="/tmp")
+    args = parser.parse_args(argv)
+
+    from repro.explore.wire import ChannelClosed, Reader, Writer
+
+    out = Writer(os.fdopen(channel, "wb", buffering=0))
+    work = tempfile.mkdtemp(prefix="repro-recover-", dir=args.scratch)
+    try:
+        from repro.explore.blockspace import BlockModel, BlockSpace
+        from repro.explore.materialize import Materializer
+        from repro.explore.timeline import Timeline
+        from repro.explore.tracedir import TraceDir
+
+        trace = TraceDir.open(args.trace_dir)
+        space = BlockSpace(Timeline(trace.reader()), tuple(BlockModel(m) for m in args.models.split(",")))
+        durable = Materializer(space.timeline, work)
+        devices = [d for d in args.devices.split(",") if d]
+        mountpoint = os.path.join(work, "mnt")
+        os.mkdir(mountpoint)
+        os.makedirs(args.out, mode=0o755, exist_ok=True)
+    except Exception as exc:  # noqa: BLE001
+        traceback.print_exc()
+        out.send({"error": f"the recoverer could not start: {type(exc).__name__}: {exc}"[:2000]})
+        shutil.rmtree(work, ignore_errors=True)
+        return EXIT_FAILED
+    out.send({"ready": {"pid": os.getpid(), "uid": os.getuid(), "devices": devices}})
+    requests = Reader(lambda n: os.read(0, n))
+    image = os.path.join(work, "state.img")
+    try:
+        while True:
+            try:
+                request = requests.next()
+            except ChannelClosed:
+                return 0
+            _empty(args.out)
+            replies = []
+            for model, index in request["batch"]:
+                state = space.spec(BlockModel(model), int(index))
+                durable.advance(state.point.pos)
+                sparse_copy(str(durable.work / str(space.ino)), image)
+                units = space.units(state.point)
+                fd = os.open(image, os.O_WRONLY)
+                try:
+                    for i in state.kept:
+                        os.pwrite(fd, units[i].data, units[i].offset)
+                finally:
+                    os.close(fd)
+                dest = os.path.join(args.out, f"{model}-{index}")
+                os.mkdir(dest, 0o755)
+                try:
+                    replies.append({"mounted": True, "error": "", "files": recover(image, devices, args.fs,
+                                                                                   mountpoint, dest)})
+                except Unmountable as exc:
+                    replies.append({"mounted": False, "error": str(exc), "files": 0})
+                os.unlink(image)
+            out.send({"recovered": replies})
+    except Exception as exc:  # noqa: BLE001
+        traceback.print_exc()
+        out.send({"error": f"the recoverer failed: {type(exc).__name__}: {exc}"[:2000]})
+        return EXIT_FAILED
+    finally:
+        if os.path.ismount(mountpoint):
+            subprocess.run(["umount", mountpoint], capture_output=True, timeout=MOUNT_TIMEOUT_S)
+        shutil.rmtree(work, ignore_errors=True)
+        _empty(args.out)
+
+
+def _empty(directory: str) -> None:
+    for name in os.listdir(directory) if os.path.isdir(directory) else ():
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
