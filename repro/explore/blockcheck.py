@@ -5,8 +5,9 @@ uid-1000 checker of the explore sandbox, each state's files are copied to a fres
 (the probe may rewrite them: WAL replay, a hot journal's rollback, the store's repair) and probed,
 then judged exactly as a file-level state is (check.judge_state: the ledger at the crash point, the
 power-loss crash class, the pragmas of READY). States whose recovered files are equal byte for byte
-share the probe's facts. A state the kernel could not mount at all is ``corrupt`` and unexpected:
-no configuration of SQLite promises anything on a filesystem that does not come back.
+share the probe's facts. A state the kernel could not mount, or whose files it could not read back (a
+checksum or I/O error), is ``corrupt`` and unexpected: no configuration of SQLite keeps a database
+on a filesystem that does not come back.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class BlockChecker:
         stats.states += 1
         if not mounted:
             return StateResult(model, index, state.point.index, seq, Verdict.CORRUPT, False, state.point.acked, (), (),
-                               f"the kernel could not mount the state's filesystem: {error}", False)
+                               f"the kernel could not recover the state's filesystem: {error}", False)
         started = time.perf_counter()
         source = os.path.join(self.recovered, f"{model.value}-{index}")
         key = tree_digest(source)

@@ -26,6 +26,7 @@ from repro.scenario.matrix import check_jobs
 if TYPE_CHECKING:
     from docker.client import DockerClient
 
+    from repro.explore.check import StateResult
     from repro.explore.runner import AnyModel, AnySpace
     from repro.explore.space import Selection
     from repro.explore.tracedir import TraceDir
@@ -208,6 +209,58 @@ def _explore(trace: TraceDir, models: tuple[AnyModel, ...], budget: int, seed: i
     return run.exit_code
 
 
+def _materialize_block(trace: TraceDir, state_id: str, out: pathlib.Path, image: str | None) -> int:
+    """A block-level state: its image (state.img, to mount read-only or to fsck), and the sandbox's verdict."""
+    from repro.explore.blockspace import BlockModel, BlockSpace
+    from repro.explore.materialize import Materializer
+    from repro.explore.recover import build_image
+    from repro.explore.runner import check_in_sandbox
+    from repro.explore.timeline import Timeline
+    from repro.machine import engine
+    from repro.machine.labels import owner
+
+    name, _, number = state_id.strip().rpartition(":")
+    try:
+        model = BlockModel(name)
+    except ValueError:
+        raise ScenarioError(f"{state_id!r}: a state of this trace (recorded with --fs) is "
+                            f"{'|'.join(m.value for m in BlockModel)}:INDEX") from None
+    if not (number.isascii() and number.isdigit()):
+        raise ScenarioError(f"a state is MODEL:INDEX (e.g. block-prefix:120), not {state_id!r}")
+    _check_out(out)
+    space = BlockSpace(Timeline(trace.reader()), (model,))
+    state = space.spec(model, int(number))  # a bad index is bad input, before any container starts
+    from repro.explore.runner import require_devices
+
+    require_devices(1)
+    cli = engine.client()
+    try:
+        chosen = _image(cli, image)
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="repro-materialize-") as scratch:
+            build_image(Materializer(space.timeline, scratch), space, state, str(out / "state.img"))
+        results, _ = check_in_sandbox(trace, (model,), [[(model.value, state.index)]], jobs=1, image=chosen)
+    finally:
+        engine.cleanup(cli, owner=owner())
+    return _write_about(out, {**space.describe(state), "fs": trace.recording.fs.label if trace.recording.fs else "",
+                              "trace": str(trace.path), "digest": trace.digest()}, results[0])
+
+
+def _check_out(out: pathlib.Path) -> None:
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+        raise ScenarioError(f"{out} exists and is not an empty directory")
+
+
+def _write_about(out: pathlib.Path, about: dict[str, object], result: StateResult) -> int:
+    about = {**about, "verdict": result.verdict.value, "broken_promise": result.kind.value if result.kind else None,
+             "reason": result.reason, "lost": list(result.lost)}
+    (out / "state.json").write_text(json.dumps(about, indent=2) + "\n", encoding="utf-8")
+    for key, value in about.items():
+        print(f"{key}: {value}")
+    print(f"files: {', '.join(sorted(p.name for p in out.iterdir() if p.name != 'state.json'))} in {out}")
+    return ExitCode.OK
+
+
 def materialize(trace_dir: str, state_id: str, out: pathlib.Path, image: str | None = None) -> int:
     """Write the state's files to ``out`` (which must be empty or new), with state.json saying what it is.
     The files are built here (no store runs for that); the verdict comes from the sandbox."""
@@ -221,13 +274,11 @@ def materialize(trace_dir: str, state_id: str, out: pathlib.Path, image: str | N
     from repro.machine.labels import owner
 
     trace = TraceDir.open(trace_dir)
-    if trace.recording.block_level:
-        raise ScenarioError("--materialize writes file-level states; a block-level state (a trace recorded with --fs) "
-                            "is recovered only in the explore sandbox")
-    model, index = parse_state_id(state_id)
     recorded_store(trace)
-    if out.is_symlink() or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
-        raise ScenarioError(f"{out} exists and is not an empty directory")
+    if trace.recording.block_level:
+        return _materialize_block(trace, state_id, out, image)
+    model, index = parse_state_id(state_id)
+    _check_out(out)
     space = StateSpace(Timeline(trace.reader()), (model,))
     spec = space.spec(model, index)  # a bad index is bad input, before any container starts
     cli = engine.client()
@@ -238,12 +289,5 @@ def materialize(trace_dir: str, state_id: str, out: pathlib.Path, image: str | N
         results, _ = check_in_sandbox(trace, (model,), [[(model.value, index)]], jobs=1, image=chosen)
     finally:
         engine.cleanup(cli, owner=owner())
-    result = results[0]
-    about = {**describe_state(space, spec), "trace": str(trace.path), "digest": trace.digest(),
-             "verdict": result.verdict.value, "broken_promise": result.kind.value if result.kind else None,
-             "reason": result.reason, "lost": list(result.lost)}
-    (out / "state.json").write_text(json.dumps(about, indent=2) + "\n", encoding="utf-8")
-    for key, value in about.items():
-        print(f"{key}: {value}")
-    print(f"files: {', '.join(sorted(p.name for p in out.iterdir() if p.name != 'state.json'))} in {out}")
-    return ExitCode.OK
+    about = {**describe_state(space, spec), "trace": str(trace.path), "digest": trace.digest()}
+    return _write_about(out, about, results[0])

@@ -23,27 +23,30 @@ previous batch's directories were removed; ``{"error": ...}`` and exit 3 when th
 from __future__ import annotations
 
 import argparse
+import ctypes
 import errno
 import fcntl
 import os
 import shutil
 import stat
 import struct
-import subprocess
 import sys
 import tempfile
 import traceback
-from typing import Sequence
+from typing import Callable, NoReturn, Sequence
+
+from repro.explore.blockspace import BlockModel, BlockSpace, BlockState
+from repro.explore.materialize import Materializer
 
 LOOP_CONFIGURE = 0x4C0A
 LO_FLAGS_AUTOCLEAR = 4
-MOUNT_TIMEOUT_S = 60.0
 MAX_COPY_BYTES = 1 << 30
 EXIT_FAILED = 3
 
 
-class Unmountable(Exception):
-    """The kernel refused to mount the state's filesystem: the state itself is damaged beyond its recovery."""
+class Unrecoverable(Exception):
+    """The kernel refused to mount the state's filesystem, or to read a file of it (a checksum or I/O error):
+    the state itself is damaged beyond the filesystem's recovery."""
 
 
 def sparse_copy(src: str, dst: str) -> int:
@@ -67,6 +70,21 @@ def sparse_copy(src: str, dst: str) -> int:
                     break
                 offset += n
                 copied += n
+    return copied
+
+
+def build_image(durable: Materializer, space: BlockSpace, state: BlockState, path: str) -> int:
+    """Write the state's image to ``path``: the image durable at its last flush (``durable`` moves forward to
+    it), copied extent by extent, with the state's kept blocks written over it; bytes copied."""
+    durable.advance(state.point.pos)
+    copied = sparse_copy(str(durable.work / str(space.ino)), path)
+    units = space.units(state.point)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for i in state.kept:
+            os.pwrite(fd, units[i].data, units[i].offset)
+    finally:
+        os.close(fd)
     return copied
 
 
@@ -96,10 +114,22 @@ def attach(image: str, devices: Sequence[str]) -> tuple[str, int]:
         os.close(backing)  # the loop device holds its own reference to the file
 
 
+def _unreadable(root: str) -> Callable[[OSError], NoReturn]:
+    """What a read error under the mounted filesystem means: the state's damage (Unrecoverable), or -- rights,
+    devices, memory, the sandbox's own disk full -- the lab's (the OSError itself)."""
+    def fail(exc: OSError) -> NoReturn:
+        if exc.errno in _LAB_ERRNOS or exc.errno == errno.ENOSPC:
+            raise exc
+        where = os.path.relpath(exc.filename, root) if isinstance(exc.filename, str) else "a file"
+        raise Unrecoverable(f"reading {where}: {os.strerror(exc.errno or 0)} "
+                            f"(errno {errno.errorcode.get(exc.errno or 0, exc.errno)})") from None
+    return fail
+
+
 def copy_tree(root: str, dest: str) -> int:
     """Every regular file and directory under a mounted filesystem (lost+found aside) into ``dest``; files copied."""
     files = total = 0
-    for base, dirs, names in os.walk(root):
+    for base, dirs, names in os.walk(root, onerror=_unreadable(root)):
         rel = os.path.relpath(base, root)
         if rel == ".":
             dirs[:] = [d for d in dirs if d != "lost+found"]
@@ -107,32 +137,58 @@ def copy_tree(root: str, dest: str) -> int:
         os.makedirs(target, mode=0o755, exist_ok=True)
         for name in names:
             path = os.path.join(base, name)
-            st = os.lstat(path)
+            try:
+                st = os.lstat(path)
+            except OSError as exc:
+                _unreadable(root)(exc)
             if not stat.S_ISREG(st.st_mode):
                 continue
             total += st.st_size
             if total > MAX_COPY_BYTES:
                 raise OSError(errno.EFBIG, f"the recovered files exceed {MAX_COPY_BYTES >> 20} MB")
-            shutil.copyfile(path, os.path.join(target, name))
+            try:
+                shutil.copyfile(path, os.path.join(target, name))
+            except OSError as exc:
+                _unreadable(root)(exc)
             os.chmod(os.path.join(target, name), 0o644)
             files += 1
     return files
 
 
+# mount(2) failing with one of these is the lab's trouble (rights, devices, memory), never the state's damage
+_LAB_ERRNOS = {errno.EPERM, errno.EACCES, errno.ENODEV, errno.ENOTBLK, errno.ENOENT, errno.EBUSY, errno.ENOMEM,
+               errno.EMFILE, errno.ENFILE}
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def mount(device: str, mountpoint: str, fs: str) -> None:
+    """mount(2) with no flags and no options; Unrecoverable when the kernel refuses the filesystem itself
+    (EINVAL, EUCLEAN, EIO...), OSError when the refusal is the lab's (see _LAB_ERRNOS)."""
+    if _libc.mount(device.encode(), mountpoint.encode(), fs.encode(), ctypes.c_ulong(0), None) == 0:
+        return
+    code = ctypes.get_errno()
+    if code in _LAB_ERRNOS:
+        raise OSError(code, f"mount {device} ({fs}): {os.strerror(code)}")
+    raise Unrecoverable(f"mount: {os.strerror(code)} (errno {errno.errorcode.get(code, code)})")
+
+
+def umount(mountpoint: str) -> None:
+    if _libc.umount2(mountpoint.encode(), 0) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"umount {mountpoint}: {os.strerror(code)}")
+
+
 def recover(image: str, devices: Sequence[str], fs: str, mountpoint: str, dest: str) -> int:
-    """Mount the image (its recovery runs), copy its files to ``dest``, unmount; files copied, or Unmountable."""
+    """Mount the image (its recovery runs), copy its files to ``dest``, unmount; files copied, or Unrecoverable."""
     device, fd = attach(image, devices)
     try:
-        done = subprocess.run(["mount", "-t", fs, device, mountpoint], capture_output=True, text=True,
-                              timeout=MOUNT_TIMEOUT_S)
+        mount(device, mountpoint, fs)
     finally:
         os.close(fd)  # mounted: the filesystem holds the device; not mounted: autoclear detaches it now
-    if done.returncode != 0:
-        raise Unmountable((done.stderr or done.stdout).strip()[-300:] or f"mount exited {done.returncode}")
     try:
         return copy_tree(mountpoint, dest)
     finally:
-        subprocess.run(["umount", mountpoint], check=True, capture_output=True, timeout=MOUNT_TIMEOUT_S)
+        umount(mountpoint)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,8 +209,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Writer(os.fdopen(channel, "wb", buffering=0))
     work = tempfile.mkdtemp(prefix="repro-recover-", dir=args.scratch)
     try:
-        from repro.explore.blockspace import BlockModel, BlockSpace
-        from repro.explore.materialize import Materializer
         from repro.explore.timeline import Timeline
         from repro.explore.tracedir import TraceDir
 
@@ -182,22 +236,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _empty(args.out)
             replies = []
             for model, index in request["batch"]:
-                state = space.spec(BlockModel(model), int(index))
-                durable.advance(state.point.pos)
-                sparse_copy(str(durable.work / str(space.ino)), image)
-                units = space.units(state.point)
-                fd = os.open(image, os.O_WRONLY)
-                try:
-                    for i in state.kept:
-                        os.pwrite(fd, units[i].data, units[i].offset)
-                finally:
-                    os.close(fd)
+                build_image(durable, space, space.spec(BlockModel(model), int(index)), image)
                 dest = os.path.join(args.out, f"{model}-{index}")
                 os.mkdir(dest, 0o755)
                 try:
                     replies.append({"mounted": True, "error": "", "files": recover(image, devices, args.fs,
                                                                                    mountpoint, dest)})
-                except Unmountable as exc:
+                except Unrecoverable as exc:
                     replies.append({"mounted": False, "error": str(exc), "files": 0})
                 os.unlink(image)
             out.send({"recovered": replies})
@@ -207,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         if os.path.ismount(mountpoint):
-            subprocess.run(["umount", mountpoint], capture_output=True, timeout=MOUNT_TIMEOUT_S)
+            umount(mountpoint)
         shutil.rmtree(work, ignore_errors=True)
         _empty(args.out)
 

@@ -86,7 +86,9 @@ def settings(mounts: list[Mount], jobs: int = 1, loops: Sequence[str] = ()) -> d
         extra = dict(cap_add=["SYS_ADMIN"], devices=[f"{d}:{d}:rwm" for d in loops])
     return dict(
         cpu_shares=CPU_SHARES * max(1, jobs),
-        entrypoint=["sleep", "infinity"], user="1000:1000", network_mode="none", read_only=True,
+        # with loops the container's own user is root, so that a root exec (the recoverer) holds CAP_SYS_ADMIN;
+        # its one process is a sleep, and every checker is exec'd as uid 1000 explicitly
+        entrypoint=["sleep", "infinity"], user="0:0" if loops else "1000:1000", network_mode="none", read_only=True,
         cap_drop=["ALL"], security_opt=["no-new-privileges=true", *(["apparmor=unconfined"] if loops else [])],
         mem_limit=MEMORY, memswap_limit=MEMORY,
         pids_limit=PIDS, tmpfs={SCRATCH_DIR: f"rw,nosuid,nodev,size={SCRATCH_SIZE},mode=1777"},

@@ -41,9 +41,16 @@ def free_devices(limit: int = CANDIDATES, sys_block: pathlib.Path = SYS_BLOCK, d
     return tuple(path for _, path in sorted(found)[:limit])
 
 
+def is_local(base_url: str) -> bool:
+    """Whether docker-py's base URL is a Unix socket on this host (docker-py names it http+docker://localhost;
+    an ssh:// engine is http+docker://ssh)."""
+    return base_url.startswith(("unix://", "http+unix://")) or base_url in ("http+docker://localhost",
+                                                                              "http+docker://localunixsocket")
+
+
 def require_devices(base_url: str, count: int = 1) -> tuple[str, ...]:
     """The candidate devices for a container that needs ``count`` at once, or ScenarioError saying why none."""
-    if not (base_url.startswith("unix://") or base_url.startswith("http+unix://")):
+    if not is_local(base_url):
         raise ScenarioError(f"--fs needs the engine on this machine (loop devices are the engine host's kernel's); "
                             f"the engine is {base_url}")
     if not os.path.exists("/dev/loop-control") and not any(DEV.glob("loop[0-9]*")):
