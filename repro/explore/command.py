@@ -63,6 +63,7 @@ def run(opts: ExploreOptions, argv: list[str]) -> int:
         raise ScenarioError("give a TRACE_DIR to explore, or --record to record one first (not both)")
     if opts.fs and not opts.record:
         raise ScenarioError("--fs is how a trace is recorded: give it with --record (a recorded trace says its own)")
+    parse_models(opts.models, block_level=bool(opts.fs) if opts.record else None)  # names first, the trace's kind later
     _check_numbers(opts)
     if opts.materialize:
         if not opts.trace_dir or not opts.out:
@@ -108,10 +109,14 @@ def _image(cli: DockerClient, name: str | None) -> str:
     return engine.trial_image(cli, name)
 
 
-def parse_models(text: str, *, block_level: bool) -> tuple[AnyModel, ...]:
-    """--models for a trace: the file-level models, or for one recorded with --fs the block-level ones."""
+def parse_models(text: str, *, block_level: bool | None) -> tuple[AnyModel, ...]:
+    """--models for a trace: the file-level models, or for one recorded with --fs the block-level ones
+    (``block_level`` None: either, as long as every name is one of them)."""
     from repro.explore.blockspace import BlockModel
 
+    if block_level is None and text.strip() not in ("all", "block") and all(
+            p.strip().startswith("block-") for p in text.split(",") if p.strip()):
+        block_level = True
     if block_level:
         return BlockModel.parse_list(text)
     if any(part.strip().startswith("block-") for part in text.split(",")):

@@ -35,6 +35,7 @@ import tempfile
 import traceback
 from typing import Callable, NoReturn, Sequence
 
+from repro.errors import LabError
 from repro.explore.blockspace import BlockModel, BlockSpace, BlockState
 from repro.explore.materialize import Materializer
 
@@ -44,7 +45,7 @@ MAX_COPY_BYTES = 1 << 30
 EXIT_FAILED = 3
 
 
-class Unrecoverable(Exception):
+class Unrecoverable(LabError):
     """The kernel refused to mount the state's filesystem, or to read a file of it (a checksum or I/O error):
     the state itself is damaged beyond the filesystem's recovery."""
 
