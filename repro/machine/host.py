@@ -110,6 +110,7 @@ class ConstrainedHost(DockerContainer):
             raise ScenarioError("a machine with --fs needs fuse=True and candidate loop devices (repro/machine/loops.py)")
         self.fs = fs  # the store's directory is this kernel filesystem, on an image on the lossy mount
         self.loops = loops
+        self.loop_device = ""  # the one of ``loops`` its filesystem got (repro/machine/services.py: start_blockfs)
         self.role = role
         self.disk: DataDisk | None = None
         self._console: Console | None = None

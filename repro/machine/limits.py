@@ -49,7 +49,8 @@ def container_settings(profile: MachineProfile, *, role: str, mounts: list[Mount
     with ``--fs`` also ``loops``, the candidate loop devices (repro/machine/loops.py), for root's
     lab-blockfs alone (the device nodes are root's: the workload's uid 1000 cannot open them).
     """
-    caps = [] if restarted else [*BASE_CAPS, *(["SYS_ADMIN"] if fuse else [])]
+    # SYS_CHROOT with loops: joining the --fs filesystem's mount namespace (nsenter --mount) needs it
+    caps = [] if restarted else [*BASE_CAPS, *(["SYS_ADMIN"] if fuse else []), *(["SYS_CHROOT"] if loops else [])]
     security = ["no-new-privileges=true", *(["apparmor=unconfined"] if fuse else [])]
     settings: dict[str, object] = dict(
         mem_limit=profile.memory, memswap_limit=profile.memory_swap, nano_cpus=int(profile.cpus * 1e9),

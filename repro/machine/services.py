@@ -91,7 +91,7 @@ def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, obj
     if host.fuse:
         start_lossyfs(host, run.seed, run.lossy_args, record=run.record)
     if host.fs is not None:
-        start_blockfs(host)
+        host.loop_device = start_blockfs(host)
     marks = {"LAB_MARK_SOCKET": MARK_SOCKET} if run.record else {}
     config = WorkloadConfig.from_env({
         "LAB_SEED": str(run.seed), "LAB_DB_PATH": host.db_path, "LAB_OPS": str(run.ops),
@@ -133,15 +133,22 @@ def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "", *, record:
 
 
 def start_blockfs(host: "ConstrainedHost") -> str:
-    """Make and mount the ``--fs`` filesystem over an image on the lossy mount (docker/lab-blockfs), as
-    root, before the workload opens anything; the loop device it got."""
+    """Make and mount the ``--fs`` filesystem over an image on the lossy mount, in a mount namespace of its
+    own held by the ``blockfs`` service (docker/lab-blockfs), before the workload opens anything; the
+    store's services join that namespace. Returns the loop device it got."""
     from repro.machine.host import BLOCKFS_IMAGE, BLOCKFS_MOUNT
 
     fs = host.fs
     assert fs is not None
-    argv = ["lab-blockfs", "up", BLOCKFS_IMAGE, str(host.profile.disk), BLOCKFS_MOUNT, "hermes:hermes",
-            " ".join(fs.kind.mkfs), ",".join(fs.mount_options), *host.loops]
-    out = host.exec_checked(argv)
+    start(host, "blockfs", {
+        "LAB_BLOCKFS_IMAGE": BLOCKFS_IMAGE, "LAB_BLOCKFS_SIZE": str(host.profile.disk),
+        "LAB_BLOCKFS_MOUNT": BLOCKFS_MOUNT, "LAB_BLOCKFS_OWNER": "hermes:hermes",
+        "LAB_BLOCKFS_MKFS": " ".join(fs.kind.mkfs), "LAB_BLOCKFS_OPTIONS": ",".join(fs.mount_options),
+        "LAB_BLOCKFS_DEVICES": " ".join(host.loops)})
+    try:
+        out = host.exec_checked(["lab-blockfs", "wait", str(int(START_TIMEOUT_S))])
+    except LabError as exc:
+        raise host.console.error(f"the {fs.label} filesystem was not mounted: {exc}") from None
     device = next((line.split()[-1] for line in out.splitlines() if line.startswith("LAB BLOCKFS ")), "")
     if not device:
         raise host.console.error(f"lab-blockfs mounted no filesystem: {out.strip()[-300:]}")
