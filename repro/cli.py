@@ -17,6 +17,7 @@ from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, MAX_OPS
 from repro.explore.blockspace import BlockModel
 from repro.explore.models import PersistenceModel
+from repro.explore.configs import CONFIGURATIONS
 from repro.filesystems import FsKind
 from repro.faults import FAULTS
 from repro.ledger import SHORT_MIX_WORDS
@@ -90,6 +91,10 @@ def _profile_arg(p: argparse.ArgumentParser, many: bool, default: str = DEFAULT_
         p.add_argument("--profile", default=default, help=f"the machine profile: {names}")
 
 
+def _disk_size_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--disk-size", default=None, metavar="SIZE", help="the machine's data disk instead of the profile's")
+
+
 def _store_args(p: argparse.ArgumentParser, many: bool, releases: bool = True) -> None:
     """The store options; ``releases``: also git refs, requirements and the starting disk (not for explore)."""
     presets = (f"{_listed(PRESETS, StoreSpec().preset)} ({OWN_SETTINGS}: no HERMES_STATE_* settings, "
@@ -138,7 +143,7 @@ def _release_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initial-size", default=None, metavar="SIZE",
                    help="start every trial from a database the store grows to SIZE (e.g. 300m), made once per "
                         "size, seed and store and cached")
-    p.add_argument("--disk-size", default=None, metavar="SIZE", help="the machine's data disk instead of the profile's")
+    _disk_size_arg(p)
     p.add_argument("--disk-fill-to", type=int, default=None, metavar="PCT",
                    help="fill the disk to PCT%% with a filler file before the workload starts")
 
@@ -242,6 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"record below a kernel filesystem ({_listed(k.value for k in FsKind)}; options "
                               "data=ordered|journal|writeback for ext4, nobarrier) made on a loop device over the "
                               "recording lossy mount: its crash states are block-level and the kernel recovers each")
+    _disk_size_arg(explore)
+    explore.add_argument("--compare-models", action="store_true",
+                         help="record each --configs configuration on the lossy filesystem and below each of "
+                              "--filesystems, explore every recording, and compare the classes of outcome: a promise "
+                              "a kernel filesystem breaks that no file-level model breaks is a defect of the models "
+                              "(exit 1)")
+    explore.add_argument("--configs", default="all",
+                         help=f"with --compare-models: comma-separated store configurations: "
+                              f"{_listed(CONFIGURATIONS)} (default all)")
+    explore.add_argument("--filesystems", nargs="+", default=["ext4"], metavar="KIND[:OPTION,...]",
+                         help="with --compare-models: the kernel filesystems to compare with, as --fs takes them "
+                              "(default ext4); each gets a disk of at least its smallest size")
     explore.add_argument("--models", default="all",
                          help=f"comma-separated persistence models: {_listed(m.value for m in PersistenceModel)}; "
                               f"for a trace recorded with --fs: {_listed(m.value for m in BlockModel)} (default all)")

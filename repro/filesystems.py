@@ -36,6 +36,14 @@ class FsKind(str, enum.Enum):
         return {FsKind.EXT4: 8 << 20, FsKind.XFS: 300 << 20, FsKind.BTRFS: 114 << 20}[self]
 
 
+    @property
+    def recovery_options(self) -> str:
+        """Mount options for recovering a copy of a state: XFS refuses a second filesystem with a UUID already
+        mounted (two checkers, two runs) unless told ``nouuid``; Btrfs mounts a clone of a single-device
+        filesystem under a temporary fsid by itself (Linux 6.7 and later)."""
+        return "nouuid" if self is FsKind.XFS else ""
+
+
 class DataMode(str, enum.Enum):
     """ext4's ``data=`` journalling mode (ordered is its default)."""
 

@@ -116,6 +116,10 @@ class ExploreOptions:
     image: str | None = None
     materialize: str | None = None
     fs: str | None = None
+    disk_size: str | None = None
+    compare_models: bool = False
+    configs: str = "all"
+    filesystems: tuple[str, ...] = ("ext4",)
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,11 @@ class BlockModel(str, enum.Enum):
 
     @property
     def lazy_dirs(self) -> bool:
-        """The kernel recovers the directories: the oracle never judges these states with lazy entries."""
-        return False
+        """Always: a real filesystem makes a directory entry durable only at its next journal commit or a
+        directory fsync (ext4's ordered journal commits every 5 s, or with any fsync), so SQLite's promise
+        on it is the one with lazy entries -- a rollback journal's unlink without EXTRA's directory sync
+        may not survive, and its last commit may roll back."""
+        return True
 
     @classmethod
     def parse_list(cls, text: str) -> tuple[BlockModel, ...]:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from docker.client import DockerClient
 
     from repro.explore.check import StateResult
-    from repro.explore.runner import AnyModel, AnySpace
+    from repro.explore.runner import AnyModel, AnySpace, Exploration
     from repro.explore.space import Selection
     from repro.explore.tracedir import TraceDir
     from repro.filesystems import FsSpec
@@ -59,6 +59,8 @@ def run(opts: ExploreOptions, argv: list[str]) -> int:
     from repro.machine.labels import RUN_ID
     from repro.report import outdir
 
+    if opts.compare_models:
+        return _compare(opts, argv)
     if bool(opts.record) == bool(opts.trace_dir):
         raise ScenarioError("give a TRACE_DIR to explore, or --record to record one first (not both)")
     if opts.fs and not opts.record:
@@ -109,6 +111,68 @@ def _image(cli: DockerClient, name: str | None) -> str:
     return engine.trial_image(cli, name)
 
 
+def _compare(opts: ExploreOptions, argv: list[str]) -> int:
+    """--compare-models: every configuration recorded on lossyfs and below each filesystem, explored, compared."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from repro.explore import compare
+    from repro.explore.blockspace import BlockModel
+    from repro.explore.configs import CONFIGURATIONS
+    from repro.explore.runner import explore
+    from repro.filesystems import parse
+    from repro.machine import engine
+    from repro.machine.labels import RUN_ID, owner
+    from repro.report import outdir
+    from repro.scenario import parse_size
+
+    if opts.trace_dir or opts.materialize or opts.fs:
+        raise ScenarioError("--compare-models records its own traces: give no TRACE_DIR, --fs or --materialize "
+                            "(the filesystems are --filesystems)")
+    _check_numbers(opts)
+    names = tuple(CONFIGURATIONS) if opts.configs.strip() == "all" else tuple(
+        c.strip() for c in opts.configs.split(",") if c.strip())
+    unknown = [c for c in names if c not in CONFIGURATIONS]
+    if unknown or not names:
+        raise ScenarioError(f"unknown configuration {', '.join(unknown) or '(none)'} for --configs; known: "
+                            f"{', '.join(CONFIGURATIONS)}, or all")
+    base = _recording(opts)  # the profile, store settings and workload, checked; --fs is not given here
+    systems = tuple(parse(text) for text in opts.filesystems)
+    plans: dict[str, _Recording] = {}
+    for fs in systems:  # each filesystem on a disk at least as large as its smallest
+        size = max(base.profile.disk, parse_size(f"{(fs.kind.min_size * 11 // 10) >> 20}m"))
+        profile = dataclasses.replace(base.profile, disk=size) if size != base.profile.disk else base.profile
+        plans[fs.label] = dataclasses.replace(base, profile=profile, fs=fs, loops=_filesystem(fs.label, profile)[1])
+    seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1, 2**31)
+    target = outdir.plan(opts.out, RUN_ID, force=opts.force, prefix="compare-")
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    cli = engine.client()
+    try:
+        image = _image(cli, opts.image)
+        out = outdir.claim(target, RUN_ID)
+
+        def explore_one(config: str, fs: FsSpec | None) -> Exploration:
+            plan = plans[fs.label] if fs is not None else base
+            plan = dataclasses.replace(plan, store=CONFIGURATIONS[config])
+            side = out / config / (fs.label.replace(":", "-").replace(",", "-") if fs else "file-level")
+            side.mkdir(parents=True)
+            trace = _record(plan, seed, side, shlex.join(["repro", *argv]), image)
+            models = tuple(BlockModel) if fs is not None else tuple(PersistenceModel)
+            run = explore(trace, models, budget=opts.budget, seed=seed, jobs=opts.jobs, image=image)  # type: ignore[arg-type]
+            err.print(f"  {config} on {fs.label if fs else 'lossyfs (file-level models)'}: {run.states} states, "
+                      f"{sum(m.broken for m in run.models)} broken promises, {run.seconds:.0f} s")
+            return run
+
+        result = compare.run(names, systems, seed=seed, ops=opts.ops, budget=opts.budget, explore_one=explore_one)
+    finally:
+        engine.cleanup(cli, owner=owner())
+    md, js = compare.write(out, result)
+    print(compare.render_markdown(result))
+    err.print(f"reports: {md}, {js}; seed {seed}; exit {int(result.exit_code)}")
+    return result.exit_code
+
+
 def parse_models(text: str, *, block_level: bool | None) -> tuple[AnyModel, ...]:
     """--models for a trace: the file-level models, or for one recorded with --fs the block-level ones
     (``block_level`` None: either, as long as every name is one of them)."""
@@ -153,7 +217,9 @@ def _filesystem(text: str, profile: MachineProfile) -> tuple[FsSpec, tuple[str, 
 def _recording(opts: ExploreOptions) -> _Recording:
     from repro.scenario import OWN_SETTINGS, StoreSpec, get_profile
 
-    profile = get_profile(opts.profile)
+    from repro.prepare import with_disk
+
+    profile = with_disk(get_profile(opts.profile), opts.disk_size)
     if opts.sqlite != "system" or opts.store.sqlite_assisted:
         # the states are checked in a sandbox of the same image, with its SQLite: a recording on
         # another library would be judged by a different one

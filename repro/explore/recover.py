@@ -36,6 +36,7 @@ import traceback
 from typing import Callable, NoReturn, Sequence
 
 from repro.errors import LabError
+from repro.filesystems import FsKind
 from repro.explore.blockspace import BlockModel, BlockSpace, BlockState
 from repro.explore.materialize import Materializer
 
@@ -163,9 +164,11 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def mount(device: str, mountpoint: str, fs: str) -> None:
-    """mount(2) with no flags and no options; Unrecoverable when the kernel refuses the filesystem itself
-    (EINVAL, EUCLEAN, EIO...), OSError when the refusal is the lab's (see _LAB_ERRNOS)."""
-    if _libc.mount(device.encode(), mountpoint.encode(), fs.encode(), ctypes.c_ulong(0), None) == 0:
+    """mount(2) with no flags, and only the options a copy needs (FsKind.recovery_options); Unrecoverable when
+    the kernel refuses the filesystem itself (EINVAL, EUCLEAN, EIO...), OSError when the refusal is the lab's
+    (see _LAB_ERRNOS)."""
+    options = FsKind(fs).recovery_options.encode() or None
+    if _libc.mount(device.encode(), mountpoint.encode(), fs.encode(), ctypes.c_ulong(0), options) == 0:
         return
     code = ctypes.get_errno()
     if code in _LAB_ERRNOS:
@@ -190,6 +193,27 @@ def recover(image: str, devices: Sequence[str], fs: str, mountpoint: str, dest: 
         return copy_tree(mountpoint, dest)
     finally:
         umount(mountpoint)
+
+
+def self_check(space: BlockSpace, durable: Materializer, devices: Sequence[str], fs: str, mountpoint: str,
+               work: str) -> None:
+    """Recover the recording's final state -- every block written, as after its clean stop -- before any
+    other: if even that one does not mount, the trouble is the lab's (rights, options, devices), and no state
+    may be called damaged. Raises an OSError saying so."""
+    last = space.timeline.points[-1]
+    n = len(space.units(last))
+    image, dest = os.path.join(work, "check.img"), os.path.join(work, "check")
+    build_image(durable, space, BlockState(BlockModel.PREFIX, -1, last, tuple(range(n)), n), image)
+    os.mkdir(dest)
+    try:
+        recover(image, devices, fs, mountpoint, dest)
+    except Unrecoverable as exc:
+        raise OSError(errno.EIO, f"the recording's own final state does not mount here ({exc}): the lab cannot "
+                                 "recover this trace's states") from None
+    finally:
+        os.unlink(image)
+        shutil.rmtree(dest, ignore_errors=True)
+    durable.advance(0)  # back to the start: the states come in trace order
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -220,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mountpoint = os.path.join(work, "mnt")
         os.mkdir(mountpoint)
         os.makedirs(args.out, mode=0o755, exist_ok=True)
+        self_check(space, durable, devices, args.fs, mountpoint, work)
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc()
         out.send({"error": f"the recoverer could not start: {type(exc).__name__}: {exc}"[:2000]})

@@ -1,0 +1,157 @@
+"""`repro explore --compare-models`: the lab's file-level persistence models against real kernel filesystems, side by side.
+
+For each store configuration, the same seeded workload is recorded twice or more: once on the
+lossy filesystem directly (its crash states come from the file-level models, repro/explore/models.py)
+and once below each kernel filesystem asked for (``--filesystems ext4 xfs btrfs``; block-level states
+recovered by the kernel, repro/explore/blockspace.py). Every recording is explored with the same
+budget and seed, and the comparison lists, per configuration and side, the classes of outcome seen
+(pass, expected-loss, lost-acked, corrupt; and the promises broken, by kind) with one state id for each.
+
+The rule it checks: every class the kernel's states show -- a finding (expected-loss, lost-acked,
+corrupt, promised or not) or a promise broken, by kind -- must also be shown by some file-level model's
+state; otherwise the models are too kind on this workload, a defect of the models (exit 1). Where a
+model shows a class that no kernel state checked showed, the models are more pessimistic than that
+filesystem here: reported, with the state on the model side and the number of kernel states checked
+without it; not a failure. The two recordings of one
+configuration are two runs of the same seeded workload, not one trace: the page cache and the
+filesystem's own writes differ, so the comparison is of classes of outcome, never of state ids.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from repro.errors import ExitCode, ScenarioError
+from repro.explore.check import StateResult
+from repro.explore.runner import Exploration
+from repro.filesystems import FsSpec
+from repro.oracle.verdicts import Verdict
+
+FILE_LEVEL = "file-level models"
+FINDINGS = (Verdict.EXPECTED_LOSS, Verdict.LOST_ACKED, Verdict.CORRUPT)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One recording of one configuration, explored: on lossyfs directly, or below a kernel filesystem."""
+
+    name: str  # FILE_LEVEL, or the filesystem's label
+    states: int
+    outcomes: dict[str, str]  # verdict -> the first state id with it
+    broken: dict[str, str]  # violation kind -> the first state id with it
+    trace: str
+    seconds: float
+
+    def classes(self) -> list[tuple[str, str]]:
+        """What the rule compares, each with its first state: the findings (an outcome worse than a pass,
+        promised or not) and the promises broken."""
+        found = [(verdict.value, self.outcomes[verdict.value]) for verdict in FINDINGS if verdict.value in self.outcomes]
+        return found + [(f"broken:{kind}", state) for kind, state in sorted(self.broken.items())]
+
+    @classmethod
+    def of(cls, name: str, run: Exploration) -> Side:
+        outcomes: dict[str, str] = {}
+        broken: dict[str, str] = {}
+        for result in sorted(run.results, key=_order):
+            outcomes.setdefault(result.verdict.value, _id(result))
+            if result.kind is not None:
+                broken.setdefault(result.kind.value, _id(result))
+        return cls(name, run.states, outcomes, broken, str(run.trace_dir.path), round(run.seconds, 1))
+
+
+def _id(result: StateResult) -> str:
+    return f"{result.model.value}:{result.index}"
+
+
+def _order(result: StateResult) -> tuple[int, int]:
+    return (result.point, result.index)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One configuration: its sides, and what the rule found."""
+
+    config: str
+    in_force: str  # journal mode + synchronous, as READY reported them
+    sides: tuple[Side, ...]
+    misses: tuple[str, ...] = ()  # "ext4: corrupt (block-prefix:12)": broken on a filesystem, by no model
+    stricter: tuple[str, ...] = ()  # "lost-acked (lazy-dirs:40) never on ext4 (600 states)"
+
+    @classmethod
+    def of(cls, config: str, in_force: str, sides: tuple[Side, ...]) -> Row:
+        models, kernels = sides[0], sides[1:]
+        misses = tuple(f"{k.name}: {what} ({state})" for k in kernels for what, state in k.classes()
+                       if what not in dict(models.classes()))
+        stricter = tuple(f"{what} ({state}) never on {k.name} ({k.states} states)" for k in kernels
+                         for what, state in models.classes() if what not in dict(k.classes()))
+        return cls(config, in_force, sides, misses, stricter)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    seed: int
+    ops: int
+    budget: int
+    rows: tuple[Row, ...] = field(default=())
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.TRIAL_FAILED if any(r.misses for r in self.rows) else ExitCode.OK
+
+
+def run(configs: tuple[str, ...], filesystems: tuple[FsSpec, ...], *, seed: int, ops: int, budget: int,
+        explore_one: Callable[[str, FsSpec | None], Exploration]) -> Comparison:
+    """Record and explore every configuration on lossyfs and below each filesystem; ``explore_one(config, fs)``
+    records one (fs None: on lossyfs directly) and explores it with the comparison's seed and budget."""
+    if not filesystems:
+        raise ScenarioError("--compare-models needs at least one kernel filesystem (--filesystems ext4 ...)")
+    rows = []
+    for config in configs:
+        file_run = explore_one(config, None)
+        sides = [Side.of(FILE_LEVEL, file_run)]
+        for fs in filesystems:
+            sides.append(Side.of(fs.label, explore_one(config, fs)))
+        cfg = file_run.config
+        rows.append(Row.of(config, f"{cfg.journal_mode.value} + synchronous={cfg.synchronous.name.lower()}",
+                           tuple(sides)))
+    return Comparison(seed, ops, budget, tuple(rows))
+
+
+def to_dict(comparison: Comparison) -> dict[str, object]:
+    return {"format": "repro-compare-models", "version": 1, "seed": comparison.seed, "ops": comparison.ops,
+            "budget": comparison.budget, "exit_code": int(comparison.exit_code),
+            "rows": [{"config": r.config, "in_force": r.in_force, "misses": list(r.misses),
+                      "stricter": list(r.stricter),
+                      "sides": [{"name": s.name, "states": s.states, "outcomes": s.outcomes, "broken": s.broken,
+                                 "trace": s.trace, "seconds": s.seconds} for s in r.sides]} for r in comparison.rows]}
+
+
+def _cell(side: Side) -> str:
+    seen = [v.value for v in FINDINGS if v.value in side.outcomes]
+    broken = ", ".join(f"{kind} ({state})" for kind, state in sorted(side.broken.items())) or "none"
+    return f"{side.states} states; findings: {', '.join(seen) or 'none'}; broken: {broken}"
+
+
+def render_markdown(comparison: Comparison) -> str:
+    names = [s.name for s in comparison.rows[0].sides] if comparison.rows else []
+    lines = [f"# File-level models against kernel filesystems (seed {comparison.seed}, {comparison.ops} operations, "
+             f"budget {comparison.budget} per model)", "",
+             "| configuration | in force | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for row in comparison.rows:
+        lines.append(f"| {row.config} | {row.in_force} | " + " | ".join(_cell(s) for s in row.sides) + " |")
+    lines += ["", "## Broken by a kernel filesystem, by no model (defects of the models)", ""]
+    lines += [f"- {r.config}: {m}" for r in comparison.rows for m in r.misses] or ["- none"]
+    lines += ["", "## Broken by a model, by no kernel state checked (the models are stricter)", ""]
+    lines += [f"- {r.config}: {m}" for r in comparison.rows for m in r.stricter] or ["- none"]
+    return "\n".join(lines) + "\n"
+
+
+def write(out: pathlib.Path, comparison: Comparison) -> tuple[pathlib.Path, pathlib.Path]:
+    md, js = out / "compare.md", out / "compare.json"
+    md.write_text(render_markdown(comparison), encoding="utf-8")
+    js.write_text(json.dumps(to_dict(comparison), indent=2) + "\n", encoding="utf-8")
+    return md, js
