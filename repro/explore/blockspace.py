@@ -38,7 +38,7 @@ from repro.lossyfs.trace import Create, TraceError, Write
 
 BLOCK_SIZE = 4096
 SUBSETS_PER_POINT = 4
-IMAGE_NAME = "fs.img"  # the backing image's name on the lossy mount (docker/lab-blockfs is given it)
+IMAGE_NAME = "fs.img"  # how the backing image's name on the lossy mount ends (lab-<run id>-fs.img: repro/machine/loops.py)
 
 
 class BlockModel(str, enum.Enum):
@@ -102,10 +102,10 @@ class BlockState:
 def image_ino(timeline: Timeline) -> int:
     """The backing image's inode in the trace (TraceError if the trace has none: not recorded with --fs)."""
     for f in timeline.initial.files:
-        if f.path == IMAGE_NAME:
+        if f.path.endswith(IMAGE_NAME):
             return f.ino
     for op in timeline.ops:
-        if isinstance(op, Create) and op.path == IMAGE_NAME:
+        if isinstance(op, Create) and op.path.endswith(IMAGE_NAME):
             return op.ino
     raise TraceError(f"the trace has no {IMAGE_NAME}: it was not recorded with --fs")
 

@@ -196,13 +196,13 @@ def recover(image: str, devices: Sequence[str], fs: str, mountpoint: str, dest: 
 
 
 def self_check(space: BlockSpace, durable: Materializer, devices: Sequence[str], fs: str, mountpoint: str,
-               work: str) -> None:
+               work: str, run: str) -> None:
     """Recover the recording's final state -- every block written, as after its clean stop -- before any
     other: if even that one does not mount, the trouble is the lab's (rights, options, devices), and no state
     may be called damaged. Raises an OSError saying so."""
     last = space.timeline.points[-1]
     n = len(space.units(last))
-    image, dest = os.path.join(work, "check.img"), os.path.join(work, "check")
+    image, dest = os.path.join(work, f"lab-{run}-check.img"), os.path.join(work, "check")
     build_image(durable, space, BlockState(BlockModel.PREFIX, -1, last, tuple(range(n)), n), image)
     os.mkdir(dest)
     try:
@@ -227,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--devices", required=True)
     parser.add_argument("--fs", required=True)
     parser.add_argument("--scratch", default="/tmp")
+    parser.add_argument("--run", default="explore", help="the run's id, in the images' names (a loop device "
+                                                         "shows its image's name: repro/machine/loops.py)")
     args = parser.parse_args(argv)
 
     from repro.explore.wire import ChannelClosed, Reader, Writer
@@ -244,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mountpoint = os.path.join(work, "mnt")
         os.mkdir(mountpoint)
         os.makedirs(args.out, mode=0o755, exist_ok=True)
-        self_check(space, durable, devices, args.fs, mountpoint, work)
+        self_check(space, durable, devices, args.fs, mountpoint, work, args.run)
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc()
         out.send({"error": f"the recoverer could not start: {type(exc).__name__}: {exc}"[:2000]})
@@ -252,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     out.send({"ready": {"pid": os.getpid(), "uid": os.getuid(), "devices": devices}})
     requests = Reader(lambda n: os.read(0, n))
-    image = os.path.join(work, "state.img")
+    image = os.path.join(work, f"lab-{args.run}-state.img")
     try:
         while True:
             try:

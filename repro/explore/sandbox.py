@@ -37,7 +37,7 @@ from repro.explore.models import PersistenceModel  # noqa: E402
 from repro.explore.tracedir import META_FILE, TraceDir  # noqa: E402
 from repro.explore.wire import ChannelClosed, Reader, WireError, frame, result_from_json, stats_from_json  # noqa: E402
 from repro.machine.inputs import INPUTS_DIR, Input, InputKind, archive, machine_path  # noqa: E402
-from repro.machine.labels import IMAGE, labels  # noqa: E402
+from repro.machine.labels import IMAGE, RUN_ID, labels  # noqa: E402
 from repro.machine.limits import LOGS  # noqa: E402
 from repro.source.layout import store_layout  # noqa: E402
 
@@ -325,7 +325,7 @@ class Sandbox:
         fs = self.trace.recording.fs
         argv = ["python3", "-m", RECOVER_MODULE, self.trace_mount, "--models", ",".join(m.value for m in models),
                 "--out", out, "--devices", ",".join(self.loops), "--fs", fs.kind.value if fs else "", "--scratch",
-                SCRATCH_DIR]
+                SCRATCH_DIR, "--run", RUN_ID]
         return self._start(argv, Recoverer, user="0:0", environment={})
 
     def _start(self, argv: list[str], kind: type[_W], *, user: str, environment: Mapping[str, str]) -> _W:

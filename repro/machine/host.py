@@ -25,7 +25,8 @@ from repro.machine.console import Console, LineWait
 from repro.machine.disk import DATA_DIR, DataDisk
 from repro.machine.inputs import Input, InputKind, SqliteLibrary, archive, code_inputs, library_environment, machine_path
 from repro.machine.pool import WIPE_ENV, DiskKey, DiskPool, check_empty
-from repro.machine.labels import IMAGE, labels
+from repro.machine import loops
+from repro.machine.labels import IMAGE, RUN_ID, labels
 from repro.machine.limits import WRITABLE, container_settings
 from repro.machine.services import WorkloadStart, start_workload
 from repro.machine import witness
@@ -47,7 +48,7 @@ LOSSY_BACKING = f"{DATA_DIR}/backing"
 TRACE_DIR = "/var/lib/lab-trace"
 # --fs: the kernel filesystem's image on the lossy mount, and where it is mounted (a tmpfs of the machine's:
 # the mount point must not lie on the disk whose image it mounts)
-BLOCKFS_IMAGE = f"{LOSSY_MOUNT}/fs.img"
+BLOCKFS_IMAGE = f"{LOSSY_MOUNT}/{loops.image_name(RUN_ID, 'fs')}"
 BLOCKFS_MOUNT = "/run/lab-fs"
 BOOT_TIMEOUT_S = 30
 # Files the lab writes into a machine travel as an argument of one exec (the root is read-only,

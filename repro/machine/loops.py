@@ -12,6 +12,7 @@ has this host's loop devices: with a remote one ``--fs`` is refused as bad input
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pathlib
 import re
@@ -20,6 +21,7 @@ from repro.errors import ScenarioError
 
 SYS_BLOCK = pathlib.Path("/sys/block")
 DEV = pathlib.Path("/dev")
+LOOP_CLR_FD = 0x4C01
 CANDIDATES = 4  # devices handed to one container: enough to get past a few that other runs bound meanwhile
 _LOOP = re.compile(r"loop(\d+)")
 
@@ -62,6 +64,49 @@ def require_devices(base_url: str, count: int = 1) -> tuple[str, ...]:
                             "detach stale ones (`losetup -a`, `repro clean`) or create more "
                             "(`losetup -f` as root, or the loop module's max_loop)")
     return devices
+
+
+IMAGE_PREFIX = "lab-"  # the lab's images are lab-<run id>-<what>.img (their loop devices show the name)
+
+
+def image_name(run_id: str, what: str) -> str:
+    """The file name of an image the lab binds to a loop device: the run that owns it is in the name, since a
+    loop device carries no label (``/sys/block/loopN/loop/backing_file`` shows it)."""
+    return f"{IMAGE_PREFIX}{run_id}-{what}.img"
+
+
+def bound_to(run_id: str, sys_block: pathlib.Path = SYS_BLOCK, dev: pathlib.Path = DEV) -> list[str]:
+    """The loop devices bound now to an image of the run ``run_id``."""
+    found = []
+    for entry in sorted(sys_block.glob("loop*")):
+        try:
+            backing = (entry / "loop" / "backing_file").read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            continue
+        if os.path.basename(backing.removesuffix(" (deleted)")).startswith(f"{IMAGE_PREFIX}{run_id}-"):
+            found.append(str(dev / entry.name))
+    return found
+
+
+def detach_run(run_id: str) -> int:
+    """Detach what a run left bound (LOOP_CLR_FD; a device still mounted somewhere only gets autoclear, and
+    goes when it is unmounted). By construction nothing should be left -- autoclear, and filesystems mounted
+    only in namespaces that die with their containers -- so this is the reaper's last sweep. Returns how many
+    it detached; 0 when this process may not (not root, or no loop devices)."""
+    detached = 0
+    for device in bound_to(run_id):
+        try:
+            fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.ioctl(fd, LOOP_CLR_FD)
+            detached += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return detached
 
 
 def kernel_has(fs: str, filesystems: pathlib.Path = pathlib.Path("/proc/filesystems")) -> bool:

@@ -8,7 +8,8 @@ import pathlib
 
 import pytest
 
-from repro.errors import ScenarioError
+from repro.errors import ExitCode, ScenarioError
+from repro.explore import compare
 from repro.explore.blockspace import BLOCK_SIZE, IMAGE_NAME, BlockModel, BlockSpace, split
 from repro.explore.materialize import Materializer
 from repro.explore.recover import build_image, loop_config, sparse_copy
@@ -159,3 +160,37 @@ def test_the_kernel_s_filesystems_are_read_from_proc(tmp_path: pathlib.Path) -> 
     table.write_text("nodev\tsysfs\n\text4\n\txfs\nnodev\ttmpfs\n")
     assert loops.kernel_has("ext4", table) and loops.kernel_has("xfs", table)
     assert not loops.kernel_has("btrfs", table) and not loops.kernel_has("ext4", tmp_path / "missing")
+
+
+def test_the_lab_s_images_carry_their_run_and_its_loop_devices_are_found_by_it(tmp_path: pathlib.Path) -> None:
+    sys_block, dev = tmp_path / "block", tmp_path / "dev"
+    for n, backing in ((0, "/opt/data/lossy/" + loops.image_name("r1", "fs")), (1, "/" + loops.image_name("r2", "fs")),
+                       (2, "/tmp/repro-recover-x/" + loops.image_name("r1", "state") + " (deleted)"), (3, "/snap.img")):
+        (sys_block / f"loop{n}" / "loop").mkdir(parents=True)
+        (sys_block / f"loop{n}" / "loop" / "backing_file").write_text(backing + "\n")
+    (sys_block / "loop4").mkdir()  # unbound
+    assert loops.image_name("r1", "fs") == "lab-r1-fs.img" and loops.image_name("r1", "fs").endswith(IMAGE_NAME)
+    assert loops.bound_to("r1", sys_block, dev) == [str(dev / "loop0"), str(dev / "loop2")]
+    assert loops.bound_to("r2", sys_block, dev) == [str(dev / "loop1")]
+    assert loops.bound_to("r", sys_block, dev) == []  # a run id is matched whole
+
+
+def _side(name: str, outcomes: dict[str, str], broken: dict[str, str] | None = None) -> compare.Side:
+    return compare.Side(name, 100, {"pass": "x:0", **outcomes}, broken or {}, "trace", 1.0)
+
+
+def test_the_comparison_flags_what_a_kernel_filesystem_shows_and_no_model_does() -> None:
+    models = _side(compare.FILE_LEVEL, {"corrupt": "prefix:3", "expected-loss": "lazy-dirs:9"},
+                   {"lost-acked": "lazy-dirs:4"})
+    ext4 = _side("ext4", {"corrupt": "block-prefix:7"})
+    xfs = _side("xfs", {"lost-acked": "block-subset:2"}, {"lost-acked": "block-subset:2", "corrupt": "block-prefix:1"})
+    row = compare.Row.of("journal-off", "off + synchronous=full", (models, ext4, xfs))
+    assert row.misses == ("xfs: lost-acked (block-subset:2)", "xfs: broken:corrupt (block-prefix:1)")
+    assert "broken:lost-acked (lazy-dirs:4) never on ext4 (100 states)" in row.stricter
+    assert "expected-loss (lazy-dirs:9) never on xfs (100 states)" in row.stricter
+    result = compare.Comparison(seed=1, ops=10, budget=5, rows=(row,))
+    assert result.exit_code is ExitCode.TRIAL_FAILED
+    text = compare.render_markdown(result)
+    assert "- journal-off: xfs: broken:corrupt (block-prefix:1)" in text and "| journal-off |" in text
+    fine = compare.Row.of("wal-full", "wal", (models, _side("ext4", {"corrupt": "block-drop-one:1"})))
+    assert fine.misses == () and compare.Comparison(1, 10, 5, (fine,)).exit_code is ExitCode.OK
