@@ -17,8 +17,7 @@ from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, MAX_OPS
 from repro.explore.blockspace import BlockModel
 from repro.explore.models import PersistenceModel
-from repro.explore.configs import CONFIGURATIONS
-from repro.filesystems import FsKind
+from repro.explore.arguments import add_filesystem_args
 from repro.faults import FAULTS
 from repro.ledger import SHORT_MIX_WORDS
 from repro.report.records import FailOn
@@ -243,22 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--ops", type=int, default=DEFAULT_OPS,
                          help=f"operations to record (default {DEFAULT_OPS}, at most {MAX_OPS:,})")
     _workload_args(explore)
-    explore.add_argument("--fs", default=None, metavar="KIND[:OPTION,...]",
-                         help=f"record below a kernel filesystem ({_listed(k.value for k in FsKind)}; options "
-                              "data=ordered|journal|writeback for ext4, nobarrier) made on a loop device over the "
-                              "recording lossy mount: its crash states are block-level and the kernel recovers each")
+    add_filesystem_args(explore)
     _disk_size_arg(explore)
-    explore.add_argument("--compare-models", action="store_true",
-                         help="record each --configs configuration on the lossy filesystem and below each of "
-                              "--filesystems, explore every recording, and compare the classes of outcome: a promise "
-                              "a kernel filesystem breaks that no file-level model breaks is a defect of the models "
-                              "(exit 1)")
-    explore.add_argument("--configs", default="all",
-                         help=f"with --compare-models: comma-separated store configurations: "
-                              f"{_listed(CONFIGURATIONS)} (default all)")
-    explore.add_argument("--filesystems", nargs="+", default=["ext4"], metavar="KIND[:OPTION,...]",
-                         help="with --compare-models: the kernel filesystems to compare with, as --fs takes them "
-                              "(default ext4); each gets a disk of at least its smallest size")
     explore.add_argument("--models", default="all",
                          help=f"comma-separated persistence models: {_listed(m.value for m in PersistenceModel)}; "
                               f"for a trace recorded with --fs: {_listed(m.value for m in BlockModel)} (default all)")

@@ -95,6 +95,8 @@ def run(opts: ExploreOptions, argv: list[str]) -> int:
     cli = engine.client()
     try:
         image = _image(cli, opts.image)
+        if recording is not None and recording.fs is not None:
+            require_programs(image, (recording.fs,))
         out = outdir.claim(target, RUN_ID)
         if recording is not None:
             trace = _record(recording, seed, out, command, image)
@@ -150,6 +152,7 @@ def _compare(opts: ExploreOptions, argv: list[str]) -> int:
     cli = engine.client()
     try:
         image = _image(cli, opts.image)
+        require_programs(image, systems)
         out = outdir.claim(target, RUN_ID)
 
         def explore_one(config: str, fs: FsSpec | None) -> Exploration:
@@ -199,6 +202,17 @@ class _Recording:
     ops: int
     fs: FsSpec | None = None
     loops: tuple[str, ...] = ()
+
+
+def require_programs(image: str, systems: tuple[FsSpec, ...]) -> None:
+    """ScenarioError when the image lacks a filesystem's mkfs (or the tools lab-blockfs runs), before any machine."""
+    from repro.machine import engine
+
+    needed = sorted({fs.kind.mkfs[0] for fs in systems} | {"unshare", "nsenter", "mount", "losetup"})
+    missing = engine.image_has_programs(image, needed)
+    if missing:
+        raise ScenarioError(f"the image {image} has no {', '.join(missing)}: --fs {systems[0].kind.value} needs them "
+                            "(the lab's image has e2fsprogs, xfsprogs, btrfs-progs and util-linux)")
 
 
 def _filesystem(text: str, profile: MachineProfile) -> tuple[FsSpec, tuple[str, ...]]:

@@ -196,6 +196,24 @@ def image_present(cli: DockerClient, image: str = IMAGE) -> bool:
 _devices: dict[tuple[str, str], bool] = {}
 
 
+def image_has_programs(image: str, programs: Iterable[str], cli: DockerClient | None = None) -> list[str]:
+    """Which of ``programs`` the image lacks (an empty list: it has them all), asked in a throwaway container
+    with no network and no capability -- e.g. a user's --image without xfsprogs, before any machine."""
+    from repro.machine.labels import labels
+    from repro.machine.limits import read_only_root
+
+    names = list(programs)
+    cli = cli or client()
+    script = 'for p in "$@"; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done'
+    try:
+        out = cli.containers.run(image, ["sh", "-c", script, "check", *names], entrypoint=[], remove=True,
+                                 network_mode="none", cap_drop=["ALL"], labels=labels("program-check"),
+                                 **read_only_root())
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"cannot ask the image {image} for {', '.join(names)}: {_short(exc)}") from None
+    return (out or b"").decode("utf-8", "replace").split()
+
+
 def has_device(path: str, cli: DockerClient | None = None, image: str = IMAGE) -> bool:
     """Whether the engine's host has the device ``path`` (``/dev/fuse`` for power loss): a remote
     engine's devices are not this host's, so a throwaway container with the device asks the engine

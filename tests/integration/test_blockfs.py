@@ -154,3 +154,15 @@ def test_a_machine_killed_while_its_filesystem_is_mounted_comes_down_and_leaves_
     while _bound(used) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _bound(used), f"{used} is still bound after its machine died"
+
+
+def test_an_image_without_the_filesystem_s_mkfs_is_refused_before_any_machine(lab_image: str) -> None:
+    from repro.errors import ScenarioError
+    from repro.explore.command import require_programs
+    from repro.machine.labels import BASE_IMAGE
+
+    require_programs(lab_image, (parse("ext4"), parse("xfs"), parse("btrfs")))
+    if not engine.image_present(engine.client(), BASE_IMAGE):
+        pytest.skip(f"no {BASE_IMAGE} on the engine")
+    with pytest.raises(ScenarioError, match="has no .*mkfs.xfs"):
+        require_programs(BASE_IMAGE, (parse("xfs"),))

@@ -1,0 +1,27 @@
+"""`repro explore`'s options for real filesystems (--fs, --compare-models), kept beside the code that reads them."""
+
+from __future__ import annotations
+
+import argparse
+
+from repro.explore.configs import CONFIGURATIONS
+from repro.filesystems import FsKind
+
+
+def add_filesystem_args(explore: argparse.ArgumentParser) -> None:
+    """--fs and the comparison's options (--compare-models, --configs, --filesystems)."""
+    kinds = ", ".join(k.value for k in FsKind)
+    explore.add_argument("--fs", default=None, metavar="KIND[:OPTION,...]",
+                         help=f"record below a kernel filesystem ({kinds}; options data=ordered|journal|writeback "
+                              "for ext4, nobarrier) made on a loop device over the recording lossy mount: its crash "
+                              "states are block-level and the kernel recovers each")
+    explore.add_argument("--compare-models", action="store_true",
+                         help="record each --configs configuration on the lossy filesystem and below each of "
+                              "--filesystems, explore every recording, and compare the classes of outcome: one a "
+                              "kernel filesystem shows and no file-level model does is a defect of the models (exit 1)")
+    explore.add_argument("--configs", default="all",
+                         help=f"with --compare-models: comma-separated store configurations: "
+                              f"{', '.join(CONFIGURATIONS)} (default all)")
+    explore.add_argument("--filesystems", nargs="+", default=["ext4"], metavar="KIND[:OPTION,...]",
+                         help="with --compare-models: the kernel filesystems to compare with, as --fs takes them "
+                              "(default ext4); each gets a disk of at least its smallest size")
