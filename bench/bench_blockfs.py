@@ -43,7 +43,9 @@ def _line(name: str, run: Exploration) -> str:
     cpu = run.stats.cpu_s
     per_cpu = f", {2 * run.states / cpu:.0f}/s per 2 worker CPU-seconds" if cpu else ""
     return (f"  {name:<28} {run.states:>6} states in {run.seconds:6.1f} s: {run.rate:6.1f} states/s wall{per_cpu}; "
-            f"{run.stats.probes} probes")
+            f"{run.stats.probes} probes; probe {run.stats.probe_s:.1f} s"
+            + (f", recoverers {run.stats.recover_s:.1f} s ({1000 * run.stats.recover_s / run.states:.0f} ms a state)"
+               if run.stats.recover_s else ""))
 
 
 def main() -> int:

@@ -64,7 +64,10 @@ class BlockChecker:
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
-    def check(self, model: BlockModel, index: int, mounted: bool, error: str, stats: ChunkStats) -> StateResult:
+    def check(self, model: BlockModel, index: int, mounted: bool, error: str, stats: ChunkStats,
+              source: str = "") -> StateResult:
+        """Judge one state from what the recoverer made of it: its files in ``source`` (a directory under the
+        recovered root), or, not ``mounted``, the kernel's refusal ``error``."""
         state = self.space.spec(model, index)
         seq = self.space.timeline.ops[state.point.last_op].seq
         stats.states += 1
@@ -72,7 +75,10 @@ class BlockChecker:
             return StateResult(model, index, state.point.index, seq, Verdict.CORRUPT, False, state.point.acked, (), (),
                                f"the kernel could not recover the state's filesystem: {error}", False)
         started = time.perf_counter()
-        source = os.path.join(self.recovered, f"{model.value}-{index}")
+        root = os.path.realpath(self.recovered)
+        source = os.path.realpath(source or os.path.join(self.recovered, f"{model.value}-{index}"))
+        if os.path.commonpath([root, source]) != root:
+            raise ValueError(f"a recovered state outside {self.recovered}: {source}")
         key = tree_digest(source)
         facts = self._cache.get(key)
         probed = facts is None

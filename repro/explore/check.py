@@ -127,6 +127,7 @@ class ChunkStats:
     cloned_bytes: int = 0
     patched_bytes: int = 0
     advanced_bytes: int = 0
+    recover_s: float = 0.0  # block-level states: the recoverer's time (images, the kernel's mounts, copies)
     cpu_s: float = 0.0  # the worker's CPU time: states per CPU-second is what a busy machine cannot blur
 
     def add(self, other: ChunkStats) -> None:

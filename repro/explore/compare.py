@@ -130,7 +130,7 @@ def to_dict(comparison: Comparison) -> dict[str, object]:
 
 
 def _cell(side: Side) -> str:
-    seen = [v.value for v in FINDINGS if v.value in side.outcomes]
+    seen = [f"{v.value} ({side.outcomes[v.value]})" for v in FINDINGS if v.value in side.outcomes]
     broken = ", ".join(f"{kind} ({state})" for kind, state in sorted(side.broken.items())) or "none"
     return f"{side.states} states; findings: {', '.join(seen) or 'none'}; broken: {broken}"
 

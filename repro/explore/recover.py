@@ -16,8 +16,10 @@ device -- before the next state. Nothing is left mounted between states; the ima
 sandbox's tmpfs, never on a FUSE mount, so no I/O of a mount can wait on a process that died.
 
 Records (repro/explore/wire.py): a hello ``{"ready": {...}}``; for each ``{"batch": [[model, index],
-...]}`` a reply ``{"recovered": [{"mounted": bool, "error": str, "files": int}, ...]}`` after the
-previous batch's directories were removed; ``{"error": ...}`` and exit 3 when the recoverer itself fails.
+...], "slot": n}`` a reply ``{"recovered": [{"mounted": bool, "error": str, "dir": str, "files": int},
+...]}``, the states' files in ``DIR/slot-<n mod 2>/``: the checker probes one batch while the next is
+recovered into the other slot, which is emptied first; ``{"error": ...}`` and exit 3 when the
+recoverer itself fails.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import stat
 import struct
 import sys
 import tempfile
+import time
 import traceback
 from typing import Callable, NoReturn, Sequence
 
@@ -44,6 +47,7 @@ LOOP_CONFIGURE = 0x4C0A
 LO_FLAGS_AUTOCLEAR = 4
 MAX_COPY_BYTES = 1 << 30
 EXIT_FAILED = 3
+SLOTS = 2  # batches kept at once: the checker probes one while the next is recovered
 
 
 class Unrecoverable(LabError):
@@ -261,19 +265,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 request = requests.next()
             except ChannelClosed:
                 return 0
-            _empty(args.out)
+            slot = os.path.join(args.out, f"slot-{int(request.get('slot', 0)) % SLOTS}")
+            shutil.rmtree(slot, ignore_errors=True)  # that slot's batch before last: checked by now
+            os.makedirs(slot, mode=0o755)
             replies = []
+            started = time.perf_counter()
             for model, index in request["batch"]:
                 build_image(durable, space, space.spec(BlockModel(model), int(index)), image)
-                dest = os.path.join(args.out, f"{model}-{index}")
+                dest = os.path.join(slot, f"{model}-{index}")
                 os.mkdir(dest, 0o755)
                 try:
-                    replies.append({"mounted": True, "error": "", "files": recover(image, devices, args.fs,
-                                                                                   mountpoint, dest)})
+                    replies.append({"mounted": True, "error": "", "dir": dest,
+                                    "files": recover(image, devices, args.fs, mountpoint, dest)})
                 except Unrecoverable as exc:
-                    replies.append({"mounted": False, "error": str(exc), "files": 0})
+                    replies.append({"mounted": False, "error": str(exc), "dir": dest, "files": 0})
                 os.unlink(image)
-            out.send({"recovered": replies})
+            out.send({"recovered": replies, "seconds": time.perf_counter() - started})
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc()
         out.send({"error": f"the recoverer failed: {type(exc).__name__}: {exc}"[:2000]})

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import itertools
 import queue
+from concurrent.futures import Future, ThreadPoolExecutor
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 from repro.errors import ExitCode, ScenarioError
 from repro.explore.blockspace import BlockModel, BlockSpace, BlockState
@@ -26,6 +27,9 @@ from repro.explore.timeline import Timeline
 from repro.explore.tracedir import TraceDir
 from repro.oracle.promises import CrashClass, StoreConfig, promise
 from repro.oracle.verdicts import Verdict
+
+if TYPE_CHECKING:
+    from repro.explore.sandbox import Recoverer, Worker
 
 
 AnySpace = Union[StateSpace, BlockSpace]
@@ -174,12 +178,15 @@ def check_in_sandbox(trace_dir: TraceDir, models: tuple[AnyModel, ...], work: li
                 worker = sandbox.worker(models, recovered=out)
             else:
                 recoverer, worker = None, sandbox.worker(models)
-            while True:
-                try:
-                    batch = todo.get_nowait()
-                except queue.Empty:
-                    break
-                done.put(worker.check(batch, recoverer.recover(batch) if recoverer is not None else None))
+            if recoverer is None:
+                while True:
+                    try:
+                        batch = todo.get_nowait()
+                    except queue.Empty:
+                        break
+                    done.put(worker.check(batch))
+            else:
+                _pipelined(todo, recoverer, worker, done)
         except BaseException as exc:  # handed to the main thread, which raises it
             done.put(exc)
         finally:
@@ -230,6 +237,32 @@ def summarize(selection: Selection, results: list[StateResult], config: StoreCon
         first_violation=violating[0] if violating else None,
         first_finding=findings[0] if findings else None,
         probes=sum(r.probed for r in results), promise=prom.reason, promise_safe=prom.promised_safe)
+
+
+def _pipelined(todo: queue.SimpleQueue[list[tuple[str, int]]], recoverer: Recoverer, worker: Worker,
+               done: queue.SimpleQueue[_Done]) -> None:
+    """Block-level batches: the recoverer mounts batch k+1 (into the other slot) while the checker probes batch k."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recoverer") as ahead:
+        nxt: Future[tuple[list[dict[str, Any]], float]] | None = None
+        slot = 0
+        batch = _take(todo)
+        if batch is not None:
+            nxt = ahead.submit(recoverer.recover, batch, slot)
+        while batch is not None and nxt is not None:
+            recovered, seconds = nxt.result()
+            following = _take(todo)
+            nxt = ahead.submit(recoverer.recover, following, 1 - slot) if following is not None else None
+            results, stats = worker.check(batch, recovered)
+            stats.recover_s += seconds
+            done.put((results, stats))
+            batch, slot = following, 1 - slot
+
+
+def _take(todo: queue.SimpleQueue[list[tuple[str, int]]]) -> list[tuple[str, int]] | None:
+    try:
+        return todo.get_nowait()
+    except queue.Empty:
+        return None
 
 
 def require_devices(count: int) -> tuple[str, ...]:

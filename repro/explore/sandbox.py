@@ -237,13 +237,18 @@ class Worker:
 class Recoverer(Worker):
     """One root recoverer in the sandbox (repro/explore/recover.py): mounts a batch of block-level states."""
 
-    def recover(self, batch: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
-        record = self.request({"batch": [list(ref) for ref in batch]}, len(batch))
+    def recover(self, batch: Sequence[tuple[str, int]], slot: int = 0) -> tuple[list[dict[str, Any]], float]:
+        """Recover a batch into ``slot`` (0 or 1: the other may still be probed); what became of each state,
+        and the seconds the recoverer spent (images, mounts, copies)."""
+        record = self.request({"batch": [list(ref) for ref in batch], "slot": slot}, len(batch))
         got = record.get("recovered")
         if not isinstance(got, list) or len(got) != len(batch) or not all(isinstance(g, dict) for g in got):
             raise SandboxError(f"a recoverer in the explore sandbox answered {len(batch)} states with "
                                f"{len(got) if isinstance(got, list) else 'no'} results")
-        return [{"mounted": bool(g.get("mounted")), "error": str(g.get("error", ""))[:400]} for g in got]
+        states = [{"mounted": bool(g.get("mounted")), "error": str(g.get("error", ""))[:400],
+                   "dir": str(g.get("dir", ""))} for g in got]
+        seconds = record.get("seconds")
+        return states, float(seconds) if isinstance(seconds, (int, float)) else 0.0
 
 
 _W = TypeVar("_W", bound=Worker)

@@ -122,7 +122,8 @@ def _serve_blocks(out: "Writer", checker: "BlockChecker") -> int:
                 return 0
             stats = ChunkStats()
             cpu = time.process_time()
-            results = [checker.check(BlockModel(model), int(index), bool(got["mounted"]), str(got["error"]), stats)
+            results = [checker.check(BlockModel(model), int(index), bool(got["mounted"]), str(got["error"]), stats,
+                                     str(got.get("dir", "")))
                        for (model, index), got in zip(request["batch"], request["recovered"], strict=True)]
             stats.cpu_s = time.process_time() - cpu
             out.send({"results": [result_to_json(r) for r in results], "stats": stats_to_json(stats)})
