@@ -42,6 +42,7 @@ from repro.startdb.files import load as load_start, start_rows
 from repro.startdb.restore import Restored, restore
 from repro.verify import crosscheck
 from repro.workload.checkpointer import checkpoint_count
+from repro.workload.config import WorkloadConfig
 
 # What a lab failure looks like from here: our own errors (a ledger or probe line we cannot
 # read included), the engine (docker-py) or its HTTP transport failing, or a machine printing
@@ -91,12 +92,9 @@ class _Trial:
             self.restored = restore(self.host, self.scenario.start)
 
     def workload(self) -> None:
-        spec = self.scenario.workload
-        self.ready = self.host.start_workload(
-            seed=self.seed, rate=spec.rate, hold=True, linger_ms=spec.linger_ms, lossy_args=self.scenario.lossy_args,
-            record=self.scenario.records, env=spec.environment(), raw_open_every=spec.hazard_every(HazardName.RAW_OPEN),
-            dashboard_ms=spec.hazard_every(HazardName.DASHBOARD), cron_ms=spec.hazard_every(HazardName.CRON),
-            checkpointer_ms=spec.hazard_every(HazardName.CHECKPOINTER))
+        config = WorkloadConfig.of(self.scenario.workload, seed=self.seed, hold=True)
+        self.ready = self.host.start_workload(config, lossy_args=self.scenario.lossy_args,
+                                              record=self.scenario.records)
         self.sqlite_seen = sqlite_runtime.machine_reports(self.host.lines())
         sqlite_runtime.check_in_force(self.host.sqlite, self.sqlite_seen)  # the wrong library: a lab error
 

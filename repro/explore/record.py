@@ -18,6 +18,7 @@ from repro.machine.host import ConstrainedHost
 from repro.machine.services import fetch_trace
 from repro.protocol import EventKind, Line, LossyKind
 from repro.scenario import MachineProfile, StoreSpec, WorkloadSpec
+from repro.workload.config import WorkloadConfig
 
 # Generous: a 1-CPU machine writing through FUSE, with the workload's largest messages.
 _BASE_TIMEOUT_S = 60.0
@@ -34,8 +35,7 @@ def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec,
     host = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True)
     try:
         host.start()
-        host.start_workload(seed=seed, ops=ops, rate=workload.rate, hold=False, record=True,
-                            env=workload.environment())
+        host.start_workload(WorkloadConfig.of(workload, seed=seed, ops=ops), record=True)
         end = host.console.wait_for(_done, _BASE_TIMEOUT_S + ops * _PER_OP_TIMEOUT_S, f"{ops} operations")
         if not end.is_event(EventKind.CLOSED):
             raise host.console.error(f"the workload ended without closing the store: {dict(end.payload)}")

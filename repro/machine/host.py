@@ -27,7 +27,8 @@ from repro.machine.inputs import Input, InputKind, SqliteLibrary, archive, code_
 from repro.machine.pool import WIPE_ENV, DiskKey, DiskPool, check_empty
 from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
-from repro.machine.services import WorkloadStart, start_workload
+from repro.machine.services import start_workload
+from repro.workload.config import WorkloadConfig
 from repro.machine import witness
 from repro.protocol import Tag
 from repro.scenario import MachineProfile, StoreSpec, get_profile
@@ -250,10 +251,13 @@ class ConstrainedHost(DockerContainer):
         self.remove()
 
     # -- the workload ---------------------------------------------------------------------
-    def start_workload(self, seed: int = 0, **settings: object) -> dict[str, object]:
-        """Start the store's workload under s6 (see ``WorkloadStart`` for the settings) and wait
-        until it reports READY; returns the pragmas in force."""
-        return start_workload(self, WorkloadStart(seed=seed, **settings))  # type: ignore[arg-type]
+    def start_workload(self, config: WorkloadConfig | None = None, *, lossy_args: str = "", record: bool = False,
+                       **settings: object) -> dict[str, object]:
+        """Start the store's workload under s6 with ``config``, or one made of ``settings`` (``seed=7,
+        rate=20``: the fields of ``WorkloadConfig``), and wait until it reports READY; returns the pragmas
+        in force."""
+        config = config or WorkloadConfig(**settings)  # type: ignore[arg-type]
+        return start_workload(self, config, lossy_args=lossy_args, record=record)
 
     def wait_for_acks(self, count: int, timeout: float = 60.0) -> int:
         """Block until the workload acknowledged ``count`` writes; returns the count seen."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import pathlib
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import TYPE_CHECKING, Mapping
 
 
 from repro.errors import LabError, ScenarioError
 from repro.protocol import EventKind, Line, LossyKind, Tag
 from repro.workload.config import WorkloadConfig
+from repro.workload.spec import HazardName
 
 if TYPE_CHECKING:
     from repro.machine.host import ConstrainedHost
@@ -35,33 +36,6 @@ START_RETRY_S = 0.02
 # marks it through the daemon's socket.
 TRACE_FILE = "trace.jsonl"
 MARK_SOCKET = f"{SETTINGS_DIR}/marks.sock"
-
-
-@dataclass(frozen=True)
-class WorkloadStart:
-    """How the workload is started in a trial (its LAB_* settings and the hazards around it).
-
-    ``hold``: the workload writes nothing until the first fault agent is watching, so that a
-    trigger of N acks lands at N rather than wherever the workload got during the agent's start.
-    ``raw_open_every`` N writes the workload open()s and close()s its live database file
-    (dropping its POSIX locks); ``dashboard_ms``: a second process opens the store, reads and
-    closes it every so often; ``cron_ms``: a second writer process (a copy of the workload,
-    its own sessions and ledger indices above CRON_OP_OFFSET) writes one operation every so often;
-    ``checkpointer_ms``: a third process checkpoints the WAL (PASSIVE, TRUNCATE) every so often.
-    """
-
-    seed: int = 0
-    ops: int = 0
-    rate: float = 0.0
-    linger_ms: int = 0
-    hold: bool = False
-    raw_open_every: int = 0
-    dashboard_ms: int = 0
-    cron_ms: int = 0
-    checkpointer_ms: int = 0
-    lossy_args: str = ""
-    record: bool = False
-    env: Mapping[str, str] = field(default_factory=dict)  # more LAB_* settings (mix, sizes)
 
 
 def env_text(settings: Mapping[str, str]) -> str:
@@ -83,36 +57,36 @@ def start(host: "ConstrainedHost", service: str, settings: Mapping[str, str], ti
                                  f"{exc}") from None
 
 
-def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, object]:
+def start_workload(host: "ConstrainedHost", config: WorkloadConfig, *, lossy_args: str = "",
+                   record: bool = False) -> dict[str, object]:
     """Start the store's workload (after the lossy filesystem on a power-loss machine) and the
-    hazard processes; returns the workload's READY facts (the pragmas in force)."""
-    if run.record and not (host.fuse and host.record):
+    hazard processes; returns the workload's READY facts (the pragmas in force). The machine fills in
+    where the database and the store are; every other setting is the config's, under its own name."""
+    if record and not (host.fuse and host.record):
         raise ScenarioError("recording a trace needs a machine made with fuse=True and record=True")
     if host.fuse:
-        start_lossyfs(host, run.seed, run.lossy_args, record=run.record)
-    marks = {"LAB_MARK_SOCKET": MARK_SOCKET} if run.record else {}
-    config = WorkloadConfig.from_env({
-        "LAB_SEED": str(run.seed), "LAB_DB_PATH": host.db_path, "LAB_OPS": str(run.ops),
-        "LAB_RATE": str(run.rate), "LAB_LINGER_MS": str(run.linger_ms), "LAB_HOLD": "1" if run.hold else "0",
-        "LAB_RAW_OPEN_EVERY": str(run.raw_open_every), "LAB_STORE_MOUNT": host.store_mount, **marks, **run.env})
+        start_lossyfs(host, config.seed, lossy_args, record=record)
+    config = replace(config, db_path=host.db_path, store_mount=host.store_mount,
+                     mark_socket=MARK_SOCKET if record else "")
     start(host, "session-store", {**config.to_env(), **host.store.environment()})
     line = host.console.wait_for(_ready_or_failed, START_TIMEOUT_S, "the workload to be ready")
     if line.tag is not Tag.READY:
         raise host.console.error(f"the workload did not start: {line.kind}: {line.payload.get('error')}")
-    if run.dashboard_ms:  # the database exists now; the dashboard opens it as the workload starts
-        start(host, "dashboard", {"LAB_DASHBOARD_EVERY_MS": str(run.dashboard_ms)})
+    dashboard_ms, cron_ms = config.hazard_every(HazardName.DASHBOARD), config.hazard_every(HazardName.CRON)
+    checkpointer_ms = config.hazard_every(HazardName.CHECKPOINTER)
+    if dashboard_ms:  # the database exists now; the dashboard opens it as the workload starts
+        start(host, "dashboard", {"LAB_DASHBOARD_EVERY_MS": str(dashboard_ms)})
         host.console.wait_for(lambda l: l.is_event(EventKind.DASHBOARD_STARTED), START_TIMEOUT_S,
                               "the dashboard to start")
-    if run.cron_ms:
-        cron = WorkloadConfig.from_env({
-            "LAB_ROLE": "cron", "LAB_SEED": str(run.seed + 1), "LAB_OP_OFFSET": str(CRON_OP_OFFSET),
-            "LAB_STATUS_PATH": "/run/lab/status-cron", "LAB_RATE": str(1000 / run.cron_ms),
-            "LAB_MIX": CRON_MIX, "LAB_DB_PATH": host.db_path, "LAB_STORE_MOUNT": host.store_mount})
+    if cron_ms:
+        cron = WorkloadConfig(role="cron", seed=config.seed + 1, op_offset=CRON_OP_OFFSET,
+                              status_path="/run/lab/status-cron", rate=1000 / cron_ms, mix=CRON_MIX,
+                              db_path=host.db_path, store_mount=host.store_mount)
         start(host, "cron", cron.to_env())
         host.console.wait_for(lambda l: l.is_event(EventKind.WRITER_READY), START_TIMEOUT_S,
                               "the cron writer to start")
-    if run.checkpointer_ms:
-        start(host, "checkpointer", {"LAB_CHECKPOINT_EVERY_MS": str(run.checkpointer_ms)})
+    if checkpointer_ms:
+        start(host, "checkpointer", {"LAB_CHECKPOINT_EVERY_MS": str(checkpointer_ms)})
         host.console.wait_for(lambda l: l.is_event(EventKind.CHECKPOINTER_STARTED), START_TIMEOUT_S,
                               "the checkpointer to start")
     return dict(line.payload)
