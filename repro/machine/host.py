@@ -27,7 +27,7 @@ from repro.machine.inputs import Input, InputKind, SqliteLibrary, archive, code_
 from repro.machine.pool import WIPE_ENV, DiskKey, DiskPool, check_empty
 from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
-from repro.machine.services import start_workload
+from repro.machine.services import LOSSY_BACKING, LOSSY_MOUNT, TRACE_DIR, start_workload
 from repro.workload.config import WorkloadConfig
 from repro.machine import witness
 from repro.protocol import Tag
@@ -39,12 +39,6 @@ from docker.types import Mount  # noqa: E402
 from testcontainers.core.container import DockerContainer  # noqa: E402
 
 DB_PATH = f"{DATA_DIR}/state.db"
-LOSSY_MOUNT = f"{DATA_DIR}/lossy"
-LOSSY_BACKING = f"{DATA_DIR}/backing"
-# A recording machine's lossyfs trace (repro explore): a volume of its own, outside the disk under
-# test and the tmpfs /run (whose files die with the machine, and which the engine cannot copy
-# from), so the lab fetches it from the stopped machine; removed with the machine.
-TRACE_DIR = "/var/lib/lab-trace"
 BOOT_TIMEOUT_S = 30
 # Files the lab writes into a machine travel as an argument of one exec (the root is read-only,
 # and the engine's archive upload cannot write into a tmpfs): settings files, a few hundred bytes.

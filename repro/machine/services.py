@@ -12,18 +12,27 @@ from __future__ import annotations
 import pathlib
 import shlex
 from dataclasses import replace
-from typing import TYPE_CHECKING, Mapping
-
+from typing import TYPE_CHECKING, Mapping, Protocol
 
 from repro.errors import LabError, ScenarioError
+from repro.machine.console import Console
+from repro.machine.disk import DATA_DIR, copy_out
 from repro.protocol import EventKind, Line, LossyKind, Tag
+from repro.scenario import StoreSpec
 from repro.workload.config import WorkloadConfig
 from repro.workload.spec import HazardName
 
 if TYPE_CHECKING:
-    from repro.machine.host import ConstrainedHost
+    from docker.models.containers import Container
 
 SERVICES_DIR = "/run/s6/services"
+# The power-loss filesystem's mount (what the workload opens) and its backing directory on the data disk.
+LOSSY_MOUNT = f"{DATA_DIR}/lossy"
+LOSSY_BACKING = f"{DATA_DIR}/backing"
+# A recording machine's lossyfs trace (repro explore): a volume of its own, outside the disk under
+# test and the tmpfs /run (whose files die with the machine, and which the engine cannot copy
+# from), so the lab fetches it from the stopped machine; removed with the machine.
+TRACE_DIR = "/var/lib/lab-trace"
 SETTINGS_DIR = "/run/lab"
 # The cron hazard's writer: its ledger indices start here (the gateway's stay far below), and
 # it does what a cron job does to sessions.
@@ -32,10 +41,36 @@ CRON_MIX = "append_message=50,update_token_counts=30,create_session=10,end_sessi
 START_TIMEOUT_S = 30.0
 START_RETRY_S = 0.02
 # A recording machine (repro explore): the lossyfs trace goes to the machine's trace volume
-# (host.TRACE_DIR, fetched with ``fetch_trace`` once the machine is down), and the workload
+# (TRACE_DIR, fetched with ``fetch_trace`` once the machine is down), and the workload
 # marks it through the daemon's socket.
 TRACE_FILE = "trace.jsonl"
 MARK_SOCKET = f"{SETTINGS_DIR}/marks.sock"
+
+
+class Machine(Protocol):
+    """What starting services needs of a machine (repro.machine.host.ConstrainedHost is one)."""
+
+    @property
+    def fuse(self) -> bool: ...
+
+    @property
+    def record(self) -> bool: ...
+
+    @property
+    def store(self) -> StoreSpec: ...
+
+    @property
+    def console(self) -> Console: ...
+
+    @property
+    def db_path(self) -> str: ...
+
+    @property
+    def store_mount(self) -> str: ...
+
+    def put_file(self, directory: str, name: str, text: str, then: str = "") -> None: ...
+
+    def get_wrapped_container(self) -> Container: ...
 
 
 def env_text(settings: Mapping[str, str]) -> str:
@@ -43,7 +78,7 @@ def env_text(settings: Mapping[str, str]) -> str:
     return "".join(f"{key}={_quote(value)}\n" for key, value in settings.items())
 
 
-def start(host: "ConstrainedHost", service: str, settings: Mapping[str, str], timeout: float = 10.0) -> None:
+def start(host: Machine, service: str, settings: Mapping[str, str], timeout: float = 10.0) -> None:
     """Write the service's settings and start it, in one exec: ``s6-svc -u`` is retried in the machine
     until the service's supervisor listens (s6-svscan spawns the supervisors just after boot)."""
     path = shlex.quote(f"{SERVICES_DIR}/{service}")
@@ -57,7 +92,7 @@ def start(host: "ConstrainedHost", service: str, settings: Mapping[str, str], ti
                                  f"{exc}") from None
 
 
-def start_workload(host: "ConstrainedHost", config: WorkloadConfig, *, lossy_args: str = "",
+def start_workload(host: Machine, config: WorkloadConfig, *, lossy_args: str = "",
                    record: bool = False) -> dict[str, object]:
     """Start the store's workload (after the lossy filesystem on a power-loss machine) and the
     hazard processes; returns the workload's READY facts (the pragmas in force). The machine fills in
@@ -92,11 +127,9 @@ def start_workload(host: "ConstrainedHost", config: WorkloadConfig, *, lossy_arg
     return dict(line.payload)
 
 
-def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "", *, record: bool = False) -> None:
+def start_lossyfs(host: Machine, seed: int, args: str = "", *, record: bool = False) -> None:
     """The power-loss filesystem, mounted over the disk before the workload opens anything;
     ``record``: it also records its trace to TRACE_DIR and takes marks on MARK_SOCKET."""
-    from repro.machine.host import LOSSY_BACKING, LOSSY_MOUNT, TRACE_DIR
-
     if record:
         args = f"{args} --record {TRACE_DIR}/{TRACE_FILE} --mark-socket {MARK_SOCKET}".strip()
     start(host, "lossyfs", {"LAB_SEED": str(seed), "LAB_LOSSY_BACKING": LOSSY_BACKING,
@@ -104,13 +137,9 @@ def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "", *, record:
     host.console.wait_for(lambda l: l.is_lossy(LossyKind.READY), START_TIMEOUT_S, "the lossy filesystem")
 
 
-def fetch_trace(host: "ConstrainedHost", dest: pathlib.Path) -> list[str]:
+def fetch_trace(host: Machine, dest: pathlib.Path) -> list[str]:
     """Copy the recorded trace (trace.jsonl and its blobs) out of the machine into ``dest``; the
     machine may be down, not removed. Returns the names copied."""
-    from repro.machine.host import TRACE_DIR
-
-    from repro.machine.disk import copy_out
-
     return copy_out(host.get_wrapped_container(), TRACE_DIR, dest)
 
 

@@ -179,8 +179,6 @@ def test_the_code_map_matches_the_tree() -> None:
 KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset({
     # labels start the process's reaper, which asks the engine, which labels what it starts
     frozenset({"repro.machine.engine", "repro.machine.labels", "repro.machine.limits", "repro.machine.reaper"}),
-    frozenset({"repro.machine.host", "repro.machine.services"}),  # services type their host (TYPE_CHECKING)
-    frozenset({"repro.startdb.files", "repro.startdb.recover"}),  # a cached start rolls back a hot journal
 })
 
 
