@@ -128,10 +128,10 @@ def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # t
 
 def _engine_has_fuse(image: str | None) -> bool:
     """Whether the engine's host has FUSE, which the default run's power-loss trials need (a note if not)."""
-    from repro.machine import engine
+    from repro.machine import engine, limits
 
     try:
-        found = engine.has_device("/dev/fuse", image=engine.image_name(image))
+        found = limits.has_device("/dev/fuse", image=engine.image_name(image))
     except EngineError:  # no engine: the run fails at its first machine, with the engine's own message
         found = os.path.exists("/dev/fuse")
     if not found:
