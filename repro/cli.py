@@ -36,7 +36,7 @@ from repro.scenario import (
     Trigger,
 )
 from repro.scenario.stores import SYSTEM_SQLITE
-from repro.workload.config import DEFAULT_MIX, OPS, WorkloadConfig
+from repro.workload.spec import DEFAULT_MIX, DEFAULT_SIZES, OPS
 
 # An error line is one line of reasonable length, whatever the user typed (what it echoes is
 # capped where it is made: repro.errors.shown); this is the last guard.
@@ -149,14 +149,13 @@ def _release_args(p: argparse.ArgumentParser) -> None:
 
 def _workload_args(p: argparse.ArgumentParser) -> None:
     """How the gateway-like workload drives the store (run, matrix, hunt and explore's recording)."""
-    defaults = WorkloadConfig()
     p.add_argument("--rate", type=float, default=0.0, help="workload operations per second (default: flat out)")
     p.add_argument("--mix", default="", metavar="OP=WEIGHT,...",
                    help=f"workload op mix over the store's operations {_listed(OPS)} (default "
                         f"{DEFAULT_MIX.replace(',', ', ')}; "
                         f"the short words {', '.join(SHORT_MIX_WORDS)} are accepted too)")
-    p.add_argument("--message-size", default="", metavar="MIN:MAX",
-                   help=f"message sizes in bytes, k or m (default {defaults.min_size}:{defaults.max_size})")
+    p.add_argument("--message-size", dest="sizes", default="", metavar="MIN:MAX",
+                   help=f"message sizes in bytes, k or m (default {DEFAULT_SIZES[0]}:{DEFAULT_SIZES[1]})")
 
 
 def _image_arg(p: argparse.ArgumentParser, what: str = "") -> None:
@@ -177,7 +176,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="run only the K-th of N deterministic parts (needs --seed; `repro merge` combines them)")
     _image_arg(p)
     _workload_args(p)
-    p.add_argument("--linger", type=int, default=0, metavar="MS",
+    p.add_argument("--linger", dest="linger_ms", type=int, default=0, metavar="MS",
                    help="a slow shutdown: after the stop signal the workload writes on for MS ms before "
                         "closing; past the profile's kill timeout (Fly: 5 s) the machine is SIGKILLed")
     p.add_argument("--hazard", action="append", default=None, metavar="NAME[=VALUE]",
@@ -227,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(hunt, many=True)
     _common(hunt)
     hunt.set_defaults(sqlites=HUNT.sqlites, wal_autocheckpoint=HUNT.wal_autocheckpoint,
-                      message_size=HUNT.message_size)
+                      sizes=HUNT.sizes)
 
     replay = sub.add_parser("replay", help="run one trial of an earlier run again, with its seed")
     replay.add_argument("run_dir", help="the earlier run's report directory (it holds report.json)")

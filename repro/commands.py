@@ -51,7 +51,7 @@ class HuntPlan:
     duration_s: int = 60
     hazards: tuple[str, ...] = ("cron=1", "checkpointer=1")
     wal_autocheckpoint: int = 8
-    message_size: str = "100:1k"
+    sizes: str = "100:1k"  # --message-size
 
     @staticmethod
     def fault(duration_s: int) -> str:
@@ -95,7 +95,7 @@ def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # t
         for fault in combo:
             FaultSpec.parse(fault)
     hazards = tuple(Hazard.parse(h) for h in args.hazard or (HUNT.hazards if args.command == "hunt" else ()))
-    workload = args.workload.spec(hazards, args.linger)
+    workload = args.workload.spec(hazards, args.linger_ms)
     start = StartSpec(from_db=_absolute(args.start.from_db),
                       initial_size=size_option(args.start.initial_size, "--initial-size"), fill_pct=args.start.disk_fill_to)
     default_run = args.command == "run" and not args.fault and not hazards
@@ -128,10 +128,10 @@ def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # t
 
 def _engine_has_fuse(image: str | None) -> bool:
     """Whether the engine's host has FUSE, which the default run's power-loss trials need (a note if not)."""
-    from repro.machine import engine
+    from repro.machine import engine, limits
 
     try:
-        found = engine.has_device("/dev/fuse", image=engine.image_name(image))
+        found = limits.has_device("/dev/fuse", image=engine.image_name(image))
     except EngineError:  # no engine: the run fails at its first machine, with the engine's own message
         found = os.path.exists("/dev/fuse")
     if not found:

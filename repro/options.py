@@ -32,18 +32,20 @@ class StoreOptions:
 
 @dataclass(frozen=True)
 class WorkloadOptions:
-    """How the gateway-like workload drives the store: --rate, --mix, --message-size (as given)."""
+    """How the gateway-like workload drives the store: --rate, --mix, --message-size (as given). Each field
+    is the WorkloadSpec field of the same name (the machine reads it under that name too)."""
 
     rate: float = 0.0
     mix: str = ""
-    message_size: str = ""
+    sizes: str = ""
 
     def spec(self, hazards: tuple[Hazard, ...] = (), linger_ms: int = 0) -> WorkloadSpec:
         """The scenario's workload (checked), with the hazards and slow shutdown a run adds: the one place
         these options become one, for run, matrix, hunt and explore's recording alike."""
         from repro.scenario import WorkloadSpec
 
-        return WorkloadSpec(self.rate, self.mix, self.message_size, hazards, linger_ms)
+        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return WorkloadSpec(**given, hazards=hazards, linger_ms=linger_ms)
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class RunOptions:
     fail_on: tuple[str, ...] | None = None
     shard: str | None = None
     image: str | None = None
-    linger: int = 0
+    linger_ms: int = 0
     hazard: tuple[str, ...] | None = None
     store: StoreOptions = field(default_factory=StoreOptions)
     workload: WorkloadOptions = field(default_factory=WorkloadOptions)

@@ -34,7 +34,7 @@ from repro.machine.watchdog import Watchdog
 from repro.oracle.verdicts import Judgement, judge, lab_error
 from repro.phases import Phase, deadline_overrides, phase_deadlines
 from repro.protocol import Tag, format_line, store_output
-from repro.report.records import PhaseCall, TrialRecord, record_trial
+from repro.report.records import PhaseCall, TrialRecord
 from repro.report.timeline import build_timeline
 from repro.scenario import HazardName, Scenario, replay_command, replay_script, scenario_to_dict, trial_seed
 from repro.sqlite import for_store, runtime as sqlite_runtime
@@ -42,6 +42,7 @@ from repro.startdb.files import load as load_start, start_rows
 from repro.startdb.restore import Restored, restore
 from repro.verify import crosscheck
 from repro.workload.checkpointer import checkpoint_count
+from repro.workload.config import WorkloadConfig
 
 # What a lab failure looks like from here: our own errors (a ledger or probe line we cannot
 # read included), the engine (docker-py) or its HTTP transport failing, or a machine printing
@@ -91,12 +92,9 @@ class _Trial:
             self.restored = restore(self.host, self.scenario.start)
 
     def workload(self) -> None:
-        spec = self.scenario.workload
-        self.ready = self.host.start_workload(
-            seed=self.seed, rate=spec.rate, hold=True, linger_ms=spec.linger_ms, lossy_args=self.scenario.lossy_args,
-            record=self.scenario.records, env=spec.environment(), raw_open_every=spec.hazard_every(HazardName.RAW_OPEN),
-            dashboard_ms=spec.hazard_every(HazardName.DASHBOARD), cron_ms=spec.hazard_every(HazardName.CRON),
-            checkpointer_ms=spec.hazard_every(HazardName.CHECKPOINTER))
+        config = WorkloadConfig.of(self.scenario.workload, seed=self.seed, hold=True)
+        self.ready = self.host.start_workload(config, lossy_args=self.scenario.lossy_args,
+                                              record=self.scenario.records)
         self.sqlite_seen = sqlite_runtime.machine_reports(self.host.lines())
         sqlite_runtime.check_in_force(self.host.sqlite, self.sqlite_seen)  # the wrong library: a lab error
 
@@ -211,31 +209,31 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
     scenario, ready, outcomes = trial.scenario, trial.ready, trial.outcomes
     assert trial.judgement is not None
     last = outcomes[-1] if outcomes else None
-    record = record_trial(
-        id=scenario.trial_id, profile=scenario.profile.name, faults=tuple(f.name.value for f in scenario.faults),
-        preset=scenario.store.preset,
-        journal_mode=str(ready.get("journal_mode", scenario.store.journal_mode or "?")),
-        synchronous=str(ready.get("synchronous", scenario.store.synchronous or "?")),
-        seed=scenario.seed, judgement=trial.judgement, duration_s=duration_s,
-        replay=replay, scenario=scenario_to_dict(scenario),
-        oom_killed=any(o.oom_killed for o in outcomes) if outcomes else None,
-        exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
-        store=scenario.store.source, hazards=scenario.workload.hazard_labels,
-        start=_start_text(trial),
-        sqlite=scenario.store.sqlite_label, sqlite_source_id=str(ready.get("sqlite_source_id", "")),
-        checkpoints=trial.checkpoints,
-    )
     ver = trial.judgement.verification
     timeline = build_timeline(
         trial.stamped, faults=[(o.fault.value, o.acks_at_fire, o.fired_at) for o in outcomes],
         lost_ops=[w.op_index for w in ver.lost] if ver is not None else [],
         files=[(f.name, f.size) for f in trial.restarted.facts.files] if trial.restarted is not None else [])
     story = trial.story
-    return dataclasses.replace(record, timeline=timeline, detail=f"{record.detail} [{story}]" if story else record.detail,
-                               sqlite_version=str(ready.get("sqlite_version", "")),
-                               schedule=tuple(step.describe() for step in scenario.schedule()),
-                               cpus=trial.host.pin.describe() if trial.host.pin else "", phases=tuple(trial.calls),
-                               evidence=dict(trial.restarted.kept) if trial.restarted is not None else {})
+    return TrialRecord.judged(
+        trial.judgement,
+        id=scenario.trial_id, profile=scenario.profile.name, faults=tuple(f.name.value for f in scenario.faults),
+        preset=scenario.store.preset,
+        journal_mode=str(ready.get("journal_mode", scenario.store.journal_mode or "?")),
+        synchronous=str(ready.get("synchronous", scenario.store.synchronous or "?")),
+        seed=scenario.seed, duration_s=round(duration_s, 3),
+        detail=trial.judgement.reason[:500] + (f" [{story}]" if story else ""),
+        replay=replay, scenario=scenario_to_dict(scenario),
+        oom_killed=any(o.oom_killed for o in outcomes) if outcomes else None,
+        exit_code=last.exit_code if last else None, artifacts_dir=artifacts,
+        store=scenario.store.source, hazards=scenario.workload.hazard_labels,
+        start=_start_text(trial),
+        sqlite=scenario.store.sqlite_label, sqlite_version=str(ready.get("sqlite_version", "")),
+        sqlite_source_id=str(ready.get("sqlite_source_id", "")),
+        checkpoints=trial.checkpoints, timeline=timeline,
+        schedule=tuple(step.describe() for step in scenario.schedule()),
+        cpus=trial.host.pin.describe() if trial.host.pin else "", phases=tuple(trial.calls),
+        evidence=dict(trial.restarted.kept) if trial.restarted is not None else {})
 
 
 def _start_text(trial: _Trial) -> str:

@@ -180,7 +180,7 @@ def cache_sizes() -> str:
 
 def doctor() -> int:
     from repro.caches import human
-    from repro.machine import engine, images
+    from repro.machine import engine, images, limits
     from repro.machine.labels import IMAGE
 
     checks: list[tuple[str, bool, str, bool]] = []  # name, ok, detail, required
@@ -216,7 +216,7 @@ def doctor() -> int:
     checks.append(system_check(sqlite_cli, IMAGE))
     checks.append(("caches", True, cache_sizes(), False))
     try:
-        fuse = engine.has_device("/dev/fuse")
+        fuse = limits.has_device("/dev/fuse")
     except EngineError:
         fuse = False
     checks.append(("/dev/fuse", fuse, "present on the engine's host (power-loss trials)" if fuse

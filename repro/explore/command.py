@@ -206,10 +206,10 @@ class _Recording:
 
 def require_programs(image: str, systems: tuple[FsSpec, ...]) -> None:
     """ScenarioError when the image lacks a filesystem's mkfs (or the tools lab-blockfs runs), before any machine."""
-    from repro.machine import engine
+    from repro.machine import limits
 
     needed = sorted({fs.kind.mkfs[0] for fs in systems} | {"unshare", "nsenter", "mount", "losetup"})
-    missing = engine.image_has_programs(image, needed)
+    missing = limits.image_has_programs(image, needed)
     if missing:
         raise ScenarioError(f"the image {image} has no {', '.join(missing)}: --fs {systems[0].kind.value} needs them "
                             "(the lab's image has e2fsprogs, xfsprogs, btrfs-progs and util-linux)")

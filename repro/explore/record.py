@@ -2,7 +2,7 @@
 filesystem and stops cleanly -- no fault: the crash states come from exploring the trace.
 
 The machine is the trial's (ConstrainedHost, the profile's limits, the store under test); the
-lossy filesystem records to the machine's trace volume (host.TRACE_DIR), outside the disk under
+lossy filesystem records to the machine's trace volume (services.TRACE_DIR), outside the disk under
 test, and the workload marks READY and every acknowledged operation. After Fly's ordinary stop the daemon has synced and
 closed the trace; it is fetched from the stopped machine with its log (the ledger) and the
 settings the probe needs to open the store as the machine did.
@@ -19,6 +19,7 @@ from repro.filesystems import FsSpec
 from repro.machine.services import fetch_trace, stop_blockfs
 from repro.protocol import EventKind, Line, LossyKind
 from repro.scenario import MachineProfile, StoreSpec, WorkloadSpec
+from repro.workload.config import WorkloadConfig
 
 # Generous: a 1-CPU machine writing through FUSE, with the workload's largest messages.
 _BASE_TIMEOUT_S = 60.0
@@ -38,8 +39,7 @@ def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec,
     host = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True, fs=fs, loops=loops)
     try:
         host.start()
-        host.start_workload(seed=seed, ops=ops, rate=workload.rate, hold=False, record=True,
-                            env=workload.environment())
+        host.start_workload(WorkloadConfig.of(workload, seed=seed, ops=ops), record=True)
         end = host.console.wait_for(_done, _BASE_TIMEOUT_S + ops * _PER_OP_TIMEOUT_S, f"{ops} operations")
         if not end.is_event(EventKind.CLOSED):
             raise host.console.error(f"the workload ended without closing the store: {dict(end.payload)}")

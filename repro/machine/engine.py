@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Iterable
 from repro.errors import EngineError, ImageError, LabError, ScenarioError, shown
 from repro.machine import context
 from repro.machine import loops
-from repro.machine.labels import BASE_IMAGE, CONTEXT_LABEL, IMAGE, LAB_LABEL, RUN_LABEL
-from repro.machine.owner import PID_LABEL, START_LABEL, Owner
+from repro.machine.names import BASE_IMAGE, CONTEXT_LABEL, IMAGE, LAB_LABEL
+from repro.machine.owner import PID_LABEL, RUN_LABEL, START_LABEL, Owner
 
 # testcontainers' reaper (Ryuk) is an image from a registry; none is reachable on the
 # lab's machines. The lab labels everything and cleans up itself (see cleanup()).
@@ -191,63 +191,6 @@ def image_present(cli: DockerClient, image: str = IMAGE) -> bool:
         return True
     except docker.errors.ImageNotFound:
         return False
-
-
-_devices: dict[tuple[str, str], bool] = {}
-
-
-def image_has_programs(image: str, programs: Iterable[str], cli: DockerClient | None = None) -> list[str]:
-    """Which of ``programs`` the image lacks (an empty list: it has them all), asked in a throwaway container
-    with no network and no capability -- e.g. a user's --image without xfsprogs, before any machine."""
-    from repro.machine.labels import labels
-    from repro.machine.limits import read_only_root
-
-    names = list(programs)
-    cli = cli or client()
-    script = 'for p in "$@"; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done'
-    try:
-        out = cli.containers.run(image, ["sh", "-c", script, "check", *names], entrypoint=[], remove=True,
-                                 network_mode="none", cap_drop=["ALL"], labels=labels("program-check"),
-                                 **read_only_root())
-    except docker.errors.DockerException as exc:
-        raise EngineError(f"cannot ask the image {image} for {', '.join(names)}: {_short(exc)}") from None
-    return (out or b"").decode("utf-8", "replace").split()
-
-
-def has_device(path: str, cli: DockerClient | None = None, image: str = IMAGE) -> bool:
-    """Whether the engine's host has the device ``path`` (``/dev/fuse`` for power loss): a remote
-    engine's devices are not this host's, so a throwaway container with the device asks the engine
-    itself (once per process and engine). Without the lab image yet, this host's own answer."""
-    cli = cli or client()
-    key = (str(cli.api.base_url), path)
-    if key in _devices:
-        return _devices[key]
-    if not image_present(cli, image):
-        return os.path.exists(path)
-    from repro.machine.labels import labels
-    from repro.machine.limits import read_only_root
-
-    found = False
-    try:
-        container = cli.containers.create(image, entrypoint=["true"], devices=[f"{path}:{path}:rwm"],
-                                          network_mode="none", cap_drop=["ALL"], labels=labels("device-check"),
-                                          **read_only_root())
-    except docker.errors.DockerException as exc:
-        raise EngineError(f"cannot ask the engine whether it has {path}: {_short(exc)}") from None
-    try:
-        container.start()  # the engine gathers the device when it starts the container
-        found = True
-    except docker.errors.APIError as exc:
-        if "device" not in _short(exc).lower():  # any other refusal is the engine failing, not a missing device
-            raise EngineError(f"cannot ask the engine whether it has {path}: {_short(exc)}") from None
-        found = False  # "error gathering device information while adding custom device ...: no such file"
-    finally:
-        try:
-            container.remove(force=True)
-        except docker.errors.DockerException:
-            pass
-    _devices[key] = found
-    return found
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from repro.machine.console import Console, LineWait
 from repro.machine.disk import DATA_DIR, DataDisk
 from repro.machine.inputs import Input, InputKind, SqliteLibrary, archive, code_inputs, library_environment, machine_path
 from repro.machine.pool import WIPE_ENV, DiskKey, DiskPool, check_empty
-from repro.machine import loops
-from repro.machine.labels import IMAGE, RUN_ID, labels
+from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
-from repro.machine.services import WorkloadStart, start_workload
+from repro.machine.services import BLOCKFS_MOUNT, LOSSY_BACKING, LOSSY_MOUNT, TRACE_DIR, start_workload
+from repro.workload.config import WorkloadConfig
 from repro.machine import witness
 from repro.protocol import Tag
 from repro.filesystems import FsSpec
@@ -40,16 +40,6 @@ from docker.types import Mount  # noqa: E402
 from testcontainers.core.container import DockerContainer  # noqa: E402
 
 DB_PATH = f"{DATA_DIR}/state.db"
-LOSSY_MOUNT = f"{DATA_DIR}/lossy"
-LOSSY_BACKING = f"{DATA_DIR}/backing"
-# A recording machine's lossyfs trace (repro explore): a volume of its own, outside the disk under
-# test and the tmpfs /run (whose files die with the machine, and which the engine cannot copy
-# from), so the lab fetches it from the stopped machine; removed with the machine.
-TRACE_DIR = "/var/lib/lab-trace"
-# --fs: the kernel filesystem's image on the lossy mount, and where it is mounted (a tmpfs of the machine's:
-# the mount point must not lie on the disk whose image it mounts)
-BLOCKFS_IMAGE = f"{LOSSY_MOUNT}/{loops.image_name(RUN_ID, 'fs')}"
-BLOCKFS_MOUNT = "/run/lab-fs"
 BOOT_TIMEOUT_S = 30
 # Files the lab writes into a machine travel as an argument of one exec (the root is read-only,
 # and the engine's archive upload cannot write into a tmpfs): settings files, a few hundred bytes.
@@ -266,10 +256,13 @@ class ConstrainedHost(DockerContainer):
         self.remove()
 
     # -- the workload ---------------------------------------------------------------------
-    def start_workload(self, seed: int = 0, **settings: object) -> dict[str, object]:
-        """Start the store's workload under s6 (see ``WorkloadStart`` for the settings) and wait
-        until it reports READY; returns the pragmas in force."""
-        return start_workload(self, WorkloadStart(seed=seed, **settings))  # type: ignore[arg-type]
+    def start_workload(self, config: WorkloadConfig | None = None, *, lossy_args: str = "", record: bool = False,
+                       **settings: object) -> dict[str, object]:
+        """Start the store's workload under s6 with ``config``, or one made of ``settings`` (``seed=7,
+        rate=20``: the fields of ``WorkloadConfig``), and wait until it reports READY; returns the pragmas
+        in force."""
+        config = config or WorkloadConfig(**settings)  # type: ignore[arg-type]
+        return start_workload(self, config, lossy_args=lossy_args, record=record)
 
     def wait_for_acks(self, count: int, timeout: float = 60.0) -> int:
         """Block until the workload acknowledged ``count`` writes; returns the count seen."""

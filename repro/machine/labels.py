@@ -15,22 +15,18 @@ import os
 import uuid
 from typing import Iterator
 
+from repro.machine.names import BASE_IMAGE, CONTEXT_LABEL, IMAGE, LAB_LABEL
 from repro.machine.owner import RUN_LABEL, Owner, current
 
-LAB_LABEL = "org.hermes-lab"
 ROLE_LABEL = "org.hermes-lab.role"
-# The hash of the build context an image was built from (repro/machine/context.py): stale or current.
-CONTEXT_LABEL = "org.hermes-lab.context"
 TRIAL_LABEL = "org.hermes-lab.trial"
 CPUS_LABEL = "org.hermes-lab.cpus"  # the host CPUs a machine is pinned to ("" when it is not)
-IMAGE = os.environ.get("HERMES_LAB_IMAGE", "hermes-lab:latest")
-BASE_IMAGE = os.environ.get("HERMES_LAB_BASE_IMAGE", "debian:bookworm-slim")
 
 # One id per lab process (several processes may share one through the environment: each
 # still owns only its own containers, by its pid).
 RUN_ID = os.environ.get("HERMES_LAB_RUN_ID") or uuid.uuid4().hex[:10]
 
-__all__ = ["CPUS_LABEL", "IMAGE", "LAB_LABEL", "ROLE_LABEL", "RUN_ID", "RUN_LABEL", "TRIAL_LABEL", "labels",
+__all__ = ["BASE_IMAGE", "CONTEXT_LABEL", "CPUS_LABEL", "IMAGE", "LAB_LABEL", "ROLE_LABEL", "RUN_ID", "RUN_LABEL", "TRIAL_LABEL", "labels",
            "owner", "trial_scope"]
 
 _trial: contextvars.ContextVar[str] = contextvars.ContextVar("hermes_lab_trial", default="")

@@ -7,10 +7,18 @@ runs (repro/machine/disk.py) -- is limited in the same place.
 
 from __future__ import annotations
 
-from docker.types import LogConfig, Mount
+import os
+from typing import Iterable
 
-from repro.machine.labels import labels
-from repro.scenario import MachineProfile
+from repro.machine import engine  # first: it sets the testcontainers environment
+
+import docker.errors  # noqa: E402
+from docker.client import DockerClient  # noqa: E402
+from docker.types import LogConfig, Mount  # noqa: E402
+
+from repro.errors import EngineError  # noqa: E402
+from repro.machine.labels import IMAGE, labels  # noqa: E402
+from repro.scenario import MachineProfile  # noqa: E402
 
 # The machine's log is where the ledger lives (the lab reads it back from the engine), so the cap
 # must keep a whole trial's. Measured on this lab's machines, a flat-out fly-256 workload for the
@@ -72,3 +80,55 @@ def holder_settings(profile: MachineProfile, *, mounts: list[Mount], cpus: str =
     settings = container_settings(profile, role="disk-holder", mounts=mounts, fuse=False, restarted=True, cpus=cpus)
     settings.update(entrypoint=["sleep", "infinity"], user="1000:1000", tmpfs={"/tmp": WRITABLE["/tmp"]})
     return settings
+
+
+# Devices: whether a machine may have one is the engine's host's answer, asked with a machine's own limits.
+_devices: dict[tuple[str, str], bool] = {}
+
+
+def has_device(path: str, cli: DockerClient | None = None, image: str = IMAGE) -> bool:
+    """Whether the engine's host has the device ``path`` (``/dev/fuse`` for power loss): a remote
+    engine's devices are not this host's, so a throwaway container with the device asks the engine
+    itself (once per process and engine). Without the lab image yet, this host's own answer."""
+    cli = cli or engine.client()
+    key = (str(cli.api.base_url), path)
+    if key in _devices:
+        return _devices[key]
+    if not engine.image_present(cli, image):
+        return os.path.exists(path)
+    found = False
+    try:
+        container = cli.containers.create(image, entrypoint=["true"], devices=[f"{path}:{path}:rwm"],
+                                          network_mode="none", cap_drop=["ALL"], labels=labels("device-check"),
+                                          **read_only_root())
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"cannot ask the engine whether it has {path}: {engine._short(exc)}") from None
+    try:
+        container.start()  # the engine gathers the device when it starts the container
+        found = True
+    except docker.errors.APIError as exc:
+        if "device" not in engine._short(exc).lower():  # any other refusal is the engine failing, not a missing device
+            raise EngineError(f"cannot ask the engine whether it has {path}: {engine._short(exc)}") from None
+        found = False  # "error gathering device information while adding custom device ...: no such file"
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.DockerException:
+            pass
+    _devices[key] = found
+    return found
+
+
+def image_has_programs(image: str, programs: Iterable[str], cli: DockerClient | None = None) -> list[str]:
+    """Which of ``programs`` the image lacks (an empty list: it has them all), asked in a throwaway container
+    with no network and no capability -- e.g. a user's --image without xfsprogs, before any machine."""
+    names = list(programs)
+    cli = cli or engine.client()
+    script = 'for p in "$@"; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done'
+    try:
+        out = cli.containers.run(image, ["sh", "-c", script, "check", *names], entrypoint=[], remove=True,
+                                 network_mode="none", cap_drop=["ALL"], labels=labels("program-check"),
+                                 **read_only_root())
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"cannot ask the image {image} for {', '.join(names)}: {engine._short(exc)}") from None
+    return (out or b"").decode("utf-8", "replace").split()

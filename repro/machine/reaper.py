@@ -168,7 +168,7 @@ def plan_clean(groups: Sequence[RunGroup], *, stale_only: bool = False, force: b
 
 def lab_objects(cli: "DockerClient") -> list[LabObject]:
     """Every container and volume with the lab's label, with its labels."""
-    from repro.machine.labels import LAB_LABEL
+    from repro.machine.names import LAB_LABEL
 
     found = [LabObject("container", row["Id"][:12], dict(row.get("Labels") or {}))
              for row in cli.api.containers(all=True, filters={"label": LAB_LABEL})]

@@ -11,18 +11,35 @@ from __future__ import annotations
 
 import pathlib
 import shlex
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
-
+from dataclasses import replace
+from typing import TYPE_CHECKING, Mapping, Protocol
 
 from repro.errors import LabError, ScenarioError
+from repro.filesystems import FsSpec
+from repro.machine import loops
+from repro.machine.console import Console
+from repro.machine.disk import DATA_DIR, copy_out
 from repro.protocol import EventKind, Line, LossyKind, Tag
+from repro.machine.labels import RUN_ID
+from repro.scenario import MachineProfile, StoreSpec
 from repro.workload.config import WorkloadConfig
+from repro.workload.spec import HazardName
 
 if TYPE_CHECKING:
-    from repro.machine.host import ConstrainedHost
+    from docker.models.containers import Container
 
 SERVICES_DIR = "/run/s6/services"
+# The power-loss filesystem's mount (what the workload opens) and its backing directory on the data disk.
+LOSSY_MOUNT = f"{DATA_DIR}/lossy"
+LOSSY_BACKING = f"{DATA_DIR}/backing"
+# A recording machine's lossyfs trace (repro explore): a volume of its own, outside the disk under
+# test and the tmpfs /run (whose files die with the machine, and which the engine cannot copy
+# from), so the lab fetches it from the stopped machine; removed with the machine.
+TRACE_DIR = "/var/lib/lab-trace"
+# --fs: the kernel filesystem's image on the lossy mount (its name carries the run: a loop device shows it),
+# and where it is mounted (a tmpfs of the machine's: the mount point must not lie on the disk it mounts)
+BLOCKFS_IMAGE = f"{LOSSY_MOUNT}/{loops.image_name(RUN_ID, 'fs')}"
+BLOCKFS_MOUNT = "/run/lab-fs"
 SETTINGS_DIR = "/run/lab"
 # The cron hazard's writer: its ledger indices start here (the gateway's stay far below), and
 # it does what a cron job does to sessions.
@@ -31,37 +48,47 @@ CRON_MIX = "append_message=50,update_token_counts=30,create_session=10,end_sessi
 START_TIMEOUT_S = 30.0
 START_RETRY_S = 0.02
 # A recording machine (repro explore): the lossyfs trace goes to the machine's trace volume
-# (host.TRACE_DIR, fetched with ``fetch_trace`` once the machine is down), and the workload
+# (TRACE_DIR, fetched with ``fetch_trace`` once the machine is down), and the workload
 # marks it through the daemon's socket.
 TRACE_FILE = "trace.jsonl"
 MARK_SOCKET = f"{SETTINGS_DIR}/marks.sock"
 
 
-@dataclass(frozen=True)
-class WorkloadStart:
-    """How the workload is started in a trial (its LAB_* settings and the hazards around it).
+class Machine(Protocol):
+    """What starting services needs of a machine (repro.machine.host.ConstrainedHost is one)."""
 
-    ``hold``: the workload writes nothing until the first fault agent is watching, so that a
-    trigger of N acks lands at N rather than wherever the workload got during the agent's start.
-    ``raw_open_every`` N writes the workload open()s and close()s its live database file
-    (dropping its POSIX locks); ``dashboard_ms``: a second process opens the store, reads and
-    closes it every so often; ``cron_ms``: a second writer process (a copy of the workload,
-    its own sessions and ledger indices above CRON_OP_OFFSET) writes one operation every so often;
-    ``checkpointer_ms``: a third process checkpoints the WAL (PASSIVE, TRUNCATE) every so often.
-    """
+    @property
+    def fuse(self) -> bool: ...
 
-    seed: int = 0
-    ops: int = 0
-    rate: float = 0.0
-    linger_ms: int = 0
-    hold: bool = False
-    raw_open_every: int = 0
-    dashboard_ms: int = 0
-    cron_ms: int = 0
-    checkpointer_ms: int = 0
-    lossy_args: str = ""
-    record: bool = False
-    env: Mapping[str, str] = field(default_factory=dict)  # more LAB_* settings (mix, sizes)
+    @property
+    def record(self) -> bool: ...
+
+    @property
+    def store(self) -> StoreSpec: ...
+
+    @property
+    def console(self) -> Console: ...
+
+    @property
+    def db_path(self) -> str: ...
+
+    @property
+    def store_mount(self) -> str: ...
+
+    @property
+    def fs(self) -> FsSpec | None: ...
+
+    @property
+    def profile(self) -> MachineProfile: ...
+
+    loops: tuple[str, ...]
+    loop_device: str
+
+    def exec_checked(self, argv: list[str], user: str = "root") -> str: ...
+
+    def put_file(self, directory: str, name: str, text: str, then: str = "") -> None: ...
+
+    def get_wrapped_container(self) -> Container: ...
 
 
 def env_text(settings: Mapping[str, str]) -> str:
@@ -69,7 +96,7 @@ def env_text(settings: Mapping[str, str]) -> str:
     return "".join(f"{key}={_quote(value)}\n" for key, value in settings.items())
 
 
-def start(host: "ConstrainedHost", service: str, settings: Mapping[str, str], timeout: float = 10.0) -> None:
+def start(host: Machine, service: str, settings: Mapping[str, str], timeout: float = 10.0) -> None:
     """Write the service's settings and start it, in one exec: ``s6-svc -u`` is retried in the machine
     until the service's supervisor listens (s6-svscan spawns the supervisors just after boot)."""
     path = shlex.quote(f"{SERVICES_DIR}/{service}")
@@ -83,48 +110,46 @@ def start(host: "ConstrainedHost", service: str, settings: Mapping[str, str], ti
                                  f"{exc}") from None
 
 
-def start_workload(host: "ConstrainedHost", run: WorkloadStart) -> dict[str, object]:
+def start_workload(host: Machine, config: WorkloadConfig, *, lossy_args: str = "",
+                   record: bool = False) -> dict[str, object]:
     """Start the store's workload (after the lossy filesystem on a power-loss machine) and the
-    hazard processes; returns the workload's READY facts (the pragmas in force)."""
-    if run.record and not (host.fuse and host.record):
+    hazard processes; returns the workload's READY facts (the pragmas in force). The machine fills in
+    where the database and the store are; every other setting is the config's, under its own name."""
+    if record and not (host.fuse and host.record):
         raise ScenarioError("recording a trace needs a machine made with fuse=True and record=True")
     if host.fuse:
-        start_lossyfs(host, run.seed, run.lossy_args, record=run.record)
+        start_lossyfs(host, config.seed, lossy_args, record=record)
     if host.fs is not None:
         host.loop_device = start_blockfs(host)
-    marks = {"LAB_MARK_SOCKET": MARK_SOCKET} if run.record else {}
-    config = WorkloadConfig.from_env({
-        "LAB_SEED": str(run.seed), "LAB_DB_PATH": host.db_path, "LAB_OPS": str(run.ops),
-        "LAB_RATE": str(run.rate), "LAB_LINGER_MS": str(run.linger_ms), "LAB_HOLD": "1" if run.hold else "0",
-        "LAB_RAW_OPEN_EVERY": str(run.raw_open_every), "LAB_STORE_MOUNT": host.store_mount, **marks, **run.env})
+    config = replace(config, db_path=host.db_path, store_mount=host.store_mount,
+                     mark_socket=MARK_SOCKET if record else "")
     start(host, "session-store", {**config.to_env(), **host.store.environment()})
     line = host.console.wait_for(_ready_or_failed, START_TIMEOUT_S, "the workload to be ready")
     if line.tag is not Tag.READY:
         raise host.console.error(f"the workload did not start: {line.kind}: {line.payload.get('error')}")
-    if run.dashboard_ms:  # the database exists now; the dashboard opens it as the workload starts
-        start(host, "dashboard", {"LAB_DASHBOARD_EVERY_MS": str(run.dashboard_ms)})
+    dashboard_ms, cron_ms = config.hazard_every(HazardName.DASHBOARD), config.hazard_every(HazardName.CRON)
+    checkpointer_ms = config.hazard_every(HazardName.CHECKPOINTER)
+    if dashboard_ms:  # the database exists now; the dashboard opens it as the workload starts
+        start(host, "dashboard", {"LAB_DASHBOARD_EVERY_MS": str(dashboard_ms)})
         host.console.wait_for(lambda l: l.is_event(EventKind.DASHBOARD_STARTED), START_TIMEOUT_S,
                               "the dashboard to start")
-    if run.cron_ms:
-        cron = WorkloadConfig.from_env({
-            "LAB_ROLE": "cron", "LAB_SEED": str(run.seed + 1), "LAB_OP_OFFSET": str(CRON_OP_OFFSET),
-            "LAB_STATUS_PATH": "/run/lab/status-cron", "LAB_RATE": str(1000 / run.cron_ms),
-            "LAB_MIX": CRON_MIX, "LAB_DB_PATH": host.db_path, "LAB_STORE_MOUNT": host.store_mount})
+    if cron_ms:
+        cron = WorkloadConfig(role="cron", seed=config.seed + 1, op_offset=CRON_OP_OFFSET,
+                              status_path="/run/lab/status-cron", rate=1000 / cron_ms, mix=CRON_MIX,
+                              db_path=host.db_path, store_mount=host.store_mount)
         start(host, "cron", cron.to_env())
         host.console.wait_for(lambda l: l.is_event(EventKind.WRITER_READY), START_TIMEOUT_S,
                               "the cron writer to start")
-    if run.checkpointer_ms:
-        start(host, "checkpointer", {"LAB_CHECKPOINT_EVERY_MS": str(run.checkpointer_ms)})
+    if checkpointer_ms:
+        start(host, "checkpointer", {"LAB_CHECKPOINT_EVERY_MS": str(checkpointer_ms)})
         host.console.wait_for(lambda l: l.is_event(EventKind.CHECKPOINTER_STARTED), START_TIMEOUT_S,
                               "the checkpointer to start")
     return dict(line.payload)
 
 
-def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "", *, record: bool = False) -> None:
+def start_lossyfs(host: Machine, seed: int, args: str = "", *, record: bool = False) -> None:
     """The power-loss filesystem, mounted over the disk before the workload opens anything;
     ``record``: it also records its trace to TRACE_DIR and takes marks on MARK_SOCKET."""
-    from repro.machine.host import LOSSY_BACKING, LOSSY_MOUNT, TRACE_DIR
-
     if record:
         args = f"{args} --record {TRACE_DIR}/{TRACE_FILE} --mark-socket {MARK_SOCKET}".strip()
     start(host, "lossyfs", {"LAB_SEED": str(seed), "LAB_LOSSY_BACKING": LOSSY_BACKING,
@@ -132,12 +157,10 @@ def start_lossyfs(host: "ConstrainedHost", seed: int, args: str = "", *, record:
     host.console.wait_for(lambda l: l.is_lossy(LossyKind.READY), START_TIMEOUT_S, "the lossy filesystem")
 
 
-def start_blockfs(host: "ConstrainedHost") -> str:
+def start_blockfs(host: Machine) -> str:
     """Make and mount the ``--fs`` filesystem over an image on the lossy mount, in a mount namespace of its
     own held by the ``blockfs`` service (docker/lab-blockfs), before the workload opens anything; the
     store's services join that namespace. Returns the loop device it got."""
-    from repro.machine.host import BLOCKFS_IMAGE, BLOCKFS_MOUNT
-
     fs = host.fs
     assert fs is not None
     start(host, "blockfs", {
@@ -155,21 +178,15 @@ def start_blockfs(host: "ConstrainedHost") -> str:
     return device
 
 
-def stop_blockfs(host: "ConstrainedHost") -> None:
+def stop_blockfs(host: Machine) -> None:
     """Unmount the ``--fs`` filesystem (its loop device detaches): its last writes and flush reach lossyfs
     before the machine's stop ends the lossy filesystem."""
-    from repro.machine.host import BLOCKFS_MOUNT
-
     host.exec_checked(["lab-blockfs", "down", BLOCKFS_MOUNT])
 
 
-def fetch_trace(host: "ConstrainedHost", dest: pathlib.Path) -> list[str]:
+def fetch_trace(host: Machine, dest: pathlib.Path) -> list[str]:
     """Copy the recorded trace (trace.jsonl and its blobs) out of the machine into ``dest``; the
     machine may be down, not removed. Returns the names copied."""
-    from repro.machine.host import TRACE_DIR
-
-    from repro.machine.disk import copy_out
-
     return copy_out(host.get_wrapped_container(), TRACE_DIR, dest)
 
 

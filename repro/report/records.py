@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import enum
 import json
+import typing
 from dataclasses import dataclass, field, fields
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 from repro.errors import ExitCode, ScenarioError
 from repro.oracle.verdicts import Judgement, Verdict
-from repro.report.jsonfile import ResultsError, as_digests, as_int, as_list, as_strings, indented, load_json
+from repro.report.jsonfile import ResultsError, as_int, as_list, as_strings, indented, load_json
 from repro.report.provenance import StoreProvenance
 from repro.report.timeline import Timeline
+from repro.verify.facts import ProbeError, decode, encode
 
 RESULTS_FORMAT = 1
 # Verdicts of a trial that damaged or lost data, whatever the configuration promised.
@@ -34,16 +36,12 @@ class PhaseCall:
     seconds: float
     error: str = ""
 
-    @classmethod
-    def from_dict(cls, data: object) -> PhaseCall:
-        if not isinstance(data, dict):
-            raise ResultsError("a phase is not an object")
-        return cls(str(data["name"]), float(str(data["seconds"])), str(data.get("error", "")))
-
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """Everything the report says about one trial."""
+    """Everything the report says about one trial: report.json's trial object, field by field (the facts'
+    codec, repro/verify/facts.py), so a per-trial column is a field here and its value where the trial is
+    recorded (repro/pipeline.py). Built in one step from a judgement with ``judged``."""
 
     id: str
     profile: str
@@ -58,14 +56,14 @@ class TrialRecord:
     lost_acked: int
     phantom: int
     indeterminate: int
-    oom_killed: bool | None
-    exit_code: int | None
     duration_s: float
     expected: bool
     promised_safe: bool
-    detail: str
-    artifacts_dir: str | None
-    replay: str
+    oom_killed: bool | None = None
+    exit_code: int | None = None
+    detail: str = ""
+    artifacts_dir: str | None = None
+    replay: str = ""
     store: str = "default"
     sqlite_version: str = ""  # the SQLite the store ran on, from the workload's READY line
     sqlite: str = "system"  # the SQLite asked for: system, a version, or <version>-assisted
@@ -129,72 +127,34 @@ class TrialRecord:
         return sqlite_text(self.sqlite, [self.sqlite_version])
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["faults"] = list(self.faults)
-        out["schedule"] = list(self.schedule)
-        out["hazards"] = list(self.hazards)
-        out["verdict"] = self.verdict.value
-        out["scenario"] = None if self.scenario is None else dict(self.scenario)
-        out["evidence"] = dict(self.evidence)
-        out["timeline"] = None if self.timeline is None else self.timeline.to_dict()
-        out["phases"] = [{"name": p.name, "seconds": p.seconds, "error": p.error} for p in self.phases]
-        return out
+        return typing.cast(dict[str, object], encode(self))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> TrialRecord:
+        """A record read back, every value checked against its field's type (a field an older report lacks
+        takes its default); anything else is a ResultsError."""
         try:
-            faults, scenario, timeline = data["faults"], data.get("scenario"), data.get("timeline")
-            if not isinstance(faults, list):
-                raise ResultsError("faults is not a list")
-            if scenario is not None and not isinstance(scenario, dict):
-                raise ResultsError("scenario is not an object")
-            return cls(
-                id=str(data["id"]),
-                profile=str(data["profile"]),
-                faults=tuple(str(f) for f in faults),
-                preset=str(data["preset"]),
-                journal_mode=str(data["journal_mode"]),
-                synchronous=str(data["synchronous"]),
-                seed=as_int(data["seed"]),
-                verdict=Verdict(str(data["verdict"])),
-                integrity=str(data["integrity"]),
-                acked=as_int(data["acked"]),
-                lost_acked=as_int(data["lost_acked"]),
-                phantom=as_int(data["phantom"]),
-                indeterminate=as_int(data["indeterminate"]),
-                oom_killed=None if data.get("oom_killed") is None else bool(data["oom_killed"]),
-                exit_code=None if data.get("exit_code") is None else as_int(data["exit_code"]),
-                duration_s=float(str(data["duration_s"])),
-                expected=bool(data["expected"]),
-                promised_safe=bool(data["promised_safe"]),
-                detail=str(data.get("detail", "")),
-                artifacts_dir=None if data.get("artifacts_dir") is None else str(data["artifacts_dir"]),
-                replay=str(data.get("replay", "")),
-                store=str(data.get("store", "default")),
-                sqlite_version=str(data.get("sqlite_version", "")),
-                sqlite=str(data.get("sqlite", "system")),
-                sqlite_source_id=str(data.get("sqlite_source_id", "")),
-                checkpoints=as_int(data.get("checkpoints", 0)),
-                schedule=as_strings(data.get("schedule", [])),
-                hazards=as_strings(data.get("hazards", [])),
-                cpus=str(data.get("cpus", "")),
-                preexisting=as_int(data.get("preexisting", 0)),
-                lost_preexisting=as_int(data.get("lost_preexisting", 0)),
-                start=str(data.get("start", "")),
-                evidence=as_digests(data.get("evidence", {})),
-                scenario=scenario,
-                timeline=None if timeline is None else Timeline.from_dict(timeline),
-                phases=tuple(PhaseCall.from_dict(p) for p in as_list(data.get("phases", []))),
-            )
-        except KeyError as exc:
-            raise ResultsError(f"trial record lacks {exc.args[0]!r}") from exc
-        except ValueError as exc:
-            if isinstance(exc, ResultsError):
-                raise
-            raise ResultsError(f"bad trial record: {exc}") from exc
+            return decode(cls, data)
+        except ProbeError as exc:
+            raise ResultsError(f"bad trial record: {exc}") from None
+
+    @classmethod
+    def judged(cls, judgement: Judgement, **given: Any) -> TrialRecord:
+        """The record of a judged trial, in one step: the verdict, and the counts of its verification (0 when
+        there is none); every other field as given."""
+        ver = judgement.verification
+        return cls(verdict=judgement.verdict, expected=judgement.expected, promised_safe=judgement.promised_safe,
+                   integrity="unknown" if ver is None else ver.health.integrity,
+                   acked=0 if ver is None else ver.acked,
+                   lost_acked=0 if ver is None else ver.lost_acked,
+                   phantom=0 if ver is None else ver.phantom,
+                   indeterminate=0 if ver is None else len(ver.indeterminate),
+                   preexisting=0 if ver is None or ver.preexisting is None else ver.preexisting.rows,
+                   lost_preexisting=0 if ver is None else ver.lost_preexisting,
+                   **{"detail": judgement.reason[:500], **given})
 
     @classmethod
     def from_json(cls, text: str) -> TrialRecord:
@@ -202,66 +162,6 @@ class TrialRecord:
         if not isinstance(data, dict):
             raise ResultsError("trial record is not a JSON object")
         return cls.from_dict(data)
-
-
-def record_trial(
-    *,
-    id: str,
-    profile: str,
-    faults: Sequence[str],
-    preset: str,
-    journal_mode: str,
-    synchronous: str,
-    seed: int,
-    judgement: Judgement,
-    duration_s: float,
-    replay: str,
-    oom_killed: bool | None = None,
-    exit_code: int | None = None,
-    artifacts_dir: str | None = None,
-    store: str = "default",
-    hazards: Sequence[str] = (),
-    scenario: Mapping[str, object] | None = None,
-    start: str = "",
-    sqlite: str = "system",
-    sqlite_source_id: str = "",
-    checkpoints: int = 0,
-) -> TrialRecord:
-    """Build a record from a judgement; counts come from its verification (0 when there is none)."""
-    ver = judgement.verification
-    integrity = "unknown" if ver is None else ver.health.integrity
-    return TrialRecord(
-        id=id,
-        profile=profile,
-        faults=tuple(faults),
-        preset=preset,
-        journal_mode=journal_mode,
-        synchronous=synchronous,
-        seed=seed,
-        verdict=judgement.verdict,
-        integrity=integrity,
-        acked=0 if ver is None else ver.acked,
-        lost_acked=0 if ver is None else ver.lost_acked,
-        phantom=0 if ver is None else ver.phantom,
-        indeterminate=0 if ver is None else len(ver.indeterminate),
-        oom_killed=oom_killed,
-        exit_code=exit_code,
-        duration_s=round(duration_s, 3),
-        expected=judgement.expected,
-        promised_safe=judgement.promised_safe,
-        detail=judgement.reason[:500],
-        artifacts_dir=artifacts_dir,
-        replay=replay,
-        store=store,
-        hazards=tuple(hazards),
-        scenario=scenario,
-        preexisting=0 if ver is None or ver.preexisting is None else ver.preexisting.rows,
-        lost_preexisting=0 if ver is None else ver.lost_preexisting,
-        start=start,
-        sqlite=sqlite,
-        sqlite_source_id=sqlite_source_id,
-        checkpoints=checkpoints,
-    )
 
 
 @dataclass(frozen=True)

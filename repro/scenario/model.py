@@ -13,6 +13,8 @@ from repro.oracle.promises import CrashClass
 from repro.scenario.profiles import MachineProfile, format_size, parse_size
 from repro.scenario.start import StartSpec
 from repro.scenario.stores import SYSTEM_SQLITE, StoreSpec
+# The workload's part of a scenario is the machine's own object (stdlib, in the image): one name end to end.
+from repro.workload.spec import HAZARD_DEFAULTS, MAX_TRIGGER_VALUE, Hazard, HazardName, WorkloadSpec
 
 
 class FaultName(str, enum.Enum):
@@ -82,10 +84,6 @@ def id_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text)
 
 
-# Ack counts and milliseconds the in-machine agent compares with 32-bit status-board counters.
-MAX_TRIGGER_VALUE = 2**31
-
-
 def parse_fault(text: str) -> tuple[FaultName, Trigger | None, int | None]:
     """``sigkill``, ``sigkill@in-write``, ``sigterm@acks=200``, ``oom@random`` -> parts."""
     head, _, when = text.strip().partition("@")
@@ -152,106 +150,6 @@ class FaultSpec:
     def lossy_args(self) -> str:
         """Arguments for the power-loss filesystem daemon (recording is the machine's business: services.py)."""
         return " ".join(f"--{option}" for option in self.options if option != RECORD_OPTION)
-
-
-class HazardName(str, enum.Enum):
-    """What the application around the store does wrong, all trial long (not a fault: nothing fires).
-
-    docs/FACTS.md (the store the lab models) lists the causes upstream traced corruption to.
-    """
-
-    RAW_OPEN = "raw-open"    # the gateway open()s and close()s its own live database (a size probe):
-    #                          POSIX advisory locks are per process, so that close drops SQLite's locks
-    DASHBOARD = "dashboard"  # a second process (dashboard, doctor) opens the store, reads, closes
-    CRON = "cron"            # a second process writes through its own store instance (a cron job)
-    CHECKPOINTER = "checkpointer"  # a third process checkpoints the WAL (PASSIVE, TRUNCATE) with its own connection
-
-
-# The hazard's value when none is given: every N writes (raw-open), every N ms (dashboard, cron, checkpointer).
-HAZARD_DEFAULTS = {HazardName.RAW_OPEN: 10, HazardName.DASHBOARD: 20, HazardName.CRON: 20, HazardName.CHECKPOINTER: 1}
-
-
-@dataclass(frozen=True)
-class Hazard:
-    """One hazard with its period."""
-
-    name: HazardName
-    every: int
-
-    @classmethod
-    def parse(cls, text: str) -> "Hazard":
-        """``raw-open``, ``raw-open=50`` (writes), ``dashboard``, ``dashboard=100`` (milliseconds)."""
-        head, sep, value = text.strip().partition("=")
-        try:
-            name = HazardName(head)
-        except ValueError:
-            known = ", ".join(h.value for h in HazardName)
-            raise ScenarioError(f"unknown hazard {shown(head)}; known: {known}") from None
-        whole = value.isascii() and value.isdigit() and len(value) <= 12
-        if sep and not (whole and 0 < int(value) < MAX_TRIGGER_VALUE):
-            raise ScenarioError(f"hazard {shown(text)}: the period must be a positive whole number below "
-                                f"{MAX_TRIGGER_VALUE}")
-        return cls(name, int(value) if sep else HAZARD_DEFAULTS[name])
-
-    def __str__(self) -> str:
-        return self.name.value if self.every == HAZARD_DEFAULTS[self.name] else f"{self.name.value}={self.every}"
-
-
-@dataclass(frozen=True)
-class WorkloadSpec:
-    """How hard the workload drives the store: operations per second (0: flat out) and the op mix."""
-
-    rate: float = 0.0
-    mix: str = ""  # e.g. "append_message=80,search_messages=20" (as given: short words too); empty: the default
-    sizes: str = ""  # message sizes "MIN:MAX" (e.g. 20k:200k); empty: the workload's 200 B to 20 KB
-    hazards: tuple[Hazard, ...] = ()
-    linger_ms: int = 0  # a slow shutdown: after the stop signal the workload writes on this long
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.linger_ms < MAX_TRIGGER_VALUE:
-            raise ScenarioError(f"--linger must be a whole number of milliseconds >= 0, not {self.linger_ms}")
-        names = [h.name for h in self.hazards]
-        if len(set(names)) != len(names):
-            raise ScenarioError("a hazard may appear only once")
-        if not math.isfinite(self.rate) or self.rate < 0:
-            raise ScenarioError(f"--rate must be a finite number of operations per second, not {self.rate}")
-        if self.sizes:
-            self.size_range()
-        if self.mix:
-            from repro.workload.config import WorkloadConfigError, parse_mix
-
-            try:
-                parse_mix(self.mix)
-            except (WorkloadConfigError, ValueError) as exc:
-                raise ScenarioError(f"bad --mix: {exc}") from None
-
-    def size_range(self) -> tuple[int, int]:
-        low, sep, high = self.sizes.partition(":")
-        if not sep:
-            raise ScenarioError(f"--message-size takes MIN:MAX (e.g. 20k:200k), not {shown(self.sizes)}")
-        try:
-            lo, hi = parse_size(low), parse_size(high)
-        except ScenarioError as exc:
-            raise ScenarioError(f"--message-size: {exc}") from None
-        if lo > hi:
-            raise ScenarioError(f"--message-size {shown(self.sizes)}: MIN is larger than MAX")
-        return lo, hi
-
-    def environment(self) -> dict[str, str]:
-        """Workload settings beyond the seed and rate (LAB_MIX, LAB_MIN_SIZE, LAB_MAX_SIZE)."""
-        env = {"LAB_MIX": self.mix} if self.mix else {}
-        if self.sizes:
-            low, high = self.size_range()
-            env.update({"LAB_MIN_SIZE": str(low), "LAB_MAX_SIZE": str(high)})
-        return env
-
-    def hazard_every(self, name: HazardName) -> int:
-        """The period of that hazard (0: not in this workload)."""
-        return next((h.every for h in self.hazards if h.name is name), 0)
-
-    @property
-    def hazard_labels(self) -> tuple[str, ...]:
-        return tuple(str(h) for h in self.hazards)
 
 
 @dataclass(frozen=True)

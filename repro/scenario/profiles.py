@@ -7,36 +7,7 @@ import re
 from dataclasses import dataclass
 
 from repro.errors import ScenarioError, shown
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-MAX_SIZE = 1 << 50  # 1 PiB: no size the lab takes comes near it
-
-
-def parse_size(text: str | int) -> int:
-    """``256m``, ``1g``, ``64MiB``, ``512k`` or a byte count -> bytes (binary units, as Docker's)."""
-    if isinstance(text, int):
-        if text <= 0:
-            raise ScenarioError(f"size must be positive, got {text}")
-        return text
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ScenarioError(f"malformed size {shown(text)}: use a number with k, m or g (e.g. 256m, 1g)")
-    number, unit = match.groups()
-    value = float(number) * _UNITS[(unit or "")[:1].lower()]
-    if not math.isfinite(value) or value > MAX_SIZE:
-        raise ScenarioError(f"size {shown(text)} is more than any machine's memory or disk ({format_size(MAX_SIZE)})")
-    if value < 1 or value != int(value):
-        raise ScenarioError(f"size {shown(text)} is not a whole, positive number of bytes")
-    return int(value)
-
-
-def format_size(size: int) -> str:
-    """Bytes -> the shortest exact docker-style size (``268435456`` -> ``256m``)."""
-    for suffix, unit in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
-        if size % unit == 0:
-            return f"{size // unit}{suffix}"
-    return str(size)
+from repro.workload.spec import MAX_SIZE, format_size, parse_size  # sizes are read in the machine too
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from typing import Mapping
 
 from repro.caches import cache_failure
 from repro.errors import ScenarioError, shown
+from repro.startdb.recover import JOURNAL, roll_back  # a hot journal is rolled back in a sandbox
 from repro.verify.baseline import BASELINE_FILE, ROWS_FILE, SessionState, rows_from_json, rows_to_json, take
 
 DB_NAMES = ("state.db", "state.db-wal", "state.db-shm")
-JOURNAL = "state.db-journal"  # copied only to be rolled back in a sandbox (repro/startdb/recover.py), never kept
 META_FILE = "meta.json"
 CHUNK = 1 << 20
 
@@ -108,8 +108,6 @@ def copy_from_db(db: str, cache: pathlib.Path, *, image: str | None = None) -> S
             if image is None:
                 raise ScenarioError(f"--from-db {shown(str(source))} has a rollback journal beside it (a transaction "
                                     "cut off by a crash): the lab rolls it back in a sandbox, which needs the image")
-            from repro.startdb.recover import roll_back
-
             made += "; " + roll_back(partial, image=image, source=str(source))
         return finish(partial, target, made)
     finally:

@@ -20,8 +20,8 @@ import tarfile
 import time
 
 from repro.errors import LabError, ScenarioError, shown
-from repro.startdb.files import JOURNAL
 
+JOURNAL = "state.db-journal"  # a rollback journal beside --from-db: copied only to be rolled back here, never kept
 SANDBOX_DIR = "/opt/out"  # the image makes it uid 1000's, so a fresh volume mounted there is too
 RECOVER_TIMEOUT_S = 120
 RESULT = "RECOVERED "

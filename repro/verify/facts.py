@@ -5,18 +5,20 @@ The probe measures these facts inside the machine and prints them as one ``PROBE
 driven by the dataclass fields, so a new fact is one field here plus the code in
 ``probe.py``/``sandbox.py`` that measures it: a dataclass becomes a JSON object keyed by
 field name, except a :class:`Row` (one of thousands in a damaged file), which becomes an
-array in field order to keep the line compact.
+array in field order to keep the line compact. The report's trial records (repro/report/records.py)
+use the same codec, so a per-trial column is one field there too.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import enum
 import functools
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence, TypeVar
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 from repro.errors import MachineOutputError
 from repro.protocol import ProtocolError, Tag, format_line, frame, parse_line
@@ -195,7 +197,8 @@ _T = TypeVar("_T")
 
 
 def encode(value: object) -> object:
-    """A fact as plain JSON values: dataclass -> object (a Row -> array), enum -> its value."""
+    """A fact as plain JSON values: dataclass -> object (a Row -> array), enum -> its value, tuple -> array,
+    mapping -> object."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         items = [encode(getattr(value, f.name)) for f in dataclasses.fields(value)]
         if isinstance(value, Row):
@@ -203,8 +206,10 @@ def encode(value: object) -> object:
         return {f.name: item for f, item in zip(dataclasses.fields(value), items)}
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return [encode(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): encode(v) for k, v in value.items()}
     return value
 
 
@@ -227,8 +232,19 @@ def _decode(hint: Any, obj: object, where: str) -> object:
         (inner,) = [o for o in options if o is not type(None)]  # only `X | None` is used
         return _decode(inner, obj, where)
     if origin is tuple:
-        item, _ = typing.get_args(hint)  # tuple[X, ...]
-        return tuple(_decode(item, v, f"{where}[{i}]") for i, v in enumerate(_expect(list, obj, where)))
+        args, values = typing.get_args(hint), _expect(list, obj, where)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+            return tuple(_decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(values))
+        if len(values) != len(args):  # tuple[X, Y]: a pair
+            raise ProbeError(f"{where}: {len(values)} values for a tuple of {len(args)}")
+        return tuple(_decode(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, values)))
+    if origin in (dict, collections.abc.Mapping):
+        _, value_hint = typing.get_args(hint)  # keys are strings, as JSON's
+        return {k: _decode(value_hint, v, f"{where}.{k}") for k, v in _expect(dict, obj, where).items()}
+    if hint is object:  # any JSON value, carried as it is (a trial's scenario)
+        return obj
+    if hint is float:
+        return float(_expect((int, float), obj, where))  # type: ignore[arg-type]
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _decode_dataclass(hint, obj, where)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
@@ -265,8 +281,9 @@ def _no_default(f: dataclasses.Field[Any]) -> bool:
 
 def _expect(kind: type[_T], obj: object, where: str) -> _T:
     # bool is an int in Python, not in the facts
-    if not isinstance(obj, kind) or (kind is int and isinstance(obj, bool)):
-        raise ProbeError(f"{where}: expected {kind.__name__}, got {obj!r}"[:200])
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(obj, kind) or (int in kinds and isinstance(obj, bool)):
+        raise ProbeError(f"{where}: expected {' or '.join(k.__name__ for k in kinds)}, got {obj!r}"[:200])
     return obj
 
 

@@ -111,8 +111,9 @@ class Workload:
         self.session_serial = 0
         self.stop_at: float | None = None
         self.leak: list[bytearray] = []
-        ops = [name for name, _ in cfg.mix]
-        weights = [weight for _, weight in cfg.mix]
+        mix = cfg.weights()
+        ops = [name for name, _ in mix]
+        weights = [weight for _, weight in mix]
         self._choose: Callable[[], str] = lambda: self.rng.choices(ops, weights)[0]
         self.marks = Marks(cfg.mark_socket)
         self.refusals = Refusals()
@@ -187,7 +188,7 @@ class Workload:
         sid = self.session()
         if sid is None:
             return
-        kwargs = content.message(self.rng, self.cfg.min_size, self.cfg.max_size)
+        kwargs = content.message(self.rng, *self.cfg.size_range())
         text = str(kwargs["content"])
         args = {"session_id": sid, "role": kwargs["role"], "sha": sha(text),
                 "length": len(text), "tool_calls": "tool_calls" in kwargs}
@@ -229,7 +230,7 @@ class Workload:
             now = time.monotonic()
             if self.stop_at is not None and now >= self.stop_at:
                 break
-            if self.cfg.max_ops and self.index - self.cfg.op_offset >= self.cfg.max_ops:
+            if self.cfg.ops and self.index - self.cfg.op_offset >= self.cfg.ops:
                 break
             if self.board and self.board.read().command == CMD_LEAK and not self.leak:
                 self.start_leak()

@@ -77,10 +77,10 @@ def _trials(out: pathlib.Path) -> list[dict[str, object]]:
 
 def test_a_device_is_asked_of_the_engine_not_this_host(lab_image: str) -> None:
     """The engine's answer about /dev/fuse decides power loss; a device it lacks is no, and nothing is left behind."""
-    from repro.machine import engine
+    from repro.machine import engine, limits
     from repro.machine.labels import RUN_ID
 
     cli = engine.client()
-    assert engine.has_device("/dev/fuse", cli, lab_image) is os.path.exists("/dev/fuse")  # here, the same host
-    assert engine.has_device("/dev/hermes-lab-no-such-device", cli, lab_image) is False
+    assert limits.has_device("/dev/fuse", cli, lab_image) is os.path.exists("/dev/fuse")  # here, the same host
+    assert limits.has_device("/dev/hermes-lab-no-such-device", cli, lab_image) is False
     assert leftovers(RUN_ID)[0] == []

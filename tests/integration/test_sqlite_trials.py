@@ -83,7 +83,7 @@ def test_a_machine_running_another_library_than_asked_is_caught(build_3532: lab_
     the request (a build record that lies) says 3.51.2."""
     liar = dataclasses.replace(build_3532, version="3.51.2", source_id="2026-01-09 not what is mounted")
     with ConstrainedHost("fly-256", image=lab_image, sqlite=liar) as host:
-        host.start_workload(seed=5, dashboard_ms=20)
+        host.start_workload(seed=5, hazards=(Hazard.parse("dashboard=20"),))
         seen = runtime.machine_reports(host.lines())
         assert seen["workload"] == seen["dashboard"] == ("3.53.2", build_3532.source_id)
         with pytest.raises(runtime.SqliteLoadError, match="asked for SQLite 3.51.2 .* ran 3.53.2"):

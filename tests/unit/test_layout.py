@@ -175,13 +175,8 @@ def test_the_code_map_matches_the_tree() -> None:
 # -- layer order: no import circles -------------------------------------------------------------
 # A unit is a top-level module of repro or one of its packages: units must not import each other in a
 # circle, and neither may the modules inside one package. Circles not broken yet, each named by its
-# modules; the list may only shrink (a test below fails when an entry is no longer a circle).
-KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset({
-    # labels start the process's reaper, which asks the engine, which labels what it starts
-    frozenset({"repro.machine.engine", "repro.machine.labels", "repro.machine.limits", "repro.machine.reaper"}),
-    frozenset({"repro.machine.host", "repro.machine.services"}),  # services type their host (TYPE_CHECKING)
-    frozenset({"repro.startdb.files", "repro.startdb.recover"}),  # a cached start rolls back a hot journal
-})
+# modules: none are left, and the list may only shrink (a test below fails when an entry is no longer a circle).
+KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset()
 
 
 def _modules(root: pathlib.Path, package: str) -> list[str]:

@@ -23,7 +23,7 @@ class _Machine:
     def start(self) -> None:
         pass
 
-    def start_workload(self, **settings: object) -> dict[str, object]:
+    def start_workload(self, *args: object, **settings: object) -> dict[str, object]:
         raise LabError("the workload did not start")
 
     def output(self) -> list[str]:

@@ -15,7 +15,7 @@ from repro.cli import build_parser
 from repro.explore.models import PersistenceModel
 from repro.faults import FAULTS
 from repro.scenario import HAZARD_DEFAULTS, PRESETS, PROFILES
-from repro.workload.config import OPS
+from repro.workload.spec import OPS
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHARED = ("--rate", "--mix", "--message-size", "--image", "--profile", "--profiles", "--fail-on")

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from repro.errors import ExitCode
 from repro.oracle.verdicts import Verdict, judge
-from repro.report.records import ResultsError, RunMeta, RunResult, TrialRecord, record_trial
+from repro.report.records import ResultsError, RunMeta, RunResult, TrialRecord
 from repro.report.outcome import outcome
 from repro.report.markdown import render_markdown
 from repro.report.render import write_all
@@ -150,9 +150,10 @@ def test_record_trial_from_a_real_judgement(tmp_path: pathlib.Path) -> None:
     w.sql("UPDATE sessions SET message_count = message_count - 1 WHERE id = 's2'")
     w.close()
     j = judge(ledger, collect(w.path, open_store=False), ["sigkill"])
-    r = record_trial(id="t1", profile="fly-256", faults=["sigkill"], preset="ns506", journal_mode="wal",
-                     synchronous="1", seed=7, judgement=j, duration_s=1.23456, replay="repro replay x t1")
+    r = TrialRecord.judged(j, id="t1", profile="fly-256", faults=("sigkill",), preset="ns506", journal_mode="wal",
+                           synchronous="1", seed=7, duration_s=1.235, replay="repro replay x t1")
     assert (r.verdict, r.acked, r.lost_acked, r.expected, r.duration_s) == (Verdict.LOST_ACKED, 18, 1, False, 1.235)
+    assert r.detail == j.reason and TrialRecord.from_json(r.to_json()) == r
     assert outcome(run_of(r)).code is ExitCode.TRIAL_FAILED
     assert dataclasses.replace(r, verdict=Verdict.PASS, expected=True).failed is False
 
@@ -181,3 +182,30 @@ def test_a_foreign_store_is_named_by_its_source_own_settings_and_the_pragmas_in_
     junit = (tmp_path / "junit.xml").read_text()
     assert "store=/x/b/release own settings in_force=wal/full" in junit and "lost_preexisting=2" in junit
     assert json.loads((tmp_path / "report.json").read_text())["trials"][1]["lost_preexisting"] == 2
+
+
+def test_a_record_with_every_field_set_comes_back_equal_and_bad_values_are_refused() -> None:
+    """report.json's trial object is the record's fields through the facts' codec: every field travels (a new
+    column needs no line of JSON code), and a value of the wrong type is a ResultsError, never a wrong record."""
+    from repro.report.records import PhaseCall
+    from repro.report.timeline import Mark, MarkKind, Timeline
+
+    timeline = Timeline(acked=((0.0, 0), (1.5, 40)), failed=((0.0, 0),), marks=(Mark(1.2, MarkKind.FAULT, "sigkill"),),
+                        lost=(1.1,), lost_total=1, duration=1.5, files=(("state.db", 4096),))
+    full = dataclasses.replace(rec(1, Verdict.LOST_ACKED, expected=False, store="/x/s"), sqlite_version="3.40.1",
+                               sqlite="3.53.2",
+                               sqlite_source_id="2026", checkpoints=3, schedule=("sigkill after 9 acks",),
+                               hazards=("cron",), cpus="pinned to CPU 1", preexisting=5, lost_preexisting=1,
+                               start="from-db", evidence={"state.db": "ab"}, scenario={"format": 3, "x": [1, None]},
+                               timeline=timeline, phases=(PhaseCall("boot", 0.5), PhaseCall("judge", 1.0, "E: x")))
+    defaults = [f.name for f in dataclasses.fields(full)
+                if f.default is not dataclasses.MISSING and getattr(full, f.name) == f.default]
+    assert not defaults, defaults
+    assert TrialRecord.from_json(full.to_json()) == full
+    good = json.loads(full.to_json())
+    for key, bad in (("duration_s", "1.2"), ("acked", True), ("evidence", {"state.db": 3}), ("phases", [{"name": 1}]),
+                     ("timeline", {**good["timeline"], "files": [["state.db"]]}), ("oom_killed", "no")):
+        with pytest.raises(ResultsError):
+            TrialRecord.from_dict({**good, key: bad})
+    older = {k: v for k, v in good.items() if k not in ("phases", "cpus", "detail")}  # a report of an older lab
+    assert TrialRecord.from_dict(older).phases == () and TrialRecord.from_dict(older).detail == ""

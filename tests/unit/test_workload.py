@@ -206,7 +206,7 @@ class _FakeDB:
 def test_in_write_flag_is_set_for_writes_only(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`sigkill@in-write` must land in a write, never in a search."""
     board = StatusBoard(str(tmp_path / "status"), create=True)
-    workload = Workload(WorkloadConfig(seed=1, db_path=str(tmp_path / "x.db"), mix=(("append", 1),)),
+    workload = Workload(WorkloadConfig(seed=1, db_path=str(tmp_path / "x.db"), mix="append=1"),
                         types.SimpleNamespace(SessionDB=_FakeDB), board)
     workload.db.board = board
     _FakeDB.seen = {}
@@ -243,7 +243,9 @@ import sys
 import hermes_state
 from repro.workload.__main__ import Workload
 from repro.workload.config import WorkloadConfig
-w = Workload(WorkloadConfig(seed=1, db_path=sys.argv[1], mix=(("append", 1),), raw_open_every=1), hermes_state, None)
+from repro.workload.spec import Hazard
+w = Workload(WorkloadConfig(seed=1, db_path=sys.argv[1], mix="append=1", hazards=(Hazard.parse("raw-open=1"),)),
+             hermes_state, None)
 for _ in range(5):
     w.append()
 print("OPEN", flush=True)
@@ -318,10 +320,38 @@ def test_a_cron_writer_shares_the_database_and_the_merged_ledger_accounts_for_ev
 def test_the_mix_names_each_operation_by_its_own_name_and_still_reads_the_short_words() -> None:
     """--mix append_message=80 is the operation's name; append=80 (earlier labs) reads as the same mix."""
     from repro.ledger import OpKind
-    from repro.workload.config import DEFAULT_MIX, OPS, parse_mix
+    from repro.workload.spec import DEFAULT_MIX, OPS, parse_mix
 
     assert OPS == tuple(kind.value for kind in OpKind)
     assert parse_mix("append=80,tokens=8,search=6,create=3,end=3") == parse_mix(DEFAULT_MIX)
     assert parse_mix("append=5,update_token_counts=2") == (("append_message", 5), ("update_token_counts", 2))
     assert [name for name, _ in parse_mix(DEFAULT_MIX)] == ["append_message", "update_token_counts",
                                                             "search_messages", "create_session", "end_session"]
+
+
+def test_every_workload_setting_travels_under_its_own_name_and_comes_back_equal() -> None:
+    """One object end to end: the options' fields are the spec's, the spec's are the machine config's, and
+    each reaches the machine as LAB_<FIELD> and reads back equal (no field left at its default here)."""
+    import dataclasses
+
+    from repro.options import WorkloadOptions
+    from repro.workload.config import WorkloadConfigError, env_name
+    from repro.workload.spec import Hazard, WorkloadSpec
+
+    spec_fields = {f.name for f in dataclasses.fields(WorkloadSpec)}
+    assert {f.name for f in dataclasses.fields(WorkloadOptions)} <= spec_fields
+    spec = WorkloadOptions(rate=2.5, mix="append=7,search=1", sizes="1k:2k").spec(
+        (Hazard.parse("raw-open=3"), Hazard.parse("cron=40")), 900)
+    cfg = WorkloadConfig.of(spec, seed=4, ops=12, db_path="/d/x.db", store_mount="/s", status_path="/run/st",
+                            ledger_file="/l", hold=True, role="cron", op_offset=5, mark_socket="/m")
+    unchanged = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) == f.default]
+    assert not unchanged, unchanged
+    assert all(getattr(cfg, name) == getattr(spec, name) for name in spec_fields)
+    env = cfg.to_env()
+    assert env["LAB_LINGER_MS"] == "900" and env["LAB_SIZES"] == "1k:2k" and env[env_name("ops")] == "12"
+    assert WorkloadConfig.from_env(env) == cfg
+    assert cfg.raw_open_every == 3 and cfg.size_range() == (1024, 2048)
+    for bad in ({"LAB_HAZARDS": "raw-open=x"}, {"LAB_SIZES": "9:1"}, {"LAB_OPS": "many"}, {"LAB_ROLE": "boss"},
+                {"LAB_MIX": "search=1"}):
+        with pytest.raises(WorkloadConfigError):
+            WorkloadConfig.from_env(bad)

@@ -17,20 +17,21 @@ from repro.protocol import EventKind, Tag, parse_line
 from repro.verify.diff import diff
 from repro.verify.probe import collect
 from repro.workload.__main__ import Workload
-from repro.workload.config import DEFAULT_MIX, WorkloadConfig, parse_mix
+from repro.workload.config import WorkloadConfig
+from repro.workload.spec import DEFAULT_MIX
 from repro.workload.refusals import PROBE_EVERY_S, REFUSALS_LIMIT, Change, Refusals, is_passing, sqlite_codes
 
 STORE_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def workload(tmp: pathlib.Path, mix: str = DEFAULT_MIX, ops: int = 0, seed: int = 3) -> Workload:
-    cfg = WorkloadConfig(seed=seed, db_path=str(tmp / "state.db"), mix=parse_mix(mix), max_ops=ops)
+    cfg = WorkloadConfig(seed=seed, db_path=str(tmp / "state.db"), mix=mix, ops=ops)
     return Workload(cfg, hermes_state, None)
 
 
 def run_for(w: Workload, seconds: float) -> float:
     """Run the workload's own loop until its stop time (as after a stop signal); the seconds it really ran."""
-    w.cfg = dataclasses.replace(w.cfg, max_ops=0)
+    w.cfg = dataclasses.replace(w.cfg, ops=0)
     start = time.monotonic()
     w.stop_at = start + seconds
     w.run()
@@ -115,14 +116,14 @@ def test_a_full_disk_is_waited_out_and_never_makes_the_store_unusable(
     capsys.readouterr()
     pages = w.db._conn.execute("PRAGMA page_count").fetchone()[0]
     w.db._conn.execute(f"PRAGMA max_page_count = {pages}")  # the store's file cannot grow: "disk is full"
-    w.cfg = dataclasses.replace(w.cfg, max_ops=10 + REFUSALS_LIMIT + 20)
+    w.cfg = dataclasses.replace(w.cfg, ops=10 + REFUSALS_LIMIT + 20)
     w.run()
     full = capsys.readouterr().out
     failed = [op for op in parse_lines(full.splitlines()).operations if op.outcome is Outcome.FAIL]
     assert len(failed) > REFUSALS_LIMIT and all("DiskFullError" in op.error for op in failed[:5])
     assert events(full, EventKind.STORE_UNUSABLE) == []
     w.db._conn.execute("PRAGMA max_page_count = 1073741823")
-    w.cfg = dataclasses.replace(w.cfg, max_ops=w.index + 10)
+    w.cfg = dataclasses.replace(w.cfg, ops=w.index + 10)
     w.run()
     assert all(op.acked for op in parse_lines(capsys.readouterr().out.splitlines()).operations)
 
