@@ -34,7 +34,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from repro.explore.configs import CONFIGURATIONS as CONFIGS  # noqa: E402
 from repro.explore.materialize import Materializer  # noqa: E402
-from repro.explore.models import PersistenceModel  # noqa: E402
+from repro.explore.models import PRESETS, PersistenceModel  # noqa: E402
 from repro.explore.runner import explore  # noqa: E402
 from repro.explore.space import StateSpace  # noqa: E402
 from repro.explore.timeline import Timeline  # noqa: E402
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<14} {size:>6.1f} {writes:>6} {len(timeline.points):>9} "
                   + " ".join(f"{space.total(m):>12}" for m in PersistenceModel), flush=True)
         for name in args.rate_of.split(","):
-            run = explore(traces[name], tuple(PersistenceModel), budget=args.budget, seed=args.seed, jobs=2)
+            run = explore(traces[name], tuple(PRESETS.values()), budget=args.budget, seed=args.seed, jobs=2)
             st = run.stats
             capacity = run.states / (st.cpu_s / 2) if st.cpu_s else 0.0
             print(f"\n{name}: {run.states} states checked ({', '.join(f'{m.model.value} {m.checked}/{m.selection.total}' for m in run.models)})")

@@ -15,7 +15,7 @@ from repro import commands, options, upkeep
 from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS, HUNT
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, MAX_OPS
-from repro.explore.models import PersistenceModel
+from repro.explore.models import PRESETS as MODEL_PRESETS, model_grammar
 from repro.faults import FAULTS
 from repro.ledger import SHORT_MIX_WORDS
 from repro.report.records import FailOn
@@ -237,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"operations to record (default {DEFAULT_OPS}, at most {MAX_OPS:,})")
     _workload_args(explore)
     explore.add_argument("--models", default="all",
-                         help=f"comma-separated persistence models: {_listed(m.value for m in PersistenceModel)} "
-                              "(default all)")
+                         help=f"comma-separated persistence models: the presets {_listed(MODEL_PRESETS)}, or parts joined "
+                              f"with '+' ({model_grammar()}), e.g. dirs=lazy+data=prefix (default all: the presets)")
     explore.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                          help=f"states per model checked exhaustively; a larger model is sampled with --seed "
                               f"(default {DEFAULT_BUDGET})")

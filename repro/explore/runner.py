@@ -125,7 +125,7 @@ def explore(trace_dir: TraceDir, models: tuple[PersistenceModel, ...], *, budget
     results, stats = check_in_sandbox(trace_dir, models, work, jobs=jobs, image=image, on_progress=on_progress)
     seconds = time.perf_counter() - started
     results.sort(key=lambda r: (models.index(r.model), r.index))
-    summaries = tuple(summarize(sel, [r for r in results if r.model is sel.model], config,
+    summaries = tuple(summarize(sel, [r for r in results if r.model == sel.model], config,
                                 trace_dir.recording.locks_dropped) for sel in selections)
     return Exploration(trace_dir, trace_dir.digest(), config, len(timeline.ops), len(timeline.points), budget, seed,
                        jobs, summaries, seconds, stats, space, str(ledger.ready.get("sqlite_version", "?")),

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, BinaryIO, Callable, Mapping
 
-from repro.errors import LabError
+from repro.errors import LabError, ScenarioError
 from repro.explore.check import ChunkStats, StateResult
 from repro.explore.models import PersistenceModel
 from repro.oracle.verdicts import Verdict
@@ -109,12 +109,12 @@ def result_from_json(data: Mapping[str, Any]) -> StateResult:
     """A result as the worker sent it; WireError for anything not shaped like one."""
     try:
         return StateResult(
-            model=PersistenceModel(data["model"]), index=int(data["index"]), point=int(data["point"]),
+            model=PersistenceModel.parse(str(data["model"])), index=int(data["index"]), point=int(data["point"]),
             seq=int(data["seq"]), verdict=Verdict(data["verdict"]), expected=bool(data["expected"]),
             acked=int(data["acked"]), lost=tuple(int(i) for i in data["lost"]),
             beyond_sync=tuple(int(i) for i in data["beyond_sync"]), reason=str(data["reason"]),
             probed=bool(data["probed"]))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ScenarioError) as exc:
         raise WireError(f"a result the lab cannot read: {type(exc).__name__}: {exc}") from None
 
 

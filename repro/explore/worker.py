@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet = logging.getLogger("hermes_state")
         quiet.addHandler(logging.NullHandler())
         quiet.propagate = False
-        models = tuple(PersistenceModel(m) for m in args.models.split(","))
+        models = PersistenceModel.parse_list(args.models)
         checker = Checker(TraceDir.open(args.trace_dir), models, args.scratch, images=not args.no_images,
                           store_mount=args.store_mount)
     except Exception as exc:
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 request = requests.next()
             except ChannelClosed:  # the end of stdin: the lab is done
                 return 0
-            refs = [(PersistenceModel(model), int(index)) for model, index in request["batch"]]
+            refs = [(PersistenceModel.parse(model), int(index)) for model, index in request["batch"]]
             stats = ChunkStats()
             cpu = time.process_time()
             before = dataclasses.replace(checker.materializer.stats)

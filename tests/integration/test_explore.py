@@ -17,7 +17,7 @@ import pytest
 from repro.explore.configs import CONFIGURATIONS as CONFIGS
 from repro.errors import ExitCode
 from repro.explore.check import ViolationKind
-from repro.explore.models import PersistenceModel as M
+from repro.explore.models import PRESETS, PersistenceModel as M
 from repro.explore.record import record
 from repro.explore.runner import Exploration, explore
 from repro.explore.timeline import Timeline
@@ -53,7 +53,7 @@ def recorded(lab_image: str, tmp_path_factory: pytest.TempPathFactory) -> Callab
     return get
 
 
-def checked(recorded: Callable[[str], TraceDir], name: str, models: tuple[M, ...] = tuple(M),
+def checked(recorded: Callable[[str], TraceDir], name: str, models: tuple[M, ...] = tuple(PRESETS.values()),
             budget: int = 100_000) -> Exploration:
     run = explore(recorded(name), models, budget=budget, seed=SEED, jobs=2)  # the image: lab_image's (HERMES_LAB_IMAGE)
     cfg = run.config

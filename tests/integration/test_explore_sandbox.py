@@ -29,7 +29,7 @@ from test_explore_support import recorded_run  # noqa: E402
 
 from repro.errors import ExitCode  # noqa: E402
 from repro.explore.check import ViolationKind  # noqa: E402
-from repro.explore.models import PersistenceModel as M  # noqa: E402
+from repro.explore.models import PRESETS, PersistenceModel as M  # noqa: E402
 from repro.explore.report import write_all  # noqa: E402
 from repro.explore.runner import explore  # noqa: E402
 from repro.explore.sandbox import INPUTS_DIR, ROLE, UPLOAD_DIR, Sandbox  # noqa: E402
@@ -99,7 +99,7 @@ def test_the_sandbox_has_no_network_no_socket_no_privilege_and_goes_when_closed(
 
 
 def test_a_clean_recording_keeps_every_promise_in_every_state(lab_image: str, tmp_path: pathlib.Path) -> None:
-    run = explore(recorded_run(tmp_path), tuple(M), budget=100_000, seed=1, jobs=2, image=lab_image)
+    run = explore(recorded_run(tmp_path), tuple(PRESETS.values()), budget=100_000, seed=1, jobs=2, image=lab_image)
     assert run.exit_code is ExitCode.OK
     assert all(m.selection.exhaustive and m.checked == m.selection.total > 0 for m in run.models)
     assert all(set(m.verdicts) == {"pass"} and m.broken == 0 for m in run.models), [m.verdicts for m in run.models]
