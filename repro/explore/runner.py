@@ -231,7 +231,13 @@ def describe_state(space: StateSpace, spec: StateSpec, limit: int = 8) -> dict[s
         "dropped": dropped[:limit] + ([f"... {len(dropped) - limit} more"] if len(dropped) > limit else []),
     }
     if spec.torn is not None:
-        out["torn"] = f"{timeline.describe(spec.torn.pos)}: first {spec.torn.kept} of {spec.torn.total} sectors"
+        kept = (f"first {spec.torn.kept}" if spec.torn.mask is None else
+                f"sectors {','.join(map(str, spec.torn.sectors_kept()))}")
+        out["torn"] = f"{timeline.describe(spec.torn.pos)}: {kept} of {spec.torn.total} sectors"
+    if spec.grown is not None:
+        grown = [timeline.describe(p) for p in spec.dropped if p in timeline.grows]
+        out[f"grown_with_{spec.grown.value}"] = grown[:limit] + ([f"... {len(grown) - limit} more"]
+                                                               if len(grown) > limit else [])
     if spec.entries is not None:
         missing = [timeline.describe(p) for p in timeline.entry_log[spec.entries:point.committed_entries
                                                                      + len(point.pending)]]
