@@ -32,7 +32,7 @@ REPRO = pathlib.Path(sys.executable).with_name("repro")  # the console script, a
 SEED = 4242
 OPS = 60
 WORKLOAD = WorkloadSpec(sizes="200:2k")  # small messages: a few pages per commit, a small state space
-IN_FORCE = {"wal-full": ("wal", 2), "wal-normal": ("wal", 1), "delete-full": ("delete", 2),
+IN_FORCE = {"wal-full": ("wal", 2), "wal-normal": ("wal", 1), "delete-full": ("delete", 2), "delete-normal": ("delete", 1),
             "delete-extra": ("delete", 3), "wal-off": ("wal", 0), "delete-off": ("delete", 0),
             "journal-off": ("off", 2)}
 
@@ -111,6 +111,46 @@ def test_delete_full_with_lazy_directories_may_roll_back_the_last_commit(
     assert lazy.selection.exhaustive and run.exit_code is ExitCode.OK, _summary(run)
     assert lazy.verdicts.get("expected-loss") and lazy.largest_loss == 1, _summary(run)
     assert set(synced.verdicts) == {"pass"}, _summary(run)  # directory entries durable at once: no loss
+
+
+def test_delete_normal_is_corrupted_by_a_journal_write_torn_into_any_sectors_and_full_is_not(
+        recorded: Callable[[str], TraceDir]) -> None:
+    """SQLite's documented rollback + NORMAL corruption (issue #20 item 2): NORMAL writes the journal's
+    record count with its records before one sync, so a journal write that persists its header sector and
+    only some of its records' sectors is a hot journal whose sparse checksums may pass over missing
+    sectors, and the rollback writes holes into the database. FULL syncs the records before the count:
+    the same model finds nothing there. Directory entries and single operations dropped find no corruption."""
+    torn_any, lazy_prefix, drop2 = M.parse("data=torn-any"), M.parse("dirs=lazy+data=prefix"), M.parse("data=drop-2")
+    normal = checked(recorded, "delete-normal", (torn_any, lazy_prefix, drop2), budget=1500)
+    torn, lazy, drop = normal.models
+    assert torn.verdicts.get("corrupt") and not torn.broken, _summary(normal)  # DELETE + NORMAL promises no less
+    timeline = Timeline(normal.trace_dir.reader())
+    for r in normal.results:
+        if r.model == torn_any and r.verdict is Verdict.CORRUPT:  # each one a torn journal write keeping its header
+            spec = normal.space.spec(torn_any, r.index)
+            assert spec.torn is not None and 0 in spec.torn.sectors_kept(), spec
+            assert timeline.data_op(spec.torn.pos).path.endswith("-journal"), timeline.describe(spec.torn.pos)
+    assert lazy.selection.exhaustive and not lazy.verdicts.get("corrupt") and lazy.largest_loss <= 1, _summary(normal)
+    assert not drop.verdicts.get("corrupt"), _summary(normal)
+    full = checked(recorded, "delete-full", (torn_any,), budget=1500)
+    assert set(full.models[0].verdicts) == {"pass"} and full.exit_code is ExitCode.OK, _summary(full)
+
+
+def test_delete_full_without_directory_fsyncs_corrupts_with_lazy_directories(
+        recorded: Callable[[str], TraceDir]) -> None:
+    """SQLITE_DISABLE_DIRSYNC, found without editing the trace: dirsync=skipped takes the recorded directory
+    fsyncs as not done (all such a build leaves out). With lazy entries the journal's unlink and the next
+    one's create may not persist while the next commit's pages do: a stale hot journal rolls them back
+    into corruption. With the directory fsyncs kept, or entries ordered at the next journal commit
+    (ext4), only the last commit may roll back."""
+    skipped, ordered = M.parse("dirs=lazy+dirsync=skipped"), M.parse("dirs=ordered+dirsync=skipped+data=prefix")
+    run = checked(recorded, "delete-full", (skipped, M.LAZY_DIRS, ordered), budget=1500)
+    nodirsync, lazy, ext4 = run.models
+    assert nodirsync.violations.get("corrupt") and run.exit_code is ExitCode.TRIAL_FAILED, _summary(run)
+    assert lazy.selection.exhaustive and not lazy.verdicts.get("corrupt") and lazy.largest_loss == 1, _summary(run)
+    assert ext4.selection.exhaustive and not ext4.broken and ext4.largest_loss <= 1, _summary(run)
+    print(f"delete-full, dirsync skipped: {nodirsync.violations['corrupt']} of {nodirsync.checked} states corrupt "
+          f"({nodirsync.selection.total} in all, seed {SEED})")
 
 
 def test_delete_extra_keeps_every_promise_even_with_lazy_directories(recorded: Callable[[str], TraceDir]) -> None:
