@@ -145,7 +145,11 @@ class Checker:
         self.ledger = trace_dir.ledger()
         self.config = StoreConfig.from_ready(self.ledger.ready)
         self.scratch = tempfile.mkdtemp(prefix="repro-explore-", dir=scratch or _fast_tmp())
-        self.materializer = Materializer(self.timeline, self.scratch)
+        try:
+            self.materializer = Materializer(self.timeline, self.scratch)
+        except BaseException:  # the scratch is this checker's: it goes with a checker that never started
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
         self._cache: collections.OrderedDict[object, ProbeFacts] = collections.OrderedDict()
         self._images = images
         self._frames = FrameChecker()

@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -33,6 +34,10 @@ def _private_channel() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return channel
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,9 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     import sqlite3
 
-    out.send({"ready": {"pid": os.getpid(), "uid": os.getuid(), "sqlite_version": sqlite3.sqlite_version}})
     requests = Reader(lambda n: os.read(0, n))
     try:
+        # SIGTERM (docker stop, the lab ending a worker) unwinds like an exception: the scratch goes with it
+        signal.signal(signal.SIGTERM, _terminated)
+        out.send({"ready": {"pid": os.getpid(), "uid": os.getuid(), "sqlite_version": sqlite3.sqlite_version}})
         while True:
             try:
                 request = requests.next()
