@@ -17,6 +17,7 @@ not) and prints:
 
 Target: >= 200 states/s on 2 cores. About 3 minutes with the defaults.
 Usage: python bench/bench_explore.py [--budget N] [--ops N] [--fill N] [--rate-of wal-full,wal-normal]
+       [--combined dirs=lazy+data=prefix] [--per-model]
 """
 
 from __future__ import annotations
@@ -103,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="configurations to count states for")
     parser.add_argument("--rate-of", default="wal-full,wal-normal", help="configurations to time")
+    parser.add_argument("--combined", default="dirs=lazy+data=prefix",
+                        help="models of parts timed beside the presets (comma-separated)")
+    parser.add_argument("--per-model", action="store_true", help="also time each model alone (its own sandbox)")
     args = parser.parse_args(argv)
+    models = (*PRESETS.values(), *PersistenceModel.parse_list(args.combined))
     reason = fuse_unavailable_reason()
     if reason is not None:
         print(f"cannot record here: {reason}", file=sys.stderr)
@@ -112,17 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         traces = {}
         print(f"{'configuration':<14} {'db MB':>6} {'writes':>6} {'crash pts':>9} "
-              + " ".join(f"{m.value:>12}" for m in PersistenceModel))
+              + " ".join(f"{m.value:>12}" for m in models))
         for name in args.configs.split(","):
             trace = traces[name] = record(name, CONFIGS[name], root, args.fill, args.ops, args.seed)
             timeline = Timeline(trace.reader())
-            space = StateSpace(timeline)
+            space = StateSpace(timeline, models)
             size = (root / name / "backing" / "state.db").stat().st_size / 1e6
             writes = sum(isinstance(op, Write) for op in timeline.ops)
             print(f"{name:<14} {size:>6.1f} {writes:>6} {len(timeline.points):>9} "
-                  + " ".join(f"{space.total(m):>12}" for m in PersistenceModel), flush=True)
+                  + " ".join(f"{space.total(m):>12}" for m in models), flush=True)
         for name in args.rate_of.split(","):
-            run = explore(traces[name], tuple(PRESETS.values()), budget=args.budget, seed=args.seed, jobs=2)
+            run = explore(traces[name], models, budget=args.budget, seed=args.seed, jobs=2)
             st = run.stats
             capacity = run.states / (st.cpu_s / 2) if st.cpu_s else 0.0
             print(f"\n{name}: {run.states} states checked ({', '.join(f'{m.model.value} {m.checked}/{m.selection.total}' for m in run.models)})")
@@ -133,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  probed {st.probes} states ({st.probe_s:.1f} s), the rest alike to a probed one; building and "
                   f"keying states {st.materialize_s:.1f} s, judging {st.judge_s:.1f} s; broken promises: "
                   f"{sum(m.broken for m in run.models)}")
+            for model in models if args.per_model else ():
+                alone = explore(traces[name], (model,), budget=args.budget, seed=args.seed, jobs=2)
+                print(f"  {model.value}: {alone.states} states in {alone.seconds:.1f} s = {alone.rate:.0f} states/s "
+                      f"(wall, with the sandbox's start), {alone.states / (alone.stats.cpu_s / 2) if alone.stats.cpu_s else 0:.0f} "
+                      f"per 2 idle cores", flush=True)
             inc, fresh = materialize_cost(traces[name], 40, root / f"mat-{name}")
             print(f"  materialising a prefix state: {inc:.1f} ms incrementally, {fresh:.1f} ms rebuilt from the "
                   f"trace's start ({fresh / inc:.1f}x)")

@@ -137,6 +137,9 @@ class PersistenceModel:
     def __str__(self) -> str:
         return self.value
 
+    def __repr__(self) -> str:
+        return f"PersistenceModel({self.value!r})"
+
     @property
     def lazy_dirs(self) -> bool:
         """Whether the oracle judges this model's states with lazy directory entries."""

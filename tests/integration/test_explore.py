@@ -121,7 +121,7 @@ def test_delete_normal_is_corrupted_by_a_journal_write_torn_into_any_sectors_and
     sectors, and the rollback writes holes into the database. FULL syncs the records before the count:
     the same model finds nothing there. Directory entries and single operations dropped find no corruption."""
     torn_any, lazy_prefix, drop2 = M.parse("data=torn-any"), M.parse("dirs=lazy+data=prefix"), M.parse("data=drop-2")
-    normal = checked(recorded, "delete-normal", (torn_any, lazy_prefix, drop2), budget=1500)
+    normal = checked(recorded, "delete-normal", (torn_any, lazy_prefix, drop2), budget=3500)
     torn, lazy, drop = normal.models
     assert torn.verdicts.get("corrupt") and not torn.broken, _summary(normal)  # DELETE + NORMAL promises no less
     timeline = Timeline(normal.trace_dir.reader())
@@ -144,7 +144,7 @@ def test_delete_full_without_directory_fsyncs_corrupts_with_lazy_directories(
     into corruption. With the directory fsyncs kept, or entries ordered at the next journal commit
     (ext4), only the last commit may roll back."""
     skipped, ordered = M.parse("dirs=lazy+dirsync=skipped"), M.parse("dirs=ordered+dirsync=skipped+data=prefix")
-    run = checked(recorded, "delete-full", (skipped, M.LAZY_DIRS, ordered), budget=1500)
+    run = checked(recorded, "delete-full", (skipped, M.LAZY_DIRS, ordered), budget=3000)
     nodirsync, lazy, ext4 = run.models
     assert nodirsync.violations.get("corrupt") and run.exit_code is ExitCode.TRIAL_FAILED, _summary(run)
     assert lazy.selection.exhaustive and not lazy.verdicts.get("corrupt") and lazy.largest_loss == 1, _summary(run)
