@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 from repro import commands, options, upkeep
 from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS, HUNT
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
-from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, MAX_OPS
+from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, DEFAULT_SHRINK, MAX_OPS
 from repro.explore.models import PRESETS as MODEL_PRESETS, model_grammar
 from repro.faults import FAULTS
 from repro.ledger import SHORT_MIX_WORDS
@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                          help=f"states per model checked exhaustively; a larger model is sampled with --seed "
                               f"(default {DEFAULT_BUDGET})")
+    explore.add_argument("--shrink", type=int, default=DEFAULT_SHRINK,
+                         help=f"findings per model shrunk to an ordering, 'Y must persist before X' (default "
+                              f"{DEFAULT_SHRINK}, a seeded choice; 0: none)")
     explore.add_argument("--seed", type=int, default=None, help="the workload's and the sample's seed (printed)")
     explore.add_argument("--jobs", type=int, default=2,
                          help="checkers in the explore sandbox (default 2, at most 64)")

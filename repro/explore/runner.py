@@ -19,6 +19,7 @@ from typing import Callable, Sequence, Union
 from repro.errors import ExitCode, ScenarioError
 from repro.explore.check import ChunkStats, StateResult, ViolationKind
 from repro.explore.models import PersistenceModel
+from repro.explore.orderings import Ordering
 from repro.explore.space import Selection, StateSpace, StateSpec
 from repro.explore.timeline import Timeline
 from repro.explore.tracedir import TraceDir
@@ -72,6 +73,7 @@ class Exploration:
     space: StateSpace = field(repr=False)
     machine_sqlite: str = "?"  # the SQLite the recording machine's store ran (READY); the sandbox runs the image's
     results: tuple[StateResult, ...] = field(repr=False, default=())
+    orderings: tuple[Ordering, ...] = ()  # findings shrunk and grouped (repro/explore/orderings.py), when asked
 
     @property
     def states(self) -> int:

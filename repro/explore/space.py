@@ -177,6 +177,22 @@ class StateSpace:
         grown = model.appends if appends_i else None
         return StateSpec(model, index, point, persisted, dropped, torn, entries, grown)
 
+    def choices(self, model: PersistenceModel, index: int) -> tuple[CrashPoint, tuple[int, int, int], tuple[int, int, int]]:
+        """The state's crash point, each part's choice (data, appends, dirs) and how many each part has there."""
+        cumulative = self._cumulative[model]
+        at = bisect.bisect_right(cumulative, index)
+        point = self.timeline.points[at]
+        local = index - (cumulative[at - 1] if at else 0)
+        radix = self._radix(model, point)
+        data_i, rest = local % radix[0], local // radix[0]
+        return point, (data_i, rest % radix[1], rest // radix[1]), radix
+
+    def index_of(self, model: PersistenceModel, point: CrashPoint, choice: tuple[int, int, int]) -> int:
+        """The index of the state of ``model`` at ``point`` with these part choices (data, appends, dirs)."""
+        radix = self._radix(model, point)
+        base = self._cumulative[model][point.index - 1] if point.index else 0
+        return base + (choice[2] * radix[1] + choice[1]) * radix[0] + choice[0]
+
     def _data(self, model: PersistenceModel, point: CrashPoint,
               local: int) -> tuple[tuple[int, ...], tuple[int, ...], Torn | None]:
         """The data part's ``local``-th choice: persisted, dropped, torn."""

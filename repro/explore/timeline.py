@@ -211,6 +211,12 @@ class Timeline:
                 c[0] = max(c[0], upto)
                 c[1] = acked
 
+    def ack_before(self, pos: int) -> int:
+        """The ledger index of the last ``ack`` mark before ``pos`` (the ready index: none yet): the operation
+        in flight at ``pos`` is the next one."""
+        i = bisect.bisect_left(self._acks, (pos, -1))
+        return self._acks[i - 1][1] if i else self.ready_index
+
     def _next_ack(self, pos: int) -> int | None:
         i = bisect.bisect_left(self._acks, (pos, -1))
         return self._acks[i][1] if i < len(self._acks) else None
