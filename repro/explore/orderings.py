@@ -10,7 +10,7 @@ made durable after it; under ``data=drop-K`` a single dropped write that still g
 Other states (synced-only, torn) are not shrunk: their sentence is what the state is. The sibling
 states are checked as any state is (the model and an index), in the sandbox. Only a seeded choice of
 at most ``limit`` findings per model is shrunk; the sentence groups them without sequence numbers
-(files, operation kinds, the ledger operation in flight), so states of one cause read as one finding.
+(files and operation kinds; the example adds sequence numbers and the ledger operation in flight), so states of one cause read as one finding.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Callable, Sequence
 from repro.explore.check import StateResult
 from repro.explore.models import Data, Dirs
 from repro.explore.space import StateSpace, StateSpec
-from repro.explore.timeline import Timeline
-from repro.lossyfs.trace import Create, Fsync, Rename, Truncate, Unlink, Write
+from repro.explore.timeline import CrashPoint, Timeline
+from repro.lossyfs.trace import Fsync, Rename, Truncate, Write
 from repro.ledger import Ledger
 from repro.oracle.verdicts import Verdict
 
@@ -74,14 +74,17 @@ class Explainer:
         return [self.space.index_of(spec.model, point, axis[n]) for n in sorted(near)]
 
     def op(self, pos: int | None, numbered: bool) -> str:
-        """An operation in a sentence: its kind, file and the ledger operation it belongs to."""
+        """An operation in a sentence: its kind and file; numbered, its sequence number and the ledger operation
+        in flight when it happened too (the grouped sentence leaves both out)."""
         if pos is None:
             return "the crash"
         op = self.timeline.ops[pos]
-        ledger = self.kinds.get(self.timeline.ack_before(pos) + 1, "no ledger operation")
         path = getattr(op, "dst", None) if isinstance(op, Rename) else getattr(op, "path", "?")
         kind = "truncate" if isinstance(op, Truncate) else op.OP
-        return f"{kind} {path}" + (f" (seq {op.seq})" if numbered else "") + f" of {ledger}"
+        if not numbered:
+            return f"{kind} {path}"
+        ledger = self.kinds.get(self.timeline.ack_before(pos) + 1, "no ledger operation")
+        return f"{kind} {path} (seq {op.seq}, {ledger})"
 
     def sentence(self, spec: StateSpec, verdicts: dict[int, Verdict], verdict: Verdict,
                  numbered: bool) -> str:
@@ -109,8 +112,10 @@ class Explainer:
             if high + 1 >= radix[2]:
                 return f"{what} with every directory entry change durable"
             entry = self.timeline.entry_log[committed + high]
+            named = self.op(entry, False).split(" ", 1)[1]  # the entry's file: what is durable of another one matters
             later = next((p for k in range(entry + 1, point.pos) for p in self.timeline.durable_at.get(k, ())
-                          if isinstance(self.timeline.ops[k], Fsync)), None)
+                          if isinstance(self.timeline.ops[k], Fsync)
+                          and getattr(self.timeline.ops[p], "path", "") != named), None)
             return f"{what}: {self.op(entry, numbered)} must persist before {self.op(later, numbered)}"
         if spec.model.data is Data.DROP:
             alone = [p for p in spec.dropped if len(spec.dropped) == 1 or same(
@@ -122,7 +127,7 @@ class Explainer:
             return f"{what}: {self.op(spec.torn.pos, numbered)} must reach the disk whole"
         return f"{what} with only synced data: a sync is missing before {self.op(point.last_op, numbered)}"
 
-    def _writes(self, point) -> list[int]:  # type: ignore[no-untyped-def]
+    def _writes(self, point: CrashPoint) -> list[int]:
         return [p for p in point.unsynced if isinstance(self.timeline.ops[p], Write)]
 
 

@@ -114,7 +114,8 @@ def print_report(run: Exploration, console: Console) -> None:
                       f"{shown.reason[:120]}")
         console.print(f"  {run.materialize_command(f'{shown.model.value}:{shown.index}')}")
     if run.orderings:
-        console.print(f"findings as orderings ({sum(o.states for o in run.orderings)} findings shrunk):")
+        console.print(f"findings as orderings ({sum(o.states for o in run.orderings)} of "
+                      f"{sum(m.findings for m in run.models)} findings shrunk):")
     for o in run.orderings:
         console.print(f"  {o.model}: {o.states} x {o.sentence}")
         console.print(f"    e.g. {o.example}: {o.detail}")

@@ -19,7 +19,9 @@ from repro.errors import ExitCode
 from repro.explore.check import ViolationKind
 from repro.explore.models import PRESETS, PersistenceModel as M
 from repro.explore.record import record
-from repro.explore.runner import Exploration, explore
+from repro.explore.check import StateResult
+from repro.explore.orderings import Ordering, explain
+from repro.explore.runner import Exploration, check_in_sandbox, explore
 from repro.explore.timeline import Timeline
 from repro.explore.tracedir import TRACE_FILE, TraceDir
 from repro.oracle.verdicts import Verdict
@@ -151,6 +153,20 @@ def test_delete_full_without_directory_fsyncs_corrupts_with_lazy_directories(
     assert ext4.selection.exhaustive and not ext4.broken and ext4.largest_loss <= 1, _summary(run)
     print(f"delete-full, dirsync skipped: {nodirsync.violations['corrupt']} of {nodirsync.checked} states corrupt "
           f"({nodirsync.selection.total} in all, seed {SEED})")
+    orderings = _orderings(run, (skipped,))
+    assert [o.sentence for o in orderings] == ["corrupt: unlink state.db-journal must persist before write state.db"], \
+        orderings  # ALICE's rollback-journal finding, in one sentence
+    assert orderings[0].states == 16
+
+
+def _orderings(run: Exploration, models: tuple[M, ...]) -> tuple[Ordering, ...]:
+    """The run's findings shrunk to orderings, their sibling states checked in the sandbox as the CLI does."""
+    def check(refs: list[tuple[str, int]]) -> list[StateResult]:
+        return check_in_sandbox(run.trace_dir, models, [refs[k:k + 200] for k in range(0, len(refs), 200)],
+                                jobs=2)[0]
+
+    return explain(run.space, run.trace_dir.ledger(), [r for r in run.results if r.model in models], check,
+                   limit=16, seed=SEED)
 
 
 def test_delete_extra_keeps_every_promise_even_with_lazy_directories(recorded: Callable[[str], TraceDir]) -> None:
@@ -172,10 +188,13 @@ def test_synchronous_off_loses_and_corrupts_and_the_report_counts_it(name: str,
           f"{sum(m.verdicts.get('lost-acked', 0) for m in run.models)}")
 
 
-def test_journal_off_leaves_corrupt_states(recorded: Callable[[str], TraceDir]) -> None:
+def test_journal_off_leaves_corrupt_states_of_few_orderings(recorded: Callable[[str], TraceDir]) -> None:
     run = checked(recorded, "journal-off", (M.PREFIX, M.REORDER_ONE, M.TORN), budget=800)
     assert sum(m.verdicts.get("corrupt", 0) for m in run.models) > 0, _summary(run)
     assert all(m.broken == 0 for m in run.models)  # journal_mode=OFF promises nothing
+    corrupt = [o for o in _orderings(run, (M.PREFIX,)) if o.sentence.startswith("corrupt")]
+    print("journal-off, prefix:", *(f"{o.states} x {o.sentence}" for o in corrupt), sep="\n  ")
+    assert sum(o.states for o in corrupt) >= 8 and len(corrupt) <= 4, corrupt
 
 
 def _user_env() -> dict[str, str]:

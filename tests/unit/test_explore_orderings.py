@@ -36,8 +36,9 @@ def test_a_prefix_finding_names_what_must_persist_before_what(tmp_path: pathlib.
     assert explainer.siblings(space.spec(M.PREFIX, idx[2])) == idx
     bad = {idx[0]: Verdict.PASS, idx[1]: Verdict.CORRUPT, idx[2]: Verdict.CORRUPT, idx[3]: Verdict.PASS}
     said = explainer.sentence(space.spec(M.PREFIX, idx[2]), bad, Verdict.CORRUPT, numbered=True)
-    assert said == ("corrupt: write a (seq 5) of no ledger operation must persist before "
-                    "write a (seq 3) of no ledger operation")
+    assert said == "corrupt: write a (seq 5, no ledger operation) must persist before write a (seq 3, no ledger operation)"
+    assert explainer.sentence(space.spec(M.PREFIX, idx[2]), bad, Verdict.CORRUPT, numbered=False) == \
+        "corrupt: write a must persist before write a"
     never = {**bad, idx[3]: Verdict.CORRUPT}  # nothing later repairs it
     assert "persisted before its fsync" in explainer.sentence(space.spec(M.PREFIX, idx[2]), never, Verdict.CORRUPT,
                                                                numbered=False)
@@ -46,7 +47,7 @@ def test_a_prefix_finding_names_what_must_persist_before_what(tmp_path: pathlib.
     lazy = [space.index_of(M.LAZY_DIRS, last, (0, 0, e)) for e in range(3)]
     verdicts = {lazy[0]: Verdict.LOST_ACKED, lazy[1]: Verdict.LOST_ACKED, lazy[2]: Verdict.PASS}
     said = explainer.sentence(space.spec(M.LAZY_DIRS, lazy[0]), verdicts, Verdict.LOST_ACKED, numbered=True)
-    assert said.startswith("acknowledged writes lost: unlink b (seq 6) of no ledger operation must persist before")
+    assert said == "acknowledged writes lost: unlink b (seq 6, no ledger operation) must persist before the crash", said
 
 
 def test_findings_of_one_cause_read_as_few_orderings(tmp_path: pathlib.Path) -> None:
@@ -71,6 +72,6 @@ def test_findings_of_one_cause_read_as_few_orderings(tmp_path: pathlib.Path) -> 
     per_model = [sum(1 for r in found if r.model is m) for m in models]
     assert sum(o.states for o in orderings) == sum(min(8, n) for n in per_model)  # at most 8 per model
     assert len(orderings) == 2, orderings  # one cause per model: the WAL's missing sync
-    assert all("a sync is missing before write state.db-wal of append_message" in o.sentence
+    assert all("a sync is missing before write state.db-wal" in o.sentence and "append_message" in o.detail
                for o in orderings), orderings
     assert not asked  # every sibling along a prefix here was checked already: nothing new to check
