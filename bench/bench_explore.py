@@ -42,6 +42,7 @@ from repro.explore.timeline import Timeline  # noqa: E402
 from repro.explore.tracedir import Recording, TraceDir, write_recording  # noqa: E402
 from repro.lossyfs.control import DEBIAN_PYTHON, LossyMount, fuse_unavailable_reason  # noqa: E402
 from repro.lossyfs.trace import Write  # noqa: E402
+from repro.protocol import Tag, format_line, frame, read_frame  # noqa: E402
 from repro.scenario import StoreSpec  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -67,11 +68,28 @@ def record(name: str, store: StoreSpec, root: pathlib.Path, fill: int, ops: int,
     for d in (backing, mount, out):
         d.mkdir(parents=True)
     env = {**os.environ, **store.environment()}
-    lines = workload(env, backing / "state.db", fill, seed + 1)
+    filled = workload(env, backing / "state.db", fill, seed + 1)
     with LossyMount(backing, mount, seed=seed, record=out / "trace.jsonl", mark_socket=root / name / "marks.sock"):
-        lines += workload(env, mount / "state.db", ops, seed, offset=fill, marks=root / name / "marks.sock")
-    write_recording(out, Recording(store_env=store.environment(), source=f"bench/bench_explore.py {name}"), lines)
+        lines = workload(env, mount / "state.db", ops, seed, offset=fill, marks=root / name / "marks.sock")
+    write_recording(out, Recording(store_env=store.environment(), source=f"bench/bench_explore.py {name}"),
+                    one_log(filled, lines))
     return TraceDir.open(out)
+
+
+def one_log(fill: list[str], recorded: list[str]) -> list[str]:
+    """The two workload runs as one machine's log, as a recording machine leaves it: a boot record, the fill's
+    records without its READY, then the recording's, numbered on (the trace's evidence checks refuse two
+    READYs and a record number seen twice)."""
+    out = [frame("boot", 1, format_line(Tag.BOOT, {"disk_entries": 0, "services": "session-store"}))]
+    counts: dict[str, int] = {}
+    for first, lines in ((True, fill), (False, recorded)):
+        for raw in lines:
+            framed = read_frame(raw)
+            if framed.line is None or (first and framed.line.tag is Tag.READY):
+                continue
+            counts[framed.source] = counts.get(framed.source, 0) + 1
+            out.append(frame(framed.source, counts[framed.source], raw.rstrip("\r\n").split(" ", 1)[1]))
+    return out
 
 
 def materialize_cost(trace: TraceDir, states: int, scratch: pathlib.Path) -> tuple[float, float]:

@@ -19,7 +19,7 @@ import os
 import pathlib
 import shutil
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 from repro.explore.models import GARBAGE, SECTOR_SIZE, Appends
 from repro.explore.space import StateSpec
@@ -61,8 +61,7 @@ def _digests(data: bytes, page_size: int) -> list[bytes]:
     return [hashlib.sha1(view[i:i + page_size]).digest() for i in range(0, len(data), page_size)]
 
 
-@dataclass(frozen=True)
-class Piece:
+class Piece(NamedTuple):  # a tuple, not a frozen dataclass: states make thousands of them a second
     """One change a state makes to a file beyond its durable content, applied in trace order: bytes
     written at an offset, a truncate, or a grow (the size reaches ``end`` with ``fill`` bytes, the
     data not: appends=zeros/garbage)."""
@@ -85,14 +84,17 @@ class Piece:
 def _torn_pieces(op: Write, pos: int, kept: tuple[int, ...]) -> list[Piece]:
     """A torn write's kept sectors (counted from its first sector, aligned to file offsets), as runs."""
     first = op.offset // SECTOR_SIZE
-    pieces: list[Piece] = []
+    runs: list[list[int]] = []  # consecutive kept sectors, each run sliced once
     for sector in kept:
-        lo = max(op.offset, (first + sector) * SECTOR_SIZE)
-        hi = min(op.offset + len(op.data), (first + sector + 1) * SECTOR_SIZE)
-        if pieces and pieces[-1].offset + len(pieces[-1].data) == lo:
-            last = pieces.pop()
-            pieces.append(Piece(pos, last.offset, last.data + op.data[lo - op.offset:hi - op.offset]))
-        elif lo < hi:
+        if runs and runs[-1][1] == sector:
+            runs[-1][1] = sector + 1
+        else:
+            runs.append([sector, sector + 1])
+    pieces: list[Piece] = []
+    for start, end in runs:
+        lo = max(op.offset, (first + start) * SECTOR_SIZE)
+        hi = min(op.offset + len(op.data), (first + end) * SECTOR_SIZE)
+        if lo < hi:
             pieces.append(Piece(pos, lo, op.data[lo - op.offset:hi - op.offset]))
     return pieces
 
@@ -183,10 +185,19 @@ class Materializer:
     def content_key(self, spec: StateSpec) -> tuple[object, ...]:
         """Equal for two states whose files are equal byte for byte."""
         self.advance(spec.point.pos)
+        mine: dict[int, list[object]] = {}  # the state's own operations per file, by position (no bytes touched)
+        for pos in spec.persisted:
+            mine.setdefault(self.timeline.data_op(pos).ino, []).append(pos)
+        if spec.torn is not None:
+            torn = spec.torn
+            mine.setdefault(self.timeline.data_op(torn.pos).ino, []).append(("torn", torn.pos, torn.kept, torn.mask))
+        if spec.grown is not None:
+            for pos in spec.dropped:
+                if pos in self.timeline.grows:
+                    mine.setdefault(self.timeline.data_op(pos).ino, []).append(("grown", pos, spec.grown.value))
         key: list[object] = []
         for path, ino in sorted(self.state_names(spec).items()):
-            mine = tuple((p.pos, p.offset, len(p.data), p.truncate, p.grow, p.fill) for p in self._overlay(spec, ino))
-            key.append((path, ino, self.durable.get(ino, 0), mine))
+            key.append((path, ino, self.durable.get(ino, 0), tuple(mine.get(ino, ()))))
         return tuple(key)
 
     def _overlay(self, spec: StateSpec, ino: int) -> list[Piece]:
@@ -206,8 +217,10 @@ class Materializer:
                     op = self.timeline.data_op(pos)
                     if pos in self.timeline.grows and isinstance(op, Write):
                         found.append((pos, op.ino, [Piece(pos, grow=op.offset + op.length, fill=fill)]))
+            if spec.grown is not None:  # persisted ops, then the torn one, are in trace order already
+                found.sort(key=lambda f: f[0])
             by_ino: dict[int, list[Piece]] = {}
-            for _, owner, pieces in sorted(found, key=lambda f: f[0]):
+            for _, owner, pieces in found:
                 by_ino.setdefault(owner, []).extend(pieces)
             self._overlays = (spec, by_ino)
         return self._overlays[1].get(ino, [])

@@ -271,3 +271,16 @@ def test_an_exploration_leaves_no_scratch_on_the_host_however_it_ends(ending: st
     while _shm_explore_dirs() - before:
         assert time.monotonic() < deadline, f"left in /dev/shm: {_shm_explore_dirs() - before}"
         time.sleep(0.5)
+
+
+def test_the_cli_says_its_findings_as_orderings(lab_image: str, tmp_path: pathlib.Path) -> None:
+    """A disk that lied about fsync: the shrunk findings read as the missing sync, in every report."""
+    trace = recorded_run(tmp_path / "rec", lying_fsync_from=6)
+    done = repro("explore", str(trace.path), "--models", "synced-only,data=prefix", "--shrink", "4", "--seed", "3",
+                 "--out", str(tmp_path / "out"), "--image", lab_image, cwd=tmp_path)
+    assert done.returncode == ExitCode.TRIAL_FAILED, done.stderr[-2000:]
+    assert "findings as orderings (8 of" in done.stdout, done.stdout[-3000:]
+    orderings = json.loads((tmp_path / "out" / "explore.json").read_text())["orderings"]
+    assert sum(o["states"] for o in orderings) == 8 and {o["model"] for o in orderings} == {"synced-only", "prefix"}
+    assert all("a sync is missing before write state.db-wal" in o["sentence"] for o in orderings), orderings
+    assert "## Findings as orderings" in (tmp_path / "out" / "explore.md").read_text()

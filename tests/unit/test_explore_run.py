@@ -89,6 +89,7 @@ def test_states_that_share_a_probe_get_the_verdict_their_own_probe_gives(tmp_pat
     (["explore", "."], ("trace.jsonl",)),
     (["explore", ".", "--models", "prefix,sorted"], ("unknown persistence model", "torn")),
     (["explore", ".", "--budget", "0"], ("--budget",)),
+    (["explore", ".", "--shrink", "-1"], ("--shrink must be from 0",)),
     (["explore", ".", "--materialize", "prefix:1"], ("--out",)),
     (["explore", "--record", "--preset", "fast"], ("unknown preset",)),
     (["explore", "--record", "--ops", "0"], ("--ops",)),
