@@ -79,12 +79,16 @@ class Explainer:
         if pos is None:
             return "the crash"
         op = self.timeline.ops[pos]
-        path = getattr(op, "dst", None) if isinstance(op, Rename) else getattr(op, "path", "?")
         kind = "truncate" if isinstance(op, Truncate) else op.OP
         if not numbered:
-            return f"{kind} {path}"
+            return f"{kind} {self.path(pos)}"
         ledger = self.kinds.get(self.timeline.ack_before(pos) + 1, "no ledger operation")
-        return f"{kind} {path} (seq {op.seq}, {ledger})"
+        return f"{kind} {self.path(pos)} (seq {op.seq}, {ledger})"
+
+    def path(self, pos: int) -> str:
+        """The file an operation names (a rename: where it goes)."""
+        op = self.timeline.ops[pos]
+        return str(op.dst if isinstance(op, Rename) else getattr(op, "path", "?"))
 
     def sentence(self, spec: StateSpec, verdicts: dict[int, Verdict], verdict: Verdict,
                  numbered: bool) -> str:
@@ -112,7 +116,7 @@ class Explainer:
             if high + 1 >= radix[2]:
                 return f"{what} with every directory entry change durable"
             entry = self.timeline.entry_log[committed + high]
-            named = self.op(entry, False).split(" ", 1)[1]  # the entry's file: what is durable of another one matters
+            named = self.path(entry)  # the entry's file: what is made durable of another file matters
             later = next((p for k in range(entry + 1, point.pos) for p in self.timeline.durable_at.get(k, ())
                           if isinstance(self.timeline.ops[k], Fsync)
                           and getattr(self.timeline.ops[p], "path", "") != named), None)
