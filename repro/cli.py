@@ -14,9 +14,9 @@ from typing import Iterable, Sequence
 from repro import commands, options, upkeep
 from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS, HUNT
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
-from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, MAX_OPS
+from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, DEFAULT_SHRINK, MAX_OPS
 from repro.explore.blockspace import BlockModel
-from repro.explore.models import PersistenceModel
+from repro.explore.models import PRESETS as MODEL_PRESETS, model_grammar
 from repro.explore.arguments import add_filesystem_args
 from repro.faults import FAULTS
 from repro.ledger import SHORT_MIX_WORDS
@@ -244,11 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_filesystem_args(explore)
     _disk_size_arg(explore)
     explore.add_argument("--models", default="all",
-                         help=f"comma-separated persistence models: {_listed(m.value for m in PersistenceModel)}; "
-                              f"for a trace recorded with --fs: {_listed(m.value for m in BlockModel)} (default all)")
+                         help=f"comma-separated persistence models: the presets {_listed(MODEL_PRESETS)}, or parts joined "
+                              f"with '+' ({model_grammar()}), e.g. dirs=lazy+data=prefix (default all: the presets); "
+                              f"for a trace recorded with --fs: {_listed(m.value for m in BlockModel)}")
     explore.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                          help=f"states per model checked exhaustively; a larger model is sampled with --seed "
                               f"(default {DEFAULT_BUDGET})")
+    explore.add_argument("--shrink", type=int, default=DEFAULT_SHRINK,
+                         help=f"findings per model shrunk to an ordering, 'Y must persist before X' (default "
+                              f"{DEFAULT_SHRINK}, a seeded choice; 0: none)")
     explore.add_argument("--seed", type=int, default=None, help="the workload's and the sample's seed (printed)")
     explore.add_argument("--jobs", type=int, default=2,
                          help="checkers in the explore sandbox (default 2, at most 64)")

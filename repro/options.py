@@ -111,6 +111,7 @@ class ExploreOptions:
     workload: WorkloadOptions = field(default_factory=WorkloadOptions)
     models: str = "all"
     budget: int = 2000
+    shrink: int = 16
     seed: int | None = None
     jobs: int = 2
     out: str | None = None

@@ -98,6 +98,12 @@ class BlockState:
     def state_id(self) -> str:
         return f"{self.model.value}:{self.index}"
 
+    @property
+    def dir_sync_ack(self) -> int:
+        """The horizon of a lost commit (check.judge_state): a block trace has no directory fsync of its own,
+        so this stays at READY's index and no lost commit is called lost beyond a sync."""
+        return self.point.dir_sync_ack
+
 
 def image_ino(timeline: Timeline) -> int:
     """The backing image's inode in the trace (TraceError if the trace has none: not recorded with --fs)."""

@@ -109,7 +109,7 @@ def judge_state(spec: StateSpec | BlockState, facts: ProbeFacts, ledger: Ledger,
     prom = judgement.promise
     if prom is not None and prom.loss is LossBound.LAST_COMMITS:
         wal = config.journal_mode is JournalMode.WAL
-        horizon = spec.point.wal_sync_ack if wal else spec.point.dir_sync_ack
+        horizon = spec.point.wal_sync_ack if wal else spec.dir_sync_ack
     beyond = tuple(i for i in lost if horizon is not None and i <= horizon) if judgement.expected else ()
     return StateResult(spec.model, spec.index, spec.point.index, seq, judgement.verdict, judgement.expected, ver.acked if ver is not None else 0, lost, beyond,
                        judgement.reason, probed)
@@ -147,7 +147,11 @@ class Checker:
         self.ledger = trace_dir.ledger()
         self.config = StoreConfig.from_ready(self.ledger.ready)
         self.scratch = tempfile.mkdtemp(prefix="repro-explore-", dir=scratch or _fast_tmp())
-        self.materializer = Materializer(self.timeline, self.scratch)
+        try:
+            self.materializer = Materializer(self.timeline, self.scratch)
+        except BaseException:  # the scratch is this checker's: it goes with a checker that never started
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
         self._cache: collections.OrderedDict[object, ProbeFacts] = collections.OrderedDict()
         self._images = images
         self._frames = FrameChecker()
@@ -250,7 +254,7 @@ class Checker:
         # the verdict depends on the facts, the ledger at the crash point (its acks), the sync horizons
         # and whether entries are lazy: crash points between the same two acks share all of them
         crash = spec.point
-        key = (id(facts), crash.acked, crash.next_ack, crash.wal_sync_ack, crash.dir_sync_ack, model.lazy_dirs)
+        key = (id(facts), crash.acked, crash.next_ack, crash.wal_sync_ack, spec.dir_sync_ack, model.lazy_dirs)
         same = self._judged.get(key)
         if same is not None and same[0] is facts:
             result = dataclasses.replace(same[1], model=model, index=index, point=crash.index, probed=probed,

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from repro.explore.check import StateResult
     from repro.explore.runner import AnyModel, AnySpace, Exploration
-    from repro.explore.space import Selection
+    from repro.explore.space import Selection, StateSpace
     from repro.explore.tracedir import TraceDir
     from repro.filesystems import FsSpec
     from repro.options import ExploreOptions
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 DEFAULT_OPS = 150
 DEFAULT_BUDGET = 2000
+DEFAULT_SHRINK = 16  # findings per model shrunk to an ordering (repro/explore/orderings.py)
 MAX_OPS = 10_000  # a recording's machine is given 60 s + 0.5 s per operation; its states grow with it
 MAX_RATE = 10_000.0  # operations per second: past what any machine here does (0 is flat out)
 
@@ -45,6 +46,8 @@ def _check_numbers(opts: ExploreOptions) -> None:
     check_jobs(opts.jobs)
     if opts.budget < 1:
         raise ScenarioError("--budget must be at least 1")
+    if not 0 <= opts.shrink <= 1000:
+        raise ScenarioError("--shrink must be from 0 to 1,000")
     if not 1 <= opts.ops <= MAX_OPS:
         raise ScenarioError(f"--ops must be from 1 to {MAX_OPS:,}")
     rate = opts.workload.rate
@@ -101,7 +104,7 @@ def run(opts: ExploreOptions, argv: list[str]) -> int:
         if recording is not None:
             trace = _record(recording, seed, out, command, image)
         assert trace is not None
-        return _explore(trace, models, opts.budget, seed, opts.jobs, out, image)
+        return _explore(trace, models, opts.budget, seed, opts.jobs, out, image, opts.shrink)
     finally:
         engine.cleanup(cli, owner=owner())
 
@@ -161,7 +164,7 @@ def _compare(opts: ExploreOptions, argv: list[str]) -> int:
             side = out / config / (fs.label.replace(":", "-").replace(",", "-") if fs else "file-level")
             side.mkdir(parents=True)
             trace = _record(plan, seed, side, shlex.join(["repro", *argv]), image)
-            models = tuple(BlockModel) if fs is not None else tuple(PersistenceModel)
+            models = tuple(BlockModel) if fs is not None else PersistenceModel.parse_list("all")
             run = explore(trace, models, budget=opts.budget, seed=seed, jobs=opts.jobs, image=image)  # type: ignore[arg-type]
             err.print(f"  {config} on {fs.label if fs else 'lossyfs (file-level models)'}: {run.states} states, "
                       f"{sum(m.broken for m in run.models)} broken promises, {run.seconds:.0f} s")
@@ -264,7 +267,7 @@ def _record(plan: _Recording, seed: int, out: pathlib.Path, command: str, image:
 
 
 def _explore(trace: TraceDir, models: tuple[AnyModel, ...], budget: int, seed: int, jobs: int,
-             out: pathlib.Path, image: str) -> int:
+             out: pathlib.Path, image: str, shrink: int = DEFAULT_SHRINK) -> int:
     from rich.console import Console
 
     from repro.explore.report import print_report, write_all
@@ -287,6 +290,8 @@ def _explore(trace: TraceDir, models: tuple[AnyModel, ...], budget: int, seed: i
     run = explore(trace, models, budget=budget, seed=seed, jobs=jobs, image=image, on_start=on_start,
                   on_progress=on_progress)
     err.print()
+    if shrink and not trace.recording.block_level:  # orderings are of file-level operations
+        run = _orderings(run, models, jobs, image, shrink)  # type: ignore[arg-type]
     print_report(run, Console(width=None if sys.stdout.isatty() else 160))
     written = write_all(out, run)
     err.print(f"{run.states} states in {run.seconds:.1f} s ({run.rate:.0f}/s); reports: "
@@ -344,6 +349,23 @@ def _write_about(out: pathlib.Path, about: dict[str, object], result: StateResul
         print(f"{key}: {value}")
     print(f"files: {', '.join(sorted(p.name for p in out.iterdir() if p.name != 'state.json'))} in {out}")
     return ExitCode.OK
+
+
+def _orderings(run: Exploration, models: tuple[PersistenceModel, ...], jobs: int, image: str,
+               shrink: int) -> Exploration:
+    """The run with its findings shrunk to orderings: their sibling states checked in a sandbox of their own."""
+    import dataclasses
+
+    from repro.explore.orderings import explain
+    from repro.explore.runner import check_in_sandbox
+
+    def check(refs: list[tuple[str, int]]) -> list[StateResult]:
+        work = [refs[k:k + 200] for k in range(0, len(refs), 200)]
+        return check_in_sandbox(run.trace_dir, models, work, jobs=jobs, image=image)[0]
+
+    found = explain(run.space, run.trace_dir.ledger(), run.results, check, limit=shrink,  # type: ignore[arg-type]
+                    seed=run.seed)
+    return dataclasses.replace(run, orderings=found)
 
 
 def materialize(trace_dir: str, state_id: str, out: pathlib.Path, image: str | None = None) -> int:

@@ -13,7 +13,7 @@ CONFIGURATIONS: dict[str, StoreSpec] = {
     "wal-full": StoreSpec("durable"),
     "wal-normal": StoreSpec("ns506"),
     "delete-full": StoreSpec("legacy", journal_mode="delete"),
-    "delete-normal": StoreSpec("ns506", journal_mode="delete", synchronous="normal"),
+    "delete-normal": StoreSpec("legacy", journal_mode="delete", synchronous="normal"),
     "delete-extra": StoreSpec("durable", journal_mode="delete"),
     "truncate-full": StoreSpec("ns506", journal_mode="truncate", synchronous="full"),
     "wal-off": StoreSpec("ns506", synchronous="off"),

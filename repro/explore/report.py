@@ -79,6 +79,8 @@ def to_dict(run: Exploration) -> dict[str, object]:
             "first_violation": _state(run, m.first_violation),
             "first_finding": _state(run, m.first_finding),
         } for m in run.models],
+        "orderings": [{"model": o.model, "sentence": o.sentence, "states": o.states, "example": o.example,
+                       "detail": o.detail, "materialize": run.materialize_command(o.example)} for o in run.orderings],
     }
 
 
@@ -111,6 +113,12 @@ def print_report(run: Exploration, console: Console) -> None:
         console.print(f"{m.model.value}: {what}: {shown.model.value}:{shown.index} ({shown.verdict.value}) "
                       f"{shown.reason[:120]}")
         console.print(f"  {run.materialize_command(f'{shown.model.value}:{shown.index}')}")
+    if run.orderings:
+        console.print(f"findings as orderings ({sum(o.states for o in run.orderings)} of "
+                      f"{sum(m.findings for m in run.models)} findings shrunk):")
+    for o in run.orderings:
+        console.print(f"  {o.model}: {o.states} x {o.sentence}")
+        console.print(f"    e.g. {o.example}: {o.detail}")
 
 
 def _md(text: object) -> str:
@@ -159,6 +167,14 @@ def render_markdown(run: Exploration) -> str:
         assert isinstance(description, dict)
         lines += [f"- {k}: {_md(v)}" for k, v in description.items()]
         lines += ["- inspect:", "", "```", str(state["materialize"]), "```", ""]
+    if run.orderings:
+        lines += ["## Findings as orderings", "",
+                  f"{sum(o.states for o in run.orderings)} findings (a seeded choice of at most `--shrink` per model) "
+                  "shrunk to the fewest operations that produce them:", "",
+                  "| model | states | ordering | example |", "|---|---|---|---|"]
+        lines += [f"| {_md(o.model)} | {o.states} | {_md(o.sentence)} | `{o.example}`: {_md(o.detail)} |"
+                  for o in run.orderings]
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,7 @@ from repro.errors import ExitCode, ScenarioError
 from repro.explore.blockspace import BlockModel, BlockSpace, BlockState
 from repro.explore.check import ChunkStats, StateResult, ViolationKind
 from repro.explore.models import PersistenceModel
+from repro.explore.orderings import Ordering
 from repro.explore.space import Selection, StateSpace, StateSpec
 from repro.explore.timeline import Timeline
 from repro.explore.tracedir import TraceDir
@@ -82,6 +83,7 @@ class Exploration:
     space: AnySpace = field(repr=False)
     machine_sqlite: str = "?"  # the SQLite the recording machine's store ran (READY); the sandbox runs the image's
     results: tuple[StateResult, ...] = field(repr=False, default=())
+    orderings: tuple[Ordering, ...] = ()  # findings shrunk and grouped (repro/explore/orderings.py), when asked
 
     @property
     def states(self) -> int:
@@ -136,7 +138,7 @@ def explore(trace_dir: TraceDir, models: tuple[AnyModel, ...], *, budget: int, s
     results, stats = check_in_sandbox(trace_dir, models, work, jobs=jobs, image=image, on_progress=on_progress)
     seconds = time.perf_counter() - started
     results.sort(key=lambda r: (models.index(r.model), r.index))
-    summaries = tuple(summarize(sel, [r for r in results if r.model is sel.model], config,
+    summaries = tuple(summarize(sel, [r for r in results if r.model == sel.model], config,
                                 trace_dir.recording.locks_dropped) for sel in selections)
     return Exploration(trace_dir, trace_dir.digest(), config, len(timeline.ops), len(timeline.points), budget, seed,
                        jobs, summaries, seconds, stats, space, str(ledger.ready.get("sqlite_version", "?")),
@@ -289,7 +291,13 @@ def describe_state(space: AnySpace, spec: StateSpec | BlockState, limit: int = 8
         "dropped": dropped[:limit] + ([f"... {len(dropped) - limit} more"] if len(dropped) > limit else []),
     }
     if spec.torn is not None:
-        out["torn"] = f"{timeline.describe(spec.torn.pos)}: first {spec.torn.kept} of {spec.torn.total} sectors"
+        kept = (f"first {spec.torn.kept}" if spec.torn.mask is None else
+                f"sectors {','.join(map(str, spec.torn.sectors_kept()))}")
+        out["torn"] = f"{timeline.describe(spec.torn.pos)}: {kept} of {spec.torn.total} sectors"
+    if spec.grown is not None:
+        grown = [timeline.describe(p) for p in spec.dropped if p in timeline.grows]
+        out[f"grown_with_{spec.grown.value}"] = grown[:limit] + ([f"... {len(grown) - limit} more"]
+                                                               if len(grown) > limit else [])
     if spec.entries is not None:
         missing = [timeline.describe(p) for p in timeline.entry_log[spec.entries:point.committed_entries
                                                                      + len(point.pending)]]

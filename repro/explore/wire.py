@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, BinaryIO, Callable, Mapping
 
-from repro.errors import LabError
+from repro.errors import LabError, ScenarioError
 from repro.explore.check import ChunkStats, StateResult
 from repro.explore.models import PersistenceModel
 from repro.explore.blockspace import BlockModel
@@ -101,10 +101,9 @@ class Writer:
 
 def model_named(name: str) -> PersistenceModel | BlockModel:
     """A file-level or a block-level persistence model by its name (ValueError for neither)."""
-    try:
-        return PersistenceModel(name)
-    except ValueError:
+    if name.startswith("block-"):
         return BlockModel(name)
+    return PersistenceModel.parse(name)
 
 
 def result_to_json(result: StateResult) -> dict[str, object]:
@@ -123,7 +122,7 @@ def result_from_json(data: Mapping[str, Any]) -> StateResult:
             acked=int(data["acked"]), lost=tuple(int(i) for i in data["lost"]),
             beyond_sync=tuple(int(i) for i in data["beyond_sync"]), reason=str(data["reason"]),
             probed=bool(data["probed"]))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ScenarioError) as exc:
         raise WireError(f"a result the lab cannot read: {type(exc).__name__}: {exc}") from None
 
 

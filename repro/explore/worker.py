@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -37,6 +38,10 @@ def _private_channel() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return channel
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             blocks = BlockChecker(TraceDir.open(args.trace_dir), tuple(BlockModel(m) for m in args.models.split(",")),
                                   args.recovered, args.scratch, store_mount=args.store_mount)
             return _serve_blocks(out, blocks)
-        models = tuple(PersistenceModel(m) for m in args.models.split(","))
+        models = PersistenceModel.parse_list(args.models)
         checker = Checker(TraceDir.open(args.trace_dir), models, args.scratch, images=not args.no_images,
                           store_mount=args.store_mount)
     except Exception as exc:
@@ -77,15 +82,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     import sqlite3
 
-    out.send({"ready": {"pid": os.getpid(), "uid": os.getuid(), "sqlite_version": sqlite3.sqlite_version}})
     requests = Reader(lambda n: os.read(0, n))
     try:
+        # SIGTERM (docker stop, the lab ending a worker) unwinds like an exception: the scratch goes with it
+        signal.signal(signal.SIGTERM, _terminated)
+        out.send({"ready": {"pid": os.getpid(), "uid": os.getuid(), "sqlite_version": sqlite3.sqlite_version}})
         while True:
             try:
                 request = requests.next()
             except ChannelClosed:  # the end of stdin: the lab is done
                 return 0
-            refs = [(PersistenceModel(model), int(index)) for model, index in request["batch"]]
+            refs = [(PersistenceModel.parse(model), int(index)) for model, index in request["batch"]]
             stats = ChunkStats()
             cpu = time.process_time()
             before = dataclasses.replace(checker.materializer.stats)

@@ -1,0 +1,77 @@
+"""Findings as orderings: a finding shrunk along its model's axis names the operation that must persist first,
+and the findings of one cause group into one sentence."""
+
+from __future__ import annotations
+
+import pathlib
+
+from repro.explore.check import Checker, ChunkStats, StateResult
+from repro.explore.models import PersistenceModel as M
+from repro.explore.orderings import Explainer, explain
+from repro.explore.space import StateSpace
+from repro.ledger import Ledger
+from repro.lossyfs.trace import TraceWriter
+from repro.oracle.verdicts import Verdict
+from test_explore_states import A, B, trace
+from test_explore_support import recorded_run
+
+
+def three_writes(tw: TraceWriter) -> None:
+    tw.mark("ready 0")
+    tw.create(B, "b")              # seq 2
+    tw.write(A, "a", 0, b"x")      # seq 3
+    tw.write(B, "b", 0, b"y")      # seq 4
+    tw.write(A, "a", 9, b"z")      # seq 5
+    tw.unlink(B, "b")              # seq 6
+    tw.fsync(A, "a", True)         # seq 7
+
+
+def test_a_prefix_finding_names_what_must_persist_before_what(tmp_path: pathlib.Path) -> None:
+    t = trace(tmp_path, three_writes)
+    space = StateSpace(t, (M.PREFIX, M.LAZY_DIRS))
+    point = t.points[4]  # after seq 5: seq 3, 4, 5 un-synced; prefix states 0..3
+    assert [t.describe(p) for p in point.unsynced] == ["seq 3 write a 1@0", "seq 4 write b 1@0", "seq 5 write a 1@9"]
+    explainer = Explainer(space, Ledger(()))
+    idx = [space.index_of(M.PREFIX, point, (k, 0, 0)) for k in range(4)]
+    assert explainer.siblings(space.spec(M.PREFIX, idx[2])) == idx
+    bad = {idx[0]: Verdict.PASS, idx[1]: Verdict.CORRUPT, idx[2]: Verdict.CORRUPT, idx[3]: Verdict.PASS}
+    said = explainer.sentence(space.spec(M.PREFIX, idx[2]), bad, Verdict.CORRUPT, numbered=True)
+    assert said == "corrupt: write a (seq 5, no ledger operation) must persist before write a (seq 3, no ledger operation)"
+    assert explainer.sentence(space.spec(M.PREFIX, idx[2]), bad, Verdict.CORRUPT, numbered=False) == \
+        "corrupt: write a must persist before write a"
+    never = {**bad, idx[3]: Verdict.CORRUPT}  # nothing later repairs it
+    assert "persisted before its fsync" in explainer.sentence(space.spec(M.PREFIX, idx[2]), never, Verdict.CORRUPT,
+                                                               numbered=False)
+    # lazy entries after the unlink: 0, 1 or 2 of the create/unlink durable
+    last = t.points[5]
+    lazy = [space.index_of(M.LAZY_DIRS, last, (0, 0, e)) for e in range(3)]
+    verdicts = {lazy[0]: Verdict.LOST_ACKED, lazy[1]: Verdict.LOST_ACKED, lazy[2]: Verdict.PASS}
+    said = explainer.sentence(space.spec(M.LAZY_DIRS, lazy[0]), verdicts, Verdict.LOST_ACKED, numbered=True)
+    assert said == "acknowledged writes lost: unlink b (seq 6, no ledger operation) must persist before the crash", said
+
+
+def test_findings_of_one_cause_read_as_few_orderings(tmp_path: pathlib.Path) -> None:
+    """Known bad: a disk that acknowledges commits without their fsync (the store's WAL never synced)."""
+    traced = recorded_run(tmp_path, commits=10, lying_fsync_from=4)
+    models = (M.SYNCED_ONLY, M.PREFIX)
+    checker = Checker(traced, models, str(tmp_path))
+    try:
+        space = checker.space
+        results = [checker.check(m, i, ChunkStats()) for m in models for i in range(space.total(m))]
+        found = [r for r in results if r.verdict is Verdict.LOST_ACKED]
+        asked: list[tuple[str, int]] = []
+
+        def check(refs: list[tuple[str, int]]) -> list[StateResult]:
+            asked.extend(refs)
+            return [checker.check(M.parse(m), i, ChunkStats()) for m, i in refs]
+
+        orderings = explain(space, traced.ledger(), results, check, limit=8, seed=1)
+    finally:
+        checker.close()
+    assert len(found) > 8 and orderings
+    per_model = [sum(1 for r in found if r.model is m) for m in models]
+    assert sum(o.states for o in orderings) == sum(min(8, n) for n in per_model)  # at most 8 per model
+    assert len(orderings) == 2, orderings  # one cause per model: the WAL's missing sync
+    assert all("a sync is missing before write state.db-wal" in o.sentence and "append_message" in o.detail
+               for o in orderings), orderings
+    assert not asked  # every sibling along a prefix here was checked already: nothing new to check
