@@ -77,7 +77,7 @@ def main() -> int:
             print(f"  on lossyfs directly {plain:6.1f} s; below ext4 {below:6.1f} s: ratio {below / plain:.2f}x "
                   f"(target <= {TARGET_SLOWDOWN:.0f}x)")
             print(f"exploring, {args.budget} states per model, 2 checkers; load average {os.getloadavg()[0]:.2f}:")
-            files = explore(traces["lossyfs"], tuple(PersistenceModel), budget=args.budget, seed=args.seed, jobs=2,
+            files = explore(traces["lossyfs"], PersistenceModel.parse_list("all"), budget=args.budget, seed=args.seed, jobs=2,
                             image=image)
             print(_line("file-level models", files))
             blocks = explore(traces["ext4"], tuple(BlockModel), budget=args.budget, seed=args.seed, jobs=2,

@@ -92,7 +92,7 @@ def test_journal_off_leaves_corrupt_states_on_ext4_as_the_file_level_models_find
     dest.mkdir()
     files = record(profile=get_profile("fly-256"), store=CONFIGS["journal-off"], workload=WORKLOAD, ops=OPS,
                    seed=SEED, dest=dest, image=lab_image, source="tests journal-off file level")
-    file_level = explore(files, tuple(PersistenceModel), budget=300, seed=SEED, jobs=2)
+    file_level = explore(files, PersistenceModel.parse_list("all"), budget=300, seed=SEED, jobs=2)
     assert sum(m.verdicts.get(Verdict.CORRUPT.value, 0) for m in file_level.models) > 0, _summary(file_level)
 
 
