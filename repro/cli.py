@@ -157,8 +157,20 @@ def _image_arg(p: argparse.ArgumentParser, what: str = "") -> None:
     p.add_argument("--image", default=None, help=f"the lab image{what} (default: $HERMES_LAB_IMAGE, else hermes-lab:latest)")
 
 
+def _trials(text: str) -> int | str:
+    """--trials: a whole number, or ``auto`` (commands.trial_count turns it into one)."""
+    if text.strip().lower() != commands.AUTO_TRIALS and not text.strip().lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"takes a whole number or {commands.AUTO_TRIALS}, not {text!r}")
+    return commands.AUTO_TRIALS if text.strip().lower() == commands.AUTO_TRIALS else int(text)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help=f"trials per scenario (default {DEFAULT_TRIALS})")
+    p.add_argument("--trials", type=_trials, default=DEFAULT_TRIALS, metavar="N|auto",
+                   help=f"trials per scenario (default {DEFAULT_TRIALS}); auto: as many as bound a rate below "
+                        f"--target-rate when none of them harms data")
+    p.add_argument("--target-rate", default=None, metavar="PCT", help="with --trials auto: the rate to bound "
+                   "(default 5%%): n = ceil(ln(0.05) / ln(1 - rate)), whose one-sided 95%% Clopper-Pearson bound is "
+                   "below it when none harms data (5%%: 59)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (printed; default: random)")
     p.add_argument("--jobs", type=int, default=1, help="trials run at once (default 1)")
     p.add_argument("--out", default=None, help="report directory (default runs/<timestamp>-<run id>); "
@@ -181,6 +193,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 _FAIL_ON_HELP = {
     FailOn.REGRESSION: "a matrix of two stores: the new one harms data significantly more often",
     FailOn.REPRODUCED: "a bug hunt: no trial harmed data",
+    FailOn.INCONCLUSIVE: "a matrix of two stores: a group where no difference was significant and these counts "
+                         "could not have shown one of 25%% of trials, or the shares differ at p >= 0.05",
 }
 
 

@@ -41,6 +41,7 @@ from repro.sqlite import for_store, runtime as sqlite_runtime
 from repro.startdb.files import load as load_start, start_rows
 from repro.startdb.restore import Restored, restore
 from repro.verify import crosscheck
+from repro.workload import READY_PRAGMAS
 from repro.workload.checkpointer import checkpoint_count
 
 # What a lab failure looks like from here: our own errors (a ledger or probe line we cannot
@@ -235,6 +236,7 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
                                sqlite_version=str(ready.get("sqlite_version", "")),
                                schedule=tuple(step.describe() for step in scenario.schedule()),
                                cpus=trial.host.pin.describe() if trial.host.pin else "", phases=tuple(trial.calls),
+                               pragmas={name: str(ready[name]) for name in READY_PRAGMAS if name in ready},
                                evidence=dict(trial.restarted.kept) if trial.restarted is not None else {})
 
 

@@ -10,6 +10,7 @@ import urllib.parse
 
 from repro.report import figures
 from repro.report.comparison import DETECTABLE_LIMIT, Comparison
+from repro.report.confidence import METHOD_TEXT
 from repro.report.outcome import RunOutcome, outcome
 from repro.report.provenance import provenance_lines
 from repro.report.records import RunResult, TrialRecord
@@ -81,7 +82,10 @@ def _table(run: RunResult) -> str:
             else:
                 tds.append(f"<td>{_e(text)}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")
-    return f"<p>{_e(table_title(run.trials))}</p><table><tr>{head}</tr>{''.join(body)}</table>"
+    sure = "".join(f"<li>{_e(g.key.profile)} / {_e(g.key.faults)} / {_e(g.key.config)}: "
+                   + _e("; ".join(bound.text for bound in g.rates)) + "</li>" for g in summarize(run.trials) if g.rates)
+    return (f"<p>{_e(table_title(run.trials))}</p><table><tr>{head}</tr>{''.join(body)}</table>"
+            f"<p>How sure: {_e(METHOD_TEXT)}.</p><ul>{sure}</ul>")
 
 
 def _comparison(comparison: Comparison) -> str:

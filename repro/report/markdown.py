@@ -4,11 +4,12 @@ that harmed data with its evidence and replay command, expected or not."""
 from __future__ import annotations
 
 from repro.report.comparison import comparison_markdown
+from repro.report.confidence import METHOD_TEXT
 from repro.report.outcome import RunOutcome, outcome
 from repro.report.provenance import provenance_lines
 from repro.report.records import RunResult, TrialRecord
 from repro.report.summary import HARMED_DATA, WRITES_LOST, blind_controls, columns, config_label, in_force, \
-    promise_text, start_labels, table_rows, table_title
+    promise_text, start_labels, summarize, table_rows, table_title
 
 
 def _md(text: object) -> str:
@@ -47,6 +48,9 @@ def render_markdown(run: RunResult, result: RunOutcome | None = None) -> str:
               "acknowledged writes, whatever was promised. `expected-loss`: loss the configuration allows (WAL + "
               "synchronous=normal under power loss). The configuration in force is the journal mode and "
               "synchronous the store read back."]
+    lines += ["", "## How sure", "", f"Per group, each bad outcome's count and the rates it allows: {METHOD_TEXT}.", ""]
+    lines += [f"- {g.key.profile} / {g.key.faults} / {_md(g.key.config)}: "
+              + "; ".join(bound.text for bound in g.rates) for g in summarize(trials) if g.rates]
     reproduced = [(g, cells) for g, cells in rows if g.harmed]
     if reproduced:
         lines += [""]

@@ -4,17 +4,22 @@ Exit codes (repro/errors.py): 3 when a trial could not be judged (the run cannot
 anything); else 1 when a trial harmed data where the configuration in force promised it would not
 (SQLite's promise broken, when the lab can tell: repro/report/summary.py), or a ``--fail-on`` condition holds
 (``regression``: the new store harmed data significantly more often than the old one in some
-(profile, faults) group; ``reproduced``: a bug hunt in which no trial harmed data); else 0.
+(profile, faults) group; ``inconclusive``: a compared group where the counts could not tell, see
+repro/report/comparison.py; ``reproduced``: a bug hunt in which no trial harmed data); else 0.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from repro.errors import ExitCode
+from typing import Sequence
+
+from repro.errors import ExitCode, ScenarioError, shown
 from repro.report.comparison import Comparison, comparison_of
 from repro.report.records import FailOn, RunResult, exit_code
-from repro.report.summary import sqlite_at_fault
+from repro.report.confidence import CONFIDENCE, METHOD
+from repro.report.jsonfile import indented
+from repro.report.summary import sqlite_at_fault, summarize
 
 _EXIT_TEXT = {
     ExitCode.OK: "every trial as the oracle expects",
@@ -63,6 +68,16 @@ class RunOutcome:
         return self.comparison.headline if self.comparison is not None else self.result
 
 
+def parse_fail_on(values: Sequence[str] | None) -> tuple[FailOn, ...]:
+    """--fail-on's values (repeatable, comma-separated), each once; ScenarioError for an unknown condition."""
+    names = [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+    try:
+        return tuple(dict.fromkeys(FailOn(name) for name in names))
+    except ValueError:
+        raise ScenarioError(f"--fail-on takes {', '.join(f.value for f in FailOn)}, "
+                            f"not {shown(', '.join(names))}") from None
+
+
 def outcome(run: RunResult) -> RunOutcome:
     trials_code = exit_code(run.trials)
     comparison = comparison_of(run.trials) if run.meta.compare else None
@@ -74,9 +89,15 @@ def outcome(run: RunResult) -> RunOutcome:
     return RunOutcome(code, trials_code, gates, comparison, sqlite_blamed=blamed)
 
 
-def report_json(run: RunResult) -> str:
-    """report.json: the run, with its exit code (the trials' and the --fail-on gates')."""
-    return run.to_json(outcome(run).code)
+def report_json(run: RunResult, result: RunOutcome | None = None) -> str:
+    """report.json: the run, with its exit code (the trials' and the --fail-on gates'), and per group each bad
+    outcome's count with its interval (``groups``: derived from the trials, never read back)."""
+    data = run.to_dict((result or outcome(run)).code)
+    data["intervals"] = {"method": METHOD, "confidence": CONFIDENCE,
+                         "columns": ["count", "judged", "low", "high"]}  # each outcome below: these four numbers
+    data["groups"] = [{"profile": g.key.profile, "faults": g.key.faults, "config": g.key.config,
+                       **{bound.outcome: bound.numbers for bound in g.rates}} for g in summarize(run.trials)]
+    return indented(data)
 
 
 def _check(condition: FailOn, run: RunResult, comparison: Comparison | None) -> Gate:
@@ -88,6 +109,13 @@ def _check(condition: FailOn, run: RunResult, comparison: Comparison | None) -> 
             return Gate(condition, True, f"{comparison.new_label} regresses vs {comparison.old_label} in "
                                          + ", ".join(worse))
         return Gate(condition, False, f"no significant regression of {comparison.new_label}")
+    if condition is FailOn.INCONCLUSIVE:
+        if comparison is None:
+            return Gate(condition, True, "no comparison: the run did not compare exactly two store configurations")
+        unsure = [f"{r.profile}/{r.faults} ({r.change_text})" for r in comparison.rows if r.inconclusive]
+        if unsure:
+            return Gate(condition, True, "inconclusive in " + ", ".join(unsure))
+        return Gate(condition, False, "every compared group could show a difference")
     judged = [t for t in run.trials if not t.lab_error]
     harmed = [t for t in judged if t.harmed]
     if not harmed:

@@ -23,6 +23,7 @@ class FailOn(str, enum.Enum):
 
     REGRESSION = "regression"  # the new store harms data significantly more often than the old one
     REPRODUCED = "reproduced"  # a bug hunt: fails when no trial harmed data
+    INCONCLUSIVE = "inconclusive"  # a comparison that could not tell: a group inconclusive or underpowered
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class TrialRecord:
     # What happened over time (acknowledged writes, the fault, the disk filling, what was lost), compact.
     timeline: Timeline | None = field(default=None, hash=False)
     phases: tuple[PhaseCall, ...] = ()  # the phases that ran, in order, each with its time and error
+    # Every pragma the workload read back from the store's connection at READY (repro.workload.READY_PRAGMAS).
+    pragmas: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def harmed(self) -> bool:
@@ -136,6 +139,7 @@ class TrialRecord:
         out["verdict"] = self.verdict.value
         out["scenario"] = None if self.scenario is None else dict(self.scenario)
         out["evidence"] = dict(self.evidence)
+        out["pragmas"] = dict(self.pragmas)
         out["timeline"] = None if self.timeline is None else self.timeline.to_dict()
         out["phases"] = [{"name": p.name, "seconds": p.seconds, "error": p.error} for p in self.phases]
         return out
@@ -188,6 +192,7 @@ class TrialRecord:
                 scenario=scenario,
                 timeline=None if timeline is None else Timeline.from_dict(timeline),
                 phases=tuple(PhaseCall.from_dict(p) for p in as_list(data.get("phases", []))),
+                pragmas=as_digests(data.get("pragmas", {})),
             )
         except KeyError as exc:
             raise ResultsError(f"trial record lacks {exc.args[0]!r}") from exc
