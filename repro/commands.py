@@ -1,5 +1,5 @@
-"""What each `repro` command does once its arguments are parsed: scenarios from options, runs, replay, clean,
-doctor, sqlite, explore (repro/explore/command.py).
+"""What each `repro` command does once its arguments are parsed: scenarios from options (a matrix with each store's
+no-fault control, CONTROL), runs, replay, clean, doctor, sqlite, explore (repro/explore/command.py).
 
 The CLI (repro/cli.py) only parses argv, dispatches here and turns errors into exit codes;
 this module builds scenarios (checking every input before any container starts), runs
@@ -33,9 +33,9 @@ DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
     ("sigint",), ("sigterm",), ("sigkill",), ("oom",), ("disk-fill",), ("disk-fill", "sigterm"),
 )
 POWER_LOSS = ("power-loss",)  # in the default run where the engine's host has FUSE
+CONTROL = ("clean-stop",)  # a matrix's no-fault control per store: a clean start, the workload, a clean stop
 DEFAULT_TRIALS = 3
 AUTO_TRIALS = "auto"  # --trials auto: as many as bound a rate below --target-rate (repro/report/confidence.py)
-DEFAULT_TARGET_RATE = "5%"
 # The default run also shows the cause upstream traced corruption to: the gateway dropping its
 # own POSIX locks (raw open/close of state.db) while a dashboard process opens and closes it.
 DEFAULT_HAZARD_SCENARIO = (("sigkill",), ("raw-open", "dashboard"))
@@ -93,6 +93,7 @@ def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # t
                                ("--sqlites", _split(args.sqlites))):
             if not values:
                 raise ScenarioError(f"{option} names nothing")
+        combos += [] if hunt or CONTROL in combos else [CONTROL]
     machines = [with_disk(get_profile(name), args.start.disk_size) for name in profiles]
     for combo in combos:
         for fault in combo:
@@ -137,7 +138,7 @@ def trial_count(args: RunOptions) -> int:
         if args.target_rate is not None:
             raise ScenarioError("--target-rate goes with --trials auto (it chooses the trial count)")
         return int(args.trials)
-    count, note = auto_trials(args.target_rate or DEFAULT_TARGET_RATE)
+    count, note = auto_trials(args.target_rate or "5%")
     print(f"repro: --trials auto: {note}", file=sys.stderr)
     return count
 

@@ -11,7 +11,8 @@ at its counts (``detectable``), and when that exceeds DETECTABLE_LIMIT (or no di
 was detectable, as with 0 of 3 against 0 of 3) the comparison says "inconclusive at this trial
 count" instead of "no difference". Broken promises (corruption or loss where the configuration in
 force promised none) are listed per side whatever the statistics: one is already a bug shown; they
-are called SQLite's only when the lab can tell (repro/report/summary.py: sqlite_at_fault).
+are called SQLite's only when the lab can tell (repro/report/blame.py), and the store's own when its no-fault control
+showed the same.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from rich.table import Table
 from repro.report.records import TrialRecord
 from repro.scenario.stores import OWN_SETTINGS
 from repro.report.summary import VERDICTS, WRITES_LOST, GroupKey, GroupSummary, config_label, in_force, \
-    settings_in_force, sqlite_at_fault, summarize
+    settings_in_force, summarize
+from repro.report.blame import Actor, actor, controls_of
 
 ALPHA = 0.05
 # "No difference" needs counts that could have shown a difference of this share of trials (one trial in four).
@@ -193,9 +195,22 @@ class ComparisonRow:
         return f"{self.change} (p<0.001)" if p < 0.001 else f"{self.change} (p={p:.3f})"
 
 
-# A side whose failures the lab can, or cannot, lay at SQLite's door (repro/report/summary.py: sqlite_at_fault).
-_BLAMED = "broke SQLite's promise"
+# Whom a side's failures are laid at (repro/report/blame.py): SQLite, the store itself, or only its configuration's promise.
+_BLAMED = "fell below SQLite's documented promise"
+_OWN = "lost or corrupted data on its own (its no-fault control did too, with no crash)"
 _NOT_BLAMED = "lost or corrupted data where its configuration promised none"
+
+
+def side_blame(records: Sequence[TrialRecord]) -> str:
+    """How a side's broken promises read: SQLite's only when every failure is (blame.actor), the store's own when its
+    control showed each of them, else the configuration's promise."""
+    controls = controls_of(records)
+    actors = {actor(r, controls) for r in records if r.failed}
+    if actors == {Actor.SQLITE}:
+        return _BLAMED
+    if actors and actors <= {Actor.STORE, Actor.HAZARD} and all(controls.of(r) for r in records if r.failed):
+        return _OWN
+    return _NOT_BLAMED
 
 
 @dataclass(frozen=True)
@@ -203,8 +218,8 @@ class Comparison:
     old_label: str
     new_label: str
     rows: tuple[ComparisonRow, ...]
-    old_sqlite_blamed: bool = True  # every failed trial of that side broke SQLite's promise, as far as the lab
-    new_sqlite_blamed: bool = True  # can tell (the lab's own store, no pre-existing row lost)
+    old_blame: str = _NOT_BLAMED  # how each side's broken promises read (side_blame)
+    new_blame: str = _NOT_BLAMED
     # What each side had in force, read back in the machine (summary.settings_in_force), each distinct setting once.
     old_settings: tuple[str, ...] = ()
     new_settings: tuple[str, ...] = ()
@@ -262,9 +277,9 @@ class Comparison:
             text += f"; inconclusive at this trial count: {weak}"
         if self.same_settings and not (better or worse):
             text += f"; {self.same_settings}: a fix that changes only other platforms' settings did not run here"
-        broken = [f"{label} {_BLAMED if blamed else _NOT_BLAMED} in {', '.join(groups)}"
-                  for label, groups, blamed in ((self.old_label, self.broken_promises("old"), self.old_sqlite_blamed),
-                                                (self.new_label, self.broken_promises("new"), self.new_sqlite_blamed))
+        broken = [f"{label} {blame} in {', '.join(groups)}"
+                  for label, groups, blame in ((self.old_label, self.broken_promises("old"), self.old_blame),
+                                               (self.new_label, self.broken_promises("new"), self.new_blame))
                   if groups]
         return "; ".join([text, *broken])
 
@@ -284,8 +299,7 @@ def compare_runs(old: Sequence[TrialRecord], new: Sequence[TrialRecord],
         return tuple(sorted({settings_in_force(r) for r in records if not r.lab_error}))
 
     releases = all(r.store != "default" for r in (*old, *new))
-    return Comparison(old_label, new_label, rows, all(sqlite_at_fault(r) for r in old if r.failed),
-                      all(sqlite_at_fault(r) for r in new if r.failed), settings(old), settings(new), releases)
+    return Comparison(old_label, new_label, rows, side_blame(old), side_blame(new), settings(old), settings(new), releases)
 
 
 def comparison_of(records: Sequence[TrialRecord]) -> Comparison | None:

@@ -15,7 +15,8 @@ from repro.report.outcome import RunOutcome, outcome
 from repro.report.provenance import provenance_lines
 from repro.report.records import RunResult, TrialRecord
 from repro.report.summary import HARMED_DATA, WRITES_LOST, columns, config_label, group_key, in_force, \
-    promise_text, summarize, table_rows, table_title
+    summarize, table_rows, table_title
+from repro.report.blame import NO_CONTROLS, Controls, controls_of, promise_text
 
 _CSS = """
 body { font-family: "DejaVu Sans", Arial, sans-serif; margin: 1.5em auto; max-width: 1100px; color: #222;
@@ -103,10 +104,11 @@ def _comparison(comparison: Comparison) -> str:
             f"could not have detected a difference of {DETECTABLE_LIMIT:.0%} of trials.</p>")
 
 
-def _trial(t: TrialRecord, report_dir: pathlib.Path | None, picture: bool, drawn: bool = True) -> str:
+def _trial(t: TrialRecord, report_dir: pathlib.Path | None, picture: bool, drawn: bool = True,
+           controls: Controls = NO_CONTROLS) -> str:
     """One trial: what the oracle made of it, its evidence, and (``picture``) its own timeline (``drawn``:
     among the first MAX_TIMELINES, else a line saying it was not drawn)."""
-    promise = f"<span class='no'>{_e(promise_text(t))}</span>" if t.failed else _e(promise_text(t))
+    promise = f"<span class='no'>{_e(promise_text(t, controls))}</span>" if t.failed else _e(promise_text(t))
     facts = (f"{_e(t.profile)}, {_e(t.faults_label)}, store {_e(config_label(t))}, in force {_e(in_force(t))}, "
              f"seed {t.seed}; acked {t.acked}, {WRITES_LOST} {t.lost_acked}, integrity {_e(t.integrity)}")
     figure = ""
@@ -169,7 +171,9 @@ def render_html(run: RunResult, report_dir: pathlib.Path | None = None, result: 
     if result.comparison is not None:
         parts += ["<h2>Old vs new</h2>", _comparison(result.comparison)]
     parts.append(f"<h2>Trials that harmed data or could not be judged ({len(harmed)})</h2>")
-    parts += [_trial(t, report_dir, picture=True, drawn=n < MAX_TIMELINES) for n, t in enumerate(harmed)] \
+    controls = controls_of(trials)
+    parts += [_trial(t, report_dir, picture=True, drawn=n < MAX_TIMELINES, controls=controls)
+              for n, t in enumerate(harmed)] \
         or ["<p>None.</p>"]
     others = [t for t in trials if not (t.harmed or t.lab_error)]
     if others:

@@ -9,7 +9,8 @@ from repro.report.outcome import RunOutcome, outcome
 from repro.report.provenance import provenance_lines
 from repro.report.records import RunResult, TrialRecord
 from repro.report.summary import HARMED_DATA, WRITES_LOST, blind_controls, columns, config_label, in_force, \
-    promise_text, start_labels, summarize, table_rows, table_title
+    start_labels, summarize, table_rows, table_title
+from repro.report.blame import NO_CONTROLS, Controls, controls_of, promise_text
 
 
 def _md(text: object) -> str:
@@ -66,8 +67,9 @@ def render_markdown(run: RunResult, result: RunOutcome | None = None) -> str:
         unexpected = sum(1 for t in harmed if t.failed)
         lines += [f"{len(harmed)} trial(s), {unexpected} of them where the configuration in force promised no "
                   "loss.", ""]
+    controls = controls_of(trials)
     for t in harmed:
-        lines += _trial_md(t)
+        lines += _trial_md(t, controls)
     errors = [t for t in trials if t.lab_error]
     if errors:
         lines += ["", "## Lab errors (not the store's fault, not a pass)", ""]
@@ -83,8 +85,8 @@ def render_markdown(run: RunResult, result: RunOutcome | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _trial_md(t: TrialRecord) -> list[str]:
-    promise = promise_text(t)
+def _trial_md(t: TrialRecord, controls: Controls = NO_CONTROLS) -> list[str]:
+    promise = promise_text(t, controls)
     if t.failed:
         promise = f"**{promise}**"
     out = [

@@ -19,11 +19,13 @@ from repro.report.comparison import Comparison, comparison_of
 from repro.report.records import FailOn, RunResult, exit_code
 from repro.report.confidence import CONFIDENCE, METHOD
 from repro.report.jsonfile import indented
-from repro.report.summary import sqlite_at_fault, summarize
+from repro.report.blame import Actor, actor, controls_of
+from repro.report.summary import summarize
 
 _EXIT_TEXT = {
     ExitCode.OK: "every trial as the oracle expects",
-    ExitCode.TRIAL_FAILED: "a trial failed: corruption or lost acknowledged writes where SQLite promised none",
+    ExitCode.TRIAL_FAILED: "a trial failed: corruption or lost acknowledged writes where the configuration in force "
+                           "promised none",
     ExitCode.BAD_INPUT: "bad input",
     ExitCode.LAB_FAILED: "the lab failed: at least one trial could not be judged",
 }
@@ -44,18 +46,16 @@ class RunOutcome:
     trials_code: ExitCode  # what the trials alone say (no --fail-on)
     gates: tuple[Gate, ...]
     comparison: Comparison | None
-    # Whether every failed trial broke SQLite's promise as far as the lab can tell (summary.sqlite_at_fault);
-    # if not, the result names the configuration's promise, not SQLite, as the one broken.
-    sqlite_blamed: bool = True
+    # Whom the failed trials are laid at (repro/report/blame.py): the result names SQLite only when it is every one's.
+    actors: frozenset[Actor] = frozenset()
 
     @property
     def result(self) -> str:
         """One sentence: why the run exits as it does."""
         failed = "; ".join(f"--fail-on {g.condition.value}: {g.reason}" for g in self.gates if g.failed)
         text = _EXIT_TEXT[self.code]
-        if self.code is ExitCode.TRIAL_FAILED and self.trials_code is ExitCode.TRIAL_FAILED and not self.sqlite_blamed:
-            text = ("a trial failed: corruption or lost acknowledged writes where the configuration in force "
-                    "promised none (not laid at SQLite's door: the store's own doing cannot be ruled out)")
+        if self.code is ExitCode.TRIAL_FAILED and self.trials_code is ExitCode.TRIAL_FAILED:
+            text = _failed_text(self.actors)
         if self.code is ExitCode.LAB_FAILED or not failed:
             return text
         if self.trials_code is ExitCode.OK:
@@ -85,8 +85,20 @@ def outcome(run: RunResult) -> RunOutcome:
     code = trials_code
     if code is ExitCode.OK and any(g.failed for g in gates):
         code = ExitCode.TRIAL_FAILED
-    blamed = all(sqlite_at_fault(t) for t in run.trials if t.failed)
-    return RunOutcome(code, trials_code, gates, comparison, sqlite_blamed=blamed)
+    controls = controls_of(run.trials)
+    actors = frozenset(a for t in run.trials if (a := actor(t, controls)) is not None)
+    return RunOutcome(code, trials_code, gates, comparison, actors=actors)
+
+
+def _failed_text(actors: frozenset[Actor]) -> str:
+    """Why the trials exit 1, naming whom the failures are laid at (blame.actor)."""
+    if actors == {Actor.SQLITE}:
+        return ("a trial failed: corruption or lost acknowledged writes where SQLite promised none (SQLite below its "
+                "documented promise: the store's no-fault control was clean)")
+    text = "a trial failed: corruption or lost acknowledged writes where the configuration in force promised none"
+    if actors and actors <= {Actor.STORE, Actor.HAZARD}:
+        return text + " (" + " and ".join(sorted(a.value for a in actors)) + "'s own doing, not SQLite's)"
+    return text + " (not laid at SQLite's door: the store's own doing is not ruled out)"
 
 
 def report_json(run: RunResult, result: RunOutcome | None = None) -> str:

@@ -202,47 +202,6 @@ def table_rows(records: Sequence[TrialRecord]) -> list[tuple[GroupSummary, dict[
     return rows
 
 
-def sqlite_at_fault(record: TrialRecord) -> bool:
-    """A failed trial whose harm the lab can lay at SQLite's door: the lab's own store (it acknowledges a
-    write only once SQLite has committed it, and deletes nothing it wrote) corrupted its database or lost
-    acknowledged writes where the configuration in force promised neither, and no row the trial started
-    with is among the losses. A foreign store acknowledges on its own terms and may delete rows itself;
-    rows from before the trial were durable before any crash: the lab cannot tell who removed them."""
-    return record.failed and record.store == "default" and record.lost_preexisting == 0
-
-
-def failure_text(record: TrialRecord) -> str:
-    """A failed trial in words, naming the actor only as far as the lab can tell (``sqlite_at_fault``)."""
-    if sqlite_at_fault(record):
-        return "broke SQLite's promise"
-    who = "the store" if record.store != "default" else "the trial"
-    if record.verdict is Verdict.CORRUPT:
-        return (f"{who} left a corrupt database where the configuration in force promises none (the store's own "
-                "code wrote it: the lab cannot tell SQLite's part)" if record.store != "default" else
-                "corrupt where the configuration in force promises no corruption")
-    if record.lost_preexisting and not record.lost_acked:
-        return (f"{who} lost rows that existed before it began, where the configuration in force promises no loss: "
-                "they were durable before any crash, and a store that deletes or rewrites rows loses them with no "
-                "crash at all (the lab cannot tell the store's part from SQLite's)")
-    lost = "acknowledged writes" + (" and rows that existed before the trial" if record.lost_preexisting else "")
-    return (f"{who} lost {lost} where the configuration in force promises no loss"
-            + (" (its acknowledgements are its own: the lab cannot tell SQLite's part)" if record.store != "default"
-               else ""))
-
-
-def promise_text(record: TrialRecord) -> str:
-    """What the oracle made of a trial, in words: a broken promise (and whose), or why its harm was expected."""
-    if record.lab_error:
-        return "the lab failed"
-    if record.failed:
-        return failure_text(record)
-    if record.verdict is Verdict.EXPECTED_LOSS:
-        return "expected: the configuration allows this loss"
-    if not record.promised_safe and record.harmed:
-        return "expected: SQLite promises nothing here (a positive control, or the locks were dropped)"
-    return "as expected"
-
-
 def blind_controls(records: Iterable[TrialRecord]) -> tuple[GroupKey, ...]:
     """Groups where nothing was promised yet nothing ever went wrong: the lab may be blind there."""
     return tuple(
