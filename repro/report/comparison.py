@@ -340,6 +340,10 @@ def comparison_markdown(comparison: Comparison) -> str:
         lines.append(f"| {row.profile} | {row.faults} | {_counts(row.old)} | {_counts(row.new)} | {row.change_text} |")
     if comparison.same_settings:
         lines += ["", f"Settings: {comparison.same_settings}."]
+    elif comparison.releases and comparison.old_settings and comparison.new_settings:
+        lines += ["", "Settings read back in the machines: " + "; ".join(
+            f"{label}: {', '.join(settings)}" for label, settings in ((comparison.old_label, comparison.old_settings),
+                                                                      (comparison.new_label, comparison.new_settings)))]
     lines += ["", f"A change is better/worse only at p < {ALPHA} (Fisher's exact test on the share of trials "
                   f"that corrupted or lost acknowledged data); `{WRITES_LOST} N` counts the acknowledged writes lost. "
                   "No change seen is inconclusive when these counts could not have detected a difference of "

@@ -88,8 +88,7 @@ class TrialRecord:
     # What happened over time (acknowledged writes, the fault, the disk filling, what was lost), compact.
     timeline: Timeline | None = field(default=None, hash=False)
     phases: tuple[PhaseCall, ...] = ()  # the phases that ran, in order, each with its time and error
-    # Every pragma the workload read back from the store's connection at READY (repro.workload.READY_PRAGMAS).
-    pragmas: Mapping[str, str] = field(default_factory=dict, hash=False)
+    pragmas: Mapping[str, str] = field(default_factory=dict, hash=False)  # read back at READY (READY_PRAGMAS)
 
     @property
     def harmed(self) -> bool:

@@ -68,6 +68,15 @@ def test_trials_auto_takes_the_documented_count_and_refuses_a_stray_rate(capsys:
             trial_count(bad)
 
 
+def test_trials_auto_expands_the_documented_count_per_scenario() -> None:
+    from repro.cli import parse
+    from repro.commands import _scenarios
+
+    scenarios = _scenarios(parse(["matrix", "--faults", "sigkill", "--trials", "auto", "--target-rate", "50%"]), 7,
+                           build=False)
+    assert len(scenarios) == 2 * 5  # sigkill and the control, ceil(ln 0.05 / ln 0.5) = 5 each
+
+
 def test_every_group_states_each_bad_outcome_with_its_interval() -> None:
     trials = (rec(1, Verdict.PASS), rec(2, Verdict.PASS), rec(3, Verdict.CORRUPT, expected=False))
     (group,) = summarize(trials)
@@ -122,6 +131,7 @@ def test_two_releases_with_the_same_settings_say_so_and_different_ones_do_not() 
     assert same.same_settings in same.headline and same.same_settings in comparison_markdown(same)
     differ = compare_runs(old, [release(i + 10, "/x/new", synchronous="2") for i in range(3)], "old", "new")
     assert differ.same_settings == "" and "same durability" not in differ.headline
+    assert "new: wal/full 3.40.1 (system) [2022-12-28 abc]" in comparison_markdown(differ)  # each side's, read back
     other_build = [dataclasses.replace(r, sqlite_source_id="2022-12-28 def") for r in old]
     assert compare_runs(old, other_build).same_settings == ""  # one version, another build: not the same SQLite
     presets = compare_runs([rec(i, Verdict.PASS) for i in range(3)], [rec(i, Verdict.PASS) for i in range(3)])
