@@ -185,6 +185,7 @@ def run(args: RunOptions, argv: list[str]) -> int:
     from repro.report.outcome import parse_fail_on
     from repro.report.records import FailOn
     from repro.shards import Shard
+    from repro.source.provenance import bundled_notice_of
 
     shard = Shard.parse(args.shard) if args.shard else None
     if shard is not None and args.seed is None:
@@ -192,7 +193,7 @@ def run(args: RunOptions, argv: list[str]) -> int:
     fail_on = parse_fail_on(args.fail_on)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
     out = _output_paths(args)
-    _bundled_notice(args)
+    bundled_notice_of(args)
     deadline_overrides()  # a malformed HERMES_LAB_DEADLINES is bad input too
     scenarios = _scenarios(args, seed)  # all input checked before any trial (foreign stores: in a throwaway machine)
     for gate in (FailOn.REGRESSION, FailOn.INCONCLUSIVE):
@@ -206,21 +207,6 @@ def run(args: RunOptions, argv: list[str]) -> int:
                              json_path=args.json, compare=args.command in ("matrix", "hunt"), fail_on=fail_on,
                              shard=str(shard) if shard else "", planned=planned)
     return code
-
-
-def _bundled_notice(args: RunOptions) -> None:
-    """First: a run of the lab's own store, started in a directory that holds a store of its own, says so."""
-    from repro.source.provenance import bundled_notice
-
-    if args.command == "run":
-        named, option = args.store_path or args.store_ref, "--store-path"
-        preset = args.preset or "ns506"
-    else:
-        named, option = args.store_paths or args.store_refs, "--store-paths"
-        preset = args.presets or "ns506"
-    notice = "" if named else bundled_notice(os.getcwd(), preset, option)
-    if notice:
-        print(f"repro: note: {notice}", file=sys.stderr, flush=True)
 
 
 def _sqlite_builds(stores: Iterable[StoreSpec]) -> None:
@@ -249,6 +235,7 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     from repro.report.render import write_all
     from repro.report.terminal import print_outcome, print_table, trial_line
     from repro.source.prepare import provenance
+    from repro.source.provenance import lab_version, start_hashes
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     cli = engine.client()
@@ -277,7 +264,8 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     meta = RunMeta(run_id=RUN_ID, seed=seed, started_at=started.isoformat(timespec="seconds"),
                    command=shlex.join(["repro", *argv]),
                    duration_s=round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
-                   lab_version="0.1.0",
+                   lab_version=lab_version(), image=chosen, image_id=str(cli.images.get(chosen).id),
+                   starts=start_hashes(s.start.files for s in scenarios),
                    sqlite_version=", ".join(sorted({r.sqlite_version for r in records if r.sqlite_version})),
                    compare=compare, fail_on=tuple(fail_on), shard=shard, planned=planned or len(records),
                    stores=stores)
@@ -373,6 +361,11 @@ def replay(args: ReplayOptions, argv: list[str]) -> int:
 
     _sqlite_builds([scenario.store])
     scenario = prepare_replay(scenario)
+    from repro.source.prepare import provenance
+    from repro.source.provenance import replay_refusal
+
+    if refusal := replay_refusal(run.meta.stores, provenance([scenario.store])[0]):
+        raise ScenarioError(refusal)
     if scenario.trial_id != record.id:
         raise ScenarioError(f"{path}: trial {shown(record.id)} stores the scenario of {shown(scenario.trial_id)}")
     from repro.machine.labels import RUN_ID

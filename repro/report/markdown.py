@@ -34,7 +34,9 @@ def render_markdown(run: RunResult, result: RunOutcome | None = None) -> str:
     lines += [f"- store: {_md(line)}" for line in provenance_lines(meta.stores)]
     lines += [f"- start: {_md(label)}" for label in start_labels(trials)]
     if meta.sqlite_version or meta.lab_version:
-        lines.append(f"- SQLite {meta.sqlite_version or '?'}, lab {meta.lab_version or '?'}")
+        image = f", image {meta.image} ({meta.image_id.removeprefix('sha256:')[:12]})" if meta.image else ""
+        lines.append(f"- SQLite {meta.sqlite_version or '?'}, lab {meta.lab_version or '?'}{image}")
+    lines += [f"- starting database {name}: sha256 {digest[:16]}" for name, digest in meta.starts.items()]
     for gate in result.gates:
         lines.append(f"- `--fail-on {gate.condition.value}`: {'**FAILED**' if gate.failed else 'ok'}, {gate.reason}")
     lines += ["", f"## Verdicts per group: {table_title(trials)}", ""]

@@ -285,12 +285,16 @@ class RunMeta:
     planned: int = 0  # trials in the whole run (all shards); 0: as many as ran
     merged_from: tuple[str, ...] = ()  # run ids of the shards `repro merge` combined
     stores: tuple[StoreProvenance, ...] = ()  # which code each store was (repro/report/provenance.py)
+    image: str = ""  # the lab image the machines ran (a foreign store's derived image: run.stores)
+    image_id: str = ""  # its engine id (sha256:...), which names the exact build
+    starts: Mapping[str, str] = field(default_factory=dict, hash=False)  # each starting database: sha256 of its files
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["fail_on"] = [f.value for f in self.fail_on]
         out["merged_from"] = list(self.merged_from)
         out["stores"] = [store.to_dict() for store in self.stores]
+        out["starts"] = dict(self.starts)
         return out
 
     @classmethod
@@ -310,6 +314,8 @@ class RunMeta:
                 planned=as_int(data.get("planned", 0)),
                 merged_from=as_strings(data.get("merged_from", [])),
                 stores=tuple(StoreProvenance.from_dict(item) for item in as_list(data.get("stores", []))),
+                image=str(data.get("image", "")), image_id=str(data.get("image_id", "")),
+                starts=as_digests(data.get("starts", {})),
             )
         except KeyError as exc:
             raise ResultsError(f"run metadata lacks {exc.args[0]!r}") from exc

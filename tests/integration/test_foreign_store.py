@@ -73,6 +73,15 @@ def test_a_dirty_working_tree_is_recorded_with_its_commit_and_the_files_imported
             f"sha256 {store['content_sha256'][:16]}")
     assert f"store: {line}" in proc.stdout.splitlines()
     assert line in (out / "report.md").read_text()
+    run = json.loads((out / "report.json").read_text())["run"]
+    assert run["lab_version"] == "0.1.0" and run["image_id"].startswith("sha256:") and run["image"]
+    # The store changed after the run: a rerun of other code is refused as a replay, and says why (issue 21 item 1).
+    (repo / "hermes_constants.py").write_text((repo / "hermes_constants.py").read_text() + "# a later change\n")
+    first = str(trials(out)[0]["id"])
+    replayed = repro("replay", str(out), first, cache=tmp_path / "cache")
+    assert replayed.returncode == 2, replayed.stderr + replayed.stdout
+    assert f"not a replay: the store {repo} is not the code that ran" in replayed.stderr
+    assert not (out / "replays").exists()  # no trial ran
 
 
 def test_two_releases_by_ref_are_named_by_ref_and_commit(tmp_path: pathlib.Path, lab_image: str) -> None:
