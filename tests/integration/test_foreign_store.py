@@ -92,10 +92,13 @@ def test_two_releases_by_ref_are_named_by_ref_and_commit(tmp_path: pathlib.Path,
                  "--store-refs", f"{repo}@v2026.6,{repo}@v2026.11", "--out", str(out), cache=tmp_path / "cache")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     names = [f"{repo}@v2026.6 ({old[:7]})", f"{repo}@v2026.11 ({new[:7]})"]
-    assert [t["store"] for t in trials(out)] == names
-    assert [t["verdict"] for t in trials(out)] == ["pass", "pass"]
+    assert [t["store"] for t in trials(out)] == names * 2  # sigkill, then each store's no-fault control
+    assert [t["faults"] for t in trials(out)] == [["sigkill"]] * 2 + [["clean-stop"]] * 2
+    assert [t["verdict"] for t in trials(out)] == ["pass"] * 4
     report = (out / "report.md").read_text()
     assert all(f"{n} own settings (wal/full" in report for n in names)  # the comparison's sides too
+    # Identical pragmas read back on an identical SQLite: a platform-only fix would not have run (issue 21 item 4).
+    assert "the two releases ran the same durability settings on these machines (wal/full 3.40.1 (system))" in report
     assert (tmp_path / "cache" / "stores" / old / "hermes_state.py").is_file()
     stores = json.loads((out / "report.json").read_text())["run"]["stores"]
     assert [(s["kind"], s["commit"], s["subject"]) for s in stores] == \
