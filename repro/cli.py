@@ -161,7 +161,7 @@ def _trials(text: str) -> int | str:
     """--trials: a whole number, or ``auto`` (commands.trial_count turns it into one)."""
     if text.strip().lower() != commands.AUTO_TRIALS and not text.strip().lstrip("-").isdigit():
         raise argparse.ArgumentTypeError(f"takes a whole number or {commands.AUTO_TRIALS}, not {text!r}")
-    return commands.AUTO_TRIALS if text.strip().lower() == commands.AUTO_TRIALS else int(text)
+    return text.strip().lower() if text.strip().lower() == commands.AUTO_TRIALS else int(text)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -193,8 +193,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 _FAIL_ON_HELP = {
     FailOn.REGRESSION: "a matrix of two stores: the new one harms data significantly more often",
     FailOn.REPRODUCED: "a bug hunt: no trial harmed data",
-    FailOn.INCONCLUSIVE: "a matrix of two stores: a group where no difference was significant and these counts "
-                         "could not have shown one of 25%% of trials, or the shares differ at p >= 0.05",
+    FailOn.INCONCLUSIVE: "a matrix of two stores: a group the counts cannot tell (p >= 0.05, or too few trials)",
 }
 
 
@@ -282,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     clean = sub.add_parser("clean", help="remove the lab's containers and volumes (refuses live runs of other "
                                          "processes unless --force); --caches, --images: its caches and images")
     which = clean.add_mutually_exclusive_group()
-    which.add_argument("--run", default=None, metavar="ID", help="only this run's (its id is in the run's first line)")
+    which.add_argument("--run", default=None, metavar="ID",
+                       help="only this run's (its id is in its first line; with --images: the derived images it built)")
     which.add_argument("--stale", action="store_true", help="only runs whose owning process is gone")
     which.add_argument("--force", action="store_true", help="everything with the lab's label, live runs too")
     clean.add_argument("--caches", action="store_true",

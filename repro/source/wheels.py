@@ -33,6 +33,7 @@ PYTHON_VERSION = "3.11"
 GLIBC_MINOR = 36  # Debian bookworm
 REQUIREMENTS_LABEL = "org.hermes-lab.store-requirements"
 BASE_LABEL = "org.hermes-lab.base-image"
+MADE_BY_LABEL = "org.hermes-lab.made-by-run"  # the run that built a derived image: `repro clean --images --run ID`
 PIP_TIMEOUT_S = 900
 
 _INSTALL = f"""
@@ -135,7 +136,7 @@ def derived_image(cli: object, base_image: str, wheels: pathlib.Path) -> str:
     import docker.errors
 
     from repro.machine.engine import _short
-    from repro.machine.labels import LAB_LABEL
+    from repro.machine.labels import LAB_LABEL, RUN_ID
 
     base_id = cli.images.get(base_image).id  # type: ignore[attr-defined]
     digest = wheels_digest(wheels)
@@ -157,7 +158,8 @@ def derived_image(cli: object, base_image: str, wheels: pathlib.Path) -> str:
     try:
         cli.images.build(fileobj=io.BytesIO(buf.getvalue()), custom_context=True, tag=tag,  # type: ignore[attr-defined]
                          buildargs={"BASE_IMAGE": base_image}, rm=True, forcerm=True, network_mode="none",
-                         labels={LAB_LABEL: "store-image", REQUIREMENTS_LABEL: digest, BASE_LABEL: base_id})
+                         labels={LAB_LABEL: "store-image", REQUIREMENTS_LABEL: digest, BASE_LABEL: base_id,
+                                 MADE_BY_LABEL: RUN_ID})
     except docker.errors.BuildError as exc:
         tail = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log)[-400:]
         raise ImageError(f"the store's image {tag} failed to build: {exc.msg} {tail}") from exc

@@ -118,18 +118,32 @@ def test_a_third_party_package_is_installed_offline_into_a_derived_image(tmp_pat
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no module named 'tinydep'" in lines[0] and "--store-requirements" in lines[0]
+    from repro.machine import engine
+
+    base_id = engine.client().images.get(lab_image).id  # derived images an earlier run of this test left: gone
+    for old in engine.client().images.list(filters={"label": f"org.hermes-lab.base-image={base_id}"}):
+        engine.client().images.remove(old.id, force=True)
     reqs = offline_requirements(tmp_path / "requirements.txt", tmp_path / "wheels", "tinydep")
     build_wheel(tmp_path / "wheels")
     out = tmp_path / "with"
+    run_id = uuid.uuid4().hex[:10]
     proc = repro("run", "--fault", "sigkill", "--trials", "1", "--store-path", str(store), "--store-requirements",
-                 str(reqs), "--out", str(out), cache=tmp_path / "cache")
+                 str(reqs), "--out", str(out), cache=tmp_path / "cache", run_id=run_id)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert trials(out)[0]["verdict"] == "pass"
     image = json.loads((out / "report.json").read_text())["trials"][0]["scenario"]["store"]["image"]
     assert image.startswith("hermes-lab-store:")
-    from repro.machine import engine
-
-    assert engine.client().images.get(image).labels["org.hermes-lab"] == "store-image"
+    (store_record,) = json.loads((out / "report.json").read_text())["run"]["stores"]
+    assert (store_record["image"], store_record["requirements"]) == (image, str(reqs))  # provenance: which image
+    cli = engine.client()
+    labels = cli.images.get(image).labels
+    assert labels["org.hermes-lab"] == "store-image"
+    assert labels.get("org.hermes-lab.made-by-run") == run_id  # built by this run (earlier ones removed above)
+    listed = repro("clean", "--images", "--run", run_id, "--dry-run", cache=tmp_path / "cache")
+    assert listed.returncode == 0 and image in listed.stdout and "would remove 1 image" in listed.stdout, listed.stdout
+    removed = repro("clean", "--images", "--run", run_id, cache=tmp_path / "cache")
+    assert removed.returncode == 0, removed.stderr + removed.stdout
+    assert image not in [t for i in cli.images.list() for t in i.tags]  # the run's derived image is gone
 
 
 def _no_session_db(store: pathlib.Path) -> str:
