@@ -25,6 +25,7 @@ import tomllib
 
 from repro.caches import make_partial, touch
 from repro.errors import ImageError, ScenarioError, shown
+from repro.steps import step
 
 AUTO = "auto"
 STORE_IMAGE = "hermes-lab-store"
@@ -107,7 +108,8 @@ def wheelhouse(text: str, cwd: pathlib.Path, cache: pathlib.Path, arch: str) -> 
                                                                        for a in ("--platform", p)),
                 "--dest", str(partial / "wheels"), "-r", str(reqs)]
         try:
-            proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+            with step(f"pip: downloading the store's requirements into {target}"):
+                proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise ScenarioError(f"--store-requirements: pip download took more than {PIP_TIMEOUT_S} s") from None
         if proc.returncode != 0:
@@ -156,10 +158,11 @@ def derived_image(cli: object, base_image: str, wheels: pathlib.Path) -> str:
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
     try:
-        cli.images.build(fileobj=io.BytesIO(buf.getvalue()), custom_context=True, tag=tag,  # type: ignore[attr-defined]
-                         buildargs={"BASE_IMAGE": base_image}, rm=True, forcerm=True, network_mode="none",
-                         labels={LAB_LABEL: "store-image", REQUIREMENTS_LABEL: digest, BASE_LABEL: base_id,
-                                 MADE_BY_LABEL: RUN_ID})
+        with step(f"building the store's image {tag} (the lab image with its requirements)"):
+            cli.images.build(fileobj=io.BytesIO(buf.getvalue()), custom_context=True, tag=tag,  # type: ignore[attr-defined]
+                             buildargs={"BASE_IMAGE": base_image}, rm=True, forcerm=True, network_mode="none",
+                             labels={LAB_LABEL: "store-image", REQUIREMENTS_LABEL: digest, BASE_LABEL: base_id,
+                                     MADE_BY_LABEL: RUN_ID})
     except docker.errors.BuildError as exc:
         tail = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log)[-400:]
         raise ImageError(f"the store's image {tag} failed to build: {exc.msg} {tail}") from exc
