@@ -29,7 +29,7 @@ from repro.report.records import TrialRecord
 from repro.scenario.stores import OWN_SETTINGS
 from repro.report.summary import VERDICTS, WRITES_LOST, GroupKey, GroupSummary, config_label, in_force, \
     settings_in_force, summarize
-from repro.report.blame import Actor, actor, controls_of
+from repro.report.blame import CONTROL_FAULT, Actor, actor, controls_of
 
 ALPHA = 0.05
 # "No difference" needs counts that could have shown a difference of this share of trials (one trial in four).
@@ -178,14 +178,22 @@ class ComparisonRow:
 
     @property
     def inconclusive(self) -> bool:
-        """No significant difference, and either the shares differ (p >= ALPHA) or the counts were too few."""
-        return self.compared and (self.change == "inconclusive" or self.underpowered)
+        """No significant difference, and either the shares differ (p >= ALPHA) or the counts were too few; never
+        a control (it witnesses whose fault a loss is; a difference there still counts as better or worse)."""
+        return self.compared and not self.is_control and (self.change == "inconclusive" or self.underpowered)
+
+    @property
+    def is_control(self) -> bool:
+        """The no-fault control's group (repro/report/blame.py)."""
+        return self.faults.split(" ")[0] == CONTROL_FAULT
 
     @property
     def change_text(self) -> str:
         p = self.p_value
         if p is None:
             return self.change
+        if self.is_control and self.change in ("same", "inconclusive"):
+            return f"control: {self.change} ({self.power_text if self.underpowered else self.detectable_text})"
         if self.underpowered:
             return f"inconclusive at this trial count: {self.power_text}"
         if self.change == "same":
@@ -237,14 +245,16 @@ class Comparison:
         return f"the two releases ran the same durability settings on these machines ({shown})"
 
     def _groups(self, change: str) -> list[str]:
-        return [f"{r.profile}/{r.faults}" for r in self.rows if r.change == change]
+        """The groups of that change; the controls' only when they differ (better, worse)."""
+        return [f"{r.profile}/{r.faults}" for r in self.rows
+                if r.change == change and (change in ("better", "worse") or not r.is_control)]
 
     def _underpowered(self) -> str:
         """``3 trials per side could not detect a difference below 100% (fly-256/sigkill)``, one per weak group
         (those with the same text joined); "" when every group that saw no difference could have seen one."""
         weak: dict[str, list[str]] = {}
         for r in self.rows:
-            if r.compared and r.underpowered:
+            if r.compared and r.underpowered and not r.is_control:
                 weak.setdefault(r.power_text, []).append(f"{r.profile}/{r.faults}")
         return "; ".join(f"{text} ({', '.join(groups)})" for text, groups in weak.items())
 

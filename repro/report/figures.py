@@ -66,8 +66,9 @@ def heatmap(groups: Sequence[GroupSummary]) -> str:
     cell = {(f"{g.key.profile}  {g.key.faults}", g.key.config): g for g in groups}
     # Each column says what differs between them: the configuration asked for, wrapped, and what was in force.
     forced = {c: ", ".join(dict.fromkeys(g.in_force for g in groups if g.key.config == c and g.in_force)) for c in cols}
-    names = ["\n".join(textwrap.wrap(c, 22, break_on_hyphens=False) + textwrap.wrap(f"({forced[c]})" if forced[c]
-                                                                                     else "", 22)) for c in cols]
+    names = ["\n".join(textwrap.wrap(_short_paths(c), 24, break_on_hyphens=False, break_long_words=False)
+                       + textwrap.wrap(f"({forced[c]})" if forced[c] else "", 24, break_long_words=False))
+             for c in cols]
     longest = max((len(line) for name in names for line in name.splitlines()), default=10)
     column = max(1.8, 0.075 * longest)  # inches: room for the widest label line, so labels never overlap
     width = min(16.0, 1.0 + column * len(cols) + max(len(r) for r in rows) * 0.07)
@@ -96,6 +97,12 @@ def heatmap(groups: Sequence[GroupSummary]) -> str:
     for spine in ax.spines.values():
         spine.set_visible(False)
     return _svg(fig)
+
+
+def _short_paths(label: str) -> str:
+    """A label's long paths cut to their last two parts (``…/dropper-case/good``): a heatmap column is narrow."""
+    return " ".join("…/" + "/".join(word.rstrip("/").split("/")[-2:]) if word.startswith("/") and len(word) > 24
+                    else word for word in label.split(" "))
 
 
 def timeline(tl: Timeline, title: str, start_rows: int = 0, start_lost: int = 0) -> str:

@@ -95,12 +95,12 @@ def _table(run: RunResult) -> str:
 def _tested(run: RunResult) -> str:
     """The "what was tested" panel: per store configuration, its code (source, commit and subject), the pragmas
     and SQLite read back in the machines, the profiles, the starting database, and its counts with an interval."""
-    sources = {p.source: p for p in run.meta.stores}
+    sources = {(p.source, p.preset if p.kind == "bundled" else ""): p for p in run.meta.stores}
     rows = []
     for config in dict.fromkeys(config_label(t) for t in run.trials):
         recs = [t for t in run.trials if config_label(t) == config]
         judged = [t for t in recs if not t.lab_error]
-        code = sources.get(recs[0].store)
+        code = sources.get((recs[0].store, recs[0].preset if recs[0].store == "default" else ""))
         settings = sorted({settings_in_force(t).split(" [")[0] for t in judged}) or ["not read (no trial judged)"]
         pragmas = "; ".join(sorted({" ".join(f"{k}={v}" for k, v in sorted(t.pragmas.items())) for t in judged
                                     if t.pragmas}))

@@ -136,3 +136,20 @@ def test_two_releases_with_the_same_settings_say_so_and_different_ones_do_not() 
     assert compare_runs(old, other_build).same_settings == ""  # one version, another build: not the same SQLite
     presets = compare_runs([rec(i, Verdict.PASS) for i in range(3)], [rec(i, Verdict.PASS) for i in range(3)])
     assert presets.same_settings == ""  # the lab's own presets: their settings are their names
+
+
+def test_a_control_group_never_makes_a_comparison_inconclusive_but_its_difference_counts() -> None:
+    old = [release(i, "/x/old") for i in range(12)]
+    new = [release(i + 100, "/x/new") for i in range(12)]
+    ctl = [dataclasses.replace(release(i + 200, side), faults=("clean-stop",)) for i, side in
+           enumerate(["/x/old"] * 3 + ["/x/new"] * 3)]
+    comparison = compare_runs([*old, *ctl[:3]], [*new, *ctl[3:]], "old", "new")
+    control = comparison.rows[1]
+    assert control.is_control and not control.inconclusive
+    assert control.change_text.startswith("control: same (3 trials per side could not detect")
+    assert "clean-stop" not in comparison.headline
+    dropped = [dataclasses.replace(t, verdict=Verdict.LOST_ACKED, expected=False, lost_preexisting=1) for t in
+               (dataclasses.replace(release(i + 300, "/x/new"), faults=("clean-stop",)) for i in range(12))]
+    worse = compare_runs([*old, *[dataclasses.replace(t, store="/x/old", verdict=Verdict.PASS, expected=True,
+                                                      lost_preexisting=0) for t in dropped]], [*new, *dropped])
+    assert "regression" in worse.headline and "fly-256/clean-stop" in worse.headline  # a control's harm still counts
