@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from repro.oracle.verdicts import Verdict
 from repro.report.records import TrialRecord
@@ -142,5 +142,23 @@ def promise_text(record: TrialRecord, controls: Controls = NO_CONTROLS) -> str:
     return "as expected"
 
 
-__all__ = ["CONTROL_FAULT", "NO_CONTROLS", "Actor", "Controls", "actor", "controls_of", "failure_text", "harm_kinds",
-           "is_control", "promise_text", "sqlite_at_fault"]
+# How a comparison's side reads (comparison.py's headline): SQLite, the store itself, or only its configuration's promise.
+BLAMED = "fell below SQLite's documented promise"
+OWN_DOING = "lost or corrupted data on its own (its no-fault control did too, with no crash)"
+NOT_BLAMED = "lost or corrupted data where its configuration promised none"
+
+
+def side_blame(records: Sequence[TrialRecord]) -> str:
+    """How a side's broken promises read: SQLite's only when every failure is (blame.actor), the store's own when its
+    control showed each of them, else the configuration's promise."""
+    controls = controls_of(records)
+    actors = {actor(r, controls) for r in records if r.failed}
+    if actors == {Actor.SQLITE}:
+        return BLAMED
+    if actors and actors <= {Actor.STORE, Actor.HAZARD} and all(controls.of(r) for r in records if r.failed):
+        return OWN_DOING
+    return NOT_BLAMED
+
+
+__all__ = ["BLAMED", "CONTROL_FAULT", "NOT_BLAMED", "NO_CONTROLS", "OWN_DOING", "Actor", "Controls", "actor",
+           "controls_of", "failure_text", "harm_kinds", "is_control", "promise_text", "side_blame", "sqlite_at_fault"]

@@ -29,7 +29,7 @@ from repro.report.records import TrialRecord
 from repro.scenario.stores import OWN_SETTINGS
 from repro.report.summary import VERDICTS, WRITES_LOST, GroupKey, GroupSummary, config_label, in_force, \
     settings_in_force, summarize
-from repro.report.blame import CONTROL_FAULT, Actor, actor, controls_of
+from repro.report.blame import CONTROL_FAULT, NOT_BLAMED, side_blame
 
 ALPHA = 0.05
 # "No difference" needs counts that could have shown a difference of this share of trials (one trial in four).
@@ -203,31 +203,13 @@ class ComparisonRow:
         return f"{self.change} (p<0.001)" if p < 0.001 else f"{self.change} (p={p:.3f})"
 
 
-# Whom a side's failures are laid at (repro/report/blame.py): SQLite, the store itself, or only its configuration's promise.
-_BLAMED = "fell below SQLite's documented promise"
-_OWN = "lost or corrupted data on its own (its no-fault control did too, with no crash)"
-_NOT_BLAMED = "lost or corrupted data where its configuration promised none"
-
-
-def side_blame(records: Sequence[TrialRecord]) -> str:
-    """How a side's broken promises read: SQLite's only when every failure is (blame.actor), the store's own when its
-    control showed each of them, else the configuration's promise."""
-    controls = controls_of(records)
-    actors = {actor(r, controls) for r in records if r.failed}
-    if actors == {Actor.SQLITE}:
-        return _BLAMED
-    if actors and actors <= {Actor.STORE, Actor.HAZARD} and all(controls.of(r) for r in records if r.failed):
-        return _OWN
-    return _NOT_BLAMED
-
-
 @dataclass(frozen=True)
 class Comparison:
     old_label: str
     new_label: str
     rows: tuple[ComparisonRow, ...]
-    old_blame: str = _NOT_BLAMED  # how each side's broken promises read (side_blame)
-    new_blame: str = _NOT_BLAMED
+    old_blame: str = NOT_BLAMED  # how each side's broken promises read (blame.side_blame)
+    new_blame: str = NOT_BLAMED
     # What each side had in force, read back in the machine (summary.settings_in_force), each distinct setting once.
     old_settings: tuple[str, ...] = ()
     new_settings: tuple[str, ...] = ()
