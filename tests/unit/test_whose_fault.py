@@ -5,6 +5,8 @@ and exit code never change."""
 from __future__ import annotations
 
 import dataclasses
+import html
+import xml.etree.ElementTree as ET
 
 from rich.console import Console
 
@@ -13,6 +15,7 @@ from repro.oracle.verdicts import Verdict
 from repro.report.blame import Actor, actor, controls_of, promise_text, sqlite_at_fault
 from repro.report.comparison import compare_runs
 from repro.report.html import render_html
+from repro.report.junit import junit_element
 from repro.report.markdown import render_markdown
 from repro.report.outcome import outcome
 from repro.report.records import TrialRecord
@@ -39,7 +42,8 @@ def texts(*trials: TrialRecord) -> str:
     run = run_of(*trials)
     console = Console(record=True, width=400)
     print_outcome(outcome(run), console)
-    return render_markdown(run) + render_html(run) + console.export_text()
+    junit = ET.tostring(junit_element(run), encoding="unicode")
+    return render_markdown(run) + render_html(run) + console.export_text() + html.unescape(junit)
 
 
 def test_the_labs_own_store_losing_writes_without_a_control_names_the_configuration_not_sqlite() -> None:
@@ -72,6 +76,8 @@ def test_a_store_that_deletes_a_row_on_open_is_its_own_doing_by_its_control() ->
     assert result.code is ExitCode.TRIAL_FAILED and "the store's own doing, not SQLite's" in result.result
     shown = texts(*trials)
     assert "SQLite's promise" not in shown.replace("not SQLite's promise", "") and "SQLite promised" not in shown
+    failure = ET.fromstring(ET.tostring(junit_element(run_of(*trials)))).find(".//failure")
+    assert failure is not None and str(failure.text).startswith("the store's own doing: its no-fault control")
 
 
 def test_a_control_that_only_lost_does_not_excuse_a_corruption() -> None:
