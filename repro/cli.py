@@ -14,10 +14,8 @@ from typing import Iterable, Sequence
 from repro import commands, options, upkeep
 from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS, HUNT
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
-from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, DEFAULT_SHRINK, MAX_OPS
-from repro.explore.blockspace import BlockModel
-from repro.explore.models import PRESETS as MODEL_PRESETS, model_grammar
-from repro.explore.arguments import add_filesystem_args
+from repro.explore.command import DEFAULT_OPS, MAX_OPS
+from repro.explore.arguments import add_filesystem_args, add_search_args
 from repro.faults import FAULTS
 from repro.ledger import SHORT_MIX_WORDS
 from repro.report.records import FailOn
@@ -162,8 +160,20 @@ def _image_arg(p: argparse.ArgumentParser, what: str = "") -> None:
     p.add_argument("--image", default=None, help=f"the lab image{what} (default: $HERMES_LAB_IMAGE, else hermes-lab:latest)")
 
 
+def _trials(text: str) -> int | str:
+    """--trials: a whole number, or ``auto`` (commands.trial_count turns it into one)."""
+    if text.strip().lower() != commands.AUTO_TRIALS and not text.strip().lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"takes a whole number or {commands.AUTO_TRIALS}, not {text!r}")
+    return text.strip().lower() if text.strip().lower() == commands.AUTO_TRIALS else int(text)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help=f"trials per scenario (default {DEFAULT_TRIALS})")
+    p.add_argument("--trials", type=_trials, default=DEFAULT_TRIALS, metavar="N|auto",
+                   help=f"trials per scenario (default {DEFAULT_TRIALS}); auto: as many as bound a rate below "
+                        f"--target-rate when none of them harms data")
+    p.add_argument("--target-rate", default=None, metavar="PCT", help="with --trials auto: the rate to bound "
+                   "(default 5%%): n = ceil(ln(0.05) / ln(1 - rate)), whose one-sided 95%% Clopper-Pearson bound is "
+                   "below it when none harms data (5%%: 59)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (printed; default: random)")
     p.add_argument("--jobs", type=int, default=1, help="trials run at once (default 1)")
     p.add_argument("--out", default=None, help="report directory (default runs/<timestamp>-<run id>); "
@@ -186,6 +196,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 _FAIL_ON_HELP = {
     FailOn.REGRESSION: "a matrix of two stores: the new one harms data significantly more often",
     FailOn.REPRODUCED: "a bug hunt: no trial harmed data",
+    FailOn.INCONCLUSIVE: "a matrix of two stores: a group the counts cannot tell (p >= 0.05, or too few trials)",
 }
 
 
@@ -243,16 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     _workload_args(explore)
     add_filesystem_args(explore)
     _disk_size_arg(explore)
-    explore.add_argument("--models", default="all",
-                         help=f"comma-separated persistence models: the presets {_listed(MODEL_PRESETS)}, or parts joined "
-                              f"with '+' ({model_grammar()}), e.g. dirs=lazy+data=prefix (default all: the presets); "
-                              f"for a trace recorded with --fs: {_listed(m.value for m in BlockModel)}")
-    explore.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
-                         help=f"states per model checked exhaustively; a larger model is sampled with --seed "
-                              f"(default {DEFAULT_BUDGET})")
-    explore.add_argument("--shrink", type=int, default=DEFAULT_SHRINK,
-                         help=f"findings per model shrunk to an ordering, 'Y must persist before X' (default "
-                              f"{DEFAULT_SHRINK}, a seeded choice; 0: none)")
+    add_search_args(explore)
     explore.add_argument("--seed", type=int, default=None, help="the workload's and the sample's seed (printed)")
     explore.add_argument("--jobs", type=int, default=2,
                          help="checkers in the explore sandbox (default 2, at most 64)")
@@ -279,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     clean = sub.add_parser("clean", help="remove the lab's containers and volumes (refuses live runs of other "
                                          "processes unless --force); --caches, --images: its caches and images")
     which = clean.add_mutually_exclusive_group()
-    which.add_argument("--run", default=None, metavar="ID", help="only this run's (its id is in the run's first line)")
+    which.add_argument("--run", default=None, metavar="ID",
+                       help="only this run's (its id is in its first line; with --images: the derived images it built)")
     which.add_argument("--stale", action="store_true", help="only runs whose owning process is gone")
     which.add_argument("--force", action="store_true", help="everything with the lab's label, live runs too")
     clean.add_argument("--caches", action="store_true",

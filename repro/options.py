@@ -64,7 +64,8 @@ class RunOptions:
     hunt name comma-separated lists of each (the fields in the plural)."""
 
     command: str = "run"
-    trials: int = 3
+    trials: int | str = 3  # a count, or "auto": as many as bound a rate below target_rate (commands.trial_count)
+    target_rate: str | None = None
     seed: int | None = None
     jobs: int = 1
     out: str | None = None

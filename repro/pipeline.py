@@ -41,6 +41,7 @@ from repro.sqlite import for_store, runtime as sqlite_runtime
 from repro.startdb.files import load as load_start, start_rows
 from repro.startdb.restore import Restored, restore
 from repro.verify import crosscheck
+from repro.workload import READY_PRAGMAS
 from repro.workload.checkpointer import checkpoint_count
 from repro.workload.config import WorkloadConfig
 
@@ -233,6 +234,7 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
         checkpoints=trial.checkpoints, timeline=timeline,
         schedule=tuple(step.describe() for step in scenario.schedule()),
         cpus=trial.host.pin.describe() if trial.host.pin else "", phases=tuple(trial.calls),
+        pragmas={name: str(ready[name]) for name in READY_PRAGMAS if name in ready},
         evidence=dict(trial.restarted.kept) if trial.restarted is not None else {})
 
 

@@ -26,20 +26,41 @@ except ModuleNotFoundError:  # pragma: no cover - an installation without the `t
         """Without pytest the fixtures stay plain functions (``@fixture`` or ``@fixture(...)``)."""
         return args[0] if args and callable(args[0]) else (lambda function: function)
 
-from repro.errors import LabError
+from repro.errors import LabError, ScenarioError
 from repro.faults import FAULTS, FaultOutcome
 from repro.ledger import Ledger, parse_lines
 from repro.machine.disk import DataDisk
-from repro.machine.host import ConstrainedHost, StopReport
+from repro.machine.host import ConstrainedHost as _Machine, StopReport
 from repro.machine.restart import restart
 from repro.oracle.verdicts import Judgement, judge, lab_error
 from repro.scenario import DEFAULT_PROFILE, FaultSpec, FaultStep, Scenario
+from repro.scenario.stores import OWN_SETTINGS, StoreSpec
 from repro.sqlite import runtime as sqlite_runtime
 from repro.verify import crosscheck
 from repro.verify.facts import ProbeFacts
 
 __all__ = ["ConstrainedHost", "DataDisk", "StopReport", "VerifyResult", "constrained_host", "fault_step", "inject",
            "lab_image", "verify"]
+
+
+class ConstrainedHost(_Machine):
+    """The test API's machine: repro.machine.host.ConstrainedHost with the CLI's defaults and refusals.
+
+    A foreign store (``store_path``) runs its own settings, as ``repro run --store-path`` does; a ``preset`` with it
+    is refused unless ``lab_settings=True`` says the store reads the lab's HERMES_STATE_* settings (the CLI finds
+    that out by importing it; a preset a store ignores would test something else). ``faults`` names the faults
+    the test will inject: FUSE is requested when one needs it (power loss), as the CLI does for its trials."""
+
+    def __init__(self, profile: Any = DEFAULT_PROFILE, *, preset: str | None = None, store_path: str | None = None,
+                 lab_settings: bool = False, faults: tuple[str, ...] | list[str] = (), fuse: bool = False,
+                 **kwargs: Any) -> None:
+        if store_path is not None and preset is not None and preset != OWN_SETTINGS and not lab_settings:
+            raise ScenarioError(f"preset {preset!r} with store_path: a foreign store runs its own settings (as "
+                                "`repro run --store-path` does); pass lab_settings=True if it reads the lab's "
+                                "HERMES_STATE_* settings, or leave preset out")
+        chosen = preset or (OWN_SETTINGS if store_path is not None else StoreSpec().preset)
+        needs_fuse = fuse or any(FaultSpec.parse(f).name.value == "power-loss" for f in faults)
+        super().__init__(profile, preset=chosen, store_path=store_path, fuse=needs_fuse, **kwargs)
 
 
 # The faults ``inject`` fired on each machine, for ``verify``'s default (the host itself knows no faults).
@@ -50,6 +71,9 @@ def inject(host: ConstrainedHost, fault: str, *, seed: int = 0) -> FaultOutcome:
     """Fire a fault on a running machine, written as on the command line (``sigterm@acks=200``);
     its trigger is resolved from ``seed`` as a trial's is. Returns what it did."""
     step = fault_step(host, fault, seed=seed)
+    if step.name.value == "power-loss" and not host.fuse:
+        raise ScenarioError("power-loss needs the machine's FUSE filesystem: make it with faults=['power-loss'] "
+                            "(or fuse=True) before it starts")
     outcome = FAULTS[step.name].inject(host, step)
     _fired.setdefault(host, []).append(step.name.value)
     return outcome
@@ -69,6 +93,11 @@ class VerifyResult:
     judgement: Judgement
     probe_output: str = field(repr=False)
     kept: Mapping[str, str] = field(default_factory=dict)  # the crash state kept as evidence: name -> sha256
+
+    def __repr__(self) -> str:
+        """One short line (the facts hold every row read back: tens of KB): what a failed assert should show."""
+        return (f"VerifyResult(verdict={self.verdict!r}, integrity={self.integrity!r}, acked={self.acked}, "
+                f"lost_acked={self.lost_acked}, phantom={self.phantom}, reason={self.judgement.reason[:200]!r})")
 
     @property
     def verdict(self) -> str:

@@ -1,11 +1,28 @@
-"""`repro explore`'s options for real filesystems (--fs, --compare-models), kept beside the code that reads them."""
+"""`repro explore`'s own options -- which states to check, and real filesystems -- kept beside the code that reads them."""
 
 from __future__ import annotations
 
 import argparse
 
+from repro.explore.blockspace import BlockModel
+from repro.explore.command import DEFAULT_BUDGET, DEFAULT_SHRINK
 from repro.explore.configs import CONFIGURATIONS
+from repro.explore.models import PRESETS as MODEL_PRESETS, model_grammar
 from repro.filesystems import FsKind
+
+
+def add_search_args(explore: argparse.ArgumentParser) -> None:
+    """--models, --budget, --shrink: which states are checked, how many, and how many findings are explained."""
+    explore.add_argument("--models", default="all",
+                         help=f"comma-separated persistence models: the presets {', '.join(MODEL_PRESETS)}, or parts "
+                              f"joined with '+' ({model_grammar()}), e.g. dirs=lazy+data=prefix (default all: the "
+                              f"presets); for a trace recorded with --fs: {', '.join(m.value for m in BlockModel)}")
+    explore.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+                         help=f"states per model checked exhaustively; a larger model is sampled with --seed "
+                              f"(default {DEFAULT_BUDGET})")
+    explore.add_argument("--shrink", type=int, default=DEFAULT_SHRINK,
+                         help=f"findings per model shrunk to an ordering, 'Y must persist before X' (default "
+                              f"{DEFAULT_SHRINK}, a seeded choice; 0: none)")
 
 
 def add_filesystem_args(explore: argparse.ArgumentParser) -> None:

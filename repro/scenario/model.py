@@ -28,6 +28,7 @@ class FaultName(str, enum.Enum):
     DISK_FILL = "disk-fill"
     DISK_FILL_CLEAR = "disk-fill-clear"
     POWER_LOSS = "power-loss"
+    CLEAN_STOP = "clean-stop"  # no fault: a matrix's control per store (the workload, then Fly's ordinary stop)
 
     @property
     def ends_trial(self) -> bool:
@@ -65,6 +66,7 @@ FAULT_TRAITS: dict[FaultName, FaultTraits] = {
     FaultName.DISK_FILL: FaultTraits(Trigger.ACKS, ends_machine=False),
     FaultName.DISK_FILL_CLEAR: FaultTraits(Trigger.ACKS, ends_machine=False),
     FaultName.POWER_LOSS: FaultTraits(Trigger.IN_WRITE, CrashClass.POWER_LOSS),
+    FaultName.CLEAN_STOP: FaultTraits(Trigger.ACKS),
 }
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from repro.caches import make_partial, touch
 from repro.errors import ScenarioError, shown
+from repro.steps import step
 
 # A URL git fetches from (scheme://... or scp-like user@host:path); anything else must be a directory.
 _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[^/@:]+@[^/:]+:)", re.IGNORECASE)
@@ -74,11 +75,13 @@ def git_dir(ref: StoreRef, cache: pathlib.Path) -> str:
     mirror = _mirror(ref, cache)
     if mirror.is_dir():
         touch(mirror)
-        _git(["--git-dir", str(mirror), "remote", "update", "--prune"], what=f"--store-ref {ref.text}")
+        with step(f"fetching {ref.repo} into its mirror"):
+            _git(["--git-dir", str(mirror), "remote", "update", "--prune"], what=f"--store-ref {ref.text}")
     else:
         partial = make_partial(mirror.parent, "mirror-")
         try:
-            _git(["clone", "--quiet", "--mirror", ref.repo, str(partial / "git")], what=f"--store-ref {ref.text}")
+            with step(f"cloning {ref.repo} (a mirror, once)"):
+                _git(["clone", "--quiet", "--mirror", ref.repo, str(partial / "git")], what=f"--store-ref {ref.text}")
             os.replace(partial / "git", mirror)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
@@ -119,7 +122,8 @@ def checkout(ref: StoreRef, cache: pathlib.Path, commit: str | None = None) -> t
     try:
         tree = partial / "tree"
         tree.mkdir()
-        _extract(where, resolved, tree, ref.text)
+        with step(f"extracting {ref.text} ({resolved[:12]}) into the cache"):
+            _extract(where, resolved, tree, ref.text)
         for path in [tree, *tree.rglob("*")]:  # the machine's uid 1000 reads it through a read-only mount
             if not path.is_symlink():
                 path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)

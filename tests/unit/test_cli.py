@@ -73,7 +73,7 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["matrix", "--profiles", "fly-1g", "--message-size", "1k:65m"], ("fly-1g", "at most 64m")),
         (["run", "--message-size", "1:" + "9" * 400], ("--message-size", "characters")),
         (["run", "--trials", "100000000"], ("--trials", "at most 100,000")),
-        (["matrix", "--trials", "30000", "--faults", "sigkill,sigterm,oom,disk-fill"], ("120,000",)),
+        (["matrix", "--trials", "30000", "--faults", "sigkill,sigterm,oom,disk-fill"], ("150,000",)),  # + the control
         (["run", "--trials", "40000"], ("at most 100,000",)),  # the default run is 8 scenarios
         (["run", "--fault", "sigkill@acks="], ("sigkill@acks=", "no value")),
         (["run", "--fault", "sigkill@acks=" + "9" * 30], ("below",)),

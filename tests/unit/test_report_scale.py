@@ -45,7 +45,7 @@ def test_rendering_four_times_the_trials_takes_less_than_eight_times_as_long(nam
 
 def test_the_page_draws_a_bounded_number_of_figures(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
     drawn: list[int] = []  # per figure: how many trials it draws
-    monkeypatch.setattr(figures, "timeline", lambda tl, title: drawn.append(1) or "<svg/>")
+    monkeypatch.setattr(figures, "timeline", lambda tl, title, *start: drawn.append(1) or "<svg/>")
     monkeypatch.setattr(figures, "overlay", lambda tls, title: drawn.append(len(tls)) or "<svg/>")
     bench = _bench()
     counts = []

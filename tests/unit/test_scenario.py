@@ -391,7 +391,12 @@ def test_trial_ids_and_seeds_are_pinned(argv: list[str], trials: int, first: str
     from repro.cli import parse
     from repro.commands import _scenarios
 
-    assert _pinned(_scenarios(parse(argv), 7, build=False)) == (trials, first, last, digest)
+    scenarios = _scenarios(parse(argv), 7, build=False)
+    faulted = [s for s in scenarios if s.fault_label != "clean-stop"]  # a matrix's controls came later: ids unmoved
+    assert _pinned(faulted) == (trials, first, last, digest)
+    if argv[0] == "matrix":  # one control per (profile, store), --trials each, after the faults
+        assert len(scenarios) - len(faulted) == 2 * 4 * 2
+        assert [s.trial_id for s in scenarios if s.fault_label == "clean-stop"][0] == "fly-256.clean-stop.legacy_jm=delete.1"
 
 
 def test_the_default_run_keeps_its_ids_and_seeds_with_the_lock_bug_last() -> None:
