@@ -7,7 +7,9 @@ operation whose persistence is needed (its last), and the shortest longer prefix
 names Y, the earliest operation whose persistence repairs it; under ``dirs`` not at once the most entry
 changes durable with the same verdict name the first missing one (Y), X being the first data operation
 made durable after it; under ``data=drop-K`` a single dropped write that still gives the verdict is Y.
-Other states (synced-only, torn) are not shrunk: their sentence is what the state is. The sibling
+Other states (synced-only, torn) are not shrunk: their sentence is what the state is. Allowed losses
+(WAL + NORMAL's tail) are said too, unshrunk: "acknowledged append_message lives only in the un-synced
+write state.db-wal". The sibling
 states are checked as any state is (the model and an index), in the sandbox. Only a seeded choice of
 at most ``limit`` findings per model is shrunk; the sentence groups them without sequence numbers
 (files and operation kinds; the example adds sequence numbers and the ledger operation in flight), so states of one cause read as one finding.
@@ -45,6 +47,11 @@ class Ordering:
 
 def is_finding(result: StateResult) -> bool:
     return result.verdict in (Verdict.CORRUPT, Verdict.LOST_ACKED) or bool(result.beyond_sync)
+
+
+def is_allowed_loss(result: StateResult) -> bool:
+    """A loss the configuration allows (WAL + NORMAL's tail): notable, said but not shrunk."""
+    return result.verdict is Verdict.EXPECTED_LOSS and bool(result.lost) and not result.beyond_sync
 
 
 class Explainer:
@@ -131,6 +138,17 @@ class Explainer:
             return f"{what}: {self.op(spec.torn.pos, numbered)} must reach the disk whole"
         return f"{what} with only synced data: a sync is missing before {self.op(point.last_op, numbered)}"
 
+    def loss(self, spec: StateSpec, lost: Sequence[int], numbered: bool) -> str:
+        """An allowed loss in words (no shrinking: the state says it): the first lost acknowledged operation and
+        the un-synced writes of it the crash dropped."""
+        first = min(lost)
+        dropped = [p for p in spec.dropped if self.timeline.ack_before(p) + 1 == first]
+        kind = self.kinds.get(first, "operation")
+        which = f"{kind} {first}" if numbered else kind
+        if not dropped:
+            return f"allowed loss: acknowledged {which} lives only in operations before the crash point's syncs"
+        return f"allowed loss: acknowledged {which} lives only in the un-synced {self.op(dropped[0], numbered)}"
+
     def _writes(self, point: CrashPoint) -> list[int]:
         return [p for p in point.unsynced if isinstance(self.timeline.ops[p], Write)]
 
@@ -142,23 +160,29 @@ def explain(space: StateSpace, ledger: Ledger, results: Sequence[StateResult], c
     explainer = Explainer(space, ledger)
     chosen: list[StateResult] = []
     for model in space.models:
-        found = [r for r in results if r.model == model and is_finding(r)]
-        rng = random.Random(f"{seed}:orderings:{model.value}")
-        chosen += found if len(found) <= limit else sorted(rng.sample(found, limit), key=lambda r: r.index)
+        for kind, pick in (("findings", is_finding), ("losses", is_allowed_loss)):
+            found = [r for r in results if r.model == model and pick(r)]
+            rng = random.Random(f"{seed}:orderings:{kind}:{model.value}")
+            chosen += found if len(found) <= limit else sorted(rng.sample(found, limit), key=lambda r: r.index)
     if not chosen:
         return ()
     known = {(r.model.value, r.index): r.verdict for r in results}
-    wanted = sorted({(r.model.value, i) for r in chosen for i in explainer.siblings(space.spec(r.model, r.index))}
-                    - set(known))
+    wanted = sorted({(r.model.value, i) for r in chosen if is_finding(r)
+                     for i in explainer.siblings(space.spec(r.model, r.index))} - set(known))
     for result in check(wanted) if wanted else []:
         known[(result.model.value, result.index)] = result.verdict
     groups: Counter[tuple[str, str]] = Counter()
     first: dict[tuple[str, str], tuple[str, str]] = {}
     for r in chosen:
         spec = space.spec(r.model, r.index)
-        verdicts = {i: v for (m, i), v in known.items() if m == r.model.value}
-        key = (r.model.value, explainer.sentence(spec, verdicts, r.verdict, numbered=False))
+        if is_allowed_loss(r):
+            key = (r.model.value, explainer.loss(spec, r.lost, numbered=False))
+            said = explainer.loss(spec, r.lost, numbered=True)
+        else:
+            verdicts = {i: v for (m, i), v in known.items() if m == r.model.value}
+            key = (r.model.value, explainer.sentence(spec, verdicts, r.verdict, numbered=False))
+            said = explainer.sentence(spec, verdicts, r.verdict, numbered=True)
         groups[key] += 1
-        first.setdefault(key, (spec.state_id, explainer.sentence(spec, verdicts, r.verdict, numbered=True)))
+        first.setdefault(key, (spec.state_id, said))
     return tuple(Ordering(model, sentence, n, *first[(model, sentence)])
                  for (model, sentence), n in groups.most_common())
