@@ -65,20 +65,22 @@ class Explainer:
     def siblings(self, spec: StateSpec) -> list[int]:
         """The states along the finding's axis at its crash point (itself included), nearest first."""
         point, (data_i, app_i, dirs_i), radix = self.space.choices(spec.model, spec.index)
-        if spec.model.data is Data.PREFIX:
-            axis = [(d, app_i, dirs_i) for d in range(radix[0])]
-            here = data_i
-        elif spec.model.dirs is not Dirs.AT_ONCE:
-            axis = [(data_i, app_i, e) for e in range(radix[2])]
-            here = dirs_i
-        elif spec.model.data is Data.DROP:
+        if spec.model.data is Data.PREFIX or spec.model.dirs is not Dirs.AT_ONCE:
+            axes: list[tuple[list[tuple[int, int, int]], int]] = []
+            if spec.model.data is Data.PREFIX:
+                axes.append(([(d, app_i, dirs_i) for d in range(radix[0])], data_i))
+            if spec.model.dirs is not Dirs.AT_ONCE:  # with both: the entries axis at the state's own prefix
+                axes.append(([(data_i, app_i, e) for e in range(radix[2])], dirs_i))
+            found: set[int] = set()
+            for axis, here in axes:
+                near = sorted(range(len(axis)), key=lambda n: abs(n - here))[:MAX_SIBLINGS]
+                found.update(self.space.index_of(spec.model, point, axis[n]) for n in near)
+            return sorted(found)
+        if spec.model.data is Data.DROP:
             writes = [p for p in point.unsynced if isinstance(self.timeline.ops[p], Write)]
             return [spec.index] + [self.space.index_of(spec.model, point, (writes.index(p), app_i, dirs_i))
                                    for p in spec.dropped if len(spec.dropped) > 1]
-        else:
-            return [spec.index]
-        near = sorted(range(len(axis)), key=lambda n: abs(n - here))[:MAX_SIBLINGS]
-        return [self.space.index_of(spec.model, point, axis[n]) for n in sorted(near)]
+        return [spec.index]
 
     def op(self, pos: int | None, numbered: bool) -> str:
         """An operation in a sentence: its kind and file; numbered, its sequence number and the ledger operation
@@ -107,6 +109,8 @@ class Explainer:
             low = data_i
             while low > 0 and same((low - 1, app_i, dirs_i)):
                 low -= 1
+            if low == 0 and spec.model.dirs is not Dirs.AT_ONCE:
+                return self._entries(spec, same, what, numbered)  # no un-synced data needed: the entries' doing
             if low == 0:
                 return f"{what} with no un-synced operation persisted: a sync is missing before {self.op(point.last_op, numbered)}"
             x = point.unsynced[low - 1]
@@ -116,18 +120,7 @@ class Explainer:
                 return f"{what}: {self.op(x, numbered)} persisted before its fsync, and nothing later repairs it"
             return f"{what}: {self.op(y, numbered)} must persist before {self.op(x, numbered)}"
         if spec.model.dirs is not Dirs.AT_ONCE:
-            high = dirs_i
-            while high + 1 < radix[2] and same((data_i, app_i, high + 1)):
-                high += 1
-            committed = point.committed(spec.model.dirs, spec.model.dirsync)[0]
-            if high + 1 >= radix[2]:
-                return f"{what} with every directory entry change durable"
-            entry = self.timeline.entry_log[committed + high]
-            named = self.path(entry)  # the entry's file: what is made durable of another file matters
-            later = next((p for k in range(entry + 1, point.pos) for p in self.timeline.durable_at.get(k, ())
-                          if isinstance(self.timeline.ops[k], Fsync)
-                          and getattr(self.timeline.ops[p], "path", "") != named), None)
-            return f"{what}: {self.op(entry, numbered)} must persist before {self.op(later, numbered)}"
+            return self._entries(spec, same, what, numbered)
         if spec.model.data is Data.DROP:
             alone = [p for p in spec.dropped if len(spec.dropped) == 1 or same(
                 (self._writes(point).index(p), app_i, dirs_i))]
@@ -137,6 +130,24 @@ class Explainer:
         if spec.torn is not None:
             return f"{what}: {self.op(spec.torn.pos, numbered)} must reach the disk whole"
         return f"{what} with only synced data: a sync is missing before {self.op(point.last_op, numbered)}"
+
+    def _entries(self, spec: StateSpec, same: Callable[[tuple[int, int, int]], bool], what: str,
+                 numbered: bool) -> str:
+        """Along the entries axis: the first entry change whose absence gives the verdict, and what of another
+        file was made durable after it."""
+        point, (data_i, app_i, dirs_i), radix = self.space.choices(spec.model, spec.index)
+        high = dirs_i
+        while high + 1 < radix[2] and same((data_i, app_i, high + 1)):
+            high += 1
+        committed = point.committed(spec.model.dirs, spec.model.dirsync)[0]
+        if high + 1 >= radix[2]:
+            return f"{what} with every directory entry change durable"
+        entry = self.timeline.entry_log[committed + high]
+        named = self.path(entry)  # the entry's file: what is made durable of another file matters
+        later = next((p for k in range(entry + 1, point.pos) for p in self.timeline.durable_at.get(k, ())
+                      if isinstance(self.timeline.ops[k], Fsync)
+                      and getattr(self.timeline.ops[p], "path", "") != named), None)
+        return f"{what}: {self.op(entry, numbered)} must persist before {self.op(later, numbered)}"
 
     def loss(self, spec: StateSpec, lost: Sequence[int], numbered: bool) -> str:
         """An allowed loss in words (no shrinking: the state says it): the first lost acknowledged operation and

@@ -92,3 +92,17 @@ def test_an_allowed_loss_says_where_the_acknowledged_write_lived(tmp_path: pathl
     assert [(o.sentence, o.states) for o in orderings] == [
         ("allowed loss: acknowledged append_message lives only in the un-synced write state.db-wal", 4)], orderings
     assert "append_message" in orderings[0].detail and "(seq " in orderings[0].detail
+
+
+def test_a_combined_finding_that_needs_no_data_is_laid_to_the_entries(tmp_path: pathlib.Path) -> None:
+    t = trace(tmp_path, three_writes)
+    model = M.parse("dirs=lazy+data=prefix")
+    space = StateSpace(t, (model,))
+    last = t.points[5]  # after the unlink: seq 3 and 5 un-synced (b has no name), create and unlink pending
+    explainer = Explainer(space, Ledger(()))
+    at = lambda d, e: space.index_of(model, last, (d, 0, e))  # noqa: E731
+    verdicts = {at(d, e): Verdict.LOST_ACKED if e < 2 else Verdict.PASS for d in range(3) for e in range(3)}
+    spec = space.spec(model, at(1, 0))
+    assert set(explainer.siblings(spec)) == {at(d, 0) for d in range(3)} | {at(1, e) for e in range(3)}
+    said = explainer.sentence(spec, verdicts, Verdict.LOST_ACKED, numbered=True)
+    assert said == "acknowledged writes lost: unlink b (seq 6, no ledger operation) must persist before the crash"
