@@ -156,8 +156,11 @@ class Explainer:
         dropped = [p for p in spec.dropped if self.timeline.ack_before(p) + 1 == first]
         kind = self.kinds.get(first, "operation")
         which = f"{kind} {first}" if numbered else kind
+        if not dropped and spec.entries is not None and spec.entries < spec.point.logged:
+            missing = self.timeline.entry_log[spec.entries]
+            return f"allowed loss: acknowledged {which} rolled back, {self.op(missing, numbered)} not durable"
         if not dropped:
-            return f"allowed loss: acknowledged {which} lives only in operations before the crash point's syncs"
+            return f"allowed loss: acknowledged {which} not durable at the crash"
         return f"allowed loss: acknowledged {which} lives only in the un-synced {self.op(dropped[0], numbered)}"
 
     def _writes(self, point: CrashPoint) -> list[int]:
