@@ -393,8 +393,8 @@ def replay(args: ReplayOptions, argv: list[str]) -> int:
 
 
 def explore(args: ExploreOptions, argv: list[str]) -> int:
-    """`repro explore`: repro/explore/command.py."""
-    from repro.explore import command
+    """`repro explore`: repro/explore/command.py (--compare-models: repro/explore/compare.py)."""
+    from repro.explore import command, compare
 
-    return command.run(args, argv)
+    return compare.command(args, argv) if args.compare_models else command.run(args, argv)
 

@@ -123,6 +123,7 @@ class ExploreOptions:
     fs: str | None = None
     disk_size: str | None = None
     compare_models: bool = False
+    reproducible: bool = False
     configs: str = "all"
     filesystems: tuple[str, ...] = ("ext4",)
 

@@ -25,6 +25,14 @@ def add_search_args(explore: argparse.ArgumentParser) -> None:
                               f"{DEFAULT_SHRINK}, a seeded choice; 0: none)")
 
 
+def add_recording_args(explore: argparse.ArgumentParser) -> None:
+    """--reproducible: a recording whose shape repeats with the seed."""
+    explore.add_argument("--reproducible", action="store_true",
+                         help="record without the kernel's writeback cache, and without -shm's data (no crash state "
+                              "holds it): the same seed gives a trace of the same shape, so a state id names the same "
+                              "state in both (the bytes differ where the store writes timestamps)")
+
+
 def add_filesystem_args(explore: argparse.ArgumentParser) -> None:
     """--fs and the comparison's options (--compare-models, --configs, --filesystems)."""
     kinds = ", ".join(k.value for k in FsKind)

@@ -62,10 +62,10 @@ def run(opts: ExploreOptions, argv: list[str]) -> int:
     from repro.machine.labels import RUN_ID
     from repro.report import outdir
 
-    if opts.compare_models:
-        return _compare(opts, argv)
     if bool(opts.record) == bool(opts.trace_dir):
         raise ScenarioError("give a TRACE_DIR to explore, or --record to record one first (not both)")
+    if opts.reproducible and not (opts.record or opts.compare_models):
+        raise ScenarioError("--reproducible is how a trace is recorded: give it with --record")
     if opts.fs and not opts.record:
         raise ScenarioError("--fs is how a trace is recorded: give it with --record (a recorded trace says its own)")
     parse_models(opts.models, block_level=bool(opts.fs) if opts.record else None)  # names first, the trace's kind later
@@ -116,69 +116,6 @@ def _image(cli: DockerClient, name: str | None) -> str:
     return engine.trial_image(cli, name)
 
 
-def _compare(opts: ExploreOptions, argv: list[str]) -> int:
-    """--compare-models: every configuration recorded on lossyfs and below each filesystem, explored, compared."""
-    import dataclasses
-
-    from rich.console import Console
-
-    from repro.explore import compare
-    from repro.explore.blockspace import BlockModel
-    from repro.explore.configs import CONFIGURATIONS
-    from repro.explore.runner import explore
-    from repro.filesystems import parse
-    from repro.machine import engine
-    from repro.machine.labels import RUN_ID, owner
-    from repro.report import outdir
-    from repro.scenario import parse_size
-
-    if opts.trace_dir or opts.materialize or opts.fs:
-        raise ScenarioError("--compare-models records its own traces: give no TRACE_DIR, --fs or --materialize "
-                            "(the filesystems are --filesystems)")
-    _check_numbers(opts)
-    names = tuple(CONFIGURATIONS) if opts.configs.strip() == "all" else tuple(
-        c.strip() for c in opts.configs.split(",") if c.strip())
-    unknown = [c for c in names if c not in CONFIGURATIONS]
-    if unknown or not names:
-        raise ScenarioError(f"unknown configuration {', '.join(unknown) or '(none)'} for --configs; known: "
-                            f"{', '.join(CONFIGURATIONS)}, or all")
-    base = _recording(opts)  # the profile, store settings and workload, checked; --fs is not given here
-    systems = tuple(parse(text) for text in opts.filesystems)
-    plans: dict[str, _Recording] = {}
-    for fs in systems:  # each filesystem on a disk at least as large as its smallest
-        size = max(base.profile.disk, parse_size(f"{(fs.kind.min_size * 11 // 10) >> 20}m"))
-        profile = dataclasses.replace(base.profile, disk=size) if size != base.profile.disk else base.profile
-        plans[fs.label] = dataclasses.replace(base, profile=profile, fs=fs, loops=_filesystem(fs.label, profile)[1])
-    seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1, 2**31)
-    target = outdir.plan(opts.out, RUN_ID, force=opts.force, prefix="compare-")
-    err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-    cli = engine.client()
-    try:
-        image = _image(cli, opts.image)
-        require_programs(image, systems)
-        out = outdir.claim(target, RUN_ID)
-
-        def explore_one(config: str, fs: FsSpec | None) -> Exploration:
-            plan = plans[fs.label] if fs is not None else base
-            plan = dataclasses.replace(plan, store=CONFIGURATIONS[config])
-            side = out / config / (fs.label.replace(":", "-").replace(",", "-") if fs else "file-level")
-            side.mkdir(parents=True)
-            trace = _record(plan, seed, side, shlex.join(["repro", *argv]), image)
-            models = tuple(BlockModel) if fs is not None else PersistenceModel.parse_list("all")
-            run = explore(trace, models, budget=opts.budget, seed=seed, jobs=opts.jobs, image=image)  # type: ignore[arg-type]
-            err.print(f"  {config} on {fs.label if fs else 'lossyfs (file-level models)'}: {run.states} states, "
-                      f"{sum(m.broken for m in run.models)} broken promises, {run.seconds:.0f} s")
-            return run
-
-        result = compare.run(names, systems, seed=seed, ops=opts.ops, budget=opts.budget, explore_one=explore_one)
-    finally:
-        engine.cleanup(cli, owner=owner())
-    md, js = compare.write(out, result)
-    print(compare.render_markdown(result))
-    err.print(f"reports: {md}, {js}; seed {seed}; exit {int(result.exit_code)}")
-    return result.exit_code
-
-
 def parse_models(text: str, *, block_level: bool | None) -> tuple[AnyModel, ...]:
     """--models for a trace: the file-level models, or for one recorded with --fs the block-level ones
     (``block_level`` None: either, as long as every name is one of them)."""
@@ -205,6 +142,7 @@ class _Recording:
     ops: int
     fs: FsSpec | None = None
     loops: tuple[str, ...] = ()
+    reproducible: bool = False
 
 
 def require_programs(image: str, systems: tuple[FsSpec, ...]) -> None:
@@ -251,7 +189,7 @@ def _recording(opts: ExploreOptions) -> _Recording:
                       settings.synchronous, os.path.abspath(opts.store_path) if opts.store_path else None,
                       settings.checkpoint_mode, wal_autocheckpoint=settings.wal_autocheckpoint)
     fs, devices = _filesystem(opts.fs, profile) if opts.fs else (None, ())
-    return _Recording(profile, store, opts.workload.spec(), opts.ops, fs, devices)
+    return _Recording(profile, store, opts.workload.spec(), opts.ops, fs, devices, opts.reproducible)
 
 
 def _record(plan: _Recording, seed: int, out: pathlib.Path, command: str, image: str) -> TraceDir:
@@ -263,7 +201,7 @@ def _record(plan: _Recording, seed: int, out: pathlib.Path, command: str, image:
     print(f"recording {plan.ops} operations on {plan.profile.name}{where} ({plan.store.label}), seed {seed} into "
           f"{dest}", file=sys.stderr)
     return record(profile=plan.profile, store=plan.store, workload=plan.workload, ops=plan.ops, seed=seed,
-                  dest=dest, image=image, source=command, fs=plan.fs, loops=plan.loops)
+                  dest=dest, image=image, source=command, fs=plan.fs, loops=plan.loops, reproducible=plan.reproducible)
 
 
 def _explore(trace: TraceDir, models: tuple[AnyModel, ...], budget: int, seed: int, jobs: int,
@@ -368,6 +306,18 @@ def _orderings(run: Exploration, models: tuple[PersistenceModel, ...], jobs: int
     return dataclasses.replace(run, orderings=found)
 
 
+def same_shape(trace: TraceDir, given: str) -> str:
+    """A state id as reports print it (``prefix:120@<shape>``) without its shape, once the shape is this trace's
+    (ScenarioError when it is another recording's: the same id names another state there)."""
+    from repro.explore.runner import split_state_ref
+
+    state, shape = split_state_ref(given)
+    if shape and shape != trace.shape():
+        raise ScenarioError(f"{given} is a state of a trace of shape {shape}; {trace.path} has shape {trace.shape()}: "
+                            "another recording, where the same id names another state")
+    return state
+
+
 def materialize(trace_dir: str, state_id: str, out: pathlib.Path, image: str | None = None) -> int:
     """Write the state's files to ``out`` (which must be empty or new), with state.json saying what it is.
     The files are built here (no store runs for that); the verdict comes from the sandbox."""
@@ -382,6 +332,7 @@ def materialize(trace_dir: str, state_id: str, out: pathlib.Path, image: str | N
 
     trace = TraceDir.open(trace_dir)
     recorded_store(trace)
+    state_id = same_shape(trace, state_id)
     if trace.recording.block_level:
         return _materialize_block(trace, state_id, out, image)
     model, index = parse_state_id(state_id)

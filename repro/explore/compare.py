@@ -21,14 +21,20 @@ from __future__ import annotations
 
 import json
 import pathlib
+import random
+import shlex
+import sys
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from repro.errors import ExitCode, ScenarioError
 from repro.explore.check import StateResult
 from repro.explore.runner import Exploration
 from repro.filesystems import FsSpec
 from repro.oracle.verdicts import Verdict
+
+if TYPE_CHECKING:
+    from repro.options import ExploreOptions
 
 FILE_LEVEL = "file-level models"
 FINDINGS = (Verdict.EXPECTED_LOSS, Verdict.LOST_ACKED, Verdict.CORRUPT)
@@ -155,3 +161,68 @@ def write(out: pathlib.Path, comparison: Comparison) -> tuple[pathlib.Path, path
     md.write_text(render_markdown(comparison), encoding="utf-8")
     js.write_text(json.dumps(to_dict(comparison), indent=2) + "\n", encoding="utf-8")
     return md, js
+
+
+def command(opts: ExploreOptions, argv: list[str]) -> int:
+    """--compare-models: every configuration recorded on lossyfs and below each filesystem, explored, compared."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from repro.explore.blockspace import BlockModel
+    from repro.explore.command import (_check_numbers, _filesystem, _image, _record, _recording, _Recording,
+                                       require_programs)
+    from repro.explore.models import PersistenceModel
+    from repro.explore.configs import CONFIGURATIONS
+    from repro.explore.runner import explore
+    from repro.filesystems import parse
+    from repro.machine import engine
+    from repro.machine.labels import RUN_ID, owner
+    from repro.report import outdir
+    from repro.scenario import parse_size
+
+    if opts.trace_dir or opts.materialize or opts.fs:
+        raise ScenarioError("--compare-models records its own traces: give no TRACE_DIR, --fs or --materialize "
+                            "(the filesystems are --filesystems)")
+    _check_numbers(opts)
+    names = tuple(CONFIGURATIONS) if opts.configs.strip() == "all" else tuple(
+        c.strip() for c in opts.configs.split(",") if c.strip())
+    unknown = [c for c in names if c not in CONFIGURATIONS]
+    if unknown or not names:
+        raise ScenarioError(f"unknown configuration {', '.join(unknown) or '(none)'} for --configs; known: "
+                            f"{', '.join(CONFIGURATIONS)}, or all")
+    base = _recording(opts)  # the profile, store settings and workload, checked; --fs is not given here
+    systems = tuple(parse(text) for text in opts.filesystems)
+    plans: dict[str, _Recording] = {}
+    for fs in systems:  # each filesystem on a disk at least as large as its smallest
+        size = max(base.profile.disk, parse_size(f"{(fs.kind.min_size * 11 // 10) >> 20}m"))
+        profile = dataclasses.replace(base.profile, disk=size) if size != base.profile.disk else base.profile
+        plans[fs.label] = dataclasses.replace(base, profile=profile, fs=fs, loops=_filesystem(fs.label, profile)[1])
+    seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1, 2**31)
+    target = outdir.plan(opts.out, RUN_ID, force=opts.force, prefix="compare-")
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    cli = engine.client()
+    try:
+        image = _image(cli, opts.image)
+        require_programs(image, systems)
+        out = outdir.claim(target, RUN_ID)
+
+        def explore_one(config: str, fs: FsSpec | None) -> Exploration:
+            plan = plans[fs.label] if fs is not None else base
+            plan = dataclasses.replace(plan, store=CONFIGURATIONS[config])
+            side = out / config / (fs.label.replace(":", "-").replace(",", "-") if fs else "file-level")
+            side.mkdir(parents=True)
+            trace = _record(plan, seed, side, shlex.join(["repro", *argv]), image)
+            models = tuple(BlockModel) if fs is not None else PersistenceModel.parse_list("all")
+            run = explore(trace, models, budget=opts.budget, seed=seed, jobs=opts.jobs, image=image)  # type: ignore[arg-type]
+            err.print(f"  {config} on {fs.label if fs else 'lossyfs (file-level models)'}: {run.states} states, "
+                      f"{sum(m.broken for m in run.models)} broken promises, {run.seconds:.0f} s")
+            return run
+
+        result = run(names, systems, seed=seed, ops=opts.ops, budget=opts.budget, explore_one=explore_one)
+    finally:
+        engine.cleanup(cli, owner=owner())
+    md, js = write(out, result)
+    print(render_markdown(result))
+    err.print(f"reports: {md}, {js}; seed {seed}; exit {int(result.exit_code)}")
+    return result.exit_code

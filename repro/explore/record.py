@@ -32,14 +32,15 @@ def _done(line: Line) -> bool:
 
 def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec, ops: int, seed: int,
            dest: pathlib.Path, image: str, source: str, fs: FsSpec | None = None,
-           loops: tuple[str, ...] = ()) -> TraceDir:
+           loops: tuple[str, ...] = (), reproducible: bool = False) -> TraceDir:
     """Run the workload for ``ops`` operations on a recording machine; the trace directory it left.
     ``fs``: the store's directory is that kernel filesystem, on an image on the recording lossy mount
     (through one of ``loops``): the trace is then what the filesystem sent its block device."""
     host = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True, fs=fs, loops=loops)
     try:
         host.start()
-        host.start_workload(WorkloadConfig.of(workload, seed=seed, ops=ops), record=True)
+        host.start_workload(WorkloadConfig.of(workload, seed=seed, ops=ops), record=True,
+                            lossy_args="--no-writeback-cache" if reproducible else "")
         end = host.console.wait_for(_done, _BASE_TIMEOUT_S + ops * _PER_OP_TIMEOUT_S, f"{ops} operations")
         if not end.is_event(EventKind.CLOSED):
             raise host.console.error(f"the workload ended without closing the store: {dict(end.payload)}")
@@ -52,6 +53,7 @@ def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec,
         if TRACE_FILE not in fetch_trace(host, dest):
             raise TrialError(f"the machine left no trace in {dest}")
         write_recording(dest, Recording(store_env=store.environment(), store_path=store.store_path,
+                                        reproducible=reproducible,
                                         source=source, fs=fs), host.output())
     finally:
         host.remove()

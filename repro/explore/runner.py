@@ -83,6 +83,7 @@ class Exploration:
     space: AnySpace = field(repr=False)
     machine_sqlite: str = "?"  # the SQLite the recording machine's store ran (READY); the sandbox runs the image's
     results: tuple[StateResult, ...] = field(repr=False, default=())
+    shape: str = ""  # the trace's shape (TraceDir.shape): every state id the reports print carries it
     orderings: tuple[Ordering, ...] = ()  # findings shrunk and grouped (repro/explore/orderings.py), when asked
 
     @property
@@ -103,6 +104,21 @@ class Exploration:
 
     def materialize_command(self, state_id: str) -> str:
         return f"repro explore {self.trace_dir.path} --materialize {state_id} --out DIR"
+
+    def state_ref(self, model: AnyModel, index: int) -> str:
+        """A state as reports print it: ``prefix:120@<shape>``, keyed by the trace's shape (TraceDir.shape), so
+        that it names the same state in another recording of the same shape and no other."""
+        return state_ref(model, index, self.shape)
+
+
+def state_ref(model: AnyModel, index: int, shape: str) -> str:
+    return f"{model.value}:{index}" + (f"@{shape}" if shape else "")
+
+
+def split_state_ref(text: str) -> tuple[str, str]:
+    """``prefix:120@3fa9c0d1e2b4`` -> (``prefix:120``, ``3fa9c0d1e2b4``); no ``@``: (text, "")."""
+    state, _, shape = text.strip().partition("@")
+    return state, shape
 
 
 def plan(space: AnySpace, budget: int, seed: int) -> list[Selection]:
@@ -138,11 +154,12 @@ def explore(trace_dir: TraceDir, models: tuple[AnyModel, ...], *, budget: int, s
     results, stats = check_in_sandbox(trace_dir, models, work, jobs=jobs, image=image, on_progress=on_progress)
     seconds = time.perf_counter() - started
     results.sort(key=lambda r: (models.index(r.model), r.index))
+    shape = trace_dir.shape()
     summaries = tuple(summarize(sel, [r for r in results if r.model == sel.model], config,
-                                trace_dir.recording.locks_dropped) for sel in selections)
+                                trace_dir.recording.locks_dropped, shape) for sel in selections)
     return Exploration(trace_dir, trace_dir.digest(), config, len(timeline.ops), len(timeline.points), budget, seed,
                        jobs, summaries, seconds, stats, space, str(ledger.ready.get("sqlite_version", "?")),
-                       tuple(results))
+                       tuple(results), shape=shape)
 
 
 _Done = Union[tuple[list[StateResult], ChunkStats], BaseException, None]
@@ -222,7 +239,7 @@ def check_in_sandbox(trace_dir: TraceDir, models: tuple[AnyModel, ...], work: li
 
 
 def summarize(selection: Selection, results: list[StateResult], config: StoreConfig,
-              locks_dropped: bool) -> ModelSummary:
+              locks_dropped: bool, shape: str = "") -> ModelSummary:
     violating = [r for r in results if r.kind is not None]
     findings = [r for r in results if r.verdict in (Verdict.CORRUPT, Verdict.LOST_ACKED) or r.beyond_sync]
     largest = max(results, key=lambda r: (len(r.lost), -r.index), default=None)
@@ -235,7 +252,7 @@ def summarize(selection: Selection, results: list[StateResult], config: StoreCon
         findings=len(findings), finding_points=len({r.point for r in findings}),
         largest_loss=len(largest.lost) if largest is not None else 0,
         largest_loss_state=None if largest is None or not largest.lost else
-        f"{largest.model.value}:{largest.index}",
+        state_ref(largest.model, largest.index, shape),
         first_violation=violating[0] if violating else None,
         first_finding=findings[0] if findings else None,
         probes=sum(r.probed for r in results), promise=prom.reason, promise_safe=prom.promised_safe)
