@@ -12,27 +12,15 @@ from types import FrameType
 from typing import Iterable, Sequence
 
 from repro import commands, options, upkeep
-from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS, HUNT
+from repro.commands import DEFAULT_TRIALS, HUNT, MATRIX_FAULTS
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.explore.command import DEFAULT_OPS, MAX_OPS
 from repro.explore.arguments import add_filesystem_args, add_search_args
 from repro.faults import FAULTS
 from repro.ledger import SHORT_MIX_WORDS
 from repro.report.records import FailOn
-from repro.scenario import (
-    CHECKPOINT_MODES,
-    DEFAULT_PROFILE,
-    HAZARD_DEFAULTS,
-    JOURNAL_MODES,
-    OWN_SETTINGS,
-    POWER_LOSS_OPTIONS,
-    PRESETS,
-    PROFILES,
-    HazardName,
-    SYNCHRONOUS,
-    StoreSpec,
-    Trigger,
-)
+from repro.scenario import (CHECKPOINT_MODES, DEFAULT_PROFILE, HAZARD_DEFAULTS, JOURNAL_MODES, OWN_SETTINGS,
+                            POWER_LOSS_OPTIONS, PRESETS, PROFILES, SYNCHRONOUS, HazardName, StoreSpec, Trigger)
 from repro.scenario.stores import SYSTEM_SQLITE
 from repro.workload.spec import DEFAULT_MIX, DEFAULT_SIZES, OPS
 
@@ -141,6 +129,9 @@ def _release_args(p: argparse.ArgumentParser) -> None:
                    help="start every trial from a database the store grows to SIZE (e.g. 300m), made once per "
                         "size, seed and store and cached")
     _disk_size_arg(p)
+    p.add_argument("--fs", action="append", default=None, metavar="KIND[:OPTION,...]",
+                   help="the data disk as a kernel filesystem (ext4, xfs, btrfs[:data=...,nobarrier]) over the lossy one; "
+                        "power loss only, recovered by the kernel at restart; repeated: a matrix axis")
     p.add_argument("--disk-fill-to", type=int, default=None, metavar="PCT",
                    help="fill the disk to PCT%% with a filler file before the workload starts")
 
@@ -222,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix = sub.add_parser("matrix", help="profiles x faults x stores, side by side",
                             description="Profiles x faults x stores, side by side; two stores end with a comparison.")
     _profile_arg(matrix, many=True)
-    matrix.add_argument("--faults", default=",".join("+".join(c) for c in DEFAULT_FAULTS),
+    matrix.add_argument("--faults", default=MATRIX_FAULTS,
                         help="comma-separated fault combinations, + composes (disk-fill+sigterm); each as --fault "
                              "takes it")
     _store_args(matrix, many=True)

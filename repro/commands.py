@@ -33,6 +33,7 @@ DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
     ("sigint",), ("sigterm",), ("sigkill",), ("oom",), ("disk-fill",), ("disk-fill", "sigterm"),
 )
 POWER_LOSS = ("power-loss",)  # in the default run where the engine's host has FUSE
+MATRIX_FAULTS = ",".join("+".join(c) for c in DEFAULT_FAULTS)  # matrix's --faults default, as argparse gives it
 CONTROL = ("clean-stop",)  # a matrix's no-fault control per store: a clean start, the workload, a clean stop
 DEFAULT_TRIALS = 3
 AUTO_TRIALS = "auto"  # --trials auto: as many as bound a rate below --target-rate (repro/report/confidence.py)
@@ -66,9 +67,9 @@ HUNT = HuntPlan()
 
 
 def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # type: ignore[type-arg]
-    from repro.prepare import prepare_run, size_option, store_spec, with_disk
+    from repro.prepare import check_filesystems, prepare_run, require_loop_device, size_option, store_spec, with_disk
     from repro.source.prepare import resolve_refs
-    from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, expand, get_profile
+    from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, expand, get_profile, with_fs
 
     from repro.scenario import check_jobs, check_trial_count
 
@@ -94,7 +95,11 @@ def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # t
             if not values:
                 raise ScenarioError(f"{option} names nothing")
         combos += [] if hunt or CONTROL in combos else [CONTROL]
-    machines = [with_disk(get_profile(name), args.start.disk_size) for name in profiles]
+    filesystems = check_filesystems(tuple(args.start.fs or ()), one=args.command == "run")
+    if filesystems and not (args.fault if args.command == "run" else args.faults != MATRIX_FAULTS):
+        combos = [POWER_LOSS, *([CONTROL] if CONTROL in combos else [])]  # --fs takes power loss only (for now)
+    machines = [with_fs(with_disk(get_profile(name), args.start.disk_size), fs) for name in profiles
+                for fs in filesystems or (None,)]
     for combo in combos:
         for fault in combo:
             FaultSpec.parse(fault)
@@ -102,10 +107,12 @@ def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # t
     workload = args.workload.spec(hazards, args.linger_ms)
     start = StartSpec(from_db=_absolute(args.start.from_db),
                       initial_size=size_option(args.start.initial_size, "--initial-size"), fill_pct=args.start.disk_fill_to)
-    default_run = args.command == "run" and not args.fault and not hazards
+    default_run = args.command == "run" and not args.fault and not hazards and not filesystems
     check_trial_count(trials, len(profiles) * (len(combos) + int(default_run)) * len(stores))
     stores = resolve_refs(stores)  # a ref's label names its commit: the ids are final before the one expansion
     scenarios = expand(machines, combos, stores, trials, seed, workload)  # ids checked before any build
+    if filesystems:
+        require_loop_device()
     if default_run:  # the main job: the lock bug too
         faults, names = DEFAULT_HAZARD_SCENARIO
         with_hazards = dataclasses.replace(workload, hazards=tuple(Hazard.parse(n) for n in names))

@@ -56,6 +56,7 @@ class StartOptions:
     initial_size: str | None = None
     disk_size: str | None = None
     disk_fill_to: int | None = None
+    fs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ from repro.faults import FAULTS, FaultOutcome
 from repro.ledger import Ledger, parse_lines
 from repro.machine.disk import DataDisk
 from repro.machine.host import ConstrainedHost as _Machine, StopReport
+from repro.machine.recovery import recover_disk
 from repro.machine.restart import restart
 from repro.oracle.verdicts import Judgement, judge, lab_error
-from repro.scenario import DEFAULT_PROFILE, FaultSpec, FaultStep, Scenario
+from repro.scenario import DEFAULT_PROFILE, FaultSpec, FaultStep, Scenario, get_profile, with_fs
 from repro.scenario.stores import OWN_SETTINGS, StoreSpec
 from repro.sqlite import runtime as sqlite_runtime
 from repro.verify import crosscheck
@@ -49,17 +50,21 @@ class ConstrainedHost(_Machine):
     A foreign store (``store_path``) runs its own settings, as ``repro run --store-path`` does; a ``preset`` with it
     is refused unless ``lab_settings=True`` says the store reads the lab's HERMES_STATE_* settings (the CLI finds
     that out by importing it; a preset a store ignores would test something else). ``faults`` names the faults
-    the test will inject: FUSE is requested when one needs it (power loss), as the CLI does for its trials."""
+    the test will inject: FUSE is requested when one needs it (power loss), as the CLI does for its trials.
+    ``fs="ext4"`` (or xfs, btrfs, with options as --fs takes them) puts the store on that kernel filesystem, as
+    ``repro run --fs`` does: FUSE comes with it, and ``verify`` lets the kernel recover it first."""
 
     def __init__(self, profile: Any = DEFAULT_PROFILE, *, preset: str | None = None, store_path: str | None = None,
                  lab_settings: bool = False, faults: tuple[str, ...] | list[str] = (), fuse: bool = False,
-                 **kwargs: Any) -> None:
+                 fs: str | None = None, **kwargs: Any) -> None:
         if store_path is not None and preset is not None and preset != OWN_SETTINGS and not lab_settings:
             raise ScenarioError(f"preset {preset!r} with store_path: a foreign store runs its own settings (as "
                                 "`repro run --store-path` does); pass lab_settings=True if it reads the lab's "
                                 "HERMES_STATE_* settings, or leave preset out")
         chosen = preset or (OWN_SETTINGS if store_path is not None else StoreSpec().preset)
-        needs_fuse = fuse or any(FaultSpec.parse(f).name.value == "power-loss" for f in faults)
+        needs_fuse = fuse or fs is not None or any(FaultSpec.parse(f).name.value == "power-loss" for f in faults)
+        if fs is not None:
+            profile = with_fs(get_profile(profile) if isinstance(profile, str) else profile, fs)
         super().__init__(profile, preset=chosen, store_path=store_path, fuse=needs_fuse, **kwargs)
 
 
@@ -127,7 +132,12 @@ class VerifyResult:
 def verify(host: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy_dirs: bool = False,
            locks_dropped: bool = False) -> VerifyResult:
     """Reopen the database in a restarted machine and judge it against the ledger. ``faults``
-    default to those ``inject`` fired (a machine still running is killed: sigkill-machine)."""
+    default to those ``inject`` fired (a machine still running is killed: sigkill-machine). On a --fs machine
+    the kernel recovers the filesystem first (repro/machine/recovery.py), as a trial's restart does."""
+    if host.fs is not None:
+        if host.is_running():
+            host.kill()
+        recover_disk(host)
     restarted = restart(host)
     lines = host.output()
     ledger = parse_lines(lines)
@@ -135,6 +145,7 @@ def verify(host: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy
     facts = restarted.facts
     problems = crosscheck.channel_problems(lines) + crosscheck.ledger_problems(ledger, lines, crosscheck.Witnesses(
         facts=facts, page_cache_lost="power-loss" in names))
+    lazy_dirs = lazy_dirs or (host.fs is not None and "power-loss" in names)  # a real filesystem keeps entries lazily
     try:  # as the pipeline's judge phase: the SQLite asked for must be the one every process ran
         sqlite_runtime.check_in_force(host.sqlite, {**sqlite_runtime.machine_reports(lines),
                                                     "verifier": (facts.sqlite_version, facts.sqlite_source_id)})

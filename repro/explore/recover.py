@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import traceback
-from typing import Callable, NoReturn, Sequence
+from typing import Callable, NoReturn, Sequence, TextIO
 
 from repro.errors import LabError
 from repro.filesystems import FsKind
@@ -71,7 +71,12 @@ def sparse_copy(src: str, dst: str) -> int:
                 raise
             end = os.lseek(fin.fileno(), offset, os.SEEK_HOLE)
             while offset < end:
-                n = os.copy_file_range(fin.fileno(), fout.fileno(), end - offset, offset, offset)
+                try:
+                    n = os.copy_file_range(fin.fileno(), fout.fileno(), end - offset, offset, offset)
+                except OSError as exc:  # EXDEV and kin: another filesystem (a volume to a tmpfs), in user space
+                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                        raise
+                    n = os.pwrite(fout.fileno(), os.pread(fin.fileno(), min(end - offset, 1 << 20), offset), offset)
                 if n == 0:
                     break
                 offset += n
@@ -220,13 +225,47 @@ def self_check(space: BlockSpace, durable: Materializer, devices: Sequence[str],
     durable.advance(0)  # back to the start: the states come in trace order
 
 
+def recover_one(image: str, out: str, devices: Sequence[str], fs: str, scratch: str, run: str, owner: str,
+                report: TextIO) -> int:
+    """A --fs trial's crash state: a copy of the disk's image (the image itself stays as the crash left it: it is
+    evidence) mounted, its files copied to ``out`` for the restarted machine's probe, owned by ``owner``. Prints
+    one JSON line: {"mounted", "error", "files"}; a filesystem the kernel cannot recover is a result (exit 0)."""
+    import json
+
+    work = tempfile.mkdtemp(prefix="repro-recover-", dir=scratch)
+    try:
+        copy, mountpoint = os.path.join(work, f"lab-{run}-restart.img"), os.path.join(work, "mnt")
+        os.mkdir(mountpoint)
+        sparse_copy(image, copy)
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out, mode=0o755)
+        try:
+            result = {"mounted": True, "error": "", "files": recover(copy, devices, fs, mountpoint, out)}
+        except Unrecoverable as exc:
+            result = {"mounted": False, "error": str(exc), "files": 0}
+        uid, gid = (int(part) for part in owner.split(":"))
+        for base, dirs, names in os.walk(out):
+            for name in [base, *(os.path.join(base, n) for n in dirs + names)]:
+                os.chown(name, uid, gid)
+        report.write(json.dumps(result) + "\n")
+        return 0
+    except Exception as exc:  # noqa: BLE001
+        traceback.print_exc()
+        report.write(json.dumps({"error": f"the recoverer failed: {type(exc).__name__}: {exc}"[:2000]}) + "\n")
+        return EXIT_FAILED
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     channel = os.dup(1)  # the records; anything printed goes to stderr
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     parser = argparse.ArgumentParser(prog="python3 -m repro.explore.recover")
-    parser.add_argument("trace_dir")
-    parser.add_argument("--models", required=True)
+    parser.add_argument("trace_dir", nargs="?")
+    parser.add_argument("--image", default=None, help="one image instead of a trace's states: a --fs trial's disk")
+    parser.add_argument("--owner", default="1000:1000", help="with --image: who gets the recovered files")
+    parser.add_argument("--models", default="")
     parser.add_argument("--out", required=True)
     parser.add_argument("--devices", required=True)
     parser.add_argument("--fs", required=True)
@@ -236,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from repro.explore.wire import ChannelClosed, Reader, Writer
+
+    if args.image:
+        return recover_one(args.image, args.out, [d for d in args.devices.split(",") if d], args.fs, args.scratch,
+                           args.run, args.owner, os.fdopen(channel, "w", buffering=1))
 
     out = Writer(os.fdopen(channel, "wb", buffering=0))
     work = tempfile.mkdtemp(prefix="repro-recover-", dir=args.scratch)

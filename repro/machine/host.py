@@ -27,7 +27,8 @@ from repro.machine.inputs import Input, InputKind, SqliteLibrary, archive, code_
 from repro.machine.pool import WIPE_ENV, DiskKey, DiskPool, check_empty
 from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
-from repro.machine.services import BLOCKFS_MOUNT, LOSSY_BACKING, LOSSY_MOUNT, TRACE_DIR, start_workload
+from repro.machine import loops
+from repro.machine.services import BLOCKFS_MOUNT, LOSSY_BACKING, LOSSY_MOUNT, RECOVERED_DIR, TRACE_DIR, start_workload
 from repro.workload.config import WorkloadConfig
 from repro.machine import witness
 from repro.protocol import Tag
@@ -97,10 +98,11 @@ class ConstrainedHost(DockerContainer):
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.fuse = fuse
         self.record = record  # the lossy filesystem records its trace to TRACE_DIR
-        if fs is not None and not (fuse and loops):
-            raise ScenarioError("a machine with --fs needs fuse=True and candidate loop devices (repro/machine/loops.py)")
+        fs = fs or self.profile.filesystem
+        if fs is not None and not fuse:
+            raise ScenarioError("a machine with --fs needs fuse=True: its filesystem's image lies on the lossy mount")
         self.fs = fs  # the store's directory is this kernel filesystem, on an image on the lossy mount
-        self.loops = loops
+        self.loops = loops  # the candidate loop devices; chosen when the machine starts if none are given
         self.loop_device = ""  # the one of ``loops`` its filesystem got (repro/machine/services.py: start_blockfs)
         self.role = role
         self.disk: DataDisk | None = None
@@ -139,7 +141,10 @@ class ConstrainedHost(DockerContainer):
 
     @property
     def disk_db_dir(self) -> str:
-        """Where the database files are on the data disk itself (what survives)."""
+        """Where the database files are on the data disk itself (what survives); under --fs, where the kernel's
+        recovery of the filesystem's image put them (repro/machine/recovery.py)."""
+        if self.fs is not None:
+            return RECOVERED_DIR
         return LOSSY_BACKING if self.fuse else DATA_DIR
 
     @property
@@ -194,6 +199,8 @@ class ConstrainedHost(DockerContainer):
         CPUs as the machine, keeps them for the whole trial (the probe runs there)."""
         self._since = time.time()
         payload = archive(self.inputs())  # an unreadable input is bad input: raised before any container
+        if self.fs is not None and not self.loops:
+            self.loops = loops.require_devices(str(engine.client().api.base_url), 1)
         engine.ensure_image(image=self.image)  # first use builds it (missing or stale), never a registry pull
         self._disk_key = DiskKey.of(self.profile, self.image, payload)
         kept = self.pool.take(self._disk_key) if self.pool is not None and self._entrypoint is None else None

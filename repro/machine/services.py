@@ -39,7 +39,9 @@ TRACE_DIR = "/var/lib/lab-trace"
 # --fs: the kernel filesystem's image on the lossy mount (its name carries the run: a loop device shows it),
 # and where it is mounted (a tmpfs of the machine's: the mount point must not lie on the disk it mounts)
 BLOCKFS_IMAGE = f"{LOSSY_MOUNT}/{loops.image_name(RUN_ID, 'fs')}"
+BLOCKFS_IMAGE_ON_DISK = f"{LOSSY_BACKING}/{loops.image_name(RUN_ID, 'fs')}"  # what the power cut left of it
 BLOCKFS_MOUNT = "/run/lab-fs"
+RECOVERED_DIR = f"{DATA_DIR}/recovered"  # --fs: the files the kernel recovered from the image, for the probe
 SETTINGS_DIR = "/run/lab"
 # The cron hazard's writer: its ledger indices start here (the gateway's stay far below), and
 # it does what a cron job does to sessions.

@@ -166,3 +166,30 @@ def test_an_image_without_the_filesystem_s_mkfs_is_refused_before_any_machine(la
         pytest.skip(f"no {BASE_IMAGE} on the engine")
     with pytest.raises(ScenarioError, match="has no .*mkfs.xfs"):
         require_programs(BASE_IMAGE, (parse("xfs"),))
+
+
+def test_a_power_loss_trial_on_ext4_is_recovered_by_the_kernel_and_judged(tmp_path: pathlib.Path) -> None:
+    """`repro run --fs`: the store on ext4 over the lossy filesystem, the power cut, the kernel's recovery at
+    restart; WAL + FULL keeps every acknowledged write, and the trial says what the kernel recovered."""
+    import json
+
+    out = tmp_path / "run"
+    done = subprocess.run([str(REPRO), "run", "--fs", "ext4", "--preset", "durable", "--trials", "2", "--seed", "3",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == ExitCode.OK, done.stdout[-2000:] + done.stderr[-2000:]
+    trials = json.loads((out / "report.json").read_text())["trials"]
+    assert [t["profile"] for t in trials] == ["fly-256+ext4", "fly-256+ext4"]
+    assert all(t["verdict"] == "pass" and "the kernel recovered" in t["detail"] for t in trials), trials
+    assert all(t["scenario"]["profile"]["fs"] == "ext4" for t in trials)
+
+
+def test_the_test_api_puts_a_store_on_btrfs_and_verify_lets_the_kernel_recover_it(lab_image: str) -> None:
+    from repro.testing import ConstrainedHost, inject, verify
+
+    with ConstrainedHost("fly-1g", fs="btrfs", preset="durable", image=lab_image) as host:
+        assert host.fuse and host.fs is not None and host.fs.kind.value == "btrfs"
+        host.start_workload(seed=5)
+        host.wait_for_acks(50)
+        inject(host, "power-loss")
+        result = verify(host)
+        assert result.verdict == "pass" and result.integrity == "ok", result

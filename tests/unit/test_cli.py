@@ -76,6 +76,11 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["matrix", "--trials", "30000", "--faults", "sigkill,sigterm,oom,disk-fill"], ("150,000",)),  # + the control
         (["run", "--trials", "40000"], ("at most 100,000",)),  # the default run is 8 scenarios
         (["run", "--fault", "sigkill@acks="], ("sigkill@acks=", "no value")),
+        (["run", "--fs", "zfs"], ("unknown filesystem 'zfs'",)),
+        (["run", "--fs", "ext4", "--fs", "btrfs"], ("one --fs",)),
+        (["run", "--fs", "xfs"], ("at least 300 MB",)),
+        (["run", "--fs", "ext4", "--fault", "sigkill"], ("power-loss", "not sigkill")),
+        (["run", "--fs", "ext4", "--fault", "power-loss:lazy-dirs"], ("the kernel decides",)),
         (["run", "--fault", "sigkill@acks=" + "9" * 30], ("below",)),
         (["run", "--mix", "append=nan"], ("--mix", "whole number")),
         (["run", "--mix", "append=1e3"], ("--mix", "whole number")),

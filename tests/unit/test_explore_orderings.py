@@ -75,3 +75,34 @@ def test_findings_of_one_cause_read_as_few_orderings(tmp_path: pathlib.Path) -> 
     assert all("a sync is missing before write state.db-wal" in o.sentence and "append_message" in o.detail
                for o in orderings), orderings
     assert not asked  # every sibling along a prefix here was checked already: nothing new to check
+
+
+def test_an_allowed_loss_says_where_the_acknowledged_write_lived(tmp_path: pathlib.Path) -> None:
+    """WAL + NORMAL's tail: commits acknowledged after the last WAL sync are lost as allowed; the sentence names
+    the un-synced WAL write that held the first of them. Nothing is checked again for it."""
+    traced = recorded_run(tmp_path, commits=8, lying_fsync_from=4, synchronous=1)
+    checker = Checker(traced, (M.PREFIX,), str(tmp_path))
+    try:
+        results = [checker.check(M.PREFIX, i, ChunkStats()) for i in range(checker.space.total(M.PREFIX))]
+        orderings = explain(checker.space, traced.ledger(), results, lambda refs: [], limit=4, seed=1)
+    finally:
+        checker.close()
+    losses = [r for r in results if r.verdict is Verdict.EXPECTED_LOSS]
+    assert losses and not any(r.verdict in (Verdict.CORRUPT, Verdict.LOST_ACKED) for r in results)
+    assert [(o.sentence, o.states) for o in orderings] == [
+        ("allowed loss: acknowledged append_message lives only in the un-synced write state.db-wal", 4)], orderings
+    assert "append_message" in orderings[0].detail and "(seq " in orderings[0].detail
+
+
+def test_a_combined_finding_that_needs_no_data_is_laid_to_the_entries(tmp_path: pathlib.Path) -> None:
+    t = trace(tmp_path, three_writes)
+    model = M.parse("dirs=lazy+data=prefix")
+    space = StateSpace(t, (model,))
+    last = t.points[5]  # after the unlink: seq 3 and 5 un-synced (b has no name), create and unlink pending
+    explainer = Explainer(space, Ledger(()))
+    at = lambda d, e: space.index_of(model, last, (d, 0, e))  # noqa: E731
+    verdicts = {at(d, e): Verdict.LOST_ACKED if e < 2 else Verdict.PASS for d in range(3) for e in range(3)}
+    spec = space.spec(model, at(1, 0))
+    assert set(explainer.siblings(spec)) == {at(d, 0) for d in range(3)} | {at(1, e) for e in range(3)}
+    said = explainer.sentence(spec, verdicts, Verdict.LOST_ACKED, numbered=True)
+    assert said == "acknowledged writes lost: unlink b (seq 6, no ledger operation) must persist before the crash"
