@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "processes unless --force); --caches, --images: its caches and images")
     which = clean.add_mutually_exclusive_group()
     which.add_argument("--run", default=None, metavar="ID",
-                       help="only this run's (its id is in its first line; with --images: the derived images it built)")
+                       help="only this run's (its id is in its first line; with --caches/--images: the entries it made)")
     which.add_argument("--stale", action="store_true", help="only runs whose owning process is gone")
     which.add_argument("--force", action="store_true", help="everything with the lab's label, live runs too")
     clean.add_argument("--caches", action="store_true",

@@ -94,15 +94,15 @@ def evict(opts: CleanOptions) -> int:
     from repro.machine.owner import HostView
     from repro.sqlite.build import cache_root
 
-    if opts.stale or opts.force or (opts.run and opts.caches):
+    if opts.stale or opts.force:
         raise ScenarioError("--caches and --images remove no containers: give them without --stale or --force "
-                            "(--run ID goes with --images: the derived images that run built)")
+                            "(--run ID: the cache entries and derived images that run made)")
     if opts.all and not opts.images:
         raise ScenarioError("--all goes with --images (it also removes the tagged lab images)")
     older_than = parse_age(opts.older_than) if opts.older_than is not None else None
     cli = engine.client()
     refused = reaper.plan_clean(reaper.group_runs(reaper.lab_objects(cli), HostView.here())).refused
-    if refused and not opts.dry_run and not opts.run:  # --run: that run's images only (the engine keeps one in use)
+    if refused and not opts.dry_run and not opts.run:  # --run: that run's only (kept while a container uses one)
         listed = "; ".join(g.describe() for g in refused[:LISTED_RUNS])
         raise ScenarioError(f"{len(refused)} run(s) of other processes are alive or cannot be told dead ({listed}); "
                             "they may be about to use any cache entry or image: nothing removed (`--dry-run` lists "
@@ -113,6 +113,9 @@ def evict(opts: CleanOptions) -> int:
     if opts.caches:
         root = cache_root()
         entries, foreign = caches.scan(root)
+        if opts.run:  # a run's: the entries it made (caches.record_made), whoever uses them since
+            mine = caches.made_by(root, opts.run)
+            entries, foreign = [e for e in entries if e.path in mine], []
         mounted = [m.get("Source", "") for c in cli.api.containers(all=True) for m in c.get("Mounts") or []]
         plan = caches.plan_caches(entries, now=now, used=caches.in_use(entries, mounted), older_than=older_than,
                                   foreign=foreign)

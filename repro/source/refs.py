@@ -18,8 +18,9 @@ import subprocess
 import tarfile
 from dataclasses import dataclass
 
-from repro.caches import make_partial, touch
+from repro.caches import make_partial, record_made, touch
 from repro.errors import ScenarioError, shown
+from repro.machine.labels import RUN_ID
 from repro.steps import step
 
 # A URL git fetches from (scheme://... or scp-like user@host:path); anything else must be a directory.
@@ -83,6 +84,7 @@ def git_dir(ref: StoreRef, cache: pathlib.Path) -> str:
             with step(f"cloning {ref.repo} (a mirror, once)"):
                 _git(["clone", "--quiet", "--mirror", ref.repo, str(partial / "git")], what=f"--store-ref {ref.text}")
             os.replace(partial / "git", mirror)
+            record_made(cache, mirror, RUN_ID)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
     return str(mirror)
@@ -129,6 +131,7 @@ def checkout(ref: StoreRef, cache: pathlib.Path, commit: str | None = None) -> t
                 path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
         try:
             os.rename(tree, target)
+            record_made(cache, target, RUN_ID)  # `repro clean --caches --run ID`
         except OSError:
             if not target.is_dir():  # another run made it meanwhile: theirs is the same tree
                 raise

@@ -23,7 +23,7 @@ import sys
 import tarfile
 import tomllib
 
-from repro.caches import make_partial, touch
+from repro.caches import make_partial, record_made, touch
 from repro.errors import ImageError, ScenarioError, shown
 from repro.steps import step
 
@@ -120,6 +120,9 @@ def wheelhouse(text: str, cwd: pathlib.Path, cache: pathlib.Path, arch: str) -> 
             raise ScenarioError(f"--store-requirements: cannot download wheels for the machine's Python "
                                 f"{PYTHON_VERSION} ({arch}): {error.strip()}")
         os.replace(partial / "wheels", target)
+        from repro.machine.labels import RUN_ID
+
+        record_made(cache, target, RUN_ID)  # `repro clean --caches --run ID`
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target

@@ -215,7 +215,7 @@ def test_the_documented_command_runs_as_written_from_any_folder(lab_image: str, 
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "No module named" not in done.stderr
-    (out,) = (tmp_path / "runs").iterdir()
+    (out,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]  # beside it: runs/.gitignore
     report = json.loads((out / "explore.json").read_text())
     assert all(m["verdicts"].get("error", 0) == 0 and m["checked"] > 0 for m in report["models"]), report["models"]
 

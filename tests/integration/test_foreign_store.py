@@ -88,8 +88,10 @@ def test_two_releases_by_ref_are_named_by_ref_and_commit(tmp_path: pathlib.Path,
     repo = tmp_path / "hermes-agent"
     old, new = git_releases(repo, [("v2026.6", {"release": "2026.6"}), ("v2026.11", {"release": "2026.11"})])
     out = tmp_path / "run"
+    run_id = uuid.uuid4().hex[:10]
     proc = repro("matrix", "--faults", "sigkill", "--trials", "1", "--seed", "5",
-                 "--store-refs", f"{repo}@v2026.6,{repo}@v2026.11", "--out", str(out), cache=tmp_path / "cache")
+                 "--store-refs", f"{repo}@v2026.6,{repo}@v2026.11", "--out", str(out), cache=tmp_path / "cache",
+                 run_id=run_id)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     names = [f"{repo}@v2026.6 ({old[:7]})", f"{repo}@v2026.11 ({new[:7]})"]
     assert [t["store"] for t in trials(out)] == names * 2  # sigkill, then each store's no-fault control
@@ -108,6 +110,13 @@ def test_two_releases_by_ref_are_named_by_ref_and_commit(tmp_path: pathlib.Path,
     replayed = repro("replay", str(out), first, cache=tmp_path / "cache")  # from the stored ref and commit
     assert replayed.returncode == 0, replayed.stderr + replayed.stdout
     assert f"{repo}@v2026.6 ({old[:7]})" in (next((out / "replays").iterdir()) / "report.md").read_text()
+    # The ref caches that run made go by run (issue 21 item 6): both trees, listed first, then removed.
+    listed = repro("clean", "--caches", "--run", run_id, "--dry-run", cache=tmp_path / "cache")
+    assert listed.returncode == 0 and f"stores/{old}" in listed.stdout and f"stores/{new}" in listed.stdout, \
+        listed.stdout + listed.stderr
+    removed = repro("clean", "--caches", "--run", run_id, cache=tmp_path / "cache")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert not (tmp_path / "cache" / "stores" / old).exists() and not (tmp_path / "cache" / "stores" / new).exists()
 
 
 def test_a_third_party_package_is_installed_offline_into_a_derived_image(tmp_path: pathlib.Path,
