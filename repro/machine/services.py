@@ -15,24 +15,17 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Mapping, Protocol
 
 from repro.errors import LabError, ScenarioError
-from repro.machine.console import Console
-from repro.machine.disk import DATA_DIR, copy_out
 from repro.protocol import EventKind, Line, LossyKind, Tag
-from repro.scenario import StoreSpec
 from repro.workload.config import WorkloadConfig
 from repro.workload.spec import HazardName
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the CLI imports this module through the faults: no engine client at import time
     from docker.models.containers import Container
 
+    from repro.machine.console import Console
+    from repro.scenario import StoreSpec
+
 SERVICES_DIR = "/run/s6/services"
-# The power-loss filesystem's mount (what the workload opens) and its backing directory on the data disk.
-LOSSY_MOUNT = f"{DATA_DIR}/lossy"
-LOSSY_BACKING = f"{DATA_DIR}/backing"
-# A recording machine's lossyfs trace (repro explore): a volume of its own, outside the disk under
-# test and the tmpfs /run (whose files die with the machine, and which the engine cannot copy
-# from), so the lab fetches it from the stopped machine; removed with the machine.
-TRACE_DIR = "/var/lib/lab-trace"
 SETTINGS_DIR = "/run/lab"
 # The cron hazard's writer: its ledger indices start here (the gateway's stay far below), and
 # it does what a cron job does to sessions.
@@ -41,7 +34,7 @@ CRON_MIX = "append_message=50,update_token_counts=30,create_session=10,end_sessi
 START_TIMEOUT_S = 30.0
 START_RETRY_S = 0.02
 # A recording machine (repro explore): the lossyfs trace goes to the machine's trace volume
-# (TRACE_DIR, fetched with ``fetch_trace`` once the machine is down), and the workload
+# (disk.TRACE_DIR, fetched with ``fetch_trace`` once the machine is down), and the workload
 # marks it through the daemon's socket.
 TRACE_FILE = "trace.jsonl"
 MARK_SOCKET = f"{SETTINGS_DIR}/marks.sock"
@@ -130,6 +123,8 @@ def start_workload(host: Machine, config: WorkloadConfig, *, lossy_args: str = "
 def start_lossyfs(host: Machine, seed: int, args: str = "", *, record: bool = False) -> None:
     """The power-loss filesystem, mounted over the disk before the workload opens anything;
     ``record``: it also records its trace to TRACE_DIR and takes marks on MARK_SOCKET."""
+    from repro.machine.disk import LOSSY_BACKING, LOSSY_MOUNT, TRACE_DIR
+
     if record:
         args = f"{args} --record {TRACE_DIR}/{TRACE_FILE} --mark-socket {MARK_SOCKET}".strip()
     start(host, "lossyfs", {"LAB_SEED": str(seed), "LAB_LOSSY_BACKING": LOSSY_BACKING,
@@ -140,6 +135,8 @@ def start_lossyfs(host: Machine, seed: int, args: str = "", *, record: bool = Fa
 def fetch_trace(host: Machine, dest: pathlib.Path) -> list[str]:
     """Copy the recorded trace (trace.jsonl and its blobs) out of the machine into ``dest``; the
     machine may be down, not removed. Returns the names copied."""
+    from repro.machine.disk import TRACE_DIR, copy_out
+
     return copy_out(host.get_wrapped_container(), TRACE_DIR, dest)
 
 
