@@ -30,12 +30,26 @@ from docker.types import Mount  # noqa: E402
 from repro.errors import LabError  # noqa: E402
 from repro.machine.cpus import CpuPin  # noqa: E402
 from repro.machine.inputs import INPUTS_DIR  # noqa: E402
-from repro.machine.labels import IMAGE, labels  # noqa: E402
+from repro.machine import loops  # noqa: E402
+from repro.machine.labels import IMAGE, RUN_ID, labels  # noqa: E402
 from repro.machine.limits import holder_settings  # noqa: E402
 from repro.scenario import MachineProfile  # noqa: E402
 from repro.scenario.profiles import format_size  # noqa: E402
 
 DATA_DIR = "/opt/data"
+# The power-loss filesystem's mount (what the workload opens) and its backing directory on the data disk.
+LOSSY_MOUNT = f"{DATA_DIR}/lossy"
+LOSSY_BACKING = f"{DATA_DIR}/backing"
+# A recording machine's lossyfs trace (repro explore): a volume of its own, outside the disk under
+# test and the tmpfs /run (whose files die with the machine, and which the engine cannot copy
+# from), so the lab fetches it from the stopped machine; removed with the machine.
+TRACE_DIR = "/var/lib/lab-trace"
+# --fs: the kernel filesystem's image on the lossy mount (its name carries the run: a loop device shows it),
+# and where it is mounted (a tmpfs of the machine's: the mount point must not lie on the disk it mounts)
+BLOCKFS_IMAGE = f"{LOSSY_MOUNT}/{loops.image_name(RUN_ID, 'fs')}"
+BLOCKFS_IMAGE_ON_DISK = f"{LOSSY_BACKING}/{loops.image_name(RUN_ID, 'fs')}"  # what the power cut left of it
+BLOCKFS_MOUNT = "/run/lab-fs"
+RECOVERED_DIR = f"{DATA_DIR}/recovered"  # --fs: the files the kernel recovered from the image, for the probe
 # Where the holder keeps the database files as the crash left them: a volume of its own on the
 # host's disk (not the size-capped data disk, which may be full; the holder's root is read-only),
 # removed with the holder.

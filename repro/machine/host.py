@@ -22,13 +22,13 @@ from repro.errors import EngineError, LabError, MachineKilledError, ScenarioErro
 from repro.machine import cpus
 
 from repro.machine.console import Console, LineWait
-from repro.machine.disk import DATA_DIR, DataDisk
+from repro.machine.disk import BLOCKFS_MOUNT, DATA_DIR, LOSSY_BACKING, LOSSY_MOUNT, RECOVERED_DIR, TRACE_DIR, DataDisk
 from repro.machine.inputs import Input, InputKind, SqliteLibrary, archive, code_inputs, library_environment, machine_path
 from repro.machine.pool import WIPE_ENV, DiskKey, DiskPool, check_empty
 from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
 from repro.machine import loops
-from repro.machine.services import BLOCKFS_MOUNT, LOSSY_BACKING, LOSSY_MOUNT, RECOVERED_DIR, TRACE_DIR, start_workload
+from repro.machine.services import start_workload
 from repro.workload.config import WorkloadConfig
 from repro.machine import witness
 from repro.protocol import Tag

@@ -22,7 +22,7 @@ from repro.errors import TrialError
 from repro.machine import engine, loops
 from repro.machine.labels import RUN_ID, labels
 from repro.machine.limits import LOGS
-from repro.machine.services import BLOCKFS_IMAGE_ON_DISK, RECOVERED_DIR
+from repro.machine.disk import BLOCKFS_IMAGE_ON_DISK, RECOVERED_DIR
 
 import docker.errors  # noqa: E402
 

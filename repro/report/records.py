@@ -13,7 +13,7 @@ from repro.oracle.verdicts import Judgement, Verdict
 from repro.report.jsonfile import ResultsError, as_digests, as_int, as_list, as_strings, indented, load_json
 from repro.report.provenance import StoreProvenance
 from repro.report.timeline import Timeline
-from repro.verify.facts import ProbeError, decode, encode
+from repro.verify.codec import CodecError, decode, encode
 
 RESULTS_FORMAT = 1
 # Verdicts of a trial that damaged or lost data, whatever the configuration promised.
@@ -140,7 +140,7 @@ class TrialRecord:
         takes its default); anything else is a ResultsError."""
         try:
             return decode(cls, data)
-        except ProbeError as exc:
+        except CodecError as exc:
             raise ResultsError(f"bad trial record: {exc}") from None
 
     @classmethod

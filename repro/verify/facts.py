@@ -1,27 +1,23 @@
-"""What the restarted machine saw in the database, and the one JSON codec that carries it out (stdlib only).
+"""What the restarted machine saw in the database, carried out as one JSON record (stdlib only).
 
 The probe measures these facts inside the machine and prints them as one ``PROBE`` line
-(repro.protocol); the host reads them back with :func:`parse_probe_output`. The codec is
-driven by the dataclass fields, so a new fact is one field here plus the code in
-``probe.py``/``sandbox.py`` that measures it: a dataclass becomes a JSON object keyed by
-field name, except a :class:`Row` (one of thousands in a damaged file), which becomes an
-array in field order to keep the line compact. The report's trial records (repro/report/records.py)
-use the same codec, so a per-trial column is one field there too.
+(repro.protocol); the host reads them back with :func:`parse_probe_output`. The codec
+(repro/verify/codec.py) is driven by the dataclass fields, so a new fact is one field here plus the
+code in ``probe.py``/``sandbox.py`` that measures it: a dataclass becomes a JSON object keyed by
+field name, except a :class:`Row` (one of thousands in a damaged file), which becomes an array in
+field order to keep the line compact.
 """
 
 from __future__ import annotations
 
-import collections.abc
-import dataclasses
 import enum
-import functools
-import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence, TypeVar
+from typing import Iterable, Sequence
 
 from repro.errors import MachineOutputError
 from repro.protocol import ProtocolError, Tag, format_line, frame, parse_line
+from repro.verify.codec import CodecError, Row, decode, encode
 
 # Version 2: keys are the field names (version 1 had hand-picked ones).
 PROBE_FORMAT = 2
@@ -40,10 +36,6 @@ class CheckStatus(str, enum.Enum):
     FAILED = "failed"
     ERROR = "error"
     UNAVAILABLE = "unavailable"
-
-
-class Row:
-    """Marks a fact carried as a JSON array in field order (many per file)."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +168,10 @@ class ProbeFacts:
             raise ProbeError("probe facts are not a JSON object")
         if obj.get("format") != PROBE_FORMAT:
             raise ProbeError(f"unsupported PROBE format {obj.get('format')!r}")
-        return decode(cls, {k: v for k, v in obj.items() if k != "format"})
+        try:
+            return decode(cls, {k: v for k, v in obj.items() if k != "format"})
+        except CodecError as exc:
+            raise ProbeError(str(exc)) from None
 
 
 def parse_probe_output(lines: Iterable[str]) -> ProbeFacts:
@@ -189,102 +184,6 @@ def parse_probe_output(lines: Iterable[str]) -> ProbeFacts:
     if len(found) != 1:
         raise ProbeError(f"{len(found)} PROBE records in the probe's output (one was expected; a torn one is none)")
     return ProbeFacts.from_obj(dict(found[0].payload))
-
-
-# -- the field-driven codec ---------------------------------------------------------------
-
-_T = TypeVar("_T")
-
-
-def encode(value: object) -> object:
-    """A fact as plain JSON values: dataclass -> object (a Row -> array), enum -> its value, tuple -> array,
-    mapping -> object."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        items = [encode(getattr(value, f.name)) for f in dataclasses.fields(value)]
-        if isinstance(value, Row):
-            return items
-        return {f.name: item for f, item in zip(dataclasses.fields(value), items)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (tuple, list)):
-        return [encode(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): encode(v) for k, v in value.items()}
-    return value
-
-
-def decode(cls: type[_T], obj: object) -> _T:
-    """The inverse of :func:`encode` for the dataclass ``cls``; ProbeError when ``obj`` does not fit."""
-    return typing.cast(_T, _decode(cls, obj, cls.__name__))
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _decode(hint: Any, obj: object, where: str) -> object:
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        options = typing.get_args(hint)
-        if obj is None and type(None) in options:
-            return None
-        (inner,) = [o for o in options if o is not type(None)]  # only `X | None` is used
-        return _decode(inner, obj, where)
-    if origin is tuple:
-        args, values = typing.get_args(hint), _expect(list, obj, where)
-        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
-            return tuple(_decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(values))
-        if len(values) != len(args):  # tuple[X, Y]: a pair
-            raise ProbeError(f"{where}: {len(values)} values for a tuple of {len(args)}")
-        return tuple(_decode(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, values)))
-    if origin in (dict, collections.abc.Mapping):
-        _, value_hint = typing.get_args(hint)  # keys are strings, as JSON's
-        return {k: _decode(value_hint, v, f"{where}.{k}") for k, v in _expect(dict, obj, where).items()}
-    if hint is object:  # any JSON value, carried as it is (a trial's scenario)
-        return obj
-    if hint is float:
-        return float(_expect((int, float), obj, where))  # type: ignore[arg-type]
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _decode_dataclass(hint, obj, where)
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        try:
-            return hint(obj)
-        except ValueError:
-            raise ProbeError(f"{where}: unknown {hint.__name__} {obj!r}") from None
-    if hint in (str, int, bool):
-        return _expect(hint, obj, where)
-    raise TypeError(f"no codec for {hint!r} at {where}")  # a fact of a type the codec does not know
-
-
-def _decode_dataclass(cls: type, obj: object, where: str) -> object:
-    fields = dataclasses.fields(cls)
-    hints = _hints(cls)
-    if issubclass(cls, Row):
-        values = _expect(list, obj, where)
-        if len(values) != len(fields):
-            raise ProbeError(f"{where}: {len(values)} values for {len(fields)} fields")
-        pairs: Sequence[tuple[dataclasses.Field[Any], object]] = list(zip(fields, values))
-    else:
-        data = _expect(dict, obj, where)
-        missing = [f.name for f in fields if f.name not in data and _no_default(f)]
-        if missing:
-            raise ProbeError(f"{where}: missing {', '.join(missing)}")
-        pairs = [(f, data[f.name]) for f in fields if f.name in data]
-    kwargs = {f.name: _decode(hints[f.name], v, f"{where}.{f.name}") for f, v in pairs}
-    return cls(**kwargs)
-
-
-def _no_default(f: dataclasses.Field[Any]) -> bool:
-    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-
-
-def _expect(kind: type[_T], obj: object, where: str) -> _T:
-    # bool is an int in Python, not in the facts
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(obj, kind) or (int in kinds and isinstance(obj, bool)):
-        raise ProbeError(f"{where}: expected {' or '.join(k.__name__ for k in kinds)}, got {obj!r}"[:200])
-    return obj
 
 
 # -- helpers for the code that measures facts ------------------------------------------------
