@@ -8,8 +8,12 @@ lossyfs (a 64 MB sparse image, fly-256's disk). Printed: the median recording ti
 checkers, and the states checked per second are printed for both (target: >= 50/s kernel-recovered; the
 wall clock includes each sandbox's start, and the load average is printed since other work blurs it).
 
-Needs the engine on this host, /dev/fuse and a free loop device. About 3 minutes with the defaults.
-Usage: python bench/bench_blockfs.py [--ops N] [--budget N] [--rounds N] [--seed N]
+Last, whole power-loss trials side by side: `repro run --fault power-loss` against `repro run --fs ext4` (the
+same seed, --trials each, alternating), machine start to verdict, the kernel's recovery included; target: at
+most 2x.
+
+Needs the engine on this host, /dev/fuse and a free loop device. About 4 minutes with the defaults.
+Usage: python bench/bench_blockfs.py [--ops N] [--budget N] [--rounds N] [--seed N] [--trials N]
 """
 
 from __future__ import annotations
@@ -48,12 +52,33 @@ def _line(name: str, run: Exploration) -> str:
                if run.stats.recover_s else ""))
 
 
+def _trials(trials: int, seed: int, scratch: pathlib.Path) -> None:
+    """Whole power-loss trials, on the lab's own disk and on ext4, alternating; seconds per trial."""
+    import subprocess
+
+    repro = pathlib.Path(sys.executable).with_name("repro")
+    per: dict[str, list[float]] = {"lossyfs": [], "ext4": []}
+    for n in range(trials):
+        for side, extra in (("lossyfs", ["--fault", "power-loss"]), ("ext4", ["--fs", "ext4"])):
+            started = time.perf_counter()
+            done = subprocess.run([str(repro), "run", *extra, "--preset", "durable", "--trials", "1", "--seed",
+                                   str(seed + n), "--out", str(scratch / f"run-{side}-{n}")],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"{side} trial failed: {done.stderr[-500:]}")
+            per[side].append(time.perf_counter() - started)
+    plain, below = statistics.median(per["lossyfs"]), statistics.median(per["ext4"])
+    print(f"power-loss trials, `repro run` start to verdict (median of {trials}): lab's disk {plain:.1f} s; "
+          f"ext4 {below:.1f} s: ratio {below / plain:.2f}x (target <= {TARGET_SLOWDOWN:.0f}x)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ops", type=int, default=300)
     parser.add_argument("--budget", type=int, default=400, help="states per model")
     parser.add_argument("--rounds", type=int, default=2, help="recordings per side, alternating")
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--trials", type=int, default=3, help="power-loss trials per side (0: none)")
     args = parser.parse_args()
     image = engine.trial_image(engine.client(), None)
     devices = loops.require_devices(str(engine.client().api.base_url), 1)
@@ -85,6 +110,8 @@ def main() -> int:
             print(_line("ext4, kernel-recovered", blocks))
             print(f"  ratio file-level / kernel-recovered: {files.rate / blocks.rate:.1f}x; "
                   f"target >= {TARGET_RATE:.0f} kernel-recovered states/s")
+            if args.trials:
+                _trials(args.trials, args.seed, pathlib.Path(scratch))
     finally:
         engine.cleanup(owner=owner())
     return 0
