@@ -118,7 +118,7 @@ def test_a_disk_that_ignores_fsync_is_caught_and_reported(lab_image: str, tmp_pa
     json_path, md_path, junit_path = write_all(tmp_path / "report", run)
     data = json.loads(json_path.read_text())
     assert data["result"]["exit_code"] == 1 and data["models"][0]["broken_promises"] == synced.broken
-    assert data["models"][0]["first_violation"]["state"] == f"synced-only:{first.index}"
+    assert data["models"][0]["first_violation"]["state"] == f"synced-only:{first.index}@{run.shape}"
     assert f"--materialize synced-only:{first.index}" in md_path.read_text()
     failures = ET.parse(junit_path).getroot().findall(".//failure")
     assert len(failures) == 2 and "lost-acked" in failures[0].get("type", "")
