@@ -1,6 +1,6 @@
 """Puts the image's build context into the wheel as package data, under the lab's own namespace.
 
-docker/ (Dockerfile, lab-init, s6 services, make-base.sh) becomes ``repro/_image`` and the bundled
+docker/ (Dockerfile, lab-init, lab-blockfs, s6 services, make-base.sh) becomes ``repro/_image`` and the bundled
 store becomes ``repro/_store/hermes_state``: `repro image build` then works from any installed
 copy (repro/machine/context.py finds them), and the wheel has no top-level ``hermes_state`` that
 would shadow a user's own. The repository keeps docker/ and hermes_state/ as the source of
@@ -19,7 +19,7 @@ from setuptools.command.build_py import build_py
 ROOT = pathlib.Path(__file__).resolve().parent
 # (source in the repository, destination under the built repro package, files it takes)
 PACKAGE_DATA = (
-    ("docker", "_image", ("Dockerfile", "lab-init", "make-base.sh", "s6/*/*")),
+    ("docker", "_image", ("Dockerfile", "lab-init", "lab-blockfs", "make-base.sh", "s6/*/*")),
     ("hermes_state", "_store/hermes_state", ("*.py", "README.md")),
 )
 

@@ -15,8 +15,9 @@ not) and prints:
   or an equal WAL image) and where the time went (building/keying states, probe, judge);
 - materialising states incrementally against rebuilding each from the trace's start.
 
-Target: >= 200 states/s on 2 cores. About 3 minutes with the defaults.
+Target: >= 200 states/s on 2 cores. About 3 minutes with the defaults; --per-model times each model alone too.
 Usage: python bench/bench_explore.py [--budget N] [--ops N] [--fill N] [--rate-of wal-full,wal-normal]
+       [--combined dirs=lazy+data=prefix] [--per-model]
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from repro.explore.configs import CONFIGURATIONS as CONFIGS  # noqa: E402
 from repro.explore.materialize import Materializer  # noqa: E402
-from repro.explore.models import PersistenceModel  # noqa: E402
+from repro.explore.models import PRESETS, PersistenceModel  # noqa: E402
 from repro.explore.runner import explore  # noqa: E402
 from repro.explore.space import StateSpace  # noqa: E402
 from repro.explore.timeline import Timeline  # noqa: E402
 from repro.explore.tracedir import Recording, TraceDir, write_recording  # noqa: E402
 from repro.lossyfs.control import DEBIAN_PYTHON, LossyMount, fuse_unavailable_reason  # noqa: E402
 from repro.lossyfs.trace import Write  # noqa: E402
+from repro.protocol import Tag, format_line, frame, read_frame  # noqa: E402
 from repro.scenario import StoreSpec  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -66,11 +68,28 @@ def record(name: str, store: StoreSpec, root: pathlib.Path, fill: int, ops: int,
     for d in (backing, mount, out):
         d.mkdir(parents=True)
     env = {**os.environ, **store.environment()}
-    lines = workload(env, backing / "state.db", fill, seed + 1)
+    filled = workload(env, backing / "state.db", fill, seed + 1)
     with LossyMount(backing, mount, seed=seed, record=out / "trace.jsonl", mark_socket=root / name / "marks.sock"):
-        lines += workload(env, mount / "state.db", ops, seed, offset=fill, marks=root / name / "marks.sock")
-    write_recording(out, Recording(store_env=store.environment(), source=f"bench/bench_explore.py {name}"), lines)
+        lines = workload(env, mount / "state.db", ops, seed, offset=fill, marks=root / name / "marks.sock")
+    write_recording(out, Recording(store_env=store.environment(), source=f"bench/bench_explore.py {name}"),
+                    one_log(filled, lines))
     return TraceDir.open(out)
+
+
+def one_log(fill: list[str], recorded: list[str]) -> list[str]:
+    """The two workload runs as one machine's log, as a recording machine leaves it: a boot record, the fill's
+    records without its READY, then the recording's, numbered on (the trace's evidence checks refuse two
+    READYs and a record number seen twice)."""
+    out = [frame("boot", 1, format_line(Tag.BOOT, {"disk_entries": 0, "services": "session-store"}))]
+    counts: dict[str, int] = {}
+    for first, lines in ((True, fill), (False, recorded)):
+        for raw in lines:
+            framed = read_frame(raw)
+            if framed.line is None or (first and framed.line.tag is Tag.READY):
+                continue
+            counts[framed.source] = counts.get(framed.source, 0) + 1
+            out.append(frame(framed.source, counts[framed.source], raw.rstrip("\r\n").split(" ", 1)[1]))
+    return out
 
 
 def materialize_cost(trace: TraceDir, states: int, scratch: pathlib.Path) -> tuple[float, float]:
@@ -103,26 +122,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="configurations to count states for")
     parser.add_argument("--rate-of", default="wal-full,wal-normal", help="configurations to time")
+    parser.add_argument("--combined", default="dirs=lazy+data=prefix",
+                        help="models of parts timed beside the presets (comma-separated)")
+    parser.add_argument("--per-model", action="store_true", help="also time each model alone (its own sandbox)")
     args = parser.parse_args(argv)
+    models = (*PRESETS.values(), *PersistenceModel.parse_list(args.combined))
     reason = fuse_unavailable_reason()
     if reason is not None:
         print(f"cannot record here: {reason}", file=sys.stderr)
         return 2
+    from repro.machine import engine
+
+    engine.ensure_image(engine.client(), image=engine.image_name(None))  # the sandbox runs this checkout's checker
     root = pathlib.Path(tempfile.mkdtemp(prefix="bench-explore-"))
     try:
         traces = {}
         print(f"{'configuration':<14} {'db MB':>6} {'writes':>6} {'crash pts':>9} "
-              + " ".join(f"{m.value:>12}" for m in PersistenceModel))
+              + " ".join(f"{m.value:>12}" for m in models))
         for name in args.configs.split(","):
             trace = traces[name] = record(name, CONFIGS[name], root, args.fill, args.ops, args.seed)
             timeline = Timeline(trace.reader())
-            space = StateSpace(timeline)
+            space = StateSpace(timeline, models)
             size = (root / name / "backing" / "state.db").stat().st_size / 1e6
             writes = sum(isinstance(op, Write) for op in timeline.ops)
             print(f"{name:<14} {size:>6.1f} {writes:>6} {len(timeline.points):>9} "
-                  + " ".join(f"{space.total(m):>12}" for m in PersistenceModel), flush=True)
+                  + " ".join(f"{space.total(m):>12}" for m in models), flush=True)
         for name in args.rate_of.split(","):
-            run = explore(traces[name], tuple(PersistenceModel), budget=args.budget, seed=args.seed, jobs=2)
+            run = explore(traces[name], models, budget=args.budget, seed=args.seed, jobs=2)
             st = run.stats
             capacity = run.states / (st.cpu_s / 2) if st.cpu_s else 0.0
             print(f"\n{name}: {run.states} states checked ({', '.join(f'{m.model.value} {m.checked}/{m.selection.total}' for m in run.models)})")
@@ -133,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  probed {st.probes} states ({st.probe_s:.1f} s), the rest alike to a probed one; building and "
                   f"keying states {st.materialize_s:.1f} s, judging {st.judge_s:.1f} s; broken promises: "
                   f"{sum(m.broken for m in run.models)}")
+            for model in models if args.per_model else ():
+                alone = explore(traces[name], (model,), budget=args.budget, seed=args.seed, jobs=2)
+                print(f"  {model.value}: {alone.states} states in {alone.seconds:.1f} s = {alone.rate:.0f} states/s "
+                      f"(wall, with the sandbox's start), {alone.states / (alone.stats.cpu_s / 2) if alone.stats.cpu_s else 0:.0f} "
+                      f"per 2 idle cores", flush=True)
             inc, fresh = materialize_cost(traces[name], 40, root / f"mat-{name}")
             print(f"  materialising a prefix state: {inc:.1f} ms incrementally, {fresh:.1f} ms rebuilt from the "
                   f"trace's start ({fresh / inc:.1f}x)")

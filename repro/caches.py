@@ -70,7 +70,10 @@ _LAYOUT: tuple[tuple[str, re.Pattern[str], EntryKind], ...] = (
     ("wheels", re.compile(rf"{_HEX}{{24}}-{_TMP}"), EntryKind.PARTIAL),
 )
 # Directories of the layout that hold entries (or other such directories), not entries themselves.
-_CONTAINERS = frozenset(d for d, _, _ in _LAYOUT) | {""}
+# Which run made which entry: one file per run id, a line per entry made (relative to the root), so that
+# `repro clean --caches --run ID` removes what that run added (entries stay shared by content until then).
+MADE_BY = "made-by"
+_CONTAINERS = frozenset(d for d, _, _ in _LAYOUT) | {"", MADE_BY}
 
 
 class CacheSettingError(ScenarioError):
@@ -137,6 +140,26 @@ def touch(path: pathlib.Path | str) -> None:
         pass  # a read-only cache: the entry just looks older than it is
 
 
+def record_made(root: pathlib.Path, entry: pathlib.Path, run_id: str) -> None:
+    """Note that run ``run_id`` made ``entry`` (best effort: a cache that refuses the note only loses the
+    by-run cleanup of that entry, never the run)."""
+    try:
+        (root / MADE_BY).mkdir(parents=True, exist_ok=True)
+        with open(root / MADE_BY / run_id, "a", encoding="utf-8") as ledger:
+            ledger.write(entry.relative_to(root).as_posix() + "\n")
+    except (OSError, ValueError):
+        pass
+
+
+def made_by(root: pathlib.Path, run_id: str) -> set[pathlib.Path]:
+    """The entries run ``run_id`` made (as record_made noted them); empty for a run that made none."""
+    try:
+        lines = (root / MADE_BY / run_id).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return set()
+    return {root / line for line in lines if line and ".." not in line.split("/")}
+
+
 def tree_bytes(path: pathlib.Path) -> int:
     """The bytes of every file under ``path`` (links not followed)."""
     total = 0
@@ -158,6 +181,8 @@ def _kind(parent: str, name: str) -> EntryKind | None:
 
 def _lab_file(parent: str, name: str) -> bool:
     """Files of the layout that are not entries and stay: lock files, the probe record and its temporaries."""
+    if parent == MADE_BY:
+        return re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) is not None
     if parent == "sqlite":
         return name.startswith(".") and name.endswith(".lock")
     return parent == "sqlite/sources" and name.startswith("probes.")

@@ -12,27 +12,15 @@ from types import FrameType
 from typing import Iterable, Sequence
 
 from repro import commands, options, upkeep
-from repro.commands import DEFAULT_FAULTS, DEFAULT_TRIALS, HUNT
+from repro.commands import DEFAULT_TRIALS, HUNT, MATRIX_FAULTS
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
-from repro.explore.command import DEFAULT_BUDGET, DEFAULT_OPS, MAX_OPS
-from repro.explore.models import PersistenceModel
+from repro.explore.command import DEFAULT_OPS, MAX_OPS
+from repro.explore.arguments import add_filesystem_args, add_recording_args, add_search_args
 from repro.faults import FAULTS
 from repro.ledger import SHORT_MIX_WORDS
 from repro.report.records import FailOn
-from repro.scenario import (
-    CHECKPOINT_MODES,
-    DEFAULT_PROFILE,
-    HAZARD_DEFAULTS,
-    JOURNAL_MODES,
-    OWN_SETTINGS,
-    POWER_LOSS_OPTIONS,
-    PRESETS,
-    PROFILES,
-    HazardName,
-    SYNCHRONOUS,
-    StoreSpec,
-    Trigger,
-)
+from repro.scenario import (CHECKPOINT_MODES, DEFAULT_PROFILE, HAZARD_DEFAULTS, JOURNAL_MODES, OWN_SETTINGS,
+                            POWER_LOSS_OPTIONS, PRESETS, PROFILES, SYNCHRONOUS, HazardName, StoreSpec, Trigger)
 from repro.scenario.stores import SYSTEM_SQLITE
 from repro.workload.spec import DEFAULT_MIX, DEFAULT_SIZES, OPS
 
@@ -88,6 +76,10 @@ def _profile_arg(p: argparse.ArgumentParser, many: bool, default: str = DEFAULT_
         p.add_argument("--profile", default=default, help=f"the machine profile: {names}")
 
 
+def _disk_size_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--disk-size", default=None, metavar="SIZE", help="the machine's data disk instead of the profile's")
+
+
 def _store_args(p: argparse.ArgumentParser, many: bool, releases: bool = True) -> None:
     """The store options; ``releases``: also git refs, requirements and the starting disk (not for explore)."""
     presets = (f"{_listed(PRESETS, StoreSpec().preset)} ({OWN_SETTINGS}: no HERMES_STATE_* settings, "
@@ -136,7 +128,10 @@ def _release_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initial-size", default=None, metavar="SIZE",
                    help="start every trial from a database the store grows to SIZE (e.g. 300m), made once per "
                         "size, seed and store and cached")
-    p.add_argument("--disk-size", default=None, metavar="SIZE", help="the machine's data disk instead of the profile's")
+    _disk_size_arg(p)
+    p.add_argument("--fs", action="append", default=None, metavar="KIND[:OPTION,...]",
+                   help="the data disk as a kernel filesystem (ext4, xfs, btrfs[:data=...,nobarrier]) over the lossy one; "
+                        "power loss only, recovered by the kernel at restart; repeated: a matrix axis")
     p.add_argument("--disk-fill-to", type=int, default=None, metavar="PCT",
                    help="fill the disk to PCT%% with a filler file before the workload starts")
 
@@ -156,8 +151,20 @@ def _image_arg(p: argparse.ArgumentParser, what: str = "") -> None:
     p.add_argument("--image", default=None, help=f"the lab image{what} (default: $HERMES_LAB_IMAGE, else hermes-lab:latest)")
 
 
+def _trials(text: str) -> int | str:
+    """--trials: a whole number, or ``auto`` (commands.trial_count turns it into one)."""
+    if text.strip().lower() != commands.AUTO_TRIALS and not text.strip().lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"takes a whole number or {commands.AUTO_TRIALS}, not {text!r}")
+    return text.strip().lower() if text.strip().lower() == commands.AUTO_TRIALS else int(text)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help=f"trials per scenario (default {DEFAULT_TRIALS})")
+    p.add_argument("--trials", type=_trials, default=DEFAULT_TRIALS, metavar="N|auto",
+                   help=f"trials per scenario (default {DEFAULT_TRIALS}); auto: as many as bound a rate below "
+                        f"--target-rate when none of them harms data")
+    p.add_argument("--target-rate", default=None, metavar="PCT", help="with --trials auto: the rate to bound "
+                   "(default 5%%): n = ceil(ln(0.05) / ln(1 - rate)), whose one-sided 95%% Clopper-Pearson bound is "
+                   "below it when none harms data (5%%: 59)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (printed; default: random)")
     p.add_argument("--jobs", type=int, default=1, help="trials run at once (default 1)")
     p.add_argument("--out", default=None, help="report directory (default runs/<timestamp>-<run id>); "
@@ -180,6 +187,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 _FAIL_ON_HELP = {
     FailOn.REGRESSION: "a matrix of two stores: the new one harms data significantly more often",
     FailOn.REPRODUCED: "a bug hunt: no trial harmed data",
+    FailOn.INCONCLUSIVE: "a matrix of two stores: a group the counts cannot tell (p >= 0.05, or too few trials)",
 }
 
 
@@ -205,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix = sub.add_parser("matrix", help="profiles x faults x stores, side by side",
                             description="Profiles x faults x stores, side by side; two stores end with a comparison.")
     _profile_arg(matrix, many=True)
-    matrix.add_argument("--faults", default=",".join("+".join(c) for c in DEFAULT_FAULTS),
+    matrix.add_argument("--faults", default=MATRIX_FAULTS,
                         help="comma-separated fault combinations, + composes (disk-fill+sigterm); each as --fault "
                              "takes it")
     _store_args(matrix, many=True)
@@ -235,12 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--ops", type=int, default=DEFAULT_OPS,
                          help=f"operations to record (default {DEFAULT_OPS}, at most {MAX_OPS:,})")
     _workload_args(explore)
-    explore.add_argument("--models", default="all",
-                         help=f"comma-separated persistence models: {_listed(m.value for m in PersistenceModel)} "
-                              "(default all)")
-    explore.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
-                         help=f"states per model checked exhaustively; a larger model is sampled with --seed "
-                              f"(default {DEFAULT_BUDGET})")
+    add_filesystem_args(explore)
+    add_recording_args(explore)
+    _disk_size_arg(explore)
+    add_search_args(explore)
     explore.add_argument("--seed", type=int, default=None, help="the workload's and the sample's seed (printed)")
     explore.add_argument("--jobs", type=int, default=2,
                          help="checkers in the explore sandbox (default 2, at most 64)")
@@ -267,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     clean = sub.add_parser("clean", help="remove the lab's containers and volumes (refuses live runs of other "
                                          "processes unless --force); --caches, --images: its caches and images")
     which = clean.add_mutually_exclusive_group()
-    which.add_argument("--run", default=None, metavar="ID", help="only this run's (its id is in the run's first line)")
+    which.add_argument("--run", default=None, metavar="ID",
+                       help="only this run's (its id is in its first line; with --caches/--images: the entries it made)")
     which.add_argument("--stale", action="store_true", help="only runs whose owning process is gone")
     which.add_argument("--force", action="store_true", help="everything with the lab's label, live runs too")
     clean.add_argument("--caches", action="store_true",

@@ -1,5 +1,5 @@
-"""What each `repro` command does once its arguments are parsed: scenarios from options, runs, replay, clean,
-doctor, sqlite, explore (repro/explore/command.py).
+"""What each `repro` command does once its arguments are parsed: scenarios from options (a matrix with each store's
+no-fault control, CONTROL), runs, replay, clean, doctor, sqlite, explore (repro/explore/command.py).
 
 The CLI (repro/cli.py) only parses argv, dispatches here and turns errors into exit codes;
 this module builds scenarios (checking every input before any container starts), runs
@@ -33,7 +33,10 @@ DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
     ("sigint",), ("sigterm",), ("sigkill",), ("oom",), ("disk-fill",), ("disk-fill", "sigterm"),
 )
 POWER_LOSS = ("power-loss",)  # in the default run where the engine's host has FUSE
+MATRIX_FAULTS = ",".join("+".join(c) for c in DEFAULT_FAULTS)  # matrix's --faults default, as argparse gives it
+CONTROL = ("clean-stop",)  # a matrix's no-fault control per store: a clean start, the workload, a clean stop
 DEFAULT_TRIALS = 3
+AUTO_TRIALS = "auto"  # --trials auto: as many as bound a rate below --target-rate (repro/report/confidence.py)
 # The default run also shows the cause upstream traced corruption to: the gateway dropping its
 # own POSIX locks (raw open/close of state.db) while a dashboard process opens and closes it.
 DEFAULT_HAZARD_SCENARIO = (("sigkill",), ("raw-open", "dashboard"))
@@ -64,13 +67,14 @@ HUNT = HuntPlan()
 
 
 def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # type: ignore[type-arg]
-    from repro.prepare import prepare_run, size_option, store_spec, with_disk
+    from repro.prepare import check_filesystems, prepare_run, require_loop_device, size_option, store_spec, with_disk
     from repro.source.prepare import resolve_refs
-    from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, expand, get_profile
+    from repro.scenario import FaultSpec, Hazard, StartSpec, StoreSpec, expand, get_profile, with_fs
 
     from repro.scenario import check_jobs, check_trial_count
 
-    check_trial_count(args.trials)  # before anything is expanded
+    trials = trial_count(args)
+    check_trial_count(trials)  # before anything is expanded
     check_jobs(args.jobs)
     if args.command == "run":
         profiles = [args.profile]
@@ -90,7 +94,12 @@ def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # t
                                ("--sqlites", _split(args.sqlites))):
             if not values:
                 raise ScenarioError(f"{option} names nothing")
-    machines = [with_disk(get_profile(name), args.start.disk_size) for name in profiles]
+        combos += [] if hunt or CONTROL in combos else [CONTROL]
+    filesystems = check_filesystems(tuple(args.start.fs or ()), one=args.command == "run")
+    if filesystems and not (args.fault if args.command == "run" else args.faults != MATRIX_FAULTS):
+        combos = [POWER_LOSS, *([CONTROL] if CONTROL in combos else [])]  # --fs takes power loss only (for now)
+    machines = [with_fs(with_disk(get_profile(name), args.start.disk_size), fs) for name in profiles
+                for fs in filesystems or (None,)]
     for combo in combos:
         for fault in combo:
             FaultSpec.parse(fault)
@@ -98,14 +107,16 @@ def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # t
     workload = args.workload.spec(hazards, args.linger_ms)
     start = StartSpec(from_db=_absolute(args.start.from_db),
                       initial_size=size_option(args.start.initial_size, "--initial-size"), fill_pct=args.start.disk_fill_to)
-    default_run = args.command == "run" and not args.fault and not hazards
-    check_trial_count(args.trials, len(profiles) * (len(combos) + int(default_run)) * len(stores))
+    default_run = args.command == "run" and not args.fault and not hazards and not filesystems
+    check_trial_count(trials, len(profiles) * (len(combos) + int(default_run)) * len(stores))
     stores = resolve_refs(stores)  # a ref's label names its commit: the ids are final before the one expansion
-    scenarios = expand(machines, combos, stores, args.trials, seed, workload)  # ids checked before any build
+    scenarios = expand(machines, combos, stores, trials, seed, workload)  # ids checked before any build
+    if filesystems:
+        require_loop_device()
     if default_run:  # the main job: the lock bug too
         faults, names = DEFAULT_HAZARD_SCENARIO
         with_hazards = dataclasses.replace(workload, hazards=tuple(Hazard.parse(n) for n in names))
-        scenarios += expand(machines, [faults], stores, args.trials, seed, with_hazards)
+        scenarios += expand(machines, [faults], stores, trials, seed, with_hazards)
     if build:  # before any container: the import check and the grower below start machines
         _sqlite_builds(stores)
     starts: dict[StoreSpec, StartSpec] = {}
@@ -124,6 +135,19 @@ def _scenarios(args: RunOptions, seed: int, *, build: bool = True) -> list:  # t
         if not scenarios:
             raise ScenarioError(f"no trial {shown(args.trial_id)} in this scenario")
     return scenarios
+
+
+def trial_count(args: RunOptions) -> int:
+    """The trials per scenario: --trials N, or for --trials auto the count that bounds --target-rate (said on stderr)."""
+    from repro.report.confidence import auto_trials
+
+    if args.trials != AUTO_TRIALS:
+        if args.target_rate is not None:
+            raise ScenarioError("--target-rate goes with --trials auto (it chooses the trial count)")
+        return int(args.trials)
+    count, note = auto_trials(args.target_rate or "5%")
+    print(f"repro: --trials auto: {note}", file=sys.stderr)
+    return count
 
 
 def _engine_has_fuse(image: str | None) -> bool:
@@ -165,21 +189,24 @@ def run(args: RunOptions, argv: list[str]) -> int:
     import random
 
     from repro.pipeline import deadline_overrides
+    from repro.report.outcome import parse_fail_on
     from repro.report.records import FailOn
     from repro.shards import Shard
+    from repro.source.provenance import bundled_notice_of
 
     shard = Shard.parse(args.shard) if args.shard else None
     if shard is not None and args.seed is None:
         raise ScenarioError("--shard needs --seed: every shard must expand the same trials from the same seed")
-    fail_on = _fail_on(args.fail_on)
+    fail_on = parse_fail_on(args.fail_on)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
     out = _output_paths(args)
-    _bundled_notice(args)
+    bundled_notice_of(args)
     deadline_overrides()  # a malformed HERMES_LAB_DEADLINES is bad input too
     scenarios = _scenarios(args, seed)  # all input checked before any trial (foreign stores: in a throwaway machine)
-    if FailOn.REGRESSION in fail_on and (args.command != "matrix" or len({s.store for s in scenarios}) != 2):
-        raise ScenarioError("--fail-on regression needs `repro matrix` with exactly two stores "
-                            "(--presets OLD,NEW, --store-paths OLD,NEW or --store-refs OLD,NEW)")
+    for gate in (FailOn.REGRESSION, FailOn.INCONCLUSIVE):
+        if gate in fail_on and (args.command != "matrix" or len({s.store for s in scenarios}) != 2):
+            raise ScenarioError(f"--fail-on {gate.value} needs `repro matrix` with exactly two stores "
+                                "(--presets OLD,NEW, --store-paths OLD,NEW or --store-refs OLD,NEW)")
     planned = len(scenarios)
     if shard is not None:
         scenarios = shard.select(scenarios)
@@ -187,32 +214,6 @@ def run(args: RunOptions, argv: list[str]) -> int:
                              json_path=args.json, compare=args.command in ("matrix", "hunt"), fail_on=fail_on,
                              shard=str(shard) if shard else "", planned=planned)
     return code
-
-
-def _bundled_notice(args: RunOptions) -> None:
-    """First: a run of the lab's own store, started in a directory that holds a store of its own, says so."""
-    from repro.source.provenance import bundled_notice
-
-    if args.command == "run":
-        named, option = args.store_path or args.store_ref, "--store-path"
-        preset = args.preset or "ns506"
-    else:
-        named, option = args.store_paths or args.store_refs, "--store-paths"
-        preset = args.presets or "ns506"
-    notice = "" if named else bundled_notice(os.getcwd(), preset, option)
-    if notice:
-        print(f"repro: note: {notice}", file=sys.stderr, flush=True)
-
-
-def _fail_on(values: Sequence[str] | None) -> tuple[FailOn, ...]:
-    from repro.report.records import FailOn
-
-    names = [part for value in values or () for part in _split(value)]
-    try:
-        return tuple(dict.fromkeys(FailOn(name) for name in names))
-    except ValueError:
-        raise ScenarioError(f"--fail-on takes {', '.join(f.value for f in FailOn)}, "
-                            f"not {shown(', '.join(names))}") from None
 
 
 def _sqlite_builds(stores: Iterable[StoreSpec]) -> None:
@@ -241,6 +242,7 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     from repro.report.render import write_all
     from repro.report.terminal import print_outcome, print_table, trial_line
     from repro.source.prepare import provenance
+    from repro.source.provenance import lab_version, start_hashes
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     cli = engine.client()
@@ -269,7 +271,8 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
     meta = RunMeta(run_id=RUN_ID, seed=seed, started_at=started.isoformat(timespec="seconds"),
                    command=shlex.join(["repro", *argv]),
                    duration_s=round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
-                   lab_version="0.1.0",
+                   lab_version=lab_version(), image=chosen, image_id=str(cli.images.get(chosen).id),
+                   starts=start_hashes(s.start.files for s in scenarios),
                    sqlite_version=", ".join(sorted({r.sqlite_version for r in records if r.sqlite_version})),
                    compare=compare, fail_on=tuple(fail_on), shard=shard, planned=planned or len(records),
                    stores=stores)
@@ -308,7 +311,9 @@ def merge(args: MergeOptions) -> int:
         runs = [(d, read_run(d)) for d in dirs]
     except ResultsError as exc:
         raise ScenarioError(str(exc)) from None
-    fail_on = _fail_on(args.fail_on) if args.fail_on else None
+    from repro.report.outcome import parse_fail_on
+
+    fail_on = parse_fail_on(args.fail_on) if args.fail_on else None
     check_shards(runs)  # every input checked before --out is made or cleared
     out = outdir.claim(target, RUN_ID)
     merged = merge_runs(runs, out, fail_on)
@@ -363,6 +368,11 @@ def replay(args: ReplayOptions, argv: list[str]) -> int:
 
     _sqlite_builds([scenario.store])
     scenario = prepare_replay(scenario)
+    from repro.source.prepare import provenance
+    from repro.source.provenance import replay_refusal
+
+    if refusal := replay_refusal(run.meta.stores, provenance([scenario.store])[0]):
+        raise ScenarioError(refusal)
     if scenario.trial_id != record.id:
         raise ScenarioError(f"{path}: trial {shown(record.id)} stores the scenario of {shown(scenario.trial_id)}")
     from repro.machine.labels import RUN_ID
@@ -383,8 +393,8 @@ def replay(args: ReplayOptions, argv: list[str]) -> int:
 
 
 def explore(args: ExploreOptions, argv: list[str]) -> int:
-    """`repro explore`: repro/explore/command.py."""
-    from repro.explore import command
+    """`repro explore`: repro/explore/command.py (--compare-models: repro/explore/compare.py)."""
+    from repro.explore import command, compare
 
-    return command.run(args, argv)
+    return compare.command(args, argv) if args.compare_models else command.run(args, argv)
 

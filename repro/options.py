@@ -56,6 +56,7 @@ class StartOptions:
     initial_size: str | None = None
     disk_size: str | None = None
     disk_fill_to: int | None = None
+    fs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class RunOptions:
     hunt name comma-separated lists of each (the fields in the plural)."""
 
     command: str = "run"
-    trials: int = 3
+    trials: int | str = 3  # a count, or "auto": as many as bound a rate below target_rate (commands.trial_count)
+    target_rate: str | None = None
     seed: int | None = None
     jobs: int = 1
     out: str | None = None
@@ -111,12 +113,19 @@ class ExploreOptions:
     workload: WorkloadOptions = field(default_factory=WorkloadOptions)
     models: str = "all"
     budget: int = 2000
+    shrink: int = 16
     seed: int | None = None
     jobs: int = 2
     out: str | None = None
     force: bool = False
     image: str | None = None
     materialize: str | None = None
+    fs: str | None = None
+    disk_size: str | None = None
+    compare_models: bool = False
+    reproducible: bool = False
+    configs: str = "all"
+    filesystems: tuple[str, ...] = ("ext4",)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from repro.ledger import Ledger, ledger_lines, parse_lines
 from repro.machine.host import ConstrainedHost
 from repro.machine.labels import IMAGE, trial_scope
 from repro.machine.pool import DiskPool
+from repro.machine.recovery import Recovery, recover_disk
+from repro.machine.services import stop_blockfs
 from repro.machine.restart import Restart, fetch_database, restart
 from repro.machine.watchdog import Watchdog
 from repro.oracle.verdicts import Judgement, judge, lab_error
@@ -41,6 +43,7 @@ from repro.sqlite import for_store, runtime as sqlite_runtime
 from repro.startdb.files import load as load_start, start_rows
 from repro.startdb.restore import Restored, restore
 from repro.verify import crosscheck
+from repro.workload import READY_PRAGMAS
 from repro.workload.checkpointer import checkpoint_count
 from repro.workload.config import WorkloadConfig
 
@@ -78,6 +81,7 @@ class _Trial:
         self.outcomes: list[FaultOutcome] = []
         self.ledger: Ledger | None = None
         self.restarted: Restart | None = None
+        self.recovery: Recovery | None = None  # --fs: what the kernel made of the disk's filesystem
         self.judgement: Judgement | None = None
         self.stamped: list[str] = []  # the machine's log with the engine's timestamps (the timeline)
         self.lines: list[str] = []  # the same log without them: ledger, evidence
@@ -104,9 +108,15 @@ class _Trial:
 
     def stop(self) -> None:
         if not any(o.machine_down for o in self.outcomes):
+            if self.host.fs is not None:  # a clean stop unmounts the filesystem, as a machine shutting down does
+                stop_blockfs(self.host)
             self.host.stop()  # no fault ended the machine: Fly's ordinary stop ends the trial
 
     def restart(self) -> None:
+        if self.host.fs is not None:  # the kernel recovers the filesystem's image before the probe opens anything
+            if self.host.is_running():
+                self.host.kill()
+            self.recovery = recover_disk(self.host)
         self.restarted = restart(self.host, baseline=bool(self.scenario.start.files))
         # One fetch of the whole log (tens of MB at worst): the timeline needs the engine's timestamps,
         # the ledger and the evidence the lines without them.
@@ -132,7 +142,8 @@ class _Trial:
 
     @property
     def story(self) -> str:
-        return "; ".join(FAULTS[o.fault].describe(o) for o in self.outcomes)
+        told = [FAULTS[o.fault].describe(o) for o in self.outcomes]
+        return "; ".join(told + ([self.recovery.describe()] if self.recovery is not None else []))
 
 
 # The phases of a trial, in order, and the step each runs (RECORD runs after them, whatever happened).
@@ -165,7 +176,7 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
     limits = phase_deadlines(scenario, deadlines)
     with trial_scope(scenario.trial_id):  # every container of the trial carries its id, for the watchdog
         host = ConstrainedHost(scenario.profile, store=scenario.store, sqlite=for_store(scenario.store)[1],
-                               image=scenario.store.image or image, fuse=scenario.needs_fuse,
+                               image=scenario.store.image or image, fuse=scenario.fuse,
                                record=scenario.records, pool=pool)
         trial = _Trial(scenario, host)
         watchdog = Watchdog(scenario.trial_id, disk=lambda: host.disk)
@@ -233,6 +244,7 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
         checkpoints=trial.checkpoints, timeline=timeline,
         schedule=tuple(step.describe() for step in scenario.schedule()),
         cpus=trial.host.pin.describe() if trial.host.pin else "", phases=tuple(trial.calls),
+        pragmas={name: str(ready[name]) for name in READY_PRAGMAS if name in ready},
         evidence=dict(trial.restarted.kept) if trial.restarted is not None else {})
 
 

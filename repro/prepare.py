@@ -56,6 +56,29 @@ def size_option(text: str | None, option: str) -> int | None:
         raise ScenarioError(f"{option}: {exc}") from None
 
 
+def check_filesystems(given: tuple[str, ...], *, one: bool) -> tuple[str, ...]:
+    """--fs, checked before any machine: known, in this kernel (its size: with the profile; a free loop device:
+    ``require_loop_device``, once the scenarios are checked); ``one``: at most one (run; a matrix: an axis)."""
+    from repro.filesystems import parse
+    from repro.machine import loops
+
+    if len(given) > 1 and one:
+        raise ScenarioError("repro run takes one --fs; a matrix takes several (an axis)")
+    for text in given:
+        fs = parse(text)
+        if not loops.kernel_has(fs.kind.value):
+            raise ScenarioError(f"this machine's kernel has no {fs.kind.value} (not in /proc/filesystems): load its "
+                                f"module (modprobe {fs.kind.value}) or choose another --fs")
+    return given
+
+
+def require_loop_device() -> None:
+    """ScenarioError unless the engine is this host's and one of its loop devices is free (--fs)."""
+    from repro.machine import engine, loops
+
+    loops.require_devices(str(engine.client().api.base_url), 1)
+
+
 def with_disk(profile: MachineProfile, disk: str | None) -> MachineProfile:
     """The profile with ``--disk-size`` instead of its own disk (and a name that says so)."""
     size = size_option(disk, "--disk-size")

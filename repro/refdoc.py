@@ -94,7 +94,10 @@ def report_fields() -> str:
     from repro.report.records import RESULTS_FORMAT, RunMeta, TrialRecord
 
     head = ["| key | type | note |", "|---|---|---|"]
-    return (f"Top level: `format` ({RESULTS_FORMAT}), `exit_code`, `run`, `trials`.\n\n"
+    return (f"Top level: `format` ({RESULTS_FORMAT}), `exit_code`, `run`, `trials`; and, derived from the trials "
+            "for other readers (never read back), `intervals` (method and confidence) and `groups` (per profile, "
+            "faults and store configuration: `corrupt`, `lost writes` and `harmed data`, each `[count, judged, low, "
+            "high]`).\n\n"
             "`run`:\n\n" + "\n".join(head + _fields(RunMeta)) + "\n\nEach of `run.stores`:\n\n"
             + "\n".join(head + _fields(StoreProvenance)) + "\n\nEach of `trials`:\n\n"
             + "\n".join(head + _fields(TrialRecord)) + "\n")

@@ -26,20 +26,46 @@ except ModuleNotFoundError:  # pragma: no cover - an installation without the `t
         """Without pytest the fixtures stay plain functions (``@fixture`` or ``@fixture(...)``)."""
         return args[0] if args and callable(args[0]) else (lambda function: function)
 
-from repro.errors import LabError
+from repro.errors import LabError, ScenarioError
 from repro.faults import FAULTS, FaultOutcome
 from repro.ledger import Ledger, parse_lines
 from repro.machine.disk import DataDisk
-from repro.machine.host import ConstrainedHost, StopReport
+from repro.machine.host import ConstrainedHost as _Machine, StopReport
+from repro.machine.recovery import recover_disk
 from repro.machine.restart import restart
 from repro.oracle.verdicts import Judgement, judge, lab_error
-from repro.scenario import DEFAULT_PROFILE, FaultSpec, FaultStep, Scenario
+from repro.scenario import DEFAULT_PROFILE, FaultSpec, FaultStep, Scenario, get_profile, with_fs
+from repro.scenario.stores import OWN_SETTINGS, StoreSpec
 from repro.sqlite import runtime as sqlite_runtime
 from repro.verify import crosscheck
 from repro.verify.facts import ProbeFacts
 
 __all__ = ["ConstrainedHost", "DataDisk", "StopReport", "VerifyResult", "constrained_host", "fault_step", "inject",
            "lab_image", "verify"]
+
+
+class ConstrainedHost(_Machine):
+    """The test API's machine: repro.machine.host.ConstrainedHost with the CLI's defaults and refusals.
+
+    A foreign store (``store_path``) runs its own settings, as ``repro run --store-path`` does; a ``preset`` with it
+    is refused unless ``lab_settings=True`` says the store reads the lab's HERMES_STATE_* settings (the CLI finds
+    that out by importing it; a preset a store ignores would test something else). ``faults`` names the faults
+    the test will inject: FUSE is requested when one needs it (power loss), as the CLI does for its trials.
+    ``fs="ext4"`` (or xfs, btrfs, with options as --fs takes them) puts the store on that kernel filesystem, as
+    ``repro run --fs`` does: FUSE comes with it, and ``verify`` lets the kernel recover it first."""
+
+    def __init__(self, profile: Any = DEFAULT_PROFILE, *, preset: str | None = None, store_path: str | None = None,
+                 lab_settings: bool = False, faults: tuple[str, ...] | list[str] = (), fuse: bool = False,
+                 fs: str | None = None, **kwargs: Any) -> None:
+        if store_path is not None and preset is not None and preset != OWN_SETTINGS and not lab_settings:
+            raise ScenarioError(f"preset {preset!r} with store_path: a foreign store runs its own settings (as "
+                                "`repro run --store-path` does); pass lab_settings=True if it reads the lab's "
+                                "HERMES_STATE_* settings, or leave preset out")
+        chosen = preset or (OWN_SETTINGS if store_path is not None else StoreSpec().preset)
+        needs_fuse = fuse or fs is not None or any(FaultSpec.parse(f).name.value == "power-loss" for f in faults)
+        if fs is not None:
+            profile = with_fs(get_profile(profile) if isinstance(profile, str) else profile, fs)
+        super().__init__(profile, preset=chosen, store_path=store_path, fuse=needs_fuse, **kwargs)
 
 
 # The faults ``inject`` fired on each machine, for ``verify``'s default (the host itself knows no faults).
@@ -50,6 +76,9 @@ def inject(host: ConstrainedHost, fault: str, *, seed: int = 0) -> FaultOutcome:
     """Fire a fault on a running machine, written as on the command line (``sigterm@acks=200``);
     its trigger is resolved from ``seed`` as a trial's is. Returns what it did."""
     step = fault_step(host, fault, seed=seed)
+    if step.name.value == "power-loss" and not host.fuse:
+        raise ScenarioError("power-loss needs the machine's FUSE filesystem: make it with faults=['power-loss'] "
+                            "(or fuse=True) before it starts")
     outcome = FAULTS[step.name].inject(host, step)
     _fired.setdefault(host, []).append(step.name.value)
     return outcome
@@ -69,6 +98,11 @@ class VerifyResult:
     judgement: Judgement
     probe_output: str = field(repr=False)
     kept: Mapping[str, str] = field(default_factory=dict)  # the crash state kept as evidence: name -> sha256
+
+    def __repr__(self) -> str:
+        """One short line (the facts hold every row read back: tens of KB): what a failed assert should show."""
+        return (f"VerifyResult(verdict={self.verdict!r}, integrity={self.integrity!r}, acked={self.acked}, "
+                f"lost_acked={self.lost_acked}, phantom={self.phantom}, reason={self.judgement.reason[:200]!r})")
 
     @property
     def verdict(self) -> str:
@@ -98,7 +132,12 @@ class VerifyResult:
 def verify(host: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy_dirs: bool = False,
            locks_dropped: bool = False) -> VerifyResult:
     """Reopen the database in a restarted machine and judge it against the ledger. ``faults``
-    default to those ``inject`` fired (a machine still running is killed: sigkill-machine)."""
+    default to those ``inject`` fired (a machine still running is killed: sigkill-machine). On a --fs machine
+    the kernel recovers the filesystem first (repro/machine/recovery.py), as a trial's restart does."""
+    if host.fs is not None:
+        if host.is_running():
+            host.kill()
+        recover_disk(host)
     restarted = restart(host)
     lines = host.output()
     ledger = parse_lines(lines)
@@ -106,6 +145,7 @@ def verify(host: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy
     facts = restarted.facts
     problems = crosscheck.channel_problems(lines) + crosscheck.ledger_problems(ledger, lines, crosscheck.Witnesses(
         facts=facts, page_cache_lost="power-loss" in names))
+    lazy_dirs = lazy_dirs or (host.fs is not None and "power-loss" in names)  # a real filesystem keeps entries lazily
     try:  # as the pipeline's judge phase: the SQLite asked for must be the one every process ran
         sqlite_runtime.check_in_force(host.sqlite, {**sqlite_runtime.machine_reports(lines),
                                                     "verifier": (facts.sqlite_version, facts.sqlite_source_id)})

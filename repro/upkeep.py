@@ -86,21 +86,23 @@ def _kept(kept: list[tuple[str, str]]) -> str:
 def evict(opts: CleanOptions) -> int:
     """--caches: the cache entries under the cache root; --images: the derived images (and, --all, the tagged
     lab images); each unless a container uses it (or, --older-than, it is recent). Refused, like plain
-    clean, while a run of another process is alive: it may be about to use any of them."""
+    clean, while a run of another process is alive: it may be about to use any of them -- except with --run,
+    which names the one run whose derived images go (the engine never removes an image a container uses)."""
     from repro import caches
     from repro.machine import engine, images, reaper
     from repro.machine.labels import IMAGE
     from repro.machine.owner import HostView
     from repro.sqlite.build import cache_root
 
-    if opts.run or opts.stale or opts.force:
-        raise ScenarioError("--caches and --images remove no containers: give them without --run, --stale or --force")
+    if opts.stale or opts.force:
+        raise ScenarioError("--caches and --images remove no containers: give them without --stale or --force "
+                            "(--run ID: the cache entries and derived images that run made)")
     if opts.all and not opts.images:
         raise ScenarioError("--all goes with --images (it also removes the tagged lab images)")
     older_than = parse_age(opts.older_than) if opts.older_than is not None else None
     cli = engine.client()
     refused = reaper.plan_clean(reaper.group_runs(reaper.lab_objects(cli), HostView.here())).refused
-    if refused and not opts.dry_run:
+    if refused and not opts.dry_run and not opts.run:  # --run: that run's only (kept while a container uses one)
         listed = "; ".join(g.describe() for g in refused[:LISTED_RUNS])
         raise ScenarioError(f"{len(refused)} run(s) of other processes are alive or cannot be told dead ({listed}); "
                             "they may be about to use any cache entry or image: nothing removed (`--dry-run` lists "
@@ -111,6 +113,9 @@ def evict(opts: CleanOptions) -> int:
     if opts.caches:
         root = cache_root()
         entries, foreign = caches.scan(root)
+        if opts.run:  # a run's: the entries it made (caches.record_made), whoever uses them since
+            mine = caches.made_by(root, opts.run)
+            entries, foreign = [e for e in entries if e.path in mine], []
         mounted = [m.get("Source", "") for c in cli.api.containers(all=True) for m in c.get("Mounts") or []]
         plan = caches.plan_caches(entries, now=now, used=caches.in_use(entries, mounted), older_than=older_than,
                                   foreign=foreign)
@@ -127,7 +132,10 @@ def evict(opts: CleanOptions) -> int:
               + _kept([(str(k.entry.path.relative_to(root)), k.reason) for k in plan.kept])
               + (f"; left alone {len(plan.foreign)} path(s) the lab did not make" if plan.foreign else ""))
     if opts.images:
-        image_plan = images.plan_images(images.lab_images(cli), current=IMAGE, everything=opts.all, now=now,
+        from repro.source.wheels import MADE_BY_LABEL
+
+        scope = [f"{MADE_BY_LABEL}={opts.run}"] if opts.run else []  # a run's: the derived images it built
+        image_plan = images.plan_images(images.lab_images(cli, scope), current=IMAGE, everything=opts.all, now=now,
                                         older_than=older_than)
         for image in image_plan.remove:
             print(f"  {image.kind:<18} {image.name:<50} {caches.human(image.bytes):>9}  made {_ago(now - image.created)}")

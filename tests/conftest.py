@@ -44,12 +44,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from repro.machine.labels import RUN_ID
 
     cli = engine.client()
+    from repro.machine import loops
+
     containers, volumes = engine.leftovers(cli, RUN_ID)
-    if containers or volumes:
+    devices = loops.bound_to(RUN_ID)  # --fs: a loop device still bound to one of this run's images
+    if containers or volumes or devices:
         engine.cleanup(cli, run_id=RUN_ID)
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(f"LEFTOVERS: containers={containers} volumes={volumes}", red=True)
+            reporter.write_line(f"LEFTOVERS: containers={containers} volumes={volumes} loop devices={devices}",
+                                red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

@@ -30,6 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from repro.explore.blockspace import BlockModel, BlockState
 from repro.explore.image import WAL_HEADER, Frame, FrameChecker, WalHeader, image_key, read_frames, read_header
 from repro.explore.materialize import Materializer
 from repro.explore.models import PersistenceModel
@@ -59,7 +60,7 @@ class ViolationKind(str, enum.Enum):
 class StateResult:
     """One state's verdict, compact enough to send back from a worker."""
 
-    model: PersistenceModel
+    model: PersistenceModel | BlockModel
     index: int
     point: int
     seq: int  # the operation the crash follows
@@ -96,7 +97,7 @@ def ledger_at(ledger: Ledger, point: CrashPoint) -> Ledger:
     return Ledger(tuple(ops), ledger.ready, ledger.events)
 
 
-def judge_state(spec: StateSpec, facts: ProbeFacts, ledger: Ledger, config: StoreConfig, locks_dropped: bool,
+def judge_state(spec: StateSpec | BlockState, facts: ProbeFacts, ledger: Ledger, config: StoreConfig, locks_dropped: bool,
                 seq: int, probed: bool) -> StateResult:
     """One state's verdict; ``seq`` names the operation its crash point follows."""
     prefix = ledger_at(ledger, spec.point)
@@ -108,7 +109,7 @@ def judge_state(spec: StateSpec, facts: ProbeFacts, ledger: Ledger, config: Stor
     prom = judgement.promise
     if prom is not None and prom.loss is LossBound.LAST_COMMITS:
         wal = config.journal_mode is JournalMode.WAL
-        horizon = spec.point.wal_sync_ack if wal else spec.point.dir_sync_ack
+        horizon = spec.point.wal_sync_ack if wal else spec.dir_sync_ack
     beyond = tuple(i for i in lost if horizon is not None and i <= horizon) if judgement.expected else ()
     return StateResult(spec.model, spec.index, spec.point.index, seq, judgement.verdict, judgement.expected, ver.acked if ver is not None else 0, lost, beyond,
                        judgement.reason, probed)
@@ -126,6 +127,7 @@ class ChunkStats:
     cloned_bytes: int = 0
     patched_bytes: int = 0
     advanced_bytes: int = 0
+    recover_s: float = 0.0  # block-level states: the recoverer's time (images, the kernel's mounts, copies)
     cpu_s: float = 0.0  # the worker's CPU time: states per CPU-second is what a busy machine cannot blur
 
     def add(self, other: ChunkStats) -> None:
@@ -145,7 +147,11 @@ class Checker:
         self.ledger = trace_dir.ledger()
         self.config = StoreConfig.from_ready(self.ledger.ready)
         self.scratch = tempfile.mkdtemp(prefix="repro-explore-", dir=scratch or _fast_tmp())
-        self.materializer = Materializer(self.timeline, self.scratch)
+        try:
+            self.materializer = Materializer(self.timeline, self.scratch)
+        except BaseException:  # the scratch is this checker's: it goes with a checker that never started
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
         self._cache: collections.OrderedDict[object, ProbeFacts] = collections.OrderedDict()
         self._images = images
         self._frames = FrameChecker()
@@ -248,7 +254,7 @@ class Checker:
         # the verdict depends on the facts, the ledger at the crash point (its acks), the sync horizons
         # and whether entries are lazy: crash points between the same two acks share all of them
         crash = spec.point
-        key = (id(facts), crash.acked, crash.next_ack, crash.wal_sync_ack, crash.dir_sync_ack, model.lazy_dirs)
+        key = (id(facts), crash.acked, crash.next_ack, crash.wal_sync_ack, spec.dir_sync_ack, model.lazy_dirs)
         same = self._judged.get(key)
         if same is not None and same[0] is facts:
             result = dataclasses.replace(same[1], model=model, index=index, point=crash.index, probed=probed,

@@ -19,9 +19,9 @@ import os
 import pathlib
 import shutil
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
-from repro.explore.models import SECTOR_SIZE
+from repro.explore.models import GARBAGE, SECTOR_SIZE, Appends
 from repro.explore.space import StateSpec
 from repro.explore.timeline import Timeline, apply_entry
 from repro.lossyfs.trace import Create, Mkdir, Rename, Rmdir, Truncate, Unlink, Write
@@ -61,20 +61,61 @@ def _digests(data: bytes, page_size: int) -> list[bytes]:
     return [hashlib.sha1(view[i:i + page_size]).digest() for i in range(0, len(data), page_size)]
 
 
-def _kept(op: Write, kept_sectors: int | None) -> bytes:
-    """The bytes of a write that reach the disk: all, or a torn write's first ``kept_sectors`` sectors."""
-    if kept_sectors is None:
-        return op.data
-    end = (op.offset // SECTOR_SIZE + kept_sectors) * SECTOR_SIZE
-    return op.data[: max(0, end - op.offset)]
+class Piece(NamedTuple):  # a tuple, not a frozen dataclass: states make thousands of them a second
+    """One change a state makes to a file beyond its durable content, applied in trace order: bytes
+    written at an offset, a truncate, or a grow (the size reaches ``end`` with ``fill`` bytes, the
+    data not: appends=zeros/garbage)."""
+
+    pos: int  # the trace operation it comes from
+    offset: int = 0
+    data: bytes = b""
+    truncate: int | None = None
+    grow: int | None = None  # the end the file grows to (where it is shorter)
+    fill: int = 0
+
+    @property
+    def low(self) -> int:
+        """The lowest offset it may change."""
+        if self.truncate is not None:
+            return self.truncate
+        return self.grow if self.grow is not None else self.offset
 
 
-def _apply(fd: int, op: Write | Truncate, kept_sectors: int | None = None) -> int:
-    """Apply one data operation to an open file; a torn write keeps its first ``kept_sectors``."""
-    if isinstance(op, Truncate):
-        os.ftruncate(fd, op.size)
+def _torn_pieces(op: Write, pos: int, kept: tuple[int, ...]) -> list[Piece]:
+    """A torn write's kept sectors (counted from its first sector, aligned to file offsets), as runs."""
+    first = op.offset // SECTOR_SIZE
+    runs: list[list[int]] = []  # consecutive kept sectors, each run sliced once
+    for sector in kept:
+        if runs and runs[-1][1] == sector:
+            runs[-1][1] = sector + 1
+        else:
+            runs.append([sector, sector + 1])
+    pieces: list[Piece] = []
+    for start, end in runs:
+        lo = max(op.offset, (first + start) * SECTOR_SIZE)
+        hi = min(op.offset + len(op.data), (first + end) * SECTOR_SIZE)
+        if lo < hi:
+            pieces.append(Piece(pos, lo, op.data[lo - op.offset:hi - op.offset]))
+    return pieces
+
+
+def _apply(fd: int, piece: Piece) -> int:
+    """Apply one piece to an open file."""
+    if piece.truncate is not None:
+        os.ftruncate(fd, piece.truncate)
         return 0
-    return os.pwrite(fd, _kept(op, kept_sectors), op.offset)
+    if piece.grow is not None:
+        size = os.fstat(fd).st_size
+        if piece.grow <= size:
+            return 0
+        return os.pwrite(fd, bytes([piece.fill]) * (piece.grow - size), size)
+    return os.pwrite(fd, piece.data, piece.offset)
+
+
+def _piece(op: Write | Truncate, pos: int) -> Piece:
+    if isinstance(op, Truncate):
+        return Piece(pos, truncate=op.size)
+    return Piece(pos, op.offset, op.data)
 
 
 class Materializer:
@@ -85,7 +126,7 @@ class Materializer:
         self.work = pathlib.Path(work_dir) / "durable"
         self.stats = Stats()
         self._page_digests: dict[int, tuple[tuple[int, int, int], list[bytes]]] = {}
-        self._overlays: tuple[StateSpec | None, dict[int, list[tuple[Write | Truncate, int | None]]]] = (None, {})
+        self._overlays: tuple[StateSpec | None, dict[int, list[Piece]]] = (None, {})
         self._reset()
 
     def _reset(self) -> None:
@@ -122,7 +163,7 @@ class Materializer:
                 data_op = self.timeline.data_op(synced)
                 fd = os.open(self.work / str(data_op.ino), os.O_WRONLY)
                 try:
-                    self.stats.advanced_bytes += _apply(fd, data_op)
+                    self.stats.advanced_bytes += _apply(fd, _piece(data_op, synced))
                 finally:
                     os.close(fd)
                 self.durable[data_op.ino] += 1
@@ -144,25 +185,43 @@ class Materializer:
     def content_key(self, spec: StateSpec) -> tuple[object, ...]:
         """Equal for two states whose files are equal byte for byte."""
         self.advance(spec.point.pos)
-        overlay: dict[int, list[int]] = {}
+        mine: dict[int, list[object]] = {}  # the state's own operations per file, by position (no bytes touched)
         for pos in spec.persisted:
-            overlay.setdefault(self.timeline.data_op(pos).ino, []).append(pos)
-        torn = spec.torn
+            mine.setdefault(self.timeline.data_op(pos).ino, []).append(pos)
+        if spec.torn is not None:
+            torn = spec.torn
+            mine.setdefault(self.timeline.data_op(torn.pos).ino, []).append(("torn", torn.pos, torn.kept, torn.mask))
+        if spec.grown is not None:
+            for pos in spec.dropped:
+                if pos in self.timeline.grows:
+                    mine.setdefault(self.timeline.data_op(pos).ino, []).append(("grown", pos, spec.grown.value))
         key: list[object] = []
         for path, ino in sorted(self.state_names(spec).items()):
-            mine = torn if torn is not None and self.timeline.data_op(torn.pos).ino == ino else None
-            key.append((path, ino, self.durable.get(ino, 0), tuple(overlay.get(ino, ())), mine))
+            key.append((path, ino, self.durable.get(ino, 0), tuple(mine.get(ino, ()))))
         return tuple(key)
 
-    def _overlay(self, spec: StateSpec, ino: int) -> list[tuple[Write | Truncate, int | None]]:
-        """The state's own operations on one file, in order, each with its torn sector count (or None)."""
+    def _overlay(self, spec: StateSpec, ino: int) -> list[Piece]:
+        """The state's own changes to one file, in trace order."""
         if self._overlays[0] is not spec:
-            by_ino: dict[int, list[tuple[Write | Truncate, int | None]]] = {}
-            for op in map(self.timeline.data_op, spec.persisted):
-                by_ino.setdefault(op.ino, []).append((op, None))
+            found: list[tuple[int, int, list[Piece]]] = []  # (trace position, ino, pieces)
+            for pos in spec.persisted:
+                op = self.timeline.data_op(pos)
+                found.append((pos, op.ino, [_piece(op, pos)]))
             if spec.torn is not None:
                 torn = self.timeline.data_op(spec.torn.pos)
-                by_ino.setdefault(torn.ino, []).append((torn, spec.torn.kept))
+                assert isinstance(torn, Write)
+                found.append((spec.torn.pos, torn.ino, _torn_pieces(torn, spec.torn.pos, spec.torn.sectors_kept())))
+            if spec.grown is not None:
+                fill = GARBAGE if spec.grown is Appends.GARBAGE else 0
+                for pos in spec.dropped:
+                    op = self.timeline.data_op(pos)
+                    if pos in self.timeline.grows and isinstance(op, Write):
+                        found.append((pos, op.ino, [Piece(pos, grow=op.offset + op.length, fill=fill)]))
+            if spec.grown is not None:  # persisted ops, then the torn one, are in trace order already
+                found.sort(key=lambda f: f[0])
+            by_ino: dict[int, list[Piece]] = {}
+            for _, owner, pieces in found:
+                by_ino.setdefault(owner, []).extend(pieces)
             self._overlays = (spec, by_ino)
         return self._overlays[1].get(ino, [])
 
@@ -178,14 +237,18 @@ class Materializer:
         """One file's size in the state."""
         self.advance(spec.point.pos)
         size = self.durable_size(ino)
-        for op, kept in self._overlay(spec, ino):
-            size = op.size if isinstance(op, Truncate) else max(size, op.offset + len(_kept(op, kept)))
+        for piece in self._overlay(spec, ino):
+            if piece.truncate is not None:
+                size = piece.truncate
+            elif piece.grow is not None:
+                size = max(size, piece.grow)
+            else:
+                size = max(size, piece.offset + len(piece.data))
         return size
 
     def first_change(self, spec: StateSpec, ino: int) -> int | None:
-        """The lowest offset at which the state's own operations change the file (None: they do not)."""
-        overlay = self._overlay(spec, ino)
-        return min((op.size if isinstance(op, Truncate) else op.offset for op, _ in overlay), default=None)
+        """The lowest offset at which the state's own operations may change the file (None: they do not)."""
+        return min((piece.low for piece in self._overlay(spec, ino)), default=None)
 
     def read(self, spec: StateSpec, ino: int, offset: int, size: int) -> bytes:
         """Bytes of one file of the state, without writing it: the durable bytes with the state's
@@ -205,18 +268,24 @@ class Materializer:
                 buf = bytearray(os.pread(durable.fileno(), size, offset))
                 buf.extend(bytes(size - len(buf)))
                 length = base
-                for op, kept in overlay:
-                    if isinstance(op, Truncate):
-                        if op.size < offset + size:
-                            cut = max(0, op.size - offset)
+                for piece in overlay:
+                    if piece.truncate is not None:
+                        if piece.truncate < offset + size:
+                            cut = max(0, piece.truncate - offset)
                             buf[cut:] = bytes(size - cut)
-                        length = op.size
+                        length = piece.truncate
                         continue
-                    data = _kept(op, kept)
-                    lo, hi = max(op.offset, offset), min(op.offset + len(data), offset + size)
+                    if piece.grow is not None:
+                        lo, hi = max(length, offset), min(piece.grow, offset + size)
+                        if lo < hi:
+                            buf[lo - offset:hi - offset] = bytes([piece.fill]) * (hi - lo)
+                        length = max(length, piece.grow)
+                        continue
+                    data = piece.data
+                    lo, hi = max(piece.offset, offset), min(piece.offset + len(data), offset + size)
                     if lo < hi:
-                        buf[lo - offset:hi - offset] = data[lo - op.offset:hi - op.offset]
-                    length = max(length, op.offset + len(data))
+                        buf[lo - offset:hi - offset] = data[lo - piece.offset:hi - piece.offset]
+                    length = max(length, piece.offset + len(data))
                 return bytes(buf[: max(0, min(size, length - offset))])
 
             yield read
@@ -238,12 +307,14 @@ class Materializer:
         digests = list(cached[1][:pages]) + [b""] * max(0, pages - len(cached[1]))
         touched: set[int] = set()
         length = self.durable_size(ino)
-        for op, kept in overlay:
-            if isinstance(op, Truncate):
-                lo, hi, length = min(length, op.size), max(length, op.size), op.size
+        for piece in overlay:
+            if piece.truncate is not None:
+                lo, hi, length = min(length, piece.truncate), max(length, piece.truncate), piece.truncate
+            elif piece.grow is not None:
+                lo, hi, length = length, max(length, piece.grow), max(length, piece.grow)
             else:
-                end = op.offset + len(_kept(op, kept))
-                lo, hi, length = min(op.offset, length), end, max(length, end)
+                end = piece.offset + len(piece.data)
+                lo, hi, length = min(piece.offset, length), end, max(length, end)
             touched.update(range(lo // page_size, -(-hi // page_size) if hi > lo else lo // page_size + 1))
         touched.add(pages - 1)  # the last page may be partial now
         wanted = sorted(p for p in touched if 0 <= p < pages)
@@ -267,24 +338,17 @@ class Materializer:
         root.mkdir(parents=True, exist_ok=True)
         for d in sorted(self.dirs):
             (root / d).mkdir(parents=True, exist_ok=True)
-        overlay: dict[int, list[int]] = {}
-        for pos in spec.persisted:
-            overlay.setdefault(self.timeline.data_op(pos).ino, []).append(pos)
-        torn = spec.torn
         written: list[str] = []
         for path, ino in sorted(self.state_names(spec).items()):
             target = root / path
             target.parent.mkdir(parents=True, exist_ok=True)
             self.stats.cloned_bytes += _clone(self.work / str(ino), target)
-            extra = overlay.get(ino, [])
-            tear = torn if torn is not None and self.timeline.data_op(torn.pos).ino == ino else None
-            if extra or tear is not None:
+            pieces = self._overlay(spec, ino)
+            if pieces:
                 fd = os.open(target, os.O_WRONLY)
                 try:
-                    for pos in extra:
-                        self.stats.patched_bytes += _apply(fd, self.timeline.data_op(pos))
-                    if tear is not None:
-                        self.stats.patched_bytes += _apply(fd, self.timeline.data_op(tear.pos), tear.kept)
+                    for piece in pieces:
+                        self.stats.patched_bytes += _apply(fd, piece)
                 finally:
                     os.close(fd)
             written.append(path)

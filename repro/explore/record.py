@@ -2,7 +2,7 @@
 filesystem and stops cleanly -- no fault: the crash states come from exploring the trace.
 
 The machine is the trial's (ConstrainedHost, the profile's limits, the store under test); the
-lossy filesystem records to the machine's trace volume (disk.TRACE_DIR), outside the disk under
+lossy filesystem records to the machine's trace volume (services.TRACE_DIR), outside the disk under
 test, and the workload marks READY and every acknowledged operation. After Fly's ordinary stop the daemon has synced and
 closed the trace; it is fetched from the stopped machine with its log (the ledger) and the
 settings the probe needs to open the store as the machine did.
@@ -15,7 +15,8 @@ import pathlib
 from repro.errors import TrialError
 from repro.explore.tracedir import TRACE_FILE, Recording, TraceDir, write_recording
 from repro.machine.host import ConstrainedHost
-from repro.machine.services import fetch_trace
+from repro.filesystems import FsSpec
+from repro.machine.services import fetch_trace, stop_blockfs
 from repro.protocol import EventKind, Line, LossyKind
 from repro.scenario import MachineProfile, StoreSpec, WorkloadSpec
 from repro.workload.config import WorkloadConfig
@@ -30,15 +31,21 @@ def _done(line: Line) -> bool:
 
 
 def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec, ops: int, seed: int,
-           dest: pathlib.Path, image: str, source: str) -> TraceDir:
-    """Run the workload for ``ops`` operations on a recording machine; the trace directory it left."""
-    host = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True)
+           dest: pathlib.Path, image: str, source: str, fs: FsSpec | None = None,
+           loops: tuple[str, ...] = (), reproducible: bool = False) -> TraceDir:
+    """Run the workload for ``ops`` operations on a recording machine; the trace directory it left.
+    ``fs``: the store's directory is that kernel filesystem, on an image on the recording lossy mount
+    (through one of ``loops``): the trace is then what the filesystem sent its block device."""
+    host = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True, fs=fs, loops=loops)
     try:
         host.start()
-        host.start_workload(WorkloadConfig.of(workload, seed=seed, ops=ops), record=True)
+        host.start_workload(WorkloadConfig.of(workload, seed=seed, ops=ops), record=True,
+                            lossy_args="--no-writeback-cache" if reproducible else "")
         end = host.console.wait_for(_done, _BASE_TIMEOUT_S + ops * _PER_OP_TIMEOUT_S, f"{ops} operations")
         if not end.is_event(EventKind.CLOSED):
             raise host.console.error(f"the workload ended without closing the store: {dict(end.payload)}")
+        if fs is not None:
+            stop_blockfs(host)  # the filesystem's last writes and flush reach lossyfs while it still records
         host.stop()
         stopped = [line for line in host.console.parsed() if line.is_lossy(LossyKind.STOPPED)]
         if not stopped or stopped[-1].payload.get("synced") is not True:
@@ -46,7 +53,8 @@ def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec,
         if TRACE_FILE not in fetch_trace(host, dest):
             raise TrialError(f"the machine left no trace in {dest}")
         write_recording(dest, Recording(store_env=store.environment(), store_path=store.store_path,
-                                        source=source), host.output())
+                                        reproducible=reproducible,
+                                        source=source, fs=fs), host.output())
     finally:
         host.remove()
     return TraceDir.open(dest)

@@ -45,11 +45,11 @@ def _coverage(m: ModelSummary) -> str:
 def _state(run: Exploration, result: StateResult | None) -> dict[str, object] | None:
     if result is None:
         return None
-    state_id = f"{result.model.value}:{result.index}"
+    state_id = run.state_ref(result.model, result.index)
     return {"state": state_id, "verdict": result.verdict.value, "kind": result.kind.value if result.kind else None,
             "reason": result.reason, "acked": result.acked, "lost": list(result.lost),
             "lost_beyond_sync": list(result.beyond_sync),
-            "description": describe_state(run.space, run.space.spec(result.model, result.index)),
+            "description": describe_state(run.space, run.space.spec(result.model, result.index)),  # type: ignore[arg-type]
             "materialize": run.materialize_command(state_id)}
 
 
@@ -58,7 +58,8 @@ def to_dict(run: Exploration) -> dict[str, object]:
     return {
         "format": FORMAT, "version": VERSION,
         "result": {"exit_code": int(run.exit_code), "text": _EXIT_TEXT[run.exit_code]},
-        "trace": {"dir": str(run.trace_dir.path), "digest": run.digest, "ops": run.ops,
+        "trace": {"dir": str(run.trace_dir.path), "digest": run.digest, "shape": run.shape,
+                  "reproducible": run.trace_dir.recording.reproducible, "ops": run.ops,
                   "crash_points": run.crash_points, "source": rec.source},
         "configuration": {"journal_mode": run.config.journal_mode.value,
                           "synchronous": run.config.synchronous.name.lower(), "crash_class": "power-loss",
@@ -79,6 +80,8 @@ def to_dict(run: Exploration) -> dict[str, object]:
             "first_violation": _state(run, m.first_violation),
             "first_finding": _state(run, m.first_finding),
         } for m in run.models],
+        "orderings": [{"model": o.model, "sentence": o.sentence, "states": o.states, "example": o.example,
+                       "detail": o.detail, "materialize": run.materialize_command(o.example)} for o in run.orderings],
     }
 
 
@@ -108,9 +111,15 @@ def print_report(run: Exploration, console: Console) -> None:
         if shown is None:
             continue
         what = "first broken promise" if m.first_violation else "first finding (nothing was promised)"
-        console.print(f"{m.model.value}: {what}: {shown.model.value}:{shown.index} ({shown.verdict.value}) "
+        console.print(f"{m.model.value}: {what}: {run.state_ref(shown.model, shown.index)} ({shown.verdict.value}) "
                       f"{shown.reason[:120]}")
-        console.print(f"  {run.materialize_command(f'{shown.model.value}:{shown.index}')}")
+        console.print(f"  {run.materialize_command(run.state_ref(shown.model, shown.index))}")
+    if run.orderings:
+        console.print(f"findings as orderings ({sum(o.states for o in run.orderings)} of "
+                      f"{sum(m.findings for m in run.models)} findings shrunk):")
+    for o in run.orderings:
+        console.print(f"  {o.model}: {o.states} x {o.sentence}")
+        console.print(f"    e.g. {o.example}: {o.detail}")
 
 
 def _md(text: object) -> str:
@@ -159,6 +168,14 @@ def render_markdown(run: Exploration) -> str:
         assert isinstance(description, dict)
         lines += [f"- {k}: {_md(v)}" for k, v in description.items()]
         lines += ["- inspect:", "", "```", str(state["materialize"]), "```", ""]
+    if run.orderings:
+        lines += ["## Findings as orderings", "",
+                  f"{sum(o.states for o in run.orderings)} findings (a seeded choice of at most `--shrink` per model) "
+                  "shrunk to the fewest operations that produce them:", "",
+                  "| model | states | ordering | example |", "|---|---|---|---|"]
+        lines += [f"| {_md(o.model)} | {o.states} | {_md(o.sentence)} | `{o.example}`: {_md(o.detail)} |"
+                  for o in run.orderings]
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -181,7 +198,7 @@ def junit_element(run: Exploration) -> ET.Element:
         if m.violations.get(ViolationKind.ERROR.value) and first is not None:
             ET.SubElement(case, "error", message=first.reason[:200], type="lab-error")
         elif m.broken and first is not None:
-            state_id = f"{first.model.value}:{first.index}"
+            state_id = run.state_ref(first.model, first.index)
             ET.SubElement(case, "failure", message=f"{m.broken} state(s) broke the promise; first {state_id}: "
                           f"{first.reason[:160]}", type=first.kind.value if first.kind else "violation"
                           ).text = run.materialize_command(state_id)

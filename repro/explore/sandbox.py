@@ -23,7 +23,7 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar
 
 from repro.machine import engine  # first: it sets the testcontainers environment
 
@@ -32,11 +32,12 @@ from docker.types import Mount  # noqa: E402
 
 from repro.errors import LabError, ScenarioError, shown  # noqa: E402
 from repro.explore.check import ChunkStats, StateResult  # noqa: E402
+from repro.explore.blockspace import BlockModel  # noqa: E402
 from repro.explore.models import PersistenceModel  # noqa: E402
 from repro.explore.tracedir import META_FILE, TraceDir  # noqa: E402
 from repro.explore.wire import ChannelClosed, Reader, WireError, frame, result_from_json, stats_from_json  # noqa: E402
 from repro.machine.inputs import INPUTS_DIR, Input, InputKind, archive, machine_path  # noqa: E402
-from repro.machine.labels import IMAGE, labels  # noqa: E402
+from repro.machine.labels import IMAGE, RUN_ID, labels  # noqa: E402
 from repro.machine.limits import LOGS  # noqa: E402
 from repro.source.layout import store_layout  # noqa: E402
 
@@ -65,18 +66,33 @@ class SandboxError(LabError):
     """The sandbox or one of its workers failed: a lab error, never a verdict on a store."""
 
 
-def settings(mounts: list[Mount], jobs: int = 1) -> dict[str, Any]:
+RECOVER_MODULE = "repro.explore.recover"
+RECOVERED_DIR = f"{SCRATCH_DIR}/recovered"  # + "-<n>": one recoverer's states, root's, readable by the checkers
+
+
+def settings(mounts: list[Mount], jobs: int = 1, loops: Sequence[str] = ()) -> dict[str, Any]:
     """docker-py ``containers.create`` keyword arguments of the sandbox (see the module docstring).
 
     CPU: the weight of ``jobs`` processes. A container is one group to the kernel's scheduler,
     weighed as one process of the host's (1024 shares under cgroup v1): on a busy machine its
-    ``jobs`` checkers would otherwise share the CPU time one process gets."""
+    ``jobs`` checkers would otherwise share the CPU time one process gets.
+
+    ``loops``: a block-level exploration's candidate loop devices (repro/machine/loops.py). Only then
+    does the sandbox get them, CAP_SYS_ADMIN and an unconfined AppArmor profile -- used by the root
+    recoverers alone (repro/explore/recover.py), which mount states and never import the store; the
+    checkers run as uid 1000, whose processes hold no capability and cannot open the device nodes."""
+    extra: dict[str, Any] = {}
+    if loops:
+        extra = dict(cap_add=["SYS_ADMIN"], devices=[f"{d}:{d}:rwm" for d in loops])
     return dict(
         cpu_shares=CPU_SHARES * max(1, jobs),
-        entrypoint=["sleep", "infinity"], user="1000:1000", network_mode="none", read_only=True,
-        cap_drop=["ALL"], security_opt=["no-new-privileges=true"], mem_limit=MEMORY, memswap_limit=MEMORY,
+        # with loops the container's own user is root, so that a root exec (the recoverer) holds CAP_SYS_ADMIN;
+        # its one process is a sleep, and every checker is exec'd as uid 1000 explicitly
+        entrypoint=["sleep", "infinity"], user="0:0" if loops else "1000:1000", network_mode="none", read_only=True,
+        cap_drop=["ALL"], security_opt=["no-new-privileges=true", *(["apparmor=unconfined"] if loops else [])],
+        mem_limit=MEMORY, memswap_limit=MEMORY,
         pids_limit=PIDS, tmpfs={SCRATCH_DIR: f"rw,nosuid,nodev,size={SCRATCH_SIZE},mode=1777"},
-        labels=labels(ROLE), mounts=mounts, log_config=LOGS, working_dir=SCRATCH_DIR,
+        labels=labels(ROLE), mounts=mounts, log_config=LOGS, working_dir=SCRATCH_DIR, **extra,
     )
 
 
@@ -180,14 +196,23 @@ class Worker:
             raise SandboxError("a worker in the explore sandbox did not say it was ready")
         return Hello(int(ready.get("pid", 0)), int(ready.get("uid", -1)), str(ready.get("sqlite_version", "?")))
 
-    def check(self, batch: Sequence[tuple[str, int]]) -> tuple[list[StateResult], ChunkStats]:
-        """Check one batch of states (model, index); their results and what they cost."""
+    def request(self, payload: Mapping[str, Any], states: int) -> dict[str, Any]:
+        """Send one request about ``states`` states and wait for its reply."""
         try:
-            self._sock.sendall(frame(self._seq, {"batch": [list(ref) for ref in batch]}))
+            self._sock.sendall(frame(self._seq, payload))
         except OSError as exc:
             raise SandboxError(f"cannot reach a worker in the explore sandbox: {exc}{self._tail()}") from None
         self._seq += 1
-        record = self._receive(BATCH_TIMEOUT_S + PER_STATE_S * len(batch))
+        return self._receive(BATCH_TIMEOUT_S + PER_STATE_S * states)
+
+    def check(self, batch: Sequence[tuple[str, int]], recovered: Sequence[Mapping[str, Any]] | None = None,
+              ) -> tuple[list[StateResult], ChunkStats]:
+        """Check one batch of states (model, index) -- block-level ones with what the recoverer made of
+        each; their results and what they cost."""
+        payload: dict[str, Any] = {"batch": [list(ref) for ref in batch]}
+        if recovered is not None:
+            payload["recovered"] = list(recovered)
+        record = self.request(payload, len(batch))
         results = record.get("results")
         if not isinstance(results, list) or len(results) != len(batch):
             raise SandboxError(f"a worker in the explore sandbox answered {len(batch)} states with "
@@ -209,11 +234,32 @@ class Worker:
                 pass
 
 
+class Recoverer(Worker):
+    """One root recoverer in the sandbox (repro/explore/recover.py): mounts a batch of block-level states."""
+
+    def recover(self, batch: Sequence[tuple[str, int]], slot: int = 0) -> tuple[list[dict[str, Any]], float]:
+        """Recover a batch into ``slot`` (0 or 1: the other may still be probed); what became of each state,
+        and the seconds the recoverer spent (images, mounts, copies)."""
+        record = self.request({"batch": [list(ref) for ref in batch], "slot": slot}, len(batch))
+        got = record.get("recovered")
+        if not isinstance(got, list) or len(got) != len(batch) or not all(isinstance(g, dict) for g in got):
+            raise SandboxError(f"a recoverer in the explore sandbox answered {len(batch)} states with "
+                               f"{len(got) if isinstance(got, list) else 'no'} results")
+        states = [{"mounted": bool(g.get("mounted")), "error": str(g.get("error", ""))[:400],
+                   "dir": str(g.get("dir", ""))} for g in got]
+        seconds = record.get("seconds")
+        return states, float(seconds) if isinstance(seconds, (int, float)) else 0.0
+
+
+_W = TypeVar("_W", bound=Worker)
+
+
 class Sandbox:
     """The sandbox of one exploration: made by ``open``, removed by ``close`` (or the run's cleanup)."""
 
-    def __init__(self, trace: TraceDir, *, image: str = IMAGE, jobs: int = 1) -> None:
+    def __init__(self, trace: TraceDir, *, image: str = IMAGE, jobs: int = 1, loops: Sequence[str] = ()) -> None:
         self.trace = trace
+        self.loops = tuple(loops)
         self.image = image
         self.jobs = jobs
         self.store = recorded_store(trace)  # checked before anything is made: a recording is data
@@ -247,7 +293,7 @@ class Sandbox:
             self._volume = cli.volumes.create(driver="local", labels=labels("explore-inputs")).name
             mounts = [Mount(target=UPLOAD_DIR, source=self._volume, type="volume"),
                       Mount(target=INPUTS_DIR, source=self._volume, type="volume", read_only=True)]
-            container = cli.containers.create(self.image, **settings(mounts, self.jobs))
+            container = cli.containers.create(self.image, **settings(mounts, self.jobs, self.loops))
             self._container = container
             container.start()
             container.put_archive(UPLOAD_DIR, tar)
@@ -263,30 +309,46 @@ class Sandbox:
             raise
         return self
 
-    def worker(self, models: Sequence[PersistenceModel], *, images: bool = True) -> Worker:
-        """Start one more checker in the sandbox, with the recording's store settings as its environment."""
-        container = self._container
-        if container is None:
-            raise SandboxError("the explore sandbox is not open")
+    def worker(self, models: Sequence[PersistenceModel | BlockModel], *, images: bool = True,
+               recovered: str | None = None) -> Worker:
+        """Start one more checker in the sandbox, with the recording's store settings as its environment;
+        ``recovered``: a block-level checker, reading the states its recoverer leaves there."""
         argv = ["python3", "-m", WORKER_MODULE, self.trace_mount, "--models", ",".join(m.value for m in models),
                 "--scratch", SCRATCH_DIR]
         if self.store_mount is not None:
             argv += ["--store-mount", self.store_mount]
         if not images:
             argv.append("--no-images")
+        if recovered is not None:
+            argv += ["--recovered", recovered]
+        return self._start(argv, Worker, user="1000:1000", environment=dict(self.environment()))
+
+    def recoverer(self, models: Sequence[BlockModel], out: str) -> Recoverer:
+        """Start one root recoverer for a block-level exploration; it leaves its states in ``out``."""
+        if not self.loops:
+            raise SandboxError("the explore sandbox was opened without loop devices")
+        fs = self.trace.recording.fs
+        argv = ["python3", "-m", RECOVER_MODULE, self.trace_mount, "--models", ",".join(m.value for m in models),
+                "--out", out, "--devices", ",".join(self.loops), "--fs", fs.kind.value if fs else "", "--scratch",
+                SCRATCH_DIR, "--run", RUN_ID]
+        return self._start(argv, Recoverer, user="0:0", environment={})
+
+    def _start(self, argv: list[str], kind: type[_W], *, user: str, environment: Mapping[str, str]) -> _W:
+        container = self._container
+        if container is None:
+            raise SandboxError("the explore sandbox is not open")
         api = container.client.api
         try:
             # One start at a time: an exec's stream is a connection taken out of the engine client's pool,
             # and two threads starting workers at once raced for the same one (EBADF in a worker later).
             with self._starting:
                 exec_id = api.exec_create(container.id, argv, stdin=True, stdout=True, stderr=True, tty=False,
-                                          environment=dict(self.environment()), user="1000:1000",
-                                          workdir=SCRATCH_DIR)["Id"]
+                                          environment=dict(environment), user=user, workdir=SCRATCH_DIR)["Id"]
                 sock = api.exec_start(exec_id, socket=True)
         except docker.errors.DockerException as exc:
             raise SandboxError(f"cannot start a worker in the explore sandbox: {engine._short(exc)}") from None
         try:
-            worker = Worker(api, exec_id, sock)  # waits for its hello
+            worker = kind(api, exec_id, sock)  # waits for its hello
         except BaseException:
             with contextlib.suppress(OSError):
                 getattr(sock, "_sock", sock).close()

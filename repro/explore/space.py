@@ -10,22 +10,32 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import random
+import sys
 from dataclasses import dataclass
 
 from repro.errors import ScenarioError
-from repro.explore.models import PersistenceModel
+from repro.explore.models import PRESETS, Appends, Data, Dirs, PersistenceModel
 from repro.explore.timeline import CrashPoint, Timeline, sectors
 from repro.lossyfs.trace import Write
 
 
 @dataclass(frozen=True)
 class Torn:
-    """A write that reached the disk only as its first ``kept`` of ``total`` sectors."""
+    """A write that reached the disk only as ``kept`` of its ``total`` sectors: the first ones, or
+    those of ``mask`` (bit b: the write's sector b) under data=torn-any."""
 
     pos: int
     kept: int
     total: int
+    mask: int | None = None
+
+    def sectors_kept(self) -> tuple[int, ...]:
+        """The kept sectors, counted from the write's first."""
+        if self.mask is None:
+            return tuple(range(self.kept))
+        return tuple(b for b in range(self.total) if self.mask >> b & 1)
 
 
 @dataclass(frozen=True)
@@ -38,11 +48,19 @@ class StateSpec:
     persisted: tuple[int, ...]  # un-synced data operations that reached the disk (trace positions)
     dropped: tuple[int, ...]  # un-synced data operations that did not (a torn one is neither)
     torn: Torn | None = None
-    entries: int | None = None  # lazy directories: entry changes durable (None: every one so far)
+    entries: int | None = None  # entries not at once: entry changes durable (None: every one so far)
+    grown: Appends | None = None  # appends=zeros/garbage: dropped writes that grew their file left it grown
 
     @property
     def state_id(self) -> str:
         return format_state_id(self.model, self.index)
+
+    @property
+    def dir_sync_ack(self) -> int:
+        """The last ack before the last commit of directory entries, as the model commits them."""
+        if self.model.dirs is Dirs.AT_ONCE:
+            return self.point.dir_sync_ack
+        return self.point.committed(self.model.dirs, self.model.dirsync)[1]
 
 
 def format_state_id(model: PersistenceModel, index: int) -> str:
@@ -50,11 +68,11 @@ def format_state_id(model: PersistenceModel, index: int) -> str:
 
 
 def parse_state_id(text: str) -> tuple[PersistenceModel, int]:
-    """``prefix:120`` -> (PREFIX, 120)."""
+    """``prefix:120`` -> (PREFIX, 120); ``data=prefix+dirs=lazy:7`` for a model of parts."""
     name, sep, number = text.strip().rpartition(":")
     try:
-        model = PersistenceModel(name)
-    except ValueError:
+        model = PersistenceModel.parse(name) if sep else None
+    except ScenarioError:
         model = None
     if not sep or model is None or not (number.isascii() and number.isdigit()):
         raise ScenarioError(f"a state is MODEL:INDEX (e.g. prefix:120), not {text!r}")
@@ -72,10 +90,25 @@ class Selection:
     seed: int
 
 
+def unrank_combination(n: int, k: int, rank: int) -> tuple[int, ...]:
+    """The ``rank``-th k-subset of range(n) in itertools.combinations order."""
+    out: list[int] = []
+    start = 0
+    for slot in range(k, 0, -1):
+        for x in range(start, n):
+            below = math.comb(n - x - 1, slot - 1)  # subsets whose next element is x
+            if rank < below:
+                out.append(x)
+                start = x + 1
+                break
+            rank -= below
+    return tuple(out)
+
+
 class StateSpace:
     """Every model's states over one timeline, counted per crash point."""
 
-    def __init__(self, timeline: Timeline, models: tuple[PersistenceModel, ...] = tuple(PersistenceModel)) -> None:
+    def __init__(self, timeline: Timeline, models: tuple[PersistenceModel, ...] = tuple(PRESETS.values())) -> None:
         self.timeline = timeline
         self.models = models
         self._cumulative: dict[PersistenceModel, list[int]] = {}
@@ -91,17 +124,39 @@ class StateSpace:
         ops = self.timeline.ops
         return [p for p in point.unsynced if isinstance(ops[p], Write)]
 
+    def _radix(self, model: PersistenceModel, point: CrashPoint) -> tuple[int, int, int]:
+        """How many choices each part has at the crash point: data, appends, dirs."""
+        return self._data_count(model, point), self._appends_count(model, point), self._dirs_count(model, point)
+
     def _count(self, model: PersistenceModel, point: CrashPoint) -> int:
-        if model is PersistenceModel.SYNCED_ONLY:
+        data, appends, dirs = self._radix(model, point)
+        return data * appends * dirs
+
+    def _data_count(self, model: PersistenceModel, point: CrashPoint) -> int:
+        if model.data is Data.SYNCED:
             return 1
-        if model is PersistenceModel.PREFIX:
+        if model.data is Data.PREFIX:
             return len(point.unsynced) + 1
-        if model is PersistenceModel.REORDER_ONE:
-            return len(self._writes(point))
-        if model is PersistenceModel.TORN:
-            write = self.timeline.in_flight(point)
-            return max(0, sectors(write) - 1) if write is not None else 0
-        return len(point.pending) + 1
+        if model.data is Data.DROP:
+            writes = len(self._writes(point))
+            return sum(math.comb(writes, k) for k in range(1, model.drop + 1))
+        write = self.timeline.in_flight(point)
+        if write is None:
+            return 0
+        if model.data is Data.TORN:
+            return max(0, sectors(write) - 1)
+        return max(0, 2 ** sectors(write) - 2)
+
+    def _appends_count(self, model: PersistenceModel, point: CrashPoint) -> int:
+        if model.appends is Appends.WITH_DATA:
+            return 1
+        return 2 if any(p in self.timeline.grows for p in point.unsynced) else 1
+
+    def _dirs_count(self, model: PersistenceModel, point: CrashPoint) -> int:
+        if model.dirs is Dirs.AT_ONCE:
+            return 1
+        committed, _ = point.committed(model.dirs, model.dirsync)
+        return point.logged - committed + 1
 
     def spec(self, model: PersistenceModel, index: int) -> StateSpec:
         """The state ``index`` of ``model`` (ScenarioError if there is none)."""
@@ -114,20 +169,54 @@ class StateSpace:
         at = bisect.bisect_right(cumulative, index)
         point = self.timeline.points[at]
         local = index - (cumulative[at - 1] if at else 0)
+        n_data, n_appends, _ = self._radix(model, point)
+        data_i, rest = local % n_data, local // n_data
+        appends_i, dirs_i = rest % n_appends, rest // n_appends
+        persisted, dropped, torn = self._data(model, point, data_i)
+        entries = None if model.dirs is Dirs.AT_ONCE else point.committed(model.dirs, model.dirsync)[0] + dirs_i
+        grown = model.appends if appends_i else None
+        return StateSpec(model, index, point, persisted, dropped, torn, entries, grown)
+
+    def choices(self, model: PersistenceModel, index: int) -> tuple[CrashPoint, tuple[int, int, int], tuple[int, int, int]]:
+        """The state's crash point, each part's choice (data, appends, dirs) and how many each part has there."""
+        cumulative = self._cumulative[model]
+        at = bisect.bisect_right(cumulative, index)
+        point = self.timeline.points[at]
+        local = index - (cumulative[at - 1] if at else 0)
+        radix = self._radix(model, point)
+        data_i, rest = local % radix[0], local // radix[0]
+        return point, (data_i, rest % radix[1], rest // radix[1]), radix
+
+    def index_of(self, model: PersistenceModel, point: CrashPoint, choice: tuple[int, int, int]) -> int:
+        """The index of the state of ``model`` at ``point`` with these part choices (data, appends, dirs)."""
+        radix = self._radix(model, point)
+        base = self._cumulative[model][point.index - 1] if point.index else 0
+        return base + (choice[2] * radix[1] + choice[1]) * radix[0] + choice[0]
+
+    def _data(self, model: PersistenceModel, point: CrashPoint,
+              local: int) -> tuple[tuple[int, ...], tuple[int, ...], Torn | None]:
+        """The data part's ``local``-th choice: persisted, dropped, torn."""
         volatile = point.unsynced
-        if model is PersistenceModel.SYNCED_ONLY:
-            return StateSpec(model, index, point, (), volatile)
-        if model is PersistenceModel.PREFIX:
-            return StateSpec(model, index, point, volatile[:local], volatile[local:])
-        if model is PersistenceModel.REORDER_ONE:
-            drop = self._writes(point)[local]
-            return StateSpec(model, index, point, tuple(p for p in volatile if p != drop), (drop,))
-        if model is PersistenceModel.TORN:
-            write = self.timeline.in_flight(point)
-            assert write is not None
-            before = tuple(p for p in volatile if p != point.last_op)
-            return StateSpec(model, index, point, before, (), Torn(point.last_op, local + 1, sectors(write)))
-        return StateSpec(model, index, point, (), volatile, entries=point.committed_entries + local)
+        if model.data is Data.SYNCED:
+            return (), volatile, None
+        if model.data is Data.PREFIX:
+            return volatile[:local], volatile[local:], None
+        if model.data is Data.DROP:
+            writes = self._writes(point)
+            size = 1
+            while local >= math.comb(len(writes), size):
+                local -= math.comb(len(writes), size)
+                size += 1
+            drop = {writes[i] for i in unrank_combination(len(writes), size, local)}
+            return tuple(p for p in volatile if p not in drop), tuple(sorted(drop)), None
+        write = self.timeline.in_flight(point)
+        assert write is not None
+        before = tuple(p for p in volatile if p != point.last_op)
+        total = sectors(write)
+        if model.data is Data.TORN:
+            return before, (), Torn(point.last_op, local + 1, total)
+        mask = local + 1
+        return before, (), Torn(point.last_op, bin(mask).count("1"), total, mask)
 
     def select(self, model: PersistenceModel, budget: int, seed: int) -> Selection:
         """Every state when the model has at most ``budget``, else ``budget`` of them drawn with ``seed``."""
@@ -135,4 +224,9 @@ class StateSpace:
         if total <= budget:
             return Selection(model, total, tuple(range(total)), True, seed)
         rng = random.Random(f"{seed}:{model.value}")
-        return Selection(model, total, tuple(sorted(rng.sample(range(total), budget))), False, seed)
+        if total <= sys.maxsize:
+            return Selection(model, total, tuple(sorted(rng.sample(range(total), budget))), False, seed)
+        chosen: set[int] = set()  # a space past a machine word (torn-any of a large write): drawn one by one
+        while len(chosen) < budget:
+            chosen.add(rng.randrange(total))
+        return Selection(model, total, tuple(sorted(chosen)), False, seed)

@@ -33,12 +33,14 @@ from repro.lossyfs.trace import (
     Unlink,
     Write,
 )
-from repro.explore.models import SECTOR_SIZE, VOLATILE_SUFFIXES
+from repro.explore.models import SECTOR_SIZE, VOLATILE_SUFFIXES, Dirs, DirSync
 
 READY_MARK = "ready"
 ACK_MARK = "ack "
 DataOp = Write | Truncate
 EntryOp = Create | Rename | Unlink
+# The ways entry changes commit other than at once: lazy or ordered, directory fsyncs kept or skipped.
+ENTRY_COMMITS = tuple((d, s) for d in (Dirs.LAZY, Dirs.ORDERED) for s in (DirSync.KEPT, DirSync.SKIPPED))
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,14 @@ class CrashPoint:
     next_ack: int | None  # ledger index of the first "ack" mark after it
     wal_sync_ack: int  # the last ack before the last fsync of a -wal file (0: none)
     dir_sync_ack: int  # the last ack before the last directory fsync (0: none)
+    logged: int = 0  # entry changes logged so far (the entry log's length at this point)
+    # per way entries commit (ENTRY_COMMITS): (entry changes durable, the last ack before that commit)
+    commits: tuple[tuple[int, int], ...] = ()
+
+    def committed(self, dirs: Dirs, dirsync: DirSync) -> tuple[int, int]:
+        """Entry changes durable under ``dirs`` (with or without directory fsyncs) and the last ack
+        before the commit that made them durable."""
+        return self.commits[ENTRY_COMMITS.index((dirs, dirsync))]
 
 
 def sectors(write: Write) -> int:
@@ -130,18 +140,24 @@ class Timeline:
         wanted = set(starts)
         unsynced: dict[int, list[int]] = {}
         names = {f.path: f.ino for f in self.initial.files}
-        logged = committed = 0
-        acked = wal_sync = dir_sync = self.ready_index
+        sizes = {f.ino: len(f.data) for f in self.initial.files}
+        grows: set[int] = set()
+        logged = 0
+        acked = wal_sync = self.ready_index
+        # per ENTRY_COMMITS: [entry changes durable, the last ack before the commit]
+        commits = [[0, self.ready_index] for _ in ENTRY_COMMITS]
         last_disk = -1
         points: list[CrashPoint] = []
         for pos in range(len(ops) + 1):
             if pos in wanted:
                 named = {ino for path, ino in names.items() if not path.endswith(VOLATILE_SUFFIXES)}
                 volatile = tuple(sorted(p for ino, ps in unsynced.items() if ino in named for p in ps))
+                committed, dir_sync = commits[0]  # lazy entries, directory fsyncs kept
                 pending = self.entry_log[committed:logged]
                 after = last_disk if last_disk > self.ready_pos else self.ready_pos  # the first: right after READY
                 points.append(CrashPoint(len(points), pos, after, volatile, pending, committed, acked,
-                                         self._next_ack(pos), wal_sync, dir_sync))
+                                         self._next_ack(pos), wal_sync, dir_sync, logged,
+                                         tuple((c, a) for c, a in commits)))
             if pos == len(ops):
                 break
             op = ops[pos]
@@ -150,30 +166,56 @@ class Timeline:
                     acked = int(op.label[len(ACK_MARK):])
                 continue
             last_disk = pos
-            if isinstance(op, (Write, Truncate)):
+            if isinstance(op, Write):
                 unsynced.setdefault(op.ino, []).append(pos)
+                if op.offset + op.length > sizes.get(op.ino, 0):
+                    grows.add(pos)
+                    sizes[op.ino] = op.offset + op.length
+            elif isinstance(op, Truncate):
+                unsynced.setdefault(op.ino, []).append(pos)
+                sizes[op.ino] = op.size
             elif isinstance(op, (Create, Rename, Unlink)):
+                if isinstance(op, Create):
+                    sizes[op.ino] = 0
                 apply_entry(names, op)
                 logged += 1
             elif isinstance(op, Fsync):
                 self.durable_at[pos] = tuple(unsynced.pop(op.ino, ()))
                 if op.path.endswith("-wal"):
                     wal_sync = acked
+                self._commit(commits, logged, acked, Dirs.ORDERED, None)
             elif isinstance(op, FsyncDir):
                 touching = [n for n, e in enumerate(self._entry_ops[:logged]) if touches(e, op.path)]
-                committed = max(committed, touching[-1] + 1 if touching else 0)
-                self.entries_at[pos] = committed
-                dir_sync = acked
+                upto = touching[-1] + 1 if touching else 0
+                self._commit(commits, upto, acked, Dirs.LAZY, DirSync.KEPT)
+                self._commit(commits, logged, acked, Dirs.ORDERED, DirSync.KEPT)
+                self.entries_at[pos] = commits[0][0]
             elif isinstance(op, (Mkdir, Rmdir)):
-                committed = logged
-                self.entries_at[pos] = committed
+                for c in commits:
+                    c[0] = logged
+                self.entries_at[pos] = logged
             elif isinstance(op, Stop) and op.synced:
                 self.durable_at[pos] = tuple(sorted(p for ps in unsynced.values() for p in ps))
                 unsynced.clear()
-                committed = logged
-                self.entries_at[pos] = committed
-                wal_sync = dir_sync = acked
+                self._commit(commits, logged, acked, None, None)
+                self.entries_at[pos] = logged
+                wal_sync = acked
+        self.grows: frozenset[int] = frozenset(grows)  # writes that grew their file (positions)
         return tuple(points)
+
+    @staticmethod
+    def _commit(commits: list[list[int]], upto: int, acked: int, dirs: Dirs | None, dirsync: DirSync | None) -> None:
+        """Entry changes up to ``upto`` become durable for the ways of committing that match."""
+        for (d, s), c in zip(ENTRY_COMMITS, commits):
+            if (dirs is None or d is dirs) and (dirsync is None or s is dirsync):
+                c[0] = max(c[0], upto)
+                c[1] = acked
+
+    def ack_before(self, pos: int) -> int:
+        """The ledger index of the last ``ack`` mark before ``pos`` (the ready index: none yet): the operation
+        in flight at ``pos`` is the next one."""
+        i = bisect.bisect_left(self._acks, (pos, -1))
+        return self._acks[i - 1][1] if i else self.ready_index
 
     def _next_ack(self, pos: int) -> int | None:
         i = bisect.bisect_left(self._acks, (pos, -1))

@@ -27,6 +27,7 @@ from repro.ledger import Ledger, parse_lines
 from repro.verify import crosscheck
 from repro.lossyfs.trace import TraceError, TraceReader
 from repro.explore.storeenv import store_settings
+from repro.filesystems import FsSpec
 
 TRACE_FILE = "trace.jsonl"
 LOG_FILE = "machine.log"
@@ -43,9 +44,17 @@ class Recording:
     locks_dropped: bool = False  # the raw-open hazard ran: SQLite promised nothing
     source: str = ""  # e.g. "repro explore --record ..." or "trial t3 of runs/..."
     scenario: Mapping[str, object] | None = None
+    fs: FsSpec | None = None  # recorded below a kernel filesystem (--fs): the trace is the block device's
+    reproducible: bool = False  # recorded without the kernel's writeback cache: its shape repeats with the seed
+
+    @property
+    def block_level(self) -> bool:
+        return self.fs is not None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True, default=dict)
+        obj = asdict(self)
+        obj["fs"] = self.fs.to_json() if self.fs is not None else None
+        return json.dumps(obj, indent=2, sort_keys=True, default=dict)
 
     @classmethod
     def from_json(cls, text: str) -> Recording:
@@ -59,7 +68,16 @@ class Recording:
                    store_path=None if obj.get("store_path") is None else str(obj["store_path"]),
                    db_name=_db_name(obj.get("db_name", "state.db")), locks_dropped=bool(obj.get("locks_dropped", False)),
                    source=str(obj.get("source", "")),
-                   scenario=obj.get("scenario") if isinstance(obj.get("scenario"), dict) else None)
+                   scenario=obj.get("scenario") if isinstance(obj.get("scenario"), dict) else None,
+                   fs=None if obj.get("fs") is None else _fs(obj["fs"]),
+                   reproducible=bool(obj.get("reproducible", False)))
+
+
+def _fs(value: object) -> FsSpec:
+    try:
+        return FsSpec.from_json(value)
+    except ScenarioError as exc:
+        raise ValueError(f"fs: {exc}") from None
 
 
 def _db_name(value: object) -> str:
@@ -68,6 +86,18 @@ def _db_name(value: object) -> str:
     if not name or "/" in name or "\0" in name or name in (".", ".."):
         raise ValueError(f"db_name {shown(name)} is not a file name")
     return name
+
+
+def trace_shape(reader: TraceReader) -> str:
+    digest = hashlib.sha256()
+    for f in reader.initial.files:
+        digest.update(f"init {f.path} {f.ino} {len(f.data)}\n".encode())
+    for op in reader.ops():
+        fields = {k: v for k, v in vars(op).items() if k not in ("seq", "t", "data")}
+        if "data" in vars(op):
+            fields["length"] = len(getattr(op, "data"))
+        digest.update(f"{op.OP} {sorted(fields.items())}\n".encode())
+    return digest.hexdigest()[:12]
 
 
 def write_recording(directory: pathlib.Path, recording: Recording, log_lines: list[str]) -> None:
@@ -127,4 +157,11 @@ class TraceDir:
     def digest(self) -> str:
         """Names the trace in reports: sha256 of trace.jsonl, first 16 hex digits."""
         return hashlib.sha256(self.trace_path.read_bytes()).hexdigest()[:16]
+
+    def shape(self) -> str:
+        """What a state id is keyed by: sha256 of the trace's shape -- every operation's kind, file, offset and
+        length and every mark, in order, without the data written or the times -- first 12 hex digits. Two
+        recordings of the same shape have the same crash points and states, ``prefix:120`` the same state in
+        both, though the bytes differ where the store writes timestamps."""
+        return trace_shape(self.reader())
 

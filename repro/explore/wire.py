@@ -13,9 +13,10 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, BinaryIO, Callable, Mapping
 
-from repro.errors import LabError
+from repro.errors import LabError, ScenarioError
 from repro.explore.check import ChunkStats, StateResult
 from repro.explore.models import PersistenceModel
+from repro.explore.blockspace import BlockModel
 from repro.oracle.verdicts import Verdict
 
 MAGIC = b"EXPL"
@@ -98,6 +99,13 @@ class Writer:
         self.seq += 1
 
 
+def model_named(name: str) -> PersistenceModel | BlockModel:
+    """A file-level or a block-level persistence model by its name (ValueError for neither)."""
+    if name.startswith("block-"):
+        return BlockModel(name)
+    return PersistenceModel.parse(name)
+
+
 def result_to_json(result: StateResult) -> dict[str, object]:
     out: dict[str, object] = {f.name: getattr(result, f.name) for f in fields(result)}
     out["model"], out["verdict"] = result.model.value, result.verdict.value
@@ -109,12 +117,12 @@ def result_from_json(data: Mapping[str, Any]) -> StateResult:
     """A result as the worker sent it; WireError for anything not shaped like one."""
     try:
         return StateResult(
-            model=PersistenceModel(data["model"]), index=int(data["index"]), point=int(data["point"]),
+            model=model_named(str(data["model"])), index=int(data["index"]), point=int(data["point"]),
             seq=int(data["seq"]), verdict=Verdict(data["verdict"]), expected=bool(data["expected"]),
             acked=int(data["acked"]), lost=tuple(int(i) for i in data["lost"]),
             beyond_sync=tuple(int(i) for i in data["beyond_sync"]), reason=str(data["reason"]),
             probed=bool(data["probed"]))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ScenarioError) as exc:
         raise WireError(f"a result the lab cannot read: {type(exc).__name__}: {exc}") from None
 
 

@@ -19,10 +19,15 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from repro.explore.blockcheck import BlockChecker
+    from repro.explore.wire import Writer
 
 EXIT_FAILED = 3
 
@@ -35,6 +40,10 @@ def _private_channel() -> int:
     return channel
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     channel = _private_channel()
     parser = argparse.ArgumentParser(prog="python3 -m repro.explore.worker")
@@ -43,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--store-mount", default=None)
     parser.add_argument("--no-images", action="store_true")
     parser.add_argument("--scratch", default=None)
+    parser.add_argument("--recovered", default=None, help="block-level states: where the recoverer left their files")
     args = parser.parse_args(argv)
 
     from repro.explore.wire import ChannelClosed, Reader, Writer, result_to_json, stats_to_json
@@ -56,7 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet = logging.getLogger("hermes_state")
         quiet.addHandler(logging.NullHandler())
         quiet.propagate = False
-        models = tuple(PersistenceModel(m) for m in args.models.split(","))
+        if args.recovered:
+            from repro.explore.blockcheck import BlockChecker
+            from repro.explore.blockspace import BlockModel
+
+            blocks = BlockChecker(TraceDir.open(args.trace_dir), tuple(BlockModel(m) for m in args.models.split(",")),
+                                  args.recovered, args.scratch, store_mount=args.store_mount)
+            return _serve_blocks(out, blocks)
+        models = PersistenceModel.parse_list(args.models)
         checker = Checker(TraceDir.open(args.trace_dir), models, args.scratch, images=not args.no_images,
                           store_mount=args.store_mount)
     except Exception as exc:
@@ -65,15 +82,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     import sqlite3
 
-    out.send({"ready": {"pid": os.getpid(), "uid": os.getuid(), "sqlite_version": sqlite3.sqlite_version}})
     requests = Reader(lambda n: os.read(0, n))
     try:
+        # SIGTERM (docker stop, the lab ending a worker) unwinds like an exception: the scratch goes with it
+        signal.signal(signal.SIGTERM, _terminated)
+        out.send({"ready": {"pid": os.getpid(), "uid": os.getuid(), "sqlite_version": sqlite3.sqlite_version}})
         while True:
             try:
                 request = requests.next()
             except ChannelClosed:  # the end of stdin: the lab is done
                 return 0
-            refs = [(PersistenceModel(model), int(index)) for model, index in request["batch"]]
+            refs = [(PersistenceModel.parse(model), int(index)) for model, index in request["batch"]]
             stats = ChunkStats()
             cpu = time.process_time()
             before = dataclasses.replace(checker.materializer.stats)
@@ -82,6 +101,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             stats.cloned_bytes = after.cloned_bytes - before.cloned_bytes
             stats.patched_bytes = after.patched_bytes - before.patched_bytes
             stats.advanced_bytes = after.advanced_bytes - before.advanced_bytes
+            stats.cpu_s = time.process_time() - cpu
+            out.send({"results": [result_to_json(r) for r in results], "stats": stats_to_json(stats)})
+    except Exception as exc:
+        traceback.print_exc()
+        out.send({"error": f"the checker failed: {type(exc).__name__}: {exc}"[:2000]})
+        return EXIT_FAILED
+    finally:
+        checker.close()
+
+
+def _serve_blocks(out: "Writer", checker: "BlockChecker") -> int:
+    """The block-level worker: each batch comes with what the recoverer made of each state."""
+    import sqlite3
+
+    from repro.explore.blockspace import BlockModel
+    from repro.explore.check import ChunkStats
+    from repro.explore.wire import ChannelClosed, Reader, result_to_json, stats_to_json
+
+    out.send({"ready": {"pid": os.getpid(), "uid": os.getuid(), "sqlite_version": sqlite3.sqlite_version}})
+    requests = Reader(lambda n: os.read(0, n))
+    try:
+        while True:
+            try:
+                request = requests.next()
+            except ChannelClosed:
+                return 0
+            stats = ChunkStats()
+            cpu = time.process_time()
+            results = [checker.check(BlockModel(model), int(index), bool(got["mounted"]), str(got["error"]), stats,
+                                     str(got.get("dir", "")))
+                       for (model, index), got in zip(request["batch"], request["recovered"], strict=True)]
             stats.cpu_s = time.process_time() - cpu
             out.send({"results": [result_to_json(r) for r in results], "stats": stats_to_json(stats)})
     except Exception as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from repro.faults.base import AgentReport, Fault, FaultOutcome, run_agent
 from repro.faults.disk import DiskFill, DiskFillClear
 from repro.faults.power import PowerLoss
-from repro.faults.process import OutOfMemory, SigInt, SigKill, SigKillMachine, SigTerm
+from repro.faults.process import CleanStop, OutOfMemory, SigInt, SigKill, SigKillMachine, SigTerm
 from repro.scenario import FaultName, FaultStep
 
 FAULTS: dict[FaultName, Fault] = {fault.name: fault for fault in (
-    SigInt(), SigTerm(), SigKill(), SigKillMachine(), OutOfMemory(), DiskFill(), DiskFillClear(), PowerLoss())}
+    SigInt(), SigTerm(), SigKill(), SigKillMachine(), OutOfMemory(), DiskFill(), DiskFillClear(), PowerLoss(),
+    CleanStop())}
 
 
 def inject(host: object, step: FaultStep) -> FaultOutcome:

@@ -55,6 +55,19 @@ class SigTerm(FlyStop):
     summary = "Fly's stop with kill_signal SIGTERM (s6's own), SIGKILL after the kill timeout"
 
 
+class CleanStop(FlyStop):
+    """No fault: a matrix's control per store. The workload runs to its trigger, then Fly's ordinary stop (SIGTERM,
+    which the workload answers by closing the store) ends it: anything lost or damaged here needed no crash."""
+
+    name = FaultName.CLEAN_STOP
+    signal = "SIGTERM"
+    summary = "no fault (the control): the workload, then a clean stop (SIGTERM, the store closed)"
+
+    def describe(self, outcome: FaultOutcome) -> str:
+        ending = "stopped cleanly" if outcome.graceful else "not clean: SIGKILLed after the kill timeout"
+        return f"no fault after {outcome.acks_at_fire} acks, {ending}"
+
+
 class SigKill(Fault):
     """The workload killed without warning, from inside the machine so that it can land mid-write."""
 

@@ -87,6 +87,7 @@ class DaemonOptions:
     cut_file: str | None = None
     record: str | None = None
     mark_socket: str | None = None
+    no_writeback_cache: bool = False
 
 
 def parse_args(argv: list[str] | None) -> DaemonOptions:
@@ -103,6 +104,10 @@ def parse_args(argv: list[str] | None) -> DaemonOptions:
     p.add_argument("--cut-file", help="cut the power as soon as this path exists")
     p.add_argument("--record", metavar="PATH", help="record a trace to PATH and PATH.blobs (outside the mount)")
     p.add_argument("--mark-socket", metavar="SOCK", help="with --record: accept labelled marks on this socket")
+    p.add_argument("--no-writeback-cache", action="store_true",
+                   help="mount without the kernel's writeback cache: every write() reaches the daemon as the process "
+                        "made it, in its order, and -shm's data is not recorded (a recording whose shape repeats "
+                        "with the seed)")
     return DaemonOptions(**vars(p.parse_args(argv)))
 
 
@@ -120,7 +125,8 @@ def open_trace(args: DaemonOptions, disk: VolatileDisk) -> TraceWriter | None:
     for directory in (args.mount, args.backing):
         if _inside(args.record, directory):
             raise InvalidOptions(f"the trace {args.record} must lie outside {directory}")
-    trace = TraceWriter(args.record, disk.options.page_size)
+    trace = TraceWriter(args.record, disk.options.page_size,
+                        skip_data_of=("-shm",) if args.no_writeback_cache else ())
     pending = [(ROOT_INO, "")]
     while pending:
         ino, base = pending.pop(0)
@@ -299,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0)  # the kernel already applied the application's umask to every mode we get
     fuse_options = set(pyfuse3.default_options) | {"fsname=lossyfs", "subtype=lossyfs", "allow_other"}
     ops = LossyOperations(disk, args.backing, trace)
+    if args.no_writeback_cache:
+        ops.enable_writeback_cache = False  # read by pyfuse3 when the kernel's INIT arrives
     try:
         pyfuse3.init(ops, args.mount, fuse_options)
     except RuntimeError as exc:

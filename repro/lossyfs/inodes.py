@@ -15,6 +15,7 @@ from repro.lossyfs.errors import IsADirectory, NotADirectory, NotFound, Unsuppor
 from repro.lossyfs.model import Kind, NodeStat
 
 ROOT_INO = 1
+UNLINKED = " (unlinked)"  # how a file with no name left is named in the trace (a write's path is informational)
 _DIR_SIZE = 4096
 
 
@@ -107,7 +108,7 @@ class Inodes:
 
     def file_path(self, f: FileNode) -> str:
         if not f.nlink:
-            return f"{f.name} (unlinked)"
+            return f"{f.name}{UNLINKED}"
         d = self.dir_path(self.dirs[f.parent])
         return f"{d}/{f.name}" if d else f.name
 

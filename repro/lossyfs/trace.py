@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import IO, Any, ClassVar, TypeVar, Union
 
 from repro.lossyfs.blobs import BlobWriter, TraceError, read_blobs
+from repro.lossyfs.inodes import UNLINKED
 
 __all__ = ["TraceError", "TraceReader", "TraceWriter", "MarkClient", "rebuild"]
 
@@ -212,8 +213,10 @@ def blob_path(path: str | os.PathLike[str]) -> str:
 class TraceWriter:
     """Appends a trace (ops to PATH, data to PATH.blobs); buffered: `flush()` at the points that matter."""
 
-    def __init__(self, path: str | os.PathLike[str], page_size: int) -> None:
+    def __init__(self, path: str | os.PathLike[str], page_size: int, *, skip_data_of: tuple[str, ...] = ()) -> None:
+        """``skip_data_of``: name suffixes whose writes, truncates, fsyncs go unrecorded (``-shm``: no crash state holds it)."""
         self.path = os.fspath(path)
+        self._skip = skip_data_of
         self._ops: IO[str] = open(self.path, "w", encoding="utf-8", buffering=1 << 16)
         self._blobs = BlobWriter(blob_path(self.path))
         self._seq = 0
@@ -276,6 +279,8 @@ class TraceWriter:
         self._ops.close()
 
     def _op(self, op: str, **fields: object) -> None:
+        if self._skip and op in ("write", "truncate", "fsync") and str(fields["path"]).removesuffix(UNLINKED).endswith(self._skip):
+            return
         self._seq += 1
         self._line({"op": op, "seq": self._seq, "t": time.monotonic_ns(), **fields})
 

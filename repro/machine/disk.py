@@ -36,13 +36,6 @@ from repro.scenario import MachineProfile  # noqa: E402
 from repro.scenario.profiles import format_size  # noqa: E402
 
 DATA_DIR = "/opt/data"
-# The power-loss filesystem's mount (what the workload opens) and its backing directory on the data disk.
-LOSSY_MOUNT = f"{DATA_DIR}/lossy"
-LOSSY_BACKING = f"{DATA_DIR}/backing"
-# A recording machine's lossyfs trace (repro explore): a volume of its own, outside the disk under
-# test and the tmpfs /run (whose files die with the machine, and which the engine cannot copy
-# from), so the lab fetches it from the stopped machine; removed with the machine.
-TRACE_DIR = "/var/lib/lab-trace"
 # Where the holder keeps the database files as the crash left them: a volume of its own on the
 # host's disk (not the size-capped data disk, which may be full; the holder's root is read-only),
 # removed with the holder.

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from repro.errors import EngineError, ImageError, LabError, ScenarioError, shown
 from repro.machine import context
+from repro.machine import loops
 from repro.machine.names import BASE_IMAGE, CONTEXT_LABEL, IMAGE, LAB_LABEL
 from repro.machine.owner import PID_LABEL, RUN_LABEL, START_LABEL, Owner
 
@@ -248,6 +249,9 @@ def cleanup(cli: DockerClient | None = None, *, run_id: str | None = None, owner
                 pass  # still in use by a container created meanwhile: the next pass gets it
         if not containers and not volumes:
             break
+    run = run_id or (owner.run_id if owner is not None else None)
+    if run is not None and loops.is_local(str(cli.api.base_url)):
+        loops.detach_run(run)  # a --fs run's loop devices: by construction none are left (repro/machine/loops.py)
     return CleanupResult(containers=removed_containers, volumes=removed_volumes)
 
 

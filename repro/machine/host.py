@@ -22,15 +22,17 @@ from repro.errors import EngineError, LabError, MachineKilledError, ScenarioErro
 from repro.machine import cpus
 
 from repro.machine.console import Console, LineWait
-from repro.machine.disk import DATA_DIR, LOSSY_BACKING, LOSSY_MOUNT, TRACE_DIR, DataDisk
+from repro.machine.disk import DATA_DIR, DataDisk
 from repro.machine.inputs import Input, InputKind, SqliteLibrary, archive, code_inputs, library_environment, machine_path
 from repro.machine.pool import WIPE_ENV, DiskKey, DiskPool, check_empty
 from repro.machine.labels import IMAGE, labels
 from repro.machine.limits import WRITABLE, container_settings
-from repro.machine.services import start_workload
+from repro.machine import loops
+from repro.machine.services import BLOCKFS_MOUNT, LOSSY_BACKING, LOSSY_MOUNT, RECOVERED_DIR, TRACE_DIR, start_workload
 from repro.workload.config import WorkloadConfig
 from repro.machine import witness
 from repro.protocol import Tag
+from repro.filesystems import FsSpec
 from repro.scenario import MachineProfile, StoreSpec, get_profile
 from repro.scenario.stores import SYSTEM_SQLITE
 
@@ -86,6 +88,8 @@ class ConstrainedHost(DockerContainer):
         role: str = "machine",
         sqlite: SqliteLibrary | None = None,
         pool: DiskPool | None = None,
+        fs: FsSpec | None = None,
+        loops: tuple[str, ...] = (),
     ) -> None:
         self.store = machine_store(store or StoreSpec(preset=preset, journal_mode=journal_mode,
                                                       synchronous=synchronous, store_path=store_path), sqlite)
@@ -94,6 +98,12 @@ class ConstrainedHost(DockerContainer):
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.fuse = fuse
         self.record = record  # the lossy filesystem records its trace to TRACE_DIR
+        fs = fs or self.profile.filesystem
+        if fs is not None and not fuse:
+            raise ScenarioError("a machine with --fs needs fuse=True: its filesystem's image lies on the lossy mount")
+        self.fs = fs  # the store's directory is this kernel filesystem, on an image on the lossy mount
+        self.loops = loops  # the candidate loop devices; chosen when the machine starts if none are given
+        self.loop_device = ""  # the one of ``loops`` its filesystem got (repro/machine/services.py: start_blockfs)
         self.role = role
         self.disk: DataDisk | None = None
         self._console: Console | None = None
@@ -123,12 +133,18 @@ class ConstrainedHost(DockerContainer):
 
     @property
     def db_path(self) -> str:
-        """The database as the workload sees it: behind the lossy mount on a power-loss machine."""
+        """The database as the workload sees it: behind the lossy mount on a power-loss machine, on the
+        kernel filesystem mounted over an image there with ``--fs``."""
+        if self.fs is not None:
+            return f"{BLOCKFS_MOUNT}/state.db"
         return f"{LOSSY_MOUNT}/state.db" if self.fuse else DB_PATH
 
     @property
     def disk_db_dir(self) -> str:
-        """Where the database files are on the data disk itself (what survives)."""
+        """Where the database files are on the data disk itself (what survives); under --fs, where the kernel's
+        recovery of the filesystem's image put them (repro/machine/recovery.py)."""
+        if self.fs is not None:
+            return RECOVERED_DIR
         return LOSSY_BACKING if self.fuse else DATA_DIR
 
     @property
@@ -161,7 +177,7 @@ class ConstrainedHost(DockerContainer):
             mounts.append(Mount(target=TRACE_DIR, source=None, type="volume", labels=labels("trace")))
         settings = container_settings(self.profile, role=self.role, mounts=mounts, fuse=self.fuse,
                                       restarted=self._entrypoint is not None,
-                                      cpus=self.pin.cpus if self.pin else "")
+                                      cpus=self.pin.cpus if self.pin else "", loops=self.loops)
         self.tmpfs.update(WRITABLE)  # testcontainers passes its own tmpfs argument: not in the kwargs
         if self._entrypoint is not None:
             settings["entrypoint"] = self._entrypoint
@@ -183,6 +199,8 @@ class ConstrainedHost(DockerContainer):
         CPUs as the machine, keeps them for the whole trial (the probe runs there)."""
         self._since = time.time()
         payload = archive(self.inputs())  # an unreadable input is bad input: raised before any container
+        if self.fs is not None and not self.loops:
+            self.loops = loops.require_devices(str(engine.client().api.base_url), 1)
         engine.ensure_image(image=self.image)  # first use builds it (missing or stale), never a registry pull
         self._disk_key = DiskKey.of(self.profile, self.image, payload)
         kept = self.pool.take(self._disk_key) if self.pool is not None and self._entrypoint is None else None

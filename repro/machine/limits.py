@@ -8,6 +8,7 @@ runs (repro/machine/disk.py) -- is limited in the same place.
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
 from repro.machine import engine  # first: it sets the testcontainers environment
 
@@ -47,14 +48,17 @@ def read_only_root() -> dict[str, object]:
 BASE_CAPS = ("CHOWN", "SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER")
 
 def container_settings(profile: MachineProfile, *, role: str, mounts: list[Mount], fuse: bool,
-                       restarted: bool, cpus: str = "") -> dict[str, object]:
+                       restarted: bool, cpus: str = "", loops: tuple[str, ...] = ()) -> dict[str, object]:
     """docker-py ``containers.create`` keyword arguments for a machine of this profile, pinned to
     ``cpus`` (repro/machine/cpus.py; "" for none).
 
     The restarted machine (the disk holder) runs only the probe, as uid 1000: it needs no capability at all.
-    Only a power-loss machine gets the FUSE device, CAP_SYS_ADMIN and an unconfined AppArmor profile.
+    Only a power-loss machine gets the FUSE device, CAP_SYS_ADMIN and an unconfined AppArmor profile;
+    with ``--fs`` also ``loops``, the candidate loop devices (repro/machine/loops.py), for root's
+    lab-blockfs alone (the device nodes are root's: the workload's uid 1000 cannot open them).
     """
-    caps = [] if restarted else [*BASE_CAPS, *(["SYS_ADMIN"] if fuse else [])]
+    # SYS_CHROOT with loops: joining the --fs filesystem's mount namespace (nsenter --mount) needs it
+    caps = [] if restarted else [*BASE_CAPS, *(["SYS_ADMIN"] if fuse else []), *(["SYS_CHROOT"] if loops else [])]
     security = ["no-new-privileges=true", *(["apparmor=unconfined"] if fuse else [])]
     settings: dict[str, object] = dict(
         mem_limit=profile.memory, memswap_limit=profile.memory_swap, nano_cpus=int(profile.cpus * 1e9),
@@ -65,7 +69,7 @@ def container_settings(profile: MachineProfile, *, role: str, mounts: list[Mount
     if cpus:
         settings["cpuset_cpus"] = cpus
     if fuse:
-        settings["devices"] = ["/dev/fuse:/dev/fuse:rwm"]
+        settings["devices"] = ["/dev/fuse:/dev/fuse:rwm", *(f"{d}:{d}:rwm" for d in loops)]
     return settings
 
 
@@ -113,3 +117,18 @@ def has_device(path: str, cli: DockerClient | None = None, image: str = IMAGE) -
             pass
     _devices[key] = found
     return found
+
+
+def image_has_programs(image: str, programs: Iterable[str], cli: DockerClient | None = None) -> list[str]:
+    """Which of ``programs`` the image lacks (an empty list: it has them all), asked in a throwaway container
+    with no network and no capability -- e.g. a user's --image without xfsprogs, before any machine."""
+    names = list(programs)
+    cli = cli or engine.client()
+    script = 'for p in "$@"; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done'
+    try:
+        out = cli.containers.run(image, ["sh", "-c", script, "check", *names], entrypoint=[], remove=True,
+                                 network_mode="none", cap_drop=["ALL"], labels=labels("program-check"),
+                                 **read_only_root())
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"cannot ask the image {image} for {', '.join(names)}: {engine._short(exc)}") from None
+    return (out or b"").decode("utf-8", "replace").split()

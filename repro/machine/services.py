@@ -15,17 +15,33 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Mapping, Protocol
 
 from repro.errors import LabError, ScenarioError
+from repro.filesystems import FsSpec
+from repro.machine import loops
+from repro.machine.console import Console
+from repro.machine.disk import DATA_DIR, copy_out
 from repro.protocol import EventKind, Line, LossyKind, Tag
+from repro.machine.labels import RUN_ID
+from repro.scenario import MachineProfile, StoreSpec
 from repro.workload.config import WorkloadConfig
 from repro.workload.spec import HazardName
 
-if TYPE_CHECKING:  # the CLI imports this module through the faults: no engine client at import time
+if TYPE_CHECKING:
     from docker.models.containers import Container
 
-    from repro.machine.console import Console
-    from repro.scenario import StoreSpec
-
 SERVICES_DIR = "/run/s6/services"
+# The power-loss filesystem's mount (what the workload opens) and its backing directory on the data disk.
+LOSSY_MOUNT = f"{DATA_DIR}/lossy"
+LOSSY_BACKING = f"{DATA_DIR}/backing"
+# A recording machine's lossyfs trace (repro explore): a volume of its own, outside the disk under
+# test and the tmpfs /run (whose files die with the machine, and which the engine cannot copy
+# from), so the lab fetches it from the stopped machine; removed with the machine.
+TRACE_DIR = "/var/lib/lab-trace"
+# --fs: the kernel filesystem's image on the lossy mount (its name carries the run: a loop device shows it),
+# and where it is mounted (a tmpfs of the machine's: the mount point must not lie on the disk it mounts)
+BLOCKFS_IMAGE = f"{LOSSY_MOUNT}/{loops.image_name(RUN_ID, 'fs')}"
+BLOCKFS_IMAGE_ON_DISK = f"{LOSSY_BACKING}/{loops.image_name(RUN_ID, 'fs')}"  # what the power cut left of it
+BLOCKFS_MOUNT = "/run/lab-fs"
+RECOVERED_DIR = f"{DATA_DIR}/recovered"  # --fs: the files the kernel recovered from the image, for the probe
 SETTINGS_DIR = "/run/lab"
 # The cron hazard's writer: its ledger indices start here (the gateway's stay far below), and
 # it does what a cron job does to sessions.
@@ -34,7 +50,7 @@ CRON_MIX = "append_message=50,update_token_counts=30,create_session=10,end_sessi
 START_TIMEOUT_S = 30.0
 START_RETRY_S = 0.02
 # A recording machine (repro explore): the lossyfs trace goes to the machine's trace volume
-# (disk.TRACE_DIR, fetched with ``fetch_trace`` once the machine is down), and the workload
+# (TRACE_DIR, fetched with ``fetch_trace`` once the machine is down), and the workload
 # marks it through the daemon's socket.
 TRACE_FILE = "trace.jsonl"
 MARK_SOCKET = f"{SETTINGS_DIR}/marks.sock"
@@ -60,6 +76,17 @@ class Machine(Protocol):
 
     @property
     def store_mount(self) -> str: ...
+
+    @property
+    def fs(self) -> FsSpec | None: ...
+
+    @property
+    def profile(self) -> MachineProfile: ...
+
+    loops: tuple[str, ...]
+    loop_device: str
+
+    def exec_checked(self, argv: list[str], user: str = "root") -> str: ...
 
     def put_file(self, directory: str, name: str, text: str, then: str = "") -> None: ...
 
@@ -94,6 +121,8 @@ def start_workload(host: Machine, config: WorkloadConfig, *, lossy_args: str = "
         raise ScenarioError("recording a trace needs a machine made with fuse=True and record=True")
     if host.fuse:
         start_lossyfs(host, config.seed, lossy_args, record=record)
+    if host.fs is not None:
+        host.loop_device = start_blockfs(host)
     config = replace(config, db_path=host.db_path, store_mount=host.store_mount,
                      mark_socket=MARK_SOCKET if record else "")
     start(host, "session-store", {**config.to_env(), **host.store.environment()})
@@ -123,8 +152,6 @@ def start_workload(host: Machine, config: WorkloadConfig, *, lossy_args: str = "
 def start_lossyfs(host: Machine, seed: int, args: str = "", *, record: bool = False) -> None:
     """The power-loss filesystem, mounted over the disk before the workload opens anything;
     ``record``: it also records its trace to TRACE_DIR and takes marks on MARK_SOCKET."""
-    from repro.machine.disk import LOSSY_BACKING, LOSSY_MOUNT, TRACE_DIR
-
     if record:
         args = f"{args} --record {TRACE_DIR}/{TRACE_FILE} --mark-socket {MARK_SOCKET}".strip()
     start(host, "lossyfs", {"LAB_SEED": str(seed), "LAB_LOSSY_BACKING": LOSSY_BACKING,
@@ -132,11 +159,36 @@ def start_lossyfs(host: Machine, seed: int, args: str = "", *, record: bool = Fa
     host.console.wait_for(lambda l: l.is_lossy(LossyKind.READY), START_TIMEOUT_S, "the lossy filesystem")
 
 
+def start_blockfs(host: Machine) -> str:
+    """Make and mount the ``--fs`` filesystem over an image on the lossy mount, in a mount namespace of its
+    own held by the ``blockfs`` service (docker/lab-blockfs), before the workload opens anything; the
+    store's services join that namespace. Returns the loop device it got."""
+    fs = host.fs
+    assert fs is not None
+    start(host, "blockfs", {
+        "LAB_BLOCKFS_IMAGE": BLOCKFS_IMAGE, "LAB_BLOCKFS_SIZE": str(host.profile.disk),
+        "LAB_BLOCKFS_MOUNT": BLOCKFS_MOUNT, "LAB_BLOCKFS_OWNER": "hermes:hermes",
+        "LAB_BLOCKFS_MKFS": " ".join(fs.kind.mkfs), "LAB_BLOCKFS_OPTIONS": ",".join(fs.mount_options),
+        "LAB_BLOCKFS_DEVICES": " ".join(host.loops)})
+    try:
+        out = host.exec_checked(["lab-blockfs", "wait", str(int(START_TIMEOUT_S))])
+    except LabError as exc:
+        raise host.console.error(f"the {fs.label} filesystem was not mounted: {exc}") from None
+    device = next((line.split()[-1] for line in out.splitlines() if line.startswith("LAB BLOCKFS ")), "")
+    if not device:
+        raise host.console.error(f"lab-blockfs mounted no filesystem: {out.strip()[-300:]}")
+    return device
+
+
+def stop_blockfs(host: Machine) -> None:
+    """Unmount the ``--fs`` filesystem (its loop device detaches): its last writes and flush reach lossyfs
+    before the machine's stop ends the lossy filesystem."""
+    host.exec_checked(["lab-blockfs", "down", BLOCKFS_MOUNT])
+
+
 def fetch_trace(host: Machine, dest: pathlib.Path) -> list[str]:
     """Copy the recorded trace (trace.jsonl and its blobs) out of the machine into ``dest``; the
     machine may be down, not removed. Returns the names copied."""
-    from repro.machine.disk import TRACE_DIR, copy_out
-
     return copy_out(host.get_wrapped_container(), TRACE_DIR, dest)
 
 

@@ -77,6 +77,7 @@ FAULT_CRASH_CLASSES: Mapping[str, CrashClass] = {
     "disk-fill": CrashClass.PROCESS,
     "disk-fill-clear": CrashClass.PROCESS,
     "power-loss": CrashClass.POWER_LOSS,
+    "clean-stop": CrashClass.PROCESS,  # no crash at all: the control; no class promises less than a process crash
 }
 
 

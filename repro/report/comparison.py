@@ -11,7 +11,8 @@ at its counts (``detectable``), and when that exceeds DETECTABLE_LIMIT (or no di
 was detectable, as with 0 of 3 against 0 of 3) the comparison says "inconclusive at this trial
 count" instead of "no difference". Broken promises (corruption or loss where the configuration in
 force promised none) are listed per side whatever the statistics: one is already a bug shown; they
-are called SQLite's only when the lab can tell (repro/report/summary.py: sqlite_at_fault).
+are called SQLite's only when the lab can tell (repro/report/blame.py), and the store's own when its no-fault control
+showed the same.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from rich.table import Table
 from repro.report.records import TrialRecord
 from repro.scenario.stores import OWN_SETTINGS
 from repro.report.summary import VERDICTS, WRITES_LOST, GroupKey, GroupSummary, config_label, in_force, \
-    sqlite_at_fault, summarize
+    settings_in_force, summarize
+from repro.report.blame import CONTROL_FAULT, NOT_BLAMED, side_blame
 
 ALPHA = 0.05
 # "No difference" needs counts that could have shown a difference of this share of trials (one trial in four).
@@ -67,9 +69,26 @@ def detectable(harmed_old: int, n_old: int, n_new: int) -> float | None:
     against even 3 of 3 is p = 0.1)."""
     if n_old <= 0 or n_new <= 0:
         return None
-    found = [abs(k / n_new - harmed_old / n_old) for k in range(n_new + 1)
-             if fisher_exact(harmed_old, n_old, k, n_new) < ALPHA]
-    return min(found) if found else None
+    rate = harmed_old / n_old
+    if n_new <= 64:  # few counts: every outcome
+        found = [abs(k / n_new - rate) for k in range(n_new + 1) if fisher_exact(harmed_old, n_old, k, n_new) < ALPHA]
+        return min(found) if found else None
+    # Many: the p-value falls as k moves away from the old rate, so each side's nearest significant k is found by
+    # bisection (O(n log n), where trying every k is quadratic); tests/unit/test_compare.py checks both agree.
+    centre = rate * n_new
+    nearest = []
+    for lo, hi, rising in ((math.ceil(centre), n_new, True), (0, math.floor(centre), False)):
+        if lo > hi or fisher_exact(harmed_old, n_old, hi if rising else lo, n_new) >= ALPHA:
+            continue
+        while lo < hi:  # rising: the least significant k in [lo, hi]; else the greatest
+            mid = (lo + hi) // 2 if rising else (lo + hi + 1) // 2
+            significant = fisher_exact(harmed_old, n_old, mid, n_new) < ALPHA
+            if rising:
+                lo, hi = (lo, mid) if significant else (mid + 1, hi)
+            else:
+                lo, hi = (mid, hi) if significant else (lo, mid - 1)
+        nearest.append(abs(lo / n_new - rate))
+    return min(nearest) if nearest else None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -152,20 +171,36 @@ class ComparisonRow:
         return f"{trials} could not detect a difference below {math.floor(found * 100 + 1e-9)}%"
 
     @property
+    def detectable_text(self) -> str:
+        """``could have detected 20%``: the smallest difference these counts could have shown (see ``detectable``)."""
+        found = self.detectable
+        return "could detect no difference" if found is None else f"could have detected {math.ceil(found * 100 - 1e-9)}%"
+
+    @property
+    def inconclusive(self) -> bool:
+        """No significant difference, and either the shares differ (p >= ALPHA) or the counts were too few; never
+        a control (it witnesses whose fault a loss is; a difference there still counts as better or worse)."""
+        return self.compared and not self.is_control and (self.change == "inconclusive" or self.underpowered)
+
+    @property
+    def is_control(self) -> bool:
+        """The no-fault control's group (repro/report/blame.py)."""
+        return self.faults.split(" ")[0] == CONTROL_FAULT
+
+    @property
     def change_text(self) -> str:
         p = self.p_value
         if p is None:
             return self.change
+        if self.is_control and self.change in ("same", "inconclusive"):
+            return f"control: {self.change} ({self.power_text if self.underpowered else self.detectable_text})"
         if self.underpowered:
             return f"inconclusive at this trial count: {self.power_text}"
         if self.change == "same":
-            return self.change
+            return f"same ({self.detectable_text})"
+        if self.change == "inconclusive":
+            return f"inconclusive (p={p:.3f}; {self.detectable_text})"
         return f"{self.change} (p<0.001)" if p < 0.001 else f"{self.change} (p={p:.3f})"
-
-
-# A side whose failures the lab can, or cannot, lay at SQLite's door (repro/report/summary.py: sqlite_at_fault).
-_BLAMED = "broke SQLite's promise"
-_NOT_BLAMED = "lost or corrupted data where its configuration promised none"
 
 
 @dataclass(frozen=True)
@@ -173,18 +208,35 @@ class Comparison:
     old_label: str
     new_label: str
     rows: tuple[ComparisonRow, ...]
-    old_sqlite_blamed: bool = True  # every failed trial of that side broke SQLite's promise, as far as the lab
-    new_sqlite_blamed: bool = True  # can tell (the lab's own store, no pre-existing row lost)
+    old_blame: str = NOT_BLAMED  # how each side's broken promises read (blame.side_blame)
+    new_blame: str = NOT_BLAMED
+    # What each side had in force, read back in the machine (summary.settings_in_force), each distinct setting once.
+    old_settings: tuple[str, ...] = ()
+    new_settings: tuple[str, ...] = ()
+    releases: bool = False  # both sides are stores of their own (paths or refs), not presets of the lab's
+
+    @property
+    def same_settings(self) -> str:
+        """``the two releases ran the same durability settings on these machines (wal/normal, SQLite 3.40.1)``
+        when both sides read back identical pragmas on an identical SQLite: a fix that changes them only
+        elsewhere (another platform) was not exercised. "" when they differ or were not recorded, or when a side
+        is a preset of the lab's own store (its settings are its name)."""
+        if not self.releases or not self.old_settings or self.old_settings != self.new_settings:
+            return ""
+        shown = "; ".join(dict.fromkeys(setting.split(" [")[0] for setting in self.old_settings))  # no source ids
+        return f"the two releases ran the same durability settings on these machines ({shown})"
 
     def _groups(self, change: str) -> list[str]:
-        return [f"{r.profile}/{r.faults}" for r in self.rows if r.change == change]
+        """The groups of that change; the controls' only when they differ (better, worse)."""
+        return [f"{r.profile}/{r.faults}" for r in self.rows
+                if r.change == change and (change in ("better", "worse") or not r.is_control)]
 
     def _underpowered(self) -> str:
         """``3 trials per side could not detect a difference below 100% (fly-256/sigkill)``, one per weak group
         (those with the same text joined); "" when every group that saw no difference could have seen one."""
         weak: dict[str, list[str]] = {}
         for r in self.rows:
-            if r.compared and r.underpowered:
+            if r.compared and r.underpowered and not r.is_control:
                 weak.setdefault(r.power_text, []).append(f"{r.profile}/{r.faults}")
         return "; ".join(f"{text} ({', '.join(groups)})" for text, groups in weak.items())
 
@@ -215,9 +267,11 @@ class Comparison:
             text = f"no difference between {self.old_label} and {self.new_label}"
         if (better or worse or unsure) and (weak := self._underpowered()):
             text += f"; inconclusive at this trial count: {weak}"
-        broken = [f"{label} {_BLAMED if blamed else _NOT_BLAMED} in {', '.join(groups)}"
-                  for label, groups, blamed in ((self.old_label, self.broken_promises("old"), self.old_sqlite_blamed),
-                                                (self.new_label, self.broken_promises("new"), self.new_sqlite_blamed))
+        if self.same_settings and not (better or worse):
+            text += f"; {self.same_settings}: a fix that changes only other platforms' settings did not run here"
+        broken = [f"{label} {blame} in {', '.join(groups)}"
+                  for label, groups, blame in ((self.old_label, self.broken_promises("old"), self.old_blame),
+                                               (self.new_label, self.broken_promises("new"), self.new_blame))
                   if groups]
         return "; ".join([text, *broken])
 
@@ -233,8 +287,11 @@ def compare_runs(old: Sequence[TrialRecord], new: Sequence[TrialRecord],
     olds, news = pooled(old), pooled(new)
     keys = list(dict.fromkeys(list(olds) + list(news)))
     rows = tuple(ComparisonRow(p, f, olds.get((p, f)), news.get((p, f))) for p, f in keys)
-    return Comparison(old_label, new_label, rows, all(sqlite_at_fault(r) for r in old if r.failed),
-                      all(sqlite_at_fault(r) for r in new if r.failed))
+    def settings(records: Sequence[TrialRecord]) -> tuple[str, ...]:
+        return tuple(sorted({settings_in_force(r) for r in records if not r.lab_error}))
+
+    releases = all(r.store != "default" for r in (*old, *new))
+    return Comparison(old_label, new_label, rows, side_blame(old), side_blame(new), settings(old), settings(new), releases)
 
 
 def comparison_of(records: Sequence[TrialRecord]) -> Comparison | None:
@@ -273,6 +330,12 @@ def comparison_markdown(comparison: Comparison) -> str:
              "|---|---|---|---|---|"]
     for row in comparison.rows:
         lines.append(f"| {row.profile} | {row.faults} | {_counts(row.old)} | {_counts(row.new)} | {row.change_text} |")
+    if comparison.same_settings:
+        lines += ["", f"Settings: {comparison.same_settings}."]
+    elif comparison.releases and comparison.old_settings and comparison.new_settings:
+        lines += ["", "Settings read back in the machines: " + "; ".join(
+            f"{label}: {', '.join(settings)}" for label, settings in ((comparison.old_label, comparison.old_settings),
+                                                                      (comparison.new_label, comparison.new_settings)))]
     lines += ["", f"A change is better/worse only at p < {ALPHA} (Fisher's exact test on the share of trials "
                   f"that corrupted or lost acknowledged data); `{WRITES_LOST} N` counts the acknowledged writes lost. "
                   "No change seen is inconclusive when these counts could not have detected a difference of "

@@ -10,6 +10,7 @@ and runs headless (the Agg/SVG backends) on a CI machine. Text stays text in the
 from __future__ import annotations
 
 import io
+import textwrap
 from typing import Sequence
 
 import matplotlib
@@ -63,8 +64,16 @@ def heatmap(groups: Sequence[GroupSummary]) -> str:
     rows = list(dict.fromkeys(f"{g.key.profile}  {g.key.faults}" for g in groups))
     cols = list(dict.fromkeys(g.key.config for g in groups))
     cell = {(f"{g.key.profile}  {g.key.faults}", g.key.config): g for g in groups}
-    width = min(14.0, 1.0 + 2.0 * len(cols) + max(len(r) for r in rows) * 0.07)
-    fig, ax = plt.subplots(figsize=(width, 0.8 + 0.6 * len(rows)))
+    # Each column says what differs between them: the configuration asked for, wrapped, and what was in force.
+    forced = {c: ", ".join(dict.fromkeys(g.in_force for g in groups if g.key.config == c and g.in_force)) for c in cols}
+    names = ["\n".join(textwrap.wrap(_short_paths(c), 24, break_on_hyphens=False, break_long_words=False)
+                       + textwrap.wrap(f"({forced[c]})" if forced[c] else "", 24, break_long_words=False))
+             for c in cols]
+    longest = max((len(line) for name in names for line in name.splitlines()), default=10)
+    column = max(1.8, 0.075 * longest)  # inches: room for the widest label line, so labels never overlap
+    width = min(16.0, 1.0 + column * len(cols) + max(len(r) for r in rows) * 0.07)
+    lines = max(name.count("\n") + 1 for name in names)
+    fig, ax = plt.subplots(figsize=(width, 0.8 + 0.16 * lines + 0.6 * len(rows)))
     palette = ["#f4f4f4", *[VERDICT_COLOURS[v] for v in SEVERITY]]
     grid = [[0 if (r, c) not in cell else 1 + SEVERITY.index(worst(cell[r, c])) for c in cols] for r in rows]
     ax.imshow(grid, cmap=ListedColormap(palette), vmin=0, vmax=len(palette) - 1, aspect="auto")
@@ -78,7 +87,7 @@ def heatmap(groups: Sequence[GroupSummary]) -> str:
                 label += f"\n{g.writes_lost} {WRITES_LOST}"
             dark = worst(g) in (Verdict.CORRUPT, Verdict.LOST_ACKED, Verdict.PASS, Verdict.ERROR)
             ax.text(j, i, label, ha="center", va="center", fontsize=9, color="white" if dark else "black")
-    ax.set_xticks(range(len(cols)), cols)
+    ax.set_xticks(range(len(cols)), names, fontsize=8)
     ax.set_yticks(range(len(rows)), rows)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
@@ -90,10 +99,18 @@ def heatmap(groups: Sequence[GroupSummary]) -> str:
     return _svg(fig)
 
 
-def timeline(tl: Timeline, title: str) -> str:
-    """Acknowledged and failed writes over time, the marks (fault, disk full, stop...), lost writes in red."""
-    fig, ax = plt.subplots(figsize=(9.0, 2.9))
-    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.17, top=0.80)
+def _short_paths(label: str) -> str:
+    """A label's long paths cut to their last two parts (``…/dropper-case/good``): a heatmap column is narrow."""
+    return " ".join("…/" + "/".join(word.rstrip("/").split("/")[-2:]) if word.startswith("/") and len(word) > 24
+                    else word for word in label.split(" "))
+
+
+def timeline(tl: Timeline, title: str, start_rows: int = 0, start_lost: int = 0) -> str:
+    """Acknowledged and failed writes over time, the marks (fault, disk full, stop...), lost writes in red; the
+    marks' labels sit above the plot, never over the lost writes. ``start_rows``: the rows the trial started with
+    (--from-db, --initial-size), drawn at 0 s with ``start_lost`` of them lost."""
+    fig, ax = plt.subplots(figsize=(9.0, 3.3))
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.15, top=0.70)
     if tl.acked:
         ax.step([t for t, _ in tl.acked], [n for _, n in tl.acked], where="post", color="#1f5fa8",
                 label="acknowledged writes")
@@ -107,13 +124,18 @@ def timeline(tl: Timeline, title: str) -> str:
                    label=f"{tl.lost_total} acknowledged writes lost{more}")
     top = max([n for _, n in tl.acked] + [n for _, n in tl.failed] + [1])
     right = max(tl.duration, max((m.t for m in tl.marks), default=0.0), 0.1) * 1.02
+    if start_lost:
+        ax.scatter([0.0], [0], marker="v", color="#b8212d", s=40, zorder=4, clip_on=False,
+                   label=f"{start_lost} of {start_rows} rows from before the trial lost")
     for n, mark in enumerate(tl.marks):
         ax.axvline(mark.t, color=MARK_COLOURS[mark.kind], linestyle="--", linewidth=1)
         near_end = mark.t > 0.7 * right  # label to the left of its line, or it runs off the figure
-        ax.text(mark.t, top * (0.97 - 0.12 * (n % 5)), f"{mark.label} " if near_end else f" {mark.label}",
-                color=MARK_COLOURS[mark.kind], fontsize=8, va="top", ha="right" if near_end else "left")
+        ax.text(mark.t, 1.01 + 0.075 * (n % 3), f"{mark.label} " if near_end else f" {mark.label}",
+                transform=ax.get_xaxis_transform(), clip_on=False,  # above the plot: lost writes stay visible
+                color=MARK_COLOURS[mark.kind], fontsize=8, va="bottom", ha="right" if near_end else "left")
     files = ", ".join(f"{name} {_size(size)}" for name, size in tl.files)
-    ax.set_title(title + (f"\nat the crash: {files}" if files else ""), fontsize=9, loc="left")
+    start = f"; started from {start_rows:,} rows" if start_rows else ""
+    ax.set_title(title + start + (f"\nat the crash: {files}" if files else ""), fontsize=9, loc="left", pad=34)
     ax.set_xlabel("seconds since the store opened")
     ax.set_ylabel("writes")
     ax.set_xlim(left=0, right=right)

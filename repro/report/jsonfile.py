@@ -94,6 +94,12 @@ def as_list(value: object) -> list[object]:
     return value
 
 
+def as_digests(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ResultsError(f"expected an object of names and digests, got {value!r}")
+    return {str(name): str(digest) for name, digest in value.items()}
+
+
 def as_int(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected an integer, got {value!r}")

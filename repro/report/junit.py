@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+from repro.report.blame import NO_CONTROLS, Controls, controls_of, promise_text
 from repro.report.outcome import RunOutcome, outcome
 from repro.report.records import FailOn, RunResult, TrialRecord
 from repro.report.summary import WRITES_LOST, config_label, in_force
@@ -52,14 +53,15 @@ def _close(suite: ET.Element) -> tuple[int, int, int, float]:
     return len(cases), failures, errors, time
 
 
-def _trial_case(suite: ET.Element, t: TrialRecord) -> None:
+def _trial_case(suite: ET.Element, t: TrialRecord, controls: Controls = NO_CONTROLS) -> None:
     case = ET.SubElement(suite, "testcase", classname=f"{suite.get('name')}.{slug(t.profile)}.{slug(t.faults_label)}",
                          name=t.id, time=f"{t.duration_s:.3f}")
     text = f"{t.detail}\nreplay: {t.replay}" + (f"\nartifacts: {t.artifacts_dir}" if t.artifacts_dir else "")
     if t.lab_error:
         ET.SubElement(case, "error", message=t.detail[:200], type="lab-error").text = text
     elif t.failed:
-        ET.SubElement(case, "failure", message=f"{t.verdict.value}: {t.detail[:200]}", type=t.verdict.value).text = text
+        ET.SubElement(case, "failure", message=f"{t.verdict.value}: {t.detail[:200]}",
+                      type=t.verdict.value).text = f"{promise_text(t, controls)}\n{text}"  # whose fault, first
     ET.SubElement(case, "system-out").text = (
         f"verdict={t.verdict.value} expected={t.expected} store={config_label(t)} in_force={in_force(t)}"
         f" seed={t.seed} acked={t.acked} {WRITES_LOST.replace(' ', '_')}={t.lost_acked}"
@@ -72,6 +74,7 @@ def junit_element(run: RunResult, result: RunOutcome | None = None) -> ET.Elemen
     result = result or outcome(run)
     suites = ET.Element("testsuites", name=PREFIX)
     by_config: dict[str, ET.Element] = {}
+    controls = controls_of(run.trials)
     for t in run.trials:
         label = config_label(t)
         if label not in by_config:
@@ -80,7 +83,7 @@ def junit_element(run: RunResult, result: RunOutcome | None = None) -> ET.Elemen
             ET.SubElement(props, "property", name="store_configuration", value=label)
             ET.SubElement(props, "property", name="seed", value=str(run.meta.seed))
             ET.SubElement(props, "property", name="command", value=run.meta.command)
-        _trial_case(by_config[label], t)
+        _trial_case(by_config[label], t, controls)
     if result.comparison is not None:
         comparison = result.comparison
         suite = _suite(suites, f"{PREFIX}.comparison")

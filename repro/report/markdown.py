@@ -4,11 +4,13 @@ that harmed data with its evidence and replay command, expected or not."""
 from __future__ import annotations
 
 from repro.report.comparison import comparison_markdown
+from repro.report.confidence import METHOD_TEXT
 from repro.report.outcome import RunOutcome, outcome
 from repro.report.provenance import provenance_lines
 from repro.report.records import RunResult, TrialRecord
 from repro.report.summary import HARMED_DATA, WRITES_LOST, blind_controls, columns, config_label, in_force, \
-    promise_text, start_labels, table_rows, table_title
+    start_labels, summarize, table_rows, table_title
+from repro.report.blame import NO_CONTROLS, Controls, controls_of, promise_text
 
 
 def _md(text: object) -> str:
@@ -32,7 +34,9 @@ def render_markdown(run: RunResult, result: RunOutcome | None = None) -> str:
     lines += [f"- store: {_md(line)}" for line in provenance_lines(meta.stores)]
     lines += [f"- start: {_md(label)}" for label in start_labels(trials)]
     if meta.sqlite_version or meta.lab_version:
-        lines.append(f"- SQLite {meta.sqlite_version or '?'}, lab {meta.lab_version or '?'}")
+        image = f", image {meta.image} ({meta.image_id.removeprefix('sha256:')[:12]})" if meta.image else ""
+        lines.append(f"- SQLite {meta.sqlite_version or '?'}, lab {meta.lab_version or '?'}{image}")
+    lines += [f"- starting database {name}: sha256 {digest[:16]}" for name, digest in meta.starts.items()]
     for gate in result.gates:
         lines.append(f"- `--fail-on {gate.condition.value}`: {'**FAILED**' if gate.failed else 'ok'}, {gate.reason}")
     lines += ["", f"## Verdicts per group: {table_title(trials)}", ""]
@@ -47,6 +51,9 @@ def render_markdown(run: RunResult, result: RunOutcome | None = None) -> str:
               "acknowledged writes, whatever was promised. `expected-loss`: loss the configuration allows (WAL + "
               "synchronous=normal under power loss). The configuration in force is the journal mode and "
               "synchronous the store read back."]
+    lines += ["", "## How sure", "", f"Per group, each bad outcome's count and the rates it allows: {METHOD_TEXT}.", ""]
+    lines += [f"- {g.key.profile} / {g.key.faults} / {_md(g.key.config)}: "
+              + "; ".join(bound.text for bound in g.rates) for g in summarize(trials) if g.rates]
     reproduced = [(g, cells) for g, cells in rows if g.harmed]
     if reproduced:
         lines += [""]
@@ -62,8 +69,9 @@ def render_markdown(run: RunResult, result: RunOutcome | None = None) -> str:
         unexpected = sum(1 for t in harmed if t.failed)
         lines += [f"{len(harmed)} trial(s), {unexpected} of them where the configuration in force promised no "
                   "loss.", ""]
+    controls = controls_of(trials)
     for t in harmed:
-        lines += _trial_md(t)
+        lines += _trial_md(t, controls)
     errors = [t for t in trials if t.lab_error]
     if errors:
         lines += ["", "## Lab errors (not the store's fault, not a pass)", ""]
@@ -79,8 +87,8 @@ def render_markdown(run: RunResult, result: RunOutcome | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _trial_md(t: TrialRecord) -> list[str]:
-    promise = promise_text(t)
+def _trial_md(t: TrialRecord, controls: Controls = NO_CONTROLS) -> list[str]:
+    promise = promise_text(t, controls)
     if t.failed:
         promise = f"**{promise}**"
     out = [

@@ -1,7 +1,8 @@
 """A run's report directory: its own (the run id in its name), never another run's reports unless --force.
 
 The default is ``runs/<timestamp>-<run id>``, made with an exclusive mkdir (a suffix if even
-that exists), so two runs started in the same second never share one. A directory given with
+that exists), so two runs started in the same second never share one. A ``runs`` directory the lab makes
+gets a ``.gitignore`` of ``*``, as pytest's cache does, so reports never land untracked in a repository. A directory given with
 ``--out`` must be empty or absent; ``--force`` clears an earlier run's reports from it first,
 but only files the lab writes, and only in a directory that looks like a lab report's. A
 marker file, made exclusively, says which run writes there now, so two runs given the same
@@ -30,6 +31,10 @@ from repro.report.records import load_json
 LAB_FILES = ("report.json", "report.md", "junit.xml", "report.html", "explore.json", "explore.md")
 LAB_DIRS = ("trials", "replays", "trace")
 MARKER = ".repro-run"
+# What the lab writes into a `runs/` directory it makes itself, as pytest does in its .pytest_cache: the reports
+# never land untracked in the user's repository (delete the file to commit them).
+GITIGNORE = "# Created by repro (hermes-lab) automatically: run reports are not source.\n*\n"
+DEFAULT_BASE = "runs"
 
 
 class ReportWriteError(LabError):
@@ -45,7 +50,7 @@ class ReportDir:
     force: bool = False
 
 
-def plan(out: str | None, run_id: str, *, force: bool = False, base: pathlib.Path = pathlib.Path("runs"),
+def plan(out: str | None, run_id: str, *, force: bool = False, base: pathlib.Path = pathlib.Path(DEFAULT_BASE),
          now: dt.datetime | None = None, prefix: str = "") -> ReportDir:
     """Check a report directory up front (ScenarioError when it cannot be used); nothing is made. The
     default is ``base/<prefix><timestamp>-<run id>``."""
@@ -142,8 +147,25 @@ def _check_reusable(path: pathlib.Path, force: bool) -> None:
                             "refusing to delete anything in it, even with --force")
 
 
-def _make_unique(path: pathlib.Path) -> pathlib.Path:
+def _make_parents(path: pathlib.Path) -> None:
+    """``path``'s missing parents, made; a ``runs`` directory among them gets its own .gitignore (GITIGNORE)."""
+    missing = []
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
     path.parent.mkdir(parents=True, exist_ok=True)
+    for made in missing:
+        if made.name == DEFAULT_BASE:
+            try:
+                with open(made / ".gitignore", "x", encoding="utf-8") as handle:
+                    handle.write(GITIGNORE)
+            except FileExistsError:
+                pass
+
+
+def _make_unique(path: pathlib.Path) -> pathlib.Path:
+    _make_parents(path)
     for n in range(1, 1000):
         candidate = path if n == 1 else path.with_name(f"{path.name}-{n}")
         try:
@@ -156,7 +178,8 @@ def _make_unique(path: pathlib.Path) -> pathlib.Path:
 
 def _make_explicit(target: ReportDir) -> pathlib.Path:
     path = target.path
-    path.mkdir(parents=True, exist_ok=True)
+    _make_parents(path)
+    path.mkdir(exist_ok=True)
     if any(path.iterdir()):
         _check_reusable(path, target.force)  # it filled up since the check (another run)
         writer = _live_writer(path)

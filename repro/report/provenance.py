@@ -35,6 +35,8 @@ class StoreProvenance:
     imported: tuple[str, ...] = ()  # the store's files its import check loaded, relative to path
     content_sha256: str = ""  # sha256 of exactly those files (the bundled store: its whole package)
     preset: str = ""  # the lab's bundled store: the preset it ran
+    image: str = ""  # the image derived from the lab's with the store's requirements ("": the lab's own)
+    requirements: str = ""  # what --store-requirements named (a file, or auto)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -63,6 +65,8 @@ class StoreProvenance:
             parts.append(f"{len(self.imported)} file{'s' if len(self.imported) != 1 else ''} imported")
         if self.content_sha256:
             parts.append(f"sha256 {self.content_sha256[:16]}")
+        if self.image:
+            parts.append(f"image {self.image} (requirements {self.requirements or '?'})")
         return f"{head}: {', '.join(parts)}" if parts else head
 
     def to_dict(self) -> dict[str, object]:
@@ -83,7 +87,8 @@ class StoreProvenance:
                        commit=str(data.get("commit", "")), dirty=None if dirty is None else bool(dirty),
                        diff_sha256=str(data.get("diff_sha256", "")), subject=str(data.get("subject", "")),
                        date=str(data.get("date", "")), imported=tuple(str(p) for p in imported),
-                       content_sha256=str(data.get("content_sha256", "")), preset=str(data.get("preset", "")))
+                       content_sha256=str(data.get("content_sha256", "")), preset=str(data.get("preset", "")),
+                       image=str(data.get("image", "")), requirements=str(data.get("requirements", "")))
         except KeyError as exc:
             raise ResultsError(f"a store's provenance lacks {exc.args[0]!r}") from exc
 

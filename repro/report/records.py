@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping
 
 from repro.errors import ExitCode, ScenarioError
 from repro.oracle.verdicts import Judgement, Verdict
-from repro.report.jsonfile import ResultsError, as_int, as_list, as_strings, indented, load_json
+from repro.report.jsonfile import ResultsError, as_digests, as_int, as_list, as_strings, indented, load_json
 from repro.report.provenance import StoreProvenance
 from repro.report.timeline import Timeline
 from repro.verify.codec import CodecError, decode, encode
@@ -25,6 +25,7 @@ class FailOn(str, enum.Enum):
 
     REGRESSION = "regression"  # the new store harms data significantly more often than the old one
     REPRODUCED = "reproduced"  # a bug hunt: fails when no trial harmed data
+    INCONCLUSIVE = "inconclusive"  # a comparison that could not tell: a group inconclusive or underpowered
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class TrialRecord:
     # What happened over time (acknowledged writes, the fault, the disk filling, what was lost), compact.
     timeline: Timeline | None = field(default=None, hash=False)
     phases: tuple[PhaseCall, ...] = ()  # the phases that ran, in order, each with its time and error
+    pragmas: Mapping[str, str] = field(default_factory=dict, hash=False)  # read back at READY (READY_PRAGMAS)
 
     @property
     def harmed(self) -> bool:
@@ -181,12 +183,16 @@ class RunMeta:
     planned: int = 0  # trials in the whole run (all shards); 0: as many as ran
     merged_from: tuple[str, ...] = ()  # run ids of the shards `repro merge` combined
     stores: tuple[StoreProvenance, ...] = ()  # which code each store was (repro/report/provenance.py)
+    image: str = ""  # the lab image the machines ran (a foreign store's derived image: run.stores)
+    image_id: str = ""  # its engine id (sha256:...), which names the exact build
+    starts: Mapping[str, str] = field(default_factory=dict, hash=False)  # each starting database: sha256 of its files
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["fail_on"] = [f.value for f in self.fail_on]
         out["merged_from"] = list(self.merged_from)
         out["stores"] = [store.to_dict() for store in self.stores]
+        out["starts"] = dict(self.starts)
         return out
 
     @classmethod
@@ -206,6 +212,8 @@ class RunMeta:
                 planned=as_int(data.get("planned", 0)),
                 merged_from=as_strings(data.get("merged_from", [])),
                 stores=tuple(StoreProvenance.from_dict(item) for item in as_list(data.get("stores", []))),
+                image=str(data.get("image", "")), image_id=str(data.get("image_id", "")),
+                starts=as_digests(data.get("starts", {})),
             )
         except KeyError as exc:
             raise ResultsError(f"run metadata lacks {exc.args[0]!r}") from exc

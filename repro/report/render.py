@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from repro.report.html import render_html
 from repro.report.junit import junit_element
 from repro.report.markdown import render_markdown
-from repro.report.outcome import outcome
+from repro.report.outcome import outcome, report_json
 from repro.report.outdir import replace_file, write_error
 from repro.report.records import ResultsError, RunResult
 
@@ -26,7 +26,7 @@ def write_all(out_dir: pathlib.Path, run: RunResult) -> tuple[pathlib.Path, ...]
     junit = io.BytesIO()
     tree.write(junit, encoding="utf-8", xml_declaration=True)
     files: dict[str, str | bytes] = {
-        REPORT_JSON: run.to_json(result.code) + "\n", "report.md": render_markdown(run, result),
+        REPORT_JSON: report_json(run, result) + "\n", "report.md": render_markdown(run, result),
         "junit.xml": junit.getvalue(), "report.html": render_html(run, out_dir, result)}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
 from repro.oracle.verdicts import Verdict
+from repro.report.confidence import RateBound
 from repro.report.records import TrialRecord, sqlite_text
 from repro.scenario.stores import OWN_SETTINGS
 
@@ -56,6 +57,20 @@ def in_force(record: TrialRecord) -> str:
     ``wal/normal 3.40.1 (system)``, ``wal/full 3.51.2 assisted``."""
     pragmas = f"{record.journal_mode}/{synchronous_name(record.synchronous)}"
     return f"{pragmas} {record.sqlite_text}" if record.sqlite_version or record.sqlite != "system" else pragmas
+
+
+# The pragmas read back at READY that decide durability (with the SQLite): what "the same settings" compares.
+DURABILITY_PRAGMAS = ("journal_mode", "synchronous", "fullfsync", "checkpoint_fullfsync", "locking_mode")
+
+
+def settings_in_force(record: TrialRecord) -> str:
+    """What a trial's store had in force, read back in the machine: ``wal/normal 3.40.1 (system)`` and every other
+    durability pragma that differs from SQLite's default (``fullfsync=1``), with the SQLite's source id when it was
+    read (two builds of one version differ there)."""
+    extra = [f"{name}={record.pragmas[name]}" for name in DURABILITY_PRAGMAS[2:]
+             if record.pragmas.get(name, "") not in ("", "0", "normal")]
+    source = f" [{record.sqlite_source_id[:30]}]" if record.sqlite_source_id else ""
+    return " ".join([in_force(record), *extra]) + source
 
 
 def config_label(record: TrialRecord) -> str:
@@ -121,6 +136,26 @@ class GroupSummary:
         return f"reproduced in {self.harmed} of {self.judged}" if self.harmed else ""
 
     @property
+    def rates(self) -> tuple[RateBound, ...]:
+        """Each bad outcome's count and the rates it is compatible with (repro/report/confidence.py): trials that
+        corrupted the database, that lost writes (lost-acked or expected-loss), and that did either; none when
+        no trial was judged."""
+        if not self.judged:
+            return ()
+        lost = self.count(Verdict.LOST_ACKED) + self.count(Verdict.EXPECTED_LOSS)
+        return (RateBound("corrupt", self.count(Verdict.CORRUPT), self.judged),
+                RateBound("lost writes", lost, self.judged), RateBound(HARMED_DATA, self.harmed, self.judged))
+
+    @property
+    def harmed_text(self) -> str:
+        """The table's cell: ``0 of 3 (<63%)``, ``2 of 3 (9.4% to 99%)``, ``3 of 3 (>37%)``; ``-`` if none judged."""
+        if not self.judged:
+            return "-"
+        bound = self.rates[-1]
+        short = bound.range_text.replace("below ", "<").replace("above ", ">")
+        return f"{self.harmed} of {self.judged} ({short})"
+
+    @property
     def verdict_text(self) -> str:
         """The non-zero verdict counts: ``2 pass, 1 lost-acked``."""
         return ", ".join(f"{self.count(v)} {v.value}" for v in VERDICTS if self.count(v)) or "none"
@@ -159,53 +194,12 @@ def table_rows(records: Sequence[TrialRecord]) -> list[tuple[GroupSummary, dict[
     rows: list[tuple[GroupSummary, dict[str, str]]] = []
     for g in summarize(records):
         config = f"{g.key.config} ({g.in_force})" if g.in_force else g.key.config
-        harmed = f"{g.harmed} of {g.judged}" if g.judged else "-"
+        harmed = g.harmed_text
         lost = f"{g.writes_lost} + {g.preexisting_lost} pre-existing" if g.preexisting_lost else str(g.writes_lost)
         first = f"{g.key.profile} {g.key.faults}" if names[0] == PROFILE_FAULTS else g.key.faults
         rows.append((g, dict(zip(names, (first, config, g.verdict_text, lost, harmed,
                                           "yes" if g.as_expected else "NO")))))
     return rows
-
-
-def sqlite_at_fault(record: TrialRecord) -> bool:
-    """A failed trial whose harm the lab can lay at SQLite's door: the lab's own store (it acknowledges a
-    write only once SQLite has committed it, and deletes nothing it wrote) corrupted its database or lost
-    acknowledged writes where the configuration in force promised neither, and no row the trial started
-    with is among the losses. A foreign store acknowledges on its own terms and may delete rows itself;
-    rows from before the trial were durable before any crash: the lab cannot tell who removed them."""
-    return record.failed and record.store == "default" and record.lost_preexisting == 0
-
-
-def failure_text(record: TrialRecord) -> str:
-    """A failed trial in words, naming the actor only as far as the lab can tell (``sqlite_at_fault``)."""
-    if sqlite_at_fault(record):
-        return "broke SQLite's promise"
-    who = "the store" if record.store != "default" else "the trial"
-    if record.verdict is Verdict.CORRUPT:
-        return (f"{who} left a corrupt database where the configuration in force promises none (the store's own "
-                "code wrote it: the lab cannot tell SQLite's part)" if record.store != "default" else
-                "corrupt where the configuration in force promises no corruption")
-    if record.lost_preexisting and not record.lost_acked:
-        return (f"{who} lost rows that existed before it began, where the configuration in force promises no loss: "
-                "they were durable before any crash, and a store that deletes or rewrites rows loses them with no "
-                "crash at all (the lab cannot tell the store's part from SQLite's)")
-    lost = "acknowledged writes" + (" and rows that existed before the trial" if record.lost_preexisting else "")
-    return (f"{who} lost {lost} where the configuration in force promises no loss"
-            + (" (its acknowledgements are its own: the lab cannot tell SQLite's part)" if record.store != "default"
-               else ""))
-
-
-def promise_text(record: TrialRecord) -> str:
-    """What the oracle made of a trial, in words: a broken promise (and whose), or why its harm was expected."""
-    if record.lab_error:
-        return "the lab failed"
-    if record.failed:
-        return failure_text(record)
-    if record.verdict is Verdict.EXPECTED_LOSS:
-        return "expected: the configuration allows this loss"
-    if not record.promised_safe and record.harmed:
-        return "expected: SQLite promises nothing here (a positive control, or the locks were dropped)"
-    return "as expected"
 
 
 def blind_controls(records: Iterable[TrialRecord]) -> tuple[GroupKey, ...]:

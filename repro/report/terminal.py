@@ -16,6 +16,7 @@ from rich.text import Text
 
 from repro.oracle.verdicts import Verdict
 from repro.report.comparison import render_comparison
+from repro.report.confidence import METHOD
 from repro.report.outcome import RunOutcome
 from repro.report.provenance import StoreProvenance, provenance_lines
 from repro.report.records import TrialRecord
@@ -121,6 +122,9 @@ def print_table(records: Sequence[TrialRecord], console: Console | None = None,
     """The verdict table, which code each store was, then a warning for every positive control that never failed."""
     console = console or Console()
     console.print(render_table(records, width=console.width))
+    if records:
+        console.print(Text(f"{HARMED_DATA} (in brackets): the rate's 95% {METHOD} bounds (one-sided at none or all)",
+                           style="dim"))
     for line in provenance_lines(tuple(stores)):
         console.print(Text(f"store: {line}"), soft_wrap=True)  # one line to grep: the terminal wraps it
     for label in start_labels(records):

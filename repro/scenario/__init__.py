@@ -20,7 +20,7 @@ from repro.scenario.model import (
     default_trigger,
     parse_fault,
 )
-from repro.scenario.profiles import DEFAULT_PROFILE, PROFILES, MachineProfile, format_size, get_profile, parse_size
+from repro.scenario.profiles import DEFAULT_PROFILE, PROFILES, MachineProfile, format_size, get_profile, parse_size, with_fs
 from repro.scenario.replay import SCENARIO_FORMAT, replay_command, replay_script, scenario_from_dict, scenario_to_dict
 from repro.scenario.start import StartSpec
 from repro.scenario.stores import CHECKPOINT_MODES, JOURNAL_MODES, OWN_SETTINGS, PRESETS, SYNCHRONOUS, StoreSpec
@@ -31,7 +31,7 @@ __all__ = [
     "FaultName", "FaultSpec", "FaultStep", "Hazard", "HazardName", "MachineProfile", "OWN_SETTINGS", "Scenario",
     "StartSpec", "StoreSpec",
     "Trigger", "WorkloadSpec",
-    "MAX_JOBS", "check_jobs", "check_trial_count", "default_trigger", "expand", "format_size", "get_profile", "parse_fault", "parse_size",
+    "MAX_JOBS", "check_jobs", "check_trial_count", "default_trigger", "expand", "format_size", "get_profile", "with_fs", "parse_fault", "parse_size",
     "replay_command", "replay_script",
     "scenario_from_dict", "scenario_to_dict", "trial_id", "trial_seed",
 ]

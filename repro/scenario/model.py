@@ -28,6 +28,7 @@ class FaultName(str, enum.Enum):
     DISK_FILL = "disk-fill"
     DISK_FILL_CLEAR = "disk-fill-clear"
     POWER_LOSS = "power-loss"
+    CLEAN_STOP = "clean-stop"  # no fault: a matrix's control per store (the workload, then Fly's ordinary stop)
 
     @property
     def ends_trial(self) -> bool:
@@ -65,6 +66,7 @@ FAULT_TRAITS: dict[FaultName, FaultTraits] = {
     FaultName.DISK_FILL: FaultTraits(Trigger.ACKS, ends_machine=False),
     FaultName.DISK_FILL_CLEAR: FaultTraits(Trigger.ACKS, ends_machine=False),
     FaultName.POWER_LOSS: FaultTraits(Trigger.IN_WRITE, CrashClass.POWER_LOSS),
+    FaultName.CLEAN_STOP: FaultTraits(Trigger.ACKS),
 }
 
 
@@ -207,6 +209,14 @@ class Scenario:
                 raise ScenarioError(f"--message-size MAX {format_size(largest)} does not fit a {self.profile.name} "
                                     f"machine: at most {format_size(limit)}, a quarter of its disk "
                                     f"({format_size(self.profile.disk)}) or memory ({format_size(self.profile.memory)})")
+        if self.profile.fs is not None:
+            other = [f.name.value for f in self.faults if f.name not in (FaultName.POWER_LOSS, FaultName.CLEAN_STOP)]
+            if other:
+                raise ScenarioError(f"--fs {self.profile.fs} takes power-loss (and the no-fault control) for now, not "
+                                    f"{', '.join(other)}: a process fault on a kernel filesystem is not modelled yet")
+            if any(f.lossy_args for f in self.faults):
+                raise ScenarioError(f"--fs {self.profile.fs}: power-loss options (lazy-dirs, torn-writes, record) are "
+                                    "the lossy filesystem's own model; below a kernel filesystem the kernel decides")
         if self.needs_fuse and self.workload.hazard_every(HazardName.CRON):
             raise ScenarioError("--hazard cron cannot be judged under power loss: two writers' ledgers have no "
                                 "common commit order to tell a lost tail from a lost middle")
@@ -236,12 +246,20 @@ class Scenario:
         return self.crash_class is CrashClass.POWER_LOSS
 
     @property
+    def fuse(self) -> bool:
+        """The machine gets the lossy filesystem: for a power cut, and under a --fs disk (whose image lies on it)."""
+        return self.needs_fuse or self.profile.fs is not None
+
+    @property
     def lossy_args(self) -> str:
         return " ".join(f.lossy_args for f in self.faults if f.name is FaultName.POWER_LOSS)
 
     @property
     def lazy_dirs(self) -> bool:
-        """Directory entries durable only at a directory fsync (``power-loss:lazy-dirs``): what the oracle judges by."""
+        """Directory entries durable only at a directory fsync (``power-loss:lazy-dirs``, or a real filesystem under
+        --fs, which keeps them lazily: docs/findings.md): what the oracle judges by."""
+        if self.profile.fs is not None and self.needs_fuse:
+            return True
         return any(LAZY_DIRS_OPTION in f.options for f in self.faults if f.name is FaultName.POWER_LOSS)
 
     @property

@@ -25,13 +25,15 @@ from repro.scenario.stores import StoreSpec
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-SCENARIO_FORMAT = 3
+SCENARIO_FORMAT = 4
 # What each format added, with the value every older trial ran with (so its replay runs the same):
-# format 2 the SQLite a trial loads; format 3 a foreign store's ref and requirements, and the starting disk.
+# format 2 the SQLite a trial loads; format 3 a foreign store's ref and requirements, and the starting disk;
+# format 4 the data disk's kernel filesystem.
 _ADDED: dict[int, dict[str, dict[str, object]]] = {
     2: {"store": {"wal_autocheckpoint": None, "sqlite": "system", "sqlite_assisted": False}},
     3: {"store": {"store_ref": None, "store_commit": None, "requirements": None, "image": None},
         "start": {"from_db": None, "initial_size": None, "fill_pct": None, "files": None}},
+    4: {"profile": {"fs": None}},  # format 4: the data disk's kernel filesystem (--fs)
 }
 
 _T = TypeVar("_T", bound="DataclassInstance")

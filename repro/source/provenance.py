@@ -13,10 +13,14 @@ import hashlib
 import os
 import pathlib
 import subprocess
-from typing import Iterable, Sequence
+import sys
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from repro.report.provenance import BUNDLED, PATH, REF, StoreProvenance
 from repro.scenario import StoreSpec
+
+if TYPE_CHECKING:
+    from repro.options import RunOptions
 
 GIT_TIMEOUT_S = 60
 
@@ -117,10 +121,36 @@ def store_provenance(store: StoreSpec, imported: Sequence[str] = ()) -> StorePro
         subject, date = ref_subject(where, store.store_commit) if where and store.store_commit else ("", "")
         return StoreProvenance(source=store.source, kind=REF, path=path, commit=store.store_commit or "",
                                dirty=False, subject=subject, date=date, imported=tuple(imported),
-                               content_sha256=content)
+                               content_sha256=content, image=store.image or "", requirements=store.requirements or "")
     commit, dirty, diff = git_state(path, imported)
     return StoreProvenance(source=store.source, kind=PATH, path=path, commit=commit, dirty=dirty, diff_sha256=diff,
-                           imported=tuple(imported), content_sha256=content)
+                           imported=tuple(imported), content_sha256=content, image=store.image or "",
+                           requirements=store.requirements or "")
+
+
+def start_hashes(directories: Iterable[str | pathlib.Path | None]) -> dict[str, str]:
+    """Each prepared starting database (its cache directory's name) and the sha256 of its files (the database,
+    -wal and -shm as restored, and the baseline the lab read from them)."""
+    found = {}
+    for directory in directories:
+        if directory is None:
+            continue
+        root = pathlib.Path(directory)
+        found[root.name] = files_hash(root, sorted(p.name for p in root.iterdir() if p.is_file()))
+    return found
+
+
+def replay_refusal(then: Sequence[StoreProvenance], now: StoreProvenance) -> str:
+    """Why a rerun of ``now`` would not be a replay: its files' hash differs from the run's ("" when it is the same
+    code, or either hash is unknown)."""
+    before = next((p for p in then if p.source == now.source), None)
+    if before is None or not before.content_sha256 or not now.content_sha256:
+        return ""
+    if before.content_sha256 == now.content_sha256:
+        return ""
+    return (f"not a replay: the store {now.source} is not the code that ran (the files it imports hashed sha256 "
+            f"{before.content_sha256[:16]} then, {now.content_sha256[:16]} now); restore that code, or run the "
+            "scenario again with `repro run` as a new run")
 
 
 def bundled_notice(directory: str, preset: str, option: str = "--store-path") -> str:
@@ -134,3 +164,26 @@ def bundled_notice(directory: str, preset: str, option: str = "--store-path") ->
             shown = "./" + name.replace(os.sep, "/").removesuffix("/__init__.py") + ("/" if "__init__" in name else "")
             return (f"testing the lab's bundled store {preset} -- not {shown}; use {option} . to test yours")
     return ""
+
+
+def bundled_notice_of(args: RunOptions) -> None:
+    """First: a run of the lab's own store, started in a directory that holds a store of its own, says so."""
+    if args.command == "run":
+        named, option = args.store_path or args.store_ref, "--store-path"
+        preset = args.preset or "ns506"
+    else:
+        named, option = args.store_paths or args.store_refs, "--store-paths"
+        preset = args.presets or "ns506"
+    notice = "" if named else bundled_notice(os.getcwd(), preset, option)
+    if notice:
+        print(f"repro: note: {notice}", file=sys.stderr, flush=True)
+
+
+def lab_version() -> str:
+    """The installed lab's version (report.json ``run.lab_version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hermes-lab")
+    except PackageNotFoundError:
+        return "unknown"

@@ -18,8 +18,10 @@ import subprocess
 import tarfile
 from dataclasses import dataclass
 
-from repro.caches import make_partial, touch
+from repro.caches import make_partial, record_made, touch
 from repro.errors import ScenarioError, shown
+from repro.machine.labels import RUN_ID
+from repro.steps import step
 
 # A URL git fetches from (scheme://... or scp-like user@host:path); anything else must be a directory.
 _URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[^/@:]+@[^/:]+:)", re.IGNORECASE)
@@ -74,12 +76,15 @@ def git_dir(ref: StoreRef, cache: pathlib.Path) -> str:
     mirror = _mirror(ref, cache)
     if mirror.is_dir():
         touch(mirror)
-        _git(["--git-dir", str(mirror), "remote", "update", "--prune"], what=f"--store-ref {ref.text}")
+        with step(f"fetching {ref.repo} into its mirror"):
+            _git(["--git-dir", str(mirror), "remote", "update", "--prune"], what=f"--store-ref {ref.text}")
     else:
         partial = make_partial(mirror.parent, "mirror-")
         try:
-            _git(["clone", "--quiet", "--mirror", ref.repo, str(partial / "git")], what=f"--store-ref {ref.text}")
+            with step(f"cloning {ref.repo} (a mirror, once)"):
+                _git(["clone", "--quiet", "--mirror", ref.repo, str(partial / "git")], what=f"--store-ref {ref.text}")
             os.replace(partial / "git", mirror)
+            record_made(cache, mirror, RUN_ID)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
     return str(mirror)
@@ -119,12 +124,14 @@ def checkout(ref: StoreRef, cache: pathlib.Path, commit: str | None = None) -> t
     try:
         tree = partial / "tree"
         tree.mkdir()
-        _extract(where, resolved, tree, ref.text)
+        with step(f"extracting {ref.text} ({resolved[:12]}) into the cache"):
+            _extract(where, resolved, tree, ref.text)
         for path in [tree, *tree.rglob("*")]:  # the machine's uid 1000 reads it through a read-only mount
             if not path.is_symlink():
                 path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
         try:
             os.rename(tree, target)
+            record_made(cache, target, RUN_ID)  # `repro clean --caches --run ID`
         except OSError:
             if not target.is_dir():  # another run made it meanwhile: theirs is the same tree
                 raise

@@ -23,8 +23,9 @@ import sys
 import tarfile
 import tomllib
 
-from repro.caches import make_partial, touch
+from repro.caches import make_partial, record_made, touch
 from repro.errors import ImageError, ScenarioError, shown
+from repro.steps import step
 
 AUTO = "auto"
 STORE_IMAGE = "hermes-lab-store"
@@ -33,6 +34,7 @@ PYTHON_VERSION = "3.11"
 GLIBC_MINOR = 36  # Debian bookworm
 REQUIREMENTS_LABEL = "org.hermes-lab.store-requirements"
 BASE_LABEL = "org.hermes-lab.base-image"
+MADE_BY_LABEL = "org.hermes-lab.made-by-run"  # the run that built a derived image: `repro clean --images --run ID`
 PIP_TIMEOUT_S = 900
 
 _INSTALL = f"""
@@ -106,7 +108,8 @@ def wheelhouse(text: str, cwd: pathlib.Path, cache: pathlib.Path, arch: str) -> 
                                                                        for a in ("--platform", p)),
                 "--dest", str(partial / "wheels"), "-r", str(reqs)]
         try:
-            proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+            with step(f"pip: downloading the store's requirements into {target}"):
+                proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise ScenarioError(f"--store-requirements: pip download took more than {PIP_TIMEOUT_S} s") from None
         if proc.returncode != 0:
@@ -117,6 +120,9 @@ def wheelhouse(text: str, cwd: pathlib.Path, cache: pathlib.Path, arch: str) -> 
             raise ScenarioError(f"--store-requirements: cannot download wheels for the machine's Python "
                                 f"{PYTHON_VERSION} ({arch}): {error.strip()}")
         os.replace(partial / "wheels", target)
+        from repro.machine.labels import RUN_ID
+
+        record_made(cache, target, RUN_ID)  # `repro clean --caches --run ID`
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target
@@ -135,7 +141,7 @@ def derived_image(cli: object, base_image: str, wheels: pathlib.Path) -> str:
     import docker.errors
 
     from repro.machine.engine import _short
-    from repro.machine.labels import LAB_LABEL
+    from repro.machine.labels import LAB_LABEL, RUN_ID
 
     base_id = cli.images.get(base_image).id  # type: ignore[attr-defined]
     digest = wheels_digest(wheels)
@@ -155,9 +161,11 @@ def derived_image(cli: object, base_image: str, wheels: pathlib.Path) -> str:
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
     try:
-        cli.images.build(fileobj=io.BytesIO(buf.getvalue()), custom_context=True, tag=tag,  # type: ignore[attr-defined]
-                         buildargs={"BASE_IMAGE": base_image}, rm=True, forcerm=True, network_mode="none",
-                         labels={LAB_LABEL: "store-image", REQUIREMENTS_LABEL: digest, BASE_LABEL: base_id})
+        with step(f"building the store's image {tag} (the lab image with its requirements)"):
+            cli.images.build(fileobj=io.BytesIO(buf.getvalue()), custom_context=True, tag=tag,  # type: ignore[attr-defined]
+                             buildargs={"BASE_IMAGE": base_image}, rm=True, forcerm=True, network_mode="none",
+                             labels={LAB_LABEL: "store-image", REQUIREMENTS_LABEL: digest, BASE_LABEL: base_id,
+                                     MADE_BY_LABEL: RUN_ID})
     except docker.errors.BuildError as exc:
         tail = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log)[-400:]
         raise ImageError(f"the store's image {tag} failed to build: {exc.msg} {tail}") from exc

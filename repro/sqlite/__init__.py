@@ -18,6 +18,7 @@ from repro.sqlite.index import INDEX
 from repro.sqlite import runtime
 from repro.sqlite.runtime import SqliteLoadError
 from repro.sqlite.sources import SqliteSourceError, SqliteVersionError, SourceStore, parse_version
+from repro.steps import step
 
 if TYPE_CHECKING:
     from repro.scenario.stores import StoreSpec
@@ -86,7 +87,8 @@ def prepare(wanted: Iterable[tuple[str, bool]]) -> list[str]:
         if version == SYSTEM:
             continue
         started = time.monotonic()
-        build = resolve(version, assisted=assisted)
+        with step(f"SQLite {version}{' assisted' if assisted else ''}: building it, or finding it cached"):
+            build = resolve(version, assisted=assisted)
         assert build is not None
         runtime.probe(build)
         done.append(f"SQLite {build.label} from {build.source}: {build.lib_dir} ({time.monotonic() - started:.1f} s)")

@@ -20,8 +20,9 @@ import tempfile
 from dataclasses import dataclass
 from typing import Mapping
 
-from repro.caches import cache_failure
+from repro.caches import cache_failure, record_made
 from repro.errors import ScenarioError, shown
+from repro.machine.labels import RUN_ID
 from repro.startdb.recover import JOURNAL, roll_back  # a hot journal is rolled back in a sandbox
 from repro.verify.baseline import BASELINE_FILE, ROWS_FILE, SessionState, rows_from_json, rows_to_json, take
 
@@ -170,6 +171,7 @@ def _finish(partial: pathlib.Path, target: pathlib.Path, made: str) -> StartFile
         path.chmod(0o755 if path.is_dir() else 0o644)
     try:
         os.rename(partial, target)
+        record_made(target.parent.parent, target, RUN_ID)  # `repro clean --caches --run ID`
     except OSError:
         if load(target) is None:  # not another run that made the same one meanwhile
             raise

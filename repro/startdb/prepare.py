@@ -21,6 +21,7 @@ from repro.scenario import MachineProfile, StartSpec, StoreSpec, format_size
 from repro.startdb.files import copy_from_db, initial_cache, load
 from repro.startdb.grow import grow_database, grown_key
 from repro.startdb.restore import BLOCK, filler_size
+from repro.steps import step
 
 HOST_SHARE = 0.8  # of the engine's memory that the trials' disks and machines together may use
 
@@ -40,7 +41,8 @@ def prepare_start(start: StartSpec, store: StoreSpec, *, seed: int, image: str,
         if load(key) is None:
             note(f"growing a {format_size(start.initial_size)} starting database with "
                  f"{store.source if store.foreign else 'the lab store'} (seed {seed}), once: cached in {key}")
-        files, _ = grow_database(start.initial_size, seed, store, image=store.image or image, cache=cache)
+        with step(f"the {format_size(start.initial_size)} starting database (grown once, then cached)"):
+            files, _ = grow_database(start.initial_size, seed, store, image=store.image or image, cache=cache)
     touch(files.directory)  # a use: `repro clean --caches --older-than` keeps it
     return dataclasses.replace(start, files=str(files.directory))
 

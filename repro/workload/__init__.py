@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 
+# The pragmas the workload reads back from the store's own connection at READY: what was in force, which the
+# report records per trial and an A/B comparison holds side by side (fullfsync: what a macOS-only fix would set).
+READY_PRAGMAS = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "wal_autocheckpoint", "fullfsync",
+                 "checkpoint_fullfsync", "locking_mode")
+
 
 def sqlite_in_force() -> dict[str, str]:
     """The SQLite this process really loaded -- a lab build through LD_LIBRARY_PATH, or the image's

@@ -23,7 +23,7 @@ from repro import channel
 from repro.ledger import OpKind
 from repro.protocol import EventKind, Tag
 from repro.verify.importcheck import import_store
-from repro.workload import content, sqlite_in_force
+from repro.workload import READY_PRAGMAS, content, sqlite_in_force
 from repro.workload.config import WorkloadConfig, WorkloadConfigError
 from repro.workload.refusals import PROBE_EVERY_S, Change, Refusals
 from repro.workload.status import (
@@ -291,7 +291,7 @@ def ready_facts(db: Any, cfg: WorkloadConfig, store_module: Any) -> dict[str, ob
     facts: dict[str, object] = {"pid": os.getpid(), "seed": cfg.seed, "db": cfg.db_path,
                                 "store": getattr(store_module, "__file__", "?"), **sqlite_in_force()}
     if conn is not None:
-        for pragma in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "wal_autocheckpoint"):
+        for pragma in READY_PRAGMAS:
             try:
                 facts[pragma] = conn.execute(f"PRAGMA {pragma}").fetchone()[0]
             except Exception as exc:  # an exotic store: report, don't die

@@ -17,9 +17,11 @@ import pytest
 from repro.explore.configs import CONFIGURATIONS as CONFIGS
 from repro.errors import ExitCode
 from repro.explore.check import ViolationKind
-from repro.explore.models import PersistenceModel as M
+from repro.explore.models import PRESETS, PersistenceModel as M
 from repro.explore.record import record
-from repro.explore.runner import Exploration, explore
+from repro.explore.check import StateResult
+from repro.explore.orderings import Ordering, explain
+from repro.explore.runner import Exploration, check_in_sandbox, explore
 from repro.explore.timeline import Timeline
 from repro.explore.tracedir import TRACE_FILE, TraceDir
 from repro.oracle.verdicts import Verdict
@@ -32,7 +34,7 @@ REPRO = pathlib.Path(sys.executable).with_name("repro")  # the console script, a
 SEED = 4242
 OPS = 60
 WORKLOAD = WorkloadSpec(sizes="200:2k")  # small messages: a few pages per commit, a small state space
-IN_FORCE = {"wal-full": ("wal", 2), "wal-normal": ("wal", 1), "delete-full": ("delete", 2),
+IN_FORCE = {"wal-full": ("wal", 2), "wal-normal": ("wal", 1), "delete-full": ("delete", 2), "delete-normal": ("delete", 1),
             "delete-extra": ("delete", 3), "wal-off": ("wal", 0), "delete-off": ("delete", 0),
             "journal-off": ("off", 2)}
 
@@ -53,7 +55,7 @@ def recorded(lab_image: str, tmp_path_factory: pytest.TempPathFactory) -> Callab
     return get
 
 
-def checked(recorded: Callable[[str], TraceDir], name: str, models: tuple[M, ...] = tuple(M),
+def checked(recorded: Callable[[str], TraceDir], name: str, models: tuple[M, ...] = tuple(PRESETS.values()),
             budget: int = 100_000) -> Exploration:
     run = explore(recorded(name), models, budget=budget, seed=SEED, jobs=2)  # the image: lab_image's (HERMES_LAB_IMAGE)
     cfg = run.config
@@ -113,6 +115,64 @@ def test_delete_full_with_lazy_directories_may_roll_back_the_last_commit(
     assert set(synced.verdicts) == {"pass"}, _summary(run)  # directory entries durable at once: no loss
 
 
+def test_delete_normal_is_corrupted_by_a_journal_write_torn_into_any_sectors_and_full_is_not(
+        recorded: Callable[[str], TraceDir]) -> None:
+    """SQLite's documented rollback + NORMAL corruption (issue #20 item 2): NORMAL writes the journal's
+    record count with its records before one sync, so a journal write that persists its header sector and
+    only some of its records' sectors is a hot journal whose sparse checksums may pass over missing
+    sectors, and the rollback writes holes into the database. FULL syncs the records before the count:
+    the same model finds nothing there. Directory entries and single operations dropped find no corruption."""
+    torn_any, lazy_prefix, drop2 = M.parse("data=torn-any"), M.parse("dirs=lazy+data=prefix"), M.parse("data=drop-2")
+    normal = checked(recorded, "delete-normal", (torn_any, lazy_prefix, drop2), budget=3500)
+    torn, lazy, drop = normal.models
+    assert torn.verdicts.get("corrupt") and not torn.broken, _summary(normal)  # DELETE + NORMAL promises no less
+    timeline = Timeline(normal.trace_dir.reader())
+    for r in normal.results:
+        if r.model == torn_any and r.verdict is Verdict.CORRUPT:  # each one a torn journal write keeping its header
+            spec = normal.space.spec(torn_any, r.index)
+            assert spec.torn is not None and 0 in spec.torn.sectors_kept(), spec
+            assert timeline.data_op(spec.torn.pos).path.endswith("-journal"), timeline.describe(spec.torn.pos)
+    assert lazy.selection.exhaustive and not lazy.verdicts.get("corrupt") and lazy.largest_loss <= 1, _summary(normal)
+    assert not drop.verdicts.get("corrupt"), _summary(normal)
+    full = checked(recorded, "delete-full", (torn_any,), budget=1500)
+    assert set(full.models[0].verdicts) == {"pass"} and full.exit_code is ExitCode.OK, _summary(full)
+
+
+def test_delete_full_without_directory_fsyncs_corrupts_with_lazy_directories(
+        recorded: Callable[[str], TraceDir]) -> None:
+    """SQLITE_DISABLE_DIRSYNC, found without editing the trace: dirsync=skipped takes the recorded directory
+    fsyncs as not done (all such a build leaves out). With lazy entries the journal's unlink and the next
+    one's create may not persist while the next commit's pages do: a stale hot journal rolls them back
+    into corruption. With the directory fsyncs kept, or entries ordered at the next journal commit
+    (ext4), only the last commit may roll back."""
+    skipped, ordered = M.parse("dirs=lazy+dirsync=skipped"), M.parse("dirs=ordered+dirsync=skipped+data=prefix")
+    run = checked(recorded, "delete-full", (skipped, M.LAZY_DIRS, ordered), budget=3000)
+    nodirsync, lazy, ext4 = run.models
+    assert nodirsync.violations.get("corrupt") and run.exit_code is ExitCode.TRIAL_FAILED, _summary(run)
+    assert lazy.selection.exhaustive and not lazy.verdicts.get("corrupt") and lazy.largest_loss == 1, _summary(run)
+    assert ext4.selection.exhaustive and not ext4.broken and ext4.largest_loss <= 1, _summary(run)
+    print(f"delete-full, dirsync skipped: {nodirsync.violations['corrupt']} of {nodirsync.checked} states corrupt "
+          f"({nodirsync.selection.total} in all, seed {SEED})")
+    orderings = _orderings(run, (skipped,))
+    corrupt = [o for o in orderings if o.sentence.startswith("corrupt")]
+    assert [o.sentence for o in corrupt] == ["corrupt: unlink state.db-journal must persist before write state.db"], \
+        orderings  # ALICE's rollback-journal finding, in one sentence
+    assert corrupt[0].states == 16
+    losses = [o for o in orderings if o.sentence.startswith("allowed loss")]
+    print("delete-full, dirsync skipped:", *(f"{o.states} x {o.sentence}" for o in orderings), sep="\n  ")
+    assert any("rolled back, unlink state.db-journal not durable" in o.sentence for o in losses), losses
+
+
+def _orderings(run: Exploration, models: tuple[M, ...]) -> tuple[Ordering, ...]:
+    """The run's findings shrunk to orderings, their sibling states checked in the sandbox as the CLI does."""
+    def check(refs: list[tuple[str, int]]) -> list[StateResult]:
+        return check_in_sandbox(run.trace_dir, models, [refs[k:k + 200] for k in range(0, len(refs), 200)],
+                                jobs=2)[0]
+
+    return explain(run.space, run.trace_dir.ledger(), [r for r in run.results if r.model in models], check,
+                   limit=16, seed=SEED)
+
+
 def test_delete_extra_keeps_every_promise_even_with_lazy_directories(recorded: Callable[[str], TraceDir]) -> None:
     run = checked(recorded, "delete-extra", budget=1500)
     assert run.models[-1].model is M.LAZY_DIRS and run.models[-1].selection.exhaustive
@@ -132,10 +192,13 @@ def test_synchronous_off_loses_and_corrupts_and_the_report_counts_it(name: str,
           f"{sum(m.verdicts.get('lost-acked', 0) for m in run.models)}")
 
 
-def test_journal_off_leaves_corrupt_states(recorded: Callable[[str], TraceDir]) -> None:
+def test_journal_off_leaves_corrupt_states_of_few_orderings(recorded: Callable[[str], TraceDir]) -> None:
     run = checked(recorded, "journal-off", (M.PREFIX, M.REORDER_ONE, M.TORN), budget=800)
     assert sum(m.verdicts.get("corrupt", 0) for m in run.models) > 0, _summary(run)
     assert all(m.broken == 0 for m in run.models)  # journal_mode=OFF promises nothing
+    corrupt = [o for o in _orderings(run, (M.PREFIX,)) if o.sentence.startswith("corrupt")]
+    print("journal-off, prefix:", *(f"{o.states} x {o.sentence}" for o in corrupt), sep="\n  ")
+    assert sum(o.states for o in corrupt) >= 8 and len(corrupt) <= 4, corrupt
 
 
 def _user_env() -> dict[str, str]:
@@ -152,7 +215,7 @@ def test_the_documented_command_runs_as_written_from_any_folder(lab_image: str, 
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "No module named" not in done.stderr
-    (out,) = (tmp_path / "runs").iterdir()
+    (out,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]  # beside it: runs/.gitignore
     report = json.loads((out / "explore.json").read_text())
     assert all(m["verdicts"].get("error", 0) == 0 and m["checked"] > 0 for m in report["models"]), report["models"]
 

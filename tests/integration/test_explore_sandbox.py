@@ -29,7 +29,7 @@ from test_explore_support import recorded_run  # noqa: E402
 
 from repro.errors import ExitCode  # noqa: E402
 from repro.explore.check import ViolationKind  # noqa: E402
-from repro.explore.models import PersistenceModel as M  # noqa: E402
+from repro.explore.models import PRESETS, PersistenceModel as M  # noqa: E402
 from repro.explore.report import write_all  # noqa: E402
 from repro.explore.runner import explore  # noqa: E402
 from repro.explore.sandbox import INPUTS_DIR, ROLE, UPLOAD_DIR, Sandbox  # noqa: E402
@@ -99,7 +99,7 @@ def test_the_sandbox_has_no_network_no_socket_no_privilege_and_goes_when_closed(
 
 
 def test_a_clean_recording_keeps_every_promise_in_every_state(lab_image: str, tmp_path: pathlib.Path) -> None:
-    run = explore(recorded_run(tmp_path), tuple(M), budget=100_000, seed=1, jobs=2, image=lab_image)
+    run = explore(recorded_run(tmp_path), tuple(PRESETS.values()), budget=100_000, seed=1, jobs=2, image=lab_image)
     assert run.exit_code is ExitCode.OK
     assert all(m.selection.exhaustive and m.checked == m.selection.total > 0 for m in run.models)
     assert all(set(m.verdicts) == {"pass"} and m.broken == 0 for m in run.models), [m.verdicts for m in run.models]
@@ -221,3 +221,66 @@ def test_the_sandbox_goes_with_a_run_that_is_interrupted_or_killed(sig: signal.S
             proc.wait()
         engine.cleanup(cli, run_id=run_id)
     assert proc.returncode != 0
+
+
+def _shm_explore_dirs() -> set[str]:
+    shm = pathlib.Path("/dev/shm")
+    return {p.name for p in shm.iterdir() if p.name.startswith("repro-")} if shm.is_dir() else set()
+
+
+@pytest.mark.parametrize("ending", ["success", "failure", "SIGINT"])
+def test_an_exploration_leaves_no_scratch_on_the_host_however_it_ends(ending: str, lab_image: str,
+                                                                      tmp_path: pathlib.Path) -> None:
+    """Issue #20 item 6: the states are written in the sandbox's own tmpfs, never on the host; the host's temporary
+    directory (TMPDIR, here one of the test's own) and /dev/shm hold nothing of the run after it, whether it
+    passes, fails (a store that kills its checker) or is interrupted."""
+    trace = recorded_run(tmp_path / "rec", commits=40 if ending == "SIGINT" else 6)
+    if ending == "failure":
+        store = shutil.copytree(ROOT / "tests" / "stores" / "exit_on_import", tmp_path / "store")
+        for path in [store, *store.rglob("*")]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        meta = trace.path / META_FILE
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "store_path": str(store)}))
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    before = _shm_explore_dirs()
+    run_id = f"sbx{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([str(REPRO), "explore", str(trace.path), "--out", str(tmp_path / "out"), "--image",
+                             lab_image, "--budget", "100000"], cwd=tmp_path,
+                            env=user_env(HERMES_LAB_RUN_ID=run_id, TMPDIR=str(tmp)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cli = engine.client()
+    try:
+        if ending == "SIGINT":
+            deadline = time.monotonic() + 120
+            while not engine.leftovers(cli, run_id)[0]:
+                assert proc.poll() is None and time.monotonic() < deadline, "no sandbox appeared"
+                time.sleep(0.1)
+            time.sleep(2)  # the workers are checking states
+            proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        engine.cleanup(cli, run_id=run_id)
+    want = {"success": ExitCode.OK, "failure": ExitCode.LAB_FAILED}.get(ending)
+    assert want is None or code == want, proc.stderr.read() if proc.stderr else ""
+    assert list(tmp.iterdir()) == []
+    deadline = time.monotonic() + 10  # another run's checker on this host may come and go meanwhile; ours stays
+    while _shm_explore_dirs() - before:
+        assert time.monotonic() < deadline, f"left in /dev/shm: {_shm_explore_dirs() - before}"
+        time.sleep(0.5)
+
+
+def test_the_cli_says_its_findings_as_orderings(lab_image: str, tmp_path: pathlib.Path) -> None:
+    """A disk that lied about fsync: the shrunk findings read as the missing sync, in every report."""
+    trace = recorded_run(tmp_path / "rec", lying_fsync_from=6)
+    done = repro("explore", str(trace.path), "--models", "synced-only,data=prefix", "--shrink", "4", "--seed", "3",
+                 "--out", str(tmp_path / "out"), "--image", lab_image, cwd=tmp_path)
+    assert done.returncode == ExitCode.TRIAL_FAILED, done.stderr[-2000:]
+    assert "findings as orderings (8 of" in done.stdout, done.stdout[-3000:]
+    orderings = json.loads((tmp_path / "out" / "explore.json").read_text())["orderings"]
+    assert sum(o["states"] for o in orderings) == 8 and {o["model"] for o in orderings} == {"synced-only", "prefix"}
+    assert all("a sync is missing before write state.db-wal" in o["sentence"] for o in orderings), orderings
+    assert "## Findings as orderings" in (tmp_path / "out" / "explore.md").read_text()

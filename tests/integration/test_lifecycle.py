@@ -216,8 +216,9 @@ def test_two_same_second_runs_write_two_report_directories(lab_image: str, tmp_p
     procs = [_start(run_id, *args, cwd=tmp_path) for _ in range(2)]
     results = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
-    dirs = sorted((tmp_path / "runs").iterdir())
+    dirs = sorted(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
     assert len(dirs) == 2, dirs
+    assert (tmp_path / "runs" / ".gitignore").read_text().splitlines()[-1] == "*"  # made once, by one of them
     for path in dirs:
         assert run_id in path.name
         report = json.loads((path / "report.json").read_text())

@@ -33,7 +33,7 @@ def other_store() -> Iterator[pathlib.Path]:
 
 
 def test_the_workload_and_the_verifier_use_the_store_from_store_path(constrained_host, other_store: pathlib.Path) -> None:
-    with constrained_host("fly-256", preset="legacy", store_path=str(other_store)) as host:
+    with constrained_host("fly-256", preset="legacy", store_path=str(other_store), lab_settings=True) as host:
         ready = host.start_workload(seed=21)
         assert str(ready["store"]).startswith("/opt/lab-inputs/store/hermes_state/")
         host.exec_checked(["test", "-f", "/opt/lab-inputs/store/hermes_state/OLD_RELEASE"])

@@ -25,6 +25,23 @@ def test_the_documented_example_runs(lab_image: str) -> None:
         assert result.verdict == "pass" and result.acked >= 200
 
 
+@pytest.mark.skipif(not pathlib.Path("/dev/fuse").exists(), reason="power loss needs /dev/fuse on the engine's host")
+def test_the_documented_power_loss_of_a_foreign_store_runs(lab_image: str, tmp_path: pathlib.Path) -> None:
+    """docs/how-to/test-api.md: a store of one's own, its own settings, FUSE asked for by the fault."""
+    from upstream_like import write_module_store
+
+    store = write_module_store(tmp_path / "hermes-agent")
+    with ConstrainedHost("fly-256", store_path=str(store), faults=["power-loss"], image=lab_image) as host:
+        assert host.fuse and host.store.preset == "own"
+        ready = host.start_workload(seed=7)
+        assert (ready["journal_mode"], ready["synchronous"]) == ("wal", 2)  # the store's own, read back
+        host.wait_for_acks(200)
+        inject(host, "power-loss")
+        result = verify(host)
+        assert result.integrity == "ok"
+        assert result.verdict in ("pass", "expected-loss") and len(repr(result)) < 2000
+
+
 def test_the_machine_fixture_and_a_kill_mid_write(constrained_host, tmp_path: pathlib.Path) -> None:
     host = constrained_host("fly-256", preset="legacy")
     with host:

@@ -153,10 +153,23 @@ def test_ages(text: str, seconds: float) -> None:
 @pytest.mark.parametrize("argv", [
     ["clean", "--all"], ["clean", "--dry-run"], ["clean", "--older-than", "7d"],
     ["clean", "--images", "--older-than", "7x"], ["clean", "--caches", "--all"],
-    ["clean", "--caches", "--run", "abc"], ["clean", "--images", "--force"],
+    ["clean", "--caches", "--stale"], ["clean", "--images", "--force"],
 ])
 def test_bad_eviction_options_are_exit_2_before_the_engine(argv: list[str], monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")  # reaching the engine would be exit 3
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("repro: error: ")
+
+
+def test_each_run_notes_the_entries_it_made_and_the_note_is_the_labs(cache: pathlib.Path) -> None:
+    """`repro clean --caches --run ID` removes what that run made: each maker notes it under made-by/<run id>."""
+    caches.record_made(cache, cache / "stores" / COMMIT, "r1")
+    caches.record_made(cache, cache / "wheels" / "f632a686fab23886ed938dbe", "r1")
+    caches.record_made(cache, cache / "initial" / "db-ed5f9b3f90f77e21686915a0", "r2")
+    (cache / "made-by" / "r3").write_text("../../etc\nstores/../../x\n")  # a crafted note names nothing outside
+    assert caches.made_by(cache, "r1") == {cache / "stores" / COMMIT, cache / "wheels" / "f632a686fab23886ed938dbe"}
+    assert caches.made_by(cache, "r2") == {cache / "initial" / "db-ed5f9b3f90f77e21686915a0"}
+    assert caches.made_by(cache, "r3") == set() and caches.made_by(cache, "never") == set()
+    _, foreign = caches.scan(cache)
+    assert not [p for p in foreign if "made-by" in p.parts]  # the notes are the lab's: never listed as foreign

@@ -10,7 +10,7 @@ import pytest
 from repro.cli import main
 from repro.errors import ExitCode, ScenarioError
 from repro.explore.check import Checker, ChunkStats, ViolationKind, judge_state, ledger_at
-from repro.explore.models import PersistenceModel as M
+from repro.explore.models import PRESETS, PersistenceModel as M
 from repro.explore.space import StateSpec
 from repro.explore.timeline import CrashPoint
 from repro.ledger import Outcome
@@ -70,10 +70,10 @@ def test_a_loss_before_the_last_wal_sync_breaks_the_promise(tmp_path: pathlib.Pa
 
 def test_states_that_share_a_probe_get_the_verdict_their_own_probe_gives(tmp_path: pathlib.Path) -> None:
     trace = recorded_run(tmp_path, lying_fsync_from=8)
-    shared, alone = Checker(trace, tuple(M)), Checker(trace, tuple(M), images=False)
+    shared, alone = Checker(trace, tuple(PRESETS.values())), Checker(trace, tuple(PRESETS.values()), images=False)
     try:
         stats = ChunkStats()
-        for model in M:
+        for model in PRESETS.values():
             for index in range(shared.space.total(model)):
                 a, b = shared.check(model, index, stats), alone.check(model, index, stats)
                 assert (a.verdict, a.lost, a.reason) == (b.verdict, b.lost, b.reason), (model, index)
@@ -89,6 +89,7 @@ def test_states_that_share_a_probe_get_the_verdict_their_own_probe_gives(tmp_pat
     (["explore", "."], ("trace.jsonl",)),
     (["explore", ".", "--models", "prefix,sorted"], ("unknown persistence model", "torn")),
     (["explore", ".", "--budget", "0"], ("--budget",)),
+    (["explore", ".", "--shrink", "-1"], ("--shrink must be from 0",)),
     (["explore", ".", "--materialize", "prefix:1"], ("--out",)),
     (["explore", "--record", "--preset", "fast"], ("unknown preset",)),
     (["explore", "--record", "--ops", "0"], ("--ops",)),
@@ -98,6 +99,14 @@ def test_states_that_share_a_probe_get_the_verdict_their_own_probe_gives(tmp_pat
     (["explore", "--record", "--rate", "1e9"], ("--rate must be from 0",)),
     (["explore", "--record", "--jobs", "65"], ("--jobs must be from 1 to 64",)),
     (["explore", "--record", "--jobs", "0"], ("--jobs must be from 1 to 64",)),
+    (["explore", "--record", "--fs", "zfs"], ("unknown filesystem 'zfs'", "ext4, xfs, btrfs")),
+    (["explore", "--record", "--fs", "xfs"], ("--fs xfs needs a disk of at least 300 MB", "64 MB")),
+    (["explore", "--record", "--fs", "xfs:nobarrier"], ("XFS has no nobarrier",)),
+    (["explore", "--record", "--fs", "ext4:data=fast"], ("data=fast",)),
+    (["explore", ".", "--fs", "ext4"], ("--fs is how a trace is recorded",)),
+    (["explore", "--record", "--fs", "ext4", "--models", "prefix"], ("not a block-level model",)),
+    (["explore", "--record", "--models", "block-prefix"], ("recorded with --fs",)),
+    (["explore", ".", "--models", "block-sorted"], ("not a block-level model", "block-drop-one")),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], words: tuple[str, ...], tmp_path: pathlib.Path,
                                           monkeypatch: pytest.MonkeyPatch,

@@ -12,7 +12,7 @@ import pytest
 from repro.errors import ScenarioError
 from repro.explore.image import FrameChecker, image_key, read_frames, read_header, wal_checksum
 from repro.explore.materialize import Materializer
-from repro.explore.models import PersistenceModel as M
+from repro.explore.models import PRESETS, PersistenceModel as M
 from repro.explore.space import StateSpace, parse_state_id
 from repro.explore.timeline import Timeline
 from repro.lossyfs.trace import TraceError, TraceReader, TraceWriter
@@ -116,7 +116,7 @@ def test_in_memory_reads_agree_with_the_written_files(tmp_path: pathlib.Path) ->
     t = trace(tmp_path, basic)
     space = StateSpace(t)
     m = Materializer(t, tmp_path / "work")
-    for model in M:
+    for model in PRESETS.values():
         for i in range(space.total(model)):
             spec = space.spec(model, i)
             written = files(m, spec, tmp_path / "out")

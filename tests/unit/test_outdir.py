@@ -119,3 +119,21 @@ def test_force_refuses_an_out_that_is_itself_a_link(tmp_path: pathlib.Path) -> N
     with pytest.raises(ScenarioError, match="symbolic link"):
         outdir.plan(str(tmp_path / "link"), "new", force=True)
     assert (real / "report.md").read_text() == "old"
+
+
+def test_a_runs_directory_the_lab_makes_ignores_itself_in_git(tmp_path: pathlib.Path) -> None:
+    """As pytest's .pytest_cache: `runs/` made by the lab carries a .gitignore of `*`; one the user made is left alone."""
+    repo = tmp_path / "project"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    outdir.claim(outdir.plan(None, "abc", base=repo / "runs", now=NOW), "abc")
+    outdir.claim(outdir.plan(str(repo / "nested" / "runs" / "readme"), "abd"), "abd")  # --out runs/readme
+    for made in (repo / "runs", repo / "nested" / "runs"):
+        assert (made / ".gitignore").read_text().splitlines()[-1] == "*"
+    status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=all"],
+                            capture_output=True, text=True, check=True).stdout
+    assert status == ""  # nothing of the runs shows as untracked
+    mine = tmp_path / "mine"
+    (mine / "runs").mkdir(parents=True)
+    outdir.claim(outdir.plan(None, "abe", base=mine / "runs", now=NOW), "abe")
+    assert not (mine / "runs" / ".gitignore").exists()  # the user's own directory: not the lab's to change

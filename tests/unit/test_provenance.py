@@ -153,3 +153,31 @@ def test_the_lab_s_own_checkout_is_not_told_it_tests_another_store(tmp_path: pat
     init = tmp_path / "hermes_state" / "__init__.py"
     init.write_text(init.read_text() + "\n# changed\n")
     assert "-- not ./hermes_state/" in bundled_notice(str(tmp_path), "ns506")
+
+
+def test_a_replay_of_other_code_is_refused_and_the_same_code_is_not() -> None:
+    from repro.source.provenance import replay_refusal
+
+    then = (StoreProvenance(source="/src/app", kind="path", content_sha256="a" * 64),)
+    same = StoreProvenance(source="/src/app", kind="path", content_sha256="a" * 64)
+    other = StoreProvenance(source="/src/app", kind="path", content_sha256="b" * 64)
+    assert replay_refusal(then, same) == ""
+    assert replay_refusal(then, other).startswith("not a replay: the store /src/app is not the code that ran "
+                                                  "(the files it imports hashed sha256 aaaaaaaaaaaaaaaa then, "
+                                                  "bbbbbbbbbbbbbbbb now)")
+    assert replay_refusal((), other) == ""  # a report of a lab that recorded no provenance: nothing to hold it to
+
+
+def test_the_run_records_its_image_and_starting_databases(tmp_path: pathlib.Path) -> None:
+    from repro.report.records import RunMeta
+    from repro.source.provenance import start_hashes
+
+    start = tmp_path / "db-0123"
+    start.mkdir()
+    (start / "state.db").write_bytes(b"SQLite format 3\0")
+    hashes = start_hashes([None, str(start), str(start)])
+    assert list(hashes) == ["db-0123"] and len(hashes["db-0123"]) == 64
+    meta = RunMeta(run_id="r", seed=1, started_at="now", command="repro run", image="hermes-lab:latest",
+                   image_id="sha256:" + "c" * 64, starts=hashes)
+    back = RunMeta.from_dict(meta.to_dict())
+    assert (back.image, back.image_id, dict(back.starts)) == (meta.image, meta.image_id, hashes)

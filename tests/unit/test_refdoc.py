@@ -12,7 +12,7 @@ import pytest
 
 from repro import cli, refdoc
 from repro.cli import build_parser
-from repro.explore.models import PersistenceModel
+from repro.explore.models import CHOICES as MODEL_CHOICES, PRESETS as MODEL_PRESETS
 from repro.faults import FAULTS
 from repro.scenario import HAZARD_DEFAULTS, PRESETS, PROFILES
 from repro.workload.spec import OPS
@@ -74,7 +74,7 @@ def test_the_help_lists_every_name_the_registries_hold() -> None:
     run, explore = _help("run"), _help("explore")
     for names, where in ((PROFILES, (run, _help("matrix"), explore)), (PRESETS, (run, _help("matrix"))),
                          ([f.value for f in FAULTS], (run,)), ([h.value for h in HAZARD_DEFAULTS], (run,)),
-                         ([m.value for m in PersistenceModel], (explore,)), (OPS, (run, explore))):
+                         ([*MODEL_PRESETS, *(c for cs in MODEL_CHOICES.values() for c in cs)], (explore,)), (OPS, (run, explore))):
         for text in where:
             missing = [n for n in names if n not in text]
             assert not missing, f"{missing} missing from the help"

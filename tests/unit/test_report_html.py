@@ -53,3 +53,27 @@ def test_the_page_without_comparison_or_timelines(tmp_path: pathlib.Path) -> Non
     write_all(tmp_path / "r", MIXED)  # older records: no timelines, artifacts elsewhere
     page = (tmp_path / "r" / "report.html").read_text()
     assert "no timeline recorded" in page and "not beside this page" in page and "Old vs new" not in page
+
+
+def test_what_was_tested_leads_the_page_and_an_allowed_regression_is_not_a_red_banner(tmp_path: pathlib.Path) -> None:
+    """Issue 21 item 7: the panel names each store, what it ran in force and its counts with an interval; a
+    regression made of expected-loss trials (every one as the oracle expects) gets an amber banner that says so."""
+    from repro.report.html import render_html
+
+    page = render_html(matrix(REGRESSION))
+    tested = page.split("<h2>What was tested</h2>")[1].split("<h2>")[0]
+    assert "<b>legacy</b>" in tested and "<b>ns506</b>" in tested
+    assert "wal/full" in tested and "wal/normal" in tested  # read back, per store
+    assert "0 of 12 harmed data: rate below 22% (95%)" in tested and "12 of 12 harmed data" not in tested
+    assert 'class="headline exit-0 allowed"' in page and "not a broken promise" in page
+    broken = render_html(matrix(tuple(dataclasses.replace(t, expected=False, verdict=Verdict.LOST_ACKED)
+                                      if t.preset == "ns506" else t for t in REGRESSION)))
+    assert 'class="headline exit-1"' in broken  # a broken promise keeps its red banner
+
+
+def test_the_heatmap_columns_say_what_was_in_force() -> None:
+    from repro.report import figures
+    from repro.report.summary import summarize
+
+    svg = figures.heatmap(summarize(REGRESSION))
+    assert "(wal/full)" in svg and "(wal/normal)" in svg  # legacy and ns506 told apart by what ran, not only names

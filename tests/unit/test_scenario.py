@@ -209,8 +209,29 @@ def _everything(tmp_path: pathlib.Path) -> Scenario:
     for spec, default in ((store, StoreSpec()), (workload, WorkloadSpec()), (profile, fly256),
                           (scenario, Scenario(fly256, (FaultSpec.parse("sigkill"),)))):
         for f in dataclasses.fields(spec):
+            if (type(spec).__name__, f.name) == ("MachineProfile", "fs"):
+                continue  # --fs takes power loss without options: its own scenario below (_on_a_kernel_filesystem)
             assert getattr(spec, f.name) != getattr(default, f.name), f"{type(spec).__name__}.{f.name} is a default"
     return scenario
+
+
+def test_a_scenario_on_a_kernel_filesystem_survives_json_and_refuses_what_fs_does_not_model(
+        tmp_path: pathlib.Path) -> None:
+    from repro.scenario import with_fs
+
+    profile = with_fs(get_profile(DEFAULT_PROFILE), "ext4:data=journal,nobarrier")
+    assert (profile.fs, profile.name) == ("ext4:data=journal,nobarrier", "fly-256+ext4:data=journal+nobarrier")
+    scenario = Scenario(profile, (FaultSpec.parse("power-loss@in-write=9"),), seed=4, trial_id="fs.1")
+    data = json.loads(json.dumps(scenario_to_dict(scenario)))
+    assert data["profile"]["fs"] == "ext4:data=journal,nobarrier" and scenario_from_dict(data) == scenario
+    assert scenario.fuse and scenario.lazy_dirs  # a real filesystem keeps directory entries lazily
+    old = {**data, "format": 3, "profile": {k: v for k, v in data["profile"].items() if k != "fs"}}
+    assert scenario_from_dict(old).profile.fs is None  # an older scenario ran on the lab's own disk
+    for faults, says in ((("sigkill",), "power-loss .*not sigkill"), (("power-loss:lazy-dirs",), "the kernel decides")):
+        with pytest.raises(ScenarioError, match=says):
+            Scenario(profile, tuple(FaultSpec.parse(f) for f in faults))
+    with pytest.raises(ScenarioError, match="at least 300 MB"):
+        with_fs(get_profile(DEFAULT_PROFILE), "xfs")
 
 
 def test_a_scenario_survives_json_field_for_field(tmp_path: pathlib.Path) -> None:
@@ -391,7 +412,12 @@ def test_trial_ids_and_seeds_are_pinned(argv: list[str], trials: int, first: str
     from repro.cli import parse
     from repro.commands import _scenarios
 
-    assert _pinned(_scenarios(parse(argv), 7, build=False)) == (trials, first, last, digest)
+    scenarios = _scenarios(parse(argv), 7, build=False)
+    faulted = [s for s in scenarios if s.fault_label != "clean-stop"]  # a matrix's controls came later: ids unmoved
+    assert _pinned(faulted) == (trials, first, last, digest)
+    if argv[0] == "matrix":  # one control per (profile, store), --trials each, after the faults
+        assert len(scenarios) - len(faulted) == 2 * 4 * 2
+        assert [s.trial_id for s in scenarios if s.fault_label == "clean-stop"][0] == "fly-256.clean-stop.legacy_jm=delete.1"
 
 
 def test_the_default_run_keeps_its_ids_and_seeds_with_the_lock_bug_last() -> None:
