@@ -2,7 +2,7 @@
 filesystem and stops cleanly -- no fault: the crash states come from exploring the trace.
 
 The machine is the trial's (ConstrainedHost, the profile's limits, the store under test); the
-lossy filesystem records to the machine's trace volume (disk.TRACE_DIR), outside the disk under
+lossy filesystem records to the machine's trace volume (services.TRACE_DIR), outside the disk under
 test, and the workload marks READY and every acknowledged operation. After Fly's ordinary stop the daemon has synced and
 closed the trace; it is fetched from the stopped machine with its log (the ledger) and the
 settings the probe needs to open the store as the machine did.

@@ -1,6 +1,6 @@
 """Real builds on the host: the npm registry, gcc, and Python's sqlite3 loading the result.
 
-Slow (two compiles of ~35 s each, once per session and side by side) and needs the registry over HTTPS and gcc;
+Slow (two compiles of ~35 s each, once per session) and needs the registry over HTTPS and gcc;
 no Docker. Each test names what it needs and skips with the reason when the host lacks it.
 """
 
@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import pytest
@@ -49,30 +48,19 @@ def timings() -> dict[str, float]:
 
 
 @pytest.fixture(scope="session")
-def cold_builds(cache: pathlib.Path, timings: dict[str, float]) -> dict[str, lab_sqlite.SqliteBuild]:
-    """Both cold builds at once: each compile is one gcc process, so two take the time of one on two cores."""
-
-    def timed(name: str, version: str, **kwargs: object) -> lab_sqlite.SqliteBuild:
-        started = time.monotonic()
-        built = lab_sqlite.resolve(version, root=cache, **kwargs)  # type: ignore[arg-type]
-        timings[f"{name} cold"] = time.monotonic() - started
-        assert built is not None
-        return built
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        plain = pool.submit(timed, "3.53.2", "3.53.2")
-        assisted = pool.submit(timed, "3.51.2-assisted", "3.51.2", assisted=True, assist_us=ASSIST_US)
-        return {"3.53.2": plain.result(), "3.51.2-assisted": assisted.result()}
+def built_3532(cache: pathlib.Path, timings: dict[str, float]) -> lab_sqlite.SqliteBuild:
+    started = time.monotonic()
+    b = lab_sqlite.resolve("3.53.2", root=cache)
+    timings["3.53.2 cold"] = time.monotonic() - started
+    assert b is not None
+    return b
 
 
 @pytest.fixture(scope="session")
-def built_3532(cold_builds: dict[str, lab_sqlite.SqliteBuild]) -> lab_sqlite.SqliteBuild:
-    return cold_builds["3.53.2"]
-
-
-@pytest.fixture(scope="session")
-def assisted_3512(cold_builds: dict[str, lab_sqlite.SqliteBuild]) -> lab_sqlite.SqliteBuild:
-    return cold_builds["3.51.2-assisted"]
+def assisted_3512(cache: pathlib.Path) -> lab_sqlite.SqliteBuild:
+    b = lab_sqlite.resolve("3.51.2", assisted=True, assist_us=ASSIST_US, root=cache)
+    assert b is not None
+    return b
 
 
 def _run(build_: lab_sqlite.SqliteBuild | None, code: str, tmp_path: pathlib.Path) -> dict[str, object]:
