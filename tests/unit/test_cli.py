@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -229,3 +231,16 @@ def test_the_replay_command_names_the_run_and_the_trial(tmp_path: pathlib.Path) 
     assert shlex.split(command) == ["repro", "replay", str(tmp_path / "run"), "fly-256.sigkill.ns506.3"]
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert (args.command, args.run_dir, args.trial_id) == ("replay", str(tmp_path / "run"), "fly-256.sigkill.ns506.3")
+
+
+def test_the_cli_imports_no_engine_client_before_a_command_needs_one() -> None:
+    """`repro --help` and bad input (exit 2 before any container) import neither docker-py nor testcontainers:
+    every documented command and test pays for its own startup. The known-bad case: a module that imports
+    them does show up."""
+    code = ("import sys, {module}; print(sorted(m for m in ('docker', 'testcontainers') if m in sys.modules))")
+    light = subprocess.run([sys.executable, "-c", code.format(module="repro.cli")], capture_output=True, text=True,
+                           cwd=pathlib.Path(__file__).resolve().parents[2], timeout=60)
+    assert light.stdout.strip() == "[]", light.stdout + light.stderr
+    heavy = subprocess.run([sys.executable, "-c", code.format(module="repro.machine.disk")], capture_output=True,
+                           text=True, cwd=pathlib.Path(__file__).resolve().parents[2], timeout=60)
+    assert "docker" in heavy.stdout, heavy.stdout + heavy.stderr
