@@ -293,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mountpoint = os.path.join(work, "mnt")
         os.mkdir(mountpoint)
         os.makedirs(args.out, mode=0o755, exist_ok=True)
+        _owned_by_root(args.out)
         self_check(space, durable, devices, args.fs, mountpoint, work, args.run)
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc()
@@ -333,6 +334,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             umount(mountpoint)
         shutil.rmtree(work, ignore_errors=True)
         _empty(args.out)
+
+
+def _owned_by_root(directory: str) -> None:
+    """The states' directory must be root's own directory (no link, no one else's): a checker, which runs the store
+    under test, must not be able to change a state's files between the kernel's recovery and the probe."""
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        raise OSError(errno.EPERM, f"{directory} is not a directory only root may write")
 
 
 def _empty(directory: str) -> None:

@@ -67,7 +67,10 @@ class SandboxError(LabError):
 
 
 RECOVER_MODULE = "repro.explore.recover"
-RECOVERED_DIR = f"{SCRATCH_DIR}/recovered"  # + "-<n>": one recoverer's states, root's, readable by the checkers
+# The recoverers' states: a tmpfs of its own, root's (mode 755), so that no uid-1000 process -- the store under
+# test, or anything it forked -- can make or replace a directory there before a recoverer does (/tmp is 1777).
+RECOVERED_ROOT = "/var/lib/lab-recovered"
+RECOVERED_DIR = f"{RECOVERED_ROOT}/recovered"  # + "-<n>": one recoverer's states, readable by the checkers
 
 
 def settings(mounts: list[Mount], jobs: int = 1, loops: Sequence[str] = ()) -> dict[str, Any]:
@@ -82,8 +85,10 @@ def settings(mounts: list[Mount], jobs: int = 1, loops: Sequence[str] = ()) -> d
     recoverers alone (repro/explore/recover.py), which mount states and never import the store; the
     checkers run as uid 1000, whose processes hold no capability and cannot open the device nodes."""
     extra: dict[str, Any] = {}
+    scratch = {SCRATCH_DIR: f"rw,nosuid,nodev,size={SCRATCH_SIZE},mode=1777"}
     if loops:
         extra = dict(cap_add=["SYS_ADMIN"], devices=[f"{d}:{d}:rwm" for d in loops])
+        scratch[RECOVERED_ROOT] = f"rw,nosuid,nodev,size={SCRATCH_SIZE},mode=755"
     return dict(
         cpu_shares=CPU_SHARES * max(1, jobs),
         # with loops the container's own user is root, so that a root exec (the recoverer) holds CAP_SYS_ADMIN;
@@ -91,7 +96,7 @@ def settings(mounts: list[Mount], jobs: int = 1, loops: Sequence[str] = ()) -> d
         entrypoint=["sleep", "infinity"], user="0:0" if loops else "1000:1000", network_mode="none", read_only=True,
         cap_drop=["ALL"], security_opt=["no-new-privileges=true", *(["apparmor=unconfined"] if loops else [])],
         mem_limit=MEMORY, memswap_limit=MEMORY,
-        pids_limit=PIDS, tmpfs={SCRATCH_DIR: f"rw,nosuid,nodev,size={SCRATCH_SIZE},mode=1777"},
+        pids_limit=PIDS, tmpfs=scratch,
         labels=labels(ROLE), mounts=mounts, log_config=LOGS, working_dir=SCRATCH_DIR, **extra,
     )
 

@@ -193,3 +193,22 @@ def test_the_test_api_puts_a_store_on_btrfs_and_verify_lets_the_kernel_recover_i
         inject(host, "power-loss")
         result = verify(host)
         assert result.verdict == "pass" and result.integrity == "ok", result
+
+
+def test_in_a_block_sandbox_only_the_recoverers_hold_a_capability_and_the_states_are_root_s(
+        recorded_fs: Callable[[str, str], TraceDir]) -> None:
+    """What the store under test could reach in a block-level exploration's sandbox: as uid 1000 no capability,
+    no loop device, and no way to make or change a directory where the recoverers leave the states."""
+    from repro.explore.sandbox import RECOVERED_ROOT, Sandbox
+
+    trace = recorded_fs("wal-full", "ext4")
+    with Sandbox(trace, jobs=1, loops=loops.require_devices(str(engine.client().api.base_url), 1)) as sandbox:
+        container = sandbox.container
+        assert container is not None
+        script = (f"grep CapEff /proc/self/status; mkdir {RECOVERED_ROOT}/x 2>&1; "
+                  f"cat {sandbox.loops[0]} 2>&1 | head -c 80; touch /tmp/mine && echo tmp-ok")
+        out = container.exec_run(["sh", "-c", script], user="1000:1000").output.decode()
+        assert "CapEff:\t0000000000000000" in out and "Permission denied" in out and "tmp-ok" in out, out
+        assert out.count("Permission denied") >= 2, out  # the states' directory and the loop device
+        root = container.exec_run(["sh", "-c", "grep CapEff /proc/self/status"], user="0:0").output.decode()
+        assert "CapEff:\t0000000000200000" in root, root  # CAP_SYS_ADMIN only, for the recoverers' mounts
