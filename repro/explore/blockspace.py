@@ -32,7 +32,7 @@ import random
 from dataclasses import dataclass
 
 from repro.errors import ScenarioError
-from repro.explore.space import Selection
+from repro.explore.space import Selection, select
 from repro.explore.timeline import CrashPoint, Timeline
 from repro.lossyfs.trace import Create, TraceError, Write
 
@@ -183,12 +183,7 @@ class BlockSpace:
 
     def select(self, model: BlockModel, budget: int, seed: int) -> Selection:
         """Every state when the model has at most ``budget``, else ``budget`` of them drawn with ``seed``."""
-        total = self.total(model)
-        if total <= budget:
-            return Selection(model, total, tuple(range(total)), True, seed)  # type: ignore[arg-type]
-        rng = random.Random(f"{seed}:{model.value}")
-        return Selection(model, total, tuple(sorted(rng.sample(range(total), budget))), False,  # type: ignore[arg-type]
-                         seed)
+        return select(model, self.total(model), budget, seed)  # type: ignore[arg-type]
 
     def describe(self, state: BlockState, limit: int = 8) -> dict[str, object]:
         """A state in words: where the crash is, what was acknowledged, which blocks since the flush it lost."""

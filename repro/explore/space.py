@@ -220,13 +220,18 @@ class StateSpace:
 
     def select(self, model: PersistenceModel, budget: int, seed: int) -> Selection:
         """Every state when the model has at most ``budget``, else ``budget`` of them drawn with ``seed``."""
-        total = self.total(model)
-        if total <= budget:
-            return Selection(model, total, tuple(range(total)), True, seed)
-        rng = random.Random(f"{seed}:{model.value}")
-        if total <= sys.maxsize:
-            return Selection(model, total, tuple(sorted(rng.sample(range(total), budget))), False, seed)
-        chosen: set[int] = set()  # a space past a machine word (torn-any of a large write): drawn one by one
-        while len(chosen) < budget:
-            chosen.add(rng.randrange(total))
-        return Selection(model, total, tuple(sorted(chosen)), False, seed)
+        return select(model, self.total(model), budget, seed)
+
+
+def select(model: PersistenceModel, total: int, budget: int, seed: int) -> Selection:
+    """Every one of a model's ``total`` states when there are at most ``budget``, else ``budget`` of them drawn
+    with ``seed`` (the file-level and the block-level spaces alike)."""
+    if total <= budget:
+        return Selection(model, total, tuple(range(total)), True, seed)
+    rng = random.Random(f"{seed}:{model.value}")
+    if total <= sys.maxsize:
+        return Selection(model, total, tuple(sorted(rng.sample(range(total), budget))), False, seed)
+    chosen: set[int] = set()  # a space past a machine word (torn-any of a large write): drawn one by one
+    while len(chosen) < budget:
+        chosen.add(rng.randrange(total))
+    return Selection(model, total, tuple(sorted(chosen)), False, seed)

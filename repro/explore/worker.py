@@ -23,11 +23,11 @@ import signal
 import sys
 import time
 import traceback
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
     from repro.explore.blockcheck import BlockChecker
-    from repro.explore.wire import Writer
+    from repro.explore.check import Checker, ChunkStats, StateResult
 
 EXIT_FAILED = 3
 
@@ -66,16 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet = logging.getLogger("hermes_state")
         quiet.addHandler(logging.NullHandler())
         quiet.propagate = False
+        checker: Checker | BlockChecker
         if args.recovered:
             from repro.explore.blockcheck import BlockChecker
             from repro.explore.blockspace import BlockModel
 
-            blocks = BlockChecker(TraceDir.open(args.trace_dir), tuple(BlockModel(m) for m in args.models.split(",")),
-                                  args.recovered, args.scratch, store_mount=args.store_mount)
-            return _serve_blocks(out, blocks)
-        models = PersistenceModel.parse_list(args.models)
-        checker = Checker(TraceDir.open(args.trace_dir), models, args.scratch, images=not args.no_images,
-                          store_mount=args.store_mount)
+            checker = BlockChecker(TraceDir.open(args.trace_dir), tuple(BlockModel(m) for m in args.models.split(",")),
+                                   args.recovered, args.scratch, store_mount=args.store_mount)
+        else:
+            checker = Checker(TraceDir.open(args.trace_dir), PersistenceModel.parse_list(args.models), args.scratch,
+                              images=not args.no_images, store_mount=args.store_mount)
     except Exception as exc:
         out.send({"error": f"the checker could not start: {type(exc).__name__}: {exc}"[:2000]})
         traceback.print_exc()
@@ -92,15 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 request = requests.next()
             except ChannelClosed:  # the end of stdin: the lab is done
                 return 0
-            refs = [(PersistenceModel.parse(model), int(index)) for model, index in request["batch"]]
             stats = ChunkStats()
             cpu = time.process_time()
-            before = dataclasses.replace(checker.materializer.stats)
-            results = [checker.check(model, index, stats) for model, index in refs]
-            after = checker.materializer.stats
-            stats.cloned_bytes = after.cloned_bytes - before.cloned_bytes
-            stats.patched_bytes = after.patched_bytes - before.patched_bytes
-            stats.advanced_bytes = after.advanced_bytes - before.advanced_bytes
+            results = _check_batch(checker, request, stats)
             stats.cpu_s = time.process_time() - cpu
             out.send({"results": [result_to_json(r) for r in results], "stats": stats_to_json(stats)})
     except Exception as exc:
@@ -111,35 +105,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         checker.close()
 
 
-def _serve_blocks(out: "Writer", checker: "BlockChecker") -> int:
-    """The block-level worker: each batch comes with what the recoverer made of each state."""
-    import sqlite3
-
+def _check_batch(checker: Checker | BlockChecker, request: dict[str, Any], stats: ChunkStats) -> list[StateResult]:
+    """One batch's verdicts: file-level states with what materialising them cost; block-level ones with what the
+    recoverer made of each (``request["recovered"]``)."""
+    from repro.explore.blockcheck import BlockChecker
     from repro.explore.blockspace import BlockModel
-    from repro.explore.check import ChunkStats
-    from repro.explore.wire import ChannelClosed, Reader, result_to_json, stats_to_json
+    from repro.explore.models import PersistenceModel
 
-    out.send({"ready": {"pid": os.getpid(), "uid": os.getuid(), "sqlite_version": sqlite3.sqlite_version}})
-    requests = Reader(lambda n: os.read(0, n))
-    try:
-        while True:
-            try:
-                request = requests.next()
-            except ChannelClosed:
-                return 0
-            stats = ChunkStats()
-            cpu = time.process_time()
-            results = [checker.check(BlockModel(model), int(index), bool(got["mounted"]), str(got["error"]), stats,
-                                     str(got.get("dir", "")))
-                       for (model, index), got in zip(request["batch"], request["recovered"], strict=True)]
-            stats.cpu_s = time.process_time() - cpu
-            out.send({"results": [result_to_json(r) for r in results], "stats": stats_to_json(stats)})
-    except Exception as exc:
-        traceback.print_exc()
-        out.send({"error": f"the checker failed: {type(exc).__name__}: {exc}"[:2000]})
-        return EXIT_FAILED
-    finally:
-        checker.close()
+    if isinstance(checker, BlockChecker):
+        return [checker.check(BlockModel(model), int(index), bool(got["mounted"]), str(got["error"]), stats,
+                              str(got.get("dir", "")))
+                for (model, index), got in zip(request["batch"], request["recovered"], strict=True)]
+    before = dataclasses.replace(checker.materializer.stats)
+    results = [checker.check(PersistenceModel.parse(model), int(index), stats) for model, index in request["batch"]]
+    after = checker.materializer.stats
+    stats.cloned_bytes = after.cloned_bytes - before.cloned_bytes
+    stats.patched_bytes = after.patched_bytes - before.patched_bytes
+    stats.advanced_bytes = after.advanced_bytes - before.advanced_bytes
+    return results
 
 
 if __name__ == "__main__":

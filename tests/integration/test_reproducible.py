@@ -34,7 +34,6 @@ def test_the_same_seed_records_the_same_shape_and_ids_name_the_same_states(lab_i
                                                                           tmp_path: pathlib.Path) -> None:
     first, second = _record(tmp_path / "a", lab_image, True), _record(tmp_path / "b", lab_image, True)
     assert first.recording.reproducible and first.shape() == second.shape()
-    assert first.digest() != second.digest() or first.shape() == second.shape()  # bytes may differ (timestamps)
     models = PersistenceModel.parse_list("prefix,torn")
     runs = [explore(t, models, budget=150, seed=9, jobs=2) for t in (first, second)]
     assert [(r.model.value, r.index, r.point) for r in runs[0].results] == \
