@@ -15,7 +15,7 @@ from repro import commands, options, upkeep
 from repro.commands import DEFAULT_TRIALS, HUNT, MATRIX_FAULTS
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.explore.command import DEFAULT_OPS, MAX_OPS
-from repro.explore.arguments import add_filesystem_args, add_recording_args, add_search_args
+from repro.explore.arguments import add_filesystem_args, add_recording_args, add_recovery_args, add_search_args
 from repro.faults import FAULTS
 from repro.ledger import SHORT_MIX_WORDS
 from repro.report.records import FailOn
@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_recording_args(explore)
     _disk_size_arg(explore)
     add_search_args(explore)
+    add_recovery_args(explore)
     explore.add_argument("--seed", type=int, default=None, help="the workload's and the sample's seed (printed)")
     explore.add_argument("--jobs", type=int, default=2,
                          help="checkers in the explore sandbox (default 2, at most 64)")

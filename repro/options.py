@@ -126,6 +126,7 @@ class ExploreOptions:
     reproducible: bool = False
     configs: str = "all"
     filesystems: tuple[str, ...] = ("ext4",)
+    recovery: int = 0
 
 
 @dataclass(frozen=True)

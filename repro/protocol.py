@@ -73,6 +73,7 @@ class EventKind(str, enum.Enum):
     DISK_FILL_STARTED = "disk-fill-started"
     DISK_FULL = "disk-full"
     DISK_CLEARED = "disk-cleared"
+    READ_FAILED = "read-failed"  # a reopen (explore --recovery) could not read the store's counts
 
 
 class LossyKind(str, enum.Enum):

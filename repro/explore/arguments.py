@@ -8,6 +8,7 @@ from repro.explore.blockspace import BlockModel
 from repro.explore.command import DEFAULT_BUDGET, DEFAULT_SHRINK
 from repro.explore.configs import CONFIGURATIONS
 from repro.explore.models import PRESETS as MODEL_PRESETS, model_grammar
+from repro.explore.second import DEFAULT_REOPENS
 from repro.filesystems import FsKind
 
 
@@ -23,6 +24,16 @@ def add_search_args(explore: argparse.ArgumentParser) -> None:
     explore.add_argument("--shrink", type=int, default=DEFAULT_SHRINK,
                          help=f"findings per model shrunk to an ordering, 'Y must persist before X' (default "
                               f"{DEFAULT_SHRINK}, a seeded choice; 0: none)")
+
+
+def add_recovery_args(explore: argparse.ArgumentParser) -> None:
+    """--recovery: a crash during the reopen of chosen crash states (the second level)."""
+    explore.add_argument("--recovery", type=int, default=0, metavar="N",
+                         help="crash during recovery: reopen N crash states (findings first, then allowed losses, "
+                              f"then a seeded sample; {DEFAULT_REOPENS} is a good start) on a recording machine, "
+                              "explore the crash states of each reopen and judge them where the first state was: "
+                              "one that breaks a promise the first kept, or lacks a row it held, is a finding "
+                              "(exit 1); default 0: none")
 
 
 def add_recording_args(explore: argparse.ArgumentParser) -> None:

@@ -71,6 +71,8 @@ class StateResult:
     beyond_sync: tuple[int, ...]  # of those, acknowledged before the sync that should have kept them
     reason: str
     probed: bool  # the probe ran on this state (else an equal state's facts were used)
+    # a crash during recovery (repro/explore/second.py): message ids the interrupted state held that this one lacks
+    regressed: tuple[int, ...] = ()
 
     @property
     def kind(self) -> ViolationKind | None:
@@ -84,7 +86,7 @@ class StateResult:
         return None
 
 
-def ledger_at(ledger: Ledger, point: CrashPoint) -> Ledger:
+def ledger_at(ledger: Ledger, point: CrashPoint | JudgedAt) -> Ledger:
     """The ledger as a crash at ``point`` leaves it (see the module docstring)."""
     last, nxt = point.acked, point.next_ack
     ops = []
@@ -97,11 +99,31 @@ def ledger_at(ledger: Ledger, point: CrashPoint) -> Ledger:
     return Ledger(tuple(ops), ledger.ready, ledger.events)
 
 
+@dataclass(frozen=True)
+class JudgedAt:
+    """What a verdict depends on besides the facts: the acks around the crash point, the sync horizons and
+    whether entries are lazy. A state is judged at its own crash point; a state of a crash during recovery
+    (repro/explore/second.py) at the crash point of the state whose reopen it interrupted."""
+
+    acked: int
+    next_ack: int | None
+    wal_sync_ack: int
+    dir_sync_ack: int
+    lazy_dirs: bool
+
+    @classmethod
+    def of(cls, spec: StateSpec | BlockState) -> JudgedAt:
+        point = spec.point
+        return cls(point.acked, point.next_ack, point.wal_sync_ack, spec.dir_sync_ack, spec.model.lazy_dirs)
+
+
 def judge_state(spec: StateSpec | BlockState, facts: ProbeFacts, ledger: Ledger, config: StoreConfig, locks_dropped: bool,
-                seq: int, probed: bool) -> StateResult:
-    """One state's verdict; ``seq`` names the operation its crash point follows."""
-    prefix = ledger_at(ledger, spec.point)
-    judgement = judge(prefix, facts, CRASH_FAULTS, config=config, lazy_dirs=spec.model.lazy_dirs,
+                seq: int, probed: bool, at: JudgedAt | None = None) -> StateResult:
+    """One state's verdict; ``seq`` names the operation its crash point follows; ``at``: where it is judged
+    (default: its own crash point)."""
+    at = at or JudgedAt.of(spec)
+    prefix = ledger_at(ledger, at)
+    judgement = judge(prefix, facts, CRASH_FAULTS, config=config, lazy_dirs=at.lazy_dirs,
                       locks_dropped=locks_dropped)
     ver = judgement.verification
     lost = tuple(w.op_index for w in ver.lost) if ver is not None else ()
@@ -109,10 +131,10 @@ def judge_state(spec: StateSpec | BlockState, facts: ProbeFacts, ledger: Ledger,
     prom = judgement.promise
     if prom is not None and prom.loss is LossBound.LAST_COMMITS:
         wal = config.journal_mode is JournalMode.WAL
-        horizon = spec.point.wal_sync_ack if wal else spec.dir_sync_ack
+        horizon = at.wal_sync_ack if wal else at.dir_sync_ack
     beyond = tuple(i for i in lost if horizon is not None and i <= horizon) if judgement.expected else ()
-    return StateResult(spec.model, spec.index, spec.point.index, seq, judgement.verdict, judgement.expected, ver.acked if ver is not None else 0, lost, beyond,
-                       judgement.reason, probed)
+    return StateResult(spec.model, spec.index, spec.point.index, seq, judgement.verdict, judgement.expected,
+                       ver.acked if ver is not None else 0, lost, beyond, judgement.reason, probed)
 
 
 @dataclass
@@ -139,8 +161,12 @@ class Checker:
     """Materialises, probes and judges states of one trace; one per worker process."""
 
     def __init__(self, trace_dir: TraceDir, models: tuple[PersistenceModel, ...], scratch: str | None = None,
-                 *, images: bool = True, store_mount: str | None = None) -> None:
+                 *, images: bool = True, store_mount: str | None = None, judged_at: JudgedAt | None = None) -> None:
+        """``judged_at``: the trace is a reopen's (repro/explore/second.py): every state is judged there, and
+        against the rows its initial files -- the interrupted state -- held."""
         self.trace_dir = trace_dir
+        self.judged_at = judged_at
+        self._initial_rows: frozenset[tuple[int, str]] | None = None
         self.store_mount = store_mount  # where the store is mounted in the sandbox (None: the image's own)
         self.timeline = Timeline(trace_dir.reader())
         self.space = StateSpace(self.timeline, models)
@@ -161,6 +187,20 @@ class Checker:
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def initial_rows(self) -> frozenset[tuple[int, str]]:
+        """The messages (id, content digest) of the trace's initial files, as the probe finds them."""
+        if self._initial_rows is None:
+            state_dir = os.path.join(self.scratch, "initial")
+            for f in self.timeline.initial.files:
+                path = os.path.join(state_dir, f.path)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as out:
+                    out.write(f.data)
+            facts = collect(os.path.join(state_dir, self.trace_dir.recording.db_name), self.store_mount)
+            shutil.rmtree(state_dir, ignore_errors=True)
+            self._initial_rows = frozenset((m.id, m.sha) for m in facts.messages)
+        return self._initial_rows
 
     def facts(self, spec: StateSpec) -> tuple[ProbeFacts, bool, float, float]:
         """The probe's facts for the state (measured, or those of an alike state); and timings."""
@@ -254,14 +294,19 @@ class Checker:
         # the verdict depends on the facts, the ledger at the crash point (its acks), the sync horizons
         # and whether entries are lazy: crash points between the same two acks share all of them
         crash = spec.point
-        key = (id(facts), crash.acked, crash.next_ack, crash.wal_sync_ack, spec.dir_sync_ack, model.lazy_dirs)
+        at = self.judged_at or JudgedAt.of(spec)
+        key = (id(facts), at)
         same = self._judged.get(key)
         if same is not None and same[0] is facts:
             result = dataclasses.replace(same[1], model=model, index=index, point=crash.index, probed=probed,
                                          seq=self.timeline.ops[crash.last_op].seq)
         else:
             result = judge_state(spec, facts, self.ledger, self.config, self.trace_dir.recording.locks_dropped,
-                                 self.timeline.ops[spec.point.last_op].seq, probed)
+                                 self.timeline.ops[spec.point.last_op].seq, probed, at)
+            if self.judged_at is not None:
+                had = self.initial_rows()
+                now = {(m.id, m.sha) for m in facts.messages}
+                result = dataclasses.replace(result, regressed=tuple(sorted(i for i, sha in had if (i, sha) not in now)))
             if len(self._judged) > _CACHE_SIZE:
                 self._judged.clear()
             self._judged[key] = (facts, result)

@@ -39,6 +39,7 @@ DEFAULT_BUDGET = 2000
 DEFAULT_SHRINK = 16  # findings per model shrunk to an ordering (repro/explore/orderings.py)
 MAX_OPS = 10_000  # a recording's machine is given 60 s + 0.5 s per operation; its states grow with it
 MAX_RATE = 10_000.0  # operations per second: past what any machine here does (0 is flat out)
+MAX_REOPENS = 100  # --recovery: each reopen is a recording machine of its own
 
 
 def _check_numbers(opts: ExploreOptions) -> None:
@@ -48,6 +49,11 @@ def _check_numbers(opts: ExploreOptions) -> None:
         raise ScenarioError("--budget must be at least 1")
     if not 0 <= opts.shrink <= 1000:
         raise ScenarioError("--shrink must be from 0 to 1,000")
+    if not 0 <= opts.recovery <= MAX_REOPENS:
+        raise ScenarioError(f"--recovery must be from 0 to {MAX_REOPENS} states to reopen")
+    if opts.recovery and (opts.fs or opts.materialize or opts.compare_models):
+        raise ScenarioError("--recovery reopens file-level crash states of an exploration: not with --fs, "
+                            "--materialize or --compare-models")
     if not 1 <= opts.ops <= MAX_OPS:
         raise ScenarioError(f"--ops must be from 1 to {MAX_OPS:,}")
     rate = opts.workload.rate
@@ -84,6 +90,13 @@ def run(opts: ExploreOptions, argv: list[str]) -> int:
         trace = TraceDir.open(opts.trace_dir)
         recorded_store(trace)  # a recording is data: the store it names must be a store directory
         models = parse_models(opts.models, block_level=trace.recording.block_level)
+        if opts.recovery and trace.recording.block_level:
+            raise ScenarioError("--recovery reopens file-level crash states: a trace recorded with --fs is not "
+                                "modelled yet")
+        if opts.recovery:
+            from repro.explore.reopen import store_of
+
+            store_of(trace.recording)  # the reopens run the recording's store: its settings must be the lab's
         if trace.recording.block_level:
             from repro.explore.runner import require_devices
 
@@ -104,7 +117,8 @@ def run(opts: ExploreOptions, argv: list[str]) -> int:
         if recording is not None:
             trace = _record(recording, seed, out, command, image)
         assert trace is not None
-        return _explore(trace, models, opts.budget, seed, opts.jobs, out, image, opts.shrink)
+        reopens = _Reopens(opts.recovery, _profile(opts)) if opts.recovery else None
+        return _explore(trace, models, opts.budget, seed, opts.jobs, out, image, opts.shrink, reopens)
     finally:
         engine.cleanup(cli, owner=owner())
 
@@ -169,12 +183,25 @@ def _filesystem(text: str, profile: MachineProfile) -> tuple[FsSpec, tuple[str, 
     return fs, loops.require_devices(str(engine.client().api.base_url), 1)
 
 
-def _recording(opts: ExploreOptions) -> _Recording:
-    from repro.scenario import OWN_SETTINGS, StoreSpec, get_profile
+@dataclass(frozen=True)
+class _Reopens:
+    """--recovery: how many states are reopened, on which machine."""
 
+    count: int
+    profile: MachineProfile
+
+
+def _profile(opts: ExploreOptions) -> MachineProfile:
     from repro.prepare import with_disk
+    from repro.scenario import get_profile
 
-    profile = with_disk(get_profile(opts.profile), opts.disk_size)
+    return with_disk(get_profile(opts.profile), opts.disk_size)
+
+
+def _recording(opts: ExploreOptions) -> _Recording:
+    from repro.scenario import OWN_SETTINGS, StoreSpec
+
+    profile = _profile(opts)
     if opts.sqlite != "system" or opts.store.sqlite_assisted:
         # the states are checked in a sandbox of the same image, with its SQLite: a recording on
         # another library would be judged by a different one
@@ -205,7 +232,7 @@ def _record(plan: _Recording, seed: int, out: pathlib.Path, command: str, image:
 
 
 def _explore(trace: TraceDir, models: tuple[AnyModel, ...], budget: int, seed: int, jobs: int,
-             out: pathlib.Path, image: str, shrink: int = DEFAULT_SHRINK) -> int:
+             out: pathlib.Path, image: str, shrink: int = DEFAULT_SHRINK, reopens: _Reopens | None = None) -> int:
     from rich.console import Console
 
     from repro.explore.report import print_report, write_all
@@ -230,6 +257,14 @@ def _explore(trace: TraceDir, models: tuple[AnyModel, ...], budget: int, seed: i
     err.print()
     if shrink and not trace.recording.block_level:  # orderings are of file-level operations
         run = _orderings(run, models, jobs, image, shrink)  # type: ignore[arg-type]
+    if reopens is not None:
+        import dataclasses
+
+        from repro.explore.reopen import reopen_states
+
+        err.print(f"[bold]crash during recovery[/]: reopening {reopens.count} state(s) on {reopens.profile.name}")
+        run = dataclasses.replace(run, second=reopen_states(run, count=reopens.count, profile=reopens.profile,
+                                                            out=out, image=image, on_line=err.print))
     print_report(run, Console(width=None if sys.stdout.isatty() else 160))
     written = write_all(out, run)
     err.print(f"{run.states} states in {run.seconds:.1f} s ({run.rate:.0f}/s); reports: "

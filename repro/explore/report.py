@@ -82,6 +82,7 @@ def to_dict(run: Exploration) -> dict[str, object]:
         } for m in run.models],
         "orderings": [{"model": o.model, "sentence": o.sentence, "states": o.states, "example": o.example,
                        "detail": o.detail, "materialize": run.materialize_command(o.example)} for o in run.orderings],
+        "recovery": [level.to_dict() for level in run.second],
     }
 
 
@@ -120,6 +121,23 @@ def print_report(run: Exploration, console: Console) -> None:
     for o in run.orderings:
         console.print(f"  {o.model}: {o.states} x {o.sentence}")
         console.print(f"    e.g. {o.example}: {o.detail}")
+    if run.second:
+        console.print(render_second(run))
+
+
+def render_second(run: Exploration) -> Table:
+    """Crash during recovery: one row per reopened state."""
+    table = Table(title="crash during recovery: each chosen state reopened, and every crash state of its reopen "
+                        "judged where the state was")
+    for column in ("state", "chosen as", "its verdict", "reopen ops", "states checked", "made worse", "what"):
+        table.add_column(column, justify="right" if column in ("reopen ops", "states checked", "made worse")
+                         else "left")
+    for level in run.second:
+        f = level.first
+        worse = f"[bold red]{level.made_worse}[/]" if level.worse else "0"
+        table.add_row(f.state, f.reason, f.verdict, str(level.ops), f"{level.checked} of {level.states_total}",
+                      worse, level.sentence())
+    return table
 
 
 def _md(text: object) -> str:
@@ -168,6 +186,16 @@ def render_markdown(run: Exploration) -> str:
         assert isinstance(description, dict)
         lines += [f"- {k}: {_md(v)}" for k, v in description.items()]
         lines += ["- inspect:", "", "```", str(state["materialize"]), "```", ""]
+    if run.second:
+        lines += ["## Crash during recovery", "",
+                  "Each chosen state reopened on a recording machine (SQLite's recovery, the store's own repair, "
+                  "its close), and every crash state of that reopen judged where the state was: *worse* breaks a "
+                  "promise the state kept, or lacks a message row it held.", "",
+                  "| state | chosen as | its verdict | reopen ops | states checked | made worse | what |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| `{s.first.state}` | {s.first.reason} | {s.first.verdict} | {s.ops} | {s.checked} of "
+                  f"{s.states_total} | {s.made_worse} | {_md(s.sentence())} |" for s in run.second]
+        lines.append("")
     if run.orderings:
         lines += ["## Findings as orderings", "",
                   f"{sum(o.states for o in run.orderings)} findings (a seeded choice of at most `--shrink` per model) "
@@ -205,6 +233,21 @@ def junit_element(run: Exploration) -> ET.Element:
         ET.SubElement(case, "system-out").text = (
             f"states={m.selection.total} checked={m.checked} ({_coverage(m)}) verdicts={m.verdicts} "
             f"findings={m.findings} largest_loss={m.largest_loss} promise={m.promise}")
+    for level in run.second:
+        case = ET.SubElement(suite, "testcase", name=f"reopen {level.first.state}", time=f"{level.seconds:.3f}",
+                             classname="recovery")
+        if level.errors:
+            ET.SubElement(case, "error", message=level.sentence()[:200], type="lab-error")
+        elif level.worse:
+            ET.SubElement(case, "failure", message=level.sentence()[:300], type="worse-after-recovery-crash"
+                          ).text = level.trace
+    tests = len(run.models) + len(run.second)
+    bad = sum(1 for level in run.second if level.worse and not level.errors)
+    broke = sum(1 for level in run.second if level.errors)
+    for element in (suites, suite):
+        element.set("tests", str(tests))
+        element.set("failures", str(failures + bad))
+        element.set("errors", str(errors + broke))
     return suites
 
 

@@ -23,6 +23,7 @@ from repro.explore.blockspace import BlockModel, BlockSpace, BlockState
 from repro.explore.check import ChunkStats, StateResult, ViolationKind
 from repro.explore.models import PersistenceModel
 from repro.explore.orderings import Ordering
+from repro.explore.second import SecondLevel
 from repro.explore.space import Selection, StateSpace, StateSpec
 from repro.explore.timeline import Timeline
 from repro.explore.tracedir import TraceDir
@@ -85,6 +86,7 @@ class Exploration:
     results: tuple[StateResult, ...] = field(repr=False, default=())
     shape: str = ""  # the trace's shape (TraceDir.shape): every state id the reports print carries it
     orderings: tuple[Ordering, ...] = ()  # findings shrunk and grouped (repro/explore/orderings.py), when asked
+    second: tuple[SecondLevel, ...] = ()  # crash during recovery (--recovery): the chosen states' reopens
 
     @property
     def states(self) -> int:
@@ -96,9 +98,9 @@ class Exploration:
 
     @property
     def exit_code(self) -> ExitCode:
-        if any(m.violations.get(ViolationKind.ERROR.value) for m in self.models):
+        if any(m.violations.get(ViolationKind.ERROR.value) for m in self.models) or any(s.errors for s in self.second):
             return ExitCode.LAB_FAILED
-        if any(m.broken for m in self.models):
+        if any(m.broken for m in self.models) or any(s.worse for s in self.second):
             return ExitCode.TRIAL_FAILED
         return ExitCode.OK
 

@@ -109,7 +109,7 @@ def model_named(name: str) -> PersistenceModel | BlockModel:
 def result_to_json(result: StateResult) -> dict[str, object]:
     out: dict[str, object] = {f.name: getattr(result, f.name) for f in fields(result)}
     out["model"], out["verdict"] = result.model.value, result.verdict.value
-    out["lost"], out["beyond_sync"] = list(result.lost), list(result.beyond_sync)
+    out["lost"], out["beyond_sync"], out["regressed"] = list(result.lost), list(result.beyond_sync), list(result.regressed)
     return out
 
 
@@ -121,7 +121,7 @@ def result_from_json(data: Mapping[str, Any]) -> StateResult:
             seq=int(data["seq"]), verdict=Verdict(data["verdict"]), expected=bool(data["expected"]),
             acked=int(data["acked"]), lost=tuple(int(i) for i in data["lost"]),
             beyond_sync=tuple(int(i) for i in data["beyond_sync"]), reason=str(data["reason"]),
-            probed=bool(data["probed"]))
+            probed=bool(data["probed"]), regressed=tuple(int(i) for i in data.get("regressed", ())))
     except (KeyError, TypeError, ValueError, ScenarioError) as exc:
         raise WireError(f"a result the lab cannot read: {type(exc).__name__}: {exc}") from None
 

@@ -74,8 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             checker = BlockChecker(TraceDir.open(args.trace_dir), tuple(BlockModel(m) for m in args.models.split(",")),
                                    args.recovered, args.scratch, store_mount=args.store_mount)
         else:
-            checker = Checker(TraceDir.open(args.trace_dir), PersistenceModel.parse_list(args.models), args.scratch,
-                              images=not args.no_images, store_mount=args.store_mount)
+            from repro.explore.second import read_first
+
+            trace = TraceDir.open(args.trace_dir)
+            first = read_first(trace.path)  # a reopen's trace: its states are judged where its first state was
+            checker = Checker(trace, PersistenceModel.parse_list(args.models), args.scratch,
+                              images=not args.no_images, store_mount=args.store_mount,
+                              judged_at=first.at if first is not None else None)
     except Exception as exc:
         out.send({"error": f"the checker could not start: {type(exc).__name__}: {exc}"[:2000]})
         traceback.print_exc()

@@ -299,6 +299,19 @@ def ready_facts(db: Any, cfg: WorkloadConfig, store_module: Any) -> dict[str, ob
     return facts
 
 
+def _reopened(workload: Workload) -> int:
+    """The rest of a reopen: what a restarted service reads first (the counts), then a clean close."""
+    for name in ("session_count", "message_count"):
+        try:
+            getattr(workload.db, name)()
+        except Exception as exc:  # a damaged file: the reopen is what is recorded, not its success
+            emit(Tag.EVENT, {"kind": EventKind.READ_FAILED.value, "error": f"{name}: {type(exc).__name__}: {exc}"})
+    workload.db.close()
+    emit(Tag.EVENT, {"kind": EventKind.CLOSED.value, "acks": 0, "ops": 0})
+    channel.close_channel()
+    return 0
+
+
 def main() -> int:
     # Before anything of the store is imported: the records get a descriptor of their own, and the
     # process's stdout and stderr (the store's) become OUTPUT records, capped.
@@ -317,6 +330,8 @@ def main() -> int:
         board.set_pid(os.getpid())
     except OSError:
         board = None  # outside a lab machine: no agent to talk to
+    if cfg.reopen:  # the mark precedes everything the store does to the file it finds
+        Marks(cfg.mark_socket).send(f"ready {cfg.op_offset}")
     try:
         store = import_store(cfg.store_mount or None)  # never the image's own when a store is mounted
         workload = Workload(cfg, store, board)
@@ -326,6 +341,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, workload.request_stop)
     signal.signal(signal.SIGINT, workload.request_stop)
     facts = ready_facts(workload.db, cfg, store)
+    if cfg.reopen:
+        emit(Tag.READY, facts)
+        return _reopened(workload)
     if cfg.role == "gateway":
         emit(Tag.READY, facts)
         workload.marks.send(f"ready {workload.index}")  # the ledger index before the first operation

@@ -41,6 +41,10 @@ class WorkloadConfig(WorkloadSpec):
     # the mark "ready", and after each ok ledger line "ack <index>", so that every position of the
     # recorded trace maps to the ledger prefix acknowledged before it. Empty: no marks.
     mark_socket: str = ""
+    # Crash during recovery (repro explore --recovery): only reopen the database as a restarted service would --
+    # the mark "ready" first, then the store opens it (SQLite's recovery, the store's own repair), reads its
+    # counts and closes it; no operation.
+    reopen: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -343,7 +343,7 @@ def test_every_workload_setting_travels_under_its_own_name_and_comes_back_equal(
     spec = WorkloadOptions(rate=2.5, mix="append=7,search=1", sizes="1k:2k").spec(
         (Hazard.parse("raw-open=3"), Hazard.parse("cron=40")), 900)
     cfg = WorkloadConfig.of(spec, seed=4, ops=12, db_path="/d/x.db", store_mount="/s", status_path="/run/st",
-                            ledger_file="/l", hold=True, role="cron", op_offset=5, mark_socket="/m")
+                            ledger_file="/l", hold=True, role="cron", op_offset=5, mark_socket="/m", reopen=True)
     unchanged = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) == f.default]
     assert not unchanged, unchanged
     assert all(getattr(cfg, name) == getattr(spec, name) for name in spec_fields)

@@ -1,0 +1,164 @@
+"""Crash during recovery (`repro explore --recovery N`): record the store reopening chosen crash states on
+lossyfs, then check every crash state of each reopen where its first-level state was judged
+(repro/explore/second.py says what is judged and what counts as worse).
+
+For each chosen state the lab builds its files here (no store code runs on this side), uploads them into a
+recording machine's lossy backing directory -- so they are the trace's initial files -- and starts the
+workload with ``reopen``: the mark ``ready``, then the store opens the database as a restarted service
+would (SQLite's hot-journal rollback or WAL recovery, the store's own repair), reads its counts and closes
+it; the machine stops cleanly. The reopen is recorded without the kernel's writeback cache, so the same
+first-level state gives a trace of the same shape. Its crash states are checked in the explore sandbox
+like any trace's; the reopen's trace directory holds the first-level ledger (machine.log), the reopen
+machine's own log (reopen.log) and first.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import pathlib
+import tarfile
+import tempfile
+import time
+from typing import Callable
+
+from repro.errors import ScenarioError, TrialError
+from repro.explore.check import JudgedAt
+from repro.explore.materialize import Materializer
+from repro.explore.models import PersistenceModel
+from repro.explore.runner import Exploration, batches, check_in_sandbox, plan, state_ref
+from repro.explore.second import FIRST_FILE, FirstLevel, SecondLevel, choose, worse
+from repro.explore.space import StateSpace
+from repro.explore.timeline import Timeline
+from repro.explore.tracedir import LOG_FILE, TRACE_FILE, Recording, TraceDir, write_recording
+from repro.machine.disk import DATA_DIR, LOSSY_BACKING
+from repro.machine.host import ConstrainedHost
+from repro.machine.services import MARK_SOCKET, fetch_trace, start, start_lossyfs
+from repro.oracle.verdicts import Verdict
+from repro.protocol import EventKind, Line, LossyKind
+from repro.scenario import OWN_SETTINGS, MachineProfile, StoreSpec
+from repro.workload.config import WorkloadConfig
+
+REOPEN_LOG = "reopen.log"
+REOPEN_TIMEOUT_S = 90.0  # a store repairing a damaged file on a 1-CPU machine through FUSE
+UID = GID = 1000  # the workload's user, hermes
+
+
+def store_of(recording: Recording) -> StoreSpec:
+    """The store a recording ran, as the machine is given it: the inverse of StoreSpec.environment."""
+    env = dict(recording.store_env)
+    autockpt = env.get("HERMES_STATE_WAL_AUTOCHECKPOINT")
+    try:
+        store = StoreSpec(env.get("HERMES_STATE_PRESET", OWN_SETTINGS), env.get("HERMES_STATE_JOURNAL_MODE"),
+                          env.get("HERMES_STATE_SYNCHRONOUS"), recording.store_path,
+                          (env.get("HERMES_STATE_CHECKPOINT_MODE") or "").lower() or None,
+                          wal_autocheckpoint=None if autockpt is None else int(autockpt))
+    except ValueError:
+        raise ScenarioError(f"recording.json: HERMES_STATE_WAL_AUTOCHECKPOINT={autockpt!r} is not a number") from None
+    if store.environment() != env:
+        raise ScenarioError(f"recording.json: the store's settings {env} are not ones the lab sets")
+    return store
+
+
+def _tar(files: pathlib.Path, prefix: str) -> bytes:
+    """The state's files under ``prefix`` on the disk, owned by the workload's user."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid, info.gid, info.uname, info.gname = UID, GID, "hermes", "hermes"
+            info.mode = 0o755 if info.isdir() else 0o644
+            return info
+
+        tar.add(files, arcname=prefix, filter=owned)
+    return buf.getvalue()
+
+
+def _ended(line: Line) -> bool:
+    return (line.is_event(EventKind.CLOSED) or line.is_event(EventKind.STORE_OPEN_FAILED)
+            or line.is_event(EventKind.CONFIG_ERROR) or line.is_finish("session-store"))
+
+
+def record_reopen(*, trace: TraceDir, first: FirstLevel, files: pathlib.Path, profile: MachineProfile,
+                  store: StoreSpec, seed: int, dest: pathlib.Path, image: str) -> TraceDir:
+    """Record the store reopening the state whose files are in ``files``; the reopen's trace directory."""
+    host = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True)
+    try:
+        host.start()
+        assert host.disk is not None
+        host.disk.put(DATA_DIR, _tar(files, LOSSY_BACKING[len(DATA_DIR):].strip("/")))
+        start_lossyfs(host, seed, "--no-writeback-cache", record=True)
+        config = WorkloadConfig(seed=seed, reopen=True, db_path=host.db_path, store_mount=host.store_mount,
+                                mark_socket=MARK_SOCKET)
+        start(host, "session-store", {**config.to_env(), **host.store.environment()})
+        end = host.console.wait_for(_ended, REOPEN_TIMEOUT_S, "the store's reopen")
+        if end.is_event(EventKind.CONFIG_ERROR):
+            raise host.console.error(f"the reopen did not start: {dict(end.payload)}")
+        host.stop()
+        stopped = [line for line in host.console.parsed() if line.is_lossy(LossyKind.STOPPED)]
+        if not stopped or stopped[-1].payload.get("synced") is not True:
+            raise host.console.error("the lossy filesystem did not stop cleanly (no synced STOPPED line)")
+        if TRACE_FILE not in fetch_trace(host, dest):
+            raise TrialError(f"the reopen left no trace in {dest}")
+        recording = dataclasses.replace(trace.recording, reproducible=True,
+                                        source=f"the reopen of {first.state} of {trace.path}")
+        ledger = (trace.path / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+        write_recording(dest, recording, ledger)  # the first level's ledger: its states are judged against it
+        (dest / REOPEN_LOG).write_text("\n".join(host.output()) + "\n", encoding="utf-8")
+        (dest / FIRST_FILE).write_text(first.to_json(), encoding="utf-8")
+    finally:
+        host.remove()
+    return TraceDir.open(dest)
+
+
+def check_reopen(reopen: TraceDir, first: FirstLevel, models: tuple[PersistenceModel, ...], *, budget: int,
+                 seed: int, jobs: int, image: str) -> SecondLevel:
+    """Every crash state of a reopen (or a seeded sample), judged where its first-level state was."""
+    started = time.perf_counter()
+    timeline = Timeline(reopen.reader())
+    space = StateSpace(timeline, models)
+    selections = plan(space, budget, seed)
+    results, _ = check_in_sandbox(reopen, models, batches(space, selections, jobs), jobs=jobs, image=image)
+    shape = reopen.shape()
+    results.sort(key=lambda r: (models.index(r.model), r.index))  # type: ignore[arg-type]
+    found = [(state_ref(r.model, r.index, shape), how) for r in results if (how := worse(first, r)) is not None]
+    last = len(timeline.points) - 1
+    completed = next((how for r in results if r.point == last and (how := worse(first, r)) is not None), None)
+    verdicts: dict[str, int] = {}
+    for r in results:
+        verdicts[r.verdict.value] = verdicts.get(r.verdict.value, 0) + 1
+    return SecondLevel(first=first, trace=str(reopen.path), shape=shape,
+                       ops=len(timeline.ops), crash_points=len(timeline.points),
+                       states_total=sum(s.total for s in selections), checked=len(results), verdicts=verdicts,
+                       worse=tuple(found), completed_worse=completed,
+                       errors=sum(1 for r in results if r.verdict is Verdict.ERROR),
+                       seconds=time.perf_counter() - started)
+
+
+def reopen_states(run: Exploration, *, count: int, profile: MachineProfile, out: pathlib.Path, image: str,
+                  on_line: Callable[[str], None] = lambda text: None) -> tuple[SecondLevel, ...]:
+    """The second level of an exploration: ``count`` of its states (repro/explore/second.py's choice)
+    reopened, each reopen recorded and its crash states checked."""
+    if run.trace_dir.recording.block_level:
+        raise ScenarioError("--recovery reopens file-level states: a trace recorded with --fs is not modelled yet")
+    space = run.space
+    assert isinstance(space, StateSpace)
+    store = store_of(run.trace_dir.recording)
+    models = tuple(m.model for m in run.models)
+    levels: list[SecondLevel] = []
+    for n, (result, reason) in enumerate(choose(run.results, count, run.seed), start=1):
+        spec = space.spec(result.model, result.index)  # type: ignore[arg-type]
+        first = FirstLevel.of(result, run.state_ref(result.model, result.index), reason, JudgedAt.of(spec))
+        dest = out / "reopens" / f"{n:02d}"
+        dest.mkdir(parents=True)
+        on_line(f"reopen {n}: {first.state} ({reason}, {first.verdict}) into {dest}")
+        with tempfile.TemporaryDirectory(prefix="repro-reopen-") as scratch, \
+                tempfile.TemporaryDirectory(prefix="repro-reopen-state-") as state:
+            files = pathlib.Path(state) / "files"
+            Materializer(space.timeline, scratch).write(spec, files)
+            reopen = record_reopen(trace=run.trace_dir, first=first, files=files, profile=profile, store=store,
+                                   seed=run.seed, dest=dest, image=image)
+        level = check_reopen(reopen, first, models, budget=run.budget, seed=run.seed, jobs=run.jobs,  # type: ignore[arg-type]
+                             image=image)
+        on_line(f"  {level.crash_points} crash points, {level.checked} states: {level.sentence()}")
+        levels.append(level)
+    return tuple(levels)
