@@ -117,16 +117,30 @@ DROP_OLDEST = '''
             self._conn.execute("UPDATE sessions SET message_count = message_count - 1 WHERE id = ?", (oldest[1],))
             self._conn.execute("COMMIT")'''
 
+# A release that "repairs" every database it opens by rebuilding the messages table in two transactions
+# (copy the rows out and empty the table; then copy them back): nothing is lost when the open completes,
+# but a crash between the two commits leaves the table empty -- what only a crash during recovery shows.
+REBUILD = '''
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("DROP TABLE IF EXISTS messages_copy")
+        self._conn.execute("CREATE TABLE messages_copy AS SELECT * FROM messages")
+        self._conn.execute("DELETE FROM messages")
+        self._conn.execute("COMMIT")
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute("INSERT INTO messages SELECT * FROM messages_copy")
+        self._conn.execute("DROP TABLE messages_copy")
+        self._conn.execute("COMMIT")'''
+
 
 def write_module_store(root: pathlib.Path, *, release: str = "2026.6", needs: str = "",
-                       drop_oldest_on_open: bool = False) -> pathlib.Path:
+                       drop_oldest_on_open: bool = False, rebuild_on_open: bool = False) -> pathlib.Path:
     """``root/hermes_state.py`` with its sibling module and package; ``needs``: a third-party module it imports.
     World-readable: the machine's user (uid 1000) reads it through a read-only mount."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "agent").mkdir(exist_ok=True)
     (root / "hermes_state.py").write_text(STORE.format(
         release=release, extra_import=f"import {needs}\n" if needs else "",
-        on_open=DROP_OLDEST if drop_oldest_on_open else "        pass"))
+        on_open=DROP_OLDEST if drop_oldest_on_open else REBUILD if rebuild_on_open else "        pass"))
     (root / "hermes_constants.py").write_text(textwrap.dedent('''
         import os
         from pathlib import Path

@@ -150,7 +150,9 @@ class SecondLevel:
                 "first_lost": list(f.lost), "trace": self.trace, "shape": self.shape, "ops": self.ops,
                 "crash_points": self.crash_points, "states_total": self.states_total, "checked": self.checked,
                 "verdicts": self.verdicts, "made_worse": self.made_worse,
-                "worse": [{"state": s, "how": how} for s, how in self.worse],
+                "worse": [{"state": s, "how": how,
+                           "materialize": f"repro explore {self.trace} --materialize {s} --out DIR"}
+                          for s, how in self.worse],
                 "completed_reopen_worse": self.completed_worse, "errors": self.errors,
                 "seconds": round(self.seconds, 3)}
 

@@ -107,6 +107,9 @@ def test_states_that_share_a_probe_get_the_verdict_their_own_probe_gives(tmp_pat
     (["explore", "--record", "--fs", "ext4", "--models", "prefix"], ("not a block-level model",)),
     (["explore", "--record", "--models", "block-prefix"], ("recorded with --fs",)),
     (["explore", ".", "--models", "block-sorted"], ("not a block-level model", "block-drop-one")),
+    (["explore", ".", "--recovery", "-1"], ("--recovery must be from 0 to 100",)),
+    (["explore", "--record", "--recovery", "101"], ("--recovery must be from 0 to 100",)),
+    (["explore", "--record", "--fs", "ext4", "--recovery", "2"], ("--recovery", "not with --fs")),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], words: tuple[str, ...], tmp_path: pathlib.Path,
                                           monkeypatch: pytest.MonkeyPatch,
