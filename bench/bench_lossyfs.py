@@ -31,7 +31,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from repro.machine import engine  # noqa: E402
-from repro.machine.host import DATA_DIR, LOSSY_MOUNT, ConstrainedHost  # noqa: E402
+from repro.machine.container import DATA_DIR, LOSSY_MOUNT, ConstrainedHost  # noqa: E402
 from repro.machine import services  # noqa: E402
 from repro.machine.labels import IMAGE  # noqa: E402
 

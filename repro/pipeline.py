@@ -26,7 +26,7 @@ import requests.exceptions
 from repro.errors import DeadlineError, LabError, MachineKilledError
 from repro.faults import FAULTS, FaultOutcome
 from repro.ledger import Ledger, ledger_lines, parse_lines
-from repro.machine.host import ConstrainedHost
+from repro.machine.container import ConstrainedHost
 from repro.machine.labels import IMAGE, trial_scope
 from repro.machine.pool import DiskPool
 from repro.machine.recovery import Recovery, recover_disk

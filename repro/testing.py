@@ -30,7 +30,7 @@ from repro.errors import LabError, ScenarioError
 from repro.faults import FAULTS, FaultOutcome
 from repro.ledger import Ledger, parse_lines
 from repro.machine.disk import DataDisk
-from repro.machine.host import ConstrainedHost as _Machine, StopReport
+from repro.machine.container import ConstrainedHost as _Machine, StopReport
 from repro.machine.recovery import recover_disk
 from repro.machine.restart import restart
 from repro.oracle.verdicts import Judgement, judge, lab_error
@@ -45,7 +45,7 @@ __all__ = ["ConstrainedHost", "DataDisk", "StopReport", "VerifyResult", "constra
 
 
 class ConstrainedHost(_Machine):
-    """The test API's machine: repro.machine.host.ConstrainedHost with the CLI's defaults and refusals.
+    """The test API's machine: repro.machine.container.ConstrainedHost with the CLI's defaults and refusals.
 
     A foreign store (``store_path``) runs its own settings, as ``repro run --store-path`` does; a ``preset`` with it
     is refused unless ``lab_settings=True`` says the store reads the lab's HERMES_STATE_* settings (the CLI finds

@@ -19,7 +19,7 @@ from repro.scenario import FAULT_TRAITS, FaultName, FaultStep, Trigger
 from repro.workload.agent import Action
 
 if TYPE_CHECKING:
-    from repro.machine.host import ConstrainedHost, StopReport
+    from repro.machine.container import ConstrainedHost, StopReport
 
 AGENT_TIMEOUT_S = 60.0
 

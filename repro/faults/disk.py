@@ -15,7 +15,7 @@ from repro.scenario import FaultName, FaultStep
 from repro.workload.agent import Action
 
 if TYPE_CHECKING:
-    from repro.machine.host import ConstrainedHost
+    from repro.machine.container import ConstrainedHost
 
 # How long the workload keeps writing against the full disk before the next step.
 FULL_DWELL_S = 1.0

@@ -14,7 +14,7 @@ from repro.scenario import FaultName, FaultStep
 from repro.workload.agent import Action
 
 if TYPE_CHECKING:
-    from repro.machine.host import ConstrainedHost
+    from repro.machine.container import ConstrainedHost
 
 WORKLOAD_SERVICE = "session-store"
 

@@ -27,7 +27,7 @@ from repro.machine.disk import BLOCKFS_IMAGE_ON_DISK, RECOVERED_DIR
 import docker.errors  # noqa: E402
 
 if TYPE_CHECKING:
-    from repro.machine.host import ConstrainedHost
+    from repro.machine.container import ConstrainedHost
 
 ROLE = "fs-recovery"
 TIMEOUT_S = 120

@@ -20,7 +20,7 @@ from typing import Mapping
 
 from repro.errors import TrialError
 from repro.machine.disk import snapshot_dir, snapshot_script
-from repro.machine.host import ConstrainedHost
+from repro.machine.container import ConstrainedHost
 from repro.machine.inputs import InputKind, machine_path
 from repro.verify.baseline import BASELINE_FILE
 from repro.verify.facts import ProbeFacts, parse_probe_output

@@ -42,7 +42,7 @@ MARK_SOCKET = f"{SETTINGS_DIR}/marks.sock"
 
 
 class Machine(Protocol):
-    """What starting services needs of a machine (repro.machine.host.ConstrainedHost is one)."""
+    """What starting services needs of a machine (repro.machine.container.ConstrainedHost is one)."""
 
     @property
     def fuse(self) -> bool: ...

@@ -75,7 +75,7 @@ def check_store(store: StoreSpec, *, image: str, profile: MachineProfile) -> Sto
     import docker.errors
     import requests.exceptions
 
-    from repro.machine.host import ConstrainedHost
+    from repro.machine.container import ConstrainedHost
     from repro.protocol import Tag, parse_all
 
     from repro.sqlite import for_store

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from repro.machine.disk import DATA_DIR
-from repro.machine.host import ConstrainedHost
+from repro.machine.container import ConstrainedHost
 from repro.machine.inputs import INPUTS_DIR, Input, InputKind, archive
 from repro.scenario import StartSpec
 from repro.startdb.files import StartFiles, load

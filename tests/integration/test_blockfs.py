@@ -131,7 +131,7 @@ def test_a_machine_killed_while_its_filesystem_is_mounted_comes_down_and_leaves_
     """By construction, not by timeout: the filesystem's mount namespace never holds the lossyfs daemon
     (docker/lab-blockfs). With the daemon killed first the filesystem's last writes fail; with it killed last
     they reach it -- either way the machine dies at once and autoclear detaches the loop device."""
-    from repro.machine.host import ConstrainedHost
+    from repro.machine.container import ConstrainedHost
 
     devices = loops.require_devices(str(engine.client().api.base_url), 1)
     host = ConstrainedHost("fly-256", preset="durable", image=lab_image, fuse=True, record=True, fs=parse("ext4"),

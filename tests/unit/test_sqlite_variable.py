@@ -105,7 +105,7 @@ def test_a_machine_takes_a_resolved_build_and_never_resolves_one_itself(tmp_path
     """Preparation resolves the SQLite (repro.sqlite.for_store); the machine only mounts what it is given,
     and a version it would have to look up is a lab error, not a silent fall-back to the system library."""
     from repro.errors import LabError
-    from repro.machine.host import ConstrainedHost, machine_store
+    from repro.machine.container import ConstrainedHost, machine_store
     from repro.machine.inputs import InputKind, code_inputs, library_environment
 
     store = machine_store(StoreSpec("legacy"), B3532)

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from repro.machine.host import ConstrainedHost
+from repro.machine.container import ConstrainedHost
 from repro.protocol import EventKind, Tag
 from repro.scenario import get_profile
 from repro.testing import inject, verify
