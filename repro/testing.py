@@ -4,7 +4,7 @@
     with ConstrainedHost("fly-256", preset="ns506") as machine:
         machine.start_workload(seed=7)
         machine.wait_for_acks(200)
-        inject(machine, "sigint")              # any fault the CLI takes: "sigkill@in-write", "oom", ...
+        inject(machine, "sigint")           # any fault the CLI takes: "sigkill@in-write", "oom", ...
         result = verify(machine)
         assert result.integrity == "ok" and result.lost_acked == 0
 

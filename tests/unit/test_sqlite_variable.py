@@ -91,7 +91,7 @@ def test_the_system_library_is_whatever_the_image_has_in_every_process() -> None
         runtime.check_in_force(None, mixed)
 
 
-def test_a_host_takes_a_version_or_a_build_and_the_store_spec_names_it(tmp_path: pathlib.Path) -> None:
+def test_preparation_takes_a_version_or_a_build_and_the_store_spec_names_it(tmp_path: pathlib.Path) -> None:
     store, b = lab_sqlite.for_store(StoreSpec("legacy"), B3532)
     assert b is B3532 and (store.sqlite, store.sqlite_assisted, store.preset) == ("3.53.2", False, "legacy")
     assisted = dataclasses.replace(B3532, assisted=True)
