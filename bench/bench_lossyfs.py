@@ -11,7 +11,7 @@ alternates timed rounds between the sides within one run; the daemon and the ben
 machine's one CPU. Printed: median appends/s of each side and the ratio lossy/plain.
 Target: ratio >= 0.25 wherever synchronous=FULL (2).
 
-Every lab machine is pinned to one host CPU (repro/host.py), as a 1-vCPU VM is: with a quota
+Every lab machine is pinned to one host CPU (repro/machine/cpus.py), as a 1-vCPU VM is: with a quota
 alone the workload and the daemon ran on two host CPUs and each FUSE round trip paid a
 cross-CPU wakeup (measured 0.20 instead of 0.28 for FULL).
 
@@ -31,7 +31,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from repro.machine import engine  # noqa: E402
-from repro.machine.host import DATA_DIR, LOSSY_MOUNT, ConstrainedHost  # noqa: E402
+from repro.machine.container import DATA_DIR, LOSSY_MOUNT, ConstrainedHost  # noqa: E402
 from repro.machine import services  # noqa: E402
 from repro.machine.labels import IMAGE  # noqa: E402
 
@@ -57,17 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.build or not engine.image_present(cli, IMAGE):
         engine.build_image(cli)
     plain = f"{DATA_DIR}/plain"
-    with ConstrainedHost(args.profile, fuse=True, role="bench") as host:  # __enter__ starts the machine
-        services.start_lossyfs(host, args.seed, args.lossy_args)
-        host.exec_checked(["mkdir", "-p", plain], user="1000:1000")
-        p = host.profile
+    with ConstrainedHost(args.profile, fuse=True, role="bench") as machine:  # __enter__ starts the machine
+        services.start_lossyfs(machine, args.seed, args.lossy_args)
+        machine.exec_checked(["mkdir", "-p", plain], user="1000:1000")
+        p = machine.profile
         cpus = f"{p.cpus:g} CPU, pinned"
         print(f"in-machine bench: profile {p.name} ({cpus}, {p.memory >> 20} MB, tmpfs disk "
               f"{p.disk >> 20} MB), lossyfs seed {args.seed} {args.lossy_args or '(default flags)'}, "
               f"{args.rounds} x {args.seconds:g}s alternating rounds per side, {args.size} B messages")
-        out = host.exec_checked(["python3", "-m", "repro.lossyfs.bench", "--plain", plain, "--lossy", LOSSY_MOUNT,
-                                 "--presets", args.presets, "--seconds", str(args.seconds),
-                                 "--rounds", str(args.rounds), "--size", str(args.size)], user="1000:1000")
+        out = machine.exec_checked(["python3", "-m", "repro.lossyfs.bench", "--plain", plain, "--lossy", LOSSY_MOUNT,
+                                    "--presets", args.presets, "--seconds", str(args.seconds),
+                                    "--rounds", str(args.rounds), "--size", str(args.size)], user="1000:1000")
     rows = [json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("BENCH ")]
     print(f"{'preset':<8} {'sync':<7} {'plain/s':>9} {'lossy/s':>9} {'ratio':>6}   rounds plain | lossy")
     worst_full = float("inf")

@@ -9,7 +9,7 @@ from typing import Mapping
 
 from repro.errors import ScenarioError, shown
 from repro.faults.base import AGENT_TIMEOUT_S
-from repro.machine.host import BOOT_TIMEOUT_S
+from repro.machine.container import BOOT_TIMEOUT_S
 from repro.machine.restart import PROBE_TIMEOUT_S
 from repro.machine.services import START_TIMEOUT_S
 from repro.scenario import HazardName, Scenario

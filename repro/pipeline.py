@@ -26,7 +26,7 @@ import requests.exceptions
 from repro.errors import DeadlineError, LabError, MachineKilledError
 from repro.faults import FAULTS, FaultOutcome
 from repro.ledger import Ledger, ledger_lines, parse_lines
-from repro.machine.host import ConstrainedHost
+from repro.machine.container import ConstrainedHost
 from repro.machine.labels import IMAGE, trial_scope
 from repro.machine.pool import DiskPool
 from repro.machine.recovery import Recovery, recover_disk
@@ -73,9 +73,9 @@ class TrialEvent:
 class _Trial:
     """The state one trial builds up, phase by phase."""
 
-    def __init__(self, scenario: Scenario, host: ConstrainedHost) -> None:
+    def __init__(self, scenario: Scenario, machine: ConstrainedHost) -> None:
         self.scenario = scenario
-        self.host = host
+        self.machine = machine
         self.seed = trial_seed(scenario.seed, scenario.seed_id)
         self.ready: dict[str, object] = {}
         self.outcomes: list[FaultOutcome] = []
@@ -91,37 +91,38 @@ class _Trial:
         self.calls: list[PhaseCall] = []  # each phase that ran: its time and the error that ended it
 
     def boot(self) -> None:
-        self.host.start()
+        self.machine.start()
         if self.scenario.start.active:
-            self.restored = restore(self.host, self.scenario.start)
+            self.restored = restore(self.machine, self.scenario.start)
 
     def workload(self) -> None:
         config = WorkloadConfig.of(self.scenario.workload, seed=self.seed, hold=True)
-        self.ready = self.host.start_workload(config, lossy_args=self.scenario.lossy_args,
-                                              record=self.scenario.records)
-        self.sqlite_seen = sqlite_runtime.machine_reports(self.host.lines())
-        sqlite_runtime.check_in_force(self.host.sqlite, self.sqlite_seen)  # the wrong library: a lab error
+        self.ready = self.machine.start_workload(config, lossy_args=self.scenario.lossy_args,
+                                                 record=self.scenario.records)
+        self.sqlite_seen = sqlite_runtime.machine_reports(self.machine.lines())
+        sqlite_runtime.check_in_force(self.machine.sqlite, self.sqlite_seen)  # the wrong library: a lab error
 
     def faults(self) -> None:
         for step in self.scenario.schedule():
-            self.outcomes.append(FAULTS[step.name].inject(self.host, step))
+            self.outcomes.append(FAULTS[step.name].inject(self.machine, step))
 
     def stop(self) -> None:
         if not any(o.machine_down for o in self.outcomes):
-            if self.host.fs is not None:  # a clean stop unmounts the filesystem, as a machine shutting down does
-                stop_blockfs(self.host)
-            self.host.stop()  # no fault ended the machine: Fly's ordinary stop ends the trial
+            if self.machine.fs is not None:  # a clean stop unmounts the filesystem, as a machine shutting down does
+                stop_blockfs(self.machine)
+            self.machine.stop()  # no fault ended the machine: Fly's ordinary stop ends the trial
 
     def restart(self) -> None:
-        if self.host.fs is not None:  # the kernel recovers the filesystem's image before the probe opens anything
-            if self.host.is_running():
-                self.host.kill()
-            self.recovery = recover_disk(self.host)
-        self.restarted = restart(self.host, baseline=bool(self.scenario.start.files))
+        if self.machine.fs is not None:  # the kernel recovers the filesystem's image before the probe opens anything
+            if self.machine.is_running():
+                self.machine.kill()
+            self.recovery = recover_disk(self.machine)
+        self.restarted = restart(self.machine, baseline=bool(self.scenario.start.files))
         # One fetch of the whole log (tens of MB at worst): the timeline needs the engine's timestamps,
         # the ledger and the evidence the lines without them.
-        self.stamped = self.host.output(timestamps=True)
-        self.lines = lines = [line.partition(" ")[2] for line in self.stamped] if self.stamped else self.host.output()
+        self.stamped = self.machine.output(timestamps=True)
+        self.lines = lines = ([line.partition(" ")[2] for line in self.stamped] if self.stamped
+                              else self.machine.output())
         crosscheck.require(crosscheck.channel_problems(lines))  # a gap, a repeat, a damaged record, a lost start
         self.ledger = parse_lines(lines)
         self.checkpoints = checkpoint_count(lines)
@@ -129,7 +130,7 @@ class _Trial:
     def judge(self) -> None:
         assert self.restarted is not None
         facts = self.restarted.facts
-        sqlite_runtime.check_in_force(self.host.sqlite, {
+        sqlite_runtime.check_in_force(self.machine.sqlite, {
             **self.sqlite_seen, "verifier": (facts.sqlite_version, facts.sqlite_source_id)})
         assert self.ledger is not None
         crosscheck.require(crosscheck.ledger_problems(self.ledger, self.lines, crosscheck.Witnesses(  # before any verdict
@@ -175,11 +176,11 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
     started = time.monotonic()
     limits = phase_deadlines(scenario, deadlines)
     with trial_scope(scenario.trial_id):  # every container of the trial carries its id, for the watchdog
-        host = ConstrainedHost(scenario.profile, store=scenario.store, sqlite=for_store(scenario.store)[1],
-                               image=scenario.store.image or image, fuse=scenario.fuse,
-                               record=scenario.records, pool=pool)
-        trial = _Trial(scenario, host)
-        watchdog = Watchdog(scenario.trial_id, disk=lambda: host.disk)
+        machine = ConstrainedHost(scenario.profile, store=scenario.store, sqlite=for_store(scenario.store)[1],
+                                  image=scenario.store.image or image, fuse=scenario.fuse,
+                                  record=scenario.records, pool=pool)
+        trial = _Trial(scenario, machine)
+        watchdog = Watchdog(scenario.trial_id, disk=lambda: machine.disk)
         artifacts: str | None = None
         error: BaseException | None = None
         phase = Phase.BOOT
@@ -191,7 +192,7 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
                         step(trial)
             except LAB_FAILURES as exc:  # the lab failed, not the store -- or someone else ended its machine
                 known = isinstance(exc, (DeadlineError, MachineKilledError))
-                error = exc if known else host.ended_from_outside() or exc
+                error = exc if known else machine.ended_from_outside() or exc
                 trial.judgement = lab_error(f"{phase.value}: {_one_line(error)}")
             on_event(TrialEvent(Progress.PHASE, scenario.trial_id, Phase.RECORD))
             assert trial.judgement is not None
@@ -209,8 +210,8 @@ def run_trial(scenario: Scenario, *, out_dir: pathlib.Path, image: str = IMAGE,
                     pass
         finally:
             try:  # a disk is kept for the next trial only after a verdict, and if no deadline pulled it down
-                host.remove(keep_disk=trial.judgement is not None and trial.judgement.verdict.value != "error"
-                            and watchdog.expired is None)
+                machine.remove(keep_disk=trial.judgement is not None and trial.judgement.verdict.value != "error"
+                               and watchdog.expired is None)
             except LAB_FAILURES:
                 pass
     return _record(trial, time.monotonic() - started, artifacts, replay_command(out_dir, scenario.trial_id))
@@ -243,7 +244,7 @@ def _record(trial: _Trial, duration_s: float, artifacts: str | None, replay: str
         sqlite_source_id=str(ready.get("sqlite_source_id", "")),
         checkpoints=trial.checkpoints, timeline=timeline,
         schedule=tuple(step.describe() for step in scenario.schedule()),
-        cpus=trial.host.pin.describe() if trial.host.pin else "", phases=tuple(trial.calls),
+        cpus=trial.machine.pin.describe() if trial.machine.pin else "", phases=tuple(trial.calls),
         pragmas={name: str(ready[name]) for name in READY_PRAGMAS if name in ready},
         evidence=dict(trial.restarted.kept) if trial.restarted is not None else {})
 
@@ -268,17 +269,17 @@ def keep_artifacts(trial: _Trial, out_dir: pathlib.Path, error: BaseException | 
     """Everything needed to study a trial that did not pass: the database files as the crash
     left them (db, -wal, -shm, -journal: copied before the restarted machine opened them),
     ledger, logs, the replay command."""
-    scenario, host = trial.scenario, trial.host
+    scenario, machine = trial.scenario, trial.machine
     target = out_dir / "trials" / scenario.trial_id
     target.mkdir(parents=True, exist_ok=True)
     try:  # as the crash left them if the restart got that far (checked against their hashes), else as they are now
-        fetch_database(host, target, kept=trial.restarted.kept if trial.restarted is not None else None)
+        fetch_database(machine, target, kept=trial.restarted.kept if trial.restarted is not None else None)
     except LAB_FAILURES as exc:  # evidence is best effort; the verdict stands without it, and says so
         error = error or exc
     lines = trial.lines
     if not lines:  # the trial ended before its restart fetched the log
         try:
-            lines = host.output()
+            lines = machine.output()
         except LAB_FAILURES:
             lines = []
     (target / "machine.log").write_text("\n".join(lines) + "\n")
@@ -306,16 +307,16 @@ def keep_trace(trial: _Trial, out_dir: pathlib.Path) -> str | None:
     from repro.explore.tracedir import Recording, write_recording
     from repro.machine.services import fetch_trace
 
-    scenario, host = trial.scenario, trial.host
+    scenario, machine = trial.scenario, trial.machine
     target = out_dir / "trials" / scenario.trial_id
     try:
-        if not fetch_trace(host, target / "trace"):
+        if not fetch_trace(machine, target / "trace"):
             return None
         write_recording(target / "trace", Recording(
             store_env=scenario.store.environment(), store_path=scenario.store.store_path,
             locks_dropped=scenario.workload.hazard_every(HazardName.RAW_OPEN) > 0,
             source=f"trial {scenario.trial_id} of {out_dir}", scenario=scenario_to_dict(scenario)),
-            trial.lines or host.output())
+            trial.lines or machine.output())
     except LAB_FAILURES:  # evidence is best effort; the verdict stands without it
         return None
     return str(target)

@@ -1,11 +1,11 @@
 """The test author's entry point -- a machine, a fault, a verdict -- and the pytest plugin the lab's own suite uses.
 
     from repro.testing import ConstrainedHost, inject, verify
-    with ConstrainedHost("fly-256", preset="ns506") as host:
-        host.start_workload(seed=7)
-        host.wait_for_acks(200)
-        inject(host, "sigint")              # any fault the CLI takes: "sigkill@in-write", "oom", ...
-        result = verify(host)
+    with ConstrainedHost("fly-256", preset="ns506") as machine:
+        machine.start_workload(seed=7)
+        machine.wait_for_acks(200)
+        inject(machine, "sigint")           # any fault the CLI takes: "sigkill@in-write", "oom", ...
+        result = verify(machine)
         assert result.integrity == "ok" and result.lost_acked == 0
 
 As a pytest plugin (``pytest_plugins = ["repro.testing"]``) it gives ``lab_image`` (the
@@ -15,9 +15,11 @@ factory whose machines are removed after the test, whatever happens.
 
 from __future__ import annotations
 
+import functools
+import warnings
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 try:  # the test API (ConstrainedHost, inject, verify) needs no pytest; only the plugin's fixtures do
     from pytest import fixture
@@ -30,7 +32,7 @@ from repro.errors import LabError, ScenarioError
 from repro.faults import FAULTS, FaultOutcome
 from repro.ledger import Ledger, parse_lines
 from repro.machine.disk import DataDisk
-from repro.machine.host import ConstrainedHost as _Machine, StopReport
+from repro.machine.container import ConstrainedHost as _Machine, StopReport
 from repro.machine.recovery import recover_disk
 from repro.machine.restart import restart
 from repro.oracle.verdicts import Judgement, judge, lab_error
@@ -45,7 +47,7 @@ __all__ = ["ConstrainedHost", "DataDisk", "StopReport", "VerifyResult", "constra
 
 
 class ConstrainedHost(_Machine):
-    """The test API's machine: repro.machine.host.ConstrainedHost with the CLI's defaults and refusals.
+    """The test API's machine: repro.machine.container.ConstrainedHost with the CLI's defaults and refusals.
 
     A foreign store (``store_path``) runs its own settings, as ``repro run --store-path`` does; a ``preset`` with it
     is refused unless ``lab_settings=True`` says the store reads the lab's HERMES_STATE_* settings (the CLI finds
@@ -68,25 +70,45 @@ class ConstrainedHost(_Machine):
         super().__init__(profile, preset=chosen, store_path=store_path, fuse=needs_fuse, **kwargs)
 
 
-# The faults ``inject`` fired on each machine, for ``verify``'s default (the host itself knows no faults).
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _takes_host(function: _F) -> _F:
+    """The machine was the keyword ``host`` before the glossary's rename (machine, not host): ``host=`` still
+    works, passed on as ``machine`` with a DeprecationWarning."""
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if "host" in kwargs:
+            if args or "machine" in kwargs:
+                raise TypeError(f"{function.__name__}() got the machine twice (host= is machine=)")
+            warnings.warn(f"{function.__name__}(host=...) is deprecated: pass the machine as machine=",
+                          DeprecationWarning, stacklevel=2)
+            kwargs["machine"] = kwargs.pop("host")
+        return function(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
+# The faults ``inject`` fired on each machine, for ``verify``'s default (the machine itself knows no faults).
 _fired: "weakref.WeakKeyDictionary[ConstrainedHost, list[str]]" = weakref.WeakKeyDictionary()
 
 
-def inject(host: ConstrainedHost, fault: str, *, seed: int = 0) -> FaultOutcome:
+@_takes_host
+def inject(machine: ConstrainedHost, fault: str, *, seed: int = 0) -> FaultOutcome:
     """Fire a fault on a running machine, written as on the command line (``sigterm@acks=200``);
     its trigger is resolved from ``seed`` as a trial's is. Returns what it did."""
-    step = fault_step(host, fault, seed=seed)
-    if step.name.value == "power-loss" and not host.fuse:
+    step = fault_step(machine, fault, seed=seed)
+    if step.name.value == "power-loss" and not machine.fuse:
         raise ScenarioError("power-loss needs the machine's FUSE filesystem: make it with faults=['power-loss'] "
                             "(or fuse=True) before it starts")
-    outcome = FAULTS[step.name].inject(host, step)
-    _fired.setdefault(host, []).append(step.name.value)
+    outcome = FAULTS[step.name].inject(machine, step)
+    _fired.setdefault(machine, []).append(step.name.value)
     return outcome
 
 
-def fault_step(host: ConstrainedHost, fault: str, *, seed: int = 0) -> FaultStep:
+@_takes_host
+def fault_step(machine: ConstrainedHost, fault: str, *, seed: int = 0) -> FaultStep:
     """A fault written as on the command line, its trigger resolved from ``seed`` as a trial's is."""
-    return Scenario(host.profile, (FaultSpec.parse(fault),), host.store, seed, "t1").schedule()[0]
+    return Scenario(machine.profile, (FaultSpec.parse(fault),), machine.store, seed, "t1").schedule()[0]
 
 
 @dataclass(frozen=True)
@@ -129,26 +151,27 @@ class VerifyResult:
         return ver.phantom if ver is not None else 0
 
 
-def verify(host: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy_dirs: bool = False,
+@_takes_host
+def verify(machine: ConstrainedHost, faults: tuple[str, ...] | None = None, *, lazy_dirs: bool = False,
            locks_dropped: bool = False) -> VerifyResult:
     """Reopen the database in a restarted machine and judge it against the ledger. ``faults``
     default to those ``inject`` fired (a machine still running is killed: sigkill-machine). On a --fs machine
     the kernel recovers the filesystem first (repro/machine/recovery.py), as a trial's restart does."""
-    if host.fs is not None:
-        if host.is_running():
-            host.kill()
-        recover_disk(host)
-    restarted = restart(host)
-    lines = host.output()
+    if machine.fs is not None:
+        if machine.is_running():
+            machine.kill()
+        recover_disk(machine)
+    restarted = restart(machine)
+    lines = machine.output()
     ledger = parse_lines(lines)
-    names = faults if faults is not None else tuple(_fired.get(host, ())) or ("sigkill-machine",)
+    names = faults if faults is not None else tuple(_fired.get(machine, ())) or ("sigkill-machine",)
     facts = restarted.facts
     problems = crosscheck.channel_problems(lines) + crosscheck.ledger_problems(ledger, lines, crosscheck.Witnesses(
         facts=facts, page_cache_lost="power-loss" in names))
-    lazy_dirs = lazy_dirs or (host.fs is not None and "power-loss" in names)  # a real filesystem keeps entries lazily
+    lazy_dirs = lazy_dirs or (machine.fs is not None and "power-loss" in names)  # a real filesystem: lazy entries
     try:  # as the pipeline's judge phase: the SQLite asked for must be the one every process ran
-        sqlite_runtime.check_in_force(host.sqlite, {**sqlite_runtime.machine_reports(lines),
-                                                    "verifier": (facts.sqlite_version, facts.sqlite_source_id)})
+        sqlite_runtime.check_in_force(machine.sqlite, {**sqlite_runtime.machine_reports(lines),
+                                                       "verifier": (facts.sqlite_version, facts.sqlite_source_id)})
     except LabError as exc:
         problems.append(str(exc))
     if problems:  # as a trial: evidence that disagrees with itself is never judged
@@ -175,10 +198,10 @@ def constrained_host(lab_image: str) -> Iterator[Callable[..., ConstrainedHost]]
 
     def make(profile: str = DEFAULT_PROFILE, **kwargs: object) -> ConstrainedHost:
         kwargs.setdefault("image", lab_image)
-        host = ConstrainedHost(profile, **kwargs)  # type: ignore[arg-type]
-        made.append(host)
-        return host
+        machine = ConstrainedHost(profile, **kwargs)  # type: ignore[arg-type]
+        made.append(machine)
+        return machine
 
     yield make
-    for host in made:
-        host.remove()
+    for machine in made:
+        machine.remove()

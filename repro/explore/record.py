@@ -14,7 +14,7 @@ import pathlib
 
 from repro.errors import TrialError
 from repro.explore.tracedir import TRACE_FILE, Recording, TraceDir, write_recording
-from repro.machine.host import ConstrainedHost
+from repro.machine.container import ConstrainedHost
 from repro.filesystems import FsSpec
 from repro.machine.services import fetch_trace, stop_blockfs
 from repro.protocol import EventKind, Line, LossyKind

@@ -13,9 +13,9 @@ FAULTS: dict[FaultName, Fault] = {fault.name: fault for fault in (
     CleanStop())}
 
 
-def inject(host: object, step: FaultStep) -> FaultOutcome:
+def inject(machine: object, step: FaultStep) -> FaultOutcome:
     """Fire one resolved fault step on a running machine."""
-    return FAULTS[step.name].inject(host, step)  # type: ignore[arg-type]
+    return FAULTS[step.name].inject(machine, step)  # type: ignore[arg-type]
 
 
 __all__ = ["FAULTS", "AgentReport", "Fault", "FaultOutcome", "inject", "run_agent"]

@@ -19,7 +19,7 @@ from repro.scenario import FAULT_TRAITS, FaultName, FaultStep, Trigger
 from repro.workload.agent import Action
 
 if TYPE_CHECKING:
-    from repro.machine.host import ConstrainedHost, StopReport
+    from repro.machine.container import ConstrainedHost, StopReport
 
 AGENT_TIMEOUT_S = 60.0
 
@@ -82,13 +82,13 @@ class Fault(abc.ABC):
         return FAULT_TRAITS[self.name].ends_machine
 
     @abc.abstractmethod
-    def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome: ...
+    def inject(self, machine: "ConstrainedHost", step: FaultStep) -> FaultOutcome: ...
 
     def describe(self, outcome: FaultOutcome) -> str:
         return f"{outcome.fault.value} at {outcome.acks_at_fire} acks" + (" mid-write" if outcome.in_write else "")
 
 
-def run_agent(host: "ConstrainedHost", action: Action, step: FaultStep | None = None,
+def run_agent(machine: "ConstrainedHost", action: Action, step: FaultStep | None = None,
               timeout: float = AGENT_TIMEOUT_S) -> AgentReport:
     """Run the in-machine fault agent: wait for the step's trigger (none: fire now), then ``action``."""
     timeout += step.after_ms / 1000.0 if step is not None else 0.0  # @random=MS: the wait is part of the plan
@@ -99,10 +99,10 @@ def run_agent(host: "ConstrainedHost", action: Action, step: FaultStep | None = 
         if step.trigger in (Trigger.IN_WRITE, Trigger.ON_WRITE):
             argv.append("--in-write")
         if step.trigger in (Trigger.ON_WRITE, Trigger.CHECKPOINT):
-            argv += ["--on-write", host.db_path.rsplit("/", 1)[0]]
+            argv += ["--on-write", machine.db_path.rsplit("/", 1)[0]]
         if step.trigger is Trigger.CHECKPOINT:
             argv.append("--database-file")
-    result = host.get_wrapped_container().exec_run(argv, user="root")
+    result = machine.get_wrapped_container().exec_run(argv, user="root")
     output = (result.output or b"").decode("utf-8", "replace")
     from repro.protocol import parse_all
 
@@ -110,9 +110,9 @@ def run_agent(host: "ConstrainedHost", action: Action, step: FaultStep | None = 
         if line.tag is Tag.AGENT:
             detail = dict(line.payload)
             if not detail.get("fired"):  # judging it as if it had fired would be a lie
-                raise host.console.error(
+                raise machine.console.error(
                     f"the fault's trigger never came ({detail.get('reason')}, {detail.get('acks')} acks, "
                     f"after_acks={step.after_acks if step else 0}): {action.value} did not fire")
             return AgentReport(acks=int(str(detail.get("acks", 0))), in_write=bool(detail.get("in_write")),
                                detail=detail)
-    raise host.console.error(f"the fault agent failed (exit {result.exit_code}): {output.strip()[-300:]}")
+    raise machine.console.error(f"the fault agent failed (exit {result.exit_code}): {output.strip()[-300:]}")

@@ -15,7 +15,7 @@ from repro.scenario import FaultName, FaultStep
 from repro.workload.agent import Action
 
 if TYPE_CHECKING:
-    from repro.machine.host import ConstrainedHost
+    from repro.machine.container import ConstrainedHost
 
 # How long the workload keeps writing against the full disk before the next step.
 FULL_DWELL_S = 1.0
@@ -28,12 +28,12 @@ class DiskFill(Fault):
     summary = "an npm-like cache fills the data disk; the workload writes on into it"
     clear: ClassVar[bool] = False
 
-    def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
-        agent = run_agent(host, Action.NONE, step)
-        services.start(host, "npm-cache", {"LAB_NPM_CLEAR_AFTER_MS": str(CLEAR_AFTER_MS if self.clear else 0)})
-        full = host.console.wait_for(lambda l: l.is_event(EventKind.DISK_FULL), FILL_TIMEOUT_S, "a full disk")
+    def inject(self, machine: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
+        agent = run_agent(machine, Action.NONE, step)
+        services.start(machine, "npm-cache", {"LAB_NPM_CLEAR_AFTER_MS": str(CLEAR_AFTER_MS if self.clear else 0)})
+        full = machine.console.wait_for(lambda l: l.is_event(EventKind.DISK_FULL), FILL_TIMEOUT_S, "a full disk")
         if self.clear:
-            host.console.wait_for(lambda l: l.is_event(EventKind.DISK_CLEARED), 30, "the cache to be cleared")
+            machine.console.wait_for(lambda l: l.is_event(EventKind.DISK_CLEARED), 30, "the cache to be cleared")
         time.sleep(FULL_DWELL_S)
         return FaultOutcome.of(self.name, agent, None, disk=dict(full.payload))
 

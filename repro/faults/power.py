@@ -13,18 +13,18 @@ from repro.scenario import FaultName, FaultStep
 from repro.workload.agent import Action
 
 if TYPE_CHECKING:
-    from repro.machine.host import ConstrainedHost
+    from repro.machine.container import ConstrainedHost
 
 
 class PowerLoss(Fault):
     name = FaultName.POWER_LOSS
     summary = "the power is cut: what was not fsynced is gone (options: lazy-dirs, torn-writes, record)"
 
-    def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
-        if not host.fuse:
-            raise host.console.error("power loss needs a machine started with_fuse()")
-        agent = run_agent(host, Action.CUT_POWER, step)
+    def inject(self, machine: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
+        if not machine.fuse:
+            raise machine.console.error("power loss needs a machine started with_fuse()")
+        agent = run_agent(machine, Action.CUT_POWER, step)
         from repro.protocol import LossyKind
 
-        host.console.wait_for(lambda l: l.is_lossy(LossyKind.CUT), 10, "the power cut")
-        return FaultOutcome.of(self.name, agent, host.kill())
+        machine.console.wait_for(lambda l: l.is_lossy(LossyKind.CUT), 10, "the power cut")
+        return FaultOutcome.of(self.name, agent, machine.kill())

@@ -14,13 +14,13 @@ from repro.scenario import FaultName, FaultStep
 from repro.workload.agent import Action
 
 if TYPE_CHECKING:
-    from repro.machine.host import ConstrainedHost
+    from repro.machine.container import ConstrainedHost
 
 WORKLOAD_SERVICE = "session-store"
 
 
-def _finish_records(host: "ConstrainedHost") -> list[dict[str, object]]:
-    return [dict(line.payload) for line in host.console.parsed() if line.tag is Tag.FINISH]
+def _finish_records(machine: "ConstrainedHost") -> list[dict[str, object]]:
+    return [dict(line.payload) for line in machine.console.parsed() if line.tag is Tag.FINISH]
 
 
 def _workload_finished(line: Line) -> bool:
@@ -32,11 +32,11 @@ class FlyStop(Fault):
 
     signal: ClassVar[str]
 
-    def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
+    def inject(self, machine: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
         # The agent only marks the moment; the signal goes through the engine, as Fly's does.
-        agent = run_agent(host, Action.NONE, step)
-        down = host.stop(signal=self.signal)
-        return FaultOutcome.of(self.name, agent, down, finish=_finish_records(host))
+        agent = run_agent(machine, Action.NONE, step)
+        down = machine.stop(signal=self.signal)
+        return FaultOutcome.of(self.name, agent, down, finish=_finish_records(machine))
 
     def describe(self, outcome: FaultOutcome) -> str:
         ending = ", stopped cleanly" if outcome.graceful else ", SIGKILLed after the kill timeout"
@@ -74,11 +74,11 @@ class SigKill(Fault):
     name = FaultName.SIGKILL
     summary = "SIGKILL to the workload (by default at its next database write)"
 
-    def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
-        agent = run_agent(host, Action.KILL_WORKLOAD, step)
-        host.console.wait_for(_workload_finished, 10, "the workload's end")
-        down = host.kill()
-        return FaultOutcome.of(self.name, agent, down, finish=_finish_records(host))
+    def inject(self, machine: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
+        agent = run_agent(machine, Action.KILL_WORKLOAD, step)
+        machine.console.wait_for(_workload_finished, 10, "the workload's end")
+        down = machine.kill()
+        return FaultOutcome.of(self.name, agent, down, finish=_finish_records(machine))
 
 
 class SigKillMachine(Fault):
@@ -87,9 +87,9 @@ class SigKillMachine(Fault):
     name = FaultName.SIGKILL_MACHINE
     summary = "SIGKILL to every process of the machine at once"
 
-    def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
-        agent = run_agent(host, Action.NONE, step)
-        return FaultOutcome.of(self.name, agent, host.kill())
+    def inject(self, machine: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
+        agent = run_agent(machine, Action.NONE, step)
+        return FaultOutcome.of(self.name, agent, machine.kill())
 
 
 class OutOfMemory(Fault):
@@ -98,12 +98,12 @@ class OutOfMemory(Fault):
     name = FaultName.OOM
     summary = "the workload leaks until the kernel OOM killer kills it"
 
-    def inject(self, host: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
-        agent = run_agent(host, Action.NONE, step)
-        run_agent(host, Action.LEAK)
-        line = host.console.wait_for(_workload_finished, 60, "the OOM kill of the workload")
-        kills = kernel_oom_kills(host)
-        down = host.kill()
+    def inject(self, machine: "ConstrainedHost", step: FaultStep) -> FaultOutcome:
+        agent = run_agent(machine, Action.NONE, step)
+        run_agent(machine, Action.LEAK)
+        line = machine.console.wait_for(_workload_finished, 60, "the OOM kill of the workload")
+        kills = kernel_oom_kills(machine)
+        down = machine.kill()
         # The container's OOMKilled flag and the cgroup's oom_kill counter say the kernel did it.
         return FaultOutcome.of(self.name, agent, down, killed={
             "service": line.payload.get("service"), "signal": line.payload.get("signal"), "kernel_oom_kills": kills})
@@ -117,10 +117,10 @@ class OutOfMemory(Fault):
         return text
 
 
-def kernel_oom_kills(host: "ConstrainedHost") -> int:
+def kernel_oom_kills(machine: "ConstrainedHost") -> int:
     """The machine's own OOM-kill counter: memory.oom_control on cgroup v1, memory.events on v2."""
-    control = host.exec_checked(["sh", "-c", "cat /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null"
-                                 " || cat /sys/fs/cgroup/memory.events"])
+    control = machine.exec_checked(["sh", "-c", "cat /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null"
+                                    " || cat /sys/fs/cgroup/memory.events"])
     for row in control.splitlines():
         if row.startswith("oom_kill "):
             return int(row.split()[1])

@@ -27,7 +27,7 @@ from repro.machine.disk import BLOCKFS_IMAGE_ON_DISK, RECOVERED_DIR
 import docker.errors  # noqa: E402
 
 if TYPE_CHECKING:
-    from repro.machine.host import ConstrainedHost
+    from repro.machine.container import ConstrainedHost
 
 ROLE = "fs-recovery"
 TIMEOUT_S = 120
@@ -46,10 +46,10 @@ class Recovery:
             f"the kernel could not recover the filesystem: {self.error}"
 
 
-def recover_disk(host: ConstrainedHost) -> Recovery:
+def recover_disk(machine: ConstrainedHost) -> Recovery:
     """Recover the down machine's --fs image into RECOVERED_DIR on its disk (TrialError when the lab cannot)."""
-    fs = host.fs
-    if fs is None or host.disk is None:
+    fs = machine.fs
+    if fs is None or machine.disk is None:
         raise TrialError("recovering a filesystem needs a --fs machine with its disk")
     devices = loops.require_devices(str(engine.client().api.base_url), 1)
     argv = ["python3", "-m", "repro.explore.recover", "--image", BLOCKFS_IMAGE_ON_DISK, "--out", RECOVERED_DIR,
@@ -57,11 +57,11 @@ def recover_disk(host: ConstrainedHost) -> Recovery:
     cli = engine.client()
     try:
         container = cli.containers.create(
-            host.image, argv, entrypoint=[], user="0:0", network_mode="none", read_only=True,
+            machine.image, argv, entrypoint=[], user="0:0", network_mode="none", read_only=True,
             cap_drop=["ALL"], cap_add=["SYS_ADMIN", "CHOWN", "DAC_OVERRIDE", "FOWNER"],
             security_opt=["no-new-privileges=true", "apparmor=unconfined"],
             devices=[f"{d}:{d}:rwm" for d in devices], tmpfs={"/tmp": "rw,nosuid,nodev,size=1g,mode=1777"},
-            mounts=[host.disk.mount()], labels=labels(ROLE), log_config=LOGS, mem_limit="1g")
+            mounts=[machine.disk.mount()], labels=labels(ROLE), log_config=LOGS, mem_limit="1g")
     except docker.errors.DockerException as exc:
         raise TrialError(f"cannot start the filesystem's recovery: {engine._short(exc)}") from None
     try:

@@ -20,7 +20,7 @@ from typing import Mapping
 
 from repro.errors import TrialError
 from repro.machine.disk import snapshot_dir, snapshot_script
-from repro.machine.host import ConstrainedHost
+from repro.machine.container import ConstrainedHost
 from repro.machine.inputs import InputKind, machine_path
 from repro.verify.baseline import BASELINE_FILE
 from repro.verify.facts import ProbeFacts, parse_probe_output
@@ -42,24 +42,24 @@ class Restart:
     kept: Mapping[str, str]  # the crash-state files kept as evidence: name -> sha256 when taken
 
 
-def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, baseline: bool = False) -> Restart:
+def restart(machine: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, baseline: bool = False) -> Restart:
     """Bring the machine down if it is up, then in the restarted machine keep the crash state and
     probe the database with the same store and SQLite. ``baseline``: the machine's inputs hold the
     starting database's baseline (repro/startdb/restore.py), which the probe checks; the probe is
     killed after ``timeout`` seconds."""
-    if host.is_running():
-        host.kill()
-    if host.disk is None:
-        raise host.console.error("the machine has no data disk to restart on")
-    argv = ["timeout", "-s", "KILL", f"{timeout:.0f}", "python3", "-m", PROBE_MODULE, f"{host.disk_db_dir}/state.db"]
-    if host.store_mount:
-        argv += ["--store-mount", host.store_mount]
+    if machine.is_running():
+        machine.kill()
+    if machine.disk is None:
+        raise machine.console.error("the machine has no data disk to restart on")
+    argv = ["timeout", "-s", "KILL", f"{timeout:.0f}", "python3", "-m", PROBE_MODULE, f"{machine.disk_db_dir}/state.db"]
+    if machine.store_mount:
+        argv += ["--store-mount", machine.store_mount]
     if baseline:
         argv += ["--baseline", f"{machine_path(InputKind.START)}/{BASELINE_FILE}"]
-    target = snapshot_dir(host.get_wrapped_container().id)
-    code, taken = host.disk.run(["sh", "-c", snapshot_script(host.disk_db_dir, DB_FILES, target)], {}, user="0:0")
+    target = snapshot_dir(machine.get_wrapped_container().id)
+    code, taken = machine.disk.run(["sh", "-c", snapshot_script(machine.disk_db_dir, DB_FILES, target)], {}, user="0:0")
     if code != 0:
-        raise host.console.error(f"the crash state could not be kept: {taken.strip()[-300:]}")
+        raise machine.console.error(f"the crash state could not be kept: {taken.strip()[-300:]}")
     kept = {name: digest for digest, _, name in (line.partition("  ") for line in taken.splitlines()) if name in DB_FILES}
     # The holder may have served an earlier trial of the run: its /tmp (SQLite's temporary files) starts
     # empty. After the probe, every process of uid 1000 but the holder's own PID 1 and this shell is killed
@@ -67,28 +67,28 @@ def restart(host: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, baseline: b
     script = (f"find /tmp -mindepth 1 -delete 2>/dev/null; {shlex.join(argv)}; code=$?; kill -KILL -1 2>/dev/null; "
               f"sleep 0.05; left=0; for p in /proc/[0-9]*; do n=${{p#/proc/}}; "
               f"[ \"$n\" = 1 ] || [ \"$n\" = $$ ] || left=$((left+1)); done; echo \"{LEFT_TAG}$left\"; exit $code")
-    code, output = host.disk.run(["sh", "-c", script], environment=host.environment())
+    code, output = machine.disk.run(["sh", "-c", script], environment=machine.environment())
     left = [line for line in output.splitlines() if line.startswith(LEFT_TAG)]
     if left != [f"{LEFT_TAG}0"]:  # a process of the store outlived the probe: no later trial gets this holder
-        host.disk.reusable = False
+        machine.disk.reusable = False
     try:
         facts = parse_probe_output(output.splitlines())
     except ValueError as exc:
-        error = host.console.error(f"the verifier printed no facts (exit {code}): {exc}")
+        error = machine.console.error(f"the verifier printed no facts (exit {code}): {exc}")
         error.add_note("verifier output:\n" + output[-3000:])
         raise error from None
     return Restart(facts=facts, output=output, exit_code=code, kept=kept)
 
 
-def fetch_database(host: ConstrainedHost, dest: pathlib.Path, kept: Mapping[str, str] | None = None) -> list[str]:
+def fetch_database(machine: ConstrainedHost, dest: pathlib.Path, kept: Mapping[str, str] | None = None) -> list[str]:
     """Copy the database files into ``dest``: as the crash left them, when ``restart`` kept them (``kept``:
     their hashes when taken, checked again here; ``evidence.sha256`` beside them for ``sha256sum -c``),
     or as they are on the disk now."""
-    if host.disk is None:
+    if machine.disk is None:
         return []
-    machine = host.get_wrapped_container()
-    if kept and machine is not None:
-        taken = host.disk.fetch(snapshot_dir(machine.id), dest)
+    container = machine.get_wrapped_container()
+    if kept and container is not None:
+        taken = machine.disk.fetch(snapshot_dir(container.id), dest)
         (dest / "evidence.sha256").write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(kept.items())))
         changed = sorted(name for name in taken
                          if hashlib.sha256((dest / name).read_bytes()).hexdigest() != kept.get(name))
@@ -97,5 +97,5 @@ def fetch_database(host: ConstrainedHost, dest: pathlib.Path, kept: Mapping[str,
         return taken
     copied: list[str] = []
     for name in DB_FILES:
-        copied += host.disk.fetch(f"{host.disk_db_dir}/{name}", dest)
+        copied += machine.disk.fetch(f"{machine.disk_db_dir}/{name}", dest)
     return copied

@@ -42,7 +42,7 @@ MARK_SOCKET = f"{SETTINGS_DIR}/marks.sock"
 
 
 class Machine(Protocol):
-    """What starting services needs of a machine (repro.machine.host.ConstrainedHost is one)."""
+    """What starting services needs of a machine (repro.machine.container.ConstrainedHost is one)."""
 
     @property
     def fuse(self) -> bool: ...
@@ -83,7 +83,7 @@ def env_text(settings: Mapping[str, str]) -> str:
     return "".join(f"{key}={_quote(value)}\n" for key, value in settings.items())
 
 
-def start(host: Machine, service: str, settings: Mapping[str, str], timeout: float = 10.0) -> None:
+def start(machine: Machine, service: str, settings: Mapping[str, str], timeout: float = 10.0) -> None:
     """Write the service's settings and start it, in one exec: ``s6-svc -u`` is retried in the machine
     until the service's supervisor listens (s6-svscan spawns the supervisors just after boot)."""
     path = shlex.quote(f"{SERVICES_DIR}/{service}")
@@ -91,98 +91,98 @@ def start(host: Machine, service: str, settings: Mapping[str, str], timeout: flo
     up = (f"i=0; until s6-svc -u {path} 2>/dev/null; do i=$((i+1)); "
           f"if [ $i -ge {tries} ]; then s6-svc -u {path}; exit 1; fi; sleep {START_RETRY_S}; done")
     try:
-        host.put_file(SETTINGS_DIR, f"{service}.env", env_text(settings), then=up)
+        machine.put_file(SETTINGS_DIR, f"{service}.env", env_text(settings), then=up)
     except LabError as exc:
-        raise host.console.error(f"s6 did not accept `s6-svc -u {SERVICES_DIR}/{service}` within {timeout:.0f} s: "
-                                 f"{exc}") from None
+        raise machine.console.error(f"s6 did not accept `s6-svc -u {SERVICES_DIR}/{service}` within {timeout:.0f} s: "
+                                    f"{exc}") from None
 
 
-def start_workload(host: Machine, config: WorkloadConfig, *, lossy_args: str = "",
+def start_workload(machine: Machine, config: WorkloadConfig, *, lossy_args: str = "",
                    record: bool = False) -> dict[str, object]:
     """Start the store's workload (after the lossy filesystem on a power-loss machine) and the
     hazard processes; returns the workload's READY facts (the pragmas in force). The machine fills in
     where the database and the store are; every other setting is the config's, under its own name."""
-    if record and not (host.fuse and host.record):
+    if record and not (machine.fuse and machine.record):
         raise ScenarioError("recording a trace needs a machine made with fuse=True and record=True")
-    if host.fuse:
-        start_lossyfs(host, config.seed, lossy_args, record=record)
-    if host.fs is not None:
-        host.loop_device = start_blockfs(host)
-    config = replace(config, db_path=host.db_path, store_mount=host.store_mount,
+    if machine.fuse:
+        start_lossyfs(machine, config.seed, lossy_args, record=record)
+    if machine.fs is not None:
+        machine.loop_device = start_blockfs(machine)
+    config = replace(config, db_path=machine.db_path, store_mount=machine.store_mount,
                      mark_socket=MARK_SOCKET if record else "")
-    start(host, "session-store", {**config.to_env(), **host.store.environment()})
-    line = host.console.wait_for(_ready_or_failed, START_TIMEOUT_S, "the workload to be ready")
+    start(machine, "session-store", {**config.to_env(), **machine.store.environment()})
+    line = machine.console.wait_for(_ready_or_failed, START_TIMEOUT_S, "the workload to be ready")
     if line.tag is not Tag.READY:
-        raise host.console.error(f"the workload did not start: {line.kind}: {line.payload.get('error')}")
+        raise machine.console.error(f"the workload did not start: {line.kind}: {line.payload.get('error')}")
     dashboard_ms, cron_ms = config.hazard_every(HazardName.DASHBOARD), config.hazard_every(HazardName.CRON)
     checkpointer_ms = config.hazard_every(HazardName.CHECKPOINTER)
     if dashboard_ms:  # the database exists now; the dashboard opens it as the workload starts
-        start(host, "dashboard", {"LAB_DASHBOARD_EVERY_MS": str(dashboard_ms)})
-        host.console.wait_for(lambda l: l.is_event(EventKind.DASHBOARD_STARTED), START_TIMEOUT_S,
-                              "the dashboard to start")
+        start(machine, "dashboard", {"LAB_DASHBOARD_EVERY_MS": str(dashboard_ms)})
+        machine.console.wait_for(lambda l: l.is_event(EventKind.DASHBOARD_STARTED), START_TIMEOUT_S,
+                                 "the dashboard to start")
     if cron_ms:
         cron = WorkloadConfig(role="cron", seed=config.seed + 1, op_offset=CRON_OP_OFFSET,
                               status_path="/run/lab/status-cron", rate=1000 / cron_ms, mix=CRON_MIX,
-                              db_path=host.db_path, store_mount=host.store_mount)
-        start(host, "cron", cron.to_env())
-        host.console.wait_for(lambda l: l.is_event(EventKind.WRITER_READY), START_TIMEOUT_S,
-                              "the cron writer to start")
+                              db_path=machine.db_path, store_mount=machine.store_mount)
+        start(machine, "cron", cron.to_env())
+        machine.console.wait_for(lambda l: l.is_event(EventKind.WRITER_READY), START_TIMEOUT_S,
+                                 "the cron writer to start")
     if checkpointer_ms:
-        start(host, "checkpointer", {"LAB_CHECKPOINT_EVERY_MS": str(checkpointer_ms)})
-        host.console.wait_for(lambda l: l.is_event(EventKind.CHECKPOINTER_STARTED), START_TIMEOUT_S,
-                              "the checkpointer to start")
+        start(machine, "checkpointer", {"LAB_CHECKPOINT_EVERY_MS": str(checkpointer_ms)})
+        machine.console.wait_for(lambda l: l.is_event(EventKind.CHECKPOINTER_STARTED), START_TIMEOUT_S,
+                                 "the checkpointer to start")
     return dict(line.payload)
 
 
-def start_lossyfs(host: Machine, seed: int, args: str = "", *, record: bool = False) -> None:
+def start_lossyfs(machine: Machine, seed: int, args: str = "", *, record: bool = False) -> None:
     """The power-loss filesystem, mounted over the disk before the workload opens anything;
     ``record``: it also records its trace to TRACE_DIR and takes marks on MARK_SOCKET."""
     from repro.machine.disk import LOSSY_BACKING, LOSSY_MOUNT, TRACE_DIR
 
     if record:
         args = f"{args} --record {TRACE_DIR}/{TRACE_FILE} --mark-socket {MARK_SOCKET}".strip()
-    start(host, "lossyfs", {"LAB_SEED": str(seed), "LAB_LOSSY_BACKING": LOSSY_BACKING,
-                            "LAB_LOSSY_MOUNT": LOSSY_MOUNT, "LAB_LOSSY_ARGS": args})
-    host.console.wait_for(lambda l: l.is_lossy(LossyKind.READY), START_TIMEOUT_S, "the lossy filesystem")
+    start(machine, "lossyfs", {"LAB_SEED": str(seed), "LAB_LOSSY_BACKING": LOSSY_BACKING,
+                               "LAB_LOSSY_MOUNT": LOSSY_MOUNT, "LAB_LOSSY_ARGS": args})
+    machine.console.wait_for(lambda l: l.is_lossy(LossyKind.READY), START_TIMEOUT_S, "the lossy filesystem")
 
 
-def start_blockfs(host: Machine) -> str:
+def start_blockfs(machine: Machine) -> str:
     """Make and mount the ``--fs`` filesystem over an image on the lossy mount, in a mount namespace of its
     own held by the ``blockfs`` service (docker/lab-blockfs), before the workload opens anything; the
     store's services join that namespace. Returns the loop device it got."""
     from repro.machine.disk import BLOCKFS_IMAGE, BLOCKFS_MOUNT
 
-    fs = host.fs
+    fs = machine.fs
     assert fs is not None
-    start(host, "blockfs", {
-        "LAB_BLOCKFS_IMAGE": BLOCKFS_IMAGE, "LAB_BLOCKFS_SIZE": str(host.profile.disk),
+    start(machine, "blockfs", {
+        "LAB_BLOCKFS_IMAGE": BLOCKFS_IMAGE, "LAB_BLOCKFS_SIZE": str(machine.profile.disk),
         "LAB_BLOCKFS_MOUNT": BLOCKFS_MOUNT, "LAB_BLOCKFS_OWNER": "hermes:hermes",
         "LAB_BLOCKFS_MKFS": " ".join(fs.kind.mkfs), "LAB_BLOCKFS_OPTIONS": ",".join(fs.mount_options),
-        "LAB_BLOCKFS_DEVICES": " ".join(host.loops)})
+        "LAB_BLOCKFS_DEVICES": " ".join(machine.loops)})
     try:
-        out = host.exec_checked(["lab-blockfs", "wait", str(int(START_TIMEOUT_S))])
+        out = machine.exec_checked(["lab-blockfs", "wait", str(int(START_TIMEOUT_S))])
     except LabError as exc:
-        raise host.console.error(f"the {fs.label} filesystem was not mounted: {exc}") from None
+        raise machine.console.error(f"the {fs.label} filesystem was not mounted: {exc}") from None
     device = next((line.split()[-1] for line in out.splitlines() if line.startswith("LAB BLOCKFS ")), "")
     if not device:
-        raise host.console.error(f"lab-blockfs mounted no filesystem: {out.strip()[-300:]}")
+        raise machine.console.error(f"lab-blockfs mounted no filesystem: {out.strip()[-300:]}")
     return device
 
 
-def stop_blockfs(host: Machine) -> None:
+def stop_blockfs(machine: Machine) -> None:
     """Unmount the ``--fs`` filesystem (its loop device detaches): its last writes and flush reach lossyfs
     before the machine's stop ends the lossy filesystem."""
     from repro.machine.disk import BLOCKFS_MOUNT
 
-    host.exec_checked(["lab-blockfs", "down", BLOCKFS_MOUNT])
+    machine.exec_checked(["lab-blockfs", "down", BLOCKFS_MOUNT])
 
 
-def fetch_trace(host: Machine, dest: pathlib.Path) -> list[str]:
+def fetch_trace(machine: Machine, dest: pathlib.Path) -> list[str]:
     """Copy the recorded trace (trace.jsonl and its blobs) out of the machine into ``dest``; the
     machine may be down, not removed. Returns the names copied."""
     from repro.machine.disk import TRACE_DIR, copy_out
 
-    return copy_out(host.get_wrapped_container(), TRACE_DIR, dest)
+    return copy_out(machine.get_wrapped_container(), TRACE_DIR, dest)
 
 
 def _ready_or_failed(line: Line) -> bool:

@@ -75,16 +75,16 @@ def check_store(store: StoreSpec, *, image: str, profile: MachineProfile) -> Sto
     import docker.errors
     import requests.exceptions
 
-    from repro.machine.host import ConstrainedHost
+    from repro.machine.container import ConstrainedHost
     from repro.protocol import Tag, parse_all
 
     from repro.sqlite import for_store
 
-    host = ConstrainedHost(profile, store=store, sqlite=for_store(store)[1], image=store.image or image,
-                           role="store-check")
-    host.with_entrypoint(["python3", "-m", CHECK_MODULE, host.store_mount], user="1000:1000")
-    with host:  # entering starts it
-        container = host.get_wrapped_container()
+    machine = ConstrainedHost(profile, store=store, sqlite=for_store(store)[1], image=store.image or image,
+                              role="store-check")
+    machine.with_entrypoint(["python3", "-m", CHECK_MODULE, machine.store_mount], user="1000:1000")
+    with machine:  # entering starts it
+        container = machine.get_wrapped_container()
         try:
             code = int(container.wait(timeout=CHECK_TIMEOUT_S)["StatusCode"])
         except (requests.exceptions.RequestException, docker.errors.DockerException):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from repro.machine.disk import DATA_DIR
-from repro.machine.host import ConstrainedHost
+from repro.machine.container import ConstrainedHost
 from repro.machine.inputs import INPUTS_DIR, Input, InputKind, archive
 from repro.scenario import StartSpec
 from repro.startdb.files import StartFiles, load
@@ -90,21 +90,21 @@ def _stream(files: StartFiles | None, prefix: str, filler: int) -> Iterator[byte
     yield b"\0" * 1024
 
 
-def restore(host: ConstrainedHost, start: StartSpec) -> Restored:
+def restore(machine: ConstrainedHost, start: StartSpec) -> Restored:
     """Upload the starting database (into the directory the workload opens it from: the lossy mount's
     backing on a power-loss machine) and the filler, before the workload starts; and the database's
     baseline into the machine's inputs, for the probe (repro/machine/restart.py)."""
-    assert host.disk is not None
+    assert machine.disk is not None
     files = load(start.files) if start.files else None
     if files is not None:
-        host.disk.put(INPUTS_DIR, archive((Input(InputKind.START, files.directory / BASELINE_FILE),)))
+        machine.disk.put(INPUTS_DIR, archive((Input(InputKind.START, files.directory / BASELINE_FILE),)))
     database = files.bytes if files is not None else 0
-    filler = filler_size(start, host.disk.size, database)
-    prefix = host.disk_db_dir[len(DATA_DIR):].strip("/")
+    filler = filler_size(start, machine.disk.size, database)
+    prefix = machine.disk_db_dir[len(DATA_DIR):].strip("/")
     started = time.monotonic()
-    host.disk.put(DATA_DIR, _stream(files, f"{prefix}/" if prefix else "", filler))
+    machine.disk.put(DATA_DIR, _stream(files, f"{prefix}/" if prefix else "", filler))
     seconds = time.monotonic() - started
-    used, size = host.disk.usage()
+    used, size = machine.disk.usage()
     return Restored(database=database, filler=filler, seconds=round(seconds, 3), used=used, size=size)
 
 

@@ -131,25 +131,25 @@ def test_a_machine_killed_while_its_filesystem_is_mounted_comes_down_and_leaves_
     """By construction, not by timeout: the filesystem's mount namespace never holds the lossyfs daemon
     (docker/lab-blockfs). With the daemon killed first the filesystem's last writes fail; with it killed last
     they reach it -- either way the machine dies at once and autoclear detaches the loop device."""
-    from repro.machine.host import ConstrainedHost
+    from repro.machine.container import ConstrainedHost
 
     devices = loops.require_devices(str(engine.client().api.base_url), 1)
-    host = ConstrainedHost("fly-256", preset="durable", image=lab_image, fuse=True, record=True, fs=parse("ext4"),
-                           loops=devices)
+    machine = ConstrainedHost("fly-256", preset="durable", image=lab_image, fuse=True, record=True, fs=parse("ext4"),
+                              loops=devices)
     try:
-        host.start()
-        host.start_workload(seed=1, ops=10_000, rate=0.0)
-        host.wait_for_acks(20)
-        used = host.loop_device
+        machine.start()
+        machine.start_workload(seed=1, ops=10_000, rate=0.0)
+        machine.wait_for_acks(20)
+        used = machine.loop_device
         assert used in devices and _bound(used), (used, devices)
         victims = "repro.lossyfs" if first == "the lossyfs daemon" else "repro.workload|sleep infinity"
-        host.exec_checked(["pkill", "-KILL", "-f", victims])
+        machine.exec_checked(["pkill", "-KILL", "-f", victims])
         time.sleep(0.5)
         started = time.monotonic()
-        report = host.kill()
+        report = machine.kill()
         assert time.monotonic() - started < 20 and report.signal == "SIGKILL"
     finally:
-        host.remove()
+        machine.remove()
     deadline = time.monotonic() + 20
     while _bound(used) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -186,12 +186,12 @@ def test_a_power_loss_trial_on_ext4_is_recovered_by_the_kernel_and_judged(tmp_pa
 def test_the_test_api_puts_a_store_on_btrfs_and_verify_lets_the_kernel_recover_it(lab_image: str) -> None:
     from repro.testing import ConstrainedHost, inject, verify
 
-    with ConstrainedHost("fly-1g", fs="btrfs", preset="durable", image=lab_image) as host:
-        assert host.fuse and host.fs is not None and host.fs.kind.value == "btrfs"
-        host.start_workload(seed=5)
-        host.wait_for_acks(50)
-        inject(host, "power-loss")
-        result = verify(host)
+    with ConstrainedHost("fly-1g", fs="btrfs", preset="durable", image=lab_image) as machine:
+        assert machine.fuse and machine.fs is not None and machine.fs.kind.value == "btrfs"
+        machine.start_workload(seed=5)
+        machine.wait_for_acks(50)
+        inject(machine, "power-loss")
+        result = verify(machine)
         assert result.verdict == "pass" and result.integrity == "ok", result
 
 

@@ -312,23 +312,23 @@ def test_a_missing_image_is_bad_input(lab_image: str, tmp_path: pathlib.Path) ->
 
 
 def test_machines_have_read_only_roots_and_bounded_logs(constrained_host: Any) -> None:
-    host = constrained_host("fly-256")
-    host.start()
-    host.start_workload(seed=3)
-    host.wait_for_acks(50)
+    machine = constrained_host("fly-256")
+    machine.start()
+    machine.start_workload(seed=3)
+    machine.wait_for_acks(50)
     cli = engine.client()
-    holder = host.disk.holder
-    for container in (host.get_wrapped_container(), holder):
+    holder = machine.disk.holder
+    for container in (machine.get_wrapped_container(), holder):
         config = cli.api.inspect_container(container.id)["HostConfig"]
         assert config["ReadonlyRootfs"] is True
         assert config["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "25m"}}
-    denied = host.get_wrapped_container().exec_run(["sh", "-c", "echo x > /etc/x"], user="root")
+    denied = machine.get_wrapped_container().exec_run(["sh", "-c", "echo x > /etc/x"], user="root")
     assert denied.exit_code != 0 and b"Read-only file system" in denied.output
     assert holder.exec_run(["sh", "-c", "echo x > /x"]).exit_code != 0
     from repro.testing import inject, verify
 
-    inject(host, "sigterm")
-    result = verify(host)  # the crash state kept by the read-only holder, the restarted machine's probe
+    inject(machine, "sigterm")
+    result = verify(machine)  # the crash state kept by the read-only holder, the restarted machine's probe
     assert result.verdict == "pass" and result.integrity == "ok" and result.acked >= 50
 
 

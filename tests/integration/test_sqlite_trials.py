@@ -67,10 +67,10 @@ def test_a_trial_records_the_sqlite_in_force_in_every_process_and_the_verifier(
 def test_the_testcontainers_api_runs_the_store_and_the_verifier_on_the_library_asked_for(
         asked: str, lab_image: str, request: pytest.FixtureRequest) -> None:
     sqlite: lab_sqlite.SqliteBuild | None = request.getfixturevalue("build_3532") if asked != "system" else None
-    with ConstrainedHost("fly-256", image=lab_image, sqlite=sqlite) as host:
-        ready = host.start_workload(seed=3)
-        host.wait_for_acks(100)
-        result = verify(host)
+    with ConstrainedHost("fly-256", image=lab_image, sqlite=sqlite) as machine:
+        ready = machine.start_workload(seed=3)
+        machine.wait_for_acks(100)
+        result = verify(machine)
     expected = DEBIAN_SQLITE if asked == "system" else "3.53.2"
     assert (ready["sqlite_version"], result.facts.sqlite_version) == (expected, expected)
     assert ready["sqlite_source_id"] == result.facts.sqlite_source_id
@@ -82,12 +82,12 @@ def test_a_machine_running_another_library_than_asked_is_caught(build_3532: lab_
     """The known-bad case of the in-force check, in a real machine: the mounted library is 3.53.2,
     the request (a build record that lies) says 3.51.2."""
     liar = dataclasses.replace(build_3532, version="3.51.2", source_id="2026-01-09 not what is mounted")
-    with ConstrainedHost("fly-256", image=lab_image, sqlite=liar) as host:
-        host.start_workload(seed=5, hazards=(Hazard.parse("dashboard=20"),))
-        seen = runtime.machine_reports(host.lines())
+    with ConstrainedHost("fly-256", image=lab_image, sqlite=liar) as machine:
+        machine.start_workload(seed=5, hazards=(Hazard.parse("dashboard=20"),))
+        seen = runtime.machine_reports(machine.lines())
         assert seen["workload"] == seen["dashboard"] == ("3.53.2", build_3532.source_id)
         with pytest.raises(runtime.SqliteLoadError, match="asked for SQLite 3.51.2 .* ran 3.53.2"):
-            runtime.check_in_force(host.sqlite, seen)
+            runtime.check_in_force(machine.sqlite, seen)
 
 
 def test_an_unknown_version_is_one_line_exit_2_and_starts_nothing(lab_image: str, tmp_path: pathlib.Path) -> None:

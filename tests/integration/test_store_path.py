@@ -33,15 +33,15 @@ def other_store() -> Iterator[pathlib.Path]:
 
 
 def test_the_workload_and_the_verifier_use_the_store_from_store_path(constrained_host, other_store: pathlib.Path) -> None:
-    with constrained_host("fly-256", preset="legacy", store_path=str(other_store), lab_settings=True) as host:
-        ready = host.start_workload(seed=21)
+    with constrained_host("fly-256", preset="legacy", store_path=str(other_store), lab_settings=True) as machine:
+        ready = machine.start_workload(seed=21)
         assert str(ready["store"]).startswith("/opt/lab-inputs/store/hermes_state/")
-        host.exec_checked(["test", "-f", "/opt/lab-inputs/store/hermes_state/OLD_RELEASE"])
+        machine.exec_checked(["test", "-f", "/opt/lab-inputs/store/hermes_state/OLD_RELEASE"])
         # mounted read-only: the machine cannot change the store under test
-        result = host.get_wrapped_container().exec_run(["touch", "/opt/lab-inputs/store/hermes_state/x"], user="root")
+        result = machine.get_wrapped_container().exec_run(["touch", "/opt/lab-inputs/store/hermes_state/x"], user="root")
         assert result.exit_code != 0
-        host.wait_for_acks(50)
-        host.stop(signal="SIGTERM")
-        result = verify(host, ("sigterm",))
+        machine.wait_for_acks(50)
+        machine.stop(signal="SIGTERM")
+        result = verify(machine, ("sigterm",))
         assert result.facts.store.module.startswith("/opt/lab-inputs/store/hermes_state")
         assert result.verdict == "pass" and result.lost_acked == 0

@@ -24,11 +24,11 @@ pytestmark = pytest.mark.docker
 
 TRIAL = textwrap.dedent("""
     from repro.testing import ConstrainedHost, inject, verify
-    with ConstrainedHost("fly-256") as host:          # no image yet: built on first use
-        host.start_workload(seed=7, rate=200)
-        host.wait_for_acks(40)
-        inject(host, "sigkill")
-        result = verify(host)
+    with ConstrainedHost("fly-256") as machine:       # no image yet: built on first use
+        machine.start_workload(seed=7, rate=200)
+        machine.wait_for_acks(40)
+        inject(machine, "sigkill")
+        result = verify(machine)
     print("VERDICT", result.verdict, result.integrity, result.acked, result.lost_acked)
 """)
 

@@ -1,5 +1,5 @@
 """The disks a run keeps across its trials (repro/machine/pool.py): which disk may serve which trial, which are never kept,
-and the empty-disk check. (Kept and reused disks in the engine: tests/integration/test_host.py.)"""
+and the empty-disk check. (Kept and reused disks in the engine: tests/integration/test_machine.py.)"""
 
 from __future__ import annotations
 

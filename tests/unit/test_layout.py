@@ -104,7 +104,7 @@ def test_the_import_check_catches_a_missing_module() -> None:
     """The check above must be able to fail: an image without protocol.py (which the workload, the
     agent and the probe all import) is named as missing it."""
     image = _image_modules()
-    assert "repro.machine.host" not in image and "repro.cli" not in image  # the host side never goes in
+    assert "repro.machine.container" not in image and "repro.cli" not in image  # the host side never goes in
     problems, _ = _image_problems(image - {"repro.protocol"})
     assert "repro.protocol runs in the machine but the Dockerfile does not copy it" in problems
 

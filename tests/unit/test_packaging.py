@@ -19,7 +19,7 @@ def test_the_context_holds_what_the_dockerfile_copies() -> None:
     files = context.context_files(context.find_sources(ROOT / "repro"))
     assert "docker/Dockerfile" in files and "docker/lab-init" in files and "hermes_state/store.py" in files
     assert "repro/workload/agent.py" in files and "repro/verify/probe.py" in files
-    assert "repro/machine/host.py" not in files and "repro/cli.py" not in files  # the host side stays out
+    assert "repro/machine/container.py" not in files and "repro/cli.py" not in files  # the host side stays out
     assert not any("__pycache__" in name for name in files)
 
 

@@ -91,7 +91,7 @@ def test_the_system_library_is_whatever_the_image_has_in_every_process() -> None
         runtime.check_in_force(None, mixed)
 
 
-def test_a_host_takes_a_version_or_a_build_and_the_store_spec_names_it(tmp_path: pathlib.Path) -> None:
+def test_preparation_takes_a_version_or_a_build_and_the_store_spec_names_it(tmp_path: pathlib.Path) -> None:
     store, b = lab_sqlite.for_store(StoreSpec("legacy"), B3532)
     assert b is B3532 and (store.sqlite, store.sqlite_assisted, store.preset) == ("3.53.2", False, "legacy")
     assisted = dataclasses.replace(B3532, assisted=True)
@@ -105,7 +105,7 @@ def test_a_machine_takes_a_resolved_build_and_never_resolves_one_itself(tmp_path
     """Preparation resolves the SQLite (repro.sqlite.for_store); the machine only mounts what it is given,
     and a version it would have to look up is a lab error, not a silent fall-back to the system library."""
     from repro.errors import LabError
-    from repro.machine.host import ConstrainedHost, machine_store
+    from repro.machine.container import ConstrainedHost, machine_store
     from repro.machine.inputs import InputKind, code_inputs, library_environment
 
     store = machine_store(StoreSpec("legacy"), B3532)

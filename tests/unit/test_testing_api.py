@@ -7,7 +7,7 @@ import pytest
 
 from repro.errors import ScenarioError
 from repro.scenario.stores import OWN_SETTINGS
-from repro.testing import ConstrainedHost, inject
+from repro.testing import ConstrainedHost, fault_step, inject
 
 
 def test_a_preset_with_a_foreign_store_is_refused_unless_asked(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -25,3 +25,17 @@ def test_power_loss_asks_for_fuse_and_refuses_a_machine_without_it() -> None:
     plain = ConstrainedHost("fly-256")
     with pytest.raises(ScenarioError, match="power-loss needs the machine's FUSE filesystem"):
         inject(plain, "power-loss")  # refused before anything is sent to a machine that never started
+
+
+def test_the_machine_is_machine_and_the_old_host_keyword_still_works() -> None:
+    """The glossary's rename (machine, not host) keeps callers that passed ``host=`` working, with a warning;
+    the machine given both ways is refused."""
+    plain = ConstrainedHost("fly-256")
+    step = fault_step(machine=plain, fault="sigterm@acks=5")
+    with pytest.warns(DeprecationWarning, match=r"fault_step\(host=\.\.\.\) is deprecated"):
+        assert fault_step(host=plain, fault="sigterm@acks=5") == step
+    with pytest.warns(DeprecationWarning), \
+            pytest.raises(ScenarioError, match="power-loss needs the machine's FUSE filesystem"):
+        inject(host=plain, fault="power-loss")
+    with pytest.raises(TypeError, match="got the machine twice"):
+        fault_step(plain, host=plain, fault="sigterm")

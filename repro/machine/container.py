@@ -1,4 +1,4 @@
-"""The constrained host: a Fly-like machine as a testcontainers container -- the one way the lab starts one.
+"""The machine (ConstrainedHost): a Fly-like machine as a testcontainers container -- the one way the lab starts one.
 
 A machine is a container from the lab image with the profile's limits (repro/machine/limits.py),
 s6-svscan as PID 1, and the data disk: a size-capped tmpfs volume kept alive by a holder

@@ -1,4 +1,4 @@
-"""The constrained host behaves like a small Fly machine: limits, disk, s6, stop, OOM, ENOSPC."""
+"""The machine (ConstrainedHost) behaves like a small Fly machine: limits, disk, s6, stop, OOM, ENOSPC."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from repro.machine.host import ConstrainedHost
+from repro.machine.container import ConstrainedHost
 from repro.protocol import EventKind, Tag
 from repro.scenario import get_profile
 from repro.testing import inject, verify
@@ -16,51 +16,51 @@ from repro.testing import inject, verify
 pytestmark = pytest.mark.docker
 
 
-def _read(host: ConstrainedHost, path: str) -> str:
-    return host.exec_checked(["cat", path]).strip()
+def _read(machine: ConstrainedHost, path: str) -> str:
+    return machine.exec_checked(["cat", path]).strip()
 
 
-def test_fly_256_host_reports_its_limits_from_inside(constrained_host) -> None:
+def test_fly_256_machine_reports_its_limits_from_inside(constrained_host) -> None:
     profile = get_profile("fly-256")
-    with constrained_host("fly-256") as host:
+    with constrained_host("fly-256") as machine:
         cgroup = "/sys/fs/cgroup/memory"
-        if host.exec_checked(["sh", "-c", f"test -d {cgroup} && echo v1 || echo v2"]).strip() == "v1":
-            assert int(_read(host, f"{cgroup}/memory.limit_in_bytes")) == profile.memory
+        if machine.exec_checked(["sh", "-c", f"test -d {cgroup} && echo v1 || echo v2"]).strip() == "v1":
+            assert int(_read(machine, f"{cgroup}/memory.limit_in_bytes")) == profile.memory
             # memory+swap equal to memory: no swap at all
-            assert int(_read(host, f"{cgroup}/memory.memsw.limit_in_bytes")) == profile.memory
+            assert int(_read(machine, f"{cgroup}/memory.memsw.limit_in_bytes")) == profile.memory
         else:
-            assert int(_read(host, "/sys/fs/cgroup/memory.max")) == profile.memory
-            assert _read(host, "/sys/fs/cgroup/memory.swap.max") == "0"
-        size_kb = int(host.exec_checked(["df", "--output=size", "-k", "/opt/data"]).split()[-1])
+            assert int(_read(machine, "/sys/fs/cgroup/memory.max")) == profile.memory
+            assert _read(machine, "/sys/fs/cgroup/memory.swap.max") == "0"
+        size_kb = int(machine.exec_checked(["df", "--output=size", "-k", "/opt/data"]).split()[-1])
         assert size_kb * 1024 == profile.disk
-        assert _read(host, "/proc/1/comm") == "s6-svscan"
+        assert _read(machine, "/proc/1/comm") == "s6-svscan"
         # one CPU: every process of the machine on one host CPU, as in a 1-vCPU VM
-        allowed = host.exec_checked(["grep", "Cpus_allowed_list", "/proc/self/status"]).split()[-1]
+        allowed = machine.exec_checked(["grep", "Cpus_allowed_list", "/proc/self/status"]).split()[-1]
         assert "," not in allowed and "-" not in allowed, allowed
-        interfaces = host.exec_checked(["ls", "/sys/class/net"]).split()
+        interfaces = machine.exec_checked(["ls", "/sys/class/net"]).split()
         assert interfaces == ["lo"]
         # the workload's user is not root
-        assert host.exec_checked(["id", "-u", "hermes"]).strip() == "1000"
+        assert machine.exec_checked(["id", "-u", "hermes"]).strip() == "1000"
 
 
 def test_sigint_reaches_the_store_through_s6_and_it_exits_within_the_kill_timeout(constrained_host) -> None:
-    with constrained_host("fly-256") as host:
-        host.start_workload(seed=3)
-        host.wait_for_acks(50)
-        down = host.stop(signal="SIGINT")
+    with constrained_host("fly-256") as machine:
+        machine.start_workload(seed=3)
+        machine.wait_for_acks(50)
+        down = machine.stop(signal="SIGINT")
         assert down.graceful and down.exit_code == 0
         assert down.seconds < get_profile("fly-256").kill_timeout_s
-        stop_events = [l for l in host.console.parsed() if l.is_event(EventKind.STOP_SIGNAL)]
+        stop_events = [l for l in machine.console.parsed() if l.is_event(EventKind.STOP_SIGNAL)]
         assert stop_events, "the workload never saw the stop signal"
-        finish = [dict(l.payload) for l in host.console.parsed() if l.is_finish("session-store")]
+        finish = [dict(l.payload) for l in machine.console.parsed() if l.is_finish("session-store")]
         assert finish == [{"service": "session-store", "exit": 0, "signal": 0}]
 
 
 def test_a_leak_past_the_cap_is_oom_killed_by_the_kernel_and_the_lab_sees_it(constrained_host) -> None:
-    with constrained_host("fly-256") as host:
-        host.start_workload(seed=4)
-        host.wait_for_acks(20)
-        outcome = inject(host, "oom@acks=0")
+    with constrained_host("fly-256") as machine:
+        machine.start_workload(seed=4)
+        machine.wait_for_acks(20)
+        outcome = inject(machine, "oom@acks=0")
         killed = outcome.detail["killed"]
         assert isinstance(killed, dict)
         assert killed["service"] == "session-store" and killed["signal"] == 9
@@ -69,31 +69,31 @@ def test_a_leak_past_the_cap_is_oom_killed_by_the_kernel_and_the_lab_sees_it(con
 
 
 def test_writing_past_the_disk_gives_enospc_and_files_survive_the_machine(constrained_host) -> None:
-    with constrained_host("fly-256") as host:
-        host.exec_checked(["sh", "-c", "echo before-the-crash > /opt/data/marker"], user="hermes")
-        host.start_workload(seed=2, rate=20)
-        outcome = inject(host, "disk-fill@acks=0")
+    with constrained_host("fly-256") as machine:
+        machine.exec_checked(["sh", "-c", "echo before-the-crash > /opt/data/marker"], user="hermes")
+        machine.start_workload(seed=2, rate=20)
+        outcome = inject(machine, "disk-fill@acks=0")
         event = outcome.detail["disk"]
         assert isinstance(event, dict) and int(event["free"]) < 1 << 20
-        result = host.get_wrapped_container().exec_run(
+        result = machine.get_wrapped_container().exec_run(
             ["dd", "if=/dev/zero", "of=/opt/data/more", "bs=64k", "count=16"], user="hermes")
         assert result.exit_code != 0 and b"No space left on device" in result.output
-        host.kill()
-        assert host.disk.run(["cat", "/opt/data/marker"], environment={}) == (0, "before-the-crash\n")
+        machine.kill()
+        assert machine.disk.run(["cat", "/opt/data/marker"], environment={}) == (0, "before-the-crash\n")
 
 
 def test_writes_fail_while_the_disk_is_full_and_resume_once_the_cache_is_cleared(constrained_host) -> None:
-    with constrained_host("fly-256") as host:
-        host.start_workload(seed=4)
-        host.wait_for_acks(100)
-        inject(host, "disk-fill-clear@acks=0")  # returns once the cache was cleared
-        cleared_at = len(host.console.parsed())
-        host.wait_for_acks(host.console.acks() + 100, timeout=30)
-        full_failures = [l for l in host.console.parsed()[:cleared_at]
+    with constrained_host("fly-256") as machine:
+        machine.start_workload(seed=4)
+        machine.wait_for_acks(100)
+        inject(machine, "disk-fill-clear@acks=0")  # returns once the cache was cleared
+        cleared_at = len(machine.console.parsed())
+        machine.wait_for_acks(machine.console.acks() + 100, timeout=30)
+        full_failures = [l for l in machine.console.parsed()[:cleared_at]
                          if l.tag is Tag.LEDGER and l.payload.get("t") == "fail" and "full" in str(l.payload.get("err"))]
         assert full_failures, "no write failed while the disk was full"
-        host.stop(signal="SIGTERM")
-        result = verify(host, faults=("disk-fill-clear", "sigterm"))
+        machine.stop(signal="SIGTERM")
+        result = verify(machine, faults=("disk-fill-clear", "sigterm"))
         assert result.verdict == "pass" and result.lost_acked == 0
 
 
