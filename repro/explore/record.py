@@ -36,25 +36,25 @@ def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec,
     """Run the workload for ``ops`` operations on a recording machine; the trace directory it left.
     ``fs``: the store's directory is that kernel filesystem, on an image on the recording lossy mount
     (through one of ``loops``): the trace is then what the filesystem sent its block device."""
-    host = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True, fs=fs, loops=loops)
+    machine = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True, fs=fs, loops=loops)
     try:
-        host.start()
-        host.start_workload(WorkloadConfig.of(workload, seed=seed, ops=ops), record=True,
-                            lossy_args="--no-writeback-cache" if reproducible else "")
-        end = host.console.wait_for(_done, _BASE_TIMEOUT_S + ops * _PER_OP_TIMEOUT_S, f"{ops} operations")
+        machine.start()
+        machine.start_workload(WorkloadConfig.of(workload, seed=seed, ops=ops), record=True,
+                               lossy_args="--no-writeback-cache" if reproducible else "")
+        end = machine.console.wait_for(_done, _BASE_TIMEOUT_S + ops * _PER_OP_TIMEOUT_S, f"{ops} operations")
         if not end.is_event(EventKind.CLOSED):
-            raise host.console.error(f"the workload ended without closing the store: {dict(end.payload)}")
+            raise machine.console.error(f"the workload ended without closing the store: {dict(end.payload)}")
         if fs is not None:
-            stop_blockfs(host)  # the filesystem's last writes and flush reach lossyfs while it still records
-        host.stop()
-        stopped = [line for line in host.console.parsed() if line.is_lossy(LossyKind.STOPPED)]
+            stop_blockfs(machine)  # the filesystem's last writes and flush reach lossyfs while it still records
+        machine.stop()
+        stopped = [line for line in machine.console.parsed() if line.is_lossy(LossyKind.STOPPED)]
         if not stopped or stopped[-1].payload.get("synced") is not True:
-            raise host.console.error("the lossy filesystem did not stop cleanly (no synced STOPPED line)")
-        if TRACE_FILE not in fetch_trace(host, dest):
+            raise machine.console.error("the lossy filesystem did not stop cleanly (no synced STOPPED line)")
+        if TRACE_FILE not in fetch_trace(machine, dest):
             raise TrialError(f"the machine left no trace in {dest}")
         write_recording(dest, Recording(store_env=store.environment(), store_path=store.store_path,
                                         reproducible=reproducible,
-                                        source=source, fs=fs), host.output())
+                                        source=source, fs=fs), machine.output())
     finally:
-        host.remove()
+        machine.remove()
     return TraceDir.open(dest)

@@ -32,7 +32,7 @@ from repro.explore.space import StateSpace
 from repro.explore.timeline import Timeline
 from repro.explore.tracedir import LOG_FILE, TRACE_FILE, Recording, TraceDir, write_recording
 from repro.machine.disk import DATA_DIR, LOSSY_BACKING
-from repro.machine.host import ConstrainedHost
+from repro.machine.container import ConstrainedHost
 from repro.machine.services import MARK_SOCKET, fetch_trace, start, start_lossyfs
 from repro.oracle.verdicts import Verdict
 from repro.protocol import EventKind, Line, LossyKind
@@ -81,32 +81,32 @@ def _ended(line: Line) -> bool:
 def record_reopen(*, trace: TraceDir, first: FirstLevel, files: pathlib.Path, profile: MachineProfile,
                   store: StoreSpec, seed: int, dest: pathlib.Path, image: str) -> TraceDir:
     """Record the store reopening the state whose files are in ``files``; the reopen's trace directory."""
-    host = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True)
+    machine = ConstrainedHost(profile, store=store, image=image, fuse=True, record=True)
     try:
-        host.start()
-        assert host.disk is not None
-        host.disk.put(DATA_DIR, _tar(files, LOSSY_BACKING[len(DATA_DIR):].strip("/")))
-        start_lossyfs(host, seed, "--no-writeback-cache", record=True)
-        config = WorkloadConfig(seed=seed, reopen=True, db_path=host.db_path, store_mount=host.store_mount,
+        machine.start()
+        assert machine.disk is not None
+        machine.disk.put(DATA_DIR, _tar(files, LOSSY_BACKING[len(DATA_DIR):].strip("/")))
+        start_lossyfs(machine, seed, "--no-writeback-cache", record=True)
+        config = WorkloadConfig(seed=seed, reopen=True, db_path=machine.db_path, store_mount=machine.store_mount,
                                 mark_socket=MARK_SOCKET)
-        start(host, "session-store", {**config.to_env(), **host.store.environment()})
-        end = host.console.wait_for(_ended, REOPEN_TIMEOUT_S, "the store's reopen")
+        start(machine, "session-store", {**config.to_env(), **machine.store.environment()})
+        end = machine.console.wait_for(_ended, REOPEN_TIMEOUT_S, "the store's reopen")
         if end.is_event(EventKind.CONFIG_ERROR):
-            raise host.console.error(f"the reopen did not start: {dict(end.payload)}")
-        host.stop()
-        stopped = [line for line in host.console.parsed() if line.is_lossy(LossyKind.STOPPED)]
+            raise machine.console.error(f"the reopen did not start: {dict(end.payload)}")
+        machine.stop()
+        stopped = [line for line in machine.console.parsed() if line.is_lossy(LossyKind.STOPPED)]
         if not stopped or stopped[-1].payload.get("synced") is not True:
-            raise host.console.error("the lossy filesystem did not stop cleanly (no synced STOPPED line)")
-        if TRACE_FILE not in fetch_trace(host, dest):
+            raise machine.console.error("the lossy filesystem did not stop cleanly (no synced STOPPED line)")
+        if TRACE_FILE not in fetch_trace(machine, dest):
             raise TrialError(f"the reopen left no trace in {dest}")
         recording = dataclasses.replace(trace.recording, reproducible=True,
                                         source=f"the reopen of {first.state} of {trace.path}")
         ledger = (trace.path / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
         write_recording(dest, recording, ledger)  # the first level's ledger: its states are judged against it
-        (dest / REOPEN_LOG).write_text("\n".join(host.output()) + "\n", encoding="utf-8")
+        (dest / REOPEN_LOG).write_text("\n".join(machine.output()) + "\n", encoding="utf-8")
         (dest / FIRST_FILE).write_text(first.to_json(), encoding="utf-8")
     finally:
-        host.remove()
+        machine.remove()
     return TraceDir.open(dest)
 
 
