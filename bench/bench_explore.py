@@ -15,6 +15,9 @@ not) and prints:
   or an equal WAL image) and where the time went (building/keying states, probe, judge);
 - materialising states incrementally against rebuilding each from the trace's start.
 
+- with --recovery N (default 2): N states reopened (repro explore --recovery), the time to record each
+  reopen and the second level's states/s beside the first level's.
+
 Target: >= 200 states/s on 2 cores. About 3 minutes with the defaults; --per-model times each model alone too.
 Usage: python bench/bench_explore.py [--budget N] [--ops N] [--fill N] [--rate-of wal-full,wal-normal]
        [--combined dirs=lazy+data=prefix] [--per-model]
@@ -125,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--combined", default="dirs=lazy+data=prefix",
                         help="models of parts timed beside the presets (comma-separated)")
     parser.add_argument("--per-model", action="store_true", help="also time each model alone (its own sandbox)")
+    parser.add_argument("--recovery", type=int, default=2,
+                        help="states reopened per timed configuration (crash during recovery; 0: none): the "
+                             "second level's states/s beside the first's")
     args = parser.parse_args(argv)
     models = (*PRESETS.values(), *PersistenceModel.parse_list(args.combined))
     reason = fuse_unavailable_reason()
@@ -164,6 +170,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {model.value}: {alone.states} states in {alone.seconds:.1f} s = {alone.rate:.0f} states/s "
                       f"(wall, with the sandbox's start), {alone.states / (alone.stats.cpu_s / 2) if alone.stats.cpu_s else 0:.0f} "
                       f"per 2 idle cores", flush=True)
+            if args.recovery:
+                from repro.explore.reopen import reopen_states
+                from repro.scenario import get_profile
+
+                levels = reopen_states(run, count=args.recovery, profile=get_profile("fly-256"),
+                                       out=root / f"reopens-{name}", image=engine.image_name(None))
+                for level in levels:
+                    print(f"  reopen of {level.first.state} ({level.first.reason}): recorded in "
+                          f"{level.record_seconds:.1f} s; {level.checked} second-level states in {level.seconds:.1f} s "
+                          f"= {level.rate:.0f} states/s (first level: {run.rate:.0f}); made worse: {level.made_worse}",
+                          flush=True)
             inc, fresh = materialize_cost(traces[name], 40, root / f"mat-{name}")
             print(f"  materialising a prefix state: {inc:.1f} ms incrementally, {fresh:.1f} ms rebuilt from the "
                   f"trace's start ({fresh / inc:.1f}x)")

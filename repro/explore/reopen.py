@@ -151,14 +151,18 @@ def reopen_states(run: Exploration, *, count: int, profile: MachineProfile, out:
         dest = out / "reopens" / f"{n:02d}"
         dest.mkdir(parents=True)
         on_line(f"reopen {n}: {first.state} ({reason}, {first.verdict}) into {dest}")
+        started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="repro-reopen-") as scratch, \
                 tempfile.TemporaryDirectory(prefix="repro-reopen-state-") as state:
             files = pathlib.Path(state) / "files"
             Materializer(space.timeline, scratch).write(spec, files)
             reopen = record_reopen(trace=run.trace_dir, first=first, files=files, profile=profile, store=store,
                                    seed=run.seed, dest=dest, image=image)
+        recorded = time.perf_counter() - started
         level = check_reopen(reopen, first, models, budget=run.budget, seed=run.seed, jobs=run.jobs,  # type: ignore[arg-type]
                              image=image)
-        on_line(f"  {level.crash_points} crash points, {level.checked} states: {level.sentence()}")
+        level = dataclasses.replace(level, record_seconds=recorded)
+        on_line(f"  recorded in {recorded:.1f} s; {level.crash_points} crash points, {level.checked} states in "
+                f"{level.seconds:.1f} s ({level.rate:.0f}/s): {level.sentence()}")
         levels.append(level)
     return tuple(levels)

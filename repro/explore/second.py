@@ -138,11 +138,18 @@ class SecondLevel:
     worse: tuple[tuple[str, str], ...]  # (state ref, how it is worse)
     completed_worse: str | None  # the completed reopen (its last crash point) is itself worse: the store's doing
     errors: int
-    seconds: float
+    seconds: float  # checking the reopen's states (the sandbox's start included)
+    record_seconds: float = 0.0  # recording the reopen: a machine's start, the store's reopen, its stop
 
     @property
     def made_worse(self) -> int:
         return len(self.worse)
+
+    @property
+    def rate(self) -> float:
+        """Second-level states checked per second (each costs one materialisation more than a first-level one:
+        the reopen's initial files are the first-level state)."""
+        return self.checked / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, object]:
         f = self.first
@@ -154,7 +161,8 @@ class SecondLevel:
                            "materialize": f"repro explore {self.trace} --materialize {s} --out DIR"}
                           for s, how in self.worse],
                 "completed_reopen_worse": self.completed_worse, "errors": self.errors,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "states_per_second": round(self.rate, 1),
+                "record_seconds": round(self.record_seconds, 3)}
 
     def sentence(self) -> str:
         if self.errors:
