@@ -71,3 +71,11 @@ def test_a_trimmed_ref_still_imports_its_siblings_and_keeps_their_data(tmp_path:
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"(('memory',), {2 * BIG}, 'hello: Hello\\n')"
+
+
+def test_a_repository_after_a_comma_is_found_from_home(tmp_path: pathlib.Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("HOME", str(tmp_path))  # the shell expands ~ before the first ref of --store-refs only
+    (commit,) = git_releases(tmp_path / "src" / "hermes-agent", [("v1", {})])
+    ref = StoreRef.parse("~/src/hermes-agent@v1")
+    assert ref.path == str(tmp_path / "src" / "hermes-agent") and not ref.is_url
+    assert checkout(ref, tmp_path / "cache")[0] == commit
