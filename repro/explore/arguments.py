@@ -7,7 +7,7 @@ import argparse
 from repro.explore.blockspace import BlockModel
 from repro.explore.command import DEFAULT_BUDGET, DEFAULT_SHRINK
 from repro.explore.configs import CONFIGURATIONS
-from repro.explore.models import PRESETS as MODEL_PRESETS, model_grammar
+from repro.explore.models import FILESYSTEM_PRESETS, PRESETS as MODEL_PRESETS, model_grammar
 from repro.explore.second import DEFAULT_REOPENS
 from repro.filesystems import FsKind
 
@@ -16,8 +16,10 @@ def add_search_args(explore: argparse.ArgumentParser) -> None:
     """--models, --budget, --shrink: which states are checked, how many, and how many findings are explained."""
     explore.add_argument("--models", default="all",
                          help=f"comma-separated persistence models: the presets {', '.join(MODEL_PRESETS)}, or parts "
-                              f"joined with '+' ({model_grammar()}), e.g. dirs=lazy+data=prefix (default all: the "
-                              f"presets); for a trace recorded with --fs: {', '.join(m.value for m in BlockModel)}")
+                              f"joined with '+' ({model_grammar()}), e.g. dirs=lazy+data=prefix, or a filesystem's "
+                              f"models ({', '.join(FILESYSTEM_PRESETS)}: what that kernel filesystem can leave, "
+                              f"checked against it by --compare-models) (default all: the presets); for a trace "
+                              f"recorded with --fs: {', '.join(m.value for m in BlockModel)}")
     explore.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
                          help=f"states per model checked exhaustively; a larger model is sampled with --seed "
                               f"(default {DEFAULT_BUDGET})")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Callable
 
 from repro.errors import ExitCode, ScenarioError
 from repro.explore.check import StateResult
+from repro.explore.models import filesystem_models
 from repro.explore.runner import Exploration
 from repro.filesystems import FsSpec
 from repro.oracle.verdicts import Verdict
@@ -58,14 +59,16 @@ class Side:
         return found + [(f"broken:{kind}", state) for kind, state in sorted(self.broken.items())]
 
     @classmethod
-    def of(cls, name: str, run: Exploration) -> Side:
+    def of(cls, name: str, run: Exploration, only: tuple[object, ...] | None = None) -> Side:
+        """The side of ``run``'s states, or of those of the models ``only`` (a filesystem's preset)."""
         outcomes: dict[str, str] = {}
         broken: dict[str, str] = {}
-        for result in sorted(run.results, key=_order):
+        results = [r for r in run.results if only is None or r.model in only]
+        for result in sorted(results, key=_order):
             outcomes.setdefault(result.verdict.value, _id(result))
             if result.kind is not None:
                 broken.setdefault(result.kind.value, _id(result))
-        return cls(name, run.states, outcomes, broken, str(run.trace_dir.path), round(run.seconds, 1))
+        return cls(name, len(results), outcomes, broken, str(run.trace_dir.path), round(run.seconds, 1))
 
 
 def _id(result: StateResult) -> str:
@@ -85,15 +88,20 @@ class Row:
     sides: tuple[Side, ...]
     misses: tuple[str, ...] = ()  # "ext4: corrupt (block-prefix:12)": broken on a filesystem, by no model
     stricter: tuple[str, ...] = ()  # "lost-acked (lazy-dirs:40) never on ext4 (600 states)"
+    # "ext4: corrupt (block-drop-one:14), by none of the ext4 preset's models": the filesystem's own preset is too kind
+    preset_misses: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, config: str, in_force: str, sides: tuple[Side, ...]) -> Row:
+    def of(cls, config: str, in_force: str, sides: tuple[Side, ...], presets: tuple[Side, ...] = ()) -> Row:
+        """``presets``: per kernel side, in the same order, the file-level side of that filesystem's preset."""
         models, kernels = sides[0], sides[1:]
         misses = tuple(f"{k.name}: {what} ({state})" for k in kernels for what, state in k.classes()
                        if what not in dict(models.classes()))
         stricter = tuple(f"{what} ({state}) never on {k.name} ({k.states} states)" for k in kernels
                          for what, state in models.classes() if what not in dict(k.classes()))
-        return cls(config, in_force, sides, misses, stricter)
+        preset_misses = tuple(f"{k.name}: {what} ({state}), by none of the {p.name}" for k, p in zip(kernels, presets)
+                              for what, state in k.classes() if what not in dict(p.classes()))
+        return cls(config, in_force, sides, misses, stricter, preset_misses)
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,7 @@ class Comparison:
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.TRIAL_FAILED if any(r.misses for r in self.rows) else ExitCode.OK
+        return ExitCode.TRIAL_FAILED if any(r.misses or r.preset_misses for r in self.rows) else ExitCode.OK
 
 
 def run(configs: tuple[str, ...], filesystems: tuple[FsSpec, ...], *, seed: int, ops: int, budget: int,
@@ -118,11 +126,14 @@ def run(configs: tuple[str, ...], filesystems: tuple[FsSpec, ...], *, seed: int,
     for config in configs:
         file_run = explore_one(config, None)
         sides = [Side.of(FILE_LEVEL, file_run)]
+        presets = []
         for fs in filesystems:
             sides.append(Side.of(fs.label, explore_one(config, fs)))
+            presets.append(Side.of(f"{fs.kind.value} preset's models", file_run,
+                                   filesystem_models(fs.kind.value)))  # type: ignore[arg-type]
         cfg = file_run.config
         rows.append(Row.of(config, f"{cfg.journal_mode.value} + synchronous={cfg.synchronous.name.lower()}",
-                           tuple(sides)))
+                           tuple(sides), tuple(presets)))
     return Comparison(seed, ops, budget, tuple(rows))
 
 
@@ -130,7 +141,7 @@ def to_dict(comparison: Comparison) -> dict[str, object]:
     return {"format": "repro-compare-models", "version": 1, "seed": comparison.seed, "ops": comparison.ops,
             "budget": comparison.budget, "exit_code": int(comparison.exit_code),
             "rows": [{"config": r.config, "in_force": r.in_force, "misses": list(r.misses),
-                      "stricter": list(r.stricter),
+                      "stricter": list(r.stricter), "preset_misses": list(r.preset_misses),
                       "sides": [{"name": s.name, "states": s.states, "outcomes": s.outcomes, "broken": s.broken,
                                  "trace": s.trace, "seconds": s.seconds} for s in r.sides]} for r in comparison.rows]}
 
@@ -151,6 +162,8 @@ def render_markdown(comparison: Comparison) -> str:
         lines.append(f"| {row.config} | {row.in_force} | " + " | ".join(_cell(s) for s in row.sides) + " |")
     lines += ["", "## Broken by a kernel filesystem, by no model (defects of the models)", ""]
     lines += [f"- {r.config}: {m}" for r in comparison.rows for m in r.misses] or ["- none"]
+    lines += ["", "## Shown by a kernel filesystem, by none of its own preset's models (`--models ext4` ...)", ""]
+    lines += [f"- {r.config}: {m}" for r in comparison.rows for m in r.preset_misses] or ["- none"]
     lines += ["", "## Broken by a model, by no kernel state checked (the models are stricter)", ""]
     lines += [f"- {r.config}: {m}" for r in comparison.rows for m in r.stricter] or ["- none"]
     return "\n".join(lines) + "\n"
@@ -213,7 +226,8 @@ def command(opts: ExploreOptions, argv: list[str]) -> int:
             side = out / config / (fs.label.replace(":", "-").replace(",", "-") if fs else "file-level")
             side.mkdir(parents=True)
             trace = _record(plan, seed, side, shlex.join(["repro", *argv]), image)
-            models = tuple(BlockModel) if fs is not None else PersistenceModel.parse_list("all")
+            models = tuple(BlockModel) if fs is not None else PersistenceModel.parse_list(
+                ",".join(["all", *sorted({f.kind.value for f in systems})]))  # the presets, and each filesystem's
             run = explore(trace, models, budget=opts.budget, seed=seed, jobs=opts.jobs, image=image)  # type: ignore[arg-type]
             err.print(f"  {config} on {fs.label if fs else 'lossyfs (file-level models)'}: {run.states} states, "
                       f"{sum(m.broken for m in run.models)} broken promises, {run.seconds:.0f} s")

@@ -175,9 +175,11 @@ class PersistenceModel:
         for part in (p.strip() for p in text.split(",")):
             if not part:
                 continue
-            model = cls.parse(part)
-            if model not in models:
-                models.append(model)
+            named = (tuple(PRESETS.values()) if part == "all" else filesystem_models(part)
+                     if part in FILESYSTEM_PRESETS else (cls.parse(part),))
+            for model in named:
+                if model not in models:
+                    models.append(model)
         if not models:
             raise ScenarioError("--models names no persistence model")
         return tuple(models)
@@ -228,3 +230,21 @@ PRESETS: dict[str, PersistenceModel] = {
 }
 _PRESET_NAMES = {model: name for name, model in PRESETS.items()}
 _INTERNED: dict[PersistenceModel, PersistenceModel] = {model: model for model in PRESETS.values()}
+
+# What a kernel filesystem can leave after a power cut, as file-level models: ``--models ext4`` names them all.
+# ext4 (data=ordered) and XFS journal their metadata and commit it as a whole at the next journal commit or log
+# force (any fsync), so entries are dirs=ordered; un-synced data reaches the disk in writeback order, which may
+# leave any prefix, one write left out, or a write torn at a sector. Btrfs's fsync logs the file's own inode
+# (its log tree) and leaves other entry changes to the next transaction, so entries are dirs=lazy; copy-on-write
+# never tears a block in place. Each is checked against the kernel by `repro explore --compare-models`: every
+# class of outcome the filesystem's block-level states show must be shown by its preset's models.
+FILESYSTEM_PRESETS: dict[str, tuple[str, ...]] = {
+    "ext4": ("dirs=ordered+data=prefix", "dirs=ordered+data=drop-1", "dirs=ordered+data=torn"),
+    "xfs": ("dirs=ordered+data=prefix", "dirs=ordered+data=drop-1", "dirs=ordered+data=torn"),
+    "btrfs": ("dirs=lazy+data=prefix", "dirs=lazy+data=drop-1"),
+}
+
+
+def filesystem_models(name: str) -> tuple[PersistenceModel, ...]:
+    """The file-level models of a filesystem's preset (FILESYSTEM_PRESETS)."""
+    return tuple(PersistenceModel.parse(text) for text in FILESYSTEM_PRESETS[name])

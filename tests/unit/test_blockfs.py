@@ -194,3 +194,32 @@ def test_the_comparison_flags_what_a_kernel_filesystem_shows_and_no_model_does()
     assert "- journal-off: xfs: broken:corrupt (block-prefix:1)" in text and "| journal-off |" in text
     fine = compare.Row.of("wal-full", "wal", (models, _side("ext4", {"corrupt": "block-drop-one:1"})))
     assert fine.misses == () and compare.Comparison(1, 10, 5, (fine,)).exit_code is ExitCode.OK
+
+
+def test_a_filesystem_s_own_preset_must_show_what_that_filesystem_shows() -> None:
+    """The ext4 preset's models showed no corruption where ext4 did: that preset is too kind (exit 1), even though
+    another file-level model showed it; a preset that shows it passes."""
+    models = _side(compare.FILE_LEVEL, {"corrupt": "torn:3", "expected-loss": "lazy-dirs:9"})
+    ext4 = _side("ext4", {"corrupt": "block-drop-one:14"})
+    kind = _side("ext4 preset's models", {"expected-loss": "data=prefix+dirs=ordered:2"})
+    row = compare.Row.of("journal-off", "off + synchronous=full", (models, ext4), (kind,))
+    assert row.misses == ()
+    assert row.preset_misses == ("ext4: corrupt (block-drop-one:14), by none of the ext4 preset's models",)
+    result = compare.Comparison(1, 10, 5, (row,))
+    assert result.exit_code is ExitCode.TRIAL_FAILED
+    assert "- journal-off: ext4: corrupt (block-drop-one:14), by none of the ext4 preset's models" in \
+        compare.render_markdown(result)
+    covering = _side("ext4 preset's models", {"corrupt": "data=drop-1+dirs=ordered:5"})
+    assert compare.Comparison(1, 10, 5, (compare.Row.of("journal-off", "off", (models, ext4), (covering,)),)
+                              ).exit_code is ExitCode.OK
+
+
+def test_a_filesystem_s_models_are_named_by_the_filesystem() -> None:
+    from repro.explore.models import FILESYSTEM_PRESETS, PRESETS, PersistenceModel
+
+    assert set(FILESYSTEM_PRESETS) == {kind.value for kind in FsKind}
+    ext4 = PersistenceModel.parse_list("ext4")
+    assert [m.value for m in ext4] == ["data=prefix+dirs=ordered", "data=drop-1+dirs=ordered", "data=torn+dirs=ordered"]
+    assert all(m.lazy_dirs for m in ext4)  # judged with lazy entries, as the block-level states are
+    both = PersistenceModel.parse_list("all,btrfs,prefix")
+    assert both[:5] == tuple(PRESETS.values()) and len(both) == 7  # no model twice
