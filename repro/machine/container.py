@@ -33,7 +33,7 @@ from repro.workload.config import WorkloadConfig
 from repro.machine import witness
 from repro.protocol import Tag
 from repro.filesystems import FsSpec
-from repro.scenario import MachineProfile, StoreSpec, get_profile
+from repro.scenario import OWN_SETTINGS, MachineProfile, StoreSpec, get_profile
 from repro.scenario.stores import SYSTEM_SQLITE
 
 import docker.errors  # noqa: E402
@@ -77,7 +77,7 @@ class ConstrainedHost(DockerContainer):
         self,
         profile: MachineProfile | str = "fly-256",
         *,
-        preset: str = "ns506",
+        preset: str | None = None,
         journal_mode: str | None = None,
         synchronous: str | None = None,
         store_path: str | None = None,
@@ -91,7 +91,9 @@ class ConstrainedHost(DockerContainer):
         fs: FsSpec | None = None,
         loops: tuple[str, ...] = (),
     ) -> None:
-        self.store = machine_store(store or StoreSpec(preset=preset, journal_mode=journal_mode,
+        # preset None: the CLI's default -- a foreign store runs its own settings, the lab's store ns506's
+        chosen = preset or (OWN_SETTINGS if store_path else StoreSpec().preset)
+        self.store = machine_store(store or StoreSpec(preset=chosen, journal_mode=journal_mode,
                                                       synchronous=synchronous, store_path=store_path), sqlite)
         self.sqlite = sqlite
         super().__init__(image)

@@ -17,6 +17,10 @@ def test_a_preset_with_a_foreign_store_is_refused_unless_asked(tmp_path) -> None
     asked = ConstrainedHost("fly-256", preset="legacy", store_path=str(tmp_path), lab_settings=True)
     assert asked.store.preset == "legacy"
     assert ConstrainedHost("fly-256").store.preset == "ns506"  # the lab's own store keeps its default preset
+    from repro.machine.container import ConstrainedHost as Machine  # the lab's own machine class: the same defaults
+
+    assert Machine("fly-256", store_path=str(tmp_path)).store.preset == OWN_SETTINGS
+    assert Machine("fly-256").store.preset == "ns506"
 
 
 def test_power_loss_asks_for_fuse_and_refuses_a_machine_without_it() -> None:
