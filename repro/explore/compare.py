@@ -90,6 +90,7 @@ class Row:
     stricter: tuple[str, ...] = ()  # "lost-acked (lazy-dirs:40) never on ext4 (600 states)"
     # "ext4: corrupt (block-drop-one:14), by none of the ext4 preset's models": the filesystem's own preset is too kind
     preset_misses: tuple[str, ...] = ()
+    presets: tuple[Side, ...] = ()  # per kernel side, the file-level states of that filesystem's preset
 
     @classmethod
     def of(cls, config: str, in_force: str, sides: tuple[Side, ...], presets: tuple[Side, ...] = ()) -> Row:
@@ -101,7 +102,7 @@ class Row:
                          for what, state in models.classes() if what not in dict(k.classes()))
         preset_misses = tuple(f"{k.name}: {what} ({state}), by none of the {p.name}" for k, p in zip(kernels, presets)
                               for what, state in k.classes() if what not in dict(p.classes()))
-        return cls(config, in_force, sides, misses, stricter, preset_misses)
+        return cls(config, in_force, sides, misses, stricter, preset_misses, presets)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,9 @@ def to_dict(comparison: Comparison) -> dict[str, object]:
             "rows": [{"config": r.config, "in_force": r.in_force, "misses": list(r.misses),
                       "stricter": list(r.stricter), "preset_misses": list(r.preset_misses),
                       "sides": [{"name": s.name, "states": s.states, "outcomes": s.outcomes, "broken": s.broken,
-                                 "trace": s.trace, "seconds": s.seconds} for s in r.sides]} for r in comparison.rows]}
+                                 "trace": s.trace, "seconds": s.seconds} for s in r.sides],
+                      "presets": [{"name": s.name, "states": s.states, "outcomes": s.outcomes, "broken": s.broken}
+                                  for s in r.presets]} for r in comparison.rows]}
 
 
 def _cell(side: Side) -> str:

@@ -212,3 +212,23 @@ def test_in_a_block_sandbox_only_the_recoverers_hold_a_capability_and_the_states
         assert out.count("Permission denied") >= 2, out  # the states' directory and the loop device
         root = container.exec_run(["sh", "-c", "grep CapEff /proc/self/status"], user="0:0").output.decode()
         assert "CapEff:\t0000000000200000" in root, root  # CAP_SYS_ADMIN only, for the recoverers' mounts
+
+
+def test_the_ext4_models_show_every_class_of_outcome_ext4_showed(lab_image: str, tmp_path: pathlib.Path) -> None:
+    """`--models ext4` is checked against the kernel: the campaign's workload (docs/findings.md, seed 11, 40
+    operations) on journal OFF and DELETE + FULL, recorded on lossyfs and below ext4. What ext4's states show
+    (corruption without a journal; the rolled-back last commit of DELETE + FULL) the ext4 models show too."""
+    import json
+
+    out = tmp_path / "compare"
+    done = subprocess.run([str(REPRO), "explore", "--compare-models", "--configs", "journal-off,delete-full",
+                           "--filesystems", "ext4", "--ops", "40", "--seed", "11", "--budget", "150",
+                           "--image", lab_image, "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {row["config"]: row for row in json.loads((out / "compare.json").read_text())["rows"]}
+    for row in rows.values():
+        assert row["preset_misses"] == [] and row["presets"][0]["name"] == "ext4 preset's models", row
+    ext4 = {name: row["sides"][1]["outcomes"] for name, row in rows.items()}
+    assert "corrupt" in ext4["journal-off"] and "expected-loss" in ext4["delete-full"], ext4  # not a vacuous check
+    assert "corrupt" in rows["journal-off"]["presets"][0]["outcomes"]
+    assert "expected-loss" in rows["delete-full"]["presets"][0]["outcomes"]
