@@ -30,6 +30,17 @@ def _done(line: Line) -> bool:
     return line.is_event(EventKind.CLOSED) or line.is_finish("session-store")
 
 
+def stop_and_fetch(machine: ConstrainedHost, dest: pathlib.Path) -> None:
+    """Fly's ordinary stop of a recording machine, then its trace into ``dest``: the lossy filesystem must have
+    synced and closed the trace (a synced STOPPED line), and the trace must be there."""
+    machine.stop()
+    stopped = [line for line in machine.console.parsed() if line.is_lossy(LossyKind.STOPPED)]
+    if not stopped or stopped[-1].payload.get("synced") is not True:
+        raise machine.console.error("the lossy filesystem did not stop cleanly (no synced STOPPED line)")
+    if TRACE_FILE not in fetch_trace(machine, dest):
+        raise TrialError(f"the machine left no trace in {dest}")
+
+
 def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec, ops: int, seed: int,
            dest: pathlib.Path, image: str, source: str, fs: FsSpec | None = None,
            loops: tuple[str, ...] = (), reproducible: bool = False) -> TraceDir:
@@ -46,12 +57,7 @@ def record(*, profile: MachineProfile, store: StoreSpec, workload: WorkloadSpec,
             raise machine.console.error(f"the workload ended without closing the store: {dict(end.payload)}")
         if fs is not None:
             stop_blockfs(machine)  # the filesystem's last writes and flush reach lossyfs while it still records
-        machine.stop()
-        stopped = [line for line in machine.console.parsed() if line.is_lossy(LossyKind.STOPPED)]
-        if not stopped or stopped[-1].payload.get("synced") is not True:
-            raise machine.console.error("the lossy filesystem did not stop cleanly (no synced STOPPED line)")
-        if TRACE_FILE not in fetch_trace(machine, dest):
-            raise TrialError(f"the machine left no trace in {dest}")
+        stop_and_fetch(machine, dest)
         write_recording(dest, Recording(store_env=store.environment(), store_path=store.store_path,
                                         reproducible=reproducible,
                                         source=source, fs=fs), machine.output())

@@ -22,20 +22,21 @@ import tempfile
 import time
 from typing import Callable
 
-from repro.errors import ScenarioError, TrialError
+from repro.errors import ScenarioError
 from repro.explore.check import JudgedAt
 from repro.explore.materialize import Materializer
+from repro.explore.record import stop_and_fetch
 from repro.explore.models import PersistenceModel
 from repro.explore.runner import Exploration, batches, check_in_sandbox, plan, state_ref
 from repro.explore.second import FIRST_FILE, FirstLevel, SecondLevel, choose, worse
 from repro.explore.space import StateSpace
 from repro.explore.timeline import Timeline
-from repro.explore.tracedir import LOG_FILE, TRACE_FILE, Recording, TraceDir, write_recording
+from repro.explore.tracedir import LOG_FILE, Recording, TraceDir, write_recording
 from repro.machine.disk import DATA_DIR, LOSSY_BACKING
 from repro.machine.container import ConstrainedHost
-from repro.machine.services import MARK_SOCKET, fetch_trace, start, start_lossyfs
+from repro.machine.services import MARK_SOCKET, start, start_lossyfs
 from repro.oracle.verdicts import Verdict
-from repro.protocol import EventKind, Line, LossyKind
+from repro.protocol import EventKind, Line
 from repro.scenario import OWN_SETTINGS, MachineProfile, StoreSpec
 from repro.workload.config import WorkloadConfig
 
@@ -93,12 +94,7 @@ def record_reopen(*, trace: TraceDir, first: FirstLevel, files: pathlib.Path, pr
         end = machine.console.wait_for(_ended, REOPEN_TIMEOUT_S, "the store's reopen")
         if end.is_event(EventKind.CONFIG_ERROR):
             raise machine.console.error(f"the reopen did not start: {dict(end.payload)}")
-        machine.stop()
-        stopped = [line for line in machine.console.parsed() if line.is_lossy(LossyKind.STOPPED)]
-        if not stopped or stopped[-1].payload.get("synced") is not True:
-            raise machine.console.error("the lossy filesystem did not stop cleanly (no synced STOPPED line)")
-        if TRACE_FILE not in fetch_trace(machine, dest):
-            raise TrialError(f"the reopen left no trace in {dest}")
+        stop_and_fetch(machine, dest)
         recording = dataclasses.replace(trace.recording, reproducible=True,
                                         source=f"the reopen of {first.state} of {trace.path}")
         ledger = (trace.path / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
