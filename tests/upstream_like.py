@@ -131,16 +131,25 @@ REBUILD = '''
         self._conn.execute("DROP TABLE messages_copy")
         self._conn.execute("COMMIT")'''
 
+# A release that hangs when a restarted service opens its database again (the lab's reopen: LAB_REOPEN=1 in
+# the service's environment; the probe that judges crash states is not such a service, so the first level goes on).
+HANG = '''
+        import os as _os
+        if _os.environ.get("LAB_REOPEN") == "1":
+            time.sleep(600)'''
+
 
 def write_module_store(root: pathlib.Path, *, release: str = "2026.6", needs: str = "",
-                       drop_oldest_on_open: bool = False, rebuild_on_open: bool = False) -> pathlib.Path:
+                       drop_oldest_on_open: bool = False, rebuild_on_open: bool = False,
+                       hang_on_reopen: bool = False) -> pathlib.Path:
     """``root/hermes_state.py`` with its sibling module and package; ``needs``: a third-party module it imports.
     World-readable: the machine's user (uid 1000) reads it through a read-only mount."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "agent").mkdir(exist_ok=True)
     (root / "hermes_state.py").write_text(STORE.format(
         release=release, extra_import=f"import {needs}\n" if needs else "",
-        on_open=DROP_OLDEST if drop_oldest_on_open else REBUILD if rebuild_on_open else "        pass"))
+        on_open=DROP_OLDEST if drop_oldest_on_open else REBUILD if rebuild_on_open else HANG if hang_on_reopen
+        else "        pass"))
     (root / "hermes_constants.py").write_text(textwrap.dedent('''
         import os
         from pathlib import Path

@@ -166,7 +166,7 @@ class Checker:
         against the rows its initial files -- the interrupted state -- held."""
         self.trace_dir = trace_dir
         self.judged_at = judged_at
-        self._initial_rows: frozenset[tuple[int, str]] | None = None
+        self._initial_rows: frozenset[tuple[int, str]] | None = None  # read before any probe runs store code
         self.store_mount = store_mount  # where the store is mounted in the sandbox (None: the image's own)
         self.timeline = Timeline(trace_dir.reader())
         self.space = StateSpace(self.timeline, models)
@@ -184,6 +184,8 @@ class Checker:
         self._judged: dict[tuple[object, ...], tuple[ProbeFacts, StateResult]] = {}
         self._wal_bases: dict[tuple[int, int], tuple[WalHeader | None, list[Frame]]] = {}
         self._serial = 0
+        if judged_at is not None:
+            self.initial_rows()  # before any probe has run the store's code in this process
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
@@ -197,7 +199,8 @@ class Checker:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "wb") as out:
                     out.write(f.data)
-            facts = collect(os.path.join(state_dir, self.trace_dir.recording.db_name), self.store_mount)
+            # the rows as SQLite reads them, before any store opens the file: what the interrupted state held
+            facts = collect(os.path.join(state_dir, self.trace_dir.recording.db_name), open_store=False)
             shutil.rmtree(state_dir, ignore_errors=True)
             self._initial_rows = frozenset((m.id, m.sha) for m in facts.messages)
         return self._initial_rows

@@ -90,13 +90,13 @@ def run(opts: ExploreOptions, argv: list[str]) -> int:
         trace = TraceDir.open(opts.trace_dir)
         recorded_store(trace)  # a recording is data: the store it names must be a store directory
         models = parse_models(opts.models, block_level=trace.recording.block_level)
-        if opts.recovery and trace.recording.block_level:
-            raise ScenarioError("--recovery reopens file-level crash states: a trace recorded with --fs is not "
-                                "modelled yet")
-        if opts.recovery:
-            from repro.explore.reopen import store_of
+        from repro.explore.second import read_first
 
-            store_of(trace.recording)  # the reopens run the recording's store: its settings must be the lab's
+        read_first(trace.path)  # a reopen's trace: its first.json is data, checked before the sandbox reads it
+        if opts.recovery:
+            from repro.explore.reopen import require_reopenable
+
+            require_reopenable(trace)  # the reopens run the recording's store: its settings must be the lab's
         if trace.recording.block_level:
             from repro.explore.runner import require_devices
 
@@ -383,4 +383,11 @@ def materialize(trace_dir: str, state_id: str, out: pathlib.Path, image: str | N
     finally:
         engine.cleanup(cli, owner=owner())
     about = {**describe_state(space, spec), "trace": str(trace.path), "digest": trace.digest()}
+    from repro.explore.second import read_first, worse
+
+    first = read_first(trace.path)
+    if first is not None:  # a state of a crash during a reopen: judged where the reopened state was
+        about.update({"reopened_state": first.state, "its_verdict": first.verdict,
+                      "acknowledged_through": first.at.acked, "regressed": list(results[0].regressed),
+                      "worse": worse(first, results[0])})
     return _write_about(out, about, results[0])

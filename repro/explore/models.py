@@ -155,8 +155,8 @@ class PersistenceModel:
         for item in text.split("+"):
             part, sep, choice = item.strip().partition("=")
             if not sep or part not in CHOICES:
-                raise ScenarioError(f"unknown persistence model {text!r}; known: {', '.join(PRESETS)}, all, or parts "
-                                    f"joined with '+': {model_grammar()}")
+                raise ScenarioError(f"unknown persistence model {text!r}; known: {', '.join(PRESETS)}, all, "
+                                    f"{', '.join(FILESYSTEM_PRESETS)}, or parts joined with '+': {model_grammar()}")
             if part in chosen:
                 raise ScenarioError(f"persistence model {text!r} gives {part}= twice")
             chosen[part] = choice

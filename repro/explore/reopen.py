@@ -14,6 +14,7 @@ machine's own log (reopen.log) and first.json.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import pathlib
@@ -22,13 +23,13 @@ import tempfile
 import time
 from typing import Callable
 
-from repro.errors import ScenarioError
+from repro.errors import LabError, ScenarioError
 from repro.explore.check import JudgedAt
 from repro.explore.materialize import Materializer
 from repro.explore.record import stop_and_fetch
-from repro.explore.models import PersistenceModel
+from repro.explore.models import PRESETS, PersistenceModel
 from repro.explore.runner import Exploration, batches, check_in_sandbox, plan, state_ref
-from repro.explore.second import FIRST_FILE, FirstLevel, SecondLevel, choose, worse
+from repro.explore.second import FIRST_FILE, FirstLevel, SecondLevel, choose, summarize
 from repro.explore.space import StateSpace
 from repro.explore.timeline import Timeline
 from repro.explore.tracedir import LOG_FILE, Recording, TraceDir, write_recording
@@ -41,8 +42,17 @@ from repro.scenario import OWN_SETTINGS, MachineProfile, StoreSpec
 from repro.workload.config import WorkloadConfig
 
 REOPEN_LOG = "reopen.log"
+SYNCED_ONLY = PRESETS["synced-only"]
 REOPEN_TIMEOUT_S = 90.0  # a store repairing a damaged file on a 1-CPU machine through FUSE
 UID = GID = 1000  # the workload's user, hermes
+
+
+def reopen_timeout() -> float:
+    """How long a reopen may take: the workload phase's deadline where HERMES_LAB_DEADLINES sets one (the phase in
+    which a trial's store opens), else REOPEN_TIMEOUT_S."""
+    from repro.phases import Phase, deadline_overrides
+
+    return deadline_overrides().get(Phase.WORKLOAD, REOPEN_TIMEOUT_S)
 
 
 def store_of(recording: Recording) -> StoreSpec:
@@ -59,6 +69,21 @@ def store_of(recording: Recording) -> StoreSpec:
     if store.environment() != env:
         raise ScenarioError(f"recording.json: the store's settings {env} are not ones the lab sets")
     return store
+
+
+def require_reopenable(trace: TraceDir) -> StoreSpec:
+    """The store a trace's states are reopened with; ScenarioError (before any machine) for a trace whose states
+    cannot be: recorded with --fs, a reopen's own trace, a database the reopen machine would not open."""
+    from repro.explore.second import read_first
+
+    if trace.recording.block_level:
+        raise ScenarioError("--recovery reopens file-level states: a trace recorded with --fs is not modelled yet")
+    if read_first(trace.path) is not None:
+        raise ScenarioError(f"{trace.path} is a reopen's trace (a second level): --recovery reopens the states of "
+                            "a workload's trace")
+    if trace.recording.db_name != "state.db":
+        raise ScenarioError(f"recording.json: db_name {trace.recording.db_name!r}: a reopen opens state.db")
+    return store_of(trace.recording)
 
 
 def _tar(files: pathlib.Path, prefix: str) -> bytes:
@@ -91,7 +116,7 @@ def record_reopen(*, trace: TraceDir, first: FirstLevel, files: pathlib.Path, pr
         config = WorkloadConfig(seed=seed, reopen=True, db_path=machine.db_path, store_mount=machine.store_mount,
                                 mark_socket=MARK_SOCKET)
         start(machine, "session-store", {**config.to_env(), **machine.store.environment()})
-        end = machine.console.wait_for(_ended, REOPEN_TIMEOUT_S, "the store's reopen")
+        end = machine.console.wait_for(_ended, reopen_timeout(), "the store's reopen")
         if end.is_event(EventKind.CONFIG_ERROR):
             raise machine.console.error(f"the reopen did not start: {dict(end.payload)}")
         stop_and_fetch(machine, dest)
@@ -108,37 +133,36 @@ def record_reopen(*, trace: TraceDir, first: FirstLevel, files: pathlib.Path, pr
 
 def check_reopen(reopen: TraceDir, first: FirstLevel, models: tuple[PersistenceModel, ...], *, budget: int,
                  seed: int, jobs: int, image: str) -> SecondLevel:
-    """Every crash state of a reopen (or a seeded sample), judged where its first-level state was."""
+    """Every crash state of a reopen (or a seeded sample), judged where its first-level state was; and always the
+    completed reopen (its last crash point, synced-only: nothing but the reopen's own doing), chosen or not."""
     started = time.perf_counter()
     timeline = Timeline(reopen.reader())
-    space = StateSpace(timeline, models)
-    selections = plan(space, budget, seed)
-    results, _ = check_in_sandbox(reopen, models, batches(space, selections, jobs), jobs=jobs, image=image)
+    completed = (SYNCED_ONLY.value, len(timeline.points) - 1)  # one state per crash point: its index is the point's
+    checked = models if SYNCED_ONLY in models else (*models, SYNCED_ONLY)
+    space = StateSpace(timeline, checked)
+    selections = plan(space, budget, seed)[:len(models)]
+    chosen = {(s.model.value, i) for s in selections for i in s.indices}
+    work = batches(space, selections, jobs) + ([] if completed in chosen else [[completed]])
+    results, _ = check_in_sandbox(reopen, checked, work, jobs=jobs, image=image)  # type: ignore[arg-type]
     shape = reopen.shape()
-    results.sort(key=lambda r: (models.index(r.model), r.index))  # type: ignore[arg-type]
-    found = [(state_ref(r.model, r.index, shape), how) for r in results if (how := worse(first, r)) is not None]
-    last = len(timeline.points) - 1
-    completed = next((how for r in results if r.point == last and (how := worse(first, r)) is not None), None)
-    verdicts: dict[str, int] = {}
-    for r in results:
-        verdicts[r.verdict.value] = verdicts.get(r.verdict.value, 0) + 1
-    return SecondLevel(first=first, trace=str(reopen.path), shape=shape,
-                       ops=len(timeline.ops), crash_points=len(timeline.points),
-                       states_total=sum(s.total for s in selections), checked=len(results), verdicts=verdicts,
-                       worse=tuple(found), completed_worse=completed,
-                       errors=sum(1 for r in results if r.verdict is Verdict.ERROR),
-                       seconds=time.perf_counter() - started)
+    results.sort(key=lambda r: (checked.index(r.model), r.index))  # type: ignore[arg-type]
+    last = next((r for r in results if (r.model.value, r.index) == completed), None)
+    verdicts, found, completed_verdict, completed_worse, errors = summarize(
+        first, results, last, chosen, lambda r: state_ref(r.model, r.index, shape))
+    return SecondLevel(first=first, trace=str(reopen.path), shape=shape, ops=len(timeline.ops),
+                       crash_points=len(timeline.points), states_total=sum(s.total for s in selections),
+                       checked=len(chosen), verdicts=verdicts, worse=found, completed_worse=completed_worse,
+                       errors=errors, seconds=time.perf_counter() - started, completed=completed_verdict)
 
 
 def reopen_states(run: Exploration, *, count: int, profile: MachineProfile, out: pathlib.Path, image: str,
                   on_line: Callable[[str], None] = lambda text: None) -> tuple[SecondLevel, ...]:
     """The second level of an exploration: ``count`` of its states (repro/explore/second.py's choice)
     reopened, each reopen recorded and its crash states checked."""
-    if run.trace_dir.recording.block_level:
-        raise ScenarioError("--recovery reopens file-level states: a trace recorded with --fs is not modelled yet")
+    require_reopenable(run.trace_dir)
     space = run.space
     assert isinstance(space, StateSpace)
-    store = store_of(run.trace_dir.recording)
+    store = require_reopenable(run.trace_dir)
     models = tuple(m.model for m in run.models)
     levels: list[SecondLevel] = []
     for n, (result, reason) in enumerate(choose(run.results, count, run.seed), start=1):
@@ -148,17 +172,27 @@ def reopen_states(run: Exploration, *, count: int, profile: MachineProfile, out:
         dest.mkdir(parents=True)
         on_line(f"reopen {n}: {first.state} ({reason}, {first.verdict}) into {dest}")
         started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="repro-reopen-") as scratch, \
-                tempfile.TemporaryDirectory(prefix="repro-reopen-state-") as state:
-            files = pathlib.Path(state) / "files"
-            Materializer(space.timeline, scratch).write(spec, files)
-            reopen = record_reopen(trace=run.trace_dir, first=first, files=files, profile=profile, store=store,
-                                   seed=run.seed, dest=dest, image=image)
-        recorded = time.perf_counter() - started
-        level = check_reopen(reopen, first, models, budget=run.budget, seed=run.seed, jobs=run.jobs,  # type: ignore[arg-type]
-                             image=image)
-        level = dataclasses.replace(level, record_seconds=recorded)
-        on_line(f"  recorded in {recorded:.1f} s; {level.crash_points} crash points, {level.checked} states in "
-                f"{level.seconds:.1f} s ({level.rate:.0f}/s): {level.sentence()}")
+        try:
+            with tempfile.TemporaryDirectory(prefix="repro-reopen-") as scratch, \
+                    tempfile.TemporaryDirectory(prefix="repro-reopen-state-") as state:
+                files = pathlib.Path(state) / "files"
+                Materializer(space.timeline, scratch).write(spec, files)
+                reopen = record_reopen(trace=run.trace_dir, first=first, files=files, profile=profile, store=store,
+                                       seed=run.seed, dest=dest, image=image)
+            recorded = time.perf_counter() - started
+            level = check_reopen(reopen, first, models, budget=run.budget, seed=run.seed, jobs=run.jobs,  # type: ignore[arg-type]
+                                 image=image)
+            level = dataclasses.replace(level, record_seconds=recorded)
+        except ScenarioError:
+            raise
+        except LabError as exc:  # this reopen is an error of its own (a store that hangs on reopen, too): the rest go on
+            if not any(dest.iterdir()):
+                dest.rmdir()
+            level = SecondLevel.failed(first, str(dest), str(exc).splitlines()[0][:300], time.perf_counter() - started)
+        on_line(f"  {level.sentence()}" if level.error is not None else
+                f"  recorded in {level.record_seconds:.1f} s; {level.crash_points} crash points, {level.checked} "
+                f"states in {level.seconds:.1f} s ({level.rate:.0f}/s): {level.sentence()}")
         levels.append(level)
+    with contextlib.suppress(OSError):  # every reopen failed before it recorded anything: no empty folder left
+        (out / "reopens").rmdir()
     return tuple(levels)

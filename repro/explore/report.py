@@ -134,7 +134,7 @@ def render_second(run: Exploration) -> Table:
                          else "left")
     for level in run.second:
         f = level.first
-        worse = f"[bold red]{level.made_worse}[/]" if level.worse else "0"
+        worse = f"[bold red]{level.made_worse}[/]" if level.is_worse else "0"
         table.add_row(f.state, f.reason, f.verdict, str(level.ops), f"{level.checked} of {level.states_total}",
                       worse, level.sentence())
     return table
@@ -238,11 +238,11 @@ def junit_element(run: Exploration) -> ET.Element:
                              classname="recovery")
         if level.errors:
             ET.SubElement(case, "error", message=level.sentence()[:200], type="lab-error")
-        elif level.worse:
+        elif level.is_worse:
             ET.SubElement(case, "failure", message=level.sentence()[:300], type="worse-after-recovery-crash"
                           ).text = level.trace
     tests = len(run.models) + len(run.second)
-    bad = sum(1 for level in run.second if level.worse and not level.errors)
+    bad = sum(1 for level in run.second if level.is_worse and not level.errors)
     broke = sum(1 for level in run.second if level.errors)
     for element in (suites, suite):
         element.set("tests", str(tests))

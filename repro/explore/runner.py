@@ -100,7 +100,7 @@ class Exploration:
     def exit_code(self) -> ExitCode:
         if any(m.violations.get(ViolationKind.ERROR.value) for m in self.models) or any(s.errors for s in self.second):
             return ExitCode.LAB_FAILED
-        if any(m.broken for m in self.models) or any(s.worse for s in self.second):
+        if any(m.broken for m in self.models) or any(s.is_worse for s in self.second):
             return ExitCode.TRIAL_FAILED
         return ExitCode.OK
 

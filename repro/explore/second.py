@@ -20,7 +20,7 @@ import json
 import pathlib
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from repro.errors import ScenarioError
 from repro.explore.check import JudgedAt, StateResult
@@ -140,10 +140,24 @@ class SecondLevel:
     errors: int
     seconds: float  # checking the reopen's states (the sandbox's start included)
     record_seconds: float = 0.0  # recording the reopen: a machine's start, the store's reopen, its stop
+    completed: str | None = None  # the completed reopen's verdict (its last crash point: no second crash)
+    error: str | None = None  # the reopen could not be recorded or checked (the lab's failure, or the store hung)
+
+    @classmethod
+    def failed(cls, first: FirstLevel, trace: str, error: str, seconds: float) -> SecondLevel:
+        """A reopen that could not be recorded or checked: an error of this level, never a verdict."""
+        return cls(first=first, trace=trace, shape="", ops=0, crash_points=0, states_total=0, checked=0,
+                   verdicts={}, worse=(), completed_worse=None, errors=1, seconds=0.0, record_seconds=seconds,
+                   error=error)
 
     @property
     def made_worse(self) -> int:
         return len(self.worse)
+
+    @property
+    def is_worse(self) -> bool:
+        """A state of the reopen, or the completed reopen itself, is worse than the state it reopened."""
+        return bool(self.worse) or self.completed_worse is not None
 
     @property
     def rate(self) -> float:
@@ -160,16 +174,38 @@ class SecondLevel:
                 "worse": [{"state": s, "how": how,
                            "materialize": f"repro explore {self.trace} --materialize {s} --out DIR"}
                           for s, how in self.worse],
-                "completed_reopen_worse": self.completed_worse, "errors": self.errors,
+                "completed_reopen": self.completed, "completed_reopen_worse": self.completed_worse,
+                "errors": self.errors, "error": self.error,
                 "seconds": round(self.seconds, 3), "states_per_second": round(self.rate, 1),
                 "record_seconds": round(self.record_seconds, 3)}
 
     def sentence(self) -> str:
+        if self.error is not None:
+            return f"the reopen could not be explored: {self.error}"
         if self.errors:
             return f"{self.errors} state(s) could not be judged (a lab error)"
         if not self.worse:
+            if self.completed_worse is not None:
+                return f"the completed reopen, with no crash, {self.completed_worse}: the store's own doing"
             return f"no crash during its reopen made it worse ({self.checked} of {self.states_total} states checked)"
         state, how = self.worse[0]
         own = (" -- the completed reopen does it too, with no crash: the store's own doing"
-               if self.completed_worse else "")
+               if self.completed_worse is not None else "")
         return f"{self.made_worse} of {self.checked} states worse; e.g. {state}: {how}{own}"
+
+
+def summarize(first: FirstLevel, results: Sequence[StateResult], completed: StateResult | None,
+              chosen: set[tuple[str, int]], state_id: Callable[[StateResult], str],
+              ) -> tuple[dict[str, int], tuple[tuple[str, str], ...], str | None, str | None, int]:
+    """A reopen's results as its level reports them: the verdicts and worse states of those ``chosen`` (the
+    selection), the completed reopen's verdict and how it is worse (``completed``: its last crash point,
+    always checked, chosen or not), and the states a lab error left unjudged."""
+    mine = [r for r in results if (r.model.value, r.index) in chosen]
+    verdicts: dict[str, int] = {}
+    for r in mine:
+        verdicts[r.verdict.value] = verdicts.get(r.verdict.value, 0) + 1
+    found = tuple((state_id(r), how) for r in mine if (how := worse(first, r)) is not None)
+    errors = sum(1 for r in results if r.verdict is Verdict.ERROR)
+    if completed is None:
+        return verdicts, found, None, None, errors
+    return verdicts, found, completed.verdict.value, worse(first, completed), errors

@@ -79,12 +79,15 @@ def test_a_reopen_that_empties_a_table_for_a_moment_is_worse_only_in_between(tmp
         assert [n for n, how in enumerate(found) if how is not None] == between
     else:
         assert found == [None] * len(results)
-    # judged where the first state was: the same facts at the first state's own point say the same
+    # judged at the reopen's own crash point instead (nothing acknowledged since its ready mark), the same states
+    # lose no acknowledged write: where a state is judged decides its verdict
     own = Checker(trace, (SYNCED,))
     try:
-        assert all(own.check(SYNCED, i, ChunkStats()).regressed == () for i in range(own.space.total(SYNCED)))
+        at_own_point = [own.check(SYNCED, i, ChunkStats()) for i in range(own.space.total(SYNCED))]
     finally:
         own.close()
+    assert all(r.lost == () and r.regressed == () for r in at_own_point)
+    assert [r.lost for r in results] != [r.lost for r in at_own_point] or not repair_empties
 
 
 def _result(model: M, index: int, verdict: Verdict, *, expected: bool = True, lost: tuple[int, ...] = (),
@@ -136,3 +139,61 @@ def test_a_reopen_runs_the_store_its_recording_ran(store: StoreSpec) -> None:
 def test_settings_the_lab_never_sets_are_refused() -> None:
     with pytest.raises(ScenarioError, match="not ones the lab sets"):
         store_of(Recording(store_env={"HERMES_STATE_PRESET": "durable", "HERMES_STATE_SYNCHRONOUS": "FULL"}))
+
+
+def test_a_reopen_s_level_counts_what_was_chosen_and_judges_the_completed_reopen_apart() -> None:
+    """The completed reopen (its last crash point) is always judged: a store whose open deletes a row with no
+    crash at all is worse there too, and the report says so even when the sample never reached that point."""
+    from repro.explore.second import summarize
+
+    prefix = PRESETS["prefix"]
+    kept = FirstLevel("prefix:1@x", SAMPLED, JudgedAt(5, None, 0, 0, False), "pass", None, ())
+    sampled = [_result(prefix, 0, Verdict.PASS), _result(prefix, 3, Verdict.PASS, regressed=(1,))]
+    last = _result(SYNCED, 9, Verdict.PASS, regressed=(1,))
+    verdicts, found, completed, completed_worse, errors = summarize(
+        kept, [*sampled, last], last, {("prefix", 0), ("prefix", 3)}, lambda r: f"{r.model.value}:{r.index}")
+    assert verdicts == {"pass": 2} and [s for s, _ in found] == ["prefix:3"] and errors == 0
+    assert completed == "pass" and "lost 1 message row(s)" in str(completed_worse)
+    assert summarize(kept, sampled, None, {("prefix", 0)}, str)[2:4] == (None, None)
+
+
+def test_the_completed_reopen_is_synced_only_at_the_last_crash_point(tmp_path: pathlib.Path) -> None:
+    """check_reopen finds the completed reopen as synced-only's state numbered as the last crash point."""
+    from repro.explore.space import StateSpace
+    from repro.explore.timeline import Timeline
+
+    trace, _ = _reopen_trace(tmp_path, repair_empties=True)
+    timeline = Timeline(trace.reader())
+    last = len(timeline.points) - 1
+    spec = StateSpace(timeline, (SYNCED,)).spec(SYNCED, last)
+    assert spec.point.index == last and spec.point.pos == len(timeline.ops)
+
+
+@pytest.mark.parametrize(("first_json", "argv", "words"), [
+    (None, ["--recovery", "1"], ("is a reopen's trace", "--recovery reopens the states of a workload's trace")),
+    ('{"state": 1}', [], ("first.json: not a first-level state",)),
+])
+def test_a_reopen_s_trace_is_refused_where_it_cannot_be_used_in_one_line(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        first_json: str | None, argv: list[str], words: tuple[str, ...]) -> None:
+    from repro.cli import main
+
+    trace, _ = _reopen_trace(tmp_path, repair_empties=False)
+    if first_json is not None:
+        (trace.path / FIRST_FILE).write_text(first_json)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")  # nothing may reach an engine
+    assert main(["explore", str(trace.path), *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(w in err[0] for w in words), err
+
+
+def test_a_level_whose_only_worse_state_is_the_completed_reopen_is_worse_and_blames_the_store() -> None:
+    from repro.explore.second import SecondLevel
+
+    kept = FirstLevel("prefix:1@x", SAMPLED, JudgedAt(5, None, 0, 0, False), "pass", None, ())
+    level = SecondLevel(kept, "t", "s", 4, 5, 10, 10, {"pass": 10}, (), "lost 1 message row(s) the interrupted "
+                        "state held (ids 1)", 0, 1.0, completed="pass")
+    assert level.is_worse and level.made_worse == 0
+    assert level.sentence() == ("the completed reopen, with no crash, lost 1 message row(s) the interrupted state "
+                                "held (ids 1): the store's own doing")
+    assert not dataclasses.replace(level, completed_worse=None).is_worse
