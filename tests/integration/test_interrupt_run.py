@@ -41,8 +41,11 @@ def test_a_second_ctrl_c_during_a_run_with_two_jobs_exits_at_once_and_leaves_not
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert took < 1.0, f"the second Ctrl-C took {took:.2f} s to end the run"
+    # it ended at once (os._exit, nothing joined), not by the orderly end, which would have said so; the time is
+    # printed, not asserted: on a loaded machine the signal's delivery alone can take a second
+    assert "interrupted again: exiting now" in err and "were removed" not in err, err
     assert proc.returncode == 130, err
+    print(f"the second Ctrl-C ended the run in {took:.2f} s")
     assert "Traceback" not in err
     deadline = time.monotonic() + REAPED_WITHIN_S
     while engine.leftovers(cli, run_id) != ([], []):  # the reaper removes what the run owned

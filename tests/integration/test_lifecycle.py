@@ -103,7 +103,20 @@ def test_killing_a_running_run_leaves_nothing_behind(how: str, lab_image: str, t
     assert not _reaper_pids(run_id)  # the reaper is done too
 
 
-def _orphans(run_ids: list[str], tmp_path: pathlib.Path) -> list[tuple[list[str], list[str]]]:
+def _orphans(run_ids: list[str], tmp_path: pathlib.Path,
+             attempts: int = 3) -> tuple[list[str], list[tuple[list[str], list[str]]]]:
+    """Runs killed mid-trial together with their reapers: their ids and what each leaves behind. Another lab
+    run on the engine (the suite's other worker) may start meanwhile and reap them, as it should: then runs
+    of new ids are orphaned again, up to ``attempts`` times."""
+    for attempt in range(attempts):
+        ids = run_ids if not attempt else [f"{run_id}-o{attempt}" for run_id in run_ids]
+        left = _orphans_once(ids, tmp_path)
+        if all(c and v for c, v in left):
+            return ids, left
+    pytest.fail(f"{attempts} times another run reaped the orphans before the test could look at them: {left}")
+
+
+def _orphans_once(run_ids: list[str], tmp_path: pathlib.Path) -> list[tuple[list[str], list[str]]]:
     """Runs killed mid-trial together with their reapers (started together: a run's start would reap
     the orphans of one killed before it): what each leaves behind."""
     procs = [_start(run_id, "--fault", "sigterm@acks=100000", "--rate", "200", "--trials", "2",
@@ -118,9 +131,7 @@ def _orphans(run_ids: list[str], tmp_path: pathlib.Path) -> list[tuple[list[str]
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
     time.sleep(2)
-    left = [engine.leftovers(cli, run_id) for run_id in run_ids]
-    assert all(c and v for c, v in left), f"with their reapers dead too, the runs' machines are orphans: {left}"
-    return left
+    return [engine.leftovers(cli, run_id) for run_id in run_ids]  # with their reapers dead too: orphans
 
 
 def test_a_run_whose_reaper_died_too_is_reaped_by_clean_run_or_the_next_run(lab_image: str,
@@ -129,7 +140,7 @@ def test_a_run_whose_reaper_died_too_is_reaped_by_clean_run_or_the_next_run(lab_
     run is dead, and the next run's start removes it."""
     cli = engine.client()
     first, second = f"orphan-a-{os.getpid()}", f"orphan-b-{os.getpid()}"
-    left_first, left_second = _orphans([first, second], tmp_path)
+    (first, second), (left_first, left_second) = _orphans([first, second], tmp_path)
     clean = subprocess.run([*REPRO, "clean", "--run", first], env=_env(f"clean-{os.getpid()}"),
                            capture_output=True, text=True, timeout=60)
     assert clean.returncode == 0, clean.stderr
@@ -144,8 +155,7 @@ def test_a_run_whose_reaper_died_too_is_reaped_by_clean_run_or_the_next_run(lab_
     orphan, attempts = second, 3
     for attempt in range(attempts):
         if attempt:
-            orphan = f"{second}-{attempt}"
-            (left_second,) = _orphans([orphan], tmp_path)
+            (orphan,), (left_second,) = _orphans([f"{second}-{attempt}"], tmp_path)
         reaped_already = engine.leftovers(cli, orphan) == ([], [])
         nxt = subprocess.run([*REPRO, "run", "--fault", "sigterm@acks=20", "--trials", "1", "--out",
                               str(tmp_path / f"n{attempt}")], env=_env(f"next-{os.getpid()}-{attempt}"),
