@@ -103,71 +103,90 @@ def test_killing_a_running_run_leaves_nothing_behind(how: str, lab_image: str, t
     assert not _reaper_pids(run_id)  # the reaper is done too
 
 
-def _orphans(run_ids: list[str], tmp_path: pathlib.Path,
-             attempts: int = 3) -> tuple[list[str], list[tuple[list[str], list[str]]]]:
-    """Runs killed mid-trial together with their reapers: their ids and what each leaves behind. Another lab
-    run on the engine (the suite's other worker) may start meanwhile and reap them, as it should: then runs
-    of new ids are orphaned again, up to ``attempts`` times."""
-    for attempt in range(attempts):
-        ids = run_ids if not attempt else [f"{run_id}-o{attempt}" for run_id in run_ids]
-        left = _orphans_once(ids, tmp_path)
-        if all(c and v for c, v in left):
-            return ids, left
-    pytest.fail(f"{attempts} times another run reaped the orphans before the test could look at them: {left}")
+class _Orphan:
+    """A run whose reaper was killed mid-trial, the run itself stopped (SIGSTOP): alive, so that no other lab run on
+    the engine (the suite's other worker) reaps its objects, until the test lets it die."""
+
+    def __init__(self, run_id: str, proc: subprocess.Popen[str], left: tuple[list[str], list[str]]) -> None:
+        self.run_id, self.proc, self.left = run_id, proc, left
+
+    def die(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)  # a stopped process dies at once
+            self.proc.communicate(timeout=30)
 
 
-def _orphans_once(run_ids: list[str], tmp_path: pathlib.Path) -> list[tuple[list[str], list[str]]]:
-    """Runs killed mid-trial together with their reapers (started together: a run's start would reap
-    the orphans of one killed before it): what each leaves behind."""
+def _orphans(run_ids: list[str], tmp_path: pathlib.Path, made: list[_Orphan]) -> list[_Orphan]:
+    """Runs killed mid-trial with their reapers, started together (a run's start reaps the dead runs before it),
+    each held alive and stopped until its ``die``; appended to ``made`` so the test can end them whatever happens."""
     procs = [_start(run_id, "--fault", "sigterm@acks=100000", "--rate", "200", "--trials", "2",
                     "--out", str(tmp_path / run_id)) for run_id in run_ids]
     cli = engine.client()
+    orphans = []
     for run_id, proc in zip(run_ids, procs):
+        made.append(_Orphan(run_id, proc, ([], [])))
         _wait_until_writing(cli, run_id, proc)
     for run_id, proc in zip(run_ids, procs):
         reapers = _reaper_pids(run_id)
         assert len(reapers) == 1
         os.kill(reapers[0], signal.SIGKILL)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=30)
-    time.sleep(2)
-    return [engine.leftovers(cli, run_id) for run_id in run_ids]  # with their reapers dead too: orphans
+        os.kill(proc.pid, signal.SIGSTOP)
+    time.sleep(1)
+    for run_id, proc in zip(run_ids, procs):
+        left = engine.leftovers(cli, run_id)
+        assert left[0] and left[1], f"{run_id}: a machine and its disk volume, left while the run is stopped: {left}"
+        orphans.append(_Orphan(run_id, proc, left))
+    made += orphans
+    return orphans
 
 
 def test_a_run_whose_reaper_died_too_is_reaped_by_clean_run_or_the_next_run(lab_image: str,
                                                                             tmp_path: pathlib.Path) -> None:
     """The fallbacks: `repro clean --run ID` removes exactly that run's; the owner labels alone say a
-    run is dead, and the next run's start removes it."""
+    run is dead, and the next run's start removes it. Another lab run on the same engine (the suite's other
+    worker) may start in the moment between an orphan's death and the command's start and reap it first; that
+    proves nothing about the command, so the step is tried again on a new orphan."""
     cli = engine.client()
-    first, second = f"orphan-a-{os.getpid()}", f"orphan-b-{os.getpid()}"
-    (first, second), (left_first, left_second) = _orphans([first, second], tmp_path)
-    clean = subprocess.run([*REPRO, "clean", "--run", first], env=_env(f"clean-{os.getpid()}"),
+    made: list[_Orphan] = []
+    attempts = 3
+    try:
+        second = _orphans([f"orphan-b-{os.getpid()}"], tmp_path, made)[0]  # alive all along: nobody may touch it
+        for attempt in range(attempts):
+            (first,) = _orphans([f"orphan-a-{os.getpid()}-{attempt}"], tmp_path, made)
+            first.die()
+            clean = subprocess.run([*REPRO, "clean", "--run", first.run_id], env=_env(f"clean-{os.getpid()}"),
+                                   capture_output=True, text=True, timeout=60)
+            assert clean.returncode == 0, clean.stderr
+            assert engine.leftovers(cli, first.run_id) == ([], [])
+            said = clean.stdout.strip()  # (an anonymous volume goes with its container: not counted apart)
+            if said.startswith(f"removed {len(first.left[0])} container(s)"):
+                assert said.endswith(f"of run '{first.run_id}'")
+                break
+        else:
+            pytest.fail(f"{attempts} times another run reaped the orphan before `clean --run` could: {said}")
+        assert engine.leftovers(cli, second.run_id) == second.left  # exactly that run's
+        started = time.monotonic()
+        for attempt in range(attempts):
+            if attempt:
+                (second,) = _orphans([f"orphan-b-{os.getpid()}-{attempt}"], tmp_path, made)
+            second.die()
+            nxt = subprocess.run([*REPRO, "run", "--fault", "sigterm@acks=20", "--trials", "1", "--out",
+                                  str(tmp_path / f"n{attempt}")], env=_env(f"next-{os.getpid()}-{attempt}"),
+                                 capture_output=True, text=True, timeout=180)
+            assert nxt.returncode == 0, nxt.stderr
+            assert engine.leftovers(cli, second.run_id) == ([], [])
+            if second.run_id in nxt.stderr and "dead run" in nxt.stderr:
+                break
+        else:
+            pytest.fail(f"{attempts} times another run reaped the orphan while this one started: {nxt.stderr[-2000:]}")
+        print(f"orphans {second.left} reaped by the next run's start (its whole run took "
+              f"{time.monotonic() - started:.1f} s)")
+    finally:
+        for orphan in made:
+            orphan.die()
+        for orphan in made:
+            subprocess.run([*REPRO, "clean", "--run", orphan.run_id], env=_env(f"clean-{os.getpid()}"),
                            capture_output=True, text=True, timeout=60)
-    assert clean.returncode == 0, clean.stderr
-    said = clean.stdout.strip()  # (an anonymous volume goes with its container: not counted apart)
-    assert said.startswith(f"removed {len(left_first[0])} container(s)") and said.endswith(f"of run '{first}'")
-    assert engine.leftovers(cli, first) == ([], [])
-    assert engine.leftovers(cli, second) == left_second  # exactly that run's
-    started = time.monotonic()
-    # Another lab run on the same engine (another test process, another user of the engine) may start
-    # first and reap the orphans itself: before this run starts (then it has nothing to say about them),
-    # or while it starts. The latter proves nothing about this run, so it is tried again on a new orphan.
-    orphan, attempts = second, 3
-    for attempt in range(attempts):
-        if attempt:
-            (orphan,), (left_second,) = _orphans([f"{second}-{attempt}"], tmp_path)
-        reaped_already = engine.leftovers(cli, orphan) == ([], [])
-        nxt = subprocess.run([*REPRO, "run", "--fault", "sigterm@acks=20", "--trials", "1", "--out",
-                              str(tmp_path / f"n{attempt}")], env=_env(f"next-{os.getpid()}-{attempt}"),
-                             capture_output=True, text=True, timeout=180)
-        assert nxt.returncode == 0, nxt.stderr
-        assert engine.leftovers(cli, orphan) == ([], [])
-        if reaped_already or (orphan in nxt.stderr and "dead run" in nxt.stderr):
-            break
-    else:
-        pytest.fail(f"{attempts} times another run reaped the orphan while this one started: {nxt.stderr[-2000:]}")
-    print(f"orphans {left_second} reaped by the next run's start (its whole run took "
-          f"{time.monotonic() - started:.1f} s)")
 
 
 def test_a_paused_machine_ends_as_error_within_its_deadline(lab_image: str, tmp_path: pathlib.Path) -> None:
