@@ -166,7 +166,6 @@ class Checker:
         against the rows its initial files -- the interrupted state -- held."""
         self.trace_dir = trace_dir
         self.judged_at = judged_at
-        self._initial_rows: frozenset[tuple[int, str]] | None = None  # read before any probe runs store code
         self.store_mount = store_mount  # where the store is mounted in the sandbox (None: the image's own)
         self.timeline = Timeline(trace_dir.reader())
         self.space = StateSpace(self.timeline, models)
@@ -175,6 +174,8 @@ class Checker:
         self.scratch = tempfile.mkdtemp(prefix="repro-explore-", dir=scratch or _fast_tmp())
         try:
             self.materializer = Materializer(self.timeline, self.scratch)
+            # a reopen's trace: the rows its first state held, read before any probe has run the store's code here
+            self.initial_rows = self._read_initial_rows() if judged_at is not None else frozenset()
         except BaseException:  # the scratch is this checker's: it goes with a checker that never started
             shutil.rmtree(self.scratch, ignore_errors=True)
             raise
@@ -184,26 +185,22 @@ class Checker:
         self._judged: dict[tuple[object, ...], tuple[ProbeFacts, StateResult]] = {}
         self._wal_bases: dict[tuple[int, int], tuple[WalHeader | None, list[Frame]]] = {}
         self._serial = 0
-        if judged_at is not None:
-            self.initial_rows()  # before any probe has run the store's code in this process
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
-    def initial_rows(self) -> frozenset[tuple[int, str]]:
-        """The messages (id, content digest) of the trace's initial files, as the probe finds them."""
-        if self._initial_rows is None:
-            state_dir = os.path.join(self.scratch, "initial")
-            for f in self.timeline.initial.files:
-                path = os.path.join(state_dir, f.path)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "wb") as out:
-                    out.write(f.data)
-            # the rows as SQLite reads them, before any store opens the file: what the interrupted state held
-            facts = collect(os.path.join(state_dir, self.trace_dir.recording.db_name), open_store=False)
-            shutil.rmtree(state_dir, ignore_errors=True)
-            self._initial_rows = frozenset((m.id, m.sha) for m in facts.messages)
-        return self._initial_rows
+    def _read_initial_rows(self) -> frozenset[tuple[int, str]]:
+        """The messages (id, content digest) of the trace's initial files as SQLite reads them, no store opening
+        the file: what the interrupted state held."""
+        state_dir = os.path.join(self.scratch, "initial")
+        for f in self.timeline.initial.files:
+            path = os.path.join(state_dir, f.path)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as out:
+                out.write(f.data)
+        facts = collect(os.path.join(state_dir, self.trace_dir.recording.db_name), open_store=False)
+        shutil.rmtree(state_dir, ignore_errors=True)
+        return frozenset((m.id, m.sha) for m in facts.messages)
 
     def facts(self, spec: StateSpec) -> tuple[ProbeFacts, bool, float, float]:
         """The probe's facts for the state (measured, or those of an alike state); and timings."""
@@ -307,9 +304,9 @@ class Checker:
             result = judge_state(spec, facts, self.ledger, self.config, self.trace_dir.recording.locks_dropped,
                                  self.timeline.ops[spec.point.last_op].seq, probed, at)
             if self.judged_at is not None:
-                had = self.initial_rows()
                 now = {(m.id, m.sha) for m in facts.messages}
-                result = dataclasses.replace(result, regressed=tuple(sorted(i for i, sha in had if (i, sha) not in now)))
+                result = dataclasses.replace(result, regressed=tuple(sorted(
+                    i for i, sha in self.initial_rows if (i, sha) not in now)))
             if len(self._judged) > _CACHE_SIZE:
                 self._judged.clear()
             self._judged[key] = (facts, result)

@@ -104,7 +104,7 @@ def choose(results: Sequence[StateResult], count: int, seed: int) -> list[tuple[
         if left <= 0:
             break
         group = groups[reason]
-        picked = group if len(group) <= left else sorted(rng.sample(group, left), key=group.index)
+        picked = group if len(group) <= left else [group[i] for i in sorted(rng.sample(range(len(group)), left))]
         chosen += [(r, reason) for r in picked]
     return chosen
 

@@ -6,7 +6,7 @@ repository the host reaches by URL is mirrored once into the cache (``git clone 
 and fetched again on later uses. A commit's tree is extracted once, into
 ``<cache>/stores/<commit>``, and mounted read-only into the machines from there: all of it but large
 non-Python files in directories without Python code (the website's images, an app's assets;
-repro/source/trim.py says which and why), so a ref of upstream takes 95 MB of cache, not 150.
+repro/source/trim.py says which and why), so a ref of an upstream fork took 98 MB of cache, not 150.
 """
 
 from __future__ import annotations
