@@ -6,7 +6,9 @@ no timeout. Removing the container ends both (the engine kills even a paused con
 phase fails, and the trial becomes an `error` naming the phase and its deadline; the run
 goes on. If the phase still has not returned GRACE_S later, the trial's disk holder and
 volumes go too (the holder is the restarted machine: a probe that hangs there is first bounded
-by its own timeout inside the holder, repro/machine/restart.py).
+by its own timeout inside the holder, repro/machine/restart.py). A holder that is paused goes at
+the deadline with the machines: nothing in it can run out its own timeout, so the grace would
+only be waited out.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ class Watchdog:
             cli = engine.client()
             label = [*engine.selector(owner=owner()), f"{TRIAL_LABEL}={self.trial_id}"]
             for row in cli.api.containers(all=True, filters={"label": label}):
-                if machines_only and (row.get("Labels") or {}).get(ROLE_LABEL) not in MACHINE_ROLES:
+                frozen = row.get("State") == "paused"  # its own timeouts cannot fire: waiting GRACE_S is no use
+                if machines_only and not frozen and (row.get("Labels") or {}).get(ROLE_LABEL) not in MACHINE_ROLES:
                     continue
                 with contextlib.suppress(Exception):
                     cli.api.remove_container(row["Id"], force=True, v=True)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from upstream_like import write_module_store
 
-from repro.machine import engine
+from repro.machine import engine, watchdog
 from repro.machine.cpus import parse_cpuset
 from repro.machine.labels import RUN_LABEL
 
@@ -214,7 +214,7 @@ def test_a_paused_machine_ends_as_error_within_its_deadline(lab_image: str, tmp_
 
 def test_a_paused_restarted_machine_ends_as_error_within_its_deadline(lab_image: str, tmp_path: pathlib.Path) -> None:
     """`docker pause` of the disk's holder -- the restarted machine -- while the probe runs in it freezes the
-    verify step; the watchdog ends the trial within the restart phase's deadline and the run goes on. (The
+    verify step; the watchdog removes the frozen holder at the restart phase's deadline and the run goes on. (The
     store lingers 3 s when the probe imports it, so that the pause lands inside the probe.)"""
     store = write_module_store(tmp_path / "store")
     module = store / "hermes_state.py"
@@ -244,7 +244,10 @@ def test_a_paused_restarted_machine_ends_as_error_within_its_deadline(lab_image:
     first, second = json.loads((out / "report.json").read_text())["trials"]
     assert first["verdict"] == "error"
     assert first["detail"].startswith("restart: DeadlineError: the restart phase passed its 12 s deadline"), first
+    # the paused holder goes at the deadline with the machines, not a grace later (was 39.9 s: 12 + GRACE_S + removal)
+    assert first["duration_s"] < 12 + watchdog.GRACE_S, first["duration_s"]
     assert second["verdict"] == "pass", second["detail"]  # the run went on
+    print(f"paused restarted machine: error after {first['duration_s']:.1f} s")
     assert engine.leftovers(cli, run_id) == ([], [])
 
 
