@@ -1,7 +1,10 @@
 """Real builds on the host: the npm registry, gcc, and Python's sqlite3 loading the result.
 
-Slow (two compiles of ~35 s each, once per session) and needs the registry over HTTPS and gcc;
-no Docker. Each test names what it needs and skips with the reason when the host lacks it.
+Slow and needs the registry over HTTPS and gcc; no Docker. Each test names what it needs and skips
+with the reason when the host lacks it. The assisted 3.51.2 is built cold every session, in a cache
+of the session's own: the whole path (fetch, check, patch, compile) runs each time. 3.53.2 is the
+lab's own cache entry, the one test_sqlite_trials runs machines on: built (~40 s) only where no
+earlier run left it, a cache hit afterwards, as for a user.
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ def timings() -> dict[str, float]:
 @pytest.fixture(scope="session")
 def built_3532(cache: pathlib.Path, timings: dict[str, float]) -> lab_sqlite.SqliteBuild:
     started = time.monotonic()
-    b = lab_sqlite.resolve("3.53.2", root=cache)
-    timings["3.53.2 cold"] = time.monotonic() - started
+    b = lab_sqlite.resolve("3.53.2")  # the lab's cache ($HERMES_LAB_CACHE): built once per machine
+    timings["3.53.2 first"] = time.monotonic() - started
     assert b is not None
     return b
 
@@ -125,17 +128,16 @@ def test_the_build_uses_the_same_libc_calls_as_debians_library(built_3532: lab_s
     assert imports(str(built_3532.lib_dir / build.LIB_NAME)) == imports(runtime.probe(None).library)
 
 
-def test_a_second_resolve_is_a_cache_hit(built_3532: lab_sqlite.SqliteBuild, cache: pathlib.Path,
-                                         timings: dict[str, float]) -> None:
+def test_a_second_resolve_is_a_cache_hit(built_3532: lab_sqlite.SqliteBuild, timings: dict[str, float]) -> None:
     lib = built_3532.lib_dir / build.LIB_NAME
     before = (lib.stat().st_ino, lib.stat().st_mtime_ns)
     started = time.monotonic()
-    again = lab_sqlite.resolve("3.53.2", root=cache)
+    again = lab_sqlite.resolve("3.53.2")
     timings["3.53.2 cached"] = time.monotonic() - started
     assert again == built_3532 and (lib.stat().st_ino, lib.stat().st_mtime_ns) == before
     meta = build.BuildMetadata.from_json((built_3532.lib_dir / build.META_NAME).read_text())
     assert meta.source == "better-sqlite3@12.11.1" and meta.build_seconds > 1
-    print(f"\ncold build {timings.get('3.53.2 cold', float('nan')):.1f} s (compile {meta.build_seconds} s), "
+    print(f"\nfirst resolve {timings.get('3.53.2 first', float('nan')):.1f} s (its compile {meta.build_seconds} s), "
           f"cached resolve {timings['3.53.2 cached'] * 1000:.2f} ms")
     assert timings["3.53.2 cached"] < 0.5
 
