@@ -13,7 +13,10 @@ from repro.report.records import TrialRecord
 pytestmark = pytest.mark.docker
 
 FAULT_COMBOS = [("sigint",), ("sigterm",), ("sigkill",), ("oom",), ("disk-fill",), ("disk-fill", "sigterm")]
-TRIALS_PER_CASE = 2
+# One trial per case: the suite checks each fault reaches each preset and is judged; rates are the
+# campaigns' job (docs/findings.md, "the beta's faults alone never corrupted a WAL store"). The
+# README's main job adds 3 trials of each fault on ns506.
+TRIALS_PER_CASE = 1
 SEED = 20261125
 
 
