@@ -1,4 +1,4 @@
-"""The `repro` command: argv -> a command (repro/commands.py, repro/upkeep.py); errors -> one line and an exit code. Nothing else."""
+"""The `repro` command: argv -> a command (repro/commands.py, repro/finished.py, repro/upkeep.py); errors -> one line and an exit code. Nothing else."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import threading
 from types import FrameType
 from typing import Iterable, Sequence
 
-from repro import commands, options, upkeep
+from repro import commands, finished, options, upkeep
 from repro.commands import DEFAULT_TRIALS, HUNT, MATRIX_FAULTS
 from repro.errors import EngineError, ExitCode, LabError, ScenarioError
 from repro.explore.command import DEFAULT_OPS, MAX_OPS
@@ -268,8 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="reuse a non-empty --out that holds an earlier lab report, as `repro run --force` does")
     _fail_on(merge)
 
-    report = sub.add_parser("report", help="re-render report.md, junit.xml and report.html from report.json")
+    report = sub.add_parser("report", help="re-render report.md, junit.xml and report.html from report.json; "
+                                           "with --fail-on, gate the finished run again and exit as it would")
     report.add_argument("run_dir", help="a run's report directory (it holds report.json)")
+    _fail_on(report)
 
     clean = sub.add_parser("clean", help="remove the lab's containers and volumes (refuses live runs of other "
                                          "processes unless --force); --caches, --images: its caches and images")
@@ -377,9 +379,9 @@ def _dispatch(opts: options.Options, argv: list[str]) -> int:
     if isinstance(opts, options.ExploreOptions):
         return commands.explore(opts, argv)
     if isinstance(opts, options.MergeOptions):
-        return commands.merge(opts)
+        return finished.merge(opts)
     if isinstance(opts, options.ReportOptions):
-        return commands.report(opts)
+        return finished.report(opts)
     if isinstance(opts, options.RunOptions):
         return commands.run(opts, argv)
     if opts.command == "image":

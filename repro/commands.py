@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from repro.report.outdir import ReportDir
     from repro.report.records import FailOn
-    from repro.options import ExploreOptions, MergeOptions, ReplayOptions, ReportOptions, RunOptions
+    from repro.options import ExploreOptions, ReplayOptions, RunOptions
     from repro.scenario import Scenario, StoreSpec
 
 DEFAULT_FAULTS: tuple[tuple[str, ...], ...] = (
@@ -289,56 +289,6 @@ def _run_scenarios(scenarios: Sequence[Scenario], *, seed: int, out: ReportDir, 
             raise outdir.write_error(pathlib.Path(json_path), exc) from None
     console.print(f"reports: {', '.join(str(p) for p in written)}; seed {seed}; exit {int(result.code)}")
     return result.code, path
-
-
-def merge(args: MergeOptions) -> int:
-    """Shards' reports -> one report directory, tables and comparison recomputed; the merged run's exit code."""
-    from rich.console import Console
-
-    from repro.machine.labels import RUN_ID
-    from repro.report import outdir
-    from repro.report.records import ResultsError
-    from repro.report.render import read_run, write_all
-    from repro.report.outcome import outcome
-    from repro.report.terminal import print_outcome, print_table
-    from repro.shards import check_shards, merge_runs
-
-    dirs = [pathlib.Path(d) for d in args.run_dirs]
-    if any(d.resolve() == pathlib.Path(args.out).resolve() for d in dirs):
-        raise ScenarioError("--out must be a new directory, not one of the shards")
-    target = outdir.plan(args.out, RUN_ID, force=args.force)  # the rule `repro run --out` follows
-    try:
-        runs = [(d, read_run(d)) for d in dirs]
-    except ResultsError as exc:
-        raise ScenarioError(str(exc)) from None
-    from repro.report.outcome import parse_fail_on
-
-    fail_on = parse_fail_on(args.fail_on) if args.fail_on else None
-    check_shards(runs)  # every input checked before --out is made or cleared
-    out = outdir.claim(target, RUN_ID)
-    merged = merge_runs(runs, out, fail_on)
-    result = outcome(merged)
-    stdout = Console(width=None if sys.stdout.isatty() else 140)
-    print_table(merged.trials, stdout, stores=merged.meta.stores)
-    print_outcome(result, stdout)
-    written = write_all(out, merged)
-    print(f"reports: {', '.join(str(p) for p in written)}; exit {int(result.code)}", file=sys.stderr)
-    return result.code
-
-
-def report(args: ReportOptions) -> int:
-    """Re-render report.md, junit.xml and report.html of a run directory from its report.json."""
-    from repro.report.records import ResultsError
-    from repro.report.render import read_run, write_all
-
-    run_dir = pathlib.Path(args.run_dir)
-    try:
-        run_result = read_run(run_dir)
-    except ResultsError as exc:
-        raise ScenarioError(str(exc)) from None
-    written = write_all(run_dir, run_result)
-    print(f"reports: {', '.join(str(p) for p in written)}")
-    return ExitCode.OK
 
 
 def replay(args: ReplayOptions, argv: list[str]) -> int:

@@ -149,9 +149,10 @@ class MergeOptions:
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """`repro report RUN_DIR`."""
+    """`repro report RUN_DIR [--fail-on CONDITION]`."""
 
     run_dir: str
+    fail_on: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

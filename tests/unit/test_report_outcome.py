@@ -118,3 +118,28 @@ def test_repro_report_re_renders_and_merge_gates_from_the_cli(tmp_path: pathlib.
     assert junit.get("failures") == "2"
     out = capsys.readouterr().out
     assert "--fail-on regression: FAIL" in out
+
+
+def test_repro_report_gates_a_finished_run_again(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`repro report DIR --fail-on C`: the run judged again with C (replacing its own gates, in every report), the
+    exit the run would have had; a gate the report cannot answer is bad input, and nothing is rewritten."""
+    import json
+
+    run_dir = tmp_path / "run"
+    write_all(run_dir, matrix(REGRESSION))
+    assert main(["report", str(run_dir), "--fail-on", "regression"]) == ExitCode.TRIAL_FAILED
+    assert "--fail-on regression: FAIL" in capsys.readouterr().out
+    data = json.loads((run_dir / "report.json").read_text())
+    assert data["run"]["fail_on"] == ["regression"] and data["exit_code"] == 1
+    assert ET.parse(run_dir / "junit.xml").getroot().get("failures") == "2"
+    assert "**Result: every trial as the oracle expects, but --fail-on regression:" in (run_dir / "report.md").read_text()
+    assert main(["report", str(run_dir), "--fail-on", "reproduced"]) == ExitCode.OK  # replaced, not added
+    assert json.loads((run_dir / "report.json").read_text())["run"]["fail_on"] == ["reproduced"]
+
+    single = tmp_path / "single"
+    write_all(single, RunResult(RunMeta(run_id="s", seed=1, started_at="x", command="repro run"), REGRESSION[:3]))
+    before = (single / "report.json").read_bytes()
+    for condition in ("regression", "inconclusive", "bogus"):
+        assert main(["report", str(single), "--fail-on", condition]) == ExitCode.BAD_INPUT
+        assert (single / "report.json").read_bytes() == before
+    assert "needs the report of a `repro matrix` of exactly two stores" in capsys.readouterr().err
