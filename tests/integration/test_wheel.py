@@ -1,5 +1,6 @@
-"""The lab as a user installs it: the built wheel (not editable) in a fresh venv, used from a project laid
-out like upstream (a `hermes_state.py` of its own), far from this checkout."""
+"""The lab as a user installs it: the built wheel (not editable) in a fresh virtualenv (`.venv`, as the docs
+name it), used from a project laid out like upstream (a `hermes_state.py` of its own), far from this checkout:
+the documented commands that need no checkout run there as written, and so does the test API."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import venv
 import docker.errors
 import pytest
 
+from doccommands import ROOT, TIMEOUT_S, all_commands, check, user_environment
 from repro.machine import engine
 from repro.machine.labels import RUN_ID
 
@@ -33,21 +35,41 @@ TRIAL = textwrap.dedent("""
 """)
 
 
+@pytest.fixture(scope="module")
+def project(lab_wheel: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A user's project shaped like upstream (its own store module), the wheel installed in its `.venv`."""
+    project = tmp_path_factory.mktemp("user") / "project"
+    project.mkdir()
+    (project / "hermes_state.py").write_text("WHOSE = 'the user'\n")
+    venv.create(project / ".venv", with_pip=True)
+    install = subprocess.run([str(project / ".venv" / "bin" / "python"), "-m", "pip", "install", "-q",
+                              "--disable-pip-version-check", str(lab_wheel)],
+                             capture_output=True, text=True, timeout=600, env=user_environment(), cwd=project)
+    assert install.returncode == 0, install.stderr[-3000:]
+    return project
+
+
+@pytest.mark.slow
+def test_the_documented_commands_run_from_the_installed_wheel(project: pathlib.Path) -> None:
+    commands = [c for c in all_commands() if c.wheel]
+    assert commands and all(not c.not_run for c in commands)
+    assert not any("hermes_state" in c.text or "docker/" in c.text for c in commands), "these need the checkout"
+    env = user_environment()
+    where = subprocess.run([str(project / ".venv" / "bin" / "python"), "-c", "import repro; print(repro.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=project)
+    assert str(project / ".venv") in where.stdout and str(ROOT) not in where.stdout  # the wheel, not the checkout
+    for command in commands:
+        check(command, project, env)
+
+
 def test_the_installed_wheel_builds_its_image_runs_a_trial_and_never_shadows_the_users_store(
-        lab_wheel: pathlib.Path, tmp_path: pathlib.Path) -> None:
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
+        project: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    env_dir = project / ".venv"
     python = env_dir / "bin" / "python"
     tag = f"hermes-lab:wheel-test-{os.getpid()}"
     # nothing of this checkout may leak in: no PYTHONPATH, no virtualenv of the suite's
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(HERMES_LAB_IMAGE=tag, HERMES_LAB_RUN_ID=RUN_ID, PATH=f"{env_dir / 'bin'}:{env.get('PATH', '')}")
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                              str(lab_wheel)], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    assert install.returncode == 0, install.stderr[-3000:]
-    project = tmp_path / "project"  # shaped like upstream: its own store module
-    project.mkdir()
-    (project / "hermes_state.py").write_text("WHOSE = 'the user'\n")
 
     def run(*argv: str, cwd: pathlib.Path = project) -> subprocess.CompletedProcess[str]:
         return subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
