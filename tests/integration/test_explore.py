@@ -123,7 +123,8 @@ def test_delete_normal_is_corrupted_by_a_journal_write_torn_into_any_sectors_and
     sectors, and the rollback writes holes into the database. FULL syncs the records before the count:
     the same model finds nothing there. Directory entries and single operations dropped find no corruption."""
     torn_any, lazy_prefix, drop2 = M.parse("data=torn-any"), M.parse("dirs=lazy+data=prefix"), M.parse("data=drop-2")
-    normal = checked(recorded, "delete-normal", (torn_any, lazy_prefix, drop2), budget=3500)
+    # 2,300 a model: lazy entries exhaustive (2,289 states); torn-any corrupts about 1 state in 90 (40 of 3,500)
+    normal = checked(recorded, "delete-normal", (torn_any, lazy_prefix, drop2), budget=2300)
     torn, lazy, drop = normal.models
     assert torn.verdicts.get("corrupt") and not torn.broken, _summary(normal)  # DELETE + NORMAL promises no less
     timeline = Timeline(normal.trace_dir.reader())
@@ -134,7 +135,7 @@ def test_delete_normal_is_corrupted_by_a_journal_write_torn_into_any_sectors_and
             assert timeline.data_op(spec.torn.pos).path.endswith("-journal"), timeline.describe(spec.torn.pos)
     assert lazy.selection.exhaustive and not lazy.verdicts.get("corrupt") and lazy.largest_loss <= 1, _summary(normal)
     assert not drop.verdicts.get("corrupt"), _summary(normal)
-    full = checked(recorded, "delete-full", (torn_any,), budget=1500)
+    full = checked(recorded, "delete-full", (torn_any,), budget=700)  # at NORMAL's rate, 700 would hold ~8
     assert set(full.models[0].verdicts) == {"pass"} and full.exit_code is ExitCode.OK, _summary(full)
 
 
