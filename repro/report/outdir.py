@@ -82,9 +82,12 @@ def claim(target: ReportDir, run_id: str) -> pathlib.Path:
     except OSError as exc:
         raise ScenarioError(f"cannot make the report directory {shown(target.path, quote=False)}: "
                             f"{exc.strerror}") from None
+    from repro.machine.owner import process_start
+
+    started = process_start(os.getpid())
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{run_id} {os.getpid()}\n")
+        with os.fdopen(fd, "w") as handle:  # the start time tells this process from a later one given its pid
+            handle.write(f"{run_id} {os.getpid()} {started[0] if started else ''}".rstrip() + "\n")
     except OSError as exc:
         raise write_error(path, exc) from None
     return path
@@ -191,12 +194,17 @@ def _make_explicit(target: ReportDir) -> pathlib.Path:
 
 
 def _live_writer(path: pathlib.Path) -> str:
-    """The run (and pid) named by the directory's marker, if that process is still alive; else ""."""
+    """The run (and pid) named by the directory's marker, if that process is still alive; else "". A marker
+    that gives the process's start time names only that process: a pid the kernel has since given to
+    another is not the run (an earlier run's marker stays in its directory)."""
     from repro.machine.owner import process_start
 
     try:
-        run_id, pid = (path / MARKER).read_text().split()[:2]
+        run_id, pid, *rest = (path / MARKER).read_text().split()
         found = process_start(int(pid))
+        started = int(rest[0]) if rest else None
     except (OSError, ValueError):
         return ""
-    return f"{run_id} (pid {pid})" if found is not None and found[1] not in ("Z", "X") else ""
+    if found is None or found[1] in ("Z", "X") or (started is not None and found[0] != started):
+        return ""
+    return f"{run_id} (pid {pid})"

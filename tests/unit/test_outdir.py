@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from repro.errors import ScenarioError
+from repro.machine import owner
 from repro.report import outdir
 
 NOW = dt.datetime(2026, 11, 30, 1, 2, 3)
@@ -56,7 +57,9 @@ def test_force_clears_only_the_lab_files_of_the_old_run(tmp_path: pathlib.Path) 
     path = outdir.claim(outdir.plan(str(out), "new", force=True), "new")
     assert path == out
     assert sorted(p.name for p in out.iterdir()) == [outdir.MARKER, "notes.txt"]  # not the user's file
-    assert (out / outdir.MARKER).read_text().split() == ["new", str(os.getpid())]
+    start = owner.process_start(os.getpid())
+    assert start is not None
+    assert (out / outdir.MARKER).read_text().split() == ["new", str(os.getpid()), str(start[0])]
 
 
 def test_force_refuses_a_directory_that_holds_no_lab_report(tmp_path: pathlib.Path) -> None:
@@ -75,6 +78,16 @@ def test_a_directory_a_live_run_writes_to_is_never_cleared(tmp_path: pathlib.Pat
     (out / outdir.MARKER).write_text(f"other {os.getpid()}\n")  # this very process: alive
     with pytest.raises(ScenarioError, match="is writing there now"):
         outdir.claim(outdir.ReportDir(out, True, True), "new")
+    start = owner.process_start(os.getpid())
+    assert start is not None
+    (out / outdir.MARKER).write_text(f"other {os.getpid()} {start[0]}\n")  # alive, and the same process
+    with pytest.raises(ScenarioError, match="is writing there now"):
+        outdir.claim(outdir.ReportDir(out, True, True), "new")
+    # an earlier run's marker whose pid the kernel gave to another process since (here: this one, which
+    # started later than the marker says): not that run, so the directory is reusable (the suite met this)
+    (out / outdir.MARKER).write_text(f"other {os.getpid()} {start[0] - 1}\n")
+    assert outdir.claim(outdir.ReportDir(out, True, True), "new") == out
+    (out / outdir.MARKER).unlink()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (out / outdir.MARKER).write_text(f"other {dead.stdout.strip()}\n")  # an interrupted run: reusable
     assert outdir.claim(outdir.ReportDir(out, True, True), "new") == out
