@@ -6,7 +6,8 @@ For each chosen state the lab builds its files here (no store code runs on this 
 recording machine's lossy backing directory -- so they are the trace's initial files -- and starts the
 workload with ``reopen``: the mark ``ready``, then the store opens the database as a restarted service
 would (SQLite's hot-journal rollback or WAL recovery, the store's own repair), reads its counts and closes
-it; the machine stops cleanly. The reopen is recorded without the kernel's writeback cache, so the same
+it; once its process has ended (s6's FINISH, which the store cannot cut short by writing a CLOSED of its
+own), the machine stops cleanly. The reopen is recorded without the kernel's writeback cache, so the same
 first-level state gives a trace of the same shape. Its crash states are checked in the explore sandbox
 like any trace's; the reopen's trace directory holds the first-level ledger (machine.log), the reopen
 machine's own log (reopen.log) and first.json.
@@ -100,8 +101,7 @@ def _tar(files: pathlib.Path, prefix: str) -> bytes:
 
 
 def _ended(line: Line) -> bool:
-    return (line.is_event(EventKind.CLOSED) or line.is_event(EventKind.STORE_OPEN_FAILED)
-            or line.is_event(EventKind.CONFIG_ERROR) or line.is_finish("session-store"))
+    return line.is_finish("session-store")  # the process's end, from s6: not a record the store could forge
 
 
 def record_reopen(*, trace: TraceDir, first: FirstLevel, files: pathlib.Path, profile: MachineProfile,
@@ -116,9 +116,10 @@ def record_reopen(*, trace: TraceDir, first: FirstLevel, files: pathlib.Path, pr
         config = WorkloadConfig(seed=seed, reopen=True, db_path=machine.db_path, store_mount=machine.store_mount,
                                 mark_socket=MARK_SOCKET)
         start(machine, "session-store", {**config.to_env(), **machine.store.environment()})
-        end = machine.console.wait_for(_ended, reopen_timeout(), "the store's reopen")
-        if end.is_event(EventKind.CONFIG_ERROR):
-            raise machine.console.error(f"the reopen did not start: {dict(end.payload)}")
+        machine.console.wait_for(_ended, reopen_timeout(), "the store's reopen")
+        refused = next((line for line in machine.console.parsed() if line.is_event(EventKind.CONFIG_ERROR)), None)
+        if refused is not None:
+            raise machine.console.error(f"the reopen did not start: {dict(refused.payload)}")
         stop_and_fetch(machine, dest)
         recording = dataclasses.replace(trace.recording, reproducible=True,
                                         source=f"the reopen of {first.state} of {trace.path}")

@@ -78,6 +78,20 @@ def test_a_store_whose_open_deletes_a_row_is_worse_with_no_second_crash_and_says
     assert "the store's own doing" in (tmp_path / "out" / "explore.md").read_text()
 
 
+def test_a_store_that_forges_its_close_in_the_reopen_is_still_recorded_to_its_end(
+        lab_image: str, tmp_path: pathlib.Path) -> None:
+    """A store that writes a CLOSED event of its own while it opens, then deletes a row 3 s later: the lab waits
+    for the process's end (s6's FINISH), not the store's word, so the deletion is in the reopen's trace and the
+    completed reopen is worse. (Waiting for CLOSED, the machine was stopped before the deletion: a false pass.)"""
+    store = write_module_store(tmp_path / "store", forge_closed_on_reopen=True)
+    done, report = _explore(tmp_path, lab_image, "--store-path", str(store), "--recovery", "1", "--models", "prefix",
+                            budget=20)
+    assert done.returncode == 1, done.stderr[-3000:]
+    (level,) = report["recovery"]
+    assert level["error"] is None and "lost 1 message row(s) the interrupted state held" in (
+        level["completed_reopen_worse"] or ""), level
+
+
 def test_a_store_that_hangs_on_reopen_is_an_error_of_its_row_and_the_reports_are_still_written(
         lab_image: str, tmp_path: pathlib.Path) -> None:
     """A release that hangs when it opens a database holding messages: each reopen passes the workload phase's
