@@ -69,7 +69,7 @@ def test_a_matrix_of_a_good_store_against_the_swallowing_one_fails_the_regressio
 
     good = write_module_store(store_dir / "good")
     bad = write_adversarial_store(store_dir / "bad", "swallow")
-    proc, trials = run(tmp_path / "m", "matrix", "--faults", "sigkill", "--trials", "2",
+    proc, trials = run(tmp_path / "m", "matrix", "--faults", "sigkill@acks=50", "--trials", "2",
                        "--store-paths", f"{good},{bad}", "--fail-on", "regression")
     assert proc.returncode != 0, proc.stderr[-2000:]
     by_store: dict[str, set[str]] = {}
