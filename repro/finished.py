@@ -5,21 +5,21 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import sys
+from typing import TYPE_CHECKING
 
 from repro.errors import ExitCode, ScenarioError, shown
 from repro.options import MergeOptions, ReportOptions
 
+if TYPE_CHECKING:
+    from repro.report.records import RunResult
+
 
 def merge(args: MergeOptions) -> int:
     """Shards' reports -> one report directory, tables and comparison recomputed; the merged run's exit code."""
-    from rich.console import Console
-
     from repro.machine.labels import RUN_ID
     from repro.report import outdir
     from repro.report.records import ResultsError
-    from repro.report.render import read_run, write_all
-    from repro.report.outcome import outcome
-    from repro.report.terminal import print_outcome, print_table
+    from repro.report.render import read_run
     from repro.shards import check_shards, merge_runs
 
     dirs = [pathlib.Path(d) for d in args.run_dirs]
@@ -35,14 +35,7 @@ def merge(args: MergeOptions) -> int:
     fail_on = parse_fail_on(args.fail_on) if args.fail_on else None
     check_shards(runs)  # every input checked before --out is made or cleared
     out = outdir.claim(target, RUN_ID)
-    merged = merge_runs(runs, out, fail_on)
-    result = outcome(merged)
-    stdout = Console(width=None if sys.stdout.isatty() else 140)
-    print_table(merged.trials, stdout, stores=merged.meta.stores)
-    print_outcome(result, stdout)
-    written = write_all(out, merged)
-    print(f"reports: {', '.join(str(p) for p in written)}; exit {int(result.code)}", file=sys.stderr)
-    return result.code
+    return _show_and_write(merge_runs(runs, out, fail_on), out)
 
 
 def report(args: ReportOptions) -> int:
@@ -50,7 +43,7 @@ def report(args: ReportOptions) -> int:
     the finished run is gated again (those conditions replace the ones it ran with, in every report) and the
     command exits as the run would have: no trial runs again."""
     from repro.report.comparison import comparison_of
-    from repro.report.outcome import outcome, parse_fail_on
+    from repro.report.outcome import parse_fail_on
     from repro.report.records import FailOn, ResultsError
     from repro.report.render import read_run, write_all
 
@@ -68,15 +61,22 @@ def report(args: ReportOptions) -> int:
         if gate in fail_on and not (run_result.meta.compare and comparison_of(run_result.trials) is not None):
             raise ScenarioError(f"--fail-on {gate.value} needs the report of a `repro matrix` of exactly two stores; "
                                 f"{shown(run_dir, quote=False)} has none")
+    return _show_and_write(dataclasses.replace(run_result, meta=dataclasses.replace(run_result.meta, fail_on=fail_on)),
+                           run_dir)
+
+
+def _show_and_write(run: RunResult, out: pathlib.Path) -> ExitCode:
+    """The run's table and outcome on stdout, its four reports in ``out``; the run's exit code."""
     from rich.console import Console
 
+    from repro.report.outcome import outcome
+    from repro.report.render import write_all
     from repro.report.terminal import print_outcome, print_table
 
-    gated = dataclasses.replace(run_result, meta=dataclasses.replace(run_result.meta, fail_on=fail_on))
-    result = outcome(gated)
+    result = outcome(run)
     stdout = Console(width=None if sys.stdout.isatty() else 140)
-    print_table(gated.trials, stdout, stores=gated.meta.stores)
+    print_table(run.trials, stdout, stores=run.meta.stores)
     print_outcome(result, stdout)
-    written = write_all(run_dir, gated)
+    written = write_all(out, run)
     print(f"reports: {', '.join(str(p) for p in written)}; exit {int(result.code)}", file=sys.stderr)
     return result.code
