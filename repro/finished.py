@@ -57,8 +57,11 @@ def report(args: ReportOptions) -> int:
         written = write_all(run_dir, run_result)
         print(f"reports: {', '.join(str(p) for p in written)}")
         return ExitCode.OK
+    if not fail_on:
+        raise ScenarioError("--fail-on needs a condition: " + ", ".join(f.value for f in FailOn))
+    matrix = run_result.meta.command.split()[1:2] == ["matrix"]  # as `repro run` refuses these gates elsewhere
     for gate in (FailOn.REGRESSION, FailOn.INCONCLUSIVE):
-        if gate in fail_on and not (run_result.meta.compare and comparison_of(run_result.trials) is not None):
+        if gate in fail_on and not (matrix and run_result.meta.compare and comparison_of(run_result.trials)):
             raise ScenarioError(f"--fail-on {gate.value} needs the report of a `repro matrix` of exactly two stores; "
                                 f"{shown(run_dir, quote=False)} has none")
     return _show_and_write(dataclasses.replace(run_result, meta=dataclasses.replace(run_result.meta, fail_on=fail_on)),

@@ -115,7 +115,10 @@ class Line:
         return self.tag is Tag.EVENT and self.kind == kind.value
 
     def is_finish(self, service: str) -> bool:
-        return self.tag is Tag.FINISH and self.payload.get("service") == service
+        """s6's record that ``service`` ended: written by its finish script as source ``finish-<service>``, once
+        (a FINISH the store writes on its own channel carries its channel's source, and is not this)."""
+        return (self.tag is Tag.FINISH and self.payload.get("service") == service
+                and self.source == f"finish-{service}" and self.seq == 1)
 
     def is_lossy(self, kind: LossyKind) -> bool:
         return self.tag is Tag.LOSSYFS and self.sub == kind.value

@@ -139,20 +139,21 @@ HANG = '''
             time.sleep(600)'''
 
 
-# A store that deceives the lab in the reopen: it writes a CLOSED event of its own on the evidence channel it
-# shares a process with, then deletes the oldest message a moment later, as a slow "migration" would.
-FORGE_CLOSED = '''
+# A store that deceives the lab in the reopen: it writes a CLOSED event and a FINISH of its own on the evidence
+# channel it shares a process with, then deletes the oldest message a moment later, as a slow "migration" would.
+FORGE_END = '''
         import os as _os
         if _os.environ.get("LAB_REOPEN") == "1":
             from repro import channel as _channel
             from repro.protocol import EventKind as _Kind, Tag as _Tag
             _channel.current().write(_Tag.EVENT, {"kind": _Kind.CLOSED.value, "acks": 0, "ops": 0})
+            _channel.current().write(_Tag.FINISH, {"service": "session-store", "exit": 0, "signal": None})
             time.sleep(3)''' + DROP_OLDEST
 
 
 def write_module_store(root: pathlib.Path, *, release: str = "2026.6", needs: str = "",
                        drop_oldest_on_open: bool = False, rebuild_on_open: bool = False,
-                       hang_on_reopen: bool = False, forge_closed_on_reopen: bool = False) -> pathlib.Path:
+                       hang_on_reopen: bool = False, forge_end_on_reopen: bool = False) -> pathlib.Path:
     """``root/hermes_state.py`` with its sibling module and package; ``needs``: a third-party module it imports.
     World-readable: the machine's user (uid 1000) reads it through a read-only mount."""
     root.mkdir(parents=True, exist_ok=True)
@@ -160,7 +161,7 @@ def write_module_store(root: pathlib.Path, *, release: str = "2026.6", needs: st
     (root / "hermes_state.py").write_text(STORE.format(
         release=release, extra_import=f"import {needs}\n" if needs else "",
         on_open=DROP_OLDEST if drop_oldest_on_open else REBUILD if rebuild_on_open else HANG if hang_on_reopen
-        else FORGE_CLOSED if forge_closed_on_reopen else "        pass"))
+        else FORGE_END if forge_end_on_reopen else "        pass"))
     (root / "hermes_constants.py").write_text(textwrap.dedent('''
         import os
         from pathlib import Path

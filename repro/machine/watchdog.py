@@ -74,8 +74,12 @@ class Watchdog:
                     continue
                 with contextlib.suppress(Exception):
                     cli.api.remove_container(row["Id"], force=True, v=True)
+            disk = self._disk()
+            if machines_only and disk is not None and disk.holder_id:  # a kept disk's holder: another trial's label
+                with contextlib.suppress(Exception):
+                    if cli.api.inspect_container(disk.holder_id)["State"].get("Paused"):
+                        disk.remove()
             if not machines_only:
-                disk = self._disk()
                 if disk is not None:  # a kept disk carries the label of the trial that made it
                     disk.remove()
                 for volume in cli.volumes.list(filters={"label": label}):

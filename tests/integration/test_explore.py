@@ -123,8 +123,9 @@ def test_delete_normal_is_corrupted_by_a_journal_write_torn_into_any_sectors_and
     sectors, and the rollback writes holes into the database. FULL syncs the records before the count:
     the same model finds nothing there. Directory entries and single operations dropped find no corruption."""
     torn_any, lazy_prefix, drop2 = M.parse("data=torn-any"), M.parse("dirs=lazy+data=prefix"), M.parse("data=drop-2")
-    # 2,300 a model: lazy entries exhaustive (2,289 states); torn-any corrupts about 1 state in 90 (40 of 3,500)
-    normal = checked(recorded, "delete-normal", (torn_any, lazy_prefix, drop2), budget=2300)
+    # 2,700 a model: lazy entries exhaustive (2,289 states in one recording; it is not --reproducible, so its
+    # size varies a little); torn-any corrupts about 1 state in 90 (40 of 3,500)
+    normal = checked(recorded, "delete-normal", (torn_any, lazy_prefix, drop2), budget=2700)
     torn, lazy, drop = normal.models
     assert torn.verdicts.get("corrupt") and not torn.broken, _summary(normal)  # DELETE + NORMAL promises no less
     timeline = Timeline(normal.trace_dir.reader())

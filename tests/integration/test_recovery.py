@@ -78,12 +78,13 @@ def test_a_store_whose_open_deletes_a_row_is_worse_with_no_second_crash_and_says
     assert "the store's own doing" in (tmp_path / "out" / "explore.md").read_text()
 
 
-def test_a_store_that_forges_its_close_in_the_reopen_is_still_recorded_to_its_end(
+def test_a_store_that_forges_its_end_in_the_reopen_is_still_recorded_to_its_end(
         lab_image: str, tmp_path: pathlib.Path) -> None:
-    """A store that writes a CLOSED event of its own while it opens, then deletes a row 3 s later: the lab waits
-    for the process's end (s6's FINISH), not the store's word, so the deletion is in the reopen's trace and the
-    completed reopen is worse. (Waiting for CLOSED, the machine was stopped before the deletion: a false pass.)"""
-    store = write_module_store(tmp_path / "store", forge_closed_on_reopen=True)
+    """A store that writes a CLOSED event and a FINISH of its own while it opens, then deletes a row 3 s later:
+    the lab waits for the process's end from s6's finish script (its own source), not the store's word, so the
+    deletion is in the reopen's trace and the completed reopen is worse. (Waiting for CLOSED, or for any FINISH,
+    the machine was stopped before the deletion: a false pass.)"""
+    store = write_module_store(tmp_path / "store", forge_end_on_reopen=True)
     done, report = _explore(tmp_path, lab_image, "--store-path", str(store), "--recovery", "1", "--models", "prefix",
                             budget=20)
     assert done.returncode == 1, done.stderr[-3000:]

@@ -142,6 +142,16 @@ def test_a_second_resolve_is_a_cache_hit(built_3532: lab_sqlite.SqliteBuild, tim
     assert timings["3.53.2 cached"] < 0.5
 
 
+def test_the_cached_353_build_is_what_the_current_recipe_builds(built_3532: lab_sqlite.SqliteBuild) -> None:
+    """The cache key holds the version and Debian's options, not the flags this code derives from them: a 3.53.2
+    an earlier lab cached must still be this recipe's build, or the tests above check an old recipe (and the
+    lab would run it). On a failure here, the key must change with the recipe (repro/sqlite/build.py)."""
+    meta = build.BuildMetadata.from_json((built_3532.lib_dir / build.META_NAME).read_text())
+    source = SourceStore(build.sqlite_cache()).amalgamation("3.53.2", INDEX).path.read_bytes()
+    assert tuple(meta.flags) == (*options.translate(tuple(meta.compile_options), source), *options.PLATFORM_DEFINES)
+    assert tuple(meta.compile_options) == options.system_compile_options()
+
+
 def test_the_assisted_build_sleeps_in_each_checkpoint(assisted_3512: lab_sqlite.SqliteBuild,
                                                                    tmp_path: pathlib.Path) -> None:
     assert assisted_3512.assisted and assisted_3512.lib_dir.name.endswith("-assisted")

@@ -149,3 +149,17 @@ def test_the_ledger_agrees_with_its_witnesses_and_each_disagreement_is_named() -
     assert header == ["READY said journal_mode=wal, the database file's header says delete"]
     # after a power cut the header may lag READY (the WAL switch was never synced): not a disagreement
     assert ledger_problems(ledger, MACHINE_OUTPUT, Witnesses(facts=_facts("delete"), page_cache_lost=True)) == []
+
+
+def test_a_finish_counts_only_from_the_supervisors_finish_script() -> None:
+    """The store shares a process with the channel and can write a FINISH of its own: it carries the channel's
+    source, and a second one from the finish script's source carries a number past 1. Neither is the end."""
+    from repro.protocol import frame, read_frame
+
+    body = 'FINISH {"service":"session-store","exit":0,"signal":null}'
+    real, forged, again = (read_frame(frame(source, seq, body)).line
+                           for source, seq in (("finish-session-store", 1), ("gateway", 7), ("finish-session-store", 2)))
+    assert real is not None and forged is not None and again is not None
+    assert real.is_finish("session-store")
+    assert not forged.is_finish("session-store") and not again.is_finish("session-store")
+    assert not real.is_finish("cron")

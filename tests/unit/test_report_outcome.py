@@ -139,7 +139,11 @@ def test_repro_report_gates_a_finished_run_again(tmp_path: pathlib.Path, capsys:
     single = tmp_path / "single"
     write_all(single, RunResult(RunMeta(run_id="s", seed=1, started_at="x", command="repro run"), REGRESSION[:3]))
     before = (single / "report.json").read_bytes()
-    for condition in ("regression", "inconclusive", "bogus"):
+    for condition in ("regression", "inconclusive", "bogus", ""):
         assert main(["report", str(single), "--fail-on", condition]) == ExitCode.BAD_INPUT
         assert (single / "report.json").read_bytes() == before
+    hunt = tmp_path / "hunt"  # two SQLites side by side: compared, but `repro hunt` takes no regression gate
+    write_all(hunt, dataclasses.replace(matrix(REGRESSION), meta=dataclasses.replace(
+        matrix(REGRESSION).meta, command="repro hunt --sqlites 3.51.2,3.53.2")))
+    assert main(["report", str(hunt), "--fail-on", "regression"]) == ExitCode.BAD_INPUT
     assert "needs the report of a `repro matrix` of exactly two stores" in capsys.readouterr().err
