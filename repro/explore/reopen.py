@@ -27,7 +27,7 @@ from typing import Callable
 from repro.errors import LabError, ScenarioError
 from repro.explore.check import JudgedAt
 from repro.explore.materialize import Materializer
-from repro.explore.record import stop_and_fetch
+from repro.explore.record import stop_and_fetch, wait_for_exit
 from repro.explore.models import PRESETS, PersistenceModel
 from repro.explore.runner import Exploration, batches, check_in_sandbox, plan, state_ref
 from repro.explore.second import FIRST_FILE, FirstLevel, SecondLevel, choose, summarize
@@ -38,8 +38,9 @@ from repro.machine.disk import DATA_DIR, LOSSY_BACKING
 from repro.machine.container import ConstrainedHost
 from repro.machine.services import MARK_SOCKET, start, start_lossyfs
 from repro.oracle.verdicts import Verdict
-from repro.protocol import EventKind, Line
+from repro.protocol import EventKind
 from repro.scenario import OWN_SETTINGS, MachineProfile, StoreSpec
+from repro.verify.crosscheck import channel_problems, require
 from repro.workload.config import WorkloadConfig
 
 REOPEN_LOG = "reopen.log"
@@ -100,10 +101,6 @@ def _tar(files: pathlib.Path, prefix: str) -> bytes:
     return buf.getvalue()
 
 
-def _ended(line: Line) -> bool:
-    return line.is_finish("session-store")  # the process's end, from s6: not a record the store could forge
-
-
 def record_reopen(*, trace: TraceDir, first: FirstLevel, files: pathlib.Path, profile: MachineProfile,
                   store: StoreSpec, seed: int, dest: pathlib.Path, image: str) -> TraceDir:
     """Record the store reopening the state whose files are in ``files``; the reopen's trace directory."""
@@ -116,11 +113,13 @@ def record_reopen(*, trace: TraceDir, first: FirstLevel, files: pathlib.Path, pr
         config = WorkloadConfig(seed=seed, reopen=True, db_path=machine.db_path, store_mount=machine.store_mount,
                                 mark_socket=MARK_SOCKET)
         start(machine, "session-store", {**config.to_env(), **machine.store.environment()})
-        machine.console.wait_for(_ended, reopen_timeout(), "the store's reopen")
+        wait_for_exit(machine, reopen_timeout(), "the store's reopen")
         refused = next((line for line in machine.console.parsed() if line.is_event(EventKind.CONFIG_ERROR)), None)
         if refused is not None:
             raise machine.console.error(f"the reopen did not start: {dict(refused.payload)}")
         stop_and_fetch(machine, dest)
+        # the reopen's log is kept beside the first level's ledger, which TraceDir checks: this one is checked here
+        require(channel_problems(machine.output()))
         recording = dataclasses.replace(trace.recording, reproducible=True,
                                         source=f"the reopen of {first.state} of {trace.path}")
         ledger = (trace.path / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
@@ -160,10 +159,9 @@ def reopen_states(run: Exploration, *, count: int, profile: MachineProfile, out:
                   on_line: Callable[[str], None] = lambda text: None) -> tuple[SecondLevel, ...]:
     """The second level of an exploration: ``count`` of its states (repro/explore/second.py's choice)
     reopened, each reopen recorded and its crash states checked."""
-    require_reopenable(run.trace_dir)
+    store = require_reopenable(run.trace_dir)
     space = run.space
     assert isinstance(space, StateSpace)
-    store = require_reopenable(run.trace_dir)
     models = tuple(m.model for m in run.models)
     levels: list[SecondLevel] = []
     for n, (result, reason) in enumerate(choose(run.results, count, run.seed), start=1):
