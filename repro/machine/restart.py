@@ -30,6 +30,7 @@ DB_FILES = ("state.db", "state.db-wal", "state.db-shm", "state.db-journal")
 PROBE_MODULE = "repro.verify.probe"
 PROBE_TIMEOUT_S = 120.0
 LEFT_TAG = "holder processes left: "  # the probe's shell counts what the kill left in the holder
+KILL_WAIT_S = 2.0  # the longest the probe's shell waits for the processes it killed to be gone
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,14 @@ def restart(machine: ConstrainedHost, timeout: float = PROBE_TIMEOUT_S, baseline
     kept = {name: digest for digest, _, name in (line.partition("  ") for line in taken.splitlines()) if name in DB_FILES}
     # The holder may have served an earlier trial of the run: its /tmp (SQLite's temporary files) starts
     # empty. After the probe, every process of uid 1000 but the holder's own PID 1 and this shell is killed
-    # (kill -1 spares both), and whatever is still there is counted.
+    # (kill -1 spares both), and whatever is still there after up to KILL_WAIT_S is counted: a killed process
+    # leaves /proc only once the kernel has torn it down, which a loaded host can take longer than a moment for.
+    polls = int(KILL_WAIT_S / 0.05)
     script = (f"find /tmp -mindepth 1 -delete 2>/dev/null; {shlex.join(argv)}; code=$?; kill -KILL -1 2>/dev/null; "
-              f"sleep 0.05; left=0; for p in /proc/[0-9]*; do n=${{p#/proc/}}; "
-              f"[ \"$n\" = 1 ] || [ \"$n\" = $$ ] || left=$((left+1)); done; echo \"{LEFT_TAG}$left\"; exit $code")
+              f"i=0; while :; do left=0; for p in /proc/[0-9]*; do n=${{p#/proc/}}; "
+              f"[ \"$n\" = 1 ] || [ \"$n\" = $$ ] || left=$((left+1)); done; "
+              f"if [ $left = 0 ] || [ $i -ge {polls} ]; then break; fi; i=$((i+1)); sleep 0.05; done; "
+              f"echo \"{LEFT_TAG}$left\"; exit $code")
     code, output = machine.disk.run(["sh", "-c", script], environment=machine.environment())
     left = [line for line in output.splitlines() if line.startswith(LEFT_TAG)]
     if left != [f"{LEFT_TAG}0"]:  # a process of the store outlived the probe: no later trial gets this holder
